@@ -1,0 +1,718 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+Load and validate a ccm configuration file.
+
+Two document shapes are accepted so that existing sing-box configurations
+work unchanged: a sing-box document C{{"services": [{"type": "ccm", ...}],
+"outbounds": [...]}}, where every ccm service is served, and one bare ccm
+service object.  Every problem is reported, one line each, naming the file
+and the JSON path; a configuration with problems starts nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from twisted.internet.endpoints import serverFromString
+
+from ccm.config import (
+    DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_LISTEN_PORT,
+    DEFAULT_MAX_REQUEST_BODY_BYTES,
+    DEFAULT_OAUTH_TOKEN_URL,
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    DEFAULT_UPSTREAM_URL,
+    AddressListener,
+    BalancerCredentialConfig,
+    Config,
+    ConfigError,
+    CredentialConfig,
+    DefaultCredentialConfig,
+    Detour,
+    EndpointListener,
+    Listener,
+    ServiceConfig,
+    TLSConfig,
+    UserConfig,
+)
+from ccm.configread import ObjectReader, Problems, describe_type, json_path
+from ccm.units import parse_size
+
+_LISTEN_KEYS = ("listen", "listen_port")
+
+# sing-box listen fields that have no meaning for ccm; accepted with a
+# warning so that a sing-box configuration still loads.
+_IGNORED_LISTEN_KEYS = (
+    "bind_interface",
+    "routing_mark",
+    "reuse_addr",
+    "netns",
+    "tcp_fast_open",
+    "tcp_multi_path",
+    "disable_tcp_keep_alive",
+    "tcp_keep_alive",
+    "tcp_keep_alive_interval",
+    "udp_fragment",
+    "udp_timeout",
+)
+
+_SERVICE_KEYS = (
+    "type",
+    "tag",
+    *_LISTEN_KEYS,
+    "credential_path",
+    "credentials",
+    "usages_path",
+    "users",
+    "headers",
+    "detour",
+    "tls",
+    "endpoint",
+    "upstream_url",
+    "oauth_token_url",
+    "max_request_body",
+)
+
+_DEFAULT_CREDENTIAL_KEYS = (
+    "tag",
+    "type",
+    "credential_path",
+    "usages_path",
+    "detour",
+    "reserve_5h",
+    "reserve_weekly",
+    "limit_5h",
+    "limit_weekly",
+)
+_BALANCER_KEYS = (
+    "tag",
+    "type",
+    "strategy",
+    "credentials",
+    "poll_interval",
+    "rebalance_threshold",
+)
+_FALLBACK_KEYS = ("tag", "type", "credentials", "poll_interval")
+_USER_KEYS = ("name", "token", "credential")
+_UNSUPPORTED_USER_KEYS = ("external_credential", "allow_external_usage")
+
+_TLS_KEYS = (
+    "enabled",
+    "server_name",
+    "certificate",
+    "certificate_path",
+    "key",
+    "key_path",
+    "alpn",
+    "min_version",
+    "max_version",
+)
+_UNSUPPORTED_TLS_KEYS = (
+    "acme",
+    "ech",
+    "reality",
+    "cipher_suites",
+    "curve_preferences",
+    "client_authentication",
+    "client_certificate",
+    "client_certificate_path",
+    "client_certificate_public_key_sha256",
+    "kernel_tx",
+    "kernel_rx",
+)
+_TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+
+_OUTBOUND_KEYS = ("type", "tag", "server", "server_port", "username", "password")
+
+_STRATEGY_SPELLINGS = {
+    "": "least_used",
+    "least_used": "least_used",
+    "least-used": "least_used",
+    "round_robin": "round_robin",
+    "round-robin": "round_robin",
+    "random": "random",
+    "fallback": "fallback",
+}
+
+# RFC 9110 token characters, for header names.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_FORBIDDEN_HEADERS = {
+    "authorization": "ccm sets Authorization to the subscription's OAuth token",
+    "host": "the Host header follows upstream_url",
+    "content-length": "ccm computes Content-Length from the body",
+    "transfer-encoding": "it is a hop-by-hop header",
+    "connection": "it is a hop-by-hop header",
+    "keep-alive": "it is a hop-by-hop header",
+    "te": "it is a hop-by-hop header",
+    "upgrade": "it is a hop-by-hop header",
+}
+
+
+def load_config(path: str) -> Config:
+    """
+    Read and validate the configuration file at C{path}.
+
+    :raises ConfigError: listing every problem, each naming the file and the
+        JSON path of the offending value.
+    """
+    name = os.path.basename(path) or path
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
+    try:
+        document = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ConfigError([f"{name}: not UTF-8 text"]) from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            [
+                f"{name}: invalid JSON at line {error.lineno} column "
+                f"{error.colno}: {error.msg}"
+            ]
+        ) from None
+    return parse_config(document, source=name)
+
+
+def parse_config(document: object, source: str) -> Config:
+    """
+    Validate an already decoded JSON document.
+
+    Relative file paths inside it are kept as written: like sing-box, ccm
+    resolves them against its working directory.
+
+    :raises ConfigError: listing every problem found.
+    """
+    problems = Problems(source)
+    warnings: list[str] = []
+    services = _parse_document(document, problems, warnings)
+    if problems:
+        raise ConfigError(problems.lines)
+    return Config(
+        source=source,
+        services=tuple(services),
+        warnings=tuple(f"{source}: {w}" for w in warnings),
+    )
+
+
+def _parse_document(
+    document: object, problems: Problems, warnings: list[str]
+) -> list[ServiceConfig]:
+    if not isinstance(document, dict):
+        problems.add(
+            "", f"must be a JSON object, got {describe_type(document)}"
+        )
+        return []
+    if "services" not in document:
+        kind = document.get("type", "ccm")
+        if kind != "ccm":
+            problems.add(
+                "type",
+                f"must be \"ccm\" for a bare service object, got {kind!r} "
+                "(a sing-box document has a \"services\" array)",
+            )
+            return []
+        service = _parse_service(document, "", {}, problems, warnings)
+        return [service] if service is not None else []
+    services_value = document["services"]
+    if not isinstance(services_value, list):
+        problems.add(
+            "services", f"must be an array, got {describe_type(services_value)}"
+        )
+        return []
+    outbounds = _index_outbounds(document.get("outbounds"), problems)
+    services = []
+    for index, entry in enumerate(services_value):
+        path = json_path("services", index)
+        if not isinstance(entry, dict):
+            problems.add(path, f"must be an object, got {describe_type(entry)}")
+            continue
+        if entry.get("type") != "ccm":
+            continue
+        service = _parse_service(entry, path, outbounds, problems, warnings)
+        if service is not None:
+            services.append(service)
+    if not services and not problems:
+        problems.add("services", "has no service of type \"ccm\"")
+    return services
+
+
+def _index_outbounds(
+    value: object, problems: Problems
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """
+    Map outbound tags to their JSON path and object; they are validated only
+    when a detour uses them, since a sing-box document has outbounds for
+    other purposes too.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        problems.add("outbounds", f"must be an array, got {describe_type(value)}")
+        return {}
+    index: dict[str, tuple[str, dict[str, Any]]] = {}
+    for position, entry in enumerate(value):
+        if isinstance(entry, dict) and isinstance(entry.get("tag"), str):
+            index[entry["tag"]] = (json_path("outbounds", position), entry)
+    return index
+
+
+def _parse_service(
+    obj: dict[str, Any],
+    path: str,
+    outbounds: dict[str, tuple[str, dict[str, Any]]],
+    problems: Problems,
+    warnings: list[str],
+) -> ServiceConfig | None:
+    reader = ObjectReader(
+        problems, obj, path, _SERVICE_KEYS, ignored=_IGNORED_LISTEN_KEYS
+    )
+    for key in reader.ignored_present:
+        warnings.append(f"{reader.where(key)}: ignored, ccm does not use this listen field")
+
+    listeners = _parse_listeners(reader, problems)
+    detour = _parse_detour(reader, "detour", outbounds, problems)
+    credentials = _parse_credentials(reader, outbounds, problems)
+    credential_path = reader.string("credential_path")
+    usages_path = reader.string("usages_path")
+    if credentials:
+        if credential_path:
+            problems.add(
+                reader.where("credential_path"),
+                "credential_path and credentials are mutually exclusive",
+            )
+        if usages_path:
+            problems.add(
+                reader.where("usages_path"),
+                "usages_path and credentials are mutually exclusive; "
+                "use usages_path on individual credentials",
+            )
+        if detour is not None:
+            problems.add(
+                reader.where("detour"),
+                "detour and credentials are mutually exclusive; "
+                "use detour on individual credentials",
+            )
+    users = _parse_users(reader, credentials, problems, warnings)
+    return ServiceConfig(
+        where=path,
+        tag=reader.string("tag"),
+        listeners=listeners,
+        credential_path=credential_path,
+        usages_path=usages_path,
+        detour=detour,
+        credentials=credentials,
+        users=users,
+        headers=_parse_headers(reader, problems),
+        upstream_url=_parse_url(reader, "upstream_url", DEFAULT_UPSTREAM_URL),
+        oauth_token_url=_parse_url(
+            reader, "oauth_token_url", DEFAULT_OAUTH_TOKEN_URL, keep_path=True
+        ),
+        max_request_body=_parse_max_body(reader),
+    )
+
+
+def _parse_listeners(reader: ObjectReader, problems: Problems) -> tuple[Listener, ...]:
+    endpoints = reader.strings("endpoint")
+    uses_listen_fields = any(reader.has(k) for k in (*_LISTEN_KEYS, "tls"))
+    if reader.has("endpoint"):
+        if uses_listen_fields:
+            problems.add(
+                reader.where("endpoint"),
+                "endpoint and listen/listen_port/tls are mutually exclusive",
+            )
+        if not endpoints:
+            problems.add(reader.where("endpoint"), "must name at least one endpoint")
+        for index, description in enumerate(endpoints):
+            check_endpoint(description, json_path(reader.where("endpoint"), index), problems)
+        return tuple(EndpointListener(d) for d in endpoints)
+    if not uses_listen_fields:
+        return (EndpointListener(f"tcp:{DEFAULT_LISTEN_PORT}:interface={DEFAULT_LISTEN_ADDRESS}"),)
+    address = reader.string("listen", DEFAULT_LISTEN_ADDRESS)
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        problems.add(
+            reader.where("listen"),
+            f"must be an IP address such as \"127.0.0.1\", \"0.0.0.0\" or \"::\", got {address!r}",
+        )
+    port = reader.integer("listen_port", DEFAULT_LISTEN_PORT, 0, 65535)
+    return (AddressListener(address=address, port=port, tls=_parse_tls(reader, problems)),)
+
+
+def check_endpoint(description: str, path: str, problems: Problems) -> None:
+    """
+    Report C{description} if Twisted cannot parse it as a server endpoint.
+    """
+    try:
+        # Parsing only stores the reactor; nothing listens here.
+        serverFromString(None, description)  # type: ignore[arg-type]
+    except Exception as error:  # Twisted raises many kinds for bad strings.
+        detail = str(error) or type(error).__name__
+        problems.add(path, f"invalid endpoint {description!r}: {detail}")
+
+
+def _parse_tls(reader: ObjectReader, problems: Problems) -> TLSConfig | None:
+    obj = reader.object("tls")
+    if obj is None:
+        return None
+    tls = ObjectReader(problems, obj, reader.where("tls"), _TLS_KEYS, ignored=_UNSUPPORTED_TLS_KEYS)
+    for key in tls.ignored_present:
+        problems.add(tls.where(key), "is not supported by ccm; use a front proxy or an ssl: endpoint")
+    if not tls.boolean("enabled", False):
+        return None
+    certificate_path = tls.string("certificate_path")
+    key_path = tls.string("key_path")
+    certificate_pem = "\n".join(tls.strings("certificate"))
+    key_pem = "\n".join(tls.strings("key"))
+    for inline, file_key, what in (
+        (certificate_pem, "certificate_path", "certificate"),
+        (key_pem, "key_path", "key"),
+    ):
+        if inline and tls.has(file_key):
+            problems.add(tls.where(what), f"{what} and {file_key} are mutually exclusive")
+        elif not inline and not tls.has(file_key):
+            problems.add(tls.where(file_key), f"TLS is enabled but no {what} is given")
+    for file_key, file_path in (("certificate_path", certificate_path), ("key_path", key_path)):
+        if file_path and not os.path.isfile(file_path):
+            problems.add(tls.where(file_key), f"no such file: {file_path}")
+        elif file_path and not os.access(file_path, os.R_OK):
+            problems.add(tls.where(file_key), f"cannot read {file_path}")
+    versions = []
+    for key in ("min_version", "max_version"):
+        version = tls.string(key)
+        if version and version not in _TLS_VERSIONS:
+            problems.add(tls.where(key), f"must be one of {', '.join(_TLS_VERSIONS)}, got {version!r}")
+        versions.append(version)
+    return TLSConfig(
+        certificate_path=certificate_path,
+        key_path=key_path,
+        certificate_pem=certificate_pem,
+        key_pem=key_pem,
+        min_version=versions[0],
+        max_version=versions[1],
+        alpn=tls.strings("alpn"),
+    )
+
+
+def _parse_url(reader: ObjectReader, key: str, default: str, keep_path: bool = False) -> str:
+    text = reader.string(key, default)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        reader.problems.add(
+            reader.where(key), f"must be an http:// or https:// URL, got {text!r}"
+        )
+        return default
+    if parts.query or parts.fragment:
+        reader.problems.add(reader.where(key), "must not have a query or fragment")
+        return default
+    return text if keep_path else text.rstrip("/")
+
+
+def _parse_max_body(reader: ObjectReader) -> int:
+    value = reader.obj.get("max_request_body")
+    if value is None:
+        return DEFAULT_MAX_REQUEST_BODY_BYTES
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        reader.problems.add(
+            reader.where("max_request_body"),
+            f"must be a number of bytes or a size such as \"64MiB\", got {describe_type(value)}",
+        )
+        return DEFAULT_MAX_REQUEST_BODY_BYTES
+    try:
+        size = parse_size(value)
+    except ValueError as error:
+        reader.problems.add(reader.where("max_request_body"), str(error))
+        return DEFAULT_MAX_REQUEST_BODY_BYTES
+    if size < 1:
+        reader.problems.add(reader.where("max_request_body"), "must be at least 1 byte")
+    return size
+
+
+def _parse_headers(reader: ObjectReader, problems: Problems) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    obj = reader.object("headers")
+    if not obj:
+        return ()
+    headers = []
+    for name in obj:
+        path = json_path(reader.where("headers"), name)
+        values = ObjectReader(problems, obj, reader.where("headers"), obj.keys()).strings(name)
+        if not _HEADER_NAME.match(name):
+            problems.add(path, "is not a valid header name")
+            continue
+        reason = _FORBIDDEN_HEADERS.get(name.lower())
+        if reason is not None:
+            problems.add(path, f"cannot be set here: {reason}")
+            continue
+        if any("\r" in v or "\n" in v for v in values):
+            problems.add(path, "values must not contain line breaks")
+            continue
+        headers.append((name, values))
+    return tuple(headers)
+
+
+def _parse_detour(
+    reader: ObjectReader,
+    key: str,
+    outbounds: dict[str, tuple[str, dict[str, Any]]],
+    problems: Problems,
+) -> Detour | None:
+    text = reader.string(key)
+    if not text:
+        return None
+    path = reader.where(key)
+    if "://" in text:
+        return _detour_from_url(text, path, problems)
+    if text not in outbounds:
+        known = ", ".join(sorted(outbounds)) or "none"
+        problems.add(
+            path,
+            f"{text!r} is neither a proxy URL (http://host:port, socks5://host:port) "
+            f"nor the tag of an entry in outbounds (tags: {known})",
+        )
+        return None
+    outbound_path, outbound = outbounds[text]
+    out = ObjectReader(problems, outbound, outbound_path, _OUTBOUND_KEYS, ignored=outbound.keys())
+    kind = out.string("type")
+    if kind == "direct":
+        return Detour(kind="direct", name=text)
+    if kind not in ("http", "socks"):
+        problems.add(
+            out.where("type"),
+            f"outbound {text!r} has type {kind!r}, which ccm cannot use as a detour "
+            "(supported: http, socks, direct)",
+        )
+        return None
+    host = out.string("server")
+    if not host:
+        problems.add(out.where("server"), f"outbound {text!r} needs a server")
+    port = out.integer("server_port", 0, 1, 65535)
+    if port == 0:
+        problems.add(out.where("server_port"), f"outbound {text!r} needs a server_port")
+    return Detour(
+        kind="socks5" if kind == "socks" else "http",
+        host=host,
+        port=port,
+        username=out.string("username"),
+        password=out.string("password"),
+        name=text,
+    )
+
+
+def _detour_from_url(text: str, path: str, problems: Problems) -> Detour | None:
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as error:
+        problems.add(path, f"invalid proxy URL: {error}")
+        return None
+    scheme = {"http": "http", "socks5": "socks5", "socks5h": "socks5", "socks": "socks5"}.get(parts.scheme)
+    if scheme is None:
+        problems.add(path, f"proxy URL scheme must be http or socks5, got {parts.scheme!r}")
+        return None
+    if not parts.hostname or port is None:
+        problems.add(path, "proxy URL needs a host and a port, e.g. http://127.0.0.1:3128")
+        return None
+    safe_name = f"{parts.scheme}://{parts.hostname}:{port}"
+    return Detour(
+        kind=scheme,
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        name=safe_name,
+    )
+
+
+def _parse_credentials(
+    reader: ObjectReader,
+    outbounds: dict[str, tuple[str, dict[str, Any]]],
+    problems: Problems,
+) -> tuple[CredentialConfig, ...]:
+    entries = reader.objects("credentials")
+    parsed: list[tuple[str, CredentialConfig]] = []
+    seen_tags: set[str] = set()
+    for path, obj in entries:
+        kind = obj.get("type") or "default"
+        tag = obj.get("tag")
+        if not isinstance(tag, str) or not tag:
+            problems.add(json_path(path, "tag"), "every credential needs a non-empty tag")
+            tag = ""
+        elif tag in seen_tags:
+            problems.add(json_path(path, "tag"), f"duplicate credential tag: {tag}")
+        seen_tags.add(tag)
+        credential: CredentialConfig | None
+        if kind == "default":
+            credential = _parse_default_credential(obj, path, tag, outbounds, problems)
+        elif kind in ("balancer", "fallback"):
+            credential = _parse_balancer(obj, path, tag, kind, problems)
+        elif kind == "external":
+            problems.add(
+                json_path(path, "type"),
+                "external credentials (chaining ccm instances) are not supported by ccm",
+            )
+            credential = None
+        else:
+            problems.add(
+                json_path(path, "type"),
+                f"unknown credential type {kind!r}; expected default, balancer or fallback",
+            )
+            credential = None
+        if credential is not None:
+            parsed.append((path, credential))
+    _check_pool_members(parsed, problems)
+    _check_usage_paths(parsed, problems)
+    return tuple(c for _, c in parsed)
+
+
+def _parse_default_credential(
+    obj: dict[str, Any],
+    path: str,
+    tag: str,
+    outbounds: dict[str, tuple[str, dict[str, Any]]],
+    problems: Problems,
+) -> DefaultCredentialConfig:
+    reader = ObjectReader(problems, obj, path, _DEFAULT_CREDENTIAL_KEYS)
+    values = {}
+    for key, maximum in (
+        ("reserve_5h", 99),
+        ("reserve_weekly", 99),
+        ("limit_5h", 100),
+        ("limit_weekly", 100),
+    ):
+        if reader.obj.get(key) == 0:  # 0 means "not set", as in sing-box
+            values[key] = 0
+            continue
+        values[key] = reader.integer(key, 0, 1, maximum)
+    for window in ("5h", "weekly"):
+        if values[f"reserve_{window}"] and values[f"limit_{window}"]:
+            problems.add(
+                reader.where(f"limit_{window}"),
+                f"reserve_{window} and limit_{window} are mutually exclusive",
+            )
+    return DefaultCredentialConfig(
+        tag=tag,
+        credential_path=reader.string("credential_path"),
+        usages_path=reader.string("usages_path"),
+        detour=_parse_detour(reader, "detour", outbounds, problems),
+        **values,
+    )
+
+
+def _parse_balancer(
+    obj: dict[str, Any], path: str, tag: str, kind: str, problems: Problems
+) -> BalancerCredentialConfig:
+    known = _BALANCER_KEYS if kind == "balancer" else _FALLBACK_KEYS
+    reader = ObjectReader(problems, obj, path, known)
+    strategy = "fallback"
+    if kind == "balancer":
+        spelled = reader.string("strategy")
+        if spelled not in _STRATEGY_SPELLINGS:
+            problems.add(
+                reader.where("strategy"),
+                f"unknown balancer strategy {spelled!r}; expected least_used, "
+                "round_robin, random or fallback",
+            )
+        strategy = _STRATEGY_SPELLINGS.get(spelled, "least_used")
+    members = reader.strings("credentials")
+    if not reader.has("credentials"):
+        problems.add(reader.where("credentials"), "is required: list the tags of default credentials")
+    elif not members:
+        problems.add(reader.where("credentials"), f"credential {tag} has no sub-credentials")
+    return BalancerCredentialConfig(
+        tag=tag,
+        credentials=members,
+        strategy=strategy,
+        poll_interval=reader.duration("poll_interval", DEFAULT_POLL_INTERVAL_SECONDS),
+        rebalance_threshold=reader.number("rebalance_threshold", 0.0, 0.0)
+        if kind == "balancer"
+        else 0.0,
+    )
+
+
+def _check_pool_members(parsed: list[tuple[str, CredentialConfig]], problems: Problems) -> None:
+    kinds = {c.tag: c for _, c in parsed}
+    for path, credential in parsed:
+        if not isinstance(credential, BalancerCredentialConfig):
+            continue
+        for index, member in enumerate(credential.credentials):
+            where = json_path(json_path(path, "credentials"), index)
+            target = kinds.get(member)
+            if target is None:
+                problems.add(where, f"credential {credential.tag} references unknown credential: {member}")
+            elif not isinstance(target, DefaultCredentialConfig):
+                problems.add(
+                    where,
+                    f"credential {credential.tag} can only contain default credentials; "
+                    f"{member} is a pool",
+                )
+        if len(set(credential.credentials)) != len(credential.credentials):
+            problems.add(json_path(path, "credentials"), "lists the same credential twice")
+
+
+def _check_usage_paths(parsed: list[tuple[str, CredentialConfig]], problems: Problems) -> None:
+    owners: dict[str, str] = {}
+    for path, credential in parsed:
+        if not isinstance(credential, DefaultCredentialConfig) or not credential.usages_path:
+            continue
+        key = os.path.abspath(credential.usages_path)
+        if key in owners:
+            problems.add(
+                json_path(path, "usages_path"),
+                f"credential {owners[key]} already uses {credential.usages_path}; "
+                "each credential needs its own usage file",
+            )
+        else:
+            owners[key] = credential.tag
+
+
+def _parse_users(
+    reader: ObjectReader,
+    credentials: tuple[CredentialConfig, ...],
+    problems: Problems,
+    warnings: list[str],
+) -> tuple[UserConfig, ...]:
+    tags = {c.tag for c in credentials}
+    users = []
+    names: set[str] = set()
+    tokens: set[str] = set()
+    for path, obj in reader.objects("users"):
+        user = ObjectReader(problems, obj, path, _USER_KEYS, ignored=_UNSUPPORTED_USER_KEYS)
+        for key in user.ignored_present:
+            problems.add(user.where(key), "external credentials are not supported by ccm")
+        name = user.string("name")
+        token = user.string("token")
+        credential = user.string("credential")
+        if not name:
+            problems.add(user.where("name"), "every user needs a non-empty name")
+        elif name in names:
+            problems.add(user.where("name"), f"duplicate user name: {name}")
+        if not token:
+            problems.add(user.where("token"), f"user {name or '?'} needs a non-empty token")
+        elif token in tokens:
+            problems.add(user.where("token"), f"user {name or '?'} has the same token as another user")
+        names.add(name)
+        tokens.add(token)
+        if credentials:
+            if not credential:
+                problems.add(
+                    user.where("credential"),
+                    f"user {name} must specify credential in multi-credential mode",
+                )
+            elif credential not in tags:
+                problems.add(
+                    user.where("credential"),
+                    f"user {name} references unknown credential: {credential}",
+                )
+        elif credential:
+            warnings.append(
+                f"{user.where('credential')}: ignored, there is no credentials list"
+            )
+        users.append(UserConfig(name=name, token=token, credential=credential))
+    return tuple(users)

@@ -1,0 +1,80 @@
+# -*- test-case-name: tests.test_errors -*-
+"""
+Errors that ccm itself answers with, in the Anthropic API's shape.
+
+Clients (Claude Code, the SDKs) understand C{{"type": "error", "error":
+{"type": ..., "message": ...}, "request_id": ...}}, so every response ccm
+makes up uses it, with a C{request-id} header carrying an id ccm generated.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+
+from twisted.web.iweb import IRequest
+
+REQUEST_ID_HEADER = b"request-id"
+
+
+def new_request_id() -> str:
+    """
+    A fresh id for a response ccm makes, distinguishable from Anthropic's
+    C{req_...} ids.
+    """
+    return "ccm_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True)
+class APIError(Exception):
+    """
+    An error to answer a client with: HTTP status, Anthropic error type and
+    a message for people, plus extra response headers.
+    """
+
+    status: int
+    error_type: str
+    message: str
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.error_type}: {self.message}"
+
+
+def error_body(error_type: str, message: str, request_id: str) -> bytes:
+    """
+    Serialise an error in the Anthropic shape, newline-terminated.
+    """
+    document = {
+        "type": "error",
+        "error": {"type": error_type, "message": message},
+        "request_id": request_id,
+    }
+    return json.dumps(document).encode("utf-8") + b"\n"
+
+
+def render_error(request: IRequest, error: APIError) -> bytes:
+    """
+    Set the status and headers of C{request} for C{error} and return the
+    body, for a C{render} method to return.
+    """
+    request_id = new_request_id()
+    request.setResponseCode(error.status)
+    request.responseHeaders.setRawHeaders(b"content-type", [b"application/json"])
+    request.responseHeaders.setRawHeaders(REQUEST_ID_HEADER, [request_id.encode("ascii")])
+    for name, value in error.headers:
+        request.responseHeaders.setRawHeaders(name.encode("ascii"), [value.encode("utf-8")])
+    return error_body(error.error_type, error.message, request_id)
+
+
+def send_error(request: IRequest, error: APIError) -> None:
+    """
+    Answer an asynchronously handled request with C{error} and finish it.
+    """
+    body = render_error(request, error)
+    request.write(body)
+    request.finish()
+
+
+NOT_FOUND = APIError(404, "not_found_error", "Not found")

@@ -1,0 +1,129 @@
+# -*- test-case-name: tests.test_listening -*-
+"""
+Where a service listens: endpoint strings as they are, and the sing-box
+listen fields (address, port, TLS) turned into Twisted endpoints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import ssl
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    serverFromString,
+)
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+
+from ccm.config import AddressListener, EndpointListener, Listener, TLSConfig
+
+_TLS_METHODS = {
+    "1.0": ssl.TLSVersion.TLSv1_0,
+    "1.1": ssl.TLSVersion.TLSv1_1,
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+class ListenError(Exception):
+    """
+    A listener cannot be set up; the message says which and why.
+    """
+
+
+def describe(listener: Listener) -> str:
+    """
+    A listener for messages: its endpoint string or address and port.
+    """
+    if isinstance(listener, EndpointListener):
+        return listener.description
+    scheme = "https" if listener.tls is not None else "http"
+    host = f"[{listener.address}]" if ":" in listener.address else listener.address
+    return f"{scheme}://{host}:{listener.port}"
+
+
+def _read_pem(inline: str, path: str, what: str) -> bytes:
+    if inline:
+        return inline.encode("ascii")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise ListenError(f"cannot read TLS {what} {path}: {error.strerror}") from None
+
+
+def tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
+    """
+    Server TLS options for a sing-box C{tls} object: the first certificate
+    in the chain is the server's, the rest are served as intermediates.
+    """
+    chain_pem = _read_pem(tls.certificate_pem, tls.certificate_path, "certificate")
+    key_pem = _read_pem(tls.key_pem, tls.key_path, "key")
+    blocks = [
+        b"-----BEGIN CERTIFICATE-----" + part
+        for part in chain_pem.split(b"-----BEGIN CERTIFICATE-----")[1:]
+    ]
+    if not blocks:
+        raise ListenError("the TLS certificate holds no PEM certificate")
+    try:
+        certificate = ssl.Certificate.loadPEM(blocks[0])
+        key = ssl.KeyPair.load(key_pem, ssl.crypto.FILETYPE_PEM)
+        chain = [ssl.Certificate.loadPEM(b).original for b in blocks[1:]]
+    except (SSL.Error, ssl.crypto.Error, ValueError) as error:
+        raise ListenError(f"cannot load the TLS certificate or key: {error}") from None
+    if certificate.getPublicKey().original.to_cryptography_key().public_numbers() != (
+        key.original.to_cryptography_key().public_key().public_numbers()
+    ):
+        raise ListenError("the TLS key does not match the certificate")
+    kwargs: dict[str, Any] = {}
+    if tls.min_version:
+        kwargs["raiseMinimumTo"] = _TLS_METHODS[tls.min_version]
+    if tls.max_version:
+        kwargs["lowerMaximumSecurityTo"] = _TLS_METHODS[tls.max_version]
+    if tls.alpn:
+        kwargs["acceptableProtocols"] = [p.encode("ascii") for p in tls.alpn]
+    return ssl.CertificateOptions(
+        privateKey=key.original,
+        certificate=certificate.original,
+        extraCertChain=chain,
+        **kwargs,
+    )
+
+
+def endpoint_for(reactor: Any, listener: Listener) -> IStreamServerEndpoint:
+    """
+    The Twisted endpoint for one listener.
+
+    :raises ListenError: when TLS material cannot be loaded.
+    """
+    if isinstance(listener, EndpointListener):
+        try:
+            return serverFromString(reactor, listener.description)
+        except Exception as error:
+            raise ListenError(f"invalid endpoint {listener.description!r}: {error}") from None
+    assert isinstance(listener, AddressListener)
+    if listener.tls is not None:
+        return SSL4ServerEndpoint(
+            reactor, listener.port, tls_options(listener.tls), interface=listener.address
+        )
+    if ipaddress.ip_address(listener.address).version == 6:
+        return TCP6ServerEndpoint(reactor, listener.port, interface=listener.address)
+    return TCP4ServerEndpoint(reactor, listener.port, interface=listener.address)
+
+
+class ListeningService(StreamServerEndpointService):
+    """
+    Listen on one endpoint; a failure to bind stops start-up instead of
+    being logged while the process runs on deaf.
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, label: str) -> None:
+        super().__init__(endpoint, factory)
+        self.label = label
+        # What strports.service does for twistd's --port options.
+        self._raiseSynchronously = True

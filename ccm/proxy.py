@@ -1,0 +1,389 @@
+# -*- test-case-name: tests.test_proxy -*-
+"""
+The proxy resource: a client's C{/v1/...} request, sent upstream with the
+subscription's OAuth token, and the response streamed back untouched.
+
+Each upstream chunk is written to the client the moment it arrives, with
+real backpressure: a slow client pauses the upstream connection instead of
+growing memory.  A client that goes away cancels its upstream request.
+Upstream statuses and bodies pass through unchanged; only ccm's own errors
+are made up here, in the Anthropic shape.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Protocol as TypingProtocol
+
+from twisted.internet import error as net_error
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.client import ResponseDone
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from ccm.auth import Authenticator, Caller
+from ccm.credentials import Credential, CredentialUnavailable
+from ccm.errors import NOT_FOUND, APIError, error_body, new_request_id, render_error, send_error
+from ccm.headers import client_response_headers, upstream_request_headers
+from ccm.oauth import is_cancellation
+from ccm.sessions import session_id_of
+
+# Claude Code waits up to 10 minutes for an answer (API_TIMEOUT_MS), and a
+# non-streaming reply only starts when the whole generation is done.
+RESPONSE_HEADER_TIMEOUT_SECONDS = 600.0
+# Anthropic sends ping events on long streams; this much silence means the
+# upstream connection is dead.
+STREAM_IDLE_TIMEOUT_SECONDS = 300.0
+
+
+class Pool(TypingProtocol):
+    """
+    What the proxy needs from a pool of credentials.
+    """
+
+    def select(self, session_id: str) -> Credential: ...
+
+
+def request_body_size(request: Request) -> int:
+    """
+    How many body bytes the client sent (or at least, when the request
+    factory already refused the body for its size, more than allowed).
+    """
+    if getattr(request, "body_too_large", False):
+        return -1
+    content = request.content
+    position = content.tell()
+    content.seek(0, 2)
+    size = content.tell()
+    content.seek(position)
+    return size
+
+
+class ProxyResource(Resource):
+    """
+    Proxy C{/v1/...} to the upstream API as the caller's subscription.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        pool_for: Callable[[Caller], Pool],
+        http_client: Any,
+        clock: IReactorTime,
+        upstream_url: str,
+        extra_headers: tuple[tuple[str, tuple[str, ...]], ...] = (),
+        max_request_body: int,
+        header_timeout: float = RESPONSE_HEADER_TIMEOUT_SECONDS,
+        idle_timeout: float = STREAM_IDLE_TIMEOUT_SECONDS,
+    ) -> None:
+        super().__init__()
+        self.authenticator = authenticator
+        self.pool_for = pool_for
+        self.http_client = http_client
+        self.clock = clock
+        self.upstream_url = upstream_url.rstrip("/")
+        self.extra_headers = extra_headers
+        self.max_request_body = max_request_body
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+
+    def render(self, request: Request) -> bytes | int:
+        if not request.path.startswith(b"/v1/"):
+            return render_error(request, NOT_FOUND)
+        try:
+            caller = self.authenticator.authenticate(request.requestHeaders)
+        except APIError as error:
+            self.log.warn(
+                "refused {method} {path} from {peer}: {error}",
+                method=request.method.decode("ascii", "replace"),
+                path=request.path.decode("ascii", "replace"),
+                peer=_peer(request),
+                error=error.message,
+            )
+            return render_error(request, error)
+        size = request_body_size(request)
+        if size < 0 or size > self.max_request_body:
+            request.setHeader(b"connection", b"close")
+            return render_error(
+                request,
+                APIError(
+                    413,
+                    "request_too_large",
+                    f"request body exceeds ccm's limit of {self.max_request_body} bytes "
+                    "(max_request_body)",
+                ),
+            )
+        request.content.seek(0)
+        body = request.content.read()
+        _Exchange(self, request, caller, body).start()
+        return NOT_DONE_YET
+
+
+def _peer(request: Request) -> str:
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    return str(host) if host is not None else str(address)
+
+
+def _parse_body(body: bytes, content_type: bytes | None) -> dict[str, Any] | None:
+    """
+    The request body as a JSON object, parsed leniently: a body that is not
+    JSON is still forwarded, ccm just learns nothing from it.
+    """
+    if not body or (content_type is not None and b"json" not in content_type.lower()):
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+class _Exchange:
+    """
+    One proxied request, from choosing a credential to the last byte.
+    """
+
+    def __init__(self, proxy: ProxyResource, request: Request, caller: Caller, body: bytes) -> None:
+        self.proxy = proxy
+        self.request = request
+        self.caller = caller
+        self.body = body
+        self.started = proxy.clock.seconds()
+        document = _parse_body(
+            body, request.requestHeaders.getRawHeaders(b"content-type", [None])[0]
+        )
+        model = document.get("model") if document is not None else None
+        self.model = model if isinstance(model, str) else ""
+        self.session_id = session_id_of(request.requestHeaders, document)
+        self.credential: Credential | None = None
+        self.status = 0
+        self.bytes_sent = 0
+        self.outcome = ""
+        self.client_gone = False
+        self.upstream: Deferred[Any] | None = None
+        self.header_timer: IDelayedCall | None = None
+        self.header_timed_out = False
+        self.relay: _Relay | None = None
+
+    def start(self) -> None:
+        self.request.notifyFinish().addBoth(self._client_finished)
+        try:
+            pool = self.proxy.pool_for(self.caller)
+            self.credential = pool.select(self.session_id)
+        except APIError as error:
+            self._fail(error)
+            return
+        self.credential.access_token().addCallbacks(self._send, self._no_token)
+
+    def _no_token(self, failure: Failure) -> None:
+        if self.client_gone:
+            return
+        assert self.credential is not None
+        if failure.check(CredentialUnavailable):
+            self._fail(self.credential.unavailable_error(str(failure.value)))
+            return
+        self.proxy.log.failure("getting an access token failed", failure=failure)
+        self._fail(APIError(500, "api_error", "ccm could not get an access token"))
+
+    def _send(self, access_token: str) -> None:
+        if self.client_gone:
+            return
+        request = self.request
+        headers = upstream_request_headers(
+            request.requestHeaders, access_token, self.proxy.extra_headers
+        )
+        url = self.proxy.upstream_url + request.uri.decode("latin-1")
+        self.upstream = self.proxy.http_client.request(
+            request.method.decode("ascii"),
+            url,
+            headers=headers,
+            data=self.body if self.body or request.method not in (b"GET", b"HEAD") else None,
+            unbuffered=True,
+            allow_redirects=False,
+        )
+        self.header_timer = self.proxy.clock.callLater(
+            self.proxy.header_timeout, self._headers_timed_out
+        )
+        self.upstream.addCallbacks(self._got_response, self._upstream_failed)
+
+    def _headers_timed_out(self) -> None:
+        self.header_timer = None
+        self.header_timed_out = True
+        if self.upstream is not None:
+            self.upstream.cancel()
+
+    def _stop_header_timer(self) -> None:
+        if self.header_timer is not None and self.header_timer.active():
+            self.header_timer.cancel()
+        self.header_timer = None
+
+    def _got_response(self, response: Any) -> None:
+        self._stop_header_timer()
+        self.upstream = None
+        assert self.credential is not None
+        self.credential.rate_limits.observe(response.headers, self.proxy.clock.seconds())
+        if self.client_gone:
+            response.deliverBody(_Discard())
+            return
+        request = self.request
+        self.status = response.code
+        request.setResponseCode(response.code, response.phrase or None)
+        request.defaultContentType = None
+        for name, values in client_response_headers(response.headers).getAllRawHeaders():
+            request.responseHeaders.setRawHeaders(name, list(values))
+        content_type = response.headers.getRawHeaders(b"content-type", [b""])[0]
+        self.relay = _Relay(self, is_event_stream=b"text/event-stream" in content_type.lower())
+        response.deliverBody(self.relay)
+
+    def _upstream_failed(self, failure: Failure) -> None:
+        self._stop_header_timer()
+        self.upstream = None
+        if self.client_gone:
+            return
+        upstream = self.proxy.upstream_url
+        if self.header_timed_out:
+            error = APIError(
+                504,
+                "timeout_error",
+                f"upstream {upstream} did not answer within {self.proxy.header_timeout:g}s",
+            )
+        elif failure.check(net_error.TimeoutError, net_error.TCPTimedOutError):
+            error = APIError(504, "timeout_error", f"connecting to upstream {upstream} timed out")
+        elif failure.check(net_error.ConnectError, net_error.DNSLookupError):
+            reason = failure.getErrorMessage() or type(failure.value).__name__
+            error = APIError(502, "api_error", f"cannot connect to upstream {upstream}: {reason}")
+        elif is_cancellation(failure.value):
+            error = APIError(502, "api_error", "the upstream request was cancelled")
+        else:
+            error = APIError(
+                502,
+                "api_error",
+                f"upstream {upstream} closed the connection before answering",
+            )
+            self.proxy.log.info(
+                "upstream failure detail: {detail}", detail=failure.getErrorMessage()
+            )
+        self._fail(error)
+
+    def _fail(self, error: APIError) -> None:
+        self.status = error.status
+        self.outcome = error.message
+        send_error(self.request, error)
+
+    def _client_finished(self, result: object) -> None:
+        if isinstance(result, Failure):
+            self.client_gone = True
+            self.outcome = self.outcome or "client went away"
+            if self.upstream is not None:
+                self.upstream.cancel()
+            elif self.relay is not None:
+                self.relay.client_went_away()
+        self._log()
+
+    def _log(self) -> None:
+        elapsed = self.proxy.clock.seconds() - self.started
+        self.proxy.log.info(
+            "{method} {path} user={user} model={model} credential={credential} "
+            "-> {status} in {duration:.3f}s, {bytes} bytes{note}",
+            method=self.request.method.decode("ascii", "replace"),
+            path=self.request.path.decode("ascii", "replace"),
+            user=self.caller.name or "-",
+            model=self.model or "-",
+            credential=self.credential.tag if self.credential is not None else "-",
+            status=self.status or "-",
+            duration=elapsed,
+            bytes=self.bytes_sent,
+            note=f" ({self.outcome})" if self.outcome else "",
+        )
+
+
+class _Discard(Protocol):
+    """
+    Drop a response body nobody wants any more.
+    """
+
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()  # type: ignore[union-attr]
+
+
+class _Relay(Protocol):
+    """
+    Write an upstream body to the client as it arrives.
+
+    The upstream transport is registered as the client request's producer,
+    so a client that reads slowly pauses the upstream connection.
+    """
+
+    def __init__(self, exchange: _Exchange, is_event_stream: bool) -> None:
+        self.exchange = exchange
+        self.request = exchange.request
+        self.is_event_stream = is_event_stream
+        self.idle_timer: IDelayedCall | None = None
+        self.idle_timed_out = False
+        self.tail = b""
+
+    def connectionMade(self) -> None:
+        self.request.registerProducer(self.transport, True)
+        clock = self.exchange.proxy.clock
+        self.idle_timer = clock.callLater(self.exchange.proxy.idle_timeout, self._idle)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.idle_timer is not None and self.idle_timer.active():
+            self.idle_timer.reset(self.exchange.proxy.idle_timeout)
+        if self.exchange.client_gone:
+            return
+        self.exchange.bytes_sent += len(data)
+        self.tail = (self.tail + data)[-2:]
+        self.request.write(data)
+
+    def _idle(self) -> None:
+        self.idle_timer = None
+        self.idle_timed_out = True
+        self.transport.stopProducing()  # type: ignore[union-attr]
+
+    def client_went_away(self) -> None:
+        self.transport.stopProducing()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        if self.idle_timer is not None and self.idle_timer.active():
+            self.idle_timer.cancel()
+        self.idle_timer = None
+        exchange = self.exchange
+        if exchange.client_gone:
+            return
+        self.request.unregisterProducer()
+        if reason.check(ResponseDone, http.PotentialDataLoss) and not self.idle_timed_out:
+            self.request.finish()
+            return
+        problem = (
+            "the upstream stream stalled"
+            if self.idle_timed_out
+            else "the upstream connection was lost mid-response"
+        )
+        exchange.outcome = problem
+        exchange.proxy.log.warn(
+            "{path}: {problem} after {bytes} bytes",
+            path=self.request.path.decode("ascii", "replace"),
+            problem=problem,
+            bytes=exchange.bytes_sent,
+        )
+        if self.is_event_stream:
+            # The 200 is already sent; an SSE error event is what clients
+            # understand as a failed stream.
+            separator = b"" if self.tail == b"\n\n" or not self.tail else b"\n\n"
+            frame = error_body("api_error", f"ccm: {problem}", new_request_id()).rstrip(b"\n")
+            self.request.write(separator + b"event: error\ndata: " + frame + b"\n\n")
+            self.request.finish()
+        else:
+            # Make the truncation visible: a clean end would look complete.
+            self.request.channel.forceAbortClient()

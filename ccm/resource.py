@@ -1,0 +1,110 @@
+# -*- test-case-name: tests.test_resource -*-
+"""
+The resource tree and the site that serves it.
+
+C{/v1/...} is proxied, C{/ccm/v1/status} reports the caller's pool, and
+everything else is a 404 in the Anthropic shape.  The site keeps request
+bodies within the configured limit and keeps its access log quiet: ccm
+logs one line of its own per proxied request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site
+
+from ccm.errors import NOT_FOUND, render_error
+
+
+class NotFoundResource(Resource):
+    """
+    A 404 in the Anthropic error shape, for any path ccm does not serve.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return render_error(request, NOT_FOUND)
+
+
+_NOT_FOUND = NotFoundResource()
+
+
+class Directory(Resource):
+    """
+    A resource with fixed children and a JSON 404 for anything else.
+    """
+
+    def getChild(self, path: bytes, request: Any) -> IResource:
+        return _NOT_FOUND
+
+    def render(self, request: Request) -> bytes:
+        return render_error(request, NOT_FOUND)
+
+
+def build_root(proxy: IResource, status: IResource) -> Resource:
+    """
+    The root of ccm's URL space.
+    """
+    root = Directory()
+    root.putChild(b"v1", proxy)
+    ccm = Directory()
+    ccm_v1 = Directory()
+    root.putChild(b"ccm", ccm)
+    ccm.putChild(b"v1", ccm_v1)
+    ccm_v1.putChild(b"status", status)
+    return root
+
+
+class LimitedRequest(Request):
+    """
+    A request that stops storing its body once it exceeds the site's
+    C{max_request_body}; the proxy then answers 413 without reading it.
+    """
+
+    body_too_large = False
+    _body_size = 0
+
+    def _limit(self) -> int | None:
+        site = getattr(self.channel, "site", None)
+        return getattr(site, "max_request_body", None)
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self._limit()
+        if limit is not None and length is not None and length > limit:
+            self.body_too_large = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_too_large:
+            return
+        self._body_size += len(data)
+        limit = self._limit()
+        if limit is not None and self._body_size > limit:
+            self.body_too_large = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
+
+
+class CcmSite(Site):
+    """
+    The site of one ccm service.
+    """
+
+    requestFactory = LimitedRequest
+    noisy = False
+
+    def __init__(self, resource: IResource, max_request_body: int) -> None:
+        super().__init__(resource)
+        self.max_request_body = max_request_body
+
+    def log(self, request: Any) -> None:
+        """
+        No access log: the proxy logs each request itself, without query
+        strings or headers that could carry secrets.
+        """

@@ -1,0 +1,135 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+One configured ccm service, assembled: its credentials and their watchers,
+the background token refresher, the resource tree, and its listeners.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any, Callable, Mapping
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+
+from ccm.auth import Authenticator, Caller
+from ccm.config import AddressListener, ServiceConfig
+from ccm.credentialfile import CredentialFile, default_credential_path
+from ccm.credentials import Credential, TokenRefreshService
+from ccm.listening import ListeningService, describe, endpoint_for
+from ccm.oauth import TokenEndpoint
+from ccm.pools import PoolMember, SingleCredentialPool
+from ccm.proxy import ProxyResource
+from ccm.resource import CcmSite, build_root
+from ccm.status import StatusResource
+from ccm.watch import FileWatcher
+
+
+class ServiceNotSupported(Exception):
+    """
+    The configuration asks for something this version of ccm cannot do yet.
+    """
+
+
+def _is_loopback(listener: Any) -> bool:
+    if isinstance(listener, AddressListener):
+        return ipaddress.ip_address(listener.address).is_loopback
+    description = listener.description
+    return "interface=127." in description or "interface=\\:\\:1" in description or description.startswith("unix:")
+
+
+class CcmService(MultiService):
+    """
+    A running ccm service.
+
+    :param http_client: the treq-style client for upstream requests.
+    :param close_http: closes that client's connections at shutdown.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        reactor: Any,
+        http_client: Any,
+        close_http: Callable[[], Deferred[Any] | None] = lambda: None,
+        environ: Mapping[str, str] = os.environ,
+        home: str = os.path.expanduser("~"),
+        watch_with_inotify: bool = True,
+    ) -> None:
+        super().__init__()
+        if config.multi_credential:
+            raise ServiceNotSupported(
+                f"{config.where or 'the service'}: the credentials list (several "
+                "subscriptions) is not supported by this version of ccm yet"
+            )
+        if config.detour is not None:
+            raise ServiceNotSupported(
+                f"{config.where or 'the service'}: detour is not supported by this "
+                "version of ccm yet"
+            )
+        self.config = config
+        self._close_http = close_http
+        token_endpoint = TokenEndpoint(http_client, reactor, config.oauth_token_url)
+        credential_config = config.default_credentials()[0]
+        path = credential_config.credential_path or default_credential_path(environ, home)
+        credential = Credential(
+            credential_config.tag, CredentialFile(path), token_endpoint.refresh, reactor
+        )
+        self.credential = credential
+        watcher = FileWatcher(
+            credential.store.path,
+            credential.reload,
+            clock=reactor,
+            reactor=reactor if watch_with_inotify else None,
+        )
+        watcher.setServiceParent(self)
+        TokenRefreshService([credential], reactor).setServiceParent(self)
+        pool = SingleCredentialPool(
+            PoolMember(credential, credential_config.cap_5h, credential_config.cap_weekly)
+        )
+        authenticator = Authenticator(config.users)
+
+        def pool_for(caller: Caller) -> SingleCredentialPool:
+            return pool
+
+        proxy = ProxyResource(
+            authenticator=authenticator,
+            pool_for=pool_for,
+            http_client=http_client,
+            clock=reactor,
+            upstream_url=config.upstream_url,
+            extra_headers=config.headers,
+            max_request_body=config.max_request_body,
+        )
+        self.site = CcmSite(build_root(proxy, StatusResource(authenticator, pool_for)), config.max_request_body)
+        self.listeners = []
+        for listener in config.listeners:
+            listening = ListeningService(endpoint_for(reactor, listener), self.site, describe(listener))
+            listening.setServiceParent(self)
+            self.listeners.append(listening)
+        if authenticator.anonymous and not all(_is_loopback(l) for l in config.listeners):
+            self.log.warn(
+                "no users are configured and ccm listens beyond this machine: "
+                "anyone who can reach it can use the subscription; add users "
+                "with tokens"
+            )
+
+    def privilegedStartService(self) -> None:
+        self.credential.reload()
+        try:
+            super().privilegedStartService()
+        except CannotListenError as error:
+            reason = error.socketError
+            detail = getattr(reason, "strerror", None) or str(reason)
+            raise SystemExit(f"ccm: cannot listen on {error.interface or '*'}:{error.port}: {detail}") from None
+
+    def stopService(self) -> Deferred[Any]:
+        stopped: Deferred[Any] = super().stopService()
+        stopped.addBoth(lambda ignored: self._close_http())
+        return stopped

@@ -1,0 +1,59 @@
+# -*- test-case-name: tests.test_status -*-
+"""
+C{GET /ccm/v1/status}: how much of the caller's pool is used.
+
+The answer has the reference's shape, C{{"five_hour_utilization": ...,
+"plan_weight": ..., "weekly_utilization": ...}}, with utilization in percent
+measured against each credential's pause threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Protocol as TypingProtocol
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from ccm.auth import Authenticator, Caller
+from ccm.errors import APIError, render_error
+
+
+class StatusPool(TypingProtocol):
+    """
+    What the status endpoint needs from a pool.
+    """
+
+    def status(self) -> dict[str, float]: ...
+
+
+_METHOD_NOT_ALLOWED = APIError(
+    405, "invalid_request_error", "method not allowed", headers=(("allow", "GET"),)
+)
+
+
+class StatusResource(Resource):
+    """
+    Report the caller's pool utilization.
+    """
+
+    isLeaf = True
+
+    def __init__(
+        self, authenticator: Authenticator, pool_for: Callable[[Caller], StatusPool]
+    ) -> None:
+        super().__init__()
+        self._authenticator = authenticator
+        self._pool_for = pool_for
+
+    def render(self, request: Request) -> bytes:
+        if request.method != b"GET":
+            return render_error(request, _METHOD_NOT_ALLOWED)
+        try:
+            caller = self._authenticator.authenticate(request.requestHeaders)
+            pool = self._pool_for(caller)
+        except APIError as error:
+            return render_error(request, error)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(pool.status(), sort_keys=True).encode("utf-8") + b"\n"

@@ -1,0 +1,105 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The twistd plugin's options and service: C{twistd -n ccm --config
+config.json}.  This is the one place that reads the configuration file,
+touches the global reactor and wires the parts together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.logger import Logger
+from twisted.python import usage
+
+from ccm.config import Config, ConfigError, EndpointListener, default_config
+from ccm.configload import check_endpoint, load_config
+from ccm.configread import Problems
+from ccm.listening import ListenError
+from ccm.service import CcmService, ServiceNotSupported
+from ccm.upstream import make_http_client
+
+log = Logger(namespace="ccm")
+
+
+class Options(usage.Options):
+    """
+    Command-line options of C{twistd ccm}.
+    """
+
+    synopsis = "[--config FILE] [--listen ENDPOINT ...]"
+    longdesc = (
+        "Serve Claude subscriptions to remote Claude Code clients. Without "
+        "--config, listen on 127.0.0.1:8080 with the default Claude Code "
+        "credentials file and no users."
+    )
+    optParameters = [
+        ["config", "c", None, "JSON configuration file (a sing-box document or a ccm service object)."],
+    ]
+    compData = usage.Completions(optActions={"config": usage.CompleteFiles("*.json")})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """
+        Listen on this Twisted endpoint (e.g. tcp:8080:interface=127.0.0.1),
+        instead of what the configuration says; may be repeated.
+        """
+        self["listen"].append(description)
+
+    def postOptions(self) -> None:
+        try:
+            config = load_config(self["config"]) if self["config"] else default_config()
+        except ConfigError as error:
+            raise SystemExit("\n".join(error.problems)) from None
+        if self["listen"]:
+            config = self._override_listeners(config)
+        self["ccm-config"] = config
+
+    def _override_listeners(self, config: Config) -> Config:
+        problems = Problems("--listen")
+        if len(config.services) != 1:
+            problems.add("", f"the configuration has {len(config.services)} ccm services; --listen needs exactly one")
+        for description in self["listen"]:
+            check_endpoint(description, "", problems)
+        if problems:
+            raise SystemExit("\n".join(problems.lines))
+        listeners = tuple(EndpointListener(d) for d in self["listen"])
+        service = dataclasses.replace(config.services[0], listeners=listeners)
+        return dataclasses.replace(config, services=(service,))
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """
+    Build every configured ccm service under one parent.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    config: Config = options["ccm-config"]
+    for warning in config.warnings:
+        log.warn("{warning}", warning=warning)
+    parent = MultiService()
+    for service_config in config.services:
+        http_client, pool = make_http_client(reactor)
+        try:
+            service = CcmService(
+                service_config,
+                reactor=reactor,
+                http_client=http_client,
+                close_http=pool.closeCachedConnections,
+                environ=os.environ,
+                home=os.path.expanduser("~"),
+                watch_with_inotify=sys.platform.startswith("linux"),
+            )
+        except (ServiceNotSupported, ListenError) as error:
+            raise SystemExit(f"{config.source}: {error}") from None
+        service.setServiceParent(parent)
+    return parent

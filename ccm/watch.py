@@ -1,0 +1,147 @@
+# -*- test-case-name: tests.test_watch -*-
+"""
+Noticing when a file is created, changed, moved or deleted.
+
+On Linux the file's directory is watched with inotify, so changes are seen
+at once; elsewhere, or when the directory does not exist yet, the file's
+status is polled.  Bursts of events are debounced into one callback.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.filepath import FilePath
+
+POLL_INTERVAL_SECONDS = 2.0
+DEBOUNCE_SECONDS = 0.1
+
+_Signature = tuple[int, int, int, int] | None
+
+
+def _signature(path: str) -> _Signature:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
+class FileWatcher(Service):
+    """
+    Call C{on_change} (debounced) whenever the file at C{path} may have
+    changed, including its creation and deletion.
+
+    :param reactor: the reactor, for inotify; None to always poll.
+    :param clock: time for debouncing and polling.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        path: str,
+        on_change: Callable[[], object],
+        clock: IReactorTime,
+        reactor: Any = None,
+        poll_interval: float = POLL_INTERVAL_SECONDS,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self._on_change = on_change
+        self._clock = clock
+        self._reactor = reactor
+        self._poll_interval = poll_interval
+        self._pending: IDelayedCall | None = None
+        self._notifier: Any = None
+        self._poller: LoopingCall | None = None
+        self._last_signature: _Signature = None
+        self.mode = "stopped"
+
+    def startService(self) -> None:
+        super().startService()
+        self._last_signature = _signature(self.path)
+        if self._reactor is not None and self._start_inotify():
+            self.mode = "inotify"
+        else:
+            self._start_polling()
+            self.mode = "polling"
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._pending is not None and self._pending.active():
+            self._pending.cancel()
+        self._pending = None
+        if self._notifier is not None:
+            self._notifier.loseConnection()
+            self._notifier = None
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        self._poller = None
+        self.mode = "stopped"
+
+    def _start_inotify(self) -> bool:
+        try:
+            from twisted.internet import inotify
+        except ImportError:
+            return False
+        directory = os.path.dirname(self.path)
+        mask = (
+            inotify.IN_CREATE
+            | inotify.IN_CLOSE_WRITE
+            | inotify.IN_MODIFY
+            | inotify.IN_MOVED_TO
+            | inotify.IN_MOVED_FROM
+            | inotify.IN_DELETE
+            | inotify.IN_ATTRIB
+        )
+        try:
+            notifier = inotify.INotify(reactor=self._reactor)
+        except Exception:
+            return False
+        try:
+            notifier.startReading()
+            notifier.watch(FilePath(directory), mask=mask, callbacks=[self._inotify_event])
+        except Exception as error:
+            notifier.loseConnection()
+            self.log.info(
+                "cannot watch {directory} with inotify ({error}); polling {path} instead",
+                directory=directory,
+                error=str(error) or type(error).__name__,
+                path=self.path,
+            )
+            return False
+        self._notifier = notifier
+        return True
+
+    def _inotify_event(self, ignored: object, filepath: FilePath[str], mask: int) -> None:
+        if filepath.path == self.path:
+            self._schedule()
+
+    def _start_polling(self) -> None:
+        self._poller = LoopingCall(self._poll)
+        self._poller.clock = self._clock
+        self._poller.start(self._poll_interval, now=False)
+
+    def _poll(self) -> None:
+        signature = _signature(self.path)
+        if signature != self._last_signature:
+            self._last_signature = signature
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._pending is not None and self._pending.active():
+            self._pending.reset(DEBOUNCE_SECONDS)
+            return
+        self._pending = self._clock.callLater(DEBOUNCE_SECONDS, self._fire)
+
+    def _fire(self) -> None:
+        self._pending = None
+        try:
+            self._on_change()
+        except Exception:
+            self.log.failure("handling a change of {path} failed", path=self.path)
