@@ -150,7 +150,14 @@ _FORBIDDEN_HEADERS = {
     "keep-alive": "it is a hop-by-hop header",
     "te": "it is a hop-by-hop header",
     "upgrade": "it is a hop-by-hop header",
+    "proxy-connection": "it is a hop-by-hop header",
+    "proxy-authenticate": "it is a hop-by-hop header",
+    "proxy-authorization": "it is a hop-by-hop header",
+    "trailer": "it is a hop-by-hop header",
 }
+# What a header value may hold: Latin-1 text without control characters
+# (horizontal tab aside), as it goes on the wire.
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 
 
 def load_config(path: str) -> Config:
@@ -327,7 +334,7 @@ def _parse_listeners(reader: ObjectReader, problems: Problems) -> tuple[Listener
                 reader.where("endpoint"),
                 "endpoint and listen/listen_port/tls are mutually exclusive",
             )
-        if not endpoints:
+        if reader.obj["endpoint"] == []:
             problems.add(reader.where("endpoint"), "must name at least one endpoint")
         for index, description in enumerate(endpoints):
             check_endpoint(description, json_path(reader.where("endpoint"), index), problems)
@@ -375,6 +382,8 @@ def _parse_tls(reader: ObjectReader, problems: Problems) -> TLSConfig | None:
         (certificate_pem, "certificate_path", "certificate"),
         (key_pem, "key_path", "key"),
     ):
+        if inline and not inline.isascii():
+            problems.add(tls.where(what), "must be PEM text, which is ASCII")
         if inline and tls.has(file_key):
             problems.add(tls.where(what), f"{what} and {file_key} are mutually exclusive")
         elif not inline and not tls.has(file_key):
@@ -420,9 +429,10 @@ def _parse_max_body(reader: ObjectReader) -> int:
     if value is None:
         return DEFAULT_MAX_REQUEST_BODY_BYTES
     if isinstance(value, bool) or not isinstance(value, (int, str)):
+        got = repr(value) if isinstance(value, float) else describe_type(value)
         reader.problems.add(
             reader.where("max_request_body"),
-            f"must be a number of bytes or a size such as \"64MiB\", got {describe_type(value)}",
+            f"must be a whole number of bytes or a size such as \"64MiB\", got {got}",
         )
         return DEFAULT_MAX_REQUEST_BODY_BYTES
     try:
@@ -440,6 +450,7 @@ def _parse_headers(reader: ObjectReader, problems: Problems) -> tuple[tuple[str,
     if not obj:
         return ()
     headers = []
+    seen: dict[str, str] = {}
     for name in obj:
         path = json_path(reader.where("headers"), name)
         values = ObjectReader(problems, obj, reader.where("headers"), obj.keys()).strings(name)
@@ -453,6 +464,15 @@ def _parse_headers(reader: ObjectReader, problems: Problems) -> tuple[tuple[str,
         if any("\r" in v or "\n" in v for v in values):
             problems.add(path, "values must not contain line breaks")
             continue
+        if not all(_HEADER_VALUE.match(v) for v in values):
+            problems.add(path, "values must be Latin-1 text without control characters")
+            continue
+        if name.lower() in seen:
+            problems.add(
+                path, f"repeats {seen[name.lower()]!r}: header names are case-insensitive"
+            )
+            continue
+        seen[name.lower()] = name
         headers.append((name, values))
     return tuple(headers)
 
@@ -471,9 +491,11 @@ def _parse_detour(
         return _detour_from_url(text, path, problems)
     if text not in outbounds:
         known = ", ".join(sorted(outbounds)) or "none"
+        # Never echo what may be a proxy URL with a password but no scheme.
+        shown = "the value" if "@" in text else repr(text)
         problems.add(
             path,
-            f"{text!r} is neither a proxy URL (http://host:port, socks5://host:port) "
+            f"{shown} is neither a proxy URL (http://host:port, socks5://host:port) "
             f"nor the tag of an entry in outbounds (tags: {known})",
         )
         return None
@@ -493,7 +515,7 @@ def _parse_detour(
     if not host:
         problems.add(out.where("server"), f"outbound {text!r} needs a server")
     port = out.integer("server_port", 0, 1, 65535)
-    if port == 0:
+    if not out.has("server_port"):
         problems.add(out.where("server_port"), f"outbound {text!r} needs a server_port")
     return Detour(
         kind="socks5" if kind == "socks" else "http",
@@ -509,17 +531,23 @@ def _detour_from_url(text: str, path: str, problems: Problems) -> Detour | None:
     try:
         parts = urlsplit(text)
         port = parts.port
-    except ValueError as error:
-        problems.add(path, f"invalid proxy URL: {error}")
+    except ValueError:
+        # urllib's message quotes the URL, which may hold a password.
+        problems.add(
+            path,
+            "invalid proxy URL: expected http://[user:pass@]host:port or "
+            "socks5://[user:pass@]host:port with a port from 1 to 65535",
+        )
         return None
     scheme = {"http": "http", "socks5": "socks5", "socks5h": "socks5", "socks": "socks5"}.get(parts.scheme)
     if scheme is None:
         problems.add(path, f"proxy URL scheme must be http or socks5, got {parts.scheme!r}")
         return None
-    if not parts.hostname or port is None:
+    if not parts.hostname or not port:
         problems.add(path, "proxy URL needs a host and a port, e.g. http://127.0.0.1:3128")
         return None
-    safe_name = f"{parts.scheme}://{parts.hostname}:{port}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    safe_name = f"{parts.scheme}://{host}:{port}"
     return Detour(
         kind=scheme,
         host=parts.hostname,
@@ -541,7 +569,10 @@ def _parse_credentials(
     for path, obj in entries:
         kind = obj.get("type") or "default"
         tag = obj.get("tag")
-        if not isinstance(tag, str) or not tag:
+        if tag is not None and not isinstance(tag, str):
+            problems.add(json_path(path, "tag"), f"must be a string, got {describe_type(tag)}")
+            tag = ""
+        elif not tag:
             problems.add(json_path(path, "tag"), "every credential needs a non-empty tag")
             tag = ""
         elif tag in seen_tags:
@@ -586,7 +617,8 @@ def _parse_default_credential(
         ("limit_5h", 100),
         ("limit_weekly", 100),
     ):
-        if reader.obj.get(key) == 0:  # 0 means "not set", as in sing-box
+        value = reader.obj.get(key)
+        if value == 0 and type(value) is int:  # 0 means "not set", as in sing-box
             values[key] = 0
             continue
         values[key] = reader.integer(key, 0, 1, maximum)
@@ -689,22 +721,29 @@ def _parse_users(
         name = user.string("name")
         token = user.string("token")
         credential = user.string("credential")
+        # A value of the wrong type was reported already, once.
+        wrong_type = {
+            k for k in _USER_KEYS if obj.get(k) is not None and not isinstance(obj[k], str)
+        }
         if not name:
-            problems.add(user.where("name"), "every user needs a non-empty name")
+            if "name" not in wrong_type:
+                problems.add(user.where("name"), "every user needs a non-empty name")
         elif name in names:
             problems.add(user.where("name"), f"duplicate user name: {name}")
         if not token:
-            problems.add(user.where("token"), f"user {name or '?'} needs a non-empty token")
+            if "token" not in wrong_type:
+                problems.add(user.where("token"), f"user {name or '?'} needs a non-empty token")
         elif token in tokens:
             problems.add(user.where("token"), f"user {name or '?'} has the same token as another user")
         names.add(name)
         tokens.add(token)
         if credentials:
             if not credential:
-                problems.add(
-                    user.where("credential"),
-                    f"user {name} must specify credential in multi-credential mode",
-                )
+                if "credential" not in wrong_type:
+                    problems.add(
+                        user.where("credential"),
+                        f"user {name} must specify credential in multi-credential mode",
+                    )
             elif credential not in tags:
                 problems.add(
                     user.where("credential"),

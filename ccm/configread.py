@@ -61,7 +61,10 @@ class Problems:
         Record that the value at C{path} is wrong, and why.
         """
         where = f"{self.source}: {path}" if path else self.source
-        self.lines.append(f"{where}: {message}")
+        line = f"{where}: {message}"
+        # An outbound used by several detours is checked once per use.
+        if line not in self.lines:
+            self.lines.append(line)
 
     def __bool__(self) -> bool:
         return bool(self.lines)
@@ -143,14 +146,13 @@ class ObjectReader:
         An integer field within C{minimum}..C{maximum}; C{bounds} overrides
         the wording of the range in the message.
         """
-        if self.obj.get(key) is None:
+        value = self.obj.get(key)
+        if value is None:
             return default
-        value = self._typed(
-            key,
-            default,
-            lambda v: isinstance(v, int) and not isinstance(v, bool),
-            "a whole number",
-        )
+        if isinstance(value, bool) or not isinstance(value, int):
+            got = repr(value) if isinstance(value, float) else describe_type(value)
+            self.problems.add(self.where(key), f"must be a whole number, got {got}")
+            return default
         if not minimum <= value <= maximum:
             wording = bounds or f"between {minimum} and {maximum}"
             self.problems.add(self.where(key), f"must be {wording}, got {value}")
@@ -161,14 +163,14 @@ class ObjectReader:
         """
         A number field not below C{minimum}.
         """
-        if self.obj.get(key) is None:
+        value = self.obj.get(key)
+        if value is None:
             return default
-        value = self._typed(
-            key,
-            default,
-            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-            "a number",
-        )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.problems.add(
+                self.where(key), f"must be a number, got {describe_type(value)}"
+            )
+            return default
         if value < minimum:
             self.problems.add(
                 self.where(key), f"must not be below {minimum:g}, got {value:g}"

@@ -54,6 +54,8 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def postOptions(self) -> None:
+        if self["config"] == "":
+            raise SystemExit("--config: the file name is empty")
         try:
             config = load_config(self["config"]) if self["config"] else default_config()
         except ConfigError as error:
@@ -85,7 +87,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         reactor = global_reactor
     config: Config = options["ccm-config"]
     for warning in config.warnings:
-        log.warn("{warning}", warning=warning)
+        # Not "warning=": that key marks Python warnings for legacy observers.
+        log.warn("{problem}", problem=warning)
     parent = MultiService()
     for service_config in config.services:
         http_client, pool = make_http_client(reactor)

@@ -1,0 +1,482 @@
+"""
+Tests for L{ccm.tap}, the twistd plugin: option parsing, configuration
+errors, and the service tree it builds, run on a memory reactor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from twisted.application.service import IService, IServiceMaker
+from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.plugin import getPlugins
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from ccm.config import AddressListener, EndpointListener, default_config
+from ccm.tap import Options, makeService
+
+ACCESS_TOKEN = "sk-ant-oat01-tap-test-access-secret"
+REFRESH_TOKEN = "sk-ant-ort01-tap-test-refresh-secret"
+USER_TOKEN = "ak-ccm-tap-test-user-secret"
+
+# Far in the future: no refresh is due while the tests run.
+FAR_EXPIRY_MS = 4_102_444_800_000
+
+
+class RefusingReactor(MemoryReactorClock):
+    """
+    A memory reactor on which every port is already taken.
+    """
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+        raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+
+
+class TapTestMixin:
+    """
+    Temporary configuration and credential files, and options parsed from
+    them.
+    """
+
+    def make_directory(self) -> str:
+        directory = os.path.abspath(self.mktemp())  # type: ignore[attr-defined]
+        os.makedirs(directory)
+        return directory
+
+    def write_credentials(self, directory: str) -> str:
+        path = os.path.join(directory, ".credentials.json")
+        document = {
+            "claudeAiOauth": {
+                "accessToken": ACCESS_TOKEN,
+                "refreshToken": REFRESH_TOKEN,
+                "expiresAt": FAR_EXPIRY_MS,
+                "subscriptionType": "max",
+            }
+        }
+        with open(path, "w") as handle:
+            json.dump(document, handle)
+        return path
+
+    def write_config(self, document: object, name: str = "config.json") -> str:
+        path = os.path.join(self.make_directory(), name)
+        with open(path, "w") as handle:
+            json.dump(document, handle)
+        return path
+
+    def service_document(self, **fields: Any) -> dict[str, Any]:
+        """
+        A valid bare service object using a credential file in a temporary
+        directory, listening on 127.0.0.1:9123 unless C{fields} say
+        otherwise.
+        """
+        document: dict[str, Any] = {
+            "listen": "127.0.0.1",
+            "listen_port": 9123,
+            "credential_path": self.write_credentials(self.make_directory()),
+            "users": [{"name": "alice", "token": USER_TOKEN}],
+        }
+        document.update(fields)
+        return document
+
+    def parse(self, *arguments: str) -> Options:
+        options = Options()
+        options.parseOptions(list(arguments))
+        return options
+
+    def parse_fails(self, *arguments: str) -> str:
+        """
+        Parse C{arguments}, which must end the program with a message; return
+        the message.
+        """
+        with self.assertRaises(SystemExit) as caught:  # type: ignore[attr-defined]
+            self.parse(*arguments)
+        code = caught.exception.code
+        assert isinstance(code, str), code
+        return code
+
+
+class PluginTests(SynchronousTestCase):
+    """
+    The plugin is found by twistd.
+    """
+
+    def test_discovered(self) -> None:
+        """
+        twistd finds a service maker called C{ccm} that uses L{ccm.tap}.
+        """
+        makers = {p.tapname: p for p in getPlugins(IServiceMaker)}
+        self.assertIn("ccm", makers)
+        maker = makers["ccm"]
+        self.assertIs(maker.options, Options)
+        self.assertIn("Claude", maker.description)
+
+
+class OptionsTests(TapTestMixin, SynchronousTestCase):
+    """
+    L{Options} loads the configuration and applies C{--listen}; any problem
+    ends the program with the problem lines only.
+    """
+
+    def test_no_config(self) -> None:
+        """
+        Without C{--config} the default configuration is used.
+        """
+        options = self.parse()
+        self.assertEqual(options["ccm-config"], default_config())
+
+    def test_config_file(self) -> None:
+        """
+        C{--config} loads and validates the file.
+        """
+        path = self.write_config({"listen_port": 9001, "users": [{"name": "a", "token": "t"}]})
+        for arguments in (("--config", path), ("-c", path), (f"--config={path}",)):
+            config = self.parse(*arguments)["ccm-config"]
+            self.assertEqual(config.source, "config.json")
+            self.assertEqual(config.services[0].listeners, (AddressListener("127.0.0.1", 9001),))
+
+    def test_bad_config(self) -> None:
+        """
+        A bad configuration ends the program with exactly its problem lines:
+        no traceback, no usage text, no token.
+        """
+        path = self.write_config(
+            {
+                "services": [
+                    {
+                        "type": "ccm",
+                        "listen_port": "x",
+                        "users": [{"name": "alice", "token": USER_TOKEN, "tokn": 1}],
+                        "credentials": [{"tag": "a"}, {"tag": "b", "reserve_5h": 120}],
+                    }
+                ]
+            }
+        )
+        message = self.parse_fails("--config", path)
+        self.assertEqual(
+            message.splitlines(),
+            [
+                "config.json: services[0].listen_port: must be a whole number, got a string",
+                "config.json: services[0].credentials[1].reserve_5h: must be between 1 and 99, got 120",
+                "config.json: services[0].users[0].tokn: unknown key; did you mean 'token'?",
+                (
+                    "config.json: services[0].users[0].credential: user alice must specify "
+                    "credential in multi-credential mode"
+                ),
+            ],
+        )
+        self.assertNotIn(USER_TOKEN, message)
+
+    def test_missing_config(self) -> None:
+        """
+        A configuration file that does not exist ends the program with one
+        line naming it.
+        """
+        path = os.path.join(self.make_directory(), "missing.json")
+        self.assertEqual(
+            self.parse_fails("--config", path), f"{path}: cannot read: No such file or directory"
+        )
+
+    def test_empty_config_path(self) -> None:
+        """
+        An empty C{--config} is a file that cannot be read, not a request
+        for the defaults.
+        """
+        self.assertEqual(self.parse_fails("--config", ""), "--config: the file name is empty")
+
+    def test_listen_overrides(self) -> None:
+        """
+        C{--listen}, repeatable, replaces the configured listeners and keeps
+        everything else.
+        """
+        path = self.write_config(self.service_document())
+        options = self.parse(
+            "--config",
+            path,
+            "--listen",
+            "tcp:7000:interface=127.0.0.1",
+            "--listen",
+            "tcp6:7001:interface=\\:\\:1",
+        )
+        [service] = options["ccm-config"].services
+        self.assertEqual(
+            service.listeners,
+            (
+                EndpointListener("tcp:7000:interface=127.0.0.1"),
+                EndpointListener("tcp6:7001:interface=\\:\\:1"),
+            ),
+        )
+        self.assertEqual([u.name for u in service.users], ["alice"])
+
+    def test_listen_without_config(self) -> None:
+        """
+        C{--listen} also overrides the default listener.
+        """
+        [service] = self.parse("--listen", "tcp:7002")["ccm-config"].services
+        self.assertEqual(service.listeners, (EndpointListener("tcp:7002"),))
+
+    def test_invalid_listen(self) -> None:
+        """
+        An endpoint string Twisted cannot parse is refused, each bad one on
+        its own line.
+        """
+        self.assertEqual(
+            self.parse_fails("--listen", "tcp:7000", "--listen", "bogus:1", "--listen", "tcp:x"),
+            "--listen: invalid endpoint 'bogus:1': Unknown endpoint type: 'bogus'\n"
+            "--listen: invalid endpoint 'tcp:x': invalid literal for int() with base 10: 'x'",
+        )
+
+    def test_listen_with_several_services(self) -> None:
+        """
+        C{--listen} is refused when the document has several ccm services:
+        which one it would apply to is ambiguous.
+        """
+        path = self.write_config(
+            {
+                "services": [
+                    {"type": "ccm", "listen_port": 8001},
+                    {"type": "ccm", "listen_port": 8002},
+                ]
+            }
+        )
+        self.assertEqual(
+            self.parse_fails("--config", path, "--listen", "tcp:7000"),
+            "--listen: the configuration has 2 ccm services; --listen needs exactly one",
+        )
+
+
+class MakeServiceTests(TapTestMixin, SynchronousTestCase):
+    """
+    L{makeService} builds the configured services; started on a memory
+    reactor they listen where configured and stop cleanly.
+    """
+
+    def setUp(self) -> None:
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def make(self, options: Options, reactor: MemoryReactorClock) -> IService:
+        service = makeService(options, reactor=reactor)
+
+        def stop_if_running() -> None:
+            if service.running:
+                service.stopService()
+
+        self.addCleanup(stop_if_running)
+        return service
+
+    def start(self, service: IService) -> None:
+        service.privilegedStartService()
+        service.startService()
+
+    def stop(self, service: IService, reactor: MemoryReactorClock) -> None:
+        """
+        Stop C{service} and check it left nothing behind on C{reactor}.
+        """
+        self.successResultOf(service.stopService())
+        self.assertEqual(reactor.getDelayedCalls(), [])
+        self.assertEqual(reactor.readers, set())
+
+    def logged_text(self) -> str:
+        return "\n".join(formatEvent(event) for event in self.events)
+
+    def test_listens_where_configured(self) -> None:
+        """
+        The service listens on the configured address and port, reads the
+        configured credential file, and stops without leaving timers.
+        """
+        options = self.parse("--config", self.write_config(self.service_document()))
+        reactor = MemoryReactorClock()
+        service = self.make(options, reactor)
+        self.assertEqual(reactor.tcpServers, [])
+        self.start(service)
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(9123, "127.0.0.1")],
+        )
+        [ccm_service] = list(service)
+        self.assertTrue(ccm_service.credential.available)
+        reactor.advance(600)
+        self.assertEqual(reactor.tcpClients, [])
+        self.stop(service, reactor)
+
+    def test_serves_the_resource_tree(self) -> None:
+        """
+        The listening factory serves ccm's resources: an unknown path gets
+        ccm's JSON 404.
+        """
+        options = self.parse("--config", self.write_config(self.service_document()))
+        reactor = MemoryReactorClock()
+        service = self.make(options, reactor)
+        self.start(service)
+        [(_, factory, _, _)] = reactor.tcpServers
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET /nowhere HTTP/1.1\r\nHost: ccm\r\nConnection: close\r\n\r\n")
+        response = transport.value()
+        self.assertTrue(response.startswith(b"HTTP/1.1 404 "), response[:80])
+        self.assertIn(b'"type":"error"', response.replace(b" ", b""))
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.stop(service, reactor)
+
+    def test_listen_option(self) -> None:
+        """
+        C{--listen} endpoints are what the service listens on, IPv6
+        included.
+        """
+        options = self.parse(
+            "--config",
+            self.write_config(self.service_document()),
+            "--listen",
+            "tcp:7000:interface=127.0.0.2",
+            "--listen",
+            "tcp6:7001:interface=\\:\\:1",
+        )
+        reactor = MemoryReactorClock()
+        service = self.make(options, reactor)
+        self.start(service)
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(7000, "127.0.0.2"), (7001, "::1")],
+        )
+        self.stop(service, reactor)
+
+    def test_several_services(self) -> None:
+        """
+        Every ccm service of a sing-box document listens.
+        """
+        first = self.service_document(listen_port=8001, type="ccm")
+        second = self.service_document(listen="::1", listen_port=8002, type="ccm")
+        options = self.parse("--config", self.write_config({"services": [first, second]}))
+        reactor = MemoryReactorClock()
+        service = self.make(options, reactor)
+        self.start(service)
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(8001, "127.0.0.1"), (8002, "::1")],
+        )
+        self.stop(service, reactor)
+
+    def test_defaults(self) -> None:
+        """
+        Without C{--config} the service listens on 127.0.0.1:8080 and uses
+        the credential file in C{$CLAUDE_CONFIG_DIR}.
+        """
+        directory = self.make_directory()
+        self.write_credentials(directory)
+        previous = os.environ.get("CLAUDE_CONFIG_DIR")
+        os.environ["CLAUDE_CONFIG_DIR"] = directory
+
+        def restore() -> None:
+            if previous is None:
+                del os.environ["CLAUDE_CONFIG_DIR"]
+            else:
+                os.environ["CLAUDE_CONFIG_DIR"] = previous
+
+        self.addCleanup(restore)
+        reactor = MemoryReactorClock()
+        service = self.make(self.parse(), reactor)
+        self.start(service)
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(8080, "127.0.0.1")],
+        )
+        [ccm_service] = list(service)
+        self.assertEqual(
+            ccm_service.credential.store.path, os.path.join(directory, ".credentials.json")
+        )
+        self.assertTrue(ccm_service.credential.available)
+        self.stop(service, reactor)
+
+    def test_warnings_logged(self) -> None:
+        """
+        Configuration warnings are logged when the service is made, and no
+        token appears in the log.
+        """
+        document = self.service_document(tcp_fast_open=True)
+        document["users"][0]["credential"] = "a"
+        options = self.parse("--config", self.write_config(document))
+        reactor = MemoryReactorClock()
+        service = self.make(options, reactor)
+        self.start(service)
+        text = self.logged_text()
+        self.assertIn(
+            "config.json: tcp_fast_open: ignored, ccm does not use this listen field", text
+        )
+        self.assertIn(
+            "config.json: users[0].credential: ignored, there is no credentials list", text
+        )
+        self.stop(service, reactor)
+        text = self.logged_text()
+        for secret in (ACCESS_TOKEN, REFRESH_TOKEN, USER_TOKEN):
+            self.assertNotIn(secret, text)
+
+    def test_open_listener_without_users_warns(self) -> None:
+        """
+        With no users and a listener beyond loopback, a warning says that
+        anyone who can reach ccm can use the subscription.
+        """
+        document = self.service_document(listen="0.0.0.0", users=[])
+        reactor = MemoryReactorClock()
+        service = self.make(self.parse("--config", self.write_config(document)), reactor)
+        self.assertIn("no users are configured", self.logged_text())
+        self.start(service)
+        self.stop(service, reactor)
+
+    def test_multi_credential_not_supported(self) -> None:
+        """
+        A credentials list ends the program with a one-line message saying
+        it is not supported yet.
+        """
+        path = self.write_config(
+            {
+                "services": [
+                    {
+                        "type": "ccm",
+                        "credentials": [{"tag": "a"}],
+                        "users": [{"name": "u", "token": USER_TOKEN, "credential": "a"}],
+                    }
+                ]
+            }
+        )
+        with self.assertRaises(SystemExit) as caught:
+            makeService(self.parse("--config", path), reactor=MemoryReactorClock())
+        self.assertEqual(
+            caught.exception.code,
+            "config.json: services[0]: the credentials list (several subscriptions) "
+            "is not supported by this version of ccm yet",
+        )
+
+    def test_detour_not_supported(self) -> None:
+        """
+        A detour ends the program with a one-line message saying it is not
+        supported yet.
+        """
+        path = self.write_config(self.service_document(detour="http://127.0.0.1:3128"))
+        with self.assertRaises(SystemExit) as caught:
+            makeService(self.parse("--config", path), reactor=MemoryReactorClock())
+        self.assertEqual(
+            caught.exception.code,
+            "config.json: the service: detour is not supported by this version of ccm yet",
+        )
+
+    def test_bind_failure(self) -> None:
+        """
+        A port that cannot be bound ends the program with one line naming
+        the address and port, and nothing is left running.
+        """
+        options = self.parse("--config", self.write_config(self.service_document()))
+        reactor = RefusingReactor()
+        service = self.make(options, reactor)
+        with self.assertRaises(SystemExit) as caught:
+            service.privilegedStartService()
+        self.assertEqual(
+            caught.exception.code, "ccm: cannot listen on 127.0.0.1:9123: Address already in use"
+        )
+        self.assertFalse(service.running)
+        self.assertEqual(reactor.getDelayedCalls(), [])
+        self.assertEqual(reactor.readers, set())
