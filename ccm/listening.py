@@ -49,7 +49,10 @@ def describe(listener: Listener) -> str:
 
 def _read_pem(inline: str, path: str, what: str) -> bytes:
     if inline:
-        return inline.encode("ascii")
+        try:
+            return inline.encode("ascii")
+        except UnicodeEncodeError:
+            raise ListenError(f"the inline TLS {what} is not ASCII PEM text") from None
     try:
         with open(path, "rb") as handle:
             return handle.read()
@@ -127,3 +130,14 @@ class ListeningService(StreamServerEndpointService):
         self.label = label
         # What strports.service does for twistd's --port options.
         self._raiseSynchronously = True
+
+    def abandon(self) -> None:
+        """
+        Stop listening, if listening started, after a sibling failed to
+        bind: start-up is being aborted.
+        """
+        waiting = self._waitingForPort
+        self._waitingForPort = None
+        if waiting is not None:
+            waiting.addCallback(lambda port: port.stopListening())
+            waiting.addErrback(lambda failure: None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from typing import Any, Callable, Mapping
 
 from twisted.application.service import MultiService
@@ -16,7 +17,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from ccm.auth import Authenticator, Caller
-from ccm.config import AddressListener, ServiceConfig
+from ccm.config import AddressListener, Listener, ServiceConfig
 from ccm.credentialfile import CredentialFile, default_credential_path
 from ccm.credentials import Credential, TokenRefreshService
 from ccm.listening import ListeningService, describe, endpoint_for
@@ -34,11 +35,23 @@ class ServiceNotSupported(Exception):
     """
 
 
-def _is_loopback(listener: Any) -> bool:
+def _is_loopback(listener: Listener) -> bool:
+    """
+    Whether a listener only accepts connections from this machine.
+    """
     if isinstance(listener, AddressListener):
         return ipaddress.ip_address(listener.address).is_loopback
-    description = listener.description
-    return "interface=127." in description or "interface=\\:\\:1" in description or description.startswith("unix:")
+    kind, _, rest = listener.description.partition(":")
+    if kind == "unix":
+        return True
+    for option in re.split(r"(?<!\\):", rest):
+        name, _, value = option.partition("=")
+        if name == "interface":
+            try:
+                return ipaddress.ip_address(value.replace("\\", "")).is_loopback
+            except ValueError:
+                return False
+    return False
 
 
 class CcmService(MultiService):
@@ -113,6 +126,11 @@ class CcmService(MultiService):
             listening = ListeningService(endpoint_for(reactor, listener), self.site, describe(listener))
             listening.setServiceParent(self)
             self.listeners.append(listening)
+        if config.usages_path or any(c.usages_path for c in config.default_credentials()):
+            self.log.warn(
+                "usages_path is set, but usage accounting is not implemented in "
+                "this version of ccm yet; no usage file will be written"
+            )
         if authenticator.anonymous and not all(_is_loopback(l) for l in config.listeners):
             self.log.warn(
                 "no users are configured and ccm listens beyond this machine: "
@@ -125,6 +143,8 @@ class CcmService(MultiService):
         try:
             super().privilegedStartService()
         except CannotListenError as error:
+            for listening in self.listeners:
+                listening.abandon()
             reason = error.socketError
             detail = getattr(reason, "strerror", None) or str(reason)
             raise SystemExit(f"ccm: cannot listen on {error.interface or '*'}:{error.port}: {detail}") from None
