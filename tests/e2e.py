@@ -1,0 +1,822 @@
+# -*- test-case-name: tests.test_e2e_harness -*-
+"""
+Helpers for end-to-end tests that run real processes on the real reactor.
+
+Everything here is meant to be used from a L{twisted.trial.unittest.TestCase}
+(not C{SynchronousTestCase}): processes are started with
+C{reactor.spawnProcess} and observed with L{ProcessProtocol}s, nothing
+blocks, and every process started through these helpers is killed (if still
+running) and reaped in the test's cleanup, so a test that fails or times out
+leaves neither a dirty reactor nor stray processes behind.
+
+The main entry points:
+
+  - L{start_ccm}: run C{twistd -n ccm --config ...} from the source tree and
+    wait until it listens; L{run_ccm_expecting_exit} for start-up failures.
+  - L{run_claude}: run the real Claude Code CLI (C{claude -p ...}) in an
+    isolated environment against a base URL (see anthropic-wire.md section 7).
+  - L{run_python_script}: run a Python snippet in a separate interpreter, e.g.
+    to drive the real C{anthropic} SDK.
+  - L{claude_bin} and L{skip_or_fail_without}: locate the CLI, and skip when
+    it is missing (or fail under C{CI=true}).
+
+Child processes do not inherit proxy variables (C{http_proxy} and friends) nor
+C{ANTHROPIC_*} / C{CLAUDE_*} variables from the environment running the tests;
+tests that need them pass them explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+#: The repository root (the directory holding C{ccm/} and C{tests/}).
+REPO_ROOT: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: How long L{start_ccm} waits for the "starting on <port>" log line.
+CCM_START_TIMEOUT_SECONDS: float = 20.0
+
+#: How long L{run_ccm_expecting_exit} waits for ccm to exit by itself.
+CCM_EXIT_TIMEOUT_SECONDS: float = 30.0
+
+#: How long a stop waits after SIGTERM before sending SIGKILL.
+KILL_AFTER_SECONDS: float = 10.0
+
+#: What L{CcmProcess.stop} returns after a clean SIGTERM shutdown: twistd
+#: (like C{twist}) re-raises the signal it stopped on, so it dies "by
+#: SIGTERM" even when everything went fine.
+TERMINATED_BY_SIGTERM: int = -signal.SIGTERM
+
+#: How long to wait for the reactor to notice a SIGKILLed process.
+REAP_GRACE_SECONDS: float = 5.0
+
+_PORT_RE = re.compile(rb"starting on (\d+)")
+
+#: Environment variables never passed down from the test runner's environment.
+_SCRUBBED_PREFIXES = ("ANTHROPIC_", "CLAUDE_")
+_SCRUBBED_NAMES = frozenset(
+    {
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "ftp_proxy",
+    }
+)
+
+EnvOverrides = Optional[Mapping[str, Optional[str]]]
+
+
+def _reactor() -> Any:
+    """
+    The global reactor (the one trial runs), imported late on purpose.
+    """
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def _base_env() -> dict[str, str]:
+    """
+    The test runner's environment minus proxy and Anthropic/Claude variables.
+    """
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in _SCRUBBED_NAMES and not k.startswith(_SCRUBBED_PREFIXES)
+    }
+
+
+def _apply_overrides(env: dict[str, str], overrides: EnvOverrides) -> dict[str, str]:
+    """
+    Apply C{overrides} to C{env} in place: a C{None} value removes the name.
+    """
+    for name, value in (overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def _fresh_dir(testcase: unittest.TestCase) -> str:
+    """
+    Create and return an absolute, empty directory unique to C{testcase}.
+    """
+    path = os.path.abspath(testcase.mktemp())
+    os.makedirs(path)
+    return path
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _exit_code(reason: Failure) -> int:
+    """
+    Turn the reason given to C{processEnded} into a return code; like
+    L{subprocess}, death by signal N is reported as C{-N}.
+    """
+    value = reason.value
+    if isinstance(value, ProcessDone):
+        return 0
+    if isinstance(value, ProcessTerminated):
+        if value.exitCode is not None:
+            return int(value.exitCode)
+        if value.signal is not None:
+            return -int(value.signal)
+    return -1
+
+
+def find_twistd() -> str:
+    """
+    Return the C{twistd} script installed next to the running interpreter.
+
+    @raise RuntimeError: when there is none; that is an installation error,
+        not a reason to skip.
+    """
+    path = os.path.join(os.path.dirname(sys.executable), "twistd")
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(
+            "no twistd next to {}; run the tests from the virtualenv (./scripts/test)".format(
+                sys.executable
+            )
+        )
+    return path
+
+
+def free_port() -> int:
+    """
+    Return a TCP port on 127.0.0.1 that was free a moment ago.
+
+    Racy by nature; prefer C{tcp:0:interface=127.0.0.1} and reading the port
+    back (as L{start_ccm} does).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Collector(ProcessProtocol):
+    """
+    Collect a child's stdout and stderr and report its end.
+
+    @ivar ended: fires with the exit code (see L{_exit_code}) once the process
+        has exited and its pipes are closed.
+    """
+
+    def __init__(self, on_output: Optional[Callable[[], None]] = None) -> None:
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.exit_code: Optional[int] = None
+        self.ended: Deferred[int] = Deferred()
+        self._on_output = on_output
+
+    def connectionMade(self) -> None:
+        # Our children read nothing from us: give them EOF on stdin at once.
+        assert self.transport is not None
+        self.transport.closeStdin()
+
+    def outReceived(self, data: bytes) -> None:
+        self.stdout += data
+        if self._on_output is not None:
+            self._on_output()
+
+    def errReceived(self, data: bytes) -> None:
+        self.stderr += data
+        if self._on_output is not None:
+            self._on_output()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.exit_code = _exit_code(reason)
+        self.ended.callback(self.exit_code)
+
+
+class _Child:
+    """
+    A spawned process plus the machinery to kill and reap it.
+    """
+
+    def __init__(
+        self,
+        testcase: unittest.TestCase,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str,
+        on_output: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.protocol = _Collector(on_output)
+        #: Whether this harness had to SIGKILL the process.
+        self.was_killed = False
+        self._waiters: list[Deferred[int]] = []
+        self.protocol.ended.addCallback(self._fire_waiters)
+        self.transport = _reactor().spawnProcess(
+            self.protocol, self.argv[0], self.argv, env=dict(env), path=cwd
+        )
+        self.pid: int = self.transport.pid
+        testcase.addCleanup(self.stop)
+
+    def _fire_waiters(self, code: int) -> int:
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(code)
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self.protocol.exit_code is None
+
+    def wait(self) -> Deferred[int]:
+        """
+        A new Deferred that fires with the exit code when the process ends.
+        """
+        if self.protocol.exit_code is not None:
+            return succeed(self.protocol.exit_code)
+        d: Deferred[int] = Deferred()
+        self._waiters.append(d)
+        return d
+
+    def output(self) -> str:
+        """
+        Everything written so far, stdout then stderr, as text.
+        """
+        text = _decode(bytes(self.protocol.stdout))
+        err = _decode(bytes(self.protocol.stderr))
+        if err:
+            text += ("" if not text or text.endswith("\n") else "\n") + err
+        return text
+
+    def _signal(self, name: str) -> None:
+        try:
+            self.transport.signalProcess(name)
+        except (ProcessExitedAlready, OSError):
+            pass
+
+    def kill(self) -> Deferred[int]:
+        """
+        SIGKILL the process now, drop our ends of its pipes (in case a
+        grandchild still holds them) and wait for it to be reaped.
+        """
+        if not self.running:
+            return succeed(self.protocol.exit_code)  # type: ignore[arg-type]
+        self.was_killed = True
+        self._signal("KILL")
+        # If a grandchild inherited the pipes, processEnded would wait for it
+        # to close them; do not wait for that.
+        return _with_timeout(self.wait(), REAP_GRACE_SECONDS, self._drop_pipes)
+
+    def _drop_pipes(self) -> None:
+        if self.running:
+            self.transport.loseConnection()
+
+    def stop(self, kill_after: float = KILL_AFTER_SECONDS) -> Deferred[int]:
+        """
+        SIGTERM the process, SIGKILL it after C{kill_after} seconds, and
+        return a Deferred firing with its exit code once it is reaped.
+        Safe to call more than once, and after the process ended.
+        """
+        if not self.running:
+            return succeed(self.protocol.exit_code)  # type: ignore[arg-type]
+        self._signal("TERM")
+        done = self.wait()
+        killer = _reactor().callLater(kill_after, self.kill)
+
+        def cancel_killer(code: int) -> int:
+            if killer.active():
+                killer.cancel()
+            return code
+
+        return done.addBoth(cancel_killer)
+
+
+def _with_timeout(
+    d: Deferred[Any],
+    seconds: float,
+    on_timeout: Callable[[], Any],
+) -> Deferred[Any]:
+    """
+    Run C{on_timeout} if C{d} has not fired after C{seconds}; the timer is
+    cancelled when C{d} fires first.
+    """
+    timer: IDelayedCall = _reactor().callLater(seconds, on_timeout)
+
+    def cancel(result: Any) -> Any:
+        if timer.active():
+            timer.cancel()
+        return result
+
+    return d.addBoth(cancel)
+
+
+# ---------------------------------------------------------------------------
+# ccm under twistd
+
+
+def _write_config(
+    testcase: unittest.TestCase, config: Union[Mapping[str, Any], str]
+) -> tuple[str, str]:
+    """
+    Write C{config} (a mapping, dumped as JSON, or raw text) to C{config.json}
+    in a fresh directory and return C{(directory, path)}.
+    """
+    directory = _fresh_dir(testcase)
+    path = os.path.join(directory, "config.json")
+    text = config if isinstance(config, str) else json.dumps(config, indent=2)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return directory, path
+
+
+def _twistd_argv(plugin_args: Iterable[str]) -> list[str]:
+    return [find_twistd(), "-n", "--pidfile=", *plugin_args]
+
+
+def _ccm_args(path: str, extra_args: Iterable[str]) -> list[str]:
+    return ["ccm", "--config", path, *extra_args]
+
+
+def _twistd_env(directory: str, env: EnvOverrides) -> dict[str, str]:
+    """
+    The environment for twistd: C{PYTHONPATH} starts with the repository
+    root so the source tree's C{ccm} and C{twisted/plugins/ccm_plugin.py}
+    win over any installed copy; C{HOME} is an empty C{home} directory under
+    C{directory} and the C{XDG_*} base directories are unset, so ccm never
+    sees (let alone refreshes) the real C{~/.claude/.credentials.json} or
+    keyring of whoever runs the tests.
+    """
+    home = os.path.join(directory, "home")
+    os.makedirs(home, exist_ok=True)
+    base = {k: v for k, v in _base_env().items() if not k.startswith("XDG_")}
+    base["HOME"] = home
+    pythonpath = base.get("PYTHONPATH")
+    base["PYTHONPATH"] = REPO_ROOT + (os.pathsep + pythonpath if pythonpath else "")
+    base["PYTHONUNBUFFERED"] = "1"
+    return _apply_overrides(base, env)
+
+
+class CcmProcess:
+    """
+    A running C{twistd -n} process (normally ccm) started by L{start_ccm} or
+    L{start_twistd}.
+
+    @ivar port: the TCP port it listens on (read from its log).
+    @ivar url: C{http://127.0.0.1:<port>}.
+    @ivar directory: the process's working directory (holding C{config.json}
+        when started by L{start_ccm}, and C{home/}, its C{HOME}).
+    @ivar home: its C{HOME} directory (unless C{env} overrode it).
+    @ivar config_path: absolute path of the config file, or C{None}.
+    @ivar pid: the process id.
+    """
+
+    port: int
+    url: str
+
+    def __init__(
+        self,
+        testcase: unittest.TestCase,
+        plugin_args: Sequence[str],
+        *,
+        directory: str,
+        config_path: Optional[str] = None,
+        env: EnvOverrides = None,
+        name: str = "ccm",
+    ) -> None:
+        self.directory = directory
+        self.config_path = config_path
+        self.home = os.path.join(directory, "home")
+        self._name = name
+        self._port_found: Deferred[int] = Deferred()
+        self._child = _Child(
+            testcase,
+            _twistd_argv(plugin_args),
+            env=_twistd_env(directory, env),
+            cwd=directory,
+            on_output=self._look_for_port,
+        )
+        self.pid = self._child.pid
+        self._child.protocol.ended.addCallback(self._ended_before_port)
+
+    def _look_for_port(self) -> None:
+        if self._port_found.called:
+            return
+        match = _PORT_RE.search(self._child.protocol.stdout) or _PORT_RE.search(
+            self._child.protocol.stderr
+        )
+        if match is not None:
+            self.port = int(match.group(1))
+            self.url = "http://127.0.0.1:{}".format(self.port)
+            self._port_found.callback(self.port)
+
+    def _ended_before_port(self, code: int) -> int:
+        if not self._port_found.called:
+            self._port_found.errback(
+                Failure(
+                    AssertionError(
+                        "{} exited with code {} before listening; output:\n{}".format(
+                            self._name, code, self.output()
+                        )
+                    )
+                )
+            )
+        return code
+
+    def _wait_for_port(self, timeout: float) -> Deferred[CcmProcess]:
+        def timed_out() -> None:
+            if not self._port_found.called:
+                self._port_found.errback(
+                    Failure(
+                        AssertionError(
+                            "{} did not log 'starting on <port>' within {}s; output:\n{}".format(
+                                self._name, timeout, self.output()
+                            )
+                        )
+                    )
+                )
+
+        d = _with_timeout(self._port_found, timeout, timed_out)
+        return d.addCallback(lambda _: self)
+
+    @property
+    def exited(self) -> Deferred[int]:
+        """
+        A new Deferred firing with the exit code when the process ends
+        (C{-N} when killed by signal N).
+        """
+        return self._child.wait()
+
+    @property
+    def running(self) -> bool:
+        """
+        Whether the process is still running.
+        """
+        return self._child.running
+
+    @property
+    def was_killed(self) -> bool:
+        """
+        Whether L{stop} had to resort to SIGKILL.
+        """
+        return self._child.was_killed
+
+    def output(self) -> str:
+        """
+        All text the process wrote so far (stdout, then stderr).
+        """
+        return self._child.output()
+
+    def stdout(self) -> str:
+        """
+        Everything written to stdout so far.
+        """
+        return _decode(bytes(self._child.protocol.stdout))
+
+    def stderr(self) -> str:
+        """
+        Everything written to stderr so far.
+        """
+        return _decode(bytes(self._child.protocol.stderr))
+
+    def signal(self, name: str) -> None:
+        """
+        Send signal C{name} (e.g. C{"HUP"}) to the process.
+        """
+        self._child.transport.signalProcess(name)
+
+    def stop(self) -> Deferred[int]:
+        """
+        SIGTERM the process, SIGKILL it after L{KILL_AFTER_SECONDS}, and fire
+        with its exit code once it has been reaped. Idempotent; also
+        registered as a cleanup of the test that started it.
+
+        A clean shutdown of twistd gives L{TERMINATED_BY_SIGTERM} (C{-15}),
+        not 0 (see there); a forced one gives C{-9} and sets L{was_killed}.
+        """
+        return self._child.stop()
+
+
+def start_twistd(
+    testcase: unittest.TestCase,
+    plugin_args: Sequence[str],
+    *,
+    env: EnvOverrides = None,
+    timeout: float = CCM_START_TIMEOUT_SECONDS,
+) -> Deferred[CcmProcess]:
+    """
+    Start C{twistd -n --pidfile= *plugin_args} in a fresh directory and wait
+    until it logs C{starting on <port>}. L{start_ccm} is this with the ccm
+    plugin; the harness's own tests use Twisted's C{web} plugin.
+
+    @return: fires with the L{CcmProcess}, or fails with an C{AssertionError}
+        carrying the output if the process exits or times out first.
+    """
+    proc = CcmProcess(
+        testcase,
+        plugin_args,
+        directory=_fresh_dir(testcase),
+        env=env,
+        name=plugin_args[0] if plugin_args else "twistd",
+    )
+    return proc._wait_for_port(timeout)
+
+
+def start_ccm(
+    testcase: unittest.TestCase,
+    config: Union[Mapping[str, Any], str],
+    *,
+    extra_args: Sequence[str] = (),
+    env: EnvOverrides = None,
+    timeout: float = CCM_START_TIMEOUT_SECONDS,
+) -> Deferred[CcmProcess]:
+    """
+    Start C{twistd -n --pidfile= ccm --config <file> *extra_args} from the
+    source tree and wait until it logs C{starting on <port>}.
+
+    The config should listen on C{tcp:0:interface=127.0.0.1} so the OS picks
+    the port. The process is stopped in C{testcase}'s cleanup.
+
+    @param config: the configuration; a mapping is written as JSON, a string
+        is written as is, to C{config.json} in a fresh directory, which is
+        also the working directory.
+    @param extra_args: more arguments after C{--config <file>}.
+    @param env: changes to the child's environment (C{None} values remove a
+        variable); by default C{PYTHONPATH} starts with the repository root
+        and C{HOME} is C{<directory>/home}, empty (see L{_twistd_env}).
+    @param timeout: seconds to wait for the port before failing.
+    @return: fires with the L{CcmProcess}, or fails with an C{AssertionError}
+        carrying ccm's output if it exits or times out first.
+    """
+    directory, path = _write_config(testcase, config)
+    proc = CcmProcess(
+        testcase,
+        _ccm_args(path, extra_args),
+        directory=directory,
+        config_path=path,
+        env=env,
+    )
+    return proc._wait_for_port(timeout)
+
+
+def run_twistd_expecting_exit(
+    testcase: unittest.TestCase,
+    plugin_args: Sequence[str],
+    *,
+    cwd: Optional[str] = None,
+    env: EnvOverrides = None,
+    timeout: float = CCM_EXIT_TIMEOUT_SECONDS,
+) -> Deferred[tuple[int, str, str]]:
+    """
+    Run C{twistd -n --pidfile= *plugin_args} and wait for it to exit by
+    itself.
+
+    @return: fires with C{(exit_code, stdout, stderr)}; fails with
+        L{ProcessTimeout} (after killing it) if it is still running after
+        C{timeout} seconds.
+    """
+    if cwd is None:
+        cwd = _fresh_dir(testcase)
+    child = _Child(testcase, _twistd_argv(plugin_args), env=_twistd_env(cwd, env), cwd=cwd)
+    return _run_to_completion(child, timeout, plugin_args[0] if plugin_args else "twistd")
+
+
+def run_ccm_expecting_exit(
+    testcase: unittest.TestCase,
+    config_or_raw_text: Union[Mapping[str, Any], str],
+    extra_args: Sequence[str] = (),
+    *,
+    env: EnvOverrides = None,
+    timeout: float = CCM_EXIT_TIMEOUT_SECONDS,
+) -> Deferred[tuple[int, str, str]]:
+    """
+    Run ccm with a configuration it is expected to reject (a mapping is
+    written as JSON, a string as is), and wait for it to exit by itself.
+
+    @return: fires with C{(exit_code, stdout, stderr)}; fails with
+        L{ProcessTimeout} (after killing it) if ccm is still running after
+        C{timeout} seconds.
+    """
+    directory, path = _write_config(testcase, config_or_raw_text)
+    return run_twistd_expecting_exit(
+        testcase, _ccm_args(path, extra_args), cwd=directory, env=env, timeout=timeout
+    )
+
+
+# ---------------------------------------------------------------------------
+# Other processes
+
+
+@dataclass(frozen=True)
+class ClaudeResult:
+    """
+    The outcome of one L{run_claude} call.
+    """
+
+    rc: int
+    stdout: str
+    stderr: str
+    #: The C{HOME} and working directory the CLI ran with (pass them back to
+    #: L{run_claude} to continue a conversation).
+    home: str = ""
+    cwd: str = ""
+
+
+class ProcessTimeout(AssertionError):
+    """
+    A helper process ran longer than its allowed time and was killed.
+    """
+
+
+def _run_to_completion(child: _Child, timeout: float, what: str) -> Deferred[tuple[int, str, str]]:
+    """
+    Wait for C{child} to end; after C{timeout} seconds kill it and fail with
+    L{ProcessTimeout} carrying its output.
+    """
+    result: Deferred[tuple[int, str, str]] = Deferred()
+    state = {"timed_out": False}
+
+    def on_timeout() -> None:
+        state["timed_out"] = True
+        child.kill()
+
+    def ended(code: int) -> None:
+        out = _decode(bytes(child.protocol.stdout))
+        err = _decode(bytes(child.protocol.stderr))
+        if state["timed_out"]:
+            result.errback(
+                Failure(
+                    ProcessTimeout(
+                        "{} ({}) did not finish within {}s and was killed; "
+                        "stdout:\n{}\nstderr:\n{}".format(
+                            what, " ".join(child.argv[:3]), timeout, out, err
+                        )
+                    )
+                )
+            )
+        else:
+            result.callback((code, out, err))
+
+    _with_timeout(child.wait(), timeout, on_timeout).addCallback(ended)
+    return result
+
+
+def claude_bin() -> Optional[str]:
+    """
+    Locate the Claude Code CLI: C{$CCM_CLAUDE_BIN}, else the copy
+    C{./scripts/test} installs in C{.cache/claude}, else C{None}.
+    """
+    configured = os.environ.get("CCM_CLAUDE_BIN")
+    if configured:
+        return configured
+    cached = os.path.join(REPO_ROOT, ".cache", "claude", "node_modules", ".bin", "claude")
+    if os.access(cached, os.X_OK):
+        return cached
+    return None
+
+
+def skip_or_fail_without(tool_path: Optional[str], name: str) -> str:
+    """
+    Make sure an external tool is available.
+
+    @param tool_path: where the tool should be (C{None} when not found).
+    @param name: a human name for messages.
+    @return: C{tool_path} when it is an executable file.
+    @raise unittest.SkipTest: when it is missing, unless the environment has
+        C{CI=true}.
+    @raise unittest.FailTest: when it is missing and C{CI=true}: CI must never
+        silently skip real-client tests.
+    """
+    if tool_path and os.path.isfile(tool_path) and os.access(tool_path, os.X_OK):
+        return tool_path
+    why = "{} not available ({!r}); ./scripts/test installs it".format(name, tool_path)
+    if os.environ.get("CI", "").lower() == "true":
+        raise unittest.FailTest("CI=true but " + why)
+    raise unittest.SkipTest(why)
+
+
+#: Environment for the real CLI (anthropic-wire.md section 7.2), before the
+#: per-call variables.
+CLAUDE_BASE_ENV: Mapping[str, str] = {
+    "PATH": "/usr/bin:/bin",
+    "TERM": "dumb",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_TELEMETRY": "1",
+    "CLAUDE_CODE_MAX_RETRIES": "0",
+}
+
+
+def run_claude(
+    testcase: unittest.TestCase,
+    base_url: str,
+    token: Optional[str],
+    prompt: str,
+    *,
+    args: Sequence[str] = (),
+    extra_env: EnvOverrides = None,
+    timeout: float = 120,
+    home: Optional[str] = None,
+    cwd: Optional[str] = None,
+) -> Deferred[ClaudeResult]:
+    """
+    Run C{claude -p <prompt> *args} against C{base_url} in a clean,
+    isolated environment: nothing inherited, a fresh C{HOME} (kept under
+    C{_trial_temp} for post-mortems), stdin at EOF, and a fresh empty working
+    directory outside the repository (removed afterwards).
+
+    Skips (or fails under C{CI=true}) when the CLI is not installed.
+
+    @param token: sent as C{ANTHROPIC_AUTH_TOKEN} (C{Authorization: Bearer});
+        C{None} sets nothing (e.g. to pass C{CLAUDE_CODE_OAUTH_TOKEN} or
+        C{ANTHROPIC_API_KEY} through C{extra_env} instead).
+    @param extra_env: added to / overriding the environment; a C{None} value
+        removes a variable.
+    @param timeout: seconds before the CLI is killed and the call fails with
+        L{ProcessTimeout}.
+    @param home: reuse this C{HOME} (e.g. C{previous.home}) instead of a fresh
+        one; with C{cwd=previous.cwd} too, C{--continue} / C{--resume} work
+        (the CLI files sessions by home and working directory).
+    @param cwd: run in this directory instead of a fresh one.
+    @return: fires with a L{ClaudeResult}; a non-zero exit is not an error.
+    """
+    binary = skip_or_fail_without(claude_bin(), "Claude Code CLI")
+    if home is None:
+        home = _fresh_dir(testcase)
+    if cwd is None:
+        # The CLI treats the enclosing git repository as its project (reads
+        # its CLAUDE.md files, keeps per-project state), and _trial_temp is
+        # inside ours: run it from an empty directory outside the repository.
+        cwd = tempfile.mkdtemp(prefix="ccm-e2e-claude-")
+        testcase.addCleanup(shutil.rmtree, cwd, ignore_errors=True)
+    env = dict(CLAUDE_BASE_ENV)
+    env["HOME"] = home
+    env["ANTHROPIC_BASE_URL"] = base_url
+    if token is not None:
+        env["ANTHROPIC_AUTH_TOKEN"] = token
+    _apply_overrides(env, extra_env)
+    child = _Child(testcase, [binary, "-p", prompt, *args], env=env, cwd=cwd)
+    d = _run_to_completion(child, timeout, "claude")
+    return d.addCallback(
+        lambda r: ClaudeResult(rc=r[0], stdout=r[1], stderr=r[2], home=home, cwd=cwd)
+    )
+
+
+def run_python_script(
+    testcase: unittest.TestCase,
+    source: str,
+    *,
+    env: EnvOverrides = None,
+    timeout: float = 60,
+) -> Deferred[tuple[int, str, str]]:
+    """
+    Run C{sys.executable -c source} in a fresh working directory, e.g. to
+    drive the real C{anthropic} SDK in a separate process.
+
+    @param env: changes to the inherited environment (which has no proxy or
+        C{ANTHROPIC_*}/C{CLAUDE_*} variables); C{None} values remove.
+    @return: fires with C{(rc, stdout, stderr)}; fails with L{ProcessTimeout}
+        (after killing it) if it runs longer than C{timeout} seconds.
+    """
+    full_env = _base_env()
+    full_env["PYTHONUNBUFFERED"] = "1"
+    _apply_overrides(full_env, env)
+    child = _Child(
+        testcase,
+        [sys.executable, "-c", source],
+        env=full_env,
+        cwd=_fresh_dir(testcase),
+    )
+    return _run_to_completion(child, timeout, "python script")
+
+
+__all__ = [
+    "REPO_ROOT",
+    "TERMINATED_BY_SIGTERM",
+    "CcmProcess",
+    "ClaudeResult",
+    "ProcessTimeout",
+    "claude_bin",
+    "find_twistd",
+    "free_port",
+    "run_ccm_expecting_exit",
+    "run_claude",
+    "run_python_script",
+    "run_twistd_expecting_exit",
+    "skip_or_fail_without",
+    "start_ccm",
+    "start_twistd",
+]

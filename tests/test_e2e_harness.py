@@ -1,0 +1,442 @@
+"""
+Tests for L{tests.e2e}, the end-to-end harness itself.
+
+None of these need ccm: they check that the helpers run processes on the real
+reactor, report output and exit codes, enforce timeouts, clean up after
+themselves, and that the real Claude Code CLI can be driven against a tiny
+in-test Anthropic-like server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import IO, Any, cast
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.task import deferLater
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.trial import unittest
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from tests import e2e
+
+PONG_SSE_EVENTS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_harness",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-5-20250929",
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 3, "output_tokens": 1},
+            },
+        },
+    ),
+    (
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        },
+    ),
+    (
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": "pong"},
+        },
+    ),
+    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 1},
+        },
+    ),
+    ("message_stop", {"type": "message_stop"}),
+]
+
+PONG_MESSAGE: dict[str, Any] = {
+    "id": "msg_harness",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5-20250929",
+    "content": [{"type": "text", "text": "pong"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 3, "output_tokens": 1},
+}
+
+
+class _Root(Resource):
+    """
+    C{/}: answers C{GET} and C{HEAD} (the CLI's connectivity probe).
+    """
+
+    def __init__(self, seen: list[tuple[str, str, dict[str, str]]]) -> None:
+        super().__init__()
+        self._seen = seen
+
+    def render_GET(self, request: Request) -> bytes:
+        self._seen.append(_describe(request))
+        request.setHeader(b"content-type", b"text/plain")
+        return b"ok"
+
+
+class _Messages(Resource):
+    """
+    C{POST /v1/messages}: always answers "pong", as SSE when the body asks
+    for C{"stream": true} and as one JSON message otherwise.
+    """
+
+    isLeaf = True
+
+    def __init__(self, seen: list[tuple[str, str, dict[str, str]]], bodies: list[Any]) -> None:
+        super().__init__()
+        self._seen = seen
+        self._bodies = bodies
+
+    def render_POST(self, request: Request) -> bytes:
+        self._seen.append(_describe(request))
+        content = cast(IO[bytes], request.content)
+        body = json.loads(content.read() or b"{}")
+        self._bodies.append(body)
+        if body.get("stream"):
+            request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+            return b"".join(
+                "event: {}\ndata: {}\n\n".format(name, json.dumps(data)).encode()
+                for name, data in PONG_SSE_EVENTS
+            )
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(PONG_MESSAGE).encode()
+
+
+def _describe(request: Request) -> tuple[str, str, dict[str, str]]:
+    headers = {
+        k.decode().lower(): v[-1].decode() for k, v in request.requestHeaders.getAllRawHeaders()
+    }
+    return request.method.decode(), request.uri.decode(), headers
+
+
+class _TrackingFactory(WrappingFactory):
+    """
+    Remembers open connections so a test can close them and wait until the
+    reactor has really let go of them.
+    """
+
+    def __init__(self, wrapped: Site) -> None:
+        super().__init__(wrapped)
+        self._lost: dict[ProtocolWrapper, Deferred[None]] = {}
+
+    def registerProtocol(self, p: ProtocolWrapper) -> None:
+        super().registerProtocol(p)
+        self._lost[p] = Deferred()
+
+    def unregisterProtocol(self, p: ProtocolWrapper) -> None:
+        super().unregisterProtocol(p)
+        d = self._lost.pop(p, None)
+        if d is not None:
+            d.callback(None)
+
+    @inlineCallbacks
+    def close_all(self) -> Any:
+        for p, d in list(self._lost.items()):
+            if isinstance(p.transport, ITCPTransport):
+                p.transport.abortConnection()
+            else:
+                p.transport.loseConnection()  # type: ignore[union-attr]
+            yield d
+
+
+class HarnessTests(unittest.TestCase):
+    """
+    The process helpers of L{tests.e2e}, on the real reactor.
+    """
+
+    @inlineCallbacks
+    def test_python_script_output_and_exit_code(self) -> Any:
+        """
+        L{e2e.run_python_script} runs C{source} with the current interpreter
+        and fires with its exit code, stdout and stderr.
+        """
+        rc, out, err = yield e2e.run_python_script(
+            self,
+            "import sys; print('hello out'); print('hello err', file=sys.stderr); sys.exit(3)",
+        )
+        self.assertEqual((rc, out, err), (3, "hello out\n", "hello err\n"))
+
+    @inlineCallbacks
+    def test_python_script_environment(self) -> Any:
+        """
+        L{e2e.run_python_script} does not pass down proxy or C{ANTHROPIC_*}
+        variables, applies C{env}, and gives the script EOF on stdin.
+        """
+        self.patch(os, "environ", dict(os.environ))
+        os.environ["HTTPS_PROXY"] = "http://127.0.0.1:9"
+        os.environ["ANTHROPIC_API_KEY"] = "leaked"
+        rc, out, err = yield e2e.run_python_script(
+            self,
+            "import json, os, sys; print(json.dumps([sys.stdin.read(), "
+            "os.environ.get('HTTPS_PROXY'), os.environ.get('ANTHROPIC_API_KEY'), "
+            "os.environ.get('E2E_MARK')]))",
+            env={"E2E_MARK": "set"},
+        )
+        self.assertEqual((rc, err), (0, ""))
+        self.assertEqual(json.loads(out), ["", None, None, "set"])
+
+    @inlineCallbacks
+    def test_python_script_timeout(self) -> Any:
+        """
+        A script running longer than C{timeout} is killed and the call fails
+        with L{e2e.ProcessTimeout} carrying what it printed.
+        """
+        d = e2e.run_python_script(
+            self,
+            "import time; print('started', flush=True); time.sleep(60)",
+            timeout=1,
+        )
+        error = yield self.assertFailure(d, e2e.ProcessTimeout)
+        self.assertIn("started", str(error))
+
+    @inlineCallbacks
+    def test_stop_kills_stubborn_process(self) -> Any:
+        """
+        A process that ignores SIGTERM is SIGKILLed after the grace period
+        and reaped; the exit code says so.
+        """
+        child = e2e._Child(
+            self,
+            [
+                sys.executable,
+                "-c",
+                "import signal, sys, time; "
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ready', flush=True); time.sleep(60)",
+            ],
+            env=e2e._base_env(),
+            cwd=os.path.abspath("."),
+        )
+        # Wait until the handler is installed before signalling.
+        while b"ready" not in child.protocol.stdout:
+            yield deferLater(reactor, 0.05)
+        code = yield child.stop(kill_after=0.5)
+        self.assertEqual(code, -9)
+        self.assertTrue(child.was_killed)
+        self.assertFalse(child.running)
+
+    def test_find_twistd(self) -> None:
+        """
+        L{e2e.find_twistd} finds the C{twistd} script of this interpreter's
+        environment.
+        """
+        path = e2e.find_twistd()
+        self.assertEqual(os.path.dirname(path), os.path.dirname(sys.executable))
+        self.assertTrue(os.access(path, os.X_OK))
+
+    def test_skip_or_fail_without(self) -> None:
+        """
+        A missing tool means a skip, except under C{CI=true}, where it is a
+        failure; a present tool's path is returned.
+        """
+        self.patch(os, "environ", dict(os.environ))
+        os.environ.pop("CI", None)
+        self.assertRaises(unittest.SkipTest, e2e.skip_or_fail_without, None, "nothing")
+        self.assertRaises(
+            unittest.SkipTest,
+            e2e.skip_or_fail_without,
+            "/nonexistent/tool",
+            "nothing",
+        )
+        os.environ["CI"] = "true"
+        self.assertRaises(unittest.FailTest, e2e.skip_or_fail_without, None, "nothing")
+        self.assertEqual(e2e.skip_or_fail_without(sys.executable, "python"), sys.executable)
+
+
+class TwistdTests(unittest.TestCase):
+    """
+    L{e2e.start_twistd} and L{e2e.run_twistd_expecting_exit} (the machinery
+    behind L{e2e.start_ccm} and L{e2e.run_ccm_expecting_exit}), exercised
+    with Twisted's own C{web} plugin so that no ccm code is needed.
+    """
+
+    @inlineCallbacks
+    def test_start_serve_stop(self) -> Any:
+        """
+        The port is read from the "starting on" log line, the server answers
+        there, and C{stop} ends it cleanly with SIGTERM: twistd re-raises the
+        signal, so the code is L{e2e.TERMINATED_BY_SIGTERM}, and C{exited}
+        fires with it too.
+        """
+        docroot = os.path.abspath(self.mktemp())
+        os.makedirs(docroot)
+        with open(os.path.join(docroot, "hello.txt"), "w") as f:
+            f.write("hello from twistd")
+        proc = yield e2e.start_twistd(
+            self,
+            ["web", "--listen", "tcp:0:interface=127.0.0.1", "--path", docroot],
+        )
+        self.assertEqual(proc.url, "http://127.0.0.1:{}".format(proc.port))
+        self.assertTrue(os.path.isdir(proc.home))
+        self.assertEqual(os.listdir(proc.home), [])
+        self.assertIn("starting on {}".format(proc.port), proc.output())
+
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(pool.closeCachedConnections)
+        response = yield Agent(reactor, pool=pool).request(
+            b"GET", (proc.url + "/hello.txt").encode()
+        )
+        body = yield readBody(response)
+        self.assertEqual((response.code, body), (200, b"hello from twistd"))
+
+        exited = proc.exited
+        code = yield proc.stop()
+        self.assertEqual(code, e2e.TERMINATED_BY_SIGTERM, proc.output())
+        self.assertFalse(proc.was_killed)
+        self.assertIn("Server Shut Down.", proc.output())
+        self.assertEqual(self.successResultOf(exited), code)
+        self.assertFalse(proc.running)
+        # Stopping again is harmless and reports the same code.
+        self.assertEqual(self.successResultOf(proc.stop()), code)
+        # And the port is really closed.
+        yield self.assertFailure(
+            Agent(reactor, pool=pool).request(b"GET", proc.url.encode()),
+            ConnectionRefusedError,
+        )
+
+    @inlineCallbacks
+    def test_exit_before_listening(self) -> Any:
+        """
+        When twistd exits before logging a port, L{e2e.start_twistd} fails at
+        once with its output instead of waiting for the timeout.
+        """
+        d = e2e.start_twistd(self, ["web", "--listen", "tcp:notaport"])
+        error = yield self.assertFailure(d, AssertionError)
+        self.assertIn("before listening", str(error))
+        self.assertIn("notaport", str(error))
+
+    @inlineCallbacks
+    def test_expecting_exit(self) -> Any:
+        """
+        L{e2e.run_twistd_expecting_exit} reports a usage error's non-zero
+        exit code and the message.
+        """
+        rc, out, err = yield e2e.run_twistd_expecting_exit(self, ["web", "--no-such-option"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("no-such-option", out + err)
+
+
+class RealClaudeTests(unittest.TestCase):
+    """
+    The real Claude Code CLI, driven by L{e2e.run_claude}, against a tiny
+    server on the real reactor.
+    """
+
+    def setUp(self) -> None:
+        e2e.skip_or_fail_without(e2e.claude_bin(), "Claude Code CLI")
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        root = _Root(self.seen)
+        v1 = Resource()
+        root.putChild(b"v1", v1)
+        self.bodies: list[Any] = []
+        v1.putChild(b"messages", _Messages(self.seen, self.bodies))
+        self.factory = _TrackingFactory(Site(root))
+        port = reactor.listenTCP(
+            0,
+            self.factory,
+            interface="127.0.0.1",  # type: ignore[arg-type]
+        )
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self.factory.close_all)
+        address = port.getHost()
+        assert isinstance(address, IPv4Address)
+        self.base_url = "http://127.0.0.1:{}".format(address.port)
+
+    @inlineCallbacks
+    def test_pong(self) -> Any:
+        """
+        C{claude -p} prints the streamed text and exits 0; it only talks to
+        the base URL, with the token as a bearer credential.
+        """
+        result = yield e2e.run_claude(self, self.base_url, "harness-token", "ping")
+        self.assertEqual(
+            (result.rc, result.stdout.strip()),
+            (0, "pong"),
+            "stderr:\n" + result.stderr,
+        )
+        posts = [s for s in self.seen if s[0] == "POST"]
+        self.assertTrue(posts, self.seen)
+        for _, uri, headers in posts:
+            self.assertTrue(uri.startswith("/v1/messages"), uri)
+            self.assertEqual(headers.get("authorization"), "Bearer harness-token")
+        self.assertEqual({m for m, _, _ in self.seen} - {"GET", "HEAD", "POST"}, set())
+
+    @inlineCallbacks
+    def test_json_output(self) -> Any:
+        """
+        Extra C{args} reach the CLI: C{--output-format json} yields one JSON
+        result object holding the text.
+        """
+        result = yield e2e.run_claude(
+            self,
+            self.base_url,
+            "harness-token",
+            "ping",
+            args=["--output-format", "json"],
+        )
+        self.assertEqual(result.rc, 0, "stderr:\n" + result.stderr)
+        parsed = json.loads(result.stdout)
+        self.assertEqual((parsed["is_error"], parsed["result"]), (False, "pong"))
+
+    @inlineCallbacks
+    def test_continue_in_same_home(self) -> Any:
+        """
+        Passing a result's C{home} and C{cwd} back lets C{--continue} find
+        the earlier conversation: the second request carries the first turn
+        and the same session id.
+        """
+        first = yield e2e.run_claude(self, self.base_url, "harness-token", "ping")
+        self.assertEqual(first.rc, 0, first.stderr)
+        second = yield e2e.run_claude(
+            self,
+            self.base_url,
+            "harness-token",
+            "again",
+            args=["--continue"],
+            home=first.home,
+            cwd=first.cwd,
+        )
+        self.assertEqual((second.rc, second.stdout.strip()), (0, "pong"), second.stderr)
+        posts = [h for m, _, h in self.seen if m == "POST"]
+        self.assertEqual(len(posts), 2, self.seen)
+        self.assertEqual(posts[0]["x-claude-code-session-id"], posts[1]["x-claude-code-session-id"])
+        self.assertIn("ping", json.dumps(self.bodies[1]["messages"]))
+        self.assertIn("pong", json.dumps(self.bodies[1]["messages"]))
+
+    @inlineCallbacks
+    def test_api_error_exit_code(self) -> Any:
+        """
+        An unreachable base URL makes the CLI exit non-zero (no retries, since
+        C{CLAUDE_CODE_MAX_RETRIES=0}) well within the timeout.
+        """
+        port = e2e.free_port()
+        result = yield e2e.run_claude(
+            self, "http://127.0.0.1:{}".format(port), "harness-token", "ping"
+        )
+        self.assertNotEqual(result.rc, 0)

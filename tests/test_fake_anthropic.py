@@ -1,0 +1,1002 @@
+"""
+Tests for L{tests.fake_anthropic}: the fake API must itself behave as
+documented before other tests rely on it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import treq
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import ResponseFailed
+from twisted.web.iweb import IResponse
+
+from tests.fake_anthropic import (
+    FakeAnthropic,
+    cut_stream_reply,
+    error_reply,
+    hang_reply,
+    manual_reply,
+    midstream_error_reply,
+    slow_stream_reply,
+    text_reply,
+    thinking_reply,
+    tool_use_reply,
+)
+
+ACCESS_TOKEN = "sk-ant-oat01-fake-access"
+REFRESH_TOKEN = "sk-ant-ort01-fake-refresh"
+CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
+BASE = "http://api.fake.test"
+UNIFIED = "anthropic-ratelimit-unified-"
+START_TIME = 1_790_000_000.0
+LIMIT_MESSAGE = "This request would exceed your account's rate limit."
+
+OAUTH_HEADERS = {
+    "authorization": f"Bearer {ACCESS_TOKEN}",
+    "anthropic-beta": "claude-code-20250219,oauth-2025-04-20",
+    "anthropic-version": "2023-06-01",
+    "content-type": "application/json",
+}
+
+
+def parse_event(chunk: bytes) -> tuple[str, dict[str, Any]]:
+    """
+    Parse one chunk that must hold exactly one SSE event.
+    """
+    assert chunk.endswith(b"\n\n"), chunk
+    lines = chunk[:-2].decode("utf-8").split("\n")
+    assert len(lines) == 2, chunk
+    assert lines[0].startswith("event: ") and lines[1].startswith("data: "), chunk
+    return lines[0][len("event: ") :], json.loads(lines[1][len("data: ") :])
+
+
+class FakeTestCase(SynchronousTestCase):
+    """
+    A fake on a L{Clock}, reached through L{StubTreq}.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START_TIME)
+        self.fake = FakeAnthropic(self.clock)
+        self.client = StubTreq(self.fake.resource())
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> Deferred[IResponse]:
+        d: Deferred[IResponse] = self.client.request(
+            method,
+            BASE + path,
+            data=body or None,
+            headers=OAUTH_HEADERS if headers is None else headers,
+        )
+        self.client.flush()
+        return d
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> IResponse:
+        return self.successResultOf(self.send(method, path, body, headers))
+
+    def messages(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> IResponse:
+        return self.request("POST", "/v1/messages?beta=true", json.dumps(body).encode(), headers)
+
+    def json_of(self, response: IResponse) -> Any:
+        d = treq.json_content(response)
+        self.client.flush()
+        return self.successResultOf(d)
+
+    def collect(self, response: IResponse) -> tuple[list[bytes], Deferred[None]]:
+        chunks: list[bytes] = []
+        d = treq.collect(response, chunks.append)
+        self.client.flush()
+        return chunks, d
+
+    def stream(self, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        response = self.messages(dict(body, stream=True))
+        self.assertEqual(response.code, 200)
+        self.assertEqual(
+            response.headers.getRawHeaders("content-type"), ["text/event-stream; charset=utf-8"]
+        )
+        chunks, done = self.collect(response)
+        self.successResultOf(done)
+        return [parse_event(chunk) for chunk in chunks]
+
+    def token(self, body: Any, raw: bytes | None = None) -> IResponse:
+        data = raw if raw is not None else json.dumps(body).encode()
+        return self.request(
+            "POST", "/v1/oauth/token", data, {"content-type": "application/json"}
+        )
+
+
+class RecordingTests(FakeTestCase):
+    """
+    Every request is recorded as it arrived.
+    """
+
+    def test_request_recorded(self) -> None:
+        """
+        Method, path with query, lower-cased multi-valued headers and body are
+        recorded; C{header} is case-insensitive and C{json} parses the body.
+        """
+        body = {"model": "claude-haiku-4-5", "messages": [], "max_tokens": 5}
+        headers = dict(OAUTH_HEADERS, **{"X-Custom": "one"})
+        self.client.request(
+            "POST",
+            BASE + "/v1/messages?beta=true",
+            data=json.dumps(body).encode(),
+            headers={**headers, "X-Multi": ["a", "b"]},
+        )
+        self.client.flush()
+        [recorded] = self.fake.requests
+        self.assertEqual(recorded.method, "POST")
+        self.assertEqual(recorded.path, "/v1/messages?beta=true")
+        self.assertEqual(recorded.headers["x-multi"], ["a", "b"])
+        self.assertEqual(recorded.header("X-CUSTOM"), "one")
+        self.assertEqual(recorded.header("Authorization"), f"Bearer {ACCESS_TOKEN}")
+        self.assertIsNone(recorded.header("x-absent"))
+        self.assertEqual(recorded.json(), body)
+        self.assertFalse(recorded.disconnected)
+        self.assertEqual(self.fake.token_requests, [])
+
+    def test_request_ids(self) -> None:
+        """
+        Every response, on any path, carries C{request-id: req_fake_<n>}
+        counting requests from 1, also recorded on the request.
+        """
+        first = self.messages({"model": "m"})
+        second = self.request("GET", "/nowhere")
+        self.assertEqual(first.headers.getRawHeaders("request-id"), ["req_fake_1"])
+        self.assertEqual(second.headers.getRawHeaders("request-id"), ["req_fake_2"])
+        self.assertEqual([r.request_id for r in self.fake.requests], ["req_fake_1", "req_fake_2"])
+
+    def test_unknown_path(self) -> None:
+        """
+        Unknown paths (and methods) get 404 in the API error shape and are
+        still recorded.
+        """
+        for method, path in [("GET", "/v1/unknown"), ("GET", "/v1/messages"), ("HEAD", "/")]:
+            response = self.request(method, path)
+            self.assertEqual(response.code, 404)
+        body = self.json_of(self.request("GET", "/v1/unknown"))
+        self.assertEqual(body["type"], "error")
+        self.assertEqual(body["error"]["type"], "not_found_error")
+        self.assertEqual(body["request_id"], "req_fake_4")
+        self.assertEqual(len(self.fake.requests), 4)
+
+    def test_token_requests(self) -> None:
+        """
+        C{token_requests} holds only C{POST /v1/oauth/token}; C{requests}
+        holds everything.
+        """
+        self.messages({"model": "m"})
+        self.token(
+            {"grant_type": "refresh_token", "refresh_token": REFRESH_TOKEN, "client_id": CLIENT_ID}
+        )
+        self.assertEqual([r.path for r in self.fake.token_requests], ["/v1/oauth/token"])
+        self.assertEqual(len(self.fake.requests), 2)
+
+
+class AuthTests(FakeTestCase):
+    """
+    The fake authenticates OAuth like the real API.
+    """
+
+    def assert_unauthorized(self, response: IResponse, message: str) -> None:
+        self.assertEqual(response.code, 401)
+        body = self.json_of(response)
+        self.assertEqual(body["error"], {"type": "authentication_error", "message": message})
+
+    def test_valid(self) -> None:
+        """
+        The current bearer plus the oauth beta among other betas is accepted.
+        """
+        self.assertEqual(self.messages({"model": "m"}).code, 200)
+
+    def test_missing_beta(self) -> None:
+        """
+        Without C{oauth-2025-04-20} in C{anthropic-beta} the answer is the
+        real API's "OAuth ... not supported" 401.
+        """
+        headers = dict(OAUTH_HEADERS, **{"anthropic-beta": "claude-code-20250219"})
+        self.assert_unauthorized(
+            self.messages({"model": "m"}, headers),
+            "OAuth authentication is currently not supported.",
+        )
+
+    def test_wrong_or_missing_bearer(self) -> None:
+        """
+        A wrong or missing bearer gets 401 "invalid x-api-key".
+        """
+        wrong = dict(OAUTH_HEADERS, authorization="Bearer sk-ant-oat01-other")
+        self.assert_unauthorized(self.messages({"model": "m"}, wrong), "invalid x-api-key")
+        missing = {k: v for k, v in OAUTH_HEADERS.items() if k != "authorization"}
+        self.assert_unauthorized(self.messages({"model": "m"}, missing), "invalid x-api-key")
+
+    def test_x_api_key_rejected(self) -> None:
+        """
+        Any C{x-api-key} header is rejected even next to a valid bearer.
+        """
+        headers = dict(OAUTH_HEADERS, **{"x-api-key": "sk-ant-api03-client"})
+        self.assert_unauthorized(self.messages({"model": "m"}, headers), "invalid x-api-key")
+
+    def test_rejection_keeps_queue(self) -> None:
+        """
+        A rejected request does not use up an enqueued reply and carries no
+        unified headers.
+        """
+        self.fake.enqueue(text_reply("queued"))
+        response = self.messages({"model": "m"}, dict(OAUTH_HEADERS, authorization="Bearer x"))
+        self.assertFalse(response.headers.hasHeader(UNIFIED + "status"))
+        body = self.json_of(self.messages({"model": "m"}))
+        self.assertEqual(body["content"], [{"type": "text", "text": "queued"}])
+
+    def test_other_endpoints_checked(self) -> None:
+        """
+        count_tokens, models, usage and profile also check the bearer; only
+        profile does without the beta.
+        """
+        bad = dict(OAUTH_HEADERS, authorization="Bearer nope")
+        no_beta = {k: v for k, v in OAUTH_HEADERS.items() if k != "anthropic-beta"}
+        for method, path in [
+            ("POST", "/v1/messages/count_tokens"),
+            ("GET", "/v1/models"),
+            ("GET", "/v1/models/claude-sonnet-4-5-20250929"),
+            ("GET", "/api/oauth/usage"),
+            ("GET", "/api/oauth/profile"),
+        ]:
+            self.assertEqual(self.request(method, path, b"{}", bad).code, 401, path)
+        self.assertEqual(self.request("GET", "/api/oauth/usage", headers=no_beta).code, 401)
+        self.assertEqual(self.request("GET", "/v1/models", headers=no_beta).code, 401)
+        self.assertEqual(self.request("GET", "/api/oauth/profile", headers=no_beta).code, 200)
+
+
+class NonStreamingTests(FakeTestCase):
+    """
+    Requests without C{"stream": true} get one Message JSON.
+    """
+
+    def test_default_text(self) -> None:
+        """
+        With nothing enqueued the default text reply answers with the
+        request's model, realistic usage and a content-length.
+        """
+        response = self.messages({"model": "claude-opus-4-8", "max_tokens": 10})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
+        body = self.json_of(response)
+        self.assertEqual(response.length, len(json.dumps(body, separators=(",", ":"))))
+        self.assertEqual(body["id"], "msg_fake_1")
+        self.assertEqual(body["type"], "message")
+        self.assertEqual(body["role"], "assistant")
+        self.assertEqual(body["model"], "claude-opus-4-8")
+        self.assertEqual(body["content"], [{"type": "text", "text": "Hello from the fake."}])
+        self.assertEqual(body["stop_reason"], "end_turn")
+        self.assertIsNone(body["stop_sequence"])
+        self.assertEqual(
+            body["usage"],
+            {
+                "input_tokens": 12,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+                "output_tokens": 5,
+                "service_tier": "standard",
+            },
+        )
+
+    def test_model_and_usage_override(self) -> None:
+        """
+        C{model} and C{usage} given to C{text_reply} replace the defaults;
+        a cache write without a split counts as 5 minute cache.
+        """
+        usage = {
+            "input_tokens": 3,
+            "cache_creation_input_tokens": 40,
+            "cache_read_input_tokens": 500,
+            "output_tokens": 77,
+        }
+        self.fake.enqueue(text_reply("x", model="claude-haiku-4-5", usage=usage))
+        body = self.json_of(self.messages({"model": "claude-opus-4-8"}))
+        self.assertEqual(body["model"], "claude-haiku-4-5")
+        self.assertEqual(body["usage"]["output_tokens"], 77)
+        self.assertEqual(body["usage"]["cache_read_input_tokens"], 500)
+        self.assertEqual(
+            body["usage"]["cache_creation"],
+            {"ephemeral_5m_input_tokens": 40, "ephemeral_1h_input_tokens": 0},
+        )
+
+    def test_thinking(self) -> None:
+        """
+        C{thinking_reply} gives a signed thinking block, then text.
+        """
+        self.fake.enqueue(thinking_reply("hmm", "ok"))
+        content = self.json_of(self.messages({"model": "m"}))["content"]
+        self.assertEqual([block["type"] for block in content], ["thinking", "text"])
+        self.assertEqual(content[0]["thinking"], "hmm")
+        self.assertTrue(content[0]["signature"])
+        self.assertEqual(content[1]["text"], "ok")
+
+    def test_tool_use(self) -> None:
+        """
+        C{tool_use_reply} gives a tool_use block and stop_reason tool_use.
+        """
+        self.fake.enqueue(tool_use_reply("Bash", {"command": "ls"}, tool_id="toolu_1"))
+        body = self.json_of(self.messages({"model": "m"}))
+        self.assertEqual(body["stop_reason"], "tool_use")
+        self.assertEqual(
+            body["content"],
+            [{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}],
+        )
+
+    def test_queue_order(self) -> None:
+        """
+        Enqueued replies answer the next requests first in first out, then
+        the default reply takes over.
+        """
+        self.fake.enqueue(text_reply("one"), text_reply("two"))
+        texts = [
+            self.json_of(self.messages({"model": "m"}))["content"][0]["text"] for _ in range(3)
+        ]
+        self.assertEqual(texts, ["one", "two", "Hello from the fake."])
+
+    def test_bad_body(self) -> None:
+        """
+        A body that is not a JSON object gets 400 invalid_request_error and
+        leaves the queue alone.
+        """
+        self.fake.enqueue(text_reply("kept"))
+        for raw in [b"not json", b"[1, 2]", b"\xff\xfe"]:
+            response = self.request("POST", "/v1/messages", raw)
+            self.assertEqual(response.code, 400)
+            self.assertEqual(self.json_of(response)["error"]["type"], "invalid_request_error")
+        self.assertEqual(self.json_of(self.messages({"model": "m"}))["content"][0]["text"], "kept")
+
+
+class StreamingTests(FakeTestCase):
+    """
+    Requests with C{"stream": true} get the SSE event sequence of the real
+    API, one C{request.write} per event.
+    """
+
+    def test_text_events(self) -> None:
+        """
+        A text reply streams message_start, content_block_start, ping, a few
+        text deltas, content_block_stop, message_delta and message_stop, each
+        in its own chunk, and the deltas add up to the text.
+        """
+        events = self.stream({"model": "claude-sonnet-4-5"})
+        names = [name for name, _ in events]
+        self.assertEqual(names[:3], ["message_start", "content_block_start", "ping"])
+        self.assertEqual(names[-3:], ["content_block_stop", "message_delta", "message_stop"])
+        deltas = events[3:-3]
+        self.assertGreater(len(deltas), 1)
+        self.assertEqual({name for name, _ in deltas}, {"content_block_delta"})
+        self.assertEqual("".join(d["delta"]["text"] for _, d in deltas), "Hello from the fake.")
+        for name, data in events:
+            self.assertEqual(data["type"], name)
+        message = events[0][1]["message"]
+        self.assertEqual(message["model"], "claude-sonnet-4-5")
+        self.assertEqual(message["content"], [])
+        self.assertEqual(events[1][1]["content_block"], {"type": "text", "text": ""})
+
+    def test_usage(self) -> None:
+        """
+        message_start carries the input side with a provisional
+        output_tokens; message_delta carries cumulative totals with the final
+        output_tokens.
+        """
+        usage = {
+            "input_tokens": 9,
+            "cache_creation_input_tokens": 2122,
+            "cache_read_input_tokens": 123663,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": 122,
+                "ephemeral_1h_input_tokens": 2000,
+            },
+            "output_tokens": 566,
+        }
+        self.fake.enqueue(text_reply("hi", usage=usage))
+        events = dict(self.stream({"model": "m"}))
+        start = events["message_start"]["message"]["usage"]
+        self.assertEqual(start["input_tokens"], 9)
+        self.assertEqual(start["cache_creation"], usage["cache_creation"])
+        self.assertEqual(start["output_tokens"], 1)
+        self.assertEqual(
+            events["message_delta"]["usage"],
+            {
+                "input_tokens": 9,
+                "cache_creation_input_tokens": 2122,
+                "cache_read_input_tokens": 123663,
+                "output_tokens": 566,
+            },
+        )
+        self.assertEqual(
+            events["message_delta"]["delta"], {"stop_reason": "end_turn", "stop_sequence": None}
+        )
+
+    def test_thinking(self) -> None:
+        """
+        A thinking block streams thinking deltas and one signature delta
+        before its stop, then the text block follows at index 1.
+        """
+        self.fake.enqueue(thinking_reply("deep thought here", "answer"))
+        events = self.stream({"model": "m"})
+        block0 = [d for n, d in events if n == "content_block_delta" and d["index"] == 0]
+        kinds = [d["delta"]["type"] for d in block0]
+        self.assertEqual(kinds[-1], "signature_delta")
+        self.assertEqual(set(kinds[:-1]), {"thinking_delta"})
+        self.assertEqual("".join(d["delta"]["thinking"] for d in block0[:-1]), "deep thought here")
+        starts = [d["content_block"] for n, d in events if n == "content_block_start"]
+        self.assertEqual(
+            starts,
+            [{"type": "thinking", "thinking": "", "signature": ""}, {"type": "text", "text": ""}],
+        )
+        text = [
+            d["delta"]["text"] for n, d in events if n == "content_block_delta" and d["index"] == 1
+        ]
+        self.assertEqual("".join(text), "answer")
+
+    def test_tool_use(self) -> None:
+        """
+        A tool_use block streams input_json_delta chunks, the first empty,
+        that concatenate to the input JSON; stop_reason is tool_use.
+        """
+        tool_input = {"command": "echo hello world", "timeout": 5}
+        self.fake.enqueue(tool_use_reply("Bash", tool_input))
+        events = self.stream({"model": "m"})
+        start = [d for n, d in events if n == "content_block_start"][0]["content_block"]
+        self.assertEqual(
+            start, {"type": "tool_use", "id": "toolu_fake_1", "name": "Bash", "input": {}}
+        )
+        partial = [d["delta"]["partial_json"] for n, d in events if n == "content_block_delta"]
+        self.assertEqual(partial[0], "")
+        self.assertGreater(len(partial), 2)
+        self.assertEqual(json.loads("".join(partial)), tool_input)
+        self.assertEqual(dict(events)["message_delta"]["delta"]["stop_reason"], "tool_use")
+
+
+class HeaderTests(FakeTestCase):
+    """
+    Unified rate-limit headers on C{/v1/messages} responses.
+    """
+
+    def test_default_unified(self) -> None:
+        """
+        The default set is "allowed" with utilizations 0.1 / 0.2 and resets a
+        5 h and 7 d window after the clock's time at construction.
+        """
+        response = self.messages({"model": "m"})
+        header = lambda name: response.headers.getRawHeaders(UNIFIED + name)[0]  # noqa: E731
+        self.assertEqual(header("status"), "allowed")
+        self.assertEqual(header("5h-utilization"), "0.1")
+        self.assertEqual(header("7d-utilization"), "0.2")
+        self.assertEqual(header("5h-reset"), str(int(START_TIME) + 18000))
+        self.assertEqual(header("7d-reset"), str(int(START_TIME) + 604800))
+        self.assertEqual(header("reset"), header("5h-reset"))
+        self.assertEqual(header("representative-claim"), "five_hour")
+
+    def test_custom_unified(self) -> None:
+        """
+        Replacing C{unified_headers} changes what streaming responses carry.
+        """
+        self.fake.unified_headers = {UNIFIED + "status": "allowed_warning"}
+        response = self.messages({"model": "m", "stream": True})
+        self.assertEqual(response.headers.getRawHeaders(UNIFIED + "status"), ["allowed_warning"])
+        self.assertFalse(response.headers.hasHeader(UNIFIED + "5h-reset"))
+        self.successResultOf(self.collect(response)[1])
+
+
+class ErrorReplyTests(FakeTestCase):
+    """
+    C{error_reply} answers with the API's error shape.
+    """
+
+    def test_rate_limited(self) -> None:
+        """
+        A 429 by default carries rejected unified headers and a retry-after
+        equal to the time left until the binding reset.
+        """
+        self.fake.enqueue(error_reply(429, "rate_limit_error", LIMIT_MESSAGE))
+        self.clock.advance(100)
+        response = self.messages({"model": "m", "stream": True})
+        self.assertEqual(response.code, 429)
+        header = lambda name: response.headers.getRawHeaders(name)[0]  # noqa: E731
+        self.assertEqual(header(UNIFIED + "status"), "rejected")
+        self.assertEqual(header(UNIFIED + "5h-status"), "rejected")
+        self.assertEqual(header(UNIFIED + "representative-claim"), "five_hour")
+        reset = int(header(UNIFIED + "reset"))
+        self.assertEqual(int(header("retry-after")), reset - int(self.clock.seconds()))
+        self.assertEqual(
+            self.json_of(response),
+            {
+                "type": "error",
+                "error": {"type": "rate_limit_error", "message": LIMIT_MESSAGE},
+                "request_id": "req_fake_1",
+            },
+        )
+
+    def test_explicit_headers(self) -> None:
+        """
+        Explicit headers replace the unified set; C{{}} gives a 429 without
+        any unified header (a transient throttle).
+        """
+        self.fake.enqueue(error_reply(429, "rate_limit_error", "slow down", headers={}))
+        response = self.messages({"model": "m"})
+        self.assertEqual(response.code, 429)
+        self.assertFalse(response.headers.hasHeader(UNIFIED + "status"))
+        self.assertFalse(response.headers.hasHeader("retry-after"))
+        self.assertEqual(response.headers.getRawHeaders("request-id"), ["req_fake_1"])
+
+    def test_other_status(self) -> None:
+        """
+        Other statuses keep the fake's unified headers.
+        """
+        self.fake.enqueue(error_reply(529, "overloaded_error", "Overloaded"))
+        response = self.messages({"model": "m"})
+        self.assertEqual(response.code, 529)
+        self.assertEqual(response.headers.getRawHeaders(UNIFIED + "status"), ["allowed"])
+        self.assertEqual(self.json_of(response)["error"]["type"], "overloaded_error")
+
+
+class MidstreamErrorTests(FakeTestCase):
+    """
+    C{midstream_error_reply} fails inside a 200 stream.
+    """
+
+    def test_streaming(self) -> None:
+        """
+        The stream has message_start, then an error event, then ends cleanly.
+        """
+        self.fake.enqueue(midstream_error_reply())
+        events = self.stream({"model": "m"})
+        self.assertEqual([name for name, _ in events], ["message_start", "error"])
+        self.assertEqual(
+            events[1][1],
+            {
+                "type": "error",
+                "error": {"type": "overloaded_error", "message": "Overloaded"},
+                "request_id": "req_fake_1",
+            },
+        )
+        self.assertEqual(self.fake.open_streams, [])
+
+    def test_non_streaming_fallback(self) -> None:
+        """
+        The same reply to a non-streaming request is a normal text message.
+        """
+        self.fake.enqueue(midstream_error_reply("api_error", "boom"))
+        response = self.messages({"model": "m"})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.json_of(response)["content"][0]["text"], "Hello from the fake.")
+
+
+class CutStreamTests(FakeTestCase):
+    """
+    C{cut_stream_reply} drops the connection mid-body.
+    """
+
+    def test_streaming(self) -> None:
+        """
+        The client receives the given number of events, then the body fails
+        with data loss; the request is marked disconnected.
+        """
+        self.fake.enqueue(cut_stream_reply(after_events=3))
+        response = self.messages({"model": "m", "stream": True})
+        chunks, done = self.collect(response)
+        self.failureResultOf(done, ResponseFailed)
+        self.assertEqual(
+            [parse_event(c)[0] for c in chunks], ["message_start", "content_block_start", "ping"]
+        )
+        self.assertTrue(self.fake.requests[0].disconnected)
+        self.assertEqual(self.fake.open_streams, [])
+
+    def test_non_streaming(self) -> None:
+        """
+        A non-streaming request gets a content-length longer than the body
+        that is written before the connection drops.
+        """
+        self.fake.enqueue(cut_stream_reply())
+        response = self.messages({"model": "m"})
+        self.assertEqual(response.code, 200)
+        d = treq.content(response)
+        self.client.flush()
+        self.failureResultOf(d, ResponseFailed)
+        self.assertTrue(self.fake.requests[0].disconnected)
+
+
+class HangReplyTests(FakeTestCase):
+    """
+    C{hang_reply} never answers.
+    """
+
+    def test_hang_then_client_gives_up(self) -> None:
+        """
+        No response arrives and the handle stays open; when the client
+        cancels, the request is marked disconnected and leaves open_streams.
+        """
+        reply = hang_reply()
+        self.fake.enqueue(reply)
+        d = self.send("POST", "/v1/messages", b'{"stream": true}')
+        self.assertNoResult(d)
+        self.assertEqual(self.fake.open_streams, [reply.handle])
+        self.clock.advance(3600)
+        self.client.flush()
+        self.assertNoResult(d)
+        d.cancel()
+        self.client.flush()
+        self.failureResultOf(d)
+        self.assertTrue(self.fake.requests[0].disconnected)
+        self.assertEqual(self.fake.open_streams, [])
+
+
+class ManualReplyTests(FakeTestCase):
+    """
+    C{manual_reply} lets the test drive the response.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.reply = manual_reply()
+        self.fake.enqueue(self.reply)
+        self.pending = self.send("POST", "/v1/messages?beta=true", b'{"stream": true}')
+
+    def test_driven(self) -> None:
+        """
+        The handle appears on arrival; C{start} sends headers, each C{event}
+        reaches the client at once as its own chunk, C{finish} ends the body.
+        """
+        handle = self.reply.handle
+        assert handle is not None
+        self.assertEqual(self.fake.open_streams, [handle])
+        self.assertEqual(handle.request.method, b"POST")
+        self.assertNoResult(self.pending)
+        handle.start(headers={"x-extra": "1"})
+        self.client.flush()
+        response = self.successResultOf(self.pending)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["text/event-stream"])
+        self.assertEqual(response.headers.getRawHeaders("x-extra"), ["1"])
+        self.assertEqual(response.headers.getRawHeaders(UNIFIED + "status"), ["allowed"])
+        chunks, done = self.collect(response)
+        self.assertTrue(handle.event("ping", {"type": "ping"}))
+        self.client.flush()
+        self.assertEqual(chunks, [b'event: ping\ndata: {"type":"ping"}\n\n'])
+        handle.write(b": comment\n\n")
+        self.client.flush()
+        self.assertEqual(chunks[1], b": comment\n\n")
+        self.assertNoResult(done)
+        handle.finish()
+        self.client.flush()
+        self.successResultOf(done)
+        self.assertFalse(handle.event("ping", {"type": "ping"}))
+        self.assertEqual(self.fake.open_streams, [])
+        self.assertFalse(self.fake.requests[0].disconnected)
+
+    def test_abort(self) -> None:
+        """
+        C{abort} cuts the body after what was written; nothing is written
+        afterwards.
+        """
+        handle = self.reply.handle
+        assert handle is not None
+        handle.event("ping", {"type": "ping"})
+        self.client.flush()
+        chunks, done = self.collect(self.successResultOf(self.pending))
+        handle.abort()
+        self.assertFalse(handle.event("ping", {"type": "ping"}))
+        handle.finish()
+        self.client.flush()
+        self.failureResultOf(done, ResponseFailed)
+        self.assertEqual(len(chunks), 1)
+        self.assertTrue(handle.aborted)
+        self.assertTrue(handle.disconnected)
+
+    def test_client_disconnect(self) -> None:
+        """
+        When the client goes away mid-stream the handle and the recorded
+        request say so, and later writes and finish are ignored.
+        """
+        handle = self.reply.handle
+        assert handle is not None
+        handle.start()
+        self.client.flush()
+
+        def stop(data: bytes) -> None:
+            raise ValueError("client hangs up")
+
+        done = treq.collect(self.successResultOf(self.pending), stop)
+        handle.event("ping", {"type": "ping"})
+        self.client.flush()
+        self.failureResultOf(done, ValueError)
+        self.assertTrue(handle.disconnected)
+        self.assertTrue(self.fake.requests[0].disconnected)
+        self.assertEqual(self.fake.open_streams, [])
+        self.assertFalse(handle.event("ping", {"type": "ping"}))
+        handle.finish()
+
+
+class SlowStreamTests(FakeTestCase):
+    """
+    C{slow_stream_reply} paces events on the injected clock.
+    """
+
+    def test_paced(self) -> None:
+        """
+        message_start arrives at once, then one event per interval, and no
+        delayed call is left once the stream is done.
+        """
+        self.fake.enqueue(slow_stream_reply(2.0, events=3))
+        response = self.messages({"model": "m", "stream": True})
+        chunks, done = self.collect(response)
+        self.assertEqual([parse_event(c)[0] for c in chunks], ["message_start"])
+        self.clock.advance(1.9)
+        self.client.flush()
+        self.assertEqual(len(chunks), 1)
+        self.clock.advance(0.1)
+        self.client.flush()
+        self.assertEqual(parse_event(chunks[1])[0], "content_block_start")
+        self.assertNoResult(done)
+        for _ in range(20):
+            self.clock.advance(2.0)
+            self.client.flush()
+        self.successResultOf(done)
+        events = [parse_event(c) for c in chunks]
+        text = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
+        self.assertEqual(text, "tick 1 tick 2 tick 3 ")
+        self.assertEqual(events[-1][0], "message_stop")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_disconnect_cancels(self) -> None:
+        """
+        A client disconnect cancels the pending call.
+        """
+        self.fake.enqueue(slow_stream_reply(1.0))
+        response = self.messages({"model": "m", "stream": True})
+
+        def stop(data: bytes) -> None:
+            raise ValueError("client hangs up")
+
+        done = treq.collect(response, stop)
+        self.client.flush()
+        self.failureResultOf(done, ValueError)
+        self.assertTrue(self.fake.requests[0].disconnected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_non_streaming(self) -> None:
+        """
+        A non-streaming request is answered after interval * events.
+        """
+        self.fake.enqueue(slow_stream_reply(1.5, events=4))
+        d = self.send("POST", "/v1/messages", b'{"model": "m"}')
+        self.clock.advance(5.9)
+        self.client.flush()
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.client.flush()
+        body = self.json_of(self.successResultOf(d))
+        self.assertEqual(body["content"][0]["text"], "tick 1 tick 2 tick 3 tick 4 ")
+
+
+class OtherEndpointTests(FakeTestCase):
+    """
+    count_tokens, models, usage and profile.
+    """
+
+    def test_count_tokens(self) -> None:
+        """
+        count_tokens answers C{input_tokens} derived from the body length.
+        """
+        messages = [{"role": "user", "content": "x" * 400}]
+        raw = json.dumps({"model": "m", "messages": messages}).encode()
+        response = self.request("POST", "/v1/messages/count_tokens?beta=true", raw)
+        self.assertEqual(self.json_of(response), {"input_tokens": len(raw) // 4})
+
+    def test_models(self) -> None:
+        """
+        The model list has the API's paging fields; one model is served by
+        id, an unknown id is 404.
+        """
+        listing = self.json_of(self.request("GET", "/v1/models?limit=1000"))
+        self.assertFalse(listing["has_more"])
+        ids = [model["id"] for model in listing["data"]]
+        self.assertEqual(listing["first_id"], ids[0])
+        self.assertEqual(listing["last_id"], ids[-1])
+        one = self.json_of(self.request("GET", "/v1/models/" + ids[0]))
+        self.assertEqual(one, listing["data"][0])
+        self.assertEqual(one["type"], "model")
+        self.assertEqual(self.request("GET", "/v1/models/claude-nope").code, 404)
+
+    def test_usage(self) -> None:
+        """
+        /api/oauth/usage reports the unified utilizations as percentages with
+        ISO 8601 resets.
+        """
+        body = self.json_of(self.request("GET", "/api/oauth/usage"))
+        self.assertEqual(body["five_hour"]["utilization"], 10.0)
+        self.assertEqual(body["seven_day"]["utilization"], 20.0)
+        self.assertEqual(body["five_hour"]["resets_at"], "2026-09-21T19:13:20+00:00")
+        self.assertIsNone(body["seven_day_opus"])
+        self.assertEqual([limit["percent"] for limit in body["limits"]], [10, 20])
+
+    def test_profile(self) -> None:
+        """
+        /api/oauth/profile reports a Max account.
+        """
+        headers = {"authorization": f"Bearer {ACCESS_TOKEN}"}
+        body = self.json_of(self.request("GET", "/api/oauth/profile", headers=headers))
+        self.assertEqual(body["account"]["email"], "fake@example.com")
+        self.assertEqual(body["organization"]["organization_type"], "claude_max")
+        self.assertEqual(body["organization"]["rate_limit_tier"], "default_claude_max_20x")
+
+
+class TokenEndpointTests(FakeTestCase):
+    """
+    C{POST /v1/oauth/token} and its modes.
+    """
+
+    def refresh_body(self, refresh_token: str = REFRESH_TOKEN, **extra: str) -> dict[str, str]:
+        return {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": CLIENT_ID,
+            **extra,
+        }
+
+    def test_rotation(self) -> None:
+        """
+        A valid refresh rotates both tokens: the new access token is accepted
+        on /v1/messages, the old ones no longer are.
+        """
+        self.fake.token_expires_in = 3600
+        response = self.token(self.refresh_body(scope="user:inference user:profile"))
+        self.assertEqual(response.code, 200)
+        body = self.json_of(response)
+        self.assertEqual(body["access_token"], "sk-ant-oat01-fake-1")
+        self.assertEqual(body["refresh_token"], "sk-ant-ort01-fake-1")
+        self.assertEqual(body["expires_in"], 3600)
+        self.assertEqual(body["token_type"], "Bearer")
+        self.assertEqual(body["scope"], "user:inference user:profile")
+        self.assertEqual(self.fake.access_token, body["access_token"])
+        self.assertEqual(self.fake.refresh_token, body["refresh_token"])
+        self.assertEqual(self.messages({"model": "m"}).code, 401)
+        fresh = dict(OAUTH_HEADERS, authorization=f"Bearer {body['access_token']}")
+        self.assertEqual(self.messages({"model": "m"}, fresh).code, 200)
+        self.assertEqual(self.token(self.refresh_body()).code, 400)
+        second = self.json_of(self.token(self.refresh_body(body["refresh_token"])))
+        self.assertEqual(second["access_token"], "sk-ant-oat01-fake-2")
+        self.assertEqual(self.fake.token_requests[0].json()["client_id"], CLIENT_ID)
+
+    def test_wrong_refresh_token(self) -> None:
+        """
+        An unknown refresh token gets the OAuth invalid_grant body and
+        nothing rotates.
+        """
+        response = self.token(self.refresh_body("sk-ant-ort01-stale"))
+        self.assertEqual(response.code, 400)
+        self.assertEqual(
+            self.json_of(response),
+            {"error": "invalid_grant", "error_description": "Refresh token not found or invalid"},
+        )
+        self.assertEqual(self.fake.access_token, ACCESS_TOKEN)
+
+    def test_invalid_grant_mode(self) -> None:
+        """
+        Mode invalid_grant rejects even the right refresh token.
+        """
+        self.fake.token_mode = "invalid_grant"
+        response = self.token(self.refresh_body())
+        self.assertEqual(response.code, 400)
+        self.assertEqual(self.json_of(response)["error"], "invalid_grant")
+        self.assertEqual(self.fake.refresh_token, REFRESH_TOKEN)
+
+    def test_server_error_mode(self) -> None:
+        """
+        Mode server_error answers 500.
+        """
+        self.fake.token_mode = "server_error"
+        self.assertEqual(self.token(self.refresh_body()).code, 500)
+        self.assertEqual(self.fake.access_token, ACCESS_TOKEN)
+
+    def test_hang_mode(self) -> None:
+        """
+        Mode hang never answers; the request is recorded and marked
+        disconnected when the client gives up.
+        """
+        self.fake.token_mode = "hang"
+        d = self.send("POST", "/v1/oauth/token", json.dumps(self.refresh_body()).encode(), {})
+        self.clock.advance(600)
+        self.client.flush()
+        self.assertNoResult(d)
+        self.assertEqual(len(self.fake.token_requests), 1)
+        d.cancel()
+        self.client.flush()
+        self.failureResultOf(d)
+        self.assertTrue(self.fake.token_requests[0].disconnected)
+
+    def test_bad_bodies(self) -> None:
+        """
+        A non-JSON body is invalid_request; a JSON body of the wrong grant or
+        without client_id is rejected too.
+        """
+        response = self.token(None, raw=b"grant_type=refresh_token")
+        self.assertEqual(response.code, 400)
+        self.assertEqual(self.json_of(response), {"error": "invalid_request"})
+        wrong_grant = self.token(dict(self.refresh_body(), grant_type="authorization_code"))
+        self.assertEqual(self.json_of(wrong_grant)["error"], "unsupported_grant_type")
+        body = self.refresh_body()
+        del body["client_id"]
+        self.assertEqual(self.json_of(self.token(body))["error"], "invalid_request")
+        self.assertEqual(self.fake.refresh_token, REFRESH_TOKEN)
+
+
+class RealReactorTests(TestCase):
+    """
+    The fake served by a real L{Site} on loopback.
+    """
+
+    def setUp(self) -> None:
+        from treq.client import HTTPClient
+        from twisted.internet import reactor
+        from twisted.web.client import Agent, HTTPConnectionPool
+        from twisted.web.server import Site
+
+        self.fake = FakeAnthropic(reactor)
+        port = reactor.listenTCP(0, Site(self.fake.resource()), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(pool.closeCachedConnections)
+        self.addCleanup(self.fake.abort_all)
+        self.http = HTTPClient(Agent(reactor, pool=pool))
+        self.url = f"http://127.0.0.1:{port.getHost().port}/v1/messages?beta=true"
+
+    async def post_stream(self) -> tuple[IResponse, list[bytes], Deferred[None]]:
+        body = json.dumps({"model": "m", "stream": True}).encode()
+        response = await self.http.post(
+            self.url, data=body, headers=OAUTH_HEADERS, unbuffered=True
+        )
+        chunks: list[bytes] = []
+        return response, chunks, treq.collect(response, chunks.append)
+
+    def test_stream_over_tcp(self) -> Deferred[None]:
+        """
+        Over real TCP a streamed text reply arrives complete.
+        """
+
+        async def run() -> None:
+            response, chunks, done = await self.post_stream()
+            await done
+            names = [parse_event(e + b"\n\n")[0] for e in b"".join(chunks).split(b"\n\n")[:-1]]
+            self.assertEqual(names[0], "message_start")
+            self.assertEqual(names[-1], "message_stop")
+
+        return Deferred.fromCoroutine(run())
+
+    def test_cut_over_tcp(self) -> Deferred[None]:
+        """
+        Over real TCP a cut stream still delivers the events written before
+        the cut, then fails with data loss.
+        """
+        self.fake.enqueue(cut_stream_reply(after_events=2))
+
+        async def run() -> None:
+            response, chunks, done = await self.post_stream()
+            with self.assertRaises(ResponseFailed):
+                await done
+            self.assertEqual(b"".join(chunks).count(b"event: "), 2)
+            self.assertTrue(self.fake.requests[0].disconnected)
+
+        return Deferred.fromCoroutine(run())
