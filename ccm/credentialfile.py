@@ -158,8 +158,9 @@ class CredentialFile:
         :raises CredentialFileError: when the file or its directory is not
             writable.
         """
-        directory = os.path.dirname(self.path)
-        if not os.access(self.path, os.W_OK) or not os.access(directory, os.W_OK):
+        target = self._target()
+        directory = os.path.dirname(target)
+        if not os.access(target, os.W_OK) or not os.access(directory, os.W_OK):
             raise CredentialFileError(
                 f"credential file {self.path} is not writable, so ccm refuses to "
                 "refresh its token (the new refresh token could not be saved); "
@@ -180,11 +181,18 @@ class CredentialFile:
         oauth["accessToken"] = tokens.access_token
         oauth["refreshToken"] = tokens.refresh_token
         oauth["expiresAt"] = tokens.expires_at_ms
+        target = self._target()
         try:
-            mode = stat.S_IMODE(os.stat(self.path).st_mode)
+            mode = stat.S_IMODE(os.stat(target).st_mode)
         except OSError:
             mode = NEW_FILE_MODE
-        atomic_write(self.path, json.dumps(document).encode("utf-8"), mode)
+        atomic_write(target, json.dumps(document).encode("utf-8"), mode)
+
+    def _target(self) -> str:
+        # Write through a symbolic link instead of replacing the link with
+        # a file, which would leave the linked-to file with the old,
+        # rotated-away refresh token.
+        return os.path.realpath(self.path)
 
 
 def atomic_write(path: str, data: bytes, mode: int) -> None:

@@ -230,6 +230,14 @@ class Credential:
         try:
             self.store.write_tokens(fresh)
         except CredentialFileError as error:
+            try:
+                self.store.read()
+            except CredentialFileError as changed:
+                # The file was deleted (a logout) or broken during the
+                # refresh: like any such change, it makes the credential
+                # unavailable, instead of serving tokens stored nowhere.
+                self._set_state(None, str(changed))
+                raise CredentialUnavailable(str(changed)) from None
             self.log.error(
                 "credential {tag}: refreshed tokens could not be saved: {error}",
                 tag=self.tag,

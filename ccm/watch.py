@@ -60,6 +60,8 @@ class FileWatcher(Service):
         self._notifier: Any = None
         self._poller: LoopingCall | None = None
         self._last_signature: _Signature = None
+        self._directory_gone_mask = 0
+        self._switching: IDelayedCall | None = None
         self.mode = "stopped"
 
     def startService(self) -> None:
@@ -73,9 +75,11 @@ class FileWatcher(Service):
 
     def stopService(self) -> None:
         super().stopService()
-        if self._pending is not None and self._pending.active():
-            self._pending.cancel()
+        for call in (self._pending, self._switching):
+            if call is not None and call.active():
+                call.cancel()
         self._pending = None
+        self._switching = None
         if self._notifier is not None:
             self._notifier.loseConnection()
             self._notifier = None
@@ -98,7 +102,9 @@ class FileWatcher(Service):
             | inotify.IN_MOVED_FROM
             | inotify.IN_DELETE
             | inotify.IN_ATTRIB
+            | inotify.IN_MOVE_SELF
         )
+        self._directory_gone_mask = inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF
         try:
             notifier = inotify.INotify(reactor=self._reactor)
         except Exception:
@@ -118,9 +124,32 @@ class FileWatcher(Service):
         self._notifier = notifier
         return True
 
-    def _inotify_event(self, ignored: object, filepath: FilePath[str], mask: int) -> None:
-        if filepath.path == self.path:
+    def _inotify_event(self, ignored: object, filepath: FilePath[Any], mask: int) -> None:
+        # Twisted reports paths in bytes mode.
+        path = os.fsdecode(filepath.path)
+        if path == self.path:
             self._schedule()
+        elif mask & self._directory_gone_mask and path == os.path.dirname(self.path):
+            # The directory itself was removed or moved: inotify cannot see
+            # the file any more.  Switch to polling, outside of the
+            # notifier's own event handling.
+            if self._switching is None:
+                self._switching = self._clock.callLater(0, self._switch_to_polling)
+
+    def _switch_to_polling(self) -> None:
+        self._switching = None
+        if self._notifier is not None:
+            self._notifier.loseConnection()
+            self._notifier = None
+        self.log.info(
+            "{directory} was removed or moved; polling {path} instead",
+            directory=os.path.dirname(self.path),
+            path=self.path,
+        )
+        self._last_signature = _signature(self.path)
+        self._start_polling()
+        self.mode = "polling"
+        self._schedule()
 
     def _start_polling(self) -> None:
         self._poller = LoopingCall(self._poll)
