@@ -70,6 +70,9 @@ class Credential:
         self._waiters: list[Deferred[OAuthTokens]] = []
         self._refresh_failed_at: float | None = None
         self._refresh_problem: str | None = None
+        # A refresh token the OAuth server rejected: asking again with it is
+        # pointless until the file brings a new one.
+        self._rejected_refresh_token: str | None = None
 
     @property
     def available(self) -> bool:
@@ -86,10 +89,16 @@ class Credential:
         """
         if self.tokens is None or self.problem is not None:
             return self.problem or "credentials not loaded"
-        if self._refresh_problem is not None and self.tokens.expires_within(
-            self._clock.seconds(), 0
-        ):
-            return self._refresh_problem
+        now = self._clock.seconds()
+        if self._refresh_problem is not None and self.tokens.expires_within(now, 0):
+            rejected = self.tokens.refresh_token == self._rejected_refresh_token
+            waiting = (
+                self._refresh_failed_at is not None
+                and now - self._refresh_failed_at < REFRESH_RETRY_SECONDS
+            )
+            if rejected or waiting:
+                return self._refresh_problem
+        # Otherwise the next request refreshes first.
         return None
 
     @property
@@ -202,6 +211,13 @@ class Credential:
             self.log.info("credential {tag}: adopted tokens refreshed by another program", tag=self.tag)
             self._set_state(stored, None)
             return stored
+        if (
+            self._rejected_refresh_token is not None
+            and stored.refresh_token == self._rejected_refresh_token
+        ):
+            return self._still_usable_or_raise(
+                self._refresh_problem or "the refresh token was rejected"
+            )
         if not stored.refresh_token:
             return self._refresh_failed(
                 f"credential file {self.store.path} has no refresh token; "
@@ -215,6 +231,8 @@ class Credential:
         try:
             grant = await self._refresh_tokens(stored.refresh_token)
         except RefreshError as error:
+            if error.permanent:
+                self._rejected_refresh_token = stored.refresh_token
             advice = (
                 "the refresh token was rejected; log in again with `claude /login` "
                 "on the ccm host"

@@ -81,7 +81,9 @@ def _describe_failure(status: int, body: bytes) -> tuple[str, bool]:
     elif isinstance(document, dict) and isinstance(document.get("error"), dict):
         inner = document["error"].get("type")
         code = inner if isinstance(inner, str) else ""
-    permanent = code in _PERMANENT_OAUTH_ERRORS or status in (400, 401, 403) and not code
+    # Only the OAuth server's own verdict is final: a bare 403 may come from
+    # a CDN in front of it and pass.
+    permanent = code in _PERMANENT_OAUTH_ERRORS
     label = f"HTTP {status}" + (f" {code}" if code else "")
     return label, permanent
 

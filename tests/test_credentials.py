@@ -854,3 +854,60 @@ class WatchedCredentialTests(CredentialTestCase):
         watcher.stopService()
         self.assertEqual(self.fake.token_requests, [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class RejectedRefreshTokenTests(CredentialTestCase):
+    """
+    A refresh token the OAuth server rejected is not sent again until the
+    credentials file brings another one.
+    """
+
+    def test_rejected_token_not_retried(self) -> None:
+        """
+        After C{invalid_grant} the credential stays unavailable past the
+        retry delay without another token request, and logs the rejection
+        only once.
+        """
+        self.fake.token_mode = "invalid_grant"
+        self.write(-1)
+        self.credential.reload()
+        self.assert_unavailable("`claude /login`")
+        self.clock.advance(REFRESH_RETRY_SECONDS * 10)
+        self.assert_unavailable("`claude /login`")
+        self.failureResultOf(self.access(), CredentialUnavailable)
+        self.assertEqual(len(self.fake.token_requests), 1)
+        self.assertEqual(len(self.logged(LogLevel.error)), 1)
+
+    def test_new_login_retried(self) -> None:
+        """
+        Once the file holds a different refresh token (a new login), the
+        credential refreshes with it.
+        """
+        self.fake.token_mode = "invalid_grant"
+        self.write(-1)
+        self.credential.reload()
+        self.assert_unavailable("`claude /login`")
+        self.fake.token_mode = "ok"
+        self.fake.refresh_token = "sk-ant-ort01-after-login"
+        self.write(-1, refresh="sk-ant-ort01-after-login")
+        self.credential.reload()
+        self.assertEqual(self.successResultOf(self.access()), self.fake.access_token)
+        self.assertEqual(len(self.fake.token_requests), 2)
+        self.assertTrue(self.credential.available)
+
+    def test_transient_failure_retried_by_requests(self) -> None:
+        """
+        After a transient failure the credential reports itself unavailable
+        only during the retry delay; afterwards it lets the next request
+        through, which refreshes first.
+        """
+        self.fake.token_mode = "server_error"
+        self.write(-1)
+        self.credential.reload()
+        self.failureResultOf(self.access(), CredentialUnavailable)
+        self.assertIsNotNone(self.credential.unavailable_reason)
+        self.clock.advance(REFRESH_RETRY_SECONDS)
+        self.assertIsNone(self.credential.unavailable_reason)
+        self.fake.token_mode = "ok"
+        self.assertEqual(self.successResultOf(self.access()), self.fake.access_token)
+        self.assertEqual(len(self.fake.token_requests), 2)

@@ -214,13 +214,15 @@ class TokenEndpointTests(SynchronousTestCase):
 
     def test_other_statuses(self) -> None:
         """
-        Without an OAuth error code a 400, 401 or 403 is permanent, while a
-        429 or 502 is not; an Anthropic-shaped error body's type is used as
-        the code; a redirect is not followed.
+        Only an OAuth error code such as C{invalid_client} is permanent: a
+        bare 400, 401 or 403 (which a CDN in front of the token endpoint may
+        send) and a 429 or 502 are not; an Anthropic-shaped error body's
+        type is used as the code; a redirect is not followed.
         """
         cases: list[tuple[int, object, bool, str]] = [
-            (401, b"", True, "HTTP 401"),
-            (400, {"error_description": "bad"}, True, "HTTP 400"),
+            (401, b"", False, "HTTP 401"),
+            (403, b"<html>blocked</html>", False, "HTTP 403"),
+            (400, {"error_description": "bad"}, False, "HTTP 400"),
             (429, {"error": {"type": "rate_limit_error"}}, False, "HTTP 429 rate_limit_error"),
             (502, b"Bad gateway", False, "HTTP 502"),
             (400, {"error": "invalid_client"}, True, "HTTP 400 invalid_client"),
