@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import ssl
 from twisted.internet.endpoints import (
@@ -75,9 +75,9 @@ def tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
         raise ListenError("the TLS certificate holds no PEM certificate")
     try:
         certificate = ssl.Certificate.loadPEM(blocks[0])
-        key = ssl.KeyPair.load(key_pem, ssl.crypto.FILETYPE_PEM)
+        key = ssl.KeyPair.load(key_pem, crypto.FILETYPE_PEM)
         chain = [ssl.Certificate.loadPEM(b).original for b in blocks[1:]]
-    except (SSL.Error, ssl.crypto.Error, ValueError) as error:
+    except (SSL.Error, crypto.Error, ValueError) as error:
         raise ListenError(f"cannot load the TLS certificate or key: {error}") from None
     if certificate.getPublicKey().original.to_cryptography_key().public_numbers() != (
         key.original.to_cryptography_key().public_key().public_numbers()

@@ -88,6 +88,7 @@ class CcmService(MultiService):
             )
         self.config = config
         self._close_http = close_http
+        self._credentials_loaded = False
         token_endpoint = TokenEndpoint(http_client, reactor, config.oauth_token_url)
         credential_config = config.default_credentials()[0]
         path = credential_config.credential_path or default_credential_path(environ, home)
@@ -139,15 +140,31 @@ class CcmService(MultiService):
             )
 
     def privilegedStartService(self) -> None:
-        self.credential.reload()
+        # twistd binds here, before dropping privileges.
+        self._load_credentials()
+        self._bind(super().privilegedStartService)
+
+    def startService(self) -> None:
+        # The twist runner skips privilegedStartService and binds here.
+        self._load_credentials()
+        self._bind(super().startService)
+
+    def _load_credentials(self) -> None:
+        if not self._credentials_loaded:
+            self._credentials_loaded = True
+            self.credential.reload()
+
+    def _bind(self, start: Callable[[], None]) -> None:
         try:
-            super().privilegedStartService()
+            start()
         except CannotListenError as error:
             for listening in self.listeners:
                 listening.abandon()
             reason = error.socketError
             detail = getattr(reason, "strerror", None) or str(reason)
-            raise SystemExit(f"ccm: cannot listen on {error.interface or '*'}:{error.port}: {detail}") from None
+            raise SystemExit(
+                f"ccm: cannot listen on {error.interface or '*'}:{error.port}: {detail}"
+            ) from None
 
     def stopService(self) -> Deferred[Any]:
         stopped: Deferred[Any] = super().stopService()
