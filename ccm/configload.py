@@ -154,6 +154,9 @@ _FORBIDDEN_HEADERS = {
     "proxy-authenticate": "it is a hop-by-hop header",
     "proxy-authorization": "it is a hop-by-hop header",
     "trailer": "it is a hop-by-hop header",
+    "x-api-key": "ccm authenticates upstream with the subscription's OAuth token only",
+    "api-key": "ccm authenticates upstream with the subscription's OAuth token only",
+    "cookie": "ccm never sends cookies upstream",
 }
 # What a header value may hold: Latin-1 text without control characters
 # (horizontal tab aside), as it goes on the wire.

@@ -76,15 +76,15 @@ class CcmService(MultiService):
         watch_with_inotify: bool = True,
     ) -> None:
         super().__init__()
+        where = f"{config.where}: " if config.where else ""
         if config.multi_credential:
             raise ServiceNotSupported(
-                f"{config.where or 'the service'}: the credentials list (several "
-                "subscriptions) is not supported by this version of ccm yet"
+                f"{where}the credentials list (several subscriptions) is not "
+                "supported by this version of ccm yet"
             )
-        if config.detour is not None:
+        if config.detour is not None and config.detour.kind != "direct":
             raise ServiceNotSupported(
-                f"{config.where or 'the service'}: detour is not supported by this "
-                "version of ccm yet"
+                f"{where}detour through a proxy is not supported by this version of ccm yet"
             )
         self.config = config
         self._close_http = close_http

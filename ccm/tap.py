@@ -48,8 +48,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Listen on this Twisted endpoint (e.g. tcp:8080:interface=127.0.0.1),
-        instead of what the configuration says; may be repeated.
+        Listen on this Twisted endpoint instead of the configured ones (repeatable).
         """
         self["listen"].append(description)
 

@@ -1470,8 +1470,8 @@ class HeadersTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_forbidden_names(self) -> None:
         """
-        Authorization, Host and hop-by-hop headers cannot be set, in any
-        case.
+        Authorization, API keys, cookies, Host and hop-by-hop headers
+        cannot be set, in any case.
         """
         problems = problems_of(
             {
@@ -1485,10 +1485,13 @@ class HeadersTests(SynchronousTestCase, ProblemsTestMixin):
                     "TE": "trailers",
                     "Proxy-Authorization": "Basic x",
                     "Content-Length": "3",
+                    "X-Api-Key": "sk-ant-api03-x",
+                    "api-key": "k",
+                    "Cookie": "a=b",
                 }
             }
         )
-        self.assertEqual(len(problems), 9, problems)
+        self.assertEqual(len(problems), 12, problems)
         self.assertEqual(
             problems[0],
             "config.json: headers.Authorization: cannot be set here: ccm sets "

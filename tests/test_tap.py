@@ -453,16 +453,24 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
 
     def test_detour_not_supported(self) -> None:
         """
-        A detour ends the program with a one-line message saying it is not
-        supported yet.
+        A detour through a proxy ends the program with a one-line message
+        saying it is not supported yet; a sing-box C{direct} outbound is the
+        same as no detour and starts.
         """
         path = self.write_config(self.service_document(detour="http://127.0.0.1:3128"))
         with self.assertRaises(SystemExit) as caught:
             makeService(self.parse("--config", path), reactor=MemoryReactorClock())
         self.assertEqual(
             caught.exception.code,
-            "config.json: the service: detour is not supported by this version of ccm yet",
+            "config.json: detour through a proxy is not supported by this version of ccm yet",
         )
+        document = {
+            "services": [dict(self.service_document(), type="ccm", detour="out")],
+            "outbounds": [{"type": "direct", "tag": "out"}],
+        }
+        path = self.write_config(document)
+        service = makeService(self.parse("--config", path), reactor=MemoryReactorClock())
+        self.assertEqual(len(list(service)), 1)
 
     def test_bind_failure(self) -> None:
         """
