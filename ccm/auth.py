@@ -99,11 +99,11 @@ class Authenticator:
         :raises APIError: 401 when the request must be refused.
         """
         bearer = None
+        bad_scheme = False
         authorization = headers.getRawHeaders(b"authorization")
         if authorization:
             scheme, _, value = authorization[0].decode("latin-1").strip().partition(" ")
-            if scheme.lower() != "bearer":
-                raise _BAD_SCHEME
+            bad_scheme = scheme.lower() != "bearer"
             bearer = value.strip()
         api_keys = [
             value.decode("latin-1").strip()
@@ -112,9 +112,14 @@ class Authenticator:
         ]
         api_keys = [k for k in api_keys if k]
         if self.anonymous:
+            # Without users anyone may call; the Authorization header is
+            # never forwarded, whatever its scheme, but an API key is
+            # refused so that nobody believes it is used.
             if api_keys:
                 raise _API_KEY_REFUSED
             return ANONYMOUS
+        if bad_scheme:
+            raise _BAD_SCHEME
         key_users = [self._match(k) for k in api_keys]
         if any(u is None for u in key_users):
             raise _API_KEY_REFUSED if bearer is not None or len(key_users) > 1 else _INVALID

@@ -736,6 +736,12 @@ def _parse_users(
         if not token:
             if "token" not in wrong_type:
                 problems.add(user.where("token"), f"user {name or '?'} needs a non-empty token")
+        elif token != token.strip():
+            problems.add(
+                user.where("token"),
+                f"user {name or '?'}'s token starts or ends with white space, "
+                "which clients cannot send",
+            )
         elif token in tokens:
             problems.add(user.where("token"), f"user {name or '?'} has the same token as another user")
         names.add(name)

@@ -128,4 +128,12 @@ def client_response_headers(upstream_headers: Headers) -> Headers:
     """
     The headers to send the client for an upstream response.
     """
-    return _copy_without(upstream_headers, _RESPONSE_DROPPED)
+    copied = _copy_without(upstream_headers, _RESPONSE_DROPPED)
+    # treq's content decoder leaves an empty Content-Encoding behind when the
+    # upstream sent none (or only encodings it decoded): not the upstream's.
+    encodings = [v for v in copied.getRawHeaders(b"content-encoding", []) if v.strip()]
+    if encodings:
+        copied.setRawHeaders(b"content-encoding", encodings)
+    else:
+        copied.removeHeader(b"content-encoding")
+    return copied

@@ -112,7 +112,8 @@ class ProxyResource(Resource):
             return render_error(request, error)
         size = request_body_size(request)
         if size < 0 or size > self.max_request_body:
-            request.setHeader(b"connection", b"close")
+            # twisted.web has read (and dropped) the whole body already, so
+            # the connection stays usable for the client's next request.
             return render_error(
                 request,
                 APIError(
@@ -183,7 +184,9 @@ class _Exchange:
         except APIError as error:
             self._fail(error)
             return
-        self.credential.access_token().addCallbacks(self._send, self._no_token)
+        self.credential.access_token().addCallbacks(self._send, self._no_token).addErrback(
+            self._crashed
+        )
 
     def _no_token(self, failure: Failure) -> None:
         if self.client_gone:
@@ -214,7 +217,9 @@ class _Exchange:
         self.header_timer = self.proxy.clock.callLater(
             self.proxy.header_timeout, self._headers_timed_out
         )
-        self.upstream.addCallbacks(self._got_response, self._upstream_failed)
+        self.upstream.addCallbacks(self._got_response, self._upstream_failed).addErrback(
+            self._crashed
+        )
 
     def _headers_timed_out(self) -> None:
         self.header_timer = None
@@ -241,6 +246,9 @@ class _Exchange:
         request.defaultContentType = None
         for name, values in client_response_headers(response.headers).getAllRawHeaders():
             request.responseHeaders.setRawHeaders(name, list(values))
+        # Send the status and headers now: the client learns of the answer
+        # as soon as ccm does, not with the first body bytes.
+        request.write(b"")
         content_type = response.headers.getRawHeaders(b"content-type", [b""])[0]
         self.relay = _Relay(self, is_event_stream=b"text/event-stream" in content_type.lower())
         response.deliverBody(self.relay)
@@ -274,6 +282,19 @@ class _Exchange:
                 "upstream failure detail: {detail}", detail=failure.getErrorMessage()
             )
         self._fail(error)
+
+    def _crashed(self, failure: Failure) -> None:
+        """
+        A bug in ccm: log it, and end the client's request rather than
+        leave it hanging.
+        """
+        self.proxy.log.failure("proxying {path} failed", failure=failure, path=self.request.path)
+        if self.client_gone:
+            return
+        if not self.request.startedWriting:
+            self._fail(APIError(500, "api_error", "internal error in ccm"))
+        else:
+            self.request.channel.forceAbortClient()
 
     def _fail(self, error: APIError) -> None:
         self.status = error.status

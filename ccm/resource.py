@@ -94,13 +94,22 @@ class LimitedRequest(Request):
 class CcmSite(Site):
     """
     The site of one ccm service.
+
+    Request bodies are never parsed as form submissions: ccm forwards them
+    untouched (a multipart upload to C{/v1/files} is the upstream's to
+    read, not twisted.web's).
+
+    :param reactor: the clock for connection timeouts; the global reactor
+        when C{None}.
     """
 
     requestFactory = LimitedRequest
     noisy = False
 
-    def __init__(self, resource: IResource, max_request_body: int) -> None:
-        super().__init__(resource)
+    def __init__(
+        self, resource: IResource, max_request_body: int, reactor: Any = None
+    ) -> None:
+        super().__init__(resource, parsePOSTFormSubmission=False, reactor=reactor)
         self.max_request_body = max_request_body
 
     def log(self, request: Any) -> None:

@@ -121,7 +121,11 @@ class CcmService(MultiService):
             extra_headers=config.headers,
             max_request_body=config.max_request_body,
         )
-        self.site = CcmSite(build_root(proxy, StatusResource(authenticator, pool_for)), config.max_request_body)
+        self.site = CcmSite(
+            build_root(proxy, StatusResource(authenticator, pool_for)),
+            config.max_request_body,
+            reactor=reactor,
+        )
         self.listeners = []
         for listener in config.listeners:
             listening = ListeningService(endpoint_for(reactor, listener), self.site, describe(listener))

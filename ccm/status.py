@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from ccm.auth import Authenticator, Caller
-from ccm.errors import APIError, render_error
+from ccm.errors import NOT_FOUND, APIError, render_error
 
 
 class StatusPool(TypingProtocol):
@@ -47,6 +47,9 @@ class StatusResource(Resource):
         self._pool_for = pool_for
 
     def render(self, request: Request) -> bytes:
+        if request.postpath:
+            # Only the exact path: not C{/ccm/v1/status/} or below it.
+            return render_error(request, NOT_FOUND)
         if request.method != b"GET":
             return render_error(request, _METHOD_NOT_ALLOWED)
         try:

@@ -1318,6 +1318,17 @@ class UserTests(SynchronousTestCase, ProblemsTestMixin):
             problems, ["config.json: users[1].token: user bob has the same token as another user"]
         )
 
+    def test_token_with_surrounding_space(self) -> None:
+        """
+        A token with white space at either end is refused, since a client's
+        token is read without it and could never match.
+        """
+        self.assert_problem(
+            {"users": [{"name": "alice", "token": " ak-ccm-padded "}]},
+            "config.json: users[0].token: user alice's token starts or ends with "
+            "white space, which clients cannot send",
+        )
+
     def test_empty_token_and_name(self) -> None:
         """
         A user needs a non-empty name and a non-empty token.

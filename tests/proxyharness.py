@@ -1,0 +1,491 @@
+"""
+Shared fixtures for the proxy's tests.
+
+L{ProxyHarness} assembles what C{ccm.service} assembles for one service,
+without a reactor: a real L{Credential} over a credentials file in a
+temporary directory, a L{SingleCredentialPool}, an L{Authenticator}, the
+L{ProxyResource} and L{StatusResource} under L{build_root}.  The upstream is
+a L{FakeAnthropic} reached through a L{StubTreq}, the client is another
+L{StubTreq} in front of the root, and time is a L{Clock}::
+
+    harness = ProxyHarness(self)
+    response = harness.response("POST", "/v1/messages", body)
+    assert harness.fake.requests[-1].header("authorization") == ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import treq
+from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
+from twisted.web.server import Request
+
+from ccm.auth import Authenticator, Caller
+from ccm.config import UserConfig
+from ccm.credentialfile import CredentialFile
+from ccm.credentials import Credential
+from ccm.oauth import RefreshError, TokenGrant
+from ccm.pools import PoolMember, SingleCredentialPool
+from ccm.proxy import ProxyResource
+from ccm.resource import CcmSite, build_root
+from ccm.status import StatusResource
+from tests.fake_anthropic import FakeAnthropic
+
+START_TIME = 1_790_000_000.0
+UPSTREAM_URL = "http://api.fake.test"
+CCM_URL = "http://ccm.test"
+ALICE_TOKEN = "ccm-token-alice-6f1d2c9b8a7e"
+BOB_TOKEN = "ccm-token-bob-0a4e7c3f5d21"
+ALICE = UserConfig(name="alice", token=ALICE_TOKEN)
+BOB = UserConfig(name="bob", token=BOB_TOKEN)
+DEFAULT_USERS = (ALICE, BOB)
+DEFAULT_MAX_REQUEST_BODY = 64 * 1024
+HEADER_TIMEOUT = 600.0
+IDLE_TIMEOUT = 300.0
+
+
+def write_credentials(
+    path: str,
+    access_token: str,
+    refresh_token: str,
+    expires_at_ms: int,
+    *,
+    subscription_type: str = "max",
+    rate_limit_tier: str = "default_claude_max_20x",
+) -> None:
+    """
+    Write a Claude Code credentials file holding the given tokens.
+    """
+    document = {
+        "claudeAiOauth": {
+            "accessToken": access_token,
+            "refreshToken": refresh_token,
+            "expiresAt": expires_at_ms,
+            "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": subscription_type,
+            "rateLimitTier": rate_limit_tier,
+        }
+    }
+    with open(path, "w") as handle:
+        json.dump(document, handle)
+
+
+class ProxyHarness:
+    """
+    A ccm resource tree in front of a fake Anthropic API, on a L{Clock}.
+
+    :ivar clock: the clock of the proxy, the credential and the fake.
+    :ivar fake: the L{FakeAnthropic} upstream.
+    :ivar upstream: the L{StubTreq} the proxy uses as its HTTP client
+        (unless C{http_client} was given).
+    :ivar client: a L{StubTreq} in front of the ccm root.
+    :ivar credential: the L{Credential} serving every caller.
+    :ivar server_requests: every request that reached the proxy resource,
+        in arrival order (the server side, as ccm sees it).
+    :ivar stored_bodies: the body each of them had stored when rendered.
+    :ivar log: every log event published while the harness lived.
+    :ivar refreshes: the refresh tokens the credential asked to exchange.
+    """
+
+    def __init__(
+        self,
+        testcase: SynchronousTestCase,
+        *,
+        users: Sequence[UserConfig] = DEFAULT_USERS,
+        extra_headers: tuple[tuple[str, tuple[str, ...]], ...] = (),
+        max_request_body: int = DEFAULT_MAX_REQUEST_BODY,
+        header_timeout: float = HEADER_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+        http_client: Any = None,
+        write_credential_file: bool = True,
+    ) -> None:
+        self.testcase = testcase
+        self.log = EventLoggingObserver.createWithCleanup(testcase, globalLogPublisher)
+        self.clock = Clock()
+        self.clock.advance(START_TIME)
+        self.fake = FakeAnthropic(self.clock)
+        self.upstream = StubTreq(self.fake.resource())
+        directory = testcase.mktemp()
+        os.makedirs(directory)
+        self.credential_path = os.path.join(directory, ".credentials.json")
+        if write_credential_file:
+            write_credentials(
+                self.credential_path,
+                self.fake.access_token,
+                self.fake.refresh_token,
+                int((START_TIME + 86400) * 1000),
+            )
+        self.refreshes: list[str] = []
+        self.credential = Credential(
+            "main", CredentialFile(self.credential_path), self._refresh, self.clock
+        )
+        self.credential.reload()
+        self.pool = SingleCredentialPool(PoolMember(self.credential))
+        self.authenticator = Authenticator(users)
+        self.callers: list[Caller] = []
+        self.proxy = ProxyResource(
+            authenticator=self.authenticator,
+            pool_for=self._pool_for,
+            http_client=self.upstream if http_client is None else http_client,
+            clock=self.clock,
+            upstream_url=UPSTREAM_URL,
+            extra_headers=extra_headers,
+            max_request_body=max_request_body,
+            header_timeout=header_timeout,
+            idle_timeout=idle_timeout,
+        )
+        self.server_requests: list[Request] = []
+        self.stored_bodies: list[bytes] = []
+        original_render = self.proxy.render
+
+        def spy(request: Request) -> Any:
+            self.server_requests.append(request)
+            request.content.seek(0)
+            self.stored_bodies.append(request.content.read())
+            request.content.seek(0)
+            return original_render(request)
+
+        self.proxy.render = spy  # type: ignore[method-assign]
+        self.status = StatusResource(self.authenticator, self._pool_for)
+        self.root = build_root(self.proxy, self.status)
+        self.client = StubTreq(self.root)
+
+    def site(self, max_request_body: int | None = None) -> CcmSite:
+        """
+        A real ccm site around the root, on the harness's clock.
+
+        :param max_request_body: the site's body limit; by default the
+            proxy's.
+        """
+        limit = self.proxy.max_request_body if max_request_body is None else max_request_body
+        return CcmSite(self.root, limit, reactor=self.clock)
+
+    def _refresh(self, refresh_token: str) -> Deferred[TokenGrant]:
+        self.refreshes.append(refresh_token)
+        return fail(RefreshError("no refresh expected in this test"))
+
+    def _pool_for(self, caller: Caller) -> SingleCredentialPool:
+        self.callers.append(caller)
+        return self.pool
+
+    def flush(self) -> None:
+        """
+        Move every pending byte between client, ccm and upstream.
+        """
+        for _ in range(6):
+            self.client.flush()
+            self.upstream.flush()
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, Any] | None = None,
+        *,
+        token: str | None = ALICE_TOKEN,
+    ) -> Deferred[IResponse]:
+        """
+        Start a client request to ccm and flush.
+
+        :param token: sent as C{Authorization: Bearer}; C{None} sends none.
+        :param headers: extra request headers (a name maps to a string or a
+            list of strings).
+        """
+        all_headers: dict[str, Any] = {}
+        if token is not None:
+            all_headers["authorization"] = f"Bearer {token}"
+        all_headers.update(headers or {})
+        d: Deferred[IResponse] = self.client.request(
+            method, CCM_URL + path, data=body, headers=all_headers, unbuffered=True
+        )
+        self.flush()
+        return d
+
+    def response(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, Any] | None = None,
+        *,
+        token: str | None = ALICE_TOKEN,
+    ) -> IResponse:
+        """
+        Send a request and return its response, which must have arrived.
+        """
+        return self.testcase.successResultOf(
+            self.send(method, path, body, headers, token=token)
+        )
+
+    def messages(
+        self, document: dict[str, Any], headers: dict[str, Any] | None = None
+    ) -> IResponse:
+        """
+        C{POST /v1/messages?beta=true} with a JSON body, as Claude Code does.
+        """
+        all_headers = {
+            "content-type": "application/json",
+            "anthropic-version": "2023-06-01",
+        }
+        all_headers.update(headers or {})
+        return self.response(
+            "POST", "/v1/messages?beta=true", json.dumps(document).encode("utf-8"), all_headers
+        )
+
+    def collect(self, response: IResponse) -> tuple[list[bytes], Deferred[None]]:
+        """
+        Start reading a response body chunk by chunk.
+        """
+        chunks: list[bytes] = []
+        d: Deferred[None] = treq.collect(response, chunks.append)
+        self.flush()
+        return chunks, d
+
+    def body_of(self, response: IResponse) -> bytes:
+        """
+        The whole body of a response, which must be complete.
+        """
+        chunks, done = self.collect(response)
+        self.testcase.successResultOf(done)
+        return b"".join(chunks)
+
+    def ccm_error(self, response: IResponse, status: int, error_type: str) -> dict[str, Any]:
+        """
+        Check that C{response} is an error ccm made itself, in the Anthropic
+        shape, and return its C{error} object.
+        """
+        testcase = self.testcase
+        testcase.assertEqual(response.code, status)
+        testcase.assertEqual(
+            response.headers.getRawHeaders("content-type"), ["application/json"]
+        )
+        request_ids = response.headers.getRawHeaders("request-id")
+        testcase.assertIsNotNone(request_ids)
+        assert request_ids is not None
+        testcase.assertEqual(len(request_ids), 1)
+        testcase.assertTrue(request_ids[0].startswith("ccm_"), request_ids)
+        document = json.loads(self.body_of(response))
+        testcase.assertEqual(
+            sorted(document), ["error", "request_id", "type"], document
+        )
+        testcase.assertEqual(document["type"], "error")
+        testcase.assertEqual(document["request_id"], request_ids[0])
+        testcase.assertEqual(sorted(document["error"]), ["message", "type"])
+        testcase.assertEqual(document["error"]["type"], error_type)
+        testcase.assertIsInstance(document["error"]["message"], str)
+        error: dict[str, Any] = document["error"]
+        return error
+
+    def log_texts(self, min_level: LogLevel = LogLevel.debug) -> list[str]:
+        """
+        The formatted text of every captured log event at C{min_level} or
+        above.
+        """
+        return [
+            formatEvent(event)
+            for event in self.log
+            if event.get("log_level", LogLevel.info) >= min_level
+        ]
+
+    def exchange_lines(self) -> list[str]:
+        """
+        The per-request summary lines the proxy logged.
+        """
+        return [
+            formatEvent(event)
+            for event in self.log
+            if event.get("log_format", "").startswith("{method} {path} user=")
+        ]
+
+    def assert_no_secrets_logged(self, *extra: str) -> None:
+        """
+        Check that no captured log event mentions a token.
+        """
+        secrets = [ALICE_TOKEN, BOB_TOKEN, self.fake.access_token, self.fake.refresh_token]
+        secrets.extend(extra)
+        for text in self.log_texts():
+            for secret in secrets:
+                self.testcase.assertNotIn(secret, text)
+
+
+
+@dataclass
+class UpstreamCall:
+    """
+    One request the proxy made through a L{ScriptedUpstream}.
+    """
+
+    method: str
+    url: str
+    kwargs: dict[str, Any]
+    result: Deferred[Any]
+    cancelled: bool = False
+
+
+class ScriptedUpstream:
+    """
+    An upstream HTTP client the test answers itself: each request gets a
+    fresh, pending Deferred (cancelling it marks the call C{cancelled} and
+    fails it with C{CancelledError}), or C{result} when one is given.
+    """
+
+    def __init__(self, result: Deferred[Any] | None = None) -> None:
+        self.calls: list[UpstreamCall] = []
+        self._result = result
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[Any]:
+        def cancel(d: Deferred[Any]) -> None:
+            call.cancelled = True
+
+        d: Deferred[Any] = self._result if self._result is not None else Deferred(cancel)
+        call = UpstreamCall(method, url, kwargs, d)
+        self.calls.append(call)
+        return d
+
+
+class FakeUpstreamResponse:
+    """
+    An upstream response whose body the test delivers by hand through
+    C{protocol}, the proxy's body protocol, connected to C{transport} (a
+    L{StringTransport} that records pause, resume and stop).
+    """
+
+    def __init__(
+        self,
+        code: int = 200,
+        headers: dict[bytes, list[bytes]] | None = None,
+        phrase: bytes = b"OK",
+    ) -> None:
+        self.code = code
+        self.phrase = phrase
+        self.headers = Headers(
+            headers if headers is not None else {b"content-type": [b"text/event-stream"]}
+        )
+        self.transport = StringTransport()
+        self.protocol: Any = None
+
+    def deliverBody(self, protocol: Any) -> None:
+        self.protocol = protocol
+        protocol.makeConnection(self.transport)
+
+
+@dataclass
+class RawResponse:
+    """
+    An HTTP/1.1 response as parsed from the bytes a server wrote.
+
+    :ivar headers: lower-cased names mapped to their values.
+    :ivar complete: whether the whole body arrived.
+    """
+
+    status: int
+    headers: dict[str, list[str]] = field(default_factory=dict)
+    body: bytes = b""
+    complete: bool = False
+
+    def json(self) -> Any:
+        """
+        The body parsed as JSON.
+        """
+        return json.loads(self.body)
+
+
+def parse_raw_response(data: bytes) -> RawResponse | None:
+    """
+    Parse the first response in C{data}; C{None} before its headers are
+    complete.
+    """
+    head, separator, rest = data.partition(b"\r\n\r\n")
+    if not separator:
+        return None
+    lines = head.split(b"\r\n")
+    response = RawResponse(status=int(lines[0].split(b" ")[1]))
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        response.headers.setdefault(name.decode("latin-1").strip().lower(), []).append(
+            value.decode("latin-1").strip()
+        )
+    if response.headers.get("transfer-encoding") == ["chunked"]:
+        while True:
+            size_line, separator, after = rest.partition(b"\r\n")
+            if not separator:
+                break
+            size = int(size_line, 16)
+            if size == 0:
+                response.complete = True
+                break
+            response.body += after[:size]
+            rest = after[size + 2 :]
+    else:
+        length = int(response.headers.get("content-length", ["0"])[0])
+        response.body = rest[:length]
+        response.complete = len(rest) >= length
+    return response
+
+
+class RawConnection:
+    """
+    One client connection to a real site, over a L{StringTransport}.
+    """
+
+    def __init__(self, site: CcmSite) -> None:
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 40000))
+        self.channel = site.buildProtocol(IPv4Address("TCP", "192.0.2.7", 40000))
+        assert self.channel is not None
+        self.channel.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> None:
+        """
+        Deliver bytes from the client.
+        """
+        self.channel.dataReceived(data)
+
+    def response(self) -> RawResponse | None:
+        """
+        The response written so far, parsed.
+        """
+        return parse_raw_response(self.transport.value())
+
+    def close(self) -> None:
+        """
+        The client goes away.
+        """
+        self.channel.connectionLost(Failure(ConnectionDone()))
+
+
+def raw_request(
+    method: str,
+    target: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    token: str | None = ALICE_TOKEN,
+) -> bytes:
+    """
+    The bytes of an HTTP/1.1 request with a C{Content-Length} (unless
+    C{headers} sets C{Transfer-Encoding}, in which case C{body} must be
+    encoded already).
+    """
+    lines = [f"{method} {target} HTTP/1.1", "Host: ccm.test"]
+    if token is not None:
+        lines.append(f"Authorization: Bearer {token}")
+    all_headers = dict(headers or {})
+    if "Transfer-Encoding" not in all_headers and (body or method == "POST"):
+        all_headers["Content-Length"] = str(len(body))
+    lines.extend(f"{name}: {value}" for name, value in all_headers.items())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -1,0 +1,257 @@
+"""
+Tests for L{ccm.auth}: who a request comes from, by its bearer token or a
+user token sent as an API key, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
+
+from ccm import auth
+from ccm.auth import ANONYMOUS, Authenticator, Caller
+from ccm.config import UserConfig
+from ccm.errors import APIError
+
+ALICE = UserConfig(name="alice", token="tok-alice-5b0e1c7d")
+BOB = UserConfig(name="bob", token="tok-bob-93aa04f2")
+CAROL = UserConfig(name="carol", token="tok-carol-1e6d2b88")
+FOREIGN_KEY = "sk-ant-api03-someone-elses-key"
+
+
+def headers(**values: str | list[str]) -> Headers:
+    """
+    Request headers; underscores in names become dashes.
+    """
+    return Headers(
+        {
+            name.replace("_", "-").encode("ascii"): [
+                v.encode("latin-1") for v in (value if isinstance(value, list) else [value])
+            ]
+            for name, value in values.items()
+        }
+    )
+
+
+class AuthenticateTests(SynchronousTestCase):
+    """
+    L{Authenticator.authenticate} with users configured.
+    """
+
+    def setUp(self) -> None:
+        self.authenticator = Authenticator([ALICE, BOB, CAROL])
+
+    def refused(self, request_headers: Headers, *secrets: str) -> APIError:
+        """
+        Check that C{request_headers} are refused with a 401
+        C{authentication_error} that mentions none of C{secrets}.
+        """
+        error = self.assertRaises(APIError, self.authenticator.authenticate, request_headers)
+        self.assertEqual(error.status, 401)
+        self.assertEqual(error.error_type, "authentication_error")
+        for secret in secrets:
+            self.assertNotIn(secret, error.message)
+            self.assertNotIn(secret, str(error))
+        return error
+
+    def test_bearer(self) -> None:
+        """
+        C{Authorization: Bearer <token>} identifies the user with that
+        token.
+        """
+        caller = self.authenticator.authenticate(headers(authorization=f"Bearer {BOB.token}"))
+        self.assertEqual(caller, Caller(user=BOB))
+        self.assertEqual(caller.name, "bob")
+
+    def test_scheme_case_insensitive(self) -> None:
+        """
+        The scheme may be written in any case, and surrounding blanks are
+        ignored.
+        """
+        for value in (
+            f"bearer {ALICE.token}",
+            f"BEARER {ALICE.token}",
+            f"  Bearer  {ALICE.token} ",
+        ):
+            caller = self.authenticator.authenticate(headers(authorization=value))
+            self.assertEqual(caller.user, ALICE, value)
+
+    def test_x_api_key_with_user_token(self) -> None:
+        """
+        An C{x-api-key} (or C{api-key}) equal to a user's token identifies
+        that user, so C{ANTHROPIC_API_KEY} clients work.
+        """
+        authenticate = self.authenticator.authenticate
+        self.assertEqual(authenticate(headers(x_api_key=CAROL.token)).user, CAROL)
+        self.assertEqual(authenticate(headers(api_key=BOB.token)).user, BOB)
+
+    def test_bearer_and_same_users_key(self) -> None:
+        """
+        A bearer token and an API key of the same user are accepted
+        together.
+        """
+        caller = self.authenticator.authenticate(
+            headers(authorization=f"Bearer {ALICE.token}", x_api_key=ALICE.token)
+        )
+        self.assertEqual(caller.user, ALICE)
+
+    def test_tokens_of_two_users(self) -> None:
+        """
+        A bearer token and an API key of different users are refused.
+        """
+        self.refused(
+            headers(authorization=f"Bearer {ALICE.token}", x_api_key=BOB.token),
+            ALICE.token,
+            BOB.token,
+        )
+        self.refused(headers(x_api_key=ALICE.token, api_key=BOB.token), ALICE.token, BOB.token)
+
+    def test_foreign_api_key_refused(self) -> None:
+        """
+        An API key that is no user's token is refused, alone or next to a
+        valid bearer token, and the message does not repeat it.
+        """
+        self.refused(headers(x_api_key=FOREIGN_KEY), FOREIGN_KEY)
+        self.refused(headers(api_key=FOREIGN_KEY), FOREIGN_KEY)
+        error = self.refused(
+            headers(authorization=f"Bearer {ALICE.token}", x_api_key=FOREIGN_KEY),
+            FOREIGN_KEY,
+            ALICE.token,
+        )
+        self.assertIn("API keys are not accepted", error.message)
+
+    def test_missing_token(self) -> None:
+        """
+        Without any token the caller is told how to give one.
+        """
+        error = self.refused(headers())
+        self.assertIn("missing ccm token", error.message)
+        self.refused(headers(x_api_key="  "))
+
+    def test_wrong_token(self) -> None:
+        """
+        An unknown bearer token, or an empty one, is refused without being
+        repeated.
+        """
+        near_miss = ALICE.token[:-1]
+        error = self.refused(headers(authorization=f"Bearer {near_miss}"), near_miss)
+        self.assertEqual(error.message, "invalid ccm token")
+        self.refused(headers(authorization="Bearer"))
+        self.refused(headers(authorization="Bearer "))
+
+    def test_token_is_not_a_prefix_match(self) -> None:
+        """
+        A token with extra characters is not the user's token.
+        """
+        self.refused(headers(authorization=f"Bearer {ALICE.token}x"))
+        self.refused(headers(authorization=f"Bearer {ALICE.token} {BOB.token}"))
+
+    def test_other_schemes_refused(self) -> None:
+        """
+        C{Basic} and other schemes are refused, even when they carry a
+        user's token.
+        """
+        for value in (f"Basic {ALICE.token}", f"Token {ALICE.token}", ALICE.token):
+            error = self.refused(headers(authorization=value), ALICE.token)
+            self.assertIn("unsupported Authorization scheme", error.message)
+
+    def test_first_authorization_header_counts(self) -> None:
+        """
+        Only the first C{Authorization} header is considered.
+        """
+        caller = self.authenticator.authenticate(
+            headers(authorization=[f"Bearer {BOB.token}", "Bearer nonsense"])
+        )
+        self.assertEqual(caller.user, BOB)
+        self.refused(headers(authorization=["Bearer nonsense", f"Bearer {BOB.token}"]))
+
+    def test_not_anonymous(self) -> None:
+        """
+        With users configured the authenticator is not anonymous.
+        """
+        self.assertFalse(self.authenticator.anonymous)
+
+
+class ConstantTimeTests(SynchronousTestCase):
+    """
+    Tokens are compared with L{hmac.compare_digest}, against every user.
+    """
+
+    def setUp(self) -> None:
+        self.comparisons: list[tuple[Any, Any]] = []
+        compare = hmac.compare_digest
+
+        def recording_compare(a: Any, b: Any) -> bool:
+            self.comparisons.append((a, b))
+            return compare(a, b)
+
+        self.patch(auth.hmac, "compare_digest", recording_compare)
+        self.authenticator = Authenticator([ALICE, BOB, CAROL])
+
+    def test_every_user_compared(self) -> None:
+        """
+        A match on the first user still compares the token with all of
+        them, so timing reveals nothing about which user matched.
+        """
+        self.authenticator.authenticate(headers(authorization=f"Bearer {ALICE.token}"))
+        self.assertEqual(len(self.comparisons), 3)
+        self.comparisons.clear()
+        self.assertRaises(
+            APIError, self.authenticator.authenticate, headers(authorization="Bearer x")
+        )
+        self.assertEqual(len(self.comparisons), 3)
+
+    def test_digests_of_equal_length_compared(self) -> None:
+        """
+        What is compared are fixed-length digests, not the raw tokens, so
+        the comparison does not leak the token length either.
+        """
+        self.authenticator.authenticate(headers(authorization=f"Bearer {BOB.token}"))
+        for presented, stored in self.comparisons:
+            self.assertEqual((len(presented), len(stored)), (32, 32))
+            self.assertNotIn(BOB.token.encode("ascii"), (presented, stored))
+
+
+class AnonymousTests(SynchronousTestCase):
+    """
+    L{Authenticator.authenticate} with no users configured.
+    """
+
+    def setUp(self) -> None:
+        self.authenticator = Authenticator([])
+
+    def test_anonymous(self) -> None:
+        """
+        Without users the authenticator is anonymous.
+        """
+        self.assertTrue(self.authenticator.anonymous)
+
+    def test_no_token_needed(self) -> None:
+        """
+        A request without a token is served as the anonymous caller.
+        """
+        caller = self.authenticator.authenticate(headers())
+        self.assertIs(caller, ANONYMOUS)
+        self.assertIsNone(caller.user)
+        self.assertEqual(caller.name, "")
+
+    def test_any_authorization_accepted(self) -> None:
+        """
+        Whatever C{Authorization} a client sends (it is never forwarded),
+        it is served anonymously.
+        """
+        for value in ("Bearer whatever", "Basic dXNlcjpwYXNz", "garbage"):
+            self.assertIs(self.authenticator.authenticate(headers(authorization=value)), ANONYMOUS)
+
+    def test_api_key_refused(self) -> None:
+        """
+        An API key is refused even without users, so nobody believes it
+        is used.
+        """
+        for request_headers in (headers(x_api_key=FOREIGN_KEY), headers(api_key=FOREIGN_KEY)):
+            error = self.assertRaises(APIError, self.authenticator.authenticate, request_headers)
+            self.assertEqual((error.status, error.error_type), (401, "authentication_error"))
+            self.assertNotIn(FOREIGN_KEY, error.message)

@@ -1,0 +1,141 @@
+"""
+Tests for L{ccm.status}: C{GET /ccm/v1/status} reports the caller's pool in
+the reference's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.fake_anthropic import allowed_unified_headers
+from tests.proxyharness import ALICE_TOKEN, ProxyHarness
+
+MESSAGE_BODY = {
+    "model": "claude-sonnet-4-5-20250929",
+    "max_tokens": 16,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+
+
+class StatusTests(SynchronousTestCase):
+    """
+    The status endpoint, served from the ccm root.
+    """
+
+    def status(self, harness: ProxyHarness, token: str | None = ALICE_TOKEN) -> bytes:
+        """
+        Fetch the status, which must be a 200 JSON document.
+        """
+        response = harness.response("GET", "/ccm/v1/status", token=token)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
+        self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-store"])
+        return harness.body_of(response)
+
+    def test_shape(self) -> None:
+        """
+        The answer is the reference's three keys, sorted, newline-ended;
+        a fresh Max 20x credential is used only below its 99% cap.
+        """
+        harness = ProxyHarness(self)
+        body = self.status(harness)
+        self.assertEqual(
+            body,
+            b'{"five_hour_utilization": 1.0, "plan_weight": 10.0, '
+            b'"weekly_utilization": 1.0}\n',
+        )
+
+    def test_utilization_follows_proxied_headers(self) -> None:
+        """
+        The unified rate-limit headers of a proxied response change what
+        the status reports.
+        """
+        harness = ProxyHarness(self)
+        harness.fake.unified_headers = allowed_unified_headers(
+            harness.clock.seconds(), five_hour_utilization=0.42, seven_day_utilization=0.07
+        )
+        harness.body_of(harness.messages(MESSAGE_BODY))
+        document = json.loads(self.status(harness))
+        self.assertEqual(
+            document,
+            {"five_hour_utilization": 43.0, "plan_weight": 10.0, "weekly_utilization": 8.0},
+        )
+        self.assertEqual(len(harness.fake.requests), 1)
+
+    def test_unavailable_credential(self) -> None:
+        """
+        With no usable credential the pool reports itself fully used, with
+        no weight.
+        """
+        harness = ProxyHarness(self, write_credential_file=False)
+        document = json.loads(self.status(harness))
+        self.assertEqual(
+            document,
+            {"five_hour_utilization": 100.0, "plan_weight": 0.0, "weekly_utilization": 100.0},
+        )
+
+    def test_credential_becomes_unavailable(self) -> None:
+        """
+        A credentials file that disappears takes the credential out of the
+        status at the next reload.
+        """
+        harness = ProxyHarness(self)
+        self.assertEqual(json.loads(self.status(harness))["plan_weight"], 10.0)
+        os.remove(harness.credential_path)
+        harness.credential.reload()
+        self.assertEqual(json.loads(self.status(harness))["plan_weight"], 0.0)
+
+    def test_requires_authentication(self) -> None:
+        """
+        With users configured, the status needs a valid token.
+        """
+        harness = ProxyHarness(self)
+        for token in (None, "not-a-user"):
+            response = harness.response("GET", "/ccm/v1/status", token=token)
+            harness.ccm_error(response, 401, "authentication_error")
+        response = harness.response(
+            "GET", "/ccm/v1/status", headers={"x-api-key": "sk-ant-api03-x"}, token=None
+        )
+        harness.ccm_error(response, 401, "authentication_error")
+
+    def test_api_key_user_token(self) -> None:
+        """
+        A user token sent as C{x-api-key} is accepted, as on the proxy.
+        """
+        harness = ProxyHarness(self)
+        response = harness.response(
+            "GET", "/ccm/v1/status", headers={"x-api-key": ALICE_TOKEN}, token=None
+        )
+        self.assertEqual(response.code, 200)
+        self.assertEqual([caller.name for caller in harness.callers], ["alice"])
+
+    def test_anonymous(self) -> None:
+        """
+        Without users the status is served to anyone.
+        """
+        harness = ProxyHarness(self, users=())
+        document = json.loads(self.status(harness, token=None))
+        self.assertEqual(document["plan_weight"], 10.0)
+
+    def test_other_methods(self) -> None:
+        """
+        Methods other than GET get 405 with C{Allow: GET}, before any
+        authentication.
+        """
+        harness = ProxyHarness(self)
+        for method in ("POST", "PUT", "DELETE"):
+            response = harness.response(method, "/ccm/v1/status", b"{}", token=None)
+            self.assertEqual(response.headers.getRawHeaders("allow"), ["GET"])
+            harness.ccm_error(response, 405, "invalid_request_error")
+        self.assertEqual(harness.callers, [])
+
+    def test_never_goes_upstream(self) -> None:
+        """
+        The status is computed locally, without any upstream request.
+        """
+        harness = ProxyHarness(self)
+        self.status(harness)
+        self.assertEqual(harness.fake.requests, [])
