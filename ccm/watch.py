@@ -13,9 +13,11 @@ import os
 from typing import Any, Callable
 
 from twisted.application.service import Service
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 POLL_INTERVAL_SECONDS = 2.0
@@ -80,13 +82,22 @@ class FileWatcher(Service):
                 call.cancel()
         self._pending = None
         self._switching = None
-        if self._notifier is not None:
-            self._notifier.loseConnection()
-            self._notifier = None
+        self._close_notifier()
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
         self.mode = "stopped"
+
+    def _close_notifier(self) -> None:
+        """
+        Release the inotify descriptor now, rather than when the reactor
+        next gets round to it, so no descriptor outlives the watcher.
+        """
+        notifier, self._notifier = self._notifier, None
+        # After its directory is deleted, INotify closes itself.
+        if notifier is not None and not (notifier.disconnecting or notifier.disconnected):
+            notifier.stopReading()
+            notifier.connectionLost(Failure(ConnectionDone()))
 
     def _start_inotify(self) -> bool:
         try:
@@ -138,9 +149,7 @@ class FileWatcher(Service):
 
     def _switch_to_polling(self) -> None:
         self._switching = None
-        if self._notifier is not None:
-            self._notifier.loseConnection()
-            self._notifier = None
+        self._close_notifier()
         self.log.info(
             "{directory} was removed or moved; polling {path} instead",
             directory=os.path.dirname(self.path),
