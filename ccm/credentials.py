@@ -116,13 +116,21 @@ class Credential:
         self.tokens = tokens
         self.problem = problem
         if tokens is not None and problem is None and not was_available:
-            assert tokens is not None
-            self.log.info(
-                "credential {tag} is available ({plan}, token valid for {remaining})",
-                tag=self.tag,
-                plan=tokens.subscription_type or "unknown plan",
-                remaining=self._remaining(tokens),
-            )
+            plan = tokens.subscription_type or "unknown plan"
+            if tokens.expires_within(self._clock.seconds(), 0):
+                self.log.info(
+                    "credential {tag} is loaded ({plan}); its token has expired and "
+                    "will be refreshed",
+                    tag=self.tag,
+                    plan=plan,
+                )
+            else:
+                self.log.info(
+                    "credential {tag} is available ({plan}, token valid for {remaining})",
+                    tag=self.tag,
+                    plan=plan,
+                    remaining=self._remaining(tokens),
+                )
         elif problem is not None and problem != before:
             self.log.warn(
                 "credential {tag} is unavailable: {problem}", tag=self.tag, problem=problem
@@ -132,9 +140,7 @@ class Credential:
         if tokens.expires_at_ms == 0:
             return "ever"
         seconds = tokens.expires_at_ms / 1000 - self._clock.seconds()
-        if seconds <= 0:
-            return "0s (expired; it will be refreshed)"
-        return format_duration(seconds)
+        return format_duration(max(0.0, seconds))
 
     def reload(self) -> None:
         """

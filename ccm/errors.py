@@ -65,6 +65,9 @@ def render_error(request: IRequest, error: APIError) -> bytes:
     request.responseHeaders.setRawHeaders(REQUEST_ID_HEADER, [request_id.encode("ascii")])
     for name, value in error.headers:
         request.responseHeaders.setRawHeaders(name.encode("ascii"), [value.encode("utf-8")])
+    if request.method == b"HEAD":
+        # Claude Code probes its base URL with HEAD; answer without a body.
+        return b""
     return error_body(error.error_type, error.message, request_id)
 
 

@@ -57,6 +57,20 @@ class RoutingTests(SynchronousTestCase):
                 self.assertEqual(error["message"], "Not found", path)
         self.assertEqual(harness.fake.requests, [])
 
+    def test_head_probe(self) -> None:
+        """
+        Claude Code's C{HEAD} probe of its base URL gets a 404 with ccm's
+        headers and no body, and twisted.web has nothing to complain about.
+        """
+        harness = ProxyHarness(self)
+        response = harness.response("HEAD", "/", token=None)
+        self.assertEqual(response.code, 404)
+        self.assertTrue(response.headers.getRawHeaders("request-id")[0].startswith("ccm_"))
+        self.assertEqual(harness.body_of(response), b"")
+        self.assertEqual(
+            [t for t in harness.log_texts() if "is returning a message body" in t], []
+        )
+
     def test_unknown_paths_need_no_token(self) -> None:
         """
         A 404 is answered without authentication.
