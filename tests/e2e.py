@@ -19,6 +19,10 @@ The main entry points:
     to drive the real C{anthropic} SDK.
   - L{claude_bin} and L{skip_or_fail_without}: locate the CLI, and skip when
     it is missing (or fail under C{CI=true}).
+  - L{serve_fake_anthropic} (built on L{serve_resource}): the fake upstream
+    of L{tests.fake_anthropic} on a free loopback port, cleaned up with the
+    test; L{ccm_config}, L{credentials_document}, L{write_credentials} and
+    L{epoch_ms} to point a ccm process at it with a credentials file.
 
 Child processes do not inherit proxy variables (C{http_proxy} and friends) nor
 C{ANTHROPIC_*} / C{CLAUDE_*} variables from the environment running the tests;
@@ -35,15 +39,21 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IProtocolFactory
 from twisted.internet.protocol import ProcessProtocol
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial import unittest
+from twisted.web.resource import IResource
+from twisted.web.server import Site
+
+from tests.fake_anthropic import FakeAnthropic
 
 #: The repository root (the directory holding C{ccm/} and C{tests/}).
 REPO_ROOT: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -803,20 +813,157 @@ def run_python_script(
     return _run_to_completion(child, timeout, "python script")
 
 
+# ---------------------------------------------------------------------------
+# Servers in the test process, and ccm wired to the fake upstream
+
+
+class _TrackingFactory(WrappingFactory):
+    """
+    A factory wrapper that remembers open connections, so that a test's
+    cleanup can close them and wait until the reactor has let go of them
+    (an open connection, or its idle timer, would make the reactor dirty).
+    """
+
+    def __init__(self, wrapped: IProtocolFactory) -> None:
+        super().__init__(wrapped)
+        self._lost: dict[ProtocolWrapper, Deferred[None]] = {}
+
+    def registerProtocol(self, p: ProtocolWrapper) -> None:
+        super().registerProtocol(p)
+        self._lost[p] = Deferred()
+
+    def unregisterProtocol(self, p: ProtocolWrapper) -> None:
+        super().unregisterProtocol(p)
+        d = self._lost.pop(p, None)
+        if d is not None:
+            d.callback(None)
+
+    def close_all(self) -> Deferred[Any]:
+        """
+        Abort every open connection; fire once all of them are gone.
+        """
+        waiting = list(self._lost.items())
+        for p, _ in waiting:
+            transport = p.transport
+            if transport is not None and hasattr(transport, "abortConnection"):
+                transport.abortConnection()
+            elif transport is not None:
+                transport.loseConnection()
+        return DeferredList([d for _, d in waiting])
+
+
+def serve_resource(testcase: unittest.TestCase, resource: IResource) -> str:
+    """
+    Serve C{resource} on a free port of 127.0.0.1 on the real reactor for
+    the rest of C{testcase}; its cleanup stops listening and closes every
+    connection (waiting until they are gone).
+
+    @return: the base URL, C{http://127.0.0.1:<port>}.
+    """
+    site = Site(resource)
+    site.noisy = False
+    factory = _TrackingFactory(site)
+    port = _reactor().listenTCP(0, factory, interface="127.0.0.1")
+    testcase.addCleanup(factory.close_all)
+    testcase.addCleanup(port.stopListening)
+    return "http://127.0.0.1:{}".format(port.getHost().port)
+
+
+def serve_fake_anthropic(testcase: unittest.TestCase) -> tuple[FakeAnthropic, str]:
+    """
+    Run a L{FakeAnthropic} (timed by the real reactor) on a free loopback
+    port for the rest of C{testcase}; open replies are aborted in cleanup.
+
+    @return: the fake and its base URL.
+    """
+    fake = FakeAnthropic(_reactor())
+    url = serve_resource(testcase, fake.resource())
+    # Cleanups run last-in first-out: abort the replies before the
+    # connections are closed.
+    testcase.addCleanup(fake.abort_all)
+    return fake, url
+
+
+def epoch_ms(seconds_from_now: float) -> int:
+    """
+    A C{claudeAiOauth.expiresAt} value: milliseconds since the epoch,
+    C{seconds_from_now} from now (negative for the past).
+    """
+    return int((time.time() + seconds_from_now) * 1000)
+
+
+#: What a credentials file keeps besides C{claudeAiOauth} (ccm must keep it).
+UNKNOWN_CREDENTIALS_ENTRY: Mapping[str, Any] = {"somethingElse": {"keep": ["me", 1]}}
+
+
+def credentials_document(
+    access_token: str, refresh_token: str, expires_at_ms: int
+) -> dict[str, Any]:
+    """
+    A Claude Code credentials file's content for a Max subscription, with an
+    extra top-level key ccm knows nothing about.
+    """
+    return {
+        "claudeAiOauth": {
+            "accessToken": access_token,
+            "refreshToken": refresh_token,
+            "expiresAt": expires_at_ms,
+            "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max",
+            "rateLimitTier": "default_claude_max_20x",
+        },
+        **json.loads(json.dumps(UNKNOWN_CREDENTIALS_ENTRY)),
+    }
+
+
+def write_credentials(path: str, document: Union[Mapping[str, Any], str], mode: int = 0o600) -> None:
+    """
+    Write a credentials file (a mapping as JSON, a string as is) and set its
+    mode.
+    """
+    text = document if isinstance(document, str) else json.dumps(document)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def ccm_config(
+    upstream_url: str, credential_path: str, users: Sequence[Mapping[str, str]] = ()
+) -> dict[str, Any]:
+    """
+    A ccm configuration listening on a free loopback port, with the fake at
+    C{upstream_url} as both the API and the OAuth token endpoint.
+    """
+    return {
+        "endpoint": "tcp:0:interface=127.0.0.1",
+        "upstream_url": upstream_url,
+        "oauth_token_url": upstream_url + "/v1/oauth/token",
+        "credential_path": credential_path,
+        "users": [dict(u) for u in users],
+    }
+
+
 __all__ = [
     "REPO_ROOT",
+    "UNKNOWN_CREDENTIALS_ENTRY",
     "TERMINATED_BY_SIGTERM",
     "CcmProcess",
     "ClaudeResult",
     "ProcessTimeout",
+    "ccm_config",
     "claude_bin",
+    "credentials_document",
+    "epoch_ms",
     "find_twistd",
     "free_port",
     "run_ccm_expecting_exit",
     "run_claude",
     "run_python_script",
     "run_twistd_expecting_exit",
+    "serve_fake_anthropic",
+    "serve_resource",
     "skip_or_fail_without",
     "start_ccm",
     "start_twistd",
+    "write_credentials",
 ]
