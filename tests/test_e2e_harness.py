@@ -15,16 +15,13 @@ import sys
 from typing import IO, Any, cast
 
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import deferLater
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
 from tests import e2e
 
@@ -133,36 +130,6 @@ def _describe(request: Request) -> tuple[str, str, dict[str, str]]:
         k.decode().lower(): v[-1].decode() for k, v in request.requestHeaders.getAllRawHeaders()
     }
     return request.method.decode(), request.uri.decode(), headers
-
-
-class _TrackingFactory(WrappingFactory):
-    """
-    Remembers open connections so a test can close them and wait until the
-    reactor has really let go of them.
-    """
-
-    def __init__(self, wrapped: Site) -> None:
-        super().__init__(wrapped)
-        self._lost: dict[ProtocolWrapper, Deferred[None]] = {}
-
-    def registerProtocol(self, p: ProtocolWrapper) -> None:
-        super().registerProtocol(p)
-        self._lost[p] = Deferred()
-
-    def unregisterProtocol(self, p: ProtocolWrapper) -> None:
-        super().unregisterProtocol(p)
-        d = self._lost.pop(p, None)
-        if d is not None:
-            d.callback(None)
-
-    @inlineCallbacks
-    def close_all(self) -> Any:
-        for p, d in list(self._lost.items()):
-            if isinstance(p.transport, ITCPTransport):
-                p.transport.abortConnection()
-            else:
-                p.transport.loseConnection()  # type: ignore[union-attr]
-            yield d
 
 
 class HarnessTests(unittest.TestCase):
@@ -356,17 +323,7 @@ class RealClaudeTests(unittest.TestCase):
         root.putChild(b"v1", v1)
         self.bodies: list[Any] = []
         v1.putChild(b"messages", _Messages(self.seen, self.bodies))
-        self.factory = _TrackingFactory(Site(root))
-        port = reactor.listenTCP(
-            0,
-            self.factory,
-            interface="127.0.0.1",  # type: ignore[arg-type]
-        )
-        self.addCleanup(port.stopListening)
-        self.addCleanup(self.factory.close_all)
-        address = port.getHost()
-        assert isinstance(address, IPv4Address)
-        self.base_url = "http://127.0.0.1:{}".format(address.port)
+        self.base_url = e2e.serve_resource(self, root)
 
     @inlineCallbacks
     def test_pong(self) -> Any:

@@ -18,12 +18,14 @@ import stat
 from typing import Any, Callable
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
+
+from ccm.upstream import BytesProducer
 
 from tests import e2e
 from tests.fake_anthropic import text_reply
@@ -154,7 +156,7 @@ class _ServiceTestCase(unittest.TestCase):
             b"POST",
             (self.ccm.url + "/v1/messages").encode(),
             headers,
-            _BytesProducer(body),
+            BytesProducer(body),
         )
         content = yield readBody(response)
         return ClientReply(response.code, response.headers, content)
@@ -195,29 +197,6 @@ class _ServiceTestCase(unittest.TestCase):
         self.assertEqual(reply.header("request-id"), document["request_id"])
         for fragment in fragments:
             self.assertIn(fragment, document["error"]["message"])
-
-
-class _BytesProducer:
-    """
-    A request body for L{Agent}, written in one piece.
-    """
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        consumer.write(self.body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
 
 
 def _ok(reply: ClientReply) -> bool:
