@@ -203,13 +203,23 @@ def atomic_write(path: str, data: bytes, mode: int) -> None:
     :raises CredentialFileError: when any step fails; the target is then
         unchanged.
     """
-    directory = os.path.dirname(path) or "."
     try:
-        descriptor, temporary = tempfile.mkstemp(
-            dir=directory, prefix=".", suffix=".ccm-tmp"
-        )
+        replace_file(path, data, mode)
     except OSError as error:
         raise CredentialFileError(f"cannot write {path}: {error.strerror}") from None
+
+
+def replace_file(path: str, data: bytes, mode: int) -> None:
+    """
+    Replace C{path} with C{data} atomically: write a temporary file beside
+    it with C{mode}, flush it to disk, and rename it over the target.  Used
+    for every file ccm writes (credentials and usage).
+
+    :raises OSError: when any step fails; the target is then unchanged and
+        the temporary file removed.
+    """
+    directory = os.path.dirname(path) or "."
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".ccm-tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:
             os.fchmod(handle.fileno(), mode)
@@ -217,9 +227,9 @@ def atomic_write(path: str, data: bytes, mode: int) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except OSError as error:
+    except BaseException:
         try:
             os.unlink(temporary)
         except OSError:
             pass
-        raise CredentialFileError(f"cannot write {path}: {error.strerror}") from None
+        raise
