@@ -31,7 +31,10 @@ from ccm.credentials import Credential, CredentialUnavailable
 from ccm.errors import NOT_FOUND, APIError, error_body, new_request_id, render_error, send_error
 from ccm.headers import client_response_headers, upstream_request_headers
 from ccm.oauth import is_cancellation
+from ccm.pricing import context_window_for
 from ccm.sessions import session_id_of
+from ccm.sse import EventStreamUsage, JSONBodyUsage, TokenUsage
+from ccm.usage import week_start_from_headers
 
 # Claude Code waits up to 10 minutes for an answer (API_TIMEOUT_MS), and a
 # non-streaming reply only starts when the whole generation is done.
@@ -47,6 +50,37 @@ class Pool(TypingProtocol):
     """
 
     def select(self, session_id: str) -> Credential: ...
+
+
+class UsageRecorder(TypingProtocol):
+    """
+    Where the tokens of a proxied request are counted.
+    """
+
+    def record(
+        self,
+        *,
+        model: str,
+        context_window: int,
+        week_start_unix: int,
+        user: str,
+        usage: TokenUsage,
+        messages: int,
+    ) -> None: ...
+
+
+class UsageMeter(TypingProtocol):
+    """
+    Reads the usage out of a response body while it is relayed.
+    """
+
+    def feed(self, data: bytes) -> None: ...
+
+    def finish(self) -> TokenUsage: ...
+
+
+def _no_usage(credential: Credential) -> UsageRecorder | None:
+    return None
 
 
 def request_body_size(request: Request) -> int:
@@ -84,7 +118,12 @@ class ProxyResource(Resource):
         max_request_body: int,
         header_timeout: float = RESPONSE_HEADER_TIMEOUT_SECONDS,
         idle_timeout: float = STREAM_IDLE_TIMEOUT_SECONDS,
+        usage_for: Callable[[Credential], UsageRecorder | None] = _no_usage,
     ) -> None:
+        """
+        :param usage_for: where to count the usage of requests served by a
+            credential, or None not to count it.
+        """
         super().__init__()
         self.authenticator = authenticator
         self.pool_for = pool_for
@@ -95,6 +134,7 @@ class ProxyResource(Resource):
         self.max_request_body = max_request_body
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
+        self.usage_for = usage_for
 
     def render(self, request: Request) -> bytes | int:
         if not request.path.startswith(b"/v1/"):
@@ -165,6 +205,8 @@ class _Exchange:
         )
         model = document.get("model") if document is not None else None
         self.model = model if isinstance(model, str) else ""
+        messages = document.get("messages") if document is not None else None
+        self.messages = len(messages) if isinstance(messages, list) else 0
         self.session_id = session_id_of(request.requestHeaders, document)
         self.credential: Credential | None = None
         self.status = 0
@@ -175,6 +217,9 @@ class _Exchange:
         self.header_timer: IDelayedCall | None = None
         self.header_timed_out = False
         self.relay: _Relay | None = None
+        self.recorder: UsageRecorder | None = None
+        self.week_start_unix = 0
+        self.usage: TokenUsage | None = None
 
     def start(self) -> None:
         self.request.notifyFinish().addBoth(self._client_finished)
@@ -249,9 +294,51 @@ class _Exchange:
         # Send the status and headers now: the client learns of the answer
         # as soon as ccm does, not with the first body bytes.
         request.write(b"")
-        content_type = response.headers.getRawHeaders(b"content-type", [b""])[0]
-        self.relay = _Relay(self, is_event_stream=b"text/event-stream" in content_type.lower())
+        content_type = response.headers.getRawHeaders(b"content-type", [b""])[0].lower()
+        is_event_stream = b"text/event-stream" in content_type
+        self.relay = _Relay(self, is_event_stream, self._usage_meter(response, is_event_stream, content_type))
         response.deliverBody(self.relay)
+
+    def _usage_meter(
+        self, response: Any, is_event_stream: bool, content_type: bytes
+    ) -> UsageMeter | None:
+        """
+        A meter for the response body when its usage is to be counted: only
+        successful Messages API answers carry usage.
+        """
+        assert self.credential is not None
+        self.recorder = self.proxy.usage_for(self.credential)
+        if self.recorder is None or response.code != 200:
+            return None
+        self.week_start_unix = week_start_from_headers(response.headers)
+        if is_event_stream:
+            return EventStreamUsage()
+        if b"json" in content_type:
+            return JSONBodyUsage()
+        return None
+
+    def account(self, meter: UsageMeter) -> None:
+        """
+        Count what a response used, however it ended: a stream cut short
+        still used the tokens its first events reported.
+        """
+        usage = meter.finish()
+        model = usage.model or self.model
+        if self.recorder is None or not usage.has_tokens or not model:
+            return
+        self.usage = usage
+        betas = [v.decode("latin-1") for v in self.request.requestHeaders.getRawHeaders(b"anthropic-beta", [])]
+        try:
+            self.recorder.record(
+                model=model,
+                context_window=context_window_for(usage.total_input_tokens, betas),
+                week_start_unix=self.week_start_unix,
+                user=self.caller.name,
+                usage=usage,
+                messages=self.messages,
+            )
+        except Exception:
+            self.proxy.log.failure("recording usage failed")
 
     def _upstream_failed(self, failure: Failure) -> None:
         self._stop_header_timer()
@@ -315,7 +402,7 @@ class _Exchange:
         elapsed = self.proxy.clock.seconds() - self.started
         self.proxy.log.info(
             "{method} {path} user={user} model={model} credential={credential} "
-            "-> {status} in {duration:.3f}s, {bytes} bytes{note}",
+            "-> {status} in {duration:.3f}s, {bytes} bytes{tokens}{note}",
             method=self.request.method.decode("ascii", "replace"),
             path=self.request.path.decode("ascii", "replace"),
             user=self.caller.name or "-",
@@ -324,6 +411,13 @@ class _Exchange:
             status=self.status or "-",
             duration=elapsed,
             bytes=self.bytes_sent,
+            tokens=(
+                f", tokens in={self.usage.input_tokens} out={self.usage.output_tokens} "
+                f"cache read={self.usage.cache_read_input_tokens} "
+                f"write={self.usage.cache_creation_input_tokens}"
+                if self.usage is not None
+                else ""
+            ),
             note=f" ({self.outcome})" if self.outcome else "",
         )
 
@@ -345,8 +439,11 @@ class _Relay(Protocol):
     so a client that reads slowly pauses the upstream connection.
     """
 
-    def __init__(self, exchange: _Exchange, is_event_stream: bool) -> None:
+    def __init__(
+        self, exchange: _Exchange, is_event_stream: bool, meter: UsageMeter | None = None
+    ) -> None:
         self.exchange = exchange
+        self.meter = meter
         self.request = exchange.request
         self.is_event_stream = is_event_stream
         self.idle_timer: IDelayedCall | None = None
@@ -361,10 +458,12 @@ class _Relay(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.idle_timer is not None and self.idle_timer.active():
             self.idle_timer.reset(self.exchange.proxy.idle_timeout)
+        if self.meter is not None:
+            self.meter.feed(data)
         if self.exchange.client_gone:
             return
         self.exchange.bytes_sent += len(data)
-        self.tail = (self.tail + data)[-2:]
+        self.tail = (self.tail + data[-2:])[-2:]
         self.request.write(data)
 
     def _idle(self) -> None:
@@ -380,6 +479,8 @@ class _Relay(Protocol):
             self.idle_timer.cancel()
         self.idle_timer = None
         exchange = self.exchange
+        if self.meter is not None:
+            exchange.account(self.meter)
         if exchange.client_gone:
             return
         self.request.unregisterProducer()

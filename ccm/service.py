@@ -26,6 +26,7 @@ from ccm.pools import PoolMember, SingleCredentialPool
 from ccm.proxy import ProxyResource
 from ccm.resource import CcmSite, build_root
 from ccm.status import StatusResource
+from ccm.usage import UsageBook, UsageFile, UsageSaverService
 from ccm.watch import FileWatcher
 
 
@@ -52,6 +53,41 @@ def _is_loopback(listener: Listener) -> bool:
             except ValueError:
                 return False
     return False
+
+
+class _SavingRecorder:
+    """
+    Count usage in a book that a saver service writes out; usage that
+    arrives after the saver stopped (streams cut at shutdown) is saved at
+    once, so it is not lost.
+    """
+
+    log = Logger()
+
+    def __init__(self, book: UsageBook, usage_file: UsageFile, saver: UsageSaverService) -> None:
+        self._book = book
+        self._file = usage_file
+        self._saver = saver
+
+    def record(self, **fields: Any) -> None:
+        self._book.record(**fields)
+        if not self._saver.running:
+            try:
+                self._file.save(self._book)
+            except OSError as error:
+                self.log.error(
+                    "cannot save usage to {path}: {error}",
+                    path=self._file.path,
+                    error=error.strerror or str(error),
+                )
+
+
+def _usage_recorder(path: str, reactor: Any, parent: MultiService) -> _SavingRecorder:
+    usage_file = UsageFile(path, reactor)
+    book = usage_file.load()
+    saver = UsageSaverService(usage_file, book, reactor)
+    saver.setServiceParent(parent)
+    return _SavingRecorder(book, usage_file, saver)
 
 
 class CcmService(MultiService):
@@ -96,6 +132,11 @@ class CcmService(MultiService):
             credential_config.tag, CredentialFile(path), token_endpoint.refresh, reactor
         )
         self.credential = credential
+        recorder = None
+        if credential_config.usages_path:
+            # Added first, so that it stops last and its final save sees
+            # every request the other services let finish.
+            recorder = _usage_recorder(credential_config.usages_path, reactor, self)
         watcher = FileWatcher(
             credential.store.path,
             credential.reload,
@@ -120,6 +161,7 @@ class CcmService(MultiService):
             upstream_url=config.upstream_url,
             extra_headers=config.headers,
             max_request_body=config.max_request_body,
+            usage_for=lambda credential: recorder,
         )
         self.site = CcmSite(
             build_root(proxy, StatusResource(authenticator, pool_for)),
@@ -131,11 +173,6 @@ class CcmService(MultiService):
             listening = ListeningService(endpoint_for(reactor, listener), self.site, describe(listener))
             listening.setServiceParent(self)
             self.listeners.append(listening)
-        if config.usages_path or any(c.usages_path for c in config.default_credentials()):
-            self.log.warn(
-                "usages_path is set, but usage accounting is not implemented in "
-                "this version of ccm yet; no usage file will be written"
-            )
         if authenticator.anonymous and not all(_is_loopback(l) for l in config.listeners):
             self.log.warn(
                 "no users are configured and ccm listens beyond this machine: "

@@ -112,6 +112,7 @@ class ProxyHarness:
         idle_timeout: float = IDLE_TIMEOUT,
         http_client: Any = None,
         write_credential_file: bool = True,
+        usage_for: Any = None,
     ) -> None:
         self.testcase = testcase
         self.log = EventLoggingObserver.createWithCleanup(testcase, globalLogPublisher)
@@ -147,6 +148,7 @@ class ProxyHarness:
             max_request_body=max_request_body,
             header_timeout=header_timeout,
             idle_timeout=idle_timeout,
+            **({} if usage_for is None else {"usage_for": usage_for}),
         )
         self.server_requests: list[Request] = []
         self.stored_bodies: list[bytes] = []
