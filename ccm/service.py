@@ -26,7 +26,8 @@ from ccm.pools import PoolMember, SingleCredentialPool
 from ccm.proxy import ProxyResource
 from ccm.resource import CcmSite, build_root
 from ccm.status import StatusResource
-from ccm.usage import UsageBook, UsageFile, UsageSaverService
+from ccm.usage import UsageBook
+from ccm.usagefile import UsageFile, UsageSaverService
 from ccm.watch import FileWatcher
 
 

@@ -25,11 +25,10 @@ from ccm.usage import (
     Combination,
     UsageBook,
     UsageCounts,
-    UsageFile,
     UsageFileError,
-    UsageSaverService,
     week_start_from_headers,
 )
+from ccm.usagefile import UsageFile, UsageSaverService
 
 UTC = datetime.timezone.utc
 UTC_PLUS_8 = datetime.timezone(datetime.timedelta(hours=8))
