@@ -6,8 +6,9 @@ the cost formula of the usage file.
 Prices are USD per million tokens.  A dated model id (C{claude-opus-4-5-
 20251101}) resolves to its family; the long-context premium applies only to
 the models that still have one (Sonnet 4 and 4.5 with the 1M-context beta
-and more than 200k input tokens); an unknown model is priced by its family
-word, or as Sonnet, and logged once.
+and more than 200k input tokens); an unknown model, including a newer
+version of a known family, is priced by its family word, or as Sonnet, and
+logged once.
 """
 
 from __future__ import annotations
@@ -74,8 +75,14 @@ class Family:
 
 
 def _family(name: str, prefixes: tuple[str, ...], standard: Prices, long_context: Prices | None = None) -> Family:
+    """
+    A family covering exactly its ids, their dated forms
+    (C{-20250929}, C{@20250929}) and C{-latest}: a newer version such as
+    C{claude-opus-4-9} is not mistaken for C{claude-opus-4}.
+    """
     alternatives = "|".join(re.escape(p) for p in prefixes)
-    return Family(name, re.compile(rf"^(?:{alternatives})(?:[-@]|$)"), standard, long_context)
+    suffix = r"(?:-\d{8}|@\d{8}|-latest)?"
+    return Family(name, re.compile(rf"^(?:{alternatives}){suffix}$"), standard, long_context)
 
 
 # Most specific first: the first family whose pattern matches wins.
@@ -88,13 +95,17 @@ FAMILIES: tuple[Family, ...] = (
         ("claude-opus-5", "claude-opus-4-8", "claude-opus-4-7", "claude-opus-4-6", "claude-opus-4-5"),
         _OPUS_CURRENT,
     ),
-    _family("Opus 3-4.1", ("claude-opus-4", "claude-4-opus", "claude-opus-3", "claude-3-opus"), _OPUS_LEGACY),
+    _family(
+        "Opus 3-4.1",
+        ("claude-opus-4-1", "claude-opus-4-0", "claude-opus-4", "claude-4-opus", "claude-opus-3", "claude-3-opus"),
+        _OPUS_LEGACY,
+    ),
     _family("Sonnet 5.5", ("claude-sonnet-5-5",), _standard(2, 10, cache_read=0.10)),
     _family("Sonnet 5", ("claude-sonnet-5",), _SONNET_5),
     _family("Sonnet 4.6", ("claude-sonnet-4-6", "claude-4-6-sonnet"), _SONNET),
     _family(
         "Sonnet 4 and 4.5",
-        ("claude-sonnet-4-5", "claude-4-5-sonnet", "claude-sonnet-4", "claude-4-sonnet"),
+        ("claude-sonnet-4-5", "claude-4-5-sonnet", "claude-sonnet-4-0", "claude-sonnet-4", "claude-4-sonnet"),
         _SONNET,
         _SONNET_LONG_CONTEXT,
     ),

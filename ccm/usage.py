@@ -40,6 +40,8 @@ _DAY_SECONDS = 86400
 _EARLIEST_TIMESTAMP = -62_135_596_800 + 2 * _DAY_SECONDS
 _LATEST_TIMESTAMP = 253_402_300_800 - 2 * _DAY_SECONDS
 _MAX_HEADER_DIGITS = 20
+# The reference's counters are 64-bit; a larger count is not real usage.
+_MAX_COUNT = 2**63 - 1
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
 # What Go's time.Time zero value looks like in RFC 3339.
@@ -479,8 +481,10 @@ def _parse_rfc3339(value: object) -> int | None:
 def _integer(value: object, path: str, default: int = 0) -> int:
     if value is None:
         return default
-    if type(value) is not int or value < 0:
-        raise UsageFileError(f"{path}: must be a non-negative integer, got {json.dumps(value)[:40]}")
+    if type(value) is not int or not 0 <= value <= _MAX_COUNT:
+        raise UsageFileError(
+            f"{path}: must be a non-negative 64-bit integer, got {json.dumps(value)[:40]}"
+        )
     return value
 
 

@@ -959,6 +959,7 @@ class FromDocumentTests(SynchronousTestCase):
             (combination(total=[]), "combinations[1].total"),
             (combination(total={"input_tokens": -1}), "combinations[1].total.input_tokens"),
             (combination(total={"output_tokens": True}), "combinations[1].total.output_tokens"),
+            (combination(total={"input_tokens": 2**63}), "combinations[1].total.input_tokens"),
             (combination(by_user=[]), "combinations[1].by_user"),
             (combination(by_user={"alice": 3}), 'combinations[1].by_user["alice"]'),
             (combination(by_user={"bob": {"request_count": 1.5}}),
