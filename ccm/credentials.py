@@ -66,6 +66,8 @@ class Credential:
         self.tokens: OAuthTokens | None = None
         self.problem: str | None = "credentials not loaded yet"
         self.rate_limits = RateLimitState(tag)
+        self.profile_subscription_type = ""
+        self.profile_rate_limit_tier = ""
         self._refreshing: Deferred[OAuthTokens] | None = None
         self._waiters: list[Deferred[OAuthTokens]] = []
         self._refresh_failed_at: float | None = None
@@ -108,7 +110,33 @@ class Credential:
         """
         if self.tokens is None:
             return 1.0
-        return plan_weight(self.tokens.subscription_type, self.tokens.rate_limit_tier)
+        subscription = self.tokens.subscription_type or self.profile_subscription_type
+        tier = self.tokens.rate_limit_tier or self.profile_rate_limit_tier
+        return plan_weight(subscription, tier)
+
+    @property
+    def plan_known(self) -> bool:
+        """
+        Whether the plan's rate-limit tier is known, from the credentials
+        file or from the OAuth profile.
+        """
+        tokens = self.tokens
+        return bool((tokens is not None and tokens.rate_limit_tier) or self.profile_rate_limit_tier)
+
+    def set_profile(self, subscription_type: str, rate_limit_tier: str) -> None:
+        """
+        Remember the plan reported by the OAuth profile endpoint; the
+        credentials file's own values take precedence.
+        """
+        self.profile_subscription_type = subscription_type
+        self.profile_rate_limit_tier = rate_limit_tier
+        self.log.info(
+            "credential {tag}: plan {plan} ({tier}), weight {weight:g}",
+            tag=self.tag,
+            plan=subscription_type or "unknown",
+            tier=rate_limit_tier or "unknown tier",
+            weight=self.plan_weight,
+        )
 
     def _set_state(self, tokens: OAuthTokens | None, problem: str | None) -> None:
         was_available = self.tokens is not None and self.problem is None

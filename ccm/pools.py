@@ -1,18 +1,45 @@
 # -*- test-case-name: tests.test_pools -*-
 """
-Which subscription serves a caller.
+Which subscription serves a request.
 
-A pool chooses, for each request, the credential that serves it.  With one
-subscription (the legacy single-credential mode) the pool holds just that
-credential; multi-credential pools build on the same interface.
+A pool chooses, for each request, the credential that serves it: a single
+credential, or a balancer over several that keeps each Claude Code session
+on one subscription (its prompt cache stays warm) and moves it only when
+that subscription stops being usable.  A credential is usable when it is
+loaded, not rate-limited by a 429, and under both of its pause thresholds.
 """
 
 from __future__ import annotations
 
+import random as random_module
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from ccm.credentials import Credential
 from ccm.errors import APIError
+from ccm.units import format_duration
+
+SESSION_IDLE_SECONDS = 24 * 3600
+MAX_SESSIONS = 10_000
+HOURS_PER_WEEK = 168.0
+
+log = Logger(namespace="ccm.pools")
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """
+    Whether a credential can serve now, why not, and until when.
+    """
+
+    usable: bool
+    description: str
+    until: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -26,14 +53,109 @@ class PoolMember:
     cap_5h: float = 99.0
     cap_weekly: float = 99.0
 
+    @property
+    def tag(self) -> str:
+        """
+        The credential's tag.
+        """
+        return self.credential.tag
+
+    def state(self, now: float) -> MemberState:
+        """
+        Whether this credential can serve at C{now}.
+        """
+        credential = self.credential
+        reason = credential.unavailable_reason
+        if reason is not None:
+            return MemberState(False, f"unavailable: {reason}")
+        limits = credential.rate_limits
+        if limits.is_limited(now):
+            return MemberState(
+                False,
+                f"rate-limited ({limits.limited_window}) until {_when(limits.limited_until, now)}",
+                limits.limited_until,
+            )
+        for name, window, cap in (
+            ("5-hour", limits.five_hour, self.cap_5h),
+            ("weekly", limits.weekly, self.cap_weekly),
+        ):
+            if window.utilization >= cap:
+                resets = (
+                    f" until {_when(window.resets_at, now)}" if window.resets_at > now else ""
+                )
+                return MemberState(
+                    False,
+                    f"paused at its {name} threshold ({window.utilization:g}% used, "
+                    f"pauses at {cap:g}%){resets}",
+                    window.resets_at if window.resets_at > now else 0.0,
+                )
+        return MemberState(True, "usable")
+
+
+def _when(moment: float, now: float) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(moment))
+    return f"{stamp} (in {format_duration(max(0.0, moment - now))})"
+
+
+class _StateLog:
+    """
+    Log each change of a credential's state once, with its reason.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, str] = {}
+
+    def note(self, tag: str, state: MemberState) -> None:
+        before = self._last.get(tag)
+        if before == state.description:
+            return
+        self._last[tag] = state.description
+        if before is None and state.usable:
+            return
+        if state.usable:
+            log.info("credential {tag} is usable again", tag=tag)
+        else:
+            log.warn("credential {tag} is {state}", tag=tag, state=state.description)
+
+
+_STATE_LOG = _StateLog()
+
+
+def exhausted_error(members: Sequence[PoolMember], now: float) -> APIError:
+    """
+    The answer when no credential of a pool can serve: 503 when none is even
+    loaded (only a person can fix that), else 429 with the time of the
+    earliest reset, and a message naming each credential's state.
+    """
+    states = [(m, m.state(now)) for m in members]
+    details = "; ".join(f"{m.tag}: {s.description}" for m, s in states)
+    if all(s.description.startswith("unavailable") for _, s in states):
+        return APIError(
+            503,
+            "api_error",
+            f"ccm cannot serve requests: {details}",
+            headers=(("x-should-retry", "false"),),
+        )
+    resets = [s.until for _, s in states if s.until > now]
+    retry_after = max(1, int(min(resets) - now + 0.999)) if resets else 60
+    return APIError(
+        429,
+        "rate_limit_error",
+        f"every subscription available to you is rate-limited or paused; {details}",
+        headers=(("retry-after", str(retry_after)), ("x-should-retry", "false")),
+    )
+
 
 class SingleCredentialPool:
     """
     A pool of one credential: it serves whenever that credential can.
     """
 
-    def __init__(self, member: PoolMember) -> None:
+    is_balancer = False
+
+    def __init__(self, member: PoolMember, clock: IReactorTime) -> None:
         self.member = member
+        self._clock = clock
 
     @property
     def members(self) -> tuple[PoolMember, ...]:
@@ -42,32 +164,164 @@ class SingleCredentialPool:
         """
         return (self.member,)
 
-    def select(self, session_id: str) -> Credential:
+    def select(self, session_id: str, exclude: Iterable[str] = ()) -> Credential:
         """
         The credential to serve a request of session C{session_id}.
 
-        :raises APIError: 503 when the credential cannot serve.
+        :raises APIError: when it cannot serve (503 when it is not loaded,
+            429 while it is rate-limited or paused).
         """
-        credential = self.member.credential
-        reason = credential.unavailable_reason
-        if reason is not None:
-            raise credential.unavailable_error(reason)
-        return credential
+        now = self._clock.seconds()
+        state = self.member.state(now)
+        _STATE_LOG.note(self.member.tag, state)
+        if not state.usable or self.member.tag in set(exclude):
+            credential = self.member.credential
+            reason = credential.unavailable_reason
+            if reason is not None:
+                raise credential.unavailable_error(reason)
+            raise exhausted_error(self.members, now)
+        return self.member.credential
 
     def status(self) -> dict[str, float]:
         """
-        The caller's view of the pool: utilization of each window relative
-        to the caps, averaged by plan weight over the credentials that can
-        serve, and the total plan weight.
+        The caller's view of the pool, as the reference's status endpoint
+        reports it.
         """
         return pool_status(self.members)
 
 
-def pool_status(members: tuple[PoolMember, ...]) -> dict[str, float]:
+class BalancerPool:
+    """
+    Spread sessions over several credentials with a strategy: C{least_used}
+    (most weekly headroom, weighted by plan and by how soon the weekly
+    window resets), C{round_robin}, C{random}, or C{fallback} (the first
+    usable in order, back to earlier ones as soon as they are usable).
+    Sessions stay on their credential while it is usable.
+    """
+
+    is_balancer = True
+
+    def __init__(
+        self,
+        tag: str,
+        members: Sequence[PoolMember],
+        strategy: str,
+        clock: IReactorTime,
+        rng: random_module.Random | None = None,
+    ) -> None:
+        self.tag = tag
+        self._members = tuple(members)
+        self.strategy = strategy
+        self._clock = clock
+        self._random = rng if rng is not None else random_module.Random()
+        self._counter = 0
+        # session id -> (credential tag, last used), oldest use first.
+        self._sessions: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    @property
+    def members(self) -> tuple[PoolMember, ...]:
+        """
+        The credentials of this pool, in configured order.
+        """
+        return self._members
+
+    def session_count(self) -> int:
+        """
+        How many sessions are currently assigned.
+        """
+        return len(self._sessions)
+
+    def _expire_sessions(self, now: float) -> None:
+        while self._sessions:
+            oldest, (_, used) = next(iter(self._sessions.items()))
+            if now - used < SESSION_IDLE_SECONDS and len(self._sessions) <= MAX_SESSIONS:
+                break
+            del self._sessions[oldest]
+
+    def select(self, session_id: str, exclude: Iterable[str] = ()) -> Credential:
+        """
+        The credential for a request of session C{session_id} (possibly
+        empty), never one of C{exclude} (those already tried).
+
+        :raises APIError: when no credential can serve.
+        """
+        now = self._clock.seconds()
+        excluded = set(exclude)
+        usable = []
+        for member in self._members:
+            state = member.state(now)
+            _STATE_LOG.note(member.tag, state)
+            if state.usable and member.tag not in excluded:
+                usable.append(member)
+        if not usable:
+            if session_id:
+                self._sessions.pop(session_id, None)
+            raise exhausted_error(self._members, now)
+        if self.strategy == "fallback":
+            return usable[0].credential
+        self._expire_sessions(now)
+        if session_id:
+            sticky = self._sessions.get(session_id)
+            if sticky is not None:
+                for member in usable:
+                    if member.tag == sticky[0]:
+                        self._sessions[session_id] = (member.tag, now)
+                        self._sessions.move_to_end(session_id)
+                        return member.credential
+        chosen = self._pick(usable, now)
+        if session_id:
+            previous = self._sessions.get(session_id)
+            self._sessions[session_id] = (chosen.tag, now)
+            self._sessions.move_to_end(session_id)
+            log.info(
+                "session {session} assigned to credential {tag}{moved} ({strategy})",
+                session=session_id[:40],
+                tag=chosen.tag,
+                moved=f", moved from {previous[0]}" if previous is not None else "",
+                strategy=self.strategy,
+            )
+            self._expire_sessions(now)
+        return chosen.credential
+
+    def _pick(self, usable: list[PoolMember], now: float) -> PoolMember:
+        if self.strategy == "round_robin":
+            self._counter += 1
+            start = (self._counter - 1) % len(self._members)
+            order = self._members[start:] + self._members[:start]
+            return next(m for m in order if m in usable)
+        if self.strategy == "random":
+            return self._random.choice(usable)
+        return max(usable, key=lambda m: _least_used_score(m, now))
+
+    def status(self) -> dict[str, float]:
+        """
+        The caller's view of the pool, as the reference's status endpoint
+        reports it.
+        """
+        return pool_status(self._members)
+
+
+def _least_used_score(member: PoolMember, now: float) -> float:
+    """
+    Remaining weekly headroom times plan weight, raised for credentials
+    whose weekly window resets sooner (capacity that would otherwise
+    expire unused).  Ties go to the earlier credential, as C{max} keeps the
+    first of equal scores.
+    """
+    weekly = member.credential.rate_limits.weekly
+    score = max(0.0, member.cap_weekly - weekly.utilization) * member.credential.plan_weight
+    if weekly.resets_at > now:
+        hours = max(1.0, (weekly.resets_at - now) / 3600)
+        score *= HOURS_PER_WEEK / hours
+    return score
+
+
+def pool_status(members: Sequence[PoolMember]) -> dict[str, float]:
     """
     Combine the members' windows as the reference's status endpoint does:
-    each member contributes its remaining headroom below its caps, weighted
-    by its plan weight; a pool with nothing to serve reports 100% used.
+    each loaded member contributes its remaining headroom below its caps,
+    weighted by its plan weight; a pool with nothing loaded reports 100%
+    used.
     """
     total_weight = 0.0
     remaining_5h = 0.0

@@ -13,7 +13,7 @@ are made up here, in the Anthropic shape.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Protocol as TypingProtocol
+from typing import Any, Callable, Iterable, Protocol as TypingProtocol
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import Deferred
@@ -34,7 +34,15 @@ from ccm.oauth import is_cancellation
 from ccm.pricing import context_window_for
 from ccm.sessions import session_id_of
 from ccm.sse import EventStreamUsage, JSONBodyUsage, TokenUsage
+from ccm.units import format_duration
 from ccm.usage import week_start_from_headers
+
+FAST_MODE_THROUGH_POOL = APIError(
+    400,
+    "invalid_request_error",
+    "fast mode requests would consume paid extra usage; use a credential directly, "
+    "not a pool",
+)
 
 # Claude Code waits up to 10 minutes for an answer (API_TIMEOUT_MS), and a
 # non-streaming reply only starts when the whole generation is done.
@@ -49,7 +57,9 @@ class Pool(TypingProtocol):
     What the proxy needs from a pool of credentials.
     """
 
-    def select(self, session_id: str) -> Credential: ...
+    is_balancer: bool
+
+    def select(self, session_id: str, exclude: Iterable[str] = ()) -> Credential: ...
 
 
 class UsageRecorder(TypingProtocol):
@@ -218,20 +228,77 @@ class _Exchange:
         self.header_timed_out = False
         self.relay: _Relay | None = None
         self.recorder: UsageRecorder | None = None
+        self.pool: Pool
+        self.tried: list[str] = []
         self.week_start_unix = 0
         self.usage: TokenUsage | None = None
 
     def start(self) -> None:
         self.request.notifyFinish().addBoth(self._client_finished)
         try:
-            pool = self.proxy.pool_for(self.caller)
-            self.credential = pool.select(self.session_id)
+            self.pool = self.proxy.pool_for(self.caller)
+        except APIError as error:
+            self._fail(error)
+            return
+        if self.pool.is_balancer and self._asks_fast_mode():
+            self._fail(FAST_MODE_THROUGH_POOL)
+            return
+        self._attempt()
+
+    def _asks_fast_mode(self) -> bool:
+        return any(
+            item.strip().startswith("fast-mode")
+            for value in self.request.requestHeaders.getRawHeaders(b"anthropic-beta", [])
+            for item in value.decode("latin-1").split(",")
+        )
+
+    def _attempt(self) -> None:
+        """
+        Send the request with the pool's choice among the credentials not
+        tried yet for it.
+        """
+        try:
+            self.credential = self.pool.select(self.session_id, exclude=self.tried)
         except APIError as error:
             self._fail(error)
             return
         self.credential.access_token().addCallbacks(self._send, self._no_token).addErrback(
             self._crashed
         )
+
+    def _retry_after_429(self, response: Any) -> bool:
+        """
+        After a 429 and before any byte reached the client, move the request
+        to another usable credential of the pool that has not been tried.
+
+        :return: whether the 429 was handled here (retried, or answered with
+            ccm's own 429); False passes it on unchanged.
+        """
+        assert self.credential is not None
+        now = self.proxy.clock.seconds()
+        limited_until = self.credential.rate_limits.observe_rejection(response.headers, now)
+        tag = self.credential.tag
+        self.tried.append(tag)
+        try:
+            self.pool.select(self.session_id, exclude=self.tried)
+        except APIError as error:
+            if limited_until is None:
+                # A passing capacity throttle, and nowhere else to go: the
+                # client may retry, as the upstream's answer says.
+                return False
+            response.deliverBody(_Discard())
+            self._fail(error)
+            return True
+        self.proxy.log.info(
+            "429 from credential {tag}{until}; retrying on another credential",
+            tag=tag,
+            until=f" (limited for {format_duration(limited_until - now)})"
+            if limited_until is not None
+            else "",
+        )
+        response.deliverBody(_Discard())
+        self._attempt()
+        return True
 
     def _no_token(self, failure: Failure) -> None:
         if self.client_gone:
@@ -281,10 +348,12 @@ class _Exchange:
         self._stop_header_timer()
         self.upstream = None
         assert self.credential is not None
-        self.credential.rate_limits.observe(response.headers, self.proxy.clock.seconds())
         if self.client_gone:
             response.deliverBody(_Discard())
             return
+        if response.code == 429 and self._retry_after_429(response):
+            return
+        self.credential.rate_limits.observe(response.headers, self.proxy.clock.seconds())
         request = self.request
         self.status = response.code
         request.setResponseCode(response.code, response.phrase or None)

@@ -17,13 +17,20 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from ccm.auth import Authenticator, Caller
-from ccm.config import AddressListener, Listener, ServiceConfig
+from ccm.config import (
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    AddressListener,
+    BalancerCredentialConfig,
+    Listener,
+    ServiceConfig,
+)
 from ccm.credentialfile import CredentialFile, default_credential_path
 from ccm.credentials import Credential, TokenRefreshService
 from ccm.listening import ListeningService, describe, endpoint_for
 from ccm.oauth import TokenEndpoint
-from ccm.pools import PoolMember, SingleCredentialPool
-from ccm.proxy import ProxyResource
+from ccm.polling import UsagePoller
+from ccm.pools import BalancerPool, PoolMember, SingleCredentialPool
+from ccm.proxy import Pool, ProxyResource
 from ccm.resource import CcmSite, build_root
 from ccm.status import StatusResource
 from ccm.usage import UsageBook
@@ -114,11 +121,6 @@ class CcmService(MultiService):
     ) -> None:
         super().__init__()
         where = f"{config.where}: " if config.where else ""
-        if config.multi_credential:
-            raise ServiceNotSupported(
-                f"{where}the credentials list (several subscriptions) is not "
-                "supported by this version of ccm yet"
-            )
         if config.detour is not None and config.detour.kind != "direct":
             raise ServiceNotSupported(
                 f"{where}detour through a proxy is not supported by this version of ccm yet"
@@ -127,32 +129,67 @@ class CcmService(MultiService):
         self._close_http = close_http
         self._credentials_loaded = False
         token_endpoint = TokenEndpoint(http_client, reactor, config.oauth_token_url)
-        credential_config = config.default_credentials()[0]
-        path = credential_config.credential_path or default_credential_path(environ, home)
-        credential = Credential(
-            credential_config.tag, CredentialFile(path), token_endpoint.refresh, reactor
-        )
-        self.credential = credential
-        recorder = None
-        if credential_config.usages_path:
-            # Added first, so that it stops last and its final save sees
-            # every request the other services let finish.
-            recorder = _usage_recorder(credential_config.usages_path, reactor, self)
-        watcher = FileWatcher(
-            credential.store.path,
-            credential.reload,
-            clock=reactor,
-            reactor=reactor if watch_with_inotify else None,
-        )
-        watcher.setServiceParent(self)
-        TokenRefreshService([credential], reactor).setServiceParent(self)
-        pool = SingleCredentialPool(
-            PoolMember(credential, credential_config.cap_5h, credential_config.cap_weekly)
-        )
+        members: dict[str, PoolMember] = {}
+        recorders: dict[str, _SavingRecorder] = {}
+        for credential_config in config.default_credentials():
+            detour = credential_config.detour
+            if detour is not None and detour.kind != "direct":
+                raise ServiceNotSupported(
+                    f"{where}credential {credential_config.tag}: detour through a proxy "
+                    "is not supported by this version of ccm yet"
+                )
+            path = credential_config.credential_path or default_credential_path(environ, home)
+            credential = Credential(
+                credential_config.tag, CredentialFile(path), token_endpoint.refresh, reactor
+            )
+            if credential_config.usages_path:
+                # Added first, so that it stops last and its final save sees
+                # every request the other services let finish.
+                recorders[credential.tag] = _usage_recorder(
+                    credential_config.usages_path, reactor, self
+                )
+            members[credential.tag] = PoolMember(
+                credential, credential_config.cap_5h, credential_config.cap_weekly
+            )
+        self.credentials = [m.credential for m in members.values()]
+        for credential in self.credentials:
+            FileWatcher(
+                credential.store.path,
+                credential.reload,
+                clock=reactor,
+                reactor=reactor if watch_with_inotify else None,
+            ).setServiceParent(self)
+        TokenRefreshService(self.credentials, reactor).setServiceParent(self)
+        pools: dict[str, Pool] = {
+            tag: SingleCredentialPool(member, reactor) for tag, member in members.items()
+        }
+        poll_interval = DEFAULT_POLL_INTERVAL_SECONDS
+        for pool_config in config.credentials:
+            if isinstance(pool_config, BalancerCredentialConfig):
+                pools[pool_config.tag] = BalancerPool(
+                    pool_config.tag,
+                    [members[tag] for tag in pool_config.credentials],
+                    pool_config.strategy,
+                    reactor,
+                )
+                poll_interval = min(poll_interval, pool_config.poll_interval)
+        UsagePoller(
+            self.credentials, http_client, reactor, config.upstream_url, poll_interval
+        ).setServiceParent(self)
+        default_pool = pools[config.credentials[0].tag] if config.credentials else pools["default"]
+        user_pools = {
+            user.name: pools[user.credential] if config.credentials else default_pool
+            for user in config.users
+        }
         authenticator = Authenticator(config.users)
 
-        def pool_for(caller: Caller) -> SingleCredentialPool:
-            return pool
+        def pool_for(caller: Caller) -> Pool:
+            if caller.user is None:
+                return default_pool
+            return user_pools[caller.user.name]
+
+        self.pools = pools
+        self.pool_for = pool_for
 
         proxy = ProxyResource(
             authenticator=authenticator,
@@ -162,7 +199,7 @@ class CcmService(MultiService):
             upstream_url=config.upstream_url,
             extra_headers=config.headers,
             max_request_body=config.max_request_body,
-            usage_for=lambda credential: recorder,
+            usage_for=lambda credential: recorders.get(credential.tag),
         )
         self.site = CcmSite(
             build_root(proxy, StatusResource(authenticator, pool_for)),
@@ -194,7 +231,8 @@ class CcmService(MultiService):
     def _load_credentials(self) -> None:
         if not self._credentials_loaded:
             self._credentials_loaded = True
-            self.credential.reload()
+            for credential in self.credentials:
+                credential.reload()
 
     def _bind(self, start: Callable[[], None]) -> None:
         try:

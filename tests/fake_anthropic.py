@@ -28,6 +28,7 @@ rate-limit headers, error bodies, OAuth bodies).
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from collections import deque
 from dataclasses import dataclass
@@ -824,6 +825,24 @@ class FakeAnthropic:
         ``/v1/messages`` response.
     :ivar open_streams: handles of ``/v1/messages`` replies not over yet.
     :ivar default_reply: the reply used when nothing is enqueued.
+    :ivar extra_access_tokens: further bearers accepted like
+        C{access_token}, so one fake can stand for several subscriptions.
+    :ivar usage_mode: how ``GET /api/oauth/usage`` answers an authorized
+        request: ``"ok"`` (200 with L{usage_body}, else a body derived from
+        L{unified_headers}), ``"rate_limited"`` (429, with a
+        ``retry-after`` of L{usage_retry_after} when that is not C{None}),
+        ``"server_error"`` (500), ``"malformed"`` (200 with a body that is
+        not JSON), ``"hang"`` (never answers) or ``"hang_body"`` (sends the
+        200 headers and part of the body, then nothing).
+    :ivar usage_retry_after: the ``retry-after`` value of a
+        ``"rate_limited"`` usage answer, sent as given; C{None} sends none.
+    :ivar usage_body: when not C{None}, the exact JSON body of a 200 usage
+        answer (for nulls and figures the headers cannot express).
+    :ivar profile_mode: how ``GET /api/oauth/profile`` answers an
+        authorized request: ``"ok"`` (200 with L{profile}),
+        ``"server_error"`` (500) or ``"hang"`` (never answers).
+    :ivar profile: the JSON body of a 200 profile answer (a Max 20x
+        account unless changed).
     """
 
     def __init__(
@@ -843,6 +862,12 @@ class FakeAnthropic:
         self.unified_headers: dict[str, str] = allowed_unified_headers(clock.seconds())
         self.open_streams: list[ReplyHandle] = []
         self.default_reply: Reply = text_reply()
+        self.extra_access_tokens: set[str] = set()
+        self.usage_mode = "ok"
+        self.usage_retry_after: str | None = None
+        self.usage_body: Any = None
+        self.profile_mode = "ok"
+        self.profile: dict[str, Any] = copy.deepcopy(_PROFILE)
         self._replies: deque[Reply] = deque()
         self._live: list[ReplyHandle] = []
         self._rotations = 0
@@ -903,10 +928,10 @@ class FakeAnthropic:
             self._token(handle)
         elif method == "GET" and path == "/api/oauth/usage":
             if self._authorized(handle, require_beta=True):
-                handle.respond_json(200, self._usage_body())
+                self._usage(handle)
         elif method == "GET" and path == "/api/oauth/profile":
             if self._authorized(handle, require_beta=False):
-                handle.respond_json(200, _PROFILE)
+                self._profile(handle)
         else:
             self._error(handle, 404, "not_found_error", "Not found")
         return NOT_DONE_YET
@@ -929,7 +954,7 @@ class FakeAnthropic:
             problem = "invalid x-api-key"
         elif require_beta and OAUTH_BETA not in betas:
             problem = "OAuth authentication is currently not supported."
-        elif token.strip() != self.access_token:
+        elif token.strip() != self.access_token and token.strip() not in self.extra_access_tokens:
             problem = "invalid x-api-key"
         else:
             return True
@@ -1043,6 +1068,40 @@ class FakeAnthropic:
                     "organization": {"uuid": _PROFILE["organization"]["uuid"], "name": "Fake Org"},
                 },
             )
+
+    def _usage(self, handle: ReplyHandle) -> None:
+        mode = self.usage_mode
+        if mode == "ok":
+            body = self._usage_body() if self.usage_body is None else self.usage_body
+            handle.respond_json(200, body)
+        elif mode == "rate_limited":
+            retry_after = self.usage_retry_after
+            retry = {} if retry_after is None else {"retry-after": retry_after}
+            handle.respond_json(
+                429,
+                _error_body("rate_limit_error", "Rate limited.", handle.recorded.request_id),
+                retry,
+            )
+        elif mode == "server_error":
+            self._error(handle, 500, "api_error", "Internal server error")
+        elif mode == "malformed":
+            handle.start(200, {"content-length": "9"}, content_type=JSON_CONTENT_TYPE)
+            handle.write(b"not json!")
+            handle.finish()
+        elif mode == "hang_body":
+            handle.start(200, {"content-length": "1000"}, content_type=JSON_CONTENT_TYPE)
+            handle.write(b'{"five_hour": ')
+        elif mode != "hang":
+            raise ValueError(f"unknown usage_mode {mode!r}")
+
+    def _profile(self, handle: ReplyHandle) -> None:
+        mode = self.profile_mode
+        if mode == "ok":
+            handle.respond_json(200, self.profile)
+        elif mode == "server_error":
+            self._error(handle, 500, "api_error", "Internal server error")
+        elif mode != "hang":
+            raise ValueError(f"unknown profile_mode {mode!r}")
 
     def _usage_body(self) -> dict[str, Any]:
         """

@@ -135,7 +135,7 @@ class ProxyHarness:
             "main", CredentialFile(self.credential_path), self._refresh, self.clock
         )
         self.credential.reload()
-        self.pool = SingleCredentialPool(PoolMember(self.credential))
+        self.pool = SingleCredentialPool(PoolMember(self.credential), self.clock)
         self.authenticator = Authenticator(users)
         self.callers: list[Caller] = []
         self.proxy = ProxyResource(

@@ -58,6 +58,14 @@ def betas_of(request: RecordedRequest) -> list[str]:
     ]
 
 
+def api_requests(fake: FakeAnthropic) -> list[RecordedRequest]:
+    """
+    The requests the fake received on the API (C{/v1/...}), leaving out
+    ccm's background usage polls.
+    """
+    return [r for r in fake.requests if r.path.startswith("/v1/")]
+
+
 def message_posts(fake: FakeAnthropic) -> list[RecordedRequest]:
     """
     The C{POST /v1/messages} requests the fake received (any query).
@@ -164,8 +172,8 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
         result = yield e2e.run_claude(self, self.ccm.url, USER_TOKEN, "say hi")
         self.assertEqual((result.rc, result.stdout.strip()), (0, "Hello through ccm."), result.stderr)
 
-        self.assertEqual([r.path for r in self.fake.requests], ["/v1/messages?beta=true"])
-        [post] = self.fake.requests
+        [post] = api_requests(self.fake)
+        self.assertEqual(post.path, "/v1/messages?beta=true")
         self.assert_oauth_only(post)
         self.assertIn(CLAUDE_CODE_BETA, betas_of(post))
         self.assertIs(post.json().get("stream"), True)
@@ -278,7 +286,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
         result = yield e2e.run_claude(self, self.ccm.url, WRONG_TOKEN, "say hi")
         self.assertNotEqual(result.rc, 0)
         self.assertIn("invalid ccm token", result.stdout + result.stderr)
-        self.assertEqual(self.fake.requests, [])
+        self.assertEqual(api_requests(self.fake), [])
         yield self.wait_for_ccm_output("refused POST /v1/messages")
         self.assertNotIn(WRONG_TOKEN, self.ccm.output())
 
@@ -417,7 +425,9 @@ class AnthropicSDKTests(_CcmWithFakeUpstream):
             ["claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001", "claude-opus-4-1-20250805"],
         )
 
-        paths = [(r.method, r.path.split("?")[0]) for r in self.fake.requests]
+        paths = [
+            (r.method, r.path.split("?")[0]) for r in self.fake.requests if r.path.startswith("/v1/")
+        ]
         self.assertEqual(
             paths,
             [
@@ -430,16 +440,18 @@ class AnthropicSDKTests(_CcmWithFakeUpstream):
         create, stream = message_posts(self.fake)
         self.assertIsNot(create.json().get("stream"), True)
         self.assertIs(stream.json().get("stream"), True)
-        for request in self.fake.requests:
+        for request in api_requests(self.fake):
             self.assert_oauth_only(request)
         self.assert_no_client_token_upstream()
 
     @inlineCallbacks
-    def test_upstream_errors_reach_the_sdk_unchanged(self) -> Any:
+    def test_upstream_errors_reach_the_sdk(self) -> Any:
         """
-        An upstream 529 and 429 reach the SDK with their status, error body,
-        C{request-id} and C{retry-after}, as C{OverloadedError} and
-        C{RateLimitError}: ccm passes upstream errors through.
+        An upstream 529 reaches the SDK unchanged (status, error body,
+        C{request-id}) as C{OverloadedError}.  A 429 saying the subscription
+        is out of quota is the pool's to answer: with no other credential,
+        the SDK gets ccm's own C{RateLimitError} with C{retry-after} until
+        the window resets and C{x-should-retry: false}.
         """
         self.fake.enqueue(
             error_reply(529, "overloaded_error", "Overloaded"),
@@ -461,19 +473,15 @@ class AnthropicSDKTests(_CcmWithFakeUpstream):
             },
         )
         # The fake's 429 says the five-hour window is exhausted and resets
-        # in five hours (18000 s), in retry-after too.
+        # in five hours (18000 s).
+        second = result["second"]
         self.assertEqual(
-            result["second"],
-            {
-                "class": "RateLimitError",
-                "status": 429,
-                "retry_after": "18000",
-                "unified_status": "rejected",
-                "request_id": limited_request.request_id,
-                "error_type": "rate_limit_error",
-                "message": "This request would exceed your rate limit.",
-            },
+            (second["class"], second["status"], second["error_type"]),
+            ("RateLimitError", 429, "rate_limit_error"),
         )
+        self.assertAlmostEqual(int(second["retry_after"]), 18000, delta=5)
+        self.assertTrue(second["request_id"].startswith("ccm_"))
+        self.assertIn("default: rate-limited (5-hour window) until", second["message"])
         for request in (overloaded_request, limited_request):
             self.assert_oauth_only(request)
         self.assert_no_client_token_upstream()

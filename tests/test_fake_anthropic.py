@@ -842,6 +842,115 @@ class OtherEndpointTests(FakeTestCase):
         self.assertEqual(body["organization"]["organization_type"], "claude_max")
         self.assertEqual(body["organization"]["rate_limit_tier"], "default_claude_max_20x")
 
+    def test_usage_body_override(self) -> None:
+        """
+        C{usage_body}, when set, is the usage answer as given.
+        """
+        self.fake.usage_body = {
+            "five_hour": None,
+            "seven_day": {"utilization": 3.5, "resets_at": None},
+        }
+        response = self.request("GET", "/api/oauth/usage")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.json_of(response), self.fake.usage_body)
+
+    def test_usage_rate_limited(self) -> None:
+        """
+        C{usage_mode = "rate_limited"} answers 429 with C{usage_retry_after}
+        as C{retry-after}, or without that header when it is C{None}.
+        """
+        self.fake.usage_mode = "rate_limited"
+        response = self.request("GET", "/api/oauth/usage")
+        self.assertEqual(response.code, 429)
+        self.assertIsNone(response.headers.getRawHeaders("retry-after"))
+        self.assertEqual(self.json_of(response)["error"]["type"], "rate_limit_error")
+        self.fake.usage_retry_after = "120"
+        response = self.request("GET", "/api/oauth/usage")
+        self.assertEqual(response.headers.getRawHeaders("retry-after"), ["120"])
+
+    def test_usage_server_error_and_malformed(self) -> None:
+        """
+        C{"server_error"} answers 500 in the API's error shape;
+        C{"malformed"} answers 200 with a body that is not JSON.
+        """
+        self.fake.usage_mode = "server_error"
+        response = self.request("GET", "/api/oauth/usage")
+        self.assertEqual(response.code, 500)
+        self.assertEqual(self.json_of(response)["error"]["type"], "api_error")
+        self.fake.usage_mode = "malformed"
+        response = self.request("GET", "/api/oauth/usage")
+        self.assertEqual(response.code, 200)
+        d = treq.content(response)
+        self.client.flush()
+        body = self.successResultOf(d)
+        self.assertRaises(ValueError, json.loads, body)
+
+    def test_usage_hang(self) -> None:
+        """
+        C{"hang"} never answers; C{"hang_body"} sends the headers and part
+        of the body, then nothing.  Both requests stay open until the
+        client gives up.
+        """
+        self.fake.usage_mode = "hang"
+        d = self.send("GET", "/api/oauth/usage")
+        self.clock.advance(600)
+        self.client.flush()
+        self.assertNoResult(d)
+        d.cancel()
+        self.client.flush()
+        self.failureResultOf(d)
+        self.assertTrue(self.fake.requests[-1].disconnected)
+        self.fake.usage_mode = "hang_body"
+        response = self.request("GET", "/api/oauth/usage")
+        self.assertEqual(response.code, 200)
+        chunks, done = self.collect(response)
+        self.clock.advance(600)
+        self.client.flush()
+        self.assertEqual(b"".join(chunks), b'{"five_hour": ')
+        self.assertNoResult(done)
+        self.assertFalse(self.fake.requests[-1].disconnected)
+        self.fake.abort_all()
+        self.client.flush()
+        self.failureResultOf(done)
+
+    def test_profile_modes(self) -> None:
+        """
+        C{profile} is the profile answer; C{profile_mode = "server_error"}
+        answers 500 and C{"hang"} never answers.
+        """
+        self.fake.profile["organization"]["organization_type"] = "claude_pro"
+        body = self.json_of(self.request("GET", "/api/oauth/profile"))
+        self.assertEqual(body["organization"]["organization_type"], "claude_pro")
+        self.fake.profile_mode = "server_error"
+        self.assertEqual(self.request("GET", "/api/oauth/profile").code, 500)
+        self.fake.profile_mode = "hang"
+        d = self.send("GET", "/api/oauth/profile")
+        self.clock.advance(600)
+        self.client.flush()
+        self.assertNoResult(d)
+        d.cancel()
+        self.client.flush()
+        self.failureResultOf(d)
+
+    def test_profile_copy(self) -> None:
+        """
+        Changing one fake's C{profile} leaves other fakes' alone.
+        """
+        self.fake.profile["organization"]["organization_type"] = "claude_team"
+        other = FakeAnthropic(self.clock)
+        self.assertEqual(other.profile["organization"]["organization_type"], "claude_max")
+
+    def test_extra_access_tokens(self) -> None:
+        """
+        Tokens in C{extra_access_tokens} are accepted like C{access_token};
+        others are not.
+        """
+        self.fake.extra_access_tokens = {"sk-ant-oat01-second"}
+        second = dict(OAUTH_HEADERS, authorization="Bearer sk-ant-oat01-second")
+        self.assertEqual(self.request("GET", "/api/oauth/usage", headers=second).code, 200)
+        third = dict(OAUTH_HEADERS, authorization="Bearer sk-ant-oat01-third")
+        self.assertEqual(self.request("GET", "/api/oauth/usage", headers=third).code, 401)
+
 
 class TokenEndpointTests(FakeTestCase):
     """

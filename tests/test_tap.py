@@ -17,7 +17,9 @@ from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from ccm.auth import Caller
 from ccm.config import AddressListener, EndpointListener, default_config
+from ccm.pools import BalancerPool, SingleCredentialPool
 from ccm.tap import Options, makeService
 
 ACCESS_TOKEN = "sk-ant-oat01-tap-test-access-secret"
@@ -286,7 +288,8 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
     def test_listens_where_configured(self) -> None:
         """
         The service listens on the configured address and port, reads the
-        configured credential file, and stops without leaving timers.
+        configured credential file, talks to nothing but the upstream API
+        (its usage polls), and stops without leaving timers.
         """
         options = self.parse("--config", self.write_config(self.service_document()))
         reactor = MemoryReactorClock()
@@ -298,9 +301,10 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
             [(9123, "127.0.0.1")],
         )
         [ccm_service] = list(service)
-        self.assertTrue(ccm_service.credential.available)
+        self.assertTrue(ccm_service.credentials[0].available)
         reactor.advance(600)
-        self.assertEqual(reactor.tcpClients, [])
+        self.assertTrue(reactor.tcpClients)
+        self.assertEqual({port for _, port, *rest in reactor.tcpClients}, {443})
         self.stop(service, reactor)
 
     def test_serves_the_resource_tree(self) -> None:
@@ -387,9 +391,9 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
         )
         [ccm_service] = list(service)
         self.assertEqual(
-            ccm_service.credential.store.path, os.path.join(directory, ".credentials.json")
+            ccm_service.credentials[0].store.path, os.path.join(directory, ".credentials.json")
         )
-        self.assertTrue(ccm_service.credential.available)
+        self.assertTrue(ccm_service.credentials[0].available)
         self.stop(service, reactor)
 
     def test_warnings_logged(self) -> None:
@@ -427,29 +431,49 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
         self.start(service)
         self.stop(service, reactor)
 
-    def test_multi_credential_not_supported(self) -> None:
+    def test_multi_credential_pools(self) -> None:
         """
-        A credentials list ends the program with a one-line message saying
-        it is not supported yet.
+        A credentials list builds one credential per default entry and a
+        pool per balancer; each user is served by the pool their
+        C{credential} names, and a caller without users by the first entry.
         """
+        directory = self.make_directory()
+        a = self.write_credentials(directory)
+        b_directory = self.make_directory()
+        b = self.write_credentials(b_directory)
         path = self.write_config(
             {
                 "services": [
                     {
                         "type": "ccm",
-                        "credentials": [{"tag": "a"}],
-                        "users": [{"name": "u", "token": USER_TOKEN, "credential": "a"}],
+                        "listen": "127.0.0.1",
+                        "listen_port": 9123,
+                        "credentials": [
+                            {"tag": "a", "credential_path": a, "reserve_5h": 20},
+                            {"tag": "b", "credential_path": b},
+                            {"tag": "pool", "type": "balancer", "credentials": ["a", "b"]},
+                        ],
+                        "users": [
+                            {"name": "alice", "token": USER_TOKEN, "credential": "pool"},
+                            {"name": "bob", "token": USER_TOKEN + "-bob", "credential": "a"},
+                        ],
                     }
                 ]
             }
         )
-        with self.assertRaises(SystemExit) as caught:
-            makeService(self.parse("--config", path), reactor=MemoryReactorClock())
-        self.assertEqual(
-            caught.exception.code,
-            "config.json: services[0]: the credentials list (several subscriptions) "
-            "is not supported by this version of ccm yet",
-        )
+        reactor = MemoryReactorClock()
+        service = makeService(self.parse("--config", path), reactor=reactor)
+        self.start(service)
+        [ccm_service] = list(service)
+        self.assertEqual([c.tag for c in ccm_service.credentials], ["a", "b"])
+        self.assertTrue(all(c.available for c in ccm_service.credentials))
+        alice, bob = ccm_service.config.users
+        self.assertIsInstance(ccm_service.pool_for(Caller(alice)), BalancerPool)
+        bob_pool = ccm_service.pool_for(Caller(bob))
+        self.assertIsInstance(bob_pool, SingleCredentialPool)
+        self.assertEqual(bob_pool.member.cap_5h, 80)
+        self.assertIs(ccm_service.pool_for(Caller(None)), ccm_service.pools["a"])
+        self.stop(service, reactor)
 
     def test_detour_not_supported(self) -> None:
         """
