@@ -843,6 +843,9 @@ class FakeAnthropic:
         ``"server_error"`` (500) or ``"hang"`` (never answers).
     :ivar profile: the JSON body of a 200 profile answer (a Max 20x
         account unless changed).
+    :ivar unified_headers_by_token: per bearer token, headers that replace
+        L{unified_headers} on that subscription's ``/v1/messages``
+        responses, so two subscriptions can report different usage.
     """
 
     def __init__(
@@ -868,6 +871,7 @@ class FakeAnthropic:
         self.usage_body: Any = None
         self.profile_mode = "ok"
         self.profile: dict[str, Any] = copy.deepcopy(_PROFILE)
+        self.unified_headers_by_token: dict[str, dict[str, str]] = {}
         self._replies: deque[Reply] = deque()
         self._live: list[ReplyHandle] = []
         self._rotations = 0
@@ -979,7 +983,10 @@ class FakeAnthropic:
     def _messages(self, handle: ReplyHandle) -> None:
         if not self._authorized(handle, require_beta=True):
             return
-        handle.default_headers.update(self.unified_headers)
+        token = (handle.recorded.header("authorization") or "").removeprefix("Bearer ").strip()
+        handle.default_headers.update(
+            self.unified_headers_by_token.get(token, self.unified_headers)
+        )
         body = self._json_object(handle)
         if body is None:
             return

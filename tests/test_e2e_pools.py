@@ -6,6 +6,7 @@ upstream that accepts both subscriptions' tokens.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -36,9 +37,10 @@ class PoolTests(unittest.TestCase):
     timeout = 300
 
     @inlineCallbacks
-    def start(self, strategy: str) -> Any:
+    def start(self, strategy: str, reserve_5h_a: int = 0) -> Any:
         """
-        Start the fake and ccm with a balancer of the given strategy.
+        Start the fake and ccm with a balancer of the given strategy, and
+        the given 5-hour reserve on credential C{a}.
         """
         self.fake, url = e2e.serve_fake_anthropic(self)
         self.fake.extra_access_tokens.add(SECOND_ACCESS)
@@ -56,7 +58,7 @@ class PoolTests(unittest.TestCase):
             "upstream_url": url,
             "oauth_token_url": url + "/v1/oauth/token",
             "credentials": [
-                {"tag": "a", "credential_path": paths["a"]},
+                {"tag": "a", "credential_path": paths["a"], "reserve_5h": reserve_5h_a},
                 {"tag": "b", "credential_path": paths["b"]},
                 {"tag": "pool", "type": "balancer", "strategy": strategy, "credentials": ["a", "b"]},
             ],
@@ -121,3 +123,41 @@ class PoolTests(unittest.TestCase):
         self.assertEqual((result.rc, result.stdout.strip()), (0, "Still the second."), result.stderr)
         self.assertEqual([self.bearer(p) for p in message_posts(self.fake)], ["a", "b", "b"])
         self.assertIn("429 from credential a", self.ccm.output())
+
+    @inlineCallbacks
+    def test_session_moves_when_subscription_pauses(self) -> Any:
+        """
+        When a subscription's responses report its 5-hour window past its
+        reserve, the session on it moves to the other subscription at its
+        next turn; the status endpoint shows the pool's use; failing usage
+        polls (the usage endpoint answers 500) change nothing of that.
+        """
+        yield self.start("least_used", reserve_5h_a=20)
+        self.fake.usage_mode = "server_error"
+        rising = dict(self.fake.unified_headers)
+        rising["anthropic-ratelimit-unified-5h-utilization"] = "0.85"
+        self.fake.unified_headers_by_token = {self.fake.access_token: rising}
+        first = yield e2e.run_claude(self, self.ccm.url, ALICE, "one", args=["--session-id", SESSION_1])
+        self.assertEqual(first.rc, 0, first.stderr)
+        again = yield e2e.run_claude(
+            self, self.ccm.url, ALICE, "two", args=["--resume", SESSION_1],
+            home=first.home, cwd=first.cwd,
+        )
+        self.assertEqual(again.rc, 0, again.stderr)
+        self.assertEqual([self.bearer(p) for p in message_posts(self.fake)], ["a", "b"])
+        output = self.ccm.output()
+        self.assertIn("credential a is paused at its 5-hour threshold (85% used, pauses at 80%)", output)
+        self.assertIn("moved from a", output)
+        rc, out, err = yield e2e.run_python_script(
+            self,
+            "import json, urllib.request\n"
+            f"request = urllib.request.Request({self.ccm.url + '/ccm/v1/status'!r},"
+            f" headers={{'authorization': 'Bearer {ALICE}'}})\n"
+            "print(urllib.request.urlopen(request).read().decode())\n",
+        )
+        self.assertEqual(rc, 0, err)
+        status = json.loads(out)
+        # a: 80 - 85 -> no headroom; b: 99 - 10 = 89 (both weight 10):
+        # 100 - (0 + 890) / 20 = 55.5.
+        self.assertEqual(status["plan_weight"], 20)
+        self.assertAlmostEqual(status["five_hour_utilization"], 55.5)

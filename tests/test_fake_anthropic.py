@@ -500,6 +500,21 @@ class HeaderTests(FakeTestCase):
         self.assertFalse(response.headers.hasHeader(UNIFIED + "5h-reset"))
         self.successResultOf(self.collect(response)[1])
 
+    def test_unified_by_token(self) -> None:
+        """
+        C{unified_headers_by_token} gives one subscription's responses their
+        own headers; other tokens keep C{unified_headers}.
+        """
+        self.fake.extra_access_tokens = {"sk-ant-oat01-second"}
+        self.fake.unified_headers_by_token = {
+            "sk-ant-oat01-second": {UNIFIED + "5h-utilization": "0.91"}
+        }
+        second = dict(OAUTH_HEADERS, authorization="Bearer sk-ant-oat01-second")
+        response = self.messages({"model": "m"}, headers=second)
+        self.assertEqual(response.headers.getRawHeaders(UNIFIED + "5h-utilization"), ["0.91"])
+        response = self.messages({"model": "m"})
+        self.assertEqual(response.headers.getRawHeaders(UNIFIED + "5h-utilization"), ["0.1"])
+
 
 class ErrorReplyTests(FakeTestCase):
     """
