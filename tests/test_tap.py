@@ -21,6 +21,7 @@ from ccm.auth import Caller
 from ccm.config import AddressListener, EndpointListener, default_config
 from ccm.pools import BalancerPool, SingleCredentialPool
 from ccm.tap import Options, makeService
+from tests.test_config import SEED_MULTIPLE_CREDENTIALS_EXAMPLE, SEED_SERVER_EXAMPLE
 
 ACCESS_TOKEN = "sk-ant-oat01-tap-test-access-secret"
 REFRESH_TOKEN = "sk-ant-ort01-tap-test-refresh-secret"
@@ -474,6 +475,43 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
         self.assertEqual(bob_pool.member.cap_5h, 80)
         self.assertIs(ccm_service.pool_for(Caller(None)), ccm_service.pools["a"])
         self.stop(service, reactor)
+
+    def test_seed_examples_start(self) -> None:
+        """
+        Both server examples of the sing-box documentation start: the first
+        with one subscription, the second with subscriptions C{a} and C{b}
+        and a pool (their credential files do not exist, so they are
+        unavailable until they appear).  Only their file paths are moved
+        into a temporary directory, so the test touches nothing outside it.
+        """
+        directory = self.make_directory()
+        self.patch(os, "environ", dict(os.environ, CLAUDE_CONFIG_DIR=directory))
+        for text, tags in (
+            (SEED_SERVER_EXAMPLE, ["default"]),
+            (SEED_MULTIPLE_CREDENTIALS_EXAMPLE, ["a", "b"]),
+        ):
+            text = (
+                text.replace("/home/user/", directory + "/")
+                .replace("/data/", directory + "/")
+                .replace("./claude-usages.json", directory + "/claude-usages.json")
+            )
+            path = os.path.join(self.make_directory(), "config.json")
+            with open(path, "w") as handle:
+                handle.write(text)
+            reactor = MemoryReactorClock()
+            service = makeService(self.parse("--config", path), reactor=reactor)
+            self.start(service)
+            self.assertEqual(
+                [(port, interface) for port, _, _, interface in reactor.tcpServers],
+                [(8080, "0.0.0.0")],
+            )
+            [ccm_service] = list(service)
+            self.assertEqual([c.tag for c in ccm_service.credentials], tags)
+            self.assertFalse(any(c.available for c in ccm_service.credentials))
+            self.stop(service, reactor)
+        self.assertEqual(
+            sorted(os.listdir(directory)), ["claude-usages.json", "usages-a.json"]
+        )
 
     def test_detour_not_supported(self) -> None:
         """
