@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from twisted.application.service import Service
+from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -333,7 +332,7 @@ class Credential:
         )
 
 
-class TokenRefreshService(Service):
+class TokenRefreshService(TimerService):
     """
     Refresh, in the background, every credential whose token expires within
     five minutes, so requests rarely wait for a refresh.
@@ -347,29 +346,16 @@ class TokenRefreshService(Service):
         clock: IReactorTime,
         interval: float = REFRESH_CHECK_INTERVAL_SECONDS,
     ) -> None:
+        super().__init__(interval, self.check)
+        self.clock = clock
         self._credentials = list(credentials)
-        self._clock = clock
-        self._interval = interval
-        self._loop: LoopingCall | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop = LoopingCall(self.check)
-        self._loop.clock = self._clock
-        self._loop.start(self._interval, now=True)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
 
     def check(self) -> None:
         """
         Start a refresh for each credential that needs one; failures are
         logged by the credential and never stop this loop.
         """
-        now = self._clock.seconds()
+        now = self.clock.seconds()
         for credential in self._credentials:
             tokens = credential.tokens
             if tokens is None or not tokens.expires_within(now, PROACTIVE_MARGIN_SECONDS):

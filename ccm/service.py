@@ -33,7 +33,6 @@ from ccm.pools import BalancerPool, PoolMember, SingleCredentialPool
 from ccm.proxy import Pool, ProxyResource
 from ccm.resource import CcmSite, build_root
 from ccm.status import StatusResource
-from ccm.usage import UsageBook
 from ccm.usagefile import UsageFile, UsageSaverService
 from ccm.watch import FileWatcher
 
@@ -63,39 +62,11 @@ def _is_loopback(listener: Listener) -> bool:
     return False
 
 
-class _SavingRecorder:
-    """
-    Count usage in a book that a saver service writes out; usage that
-    arrives after the saver stopped (streams cut at shutdown) is saved at
-    once, so it is not lost.
-    """
-
-    log = Logger()
-
-    def __init__(self, book: UsageBook, usage_file: UsageFile, saver: UsageSaverService) -> None:
-        self._book = book
-        self._file = usage_file
-        self._saver = saver
-
-    def record(self, **fields: Any) -> None:
-        self._book.record(**fields)
-        if not self._saver.running:
-            try:
-                self._file.save(self._book)
-            except OSError as error:
-                self.log.error(
-                    "cannot save usage to {path}: {error}",
-                    path=self._file.path,
-                    error=error.strerror or str(error),
-                )
-
-
-def _usage_recorder(path: str, reactor: Any, parent: MultiService) -> _SavingRecorder:
+def _usage_saver(path: str, reactor: Any, parent: MultiService) -> UsageSaverService:
     usage_file = UsageFile(path, reactor)
-    book = usage_file.load()
-    saver = UsageSaverService(usage_file, book, reactor)
+    saver = UsageSaverService(usage_file, usage_file.load(), reactor)
     saver.setServiceParent(parent)
-    return _SavingRecorder(book, usage_file, saver)
+    return saver
 
 
 class CcmService(MultiService):
@@ -130,7 +101,7 @@ class CcmService(MultiService):
         self._credentials_loaded = False
         token_endpoint = TokenEndpoint(http_client, reactor, config.oauth_token_url)
         members: dict[str, PoolMember] = {}
-        recorders: dict[str, _SavingRecorder] = {}
+        recorders: dict[str, UsageSaverService] = {}
         for credential_config in config.default_credentials():
             detour = credential_config.detour
             if detour is not None and detour.kind != "direct":
@@ -145,7 +116,7 @@ class CcmService(MultiService):
             if credential_config.usages_path:
                 # Added first, so that it stops last and its final save sees
                 # every request the other services let finish.
-                recorders[credential.tag] = _usage_recorder(
+                recorders[credential.tag] = _usage_saver(
                     credential_config.usages_path, reactor, self
                 )
             members[credential.tag] = PoolMember(

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import stat
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -164,6 +165,16 @@ class UsageSaverService(Service):
         self._loop = None
         self._save()
         return super().stopService()
+
+    def record(self, **fields: Any) -> None:
+        """
+        Count a response's usage in the book.  Usage that arrives once the
+        service has stopped (streams cut at shutdown) is saved at once, so
+        it is not lost.
+        """
+        self._book.record(**fields)
+        if not self.running:
+            self._save()
 
     def _tick(self) -> None:
         if self._book.changed:

@@ -1252,6 +1252,27 @@ class UsageSaverServiceTests(UsageFileTestCase):
         self.service.stopService()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_record_after_stop_saved_at_once(self) -> None:
+        """
+        Usage recorded through the service while it runs waits for the next
+        tick; usage recorded after it stopped (a stream cut at shutdown) is
+        saved at once.
+        """
+        self.service.startService()
+        self.service.record(
+            model=OPUS, context_window=STANDARD, week_start_unix=WEEK_1, user="alice",
+            usage=TokenUsage(model=OPUS, input_tokens=5), messages=1,
+        )
+        self.assertFalse(os.path.exists(self.path))
+        self.service.stopService()
+        self.assertEqual(json.loads(self.read())["combinations"][0]["total"]["input_tokens"], 5)
+        self.service.record(
+            model=OPUS, context_window=STANDARD, week_start_unix=WEEK_1, user="alice",
+            usage=TokenUsage(model=OPUS, input_tokens=7), messages=1,
+        )
+        self.assertEqual(json.loads(self.read())["combinations"][0]["total"]["input_tokens"], 12)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_nothing_recorded(self) -> None:
         """
         Without usage, running ticks write nothing.
