@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import ssl
@@ -28,6 +30,9 @@ _TLS_METHODS = {
     "1.2": ssl.TLSVersion.TLSv1_2,
     "1.3": ssl.TLSVersion.TLSv1_3,
 }
+
+#: The one ALPN protocol ccm serves.
+_HTTP_1_1 = "http/1.1"
 
 
 class ListenError(Exception):
@@ -60,6 +65,56 @@ def _read_pem(inline: str, path: str, what: str) -> bytes:
         raise ListenError(f"cannot read TLS {what} {path}: {error.strerror}") from None
 
 
+def _source(inline: str, path: str) -> str:
+    """
+    Where TLS material came from, for messages: its file or "inline".
+    """
+    return "inline" if inline else path
+
+
+def _openssl_reason(error: Exception) -> str:
+    """
+    The reasons of an OpenSSL error, without pyOpenSSL's list-of-tuples
+    dress.
+    """
+    details = error.args[0] if error.args else None
+    if isinstance(details, list) and details and all(
+        isinstance(d, tuple) and len(d) == 3 for d in details
+    ):
+        return "; ".join(f"{lib}: {reason}" if lib else str(reason) for lib, _, reason in details)
+    return str(error) or type(error).__name__
+
+
+def _load_key(key_pem: bytes, source: str) -> crypto.PKey:
+    """
+    Load an unencrypted PEM private key, never prompting for a passphrase
+    and never quoting key material in errors.
+    """
+    prefix = f"cannot load the TLS certificate or key: the key ({source})"
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        raise ListenError(f"{prefix} is encrypted; ccm needs an unencrypted key") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ListenError(f"{prefix} is not a PEM private key") from None
+    try:
+        return crypto.PKey.from_cryptography_key(key)
+    except (TypeError, ValueError):
+        raise ListenError(f"{prefix} is of an unsupported type") from None
+
+
+def _public_key_der(public_key: Any) -> bytes:
+    """
+    A public key as DER SubjectPublicKeyInfo, comparable across key types
+    (RSA, EC, Ed25519, ...).
+    """
+    return bytes(
+        public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
 def tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
     """
     Server TLS options for a sing-box C{tls} object: the first certificate
@@ -75,12 +130,16 @@ def tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
         raise ListenError("the TLS certificate holds no PEM certificate")
     try:
         certificate = ssl.Certificate.loadPEM(blocks[0])
-        key = ssl.KeyPair.load(key_pem, crypto.FILETYPE_PEM)
         chain = [ssl.Certificate.loadPEM(b).original for b in blocks[1:]]
     except (SSL.Error, crypto.Error, ValueError) as error:
-        raise ListenError(f"cannot load the TLS certificate or key: {error}") from None
-    if certificate.getPublicKey().original.to_cryptography_key().public_numbers() != (
-        key.original.to_cryptography_key().public_key().public_numbers()
+        raise ListenError(
+            "cannot load the TLS certificate or key: the certificate "
+            f"({_source(tls.certificate_pem, tls.certificate_path)}) is not valid PEM: "
+            f"{_openssl_reason(error)}"
+        ) from None
+    key = _load_key(key_pem, _source(tls.key_pem, tls.key_path))
+    if _public_key_der(certificate.original.to_cryptography().public_key()) != (
+        _public_key_der(key.to_cryptography_key().public_key())
     ):
         raise ListenError("the TLS key does not match the certificate")
     kwargs: dict[str, Any] = {}
@@ -89,9 +148,17 @@ def tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
     if tls.max_version:
         kwargs["lowerMaximumSecurityTo"] = _TLS_METHODS[tls.max_version]
     if tls.alpn:
-        kwargs["acceptableProtocols"] = [p.encode("ascii") for p in tls.alpn]
+        # twisted.web serves HTTP/2 only with the optional h2 package, and
+        # ccm's request limits are HTTP/1.1's: offering "h2" (as sing-box
+        # configurations often do) would break every client choosing it.
+        if _HTTP_1_1 not in tls.alpn:
+            raise ListenError(
+                f"the TLS alpn list {list(tls.alpn)} lacks {_HTTP_1_1!r}, the only "
+                "protocol ccm serves"
+            )
+        kwargs["acceptableProtocols"] = [_HTTP_1_1.encode("ascii")]
     return ssl.CertificateOptions(
-        privateKey=key.original,
+        privateKey=key,
         certificate=certificate.original,
         extraCertChain=chain,
         **kwargs,

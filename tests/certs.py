@@ -8,10 +8,11 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from dataclasses import dataclass
+from typing import Optional, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 
@@ -32,11 +33,16 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
+PrivateKey = Union[ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey]
+
+
+def _key(algorithm: str = "ec") -> PrivateKey:
+    if algorithm == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -46,9 +52,9 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _certificate(
     subject: str,
-    key: ec.EllipticCurvePrivateKey,
+    key: PrivateKey,
     issuer: str,
-    issuer_key: ec.EllipticCurvePrivateKey,
+    issuer_key: PrivateKey,
     ca: bool,
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -72,15 +78,22 @@ def _certificate(
             ),
             critical=False,
         )
-    return builder.sign(issuer_key, hashes.SHA256())
+    # Ed25519 signs without a separate hash.
+    digest: Optional[hashes.SHA256] = (
+        None if isinstance(issuer_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    )
+    return builder.sign(issuer_key, digest)
 
 
-def make_pki() -> TestPKI:
+def make_pki(algorithm: str = "ec") -> TestPKI:
     """
     Make a root CA, an intermediate signed by it, and a server certificate
     for C{localhost}/C{127.0.0.1} signed by the intermediate.
+
+    :param algorithm: C{"ec"} (P-256, the default) or C{"ed25519"}, for
+        every key made, including C{other_key_pem}.
     """
-    root_key, intermediate_key, server_key = _key(), _key(), _key()
+    root_key, intermediate_key, server_key = (_key(algorithm) for _ in range(3))
     root = _certificate("ccm test root", root_key, "ccm test root", root_key, ca=True)
     intermediate = _certificate(
         "ccm test intermediate", intermediate_key, "ccm test root", root_key, ca=True
@@ -94,5 +107,17 @@ def make_pki() -> TestPKI:
         intermediate_pem=intermediate.public_bytes(encoding),
         server_pem=server.public_bytes(encoding),
         server_key_pem=_key_pem(server_key),
-        other_key_pem=_key_pem(_key()),
+        other_key_pem=_key_pem(_key(algorithm)),
+    )
+
+
+def encrypted_key_pem(key_pem: bytes, password: bytes) -> bytes:
+    """
+    The same private key as C{key_pem}, as PEM encrypted with C{password}.
+    """
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
     )
