@@ -389,7 +389,9 @@ def _parse_tls(reader: ObjectReader, problems: Problems) -> TLSConfig | None:
             problems.add(tls.where(what), "must be PEM text, which is ASCII")
         if inline and tls.has(file_key):
             problems.add(tls.where(what), f"{what} and {file_key} are mutually exclusive")
-        elif not inline and not tls.has(file_key):
+        elif not inline and not tls.has(file_key) and not tls.ignored_present:
+            # (With acme or reality refused above, asking for a certificate
+            # too would point the wrong way.)
             problems.add(tls.where(file_key), f"TLS is enabled but no {what} is given")
     for file_key, file_path in (("certificate_path", certificate_path), ("key_path", key_path)):
         if file_path and not os.path.isfile(file_path):
@@ -402,6 +404,12 @@ def _parse_tls(reader: ObjectReader, problems: Problems) -> TLSConfig | None:
         if version and version not in _TLS_VERSIONS:
             problems.add(tls.where(key), f"must be one of {', '.join(_TLS_VERSIONS)}, got {version!r}")
         versions.append(version)
+    alpn = tls.strings("alpn")
+    if alpn and "http/1.1" not in alpn:
+        problems.add(
+            tls.where("alpn"),
+            f"lacks \"http/1.1\", the only protocol ccm serves, got {list(alpn)}",
+        )
     return TLSConfig(
         certificate_path=certificate_path,
         key_path=key_path,
@@ -409,7 +417,7 @@ def _parse_tls(reader: ObjectReader, problems: Problems) -> TLSConfig | None:
         key_pem=key_pem,
         min_version=versions[0],
         max_version=versions[1],
-        alpn=tls.strings("alpn"),
+        alpn=alpn,
     )
 
 

@@ -1941,6 +1941,30 @@ class TLSTests(SynchronousTestCase, ProblemsTestMixin):
             ],
         )
 
+    def test_acme_alone(self) -> None:
+        """
+        TLS enabled with ACME and no certificate reports only that ACME is
+        not supported, not the missing certificate and key as well.
+        """
+        self.assert_problems(
+            {"tls": {"enabled": True, "acme": {"domain": ["ccm.example"]}}},
+            ["config.json: tls.acme: is not supported by ccm; use a front proxy or an ssl: endpoint"],
+        )
+
+    def test_alpn_needs_http_1_1(self) -> None:
+        """
+        An C{alpn} list must offer C{http/1.1}, the only protocol ccm
+        serves; sing-box's usual C{["h2", "http/1.1"]} is accepted.
+        """
+        base = {"enabled": True, "certificate_path": self.cert, "key_path": self.key}
+        self.assert_problems(
+            {"tls": dict(base, alpn=["h2"])},
+            ['config.json: tls.alpn: lacks "http/1.1", the only protocol ccm serves, got [\'h2\']'],
+        )
+        tls = self.tls_of(dict(base, alpn=["h2", "http/1.1"]))
+        assert tls is not None
+        self.assertEqual(tls.alpn, ("h2", "http/1.1"))
+
     def test_bad_versions(self) -> None:
         """
         TLS versions are C{1.0} to C{1.3}.

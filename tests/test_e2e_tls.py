@@ -527,8 +527,9 @@ class StartupFailureTests(_TLSTestCase):
     @inlineCallbacks
     def test_alpn_without_http_1_1_refused(self) -> Any:
         """
-        An C{alpn} list without C{http/1.1} is refused at start-up: ccm
-        could not serve any client that agreed to it.
+        An C{alpn} list without C{http/1.1} is refused at start-up, as a
+        configuration error naming its JSON path: ccm could not serve any
+        client that agreed to it.
         """
         yield self.assert_refused(
             self.config_with_tls(
@@ -539,8 +540,7 @@ class StartupFailureTests(_TLSTestCase):
                     "alpn": ["h2"],
                 }
             ),
-            "alpn",
-            "'http/1.1', the only protocol ccm serves",
+            'config.json: tls.alpn: lacks "http/1.1", the only protocol ccm serves',
         )
 
     @inlineCallbacks
