@@ -28,6 +28,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from ccm.auth import Authenticator, Caller
 from ccm.credentials import Credential, CredentialUnavailable
+from ccm.detour import DetourError
 from ccm.errors import NOT_FOUND, APIError, error_body, new_request_id, render_error, send_error
 from ccm.headers import client_response_headers, upstream_request_headers
 from ccm.oauth import is_cancellation
@@ -129,15 +130,19 @@ class ProxyResource(Resource):
         header_timeout: float = RESPONSE_HEADER_TIMEOUT_SECONDS,
         idle_timeout: float = STREAM_IDLE_TIMEOUT_SECONDS,
         usage_for: Callable[[Credential], UsageRecorder | None] = _no_usage,
+        http_client_for: Callable[[Credential], Any] | None = None,
     ) -> None:
         """
         :param usage_for: where to count the usage of requests served by a
             credential, or None not to count it.
+        :param http_client_for: the client to reach the upstream with for a
+            credential (its detour); by default C{http_client} for all.
         """
         super().__init__()
         self.authenticator = authenticator
         self.pool_for = pool_for
         self.http_client = http_client
+        self.http_client_for = http_client_for or (lambda credential: self.http_client)
         self.clock = clock
         self.upstream_url = upstream_url.rstrip("/")
         self.extra_headers = extra_headers
@@ -318,7 +323,8 @@ class _Exchange:
             request.requestHeaders, access_token, self.proxy.extra_headers
         )
         url = self.proxy.upstream_url + request.uri.decode("latin-1")
-        self.upstream = self.proxy.http_client.request(
+        assert self.credential is not None
+        self.upstream = self.proxy.http_client_for(self.credential).request(
             request.method.decode("ascii"),
             url,
             headers=headers,
@@ -423,6 +429,13 @@ class _Exchange:
             )
         elif failure.check(net_error.TimeoutError, net_error.TCPTimedOutError):
             error = APIError(504, "timeout_error", f"connecting to upstream {upstream} timed out")
+        elif failure.check(DetourError):
+            detour = failure.value
+            error = APIError(
+                502,
+                "api_error",
+                f"cannot reach upstream {upstream} through detour {detour.detour}: {detour.reason}",
+            )
         elif failure.check(net_error.ConnectError, net_error.DNSLookupError):
             reason = failure.getErrorMessage() or type(failure.value).__name__
             error = APIError(502, "api_error", f"cannot connect to upstream {upstream}: {reason}")

@@ -12,7 +12,7 @@ import re
 from typing import Any, Callable, Mapping
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
@@ -21,6 +21,7 @@ from ccm.config import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     AddressListener,
     BalancerCredentialConfig,
+    Detour,
     Listener,
     ServiceConfig,
 )
@@ -33,6 +34,7 @@ from ccm.pools import BalancerPool, PoolMember, SingleCredentialPool
 from ccm.proxy import Pool, ProxyResource
 from ccm.resource import CcmSite, build_root
 from ccm.status import StatusResource
+from ccm.upstream import make_http_client
 from ccm.usagefile import UsageFile, UsageSaverService
 from ccm.watch import FileWatcher
 
@@ -73,8 +75,12 @@ class CcmService(MultiService):
     """
     A running ccm service.
 
-    :param http_client: the treq-style client for upstream requests.
+    :param http_client: the treq-style client for upstream requests of
+        credentials without a proxy detour.
     :param close_http: closes that client's connections at shutdown.
+    :param make_client: builds the client and connection pool for a proxy
+        detour; one is made per distinct detour, and its pool is closed at
+        shutdown.
     """
 
     log = Logger()
@@ -89,30 +95,40 @@ class CcmService(MultiService):
         environ: Mapping[str, str] = os.environ,
         home: str = os.path.expanduser("~"),
         watch_with_inotify: bool = True,
+        make_client: Callable[[Any, Detour], tuple[Any, Any]] = make_http_client,
     ) -> None:
         super().__init__()
-        where = f"{config.where}: " if config.where else ""
-        if config.detour is not None and config.detour.kind != "direct":
-            raise ServiceNotSupported(
-                f"{where}detour through a proxy is not supported by this version of ccm yet"
-            )
         self.config = config
         self._close_http = close_http
+        self._detour_pools: list[Any] = []
         self._credentials_loaded = False
-        token_endpoint = TokenEndpoint(http_client, reactor, config.oauth_token_url)
+        # One client, token endpoint and poller per distinct detour (None:
+        # direct), so every upstream call of a credential takes its detour.
+        clients: dict[Detour | None, Any] = {None: http_client}
+        token_endpoints: dict[Detour | None, TokenEndpoint] = {}
+        detour_of: dict[str, Detour | None] = {}
         members: dict[str, PoolMember] = {}
         recorders: dict[str, UsageSaverService] = {}
         for credential_config in config.default_credentials():
             detour = credential_config.detour
-            if detour is not None and detour.kind != "direct":
-                raise ServiceNotSupported(
-                    f"{where}credential {credential_config.tag}: detour through a proxy "
-                    "is not supported by this version of ccm yet"
+            if detour is not None and detour.kind == "direct":
+                detour = None
+            if detour not in clients:
+                client, pool = make_client(reactor, detour)
+                clients[detour] = client
+                self._detour_pools.append(pool)
+            if detour not in token_endpoints:
+                token_endpoints[detour] = TokenEndpoint(
+                    clients[detour], reactor, config.oauth_token_url
                 )
             path = credential_config.credential_path or default_credential_path(environ, home)
             credential = Credential(
-                credential_config.tag, CredentialFile(path), token_endpoint.refresh, reactor
+                credential_config.tag,
+                CredentialFile(path),
+                token_endpoints[detour].refresh,
+                reactor,
             )
+            detour_of[credential.tag] = detour
             if credential_config.usages_path:
                 # Added first, so that it stops last and its final save sees
                 # every request the other services let finish.
@@ -144,9 +160,12 @@ class CcmService(MultiService):
                     reactor,
                 )
                 poll_interval = min(poll_interval, pool_config.poll_interval)
-        UsagePoller(
-            self.credentials, http_client, reactor, config.upstream_url, poll_interval
-        ).setServiceParent(self)
+        for detour, client in clients.items():
+            polled = [c for c in self.credentials if detour_of[c.tag] == detour]
+            if polled or detour is None:
+                UsagePoller(
+                    polled, client, reactor, config.upstream_url, poll_interval
+                ).setServiceParent(self)
         default_pool = pools[config.credentials[0].tag] if config.credentials else pools["default"]
         user_pools = {
             user.name: pools[user.credential] if config.credentials else default_pool
@@ -171,6 +190,7 @@ class CcmService(MultiService):
             extra_headers=config.headers,
             max_request_body=config.max_request_body,
             usage_for=lambda credential: recorders.get(credential.tag),
+            http_client_for=lambda credential: clients[detour_of[credential.tag]],
         )
         self.site = CcmSite(
             build_root(proxy, StatusResource(authenticator, pool_for)),
@@ -219,5 +239,11 @@ class CcmService(MultiService):
 
     def stopService(self) -> Deferred[Any]:
         stopped: Deferred[Any] = super().stopService()
-        stopped.addBoth(lambda ignored: self._close_http())
+        stopped.addBoth(lambda ignored: self._close_connections())
         return stopped
+
+    def _close_connections(self) -> Deferred[Any]:
+        closing = [self._close_http()] + [
+            pool.closeCachedConnections() for pool in self._detour_pools
+        ]
+        return DeferredList([d for d in closing if isinstance(d, Deferred)], consumeErrors=True)

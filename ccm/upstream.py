@@ -24,6 +24,9 @@ from twisted.web.iweb import IBodyProducer
 from treq.client import HTTPClient
 from zope.interface import implementer
 
+from ccm.config import Detour
+from ccm.detour import DetourEndpointFactory
+
 CONNECT_TIMEOUT_SECONDS = 30.0
 
 
@@ -81,19 +84,31 @@ class _QuietClientFactory(_HTTP11ClientFactory):
     noisy = False
 
 
-def make_http_client(reactor: Any) -> tuple[HTTPClient, HTTPConnectionPool]:
+def make_http_client(
+    reactor: Any, detour: Detour | None = None
+) -> tuple[HTTPClient, HTTPConnectionPool]:
     """
     Build the upstream HTTP client and the connection pool to close at
     shutdown.
+
+    :param detour: the proxy to reach the upstream through; C{None} or a
+        C{direct} detour connects directly.
     """
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 8
     pool._factory = _QuietClientFactory
-    agent = Agent(
-        reactor,
-        BrowserLikePolicyForHTTPS(),
-        connectTimeout=CONNECT_TIMEOUT_SECONDS,
-        pool=pool,
-    )
+    agent: Agent
+    if detour is None or detour.kind == "direct":
+        agent = Agent(
+            reactor,
+            BrowserLikePolicyForHTTPS(),
+            connectTimeout=CONNECT_TIMEOUT_SECONDS,
+            pool=pool,
+        )
+    else:
+        endpoints = DetourEndpointFactory(
+            reactor, detour, BrowserLikePolicyForHTTPS(), CONNECT_TIMEOUT_SECONDS
+        )
+        agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
     client = HTTPClient(agent, cookiejar=NoCookies(), data_to_body_producer=body_producer)
     return client, pool

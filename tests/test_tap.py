@@ -513,19 +513,14 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
             sorted(os.listdir(directory)), ["claude-usages.json", "usages-a.json"]
         )
 
-    def test_detour_not_supported(self) -> None:
+    def test_detour_through_proxy_starts(self) -> None:
         """
-        A detour through a proxy ends the program with a one-line message
-        saying it is not supported yet; a sing-box C{direct} outbound is the
-        same as no detour and starts.
+        A detour through a proxy is accepted and the service starts; a
+        sing-box C{direct} outbound is the same as no detour and starts.
         """
         path = self.write_config(self.service_document(detour="http://127.0.0.1:3128"))
-        with self.assertRaises(SystemExit) as caught:
-            makeService(self.parse("--config", path), reactor=MemoryReactorClock())
-        self.assertEqual(
-            caught.exception.code,
-            "config.json: detour through a proxy is not supported by this version of ccm yet",
-        )
+        service = makeService(self.parse("--config", path), reactor=MemoryReactorClock())
+        self.assertEqual(len(list(service)), 1)
         document = {
             "services": [dict(self.service_document(), type="ccm", detour="out")],
             "outbounds": [{"type": "direct", "tag": "out"}],
