@@ -20,8 +20,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ccm.credentialfile import CredentialFile, CredentialFileError, OAuthTokens
+from ccm.credentialfile import CredentialFileError, OAuthTokens
 from ccm.errors import APIError
+from ccm.keychain import CredentialStore
 from ccm.oauth import RefreshError, TokenGrant
 from ccm.ratelimits import RateLimitState, plan_weight
 from ccm.units import format_duration
@@ -54,7 +55,7 @@ class Credential:
     def __init__(
         self,
         tag: str,
-        store: CredentialFile,
+        store: CredentialStore,
         refresh: Callable[[str], Deferred[TokenGrant]],
         clock: IReactorTime,
     ) -> None:
@@ -253,7 +254,7 @@ class Credential:
             )
         if not stored.refresh_token:
             return self._refresh_failed(
-                f"credential file {self.store.path} has no refresh token; "
+                f"{self.store.path} has no refresh token; "
                 "log in again with `claude /login`"
             )
         try:

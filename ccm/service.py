@@ -9,11 +9,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import sys
 from typing import Any, Callable, Mapping
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import CannotListenError
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from ccm.auth import Authenticator, Caller
@@ -25,7 +27,8 @@ from ccm.config import (
     Listener,
     ServiceConfig,
 )
-from ccm.credentialfile import CredentialFile, default_credential_path
+from ccm.credentialfile import CredentialFile
+from ccm.keychain import credential_store_for
 from ccm.credentials import Credential, TokenRefreshService
 from ccm.listening import ListeningService, describe, endpoint_for
 from ccm.oauth import TokenEndpoint
@@ -96,7 +99,14 @@ class CcmService(MultiService):
         home: str = os.path.expanduser("~"),
         watch_with_inotify: bool = True,
         make_client: Callable[[Any, Detour], tuple[Any, Any]] = make_http_client,
+        platform: str = sys.platform,
+        keyring_backend: Any = None,
     ) -> None:
+        """
+        :param platform: the operating system (C{sys.platform}); on macOS a
+            credential without C{credential_path} is read from the keychain
+            first, through C{keyring_backend} (the system's by default).
+        """
         super().__init__()
         self.config = config
         self._close_http = close_http
@@ -121,12 +131,18 @@ class CcmService(MultiService):
                 token_endpoints[detour] = TokenEndpoint(
                     clients[detour], reactor, config.oauth_token_url
                 )
-            path = credential_config.credential_path or default_credential_path(environ, home)
+            store = credential_store_for(
+                credential_config.credential_path,
+                environ,
+                home,
+                platform,
+                keyring_backend,
+                run_in_thread=lambda work: deferToThreadPool(
+                    reactor, reactor.getThreadPool(), work
+                ),
+            )
             credential = Credential(
-                credential_config.tag,
-                CredentialFile(path),
-                token_endpoints[detour].refresh,
-                reactor,
+                credential_config.tag, store, token_endpoints[detour].refresh, reactor
             )
             detour_of[credential.tag] = detour
             if credential_config.usages_path:
@@ -140,6 +156,8 @@ class CcmService(MultiService):
             )
         self.credentials = [m.credential for m in members.values()]
         for credential in self.credentials:
+            if not isinstance(credential.store, CredentialFile):
+                continue  # The keychain is not watched, as in sing-box.
             FileWatcher(
                 credential.store.path,
                 credential.reload,
