@@ -1,0 +1,739 @@
+"""
+Benchmark harness: ccm next to nginx and the upstream itself, in one run.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/run.py [--smoke] [--out docs/performance.md]
+
+It starts, on loopback ports of its own: the fake upstream of
+``bench/fake_upstream.py``, ccm as a real ``twistd -n ccm`` process (one user,
+a credential file in a temporary directory, usage tracking on) and nginx (the
+Debian package, a generated configuration with ``proxy_buffering off``). An
+asyncio load generator then runs each workload against the three paths
+(``direct``, ``nginx``, ``ccm``) and the script prints one markdown table; with
+``--out`` the table replaces what is between the markers of that file.
+
+``--smoke`` uses tiny sizes so the harness can run in CI; its figures mean
+nothing. No figure is ever checked here: this is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_DIR = os.path.join(REPO_ROOT, "bench")
+
+ACCESS_TOKEN = "sk-ant-oat01-bench-access"
+USER_TOKEN = "bench-user-token"
+BEGIN_MARK = "<!-- bench:begin -->"
+END_MARK = "<!-- bench:end -->"
+PATHS = ("direct", "nginx", "ccm")
+
+
+@dataclass
+class Sizes:
+    latency_requests: int
+    throughput_seconds: float
+    throughput_concurrency: int
+    sse_streams: int
+    sse_rate: float
+    sse_seconds: float
+    memory_streams: int
+    slow_bytes: int
+    slow_rate: int
+    big_body: int
+    big_repeats: int
+
+
+FULL = Sizes(
+    latency_requests=300,
+    throughput_seconds=5.0,
+    throughput_concurrency=64,
+    sse_streams=200,
+    sse_rate=20.0,
+    sse_seconds=5.0,
+    memory_streams=1000,
+    slow_bytes=100 * 1024 * 1024,
+    slow_rate=1024 * 1024,
+    big_body=20 * 1024 * 1024,
+    big_repeats=5,
+)
+
+SMOKE = Sizes(
+    latency_requests=5,
+    throughput_seconds=0.5,
+    throughput_concurrency=4,
+    sse_streams=5,
+    sse_rate=20.0,
+    sse_seconds=0.5,
+    memory_streams=5,
+    slow_bytes=1024 * 1024,
+    slow_rate=4 * 1024 * 1024,
+    big_body=1024 * 1024,
+    big_repeats=1,
+)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("{} exited with {} before listening".format(what, proc.returncode))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("{} did not listen on {} within {}s".format(what, port, timeout))
+
+
+def rss_kb(pid: int) -> int:
+    with open("/proc/{}/status".format(pid)) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open("/proc/{}/task/{}/children".format(pid, pid)) as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def tree_rss_kb(pid: int) -> int:
+    return rss_kb(pid) + sum(tree_rss_kb(c) for c in children(pid))
+
+
+class RssSampler:
+    """Samples the RSS of a process tree in a thread; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = self.start = tree_rss_kb(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, tree_rss_kb(self.pid))
+
+    def stop(self) -> int:
+        """Stop; return the peak growth in kB."""
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_rss_kb(self.pid))
+        return self.peak - self.start
+
+
+NGINX_CONF = """\
+daemon off;
+master_process on;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 8192; }}
+worker_rlimit_nofile 20000;
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream fake {{ server 127.0.0.1:{upstream}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        client_max_body_size 0;
+        location / {{
+            proxy_pass http://fake;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 600s;
+        }}
+    }}
+}}
+"""
+
+
+def _die_with_parent() -> None:
+    """
+    In the child, before exec: get SIGTERM when the harness dies, so a
+    killed harness (e.g. a timed-out test) leaves no servers behind (Linux).
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Stack:
+    """The fake upstream, ccm and nginx, each on a free loopback port."""
+
+    def __init__(self, workdir: str, profile: Optional[str] = None) -> None:
+        self.dir = workdir
+        self.procs: list[subprocess.Popen] = []
+        self.ports: dict[str, int] = {}
+        self.pids: dict[str, int] = {}
+        self.profile = profile
+
+    def _spawn(self, name: str, argv: list[str], env: Optional[dict] = None) -> subprocess.Popen:
+        log = open(os.path.join(self.dir, name + ".log"), "wb")
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.dir, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def start(self, nginx: str) -> None:
+        up = free_port()
+        proc = self._spawn("upstream", [sys.executable, os.path.join(BENCH_DIR, "fake_upstream.py"), str(up), ACCESS_TOKEN])
+        wait_port(up, proc, "fake upstream")
+        self.ports["direct"], self.pids["direct"] = up, proc.pid
+
+        port = free_port()
+        creds = os.path.join(self.dir, "credentials.json")
+        with open(creds, "w") as f:
+            json.dump(
+                {
+                    "claudeAiOauth": {
+                        "accessToken": ACCESS_TOKEN,
+                        "refreshToken": "sk-ant-ort01-bench-refresh",
+                        "expiresAt": int((time.time() + 30 * 86400) * 1000),
+                        "scopes": ["user:inference", "user:profile"],
+                        "subscriptionType": "max",
+                    }
+                },
+                f,
+            )
+        os.chmod(creds, 0o600)
+        config = os.path.join(self.dir, "ccm.json")
+        upstream_url = "http://127.0.0.1:{}".format(up)
+        with open(config, "w") as f:
+            json.dump(
+                {
+                    "endpoint": "tcp:{}:interface=127.0.0.1:backlog=4096".format(port),
+                    "upstream_url": upstream_url,
+                    "oauth_token_url": upstream_url + "/v1/oauth/token",
+                    "credential_path": creds,
+                    "usages_path": os.path.join(self.dir, "usages.json"),
+                    "users": [{"name": "bench", "token": USER_TOKEN}],
+                },
+                f,
+            )
+        home = os.path.join(self.dir, "home")
+        os.makedirs(home, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ANTHROPIC_", "CLAUDE_")) and "proxy" not in k.lower()}
+        env.update(HOME=home, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED="1")
+        runner = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
+        if self.profile:
+            # Dumped even when twistd ends by re-raising the SIGINT we stop
+            # it with (KeyboardInterrupt unwinds through the finally).
+            runner = (
+                "import cProfile, sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run\n"
+                "p = cProfile.Profile(); p.enable()\n"
+                "try:\n    run()\nfinally:\n    p.disable(); p.dump_stats({!r})\n".format(self.profile)
+            )
+        proc = self._spawn("ccm", [sys.executable, "-c", runner, "-n", "--pidfile=", "ccm", "--config", config], env)
+        wait_port(port, proc, "ccm (see {}/ccm.log)".format(self.dir))
+        self.ports["ccm"], self.pids["ccm"] = port, proc.pid
+        self.ccm = proc
+
+        port = free_port()
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=self.dir, upstream=up, port=port))
+        proc = self._spawn("nginx", [nginx, "-c", conf, "-p", self.dir, "-e", os.path.join(self.dir, "nginx-error.log")])
+        wait_port(port, proc, "nginx (see {}/nginx-error.log)".format(self.dir))
+        self.ports["nginx"], self.pids["nginx"] = port, proc.pid
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT if proc is getattr(self, "ccm", None) else signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# ---------------------------------------------------------------- client
+
+
+class Response:
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+        self.headers = headers
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection speaking just enough HTTP."""
+
+    def __init__(self, port: int, path_name: str) -> None:
+        self.port = port
+        self.auth = USER_TOKEN if path_name == "ccm" else ACCESS_TOKEN
+        self.reader: Optional[asyncio.StreamReader] = None
+        self.writer: Optional[asyncio.StreamWriter] = None
+
+    async def open(self) -> None:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 20)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self.reader = None
+
+    async def send(self, body: bytes, query: str = "") -> Response:
+        await self.open()
+        head = (
+            "POST /v1/messages{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n"
+            "anthropic-version: 2023-06-01\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n"
+        ).format(query, self.port, self.auth, len(body))
+        self.writer.write(head.encode())
+        self.writer.write(body)
+        await self.writer.drain()
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        return Response(status, headers)
+
+    async def chunks(self, resp: Response, read_size: int = 65536):
+        """Yield the body as it arrives (any framing)."""
+        if resp.headers.get("transfer-encoding", "").lower() == "chunked":
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await self.reader.readuntil(b"\r\n")
+                    return
+                while size > 0:
+                    data = await self.reader.read(min(size, read_size))
+                    if not data:
+                        raise ConnectionError("eof in chunk")
+                    size -= len(data)
+                    yield data
+                await self.reader.readexactly(2)
+        elif "content-length" in resp.headers:
+            left = int(resp.headers["content-length"])
+            while left > 0:
+                data = await self.reader.read(min(left, read_size))
+                if not data:
+                    raise ConnectionError("eof in body")
+                left -= len(data)
+                yield data
+        else:
+            while True:
+                data = await self.reader.read(read_size)
+                if not data:
+                    self.close()
+                    return
+                yield data
+        if resp.headers.get("connection", "").lower() == "close":
+            self.close()
+
+    async def request(self, body: bytes, query: str = "") -> bytes:
+        resp = await self.send(body, query)
+        out = b"".join([c async for c in self.chunks(resp)])
+        if resp.status != 200:
+            raise RuntimeError("HTTP {}: {!r}".format(resp.status, out[:300]))
+        return out
+
+
+def request_body(size: int, stream: bool = False) -> bytes:
+    base = {"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": stream, "metadata": {"user_id": "bench"}}
+    base["messages"] = [{"role": "user", "content": ""}]
+    filler = size - len(json.dumps(base))
+    base["messages"][0]["content"] = "a" * max(0, filler)
+    return json.dumps(base).encode()
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, int(round(p / 100.0 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+# ---------------------------------------------------------------- workloads
+
+
+async def latency(port: int, name: str, n: int, body: bytes) -> dict[str, float]:
+    conn = Conn(port, name)
+    for _ in range(max(3, n // 10)):
+        await conn.request(body)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await conn.request(body)
+        times.append((time.perf_counter() - t) * 1000)
+    conn.close()
+    return {"p50": pct(times, 50), "p99": pct(times, 99)}
+
+
+async def throughput(port: int, name: str, concurrency: int, seconds: float, body: bytes) -> float:
+    done = 0
+    deadline = 0.0
+
+    async def worker() -> None:
+        nonlocal done
+        conn = Conn(port, name)
+        while time.perf_counter() < deadline:
+            await conn.request(body)
+            done += 1
+        conn.close()
+
+    deadline = time.perf_counter() + min(1.0, seconds)  # warm-up
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    done = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.perf_counter() - start)
+
+
+async def sse_stream(conn: Conn, query: str, on_event, first: Optional[asyncio.Event] = None) -> int:
+    resp = await conn.send(request_body(2000, True), query)
+    if resp.status != 200:
+        raise RuntimeError("stream HTTP {}".format(resp.status))
+    buf = b""
+    count = 0
+    async for chunk in conn.chunks(resp):
+        buf += chunk
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            now = time.time()
+            count += 1
+            if first is not None:
+                first.set()
+            i = event.find(b'"t":')
+            if i >= 0:
+                on_event(now - float(event[i + 4 :].split(b"}", 1)[0].split(b",", 1)[0]))
+    return count
+
+
+async def event_delay(port: int, name: str, streams: int, rate: float, seconds: float) -> dict[str, float]:
+    delays: list[float] = []
+    query = "?stream={}&interval={}".format(int(rate * seconds), 1.0 / rate)
+
+    async def one(i: int) -> None:
+        # Independent sessions: spread the stream starts over one event
+        # interval, so the streams do not all emit in the same millisecond.
+        await asyncio.sleep(i / streams / rate)
+        conn = Conn(port, name)
+        await sse_stream(conn, query, lambda d: delays.append(d * 1000))
+        conn.close()
+
+    await asyncio.gather(*(one(i) for i in range(streams)))
+    return {"p50": pct(delays, 50), "p99": pct(delays, 99), "n": len(delays)}
+
+
+async def memory_per_stream(port: int, name: str, pid: int, streams: int) -> float:
+    """Open N streams, wait until each got its first event, measure RSS."""
+    before = tree_rss_kb(pid)
+    firsts = [asyncio.Event() for _ in range(streams)]
+    conns = [Conn(port, name) for _ in range(streams)]
+    query = "?stream=600&interval=1"
+
+    async def one(conn: Conn, first: asyncio.Event) -> None:
+        try:
+            await sse_stream(conn, query, lambda d: None, first)
+        except (ConnectionError, asyncio.CancelledError, asyncio.IncompleteReadError):
+            pass
+
+    tasks = []
+    for i in range(streams):
+        tasks.append(asyncio.ensure_future(one(conns[i], firsts[i])))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(asyncio.gather(*(f.wait() for f in firsts)), timeout=120)
+    await asyncio.sleep(1.5)
+    after = tree_rss_kb(pid)
+    for t in tasks:
+        t.cancel()
+    for c in conns:
+        c.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(1.0)
+    return (after - before) / streams
+
+
+async def slow_client(port: int, name: str, pid: int, total: int, rate: int) -> float:
+    """Read a big stream at ``rate`` bytes/s; return the peak RSS growth in MB."""
+    pad = 16 * 1024
+    sampler = RssSampler(pid, 0.1)
+    conn = Conn(port, name)
+    resp = await conn.send(request_body(2000, True), "?stream={}&interval=0&pad={}".format(total // pad, pad))
+    got = 0
+    start = time.perf_counter()
+    async for chunk in conn.chunks(resp, 16384):
+        got += len(chunk)
+        ahead = got / rate - (time.perf_counter() - start)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+    conn.close()
+    growth = sampler.stop()
+    if got < total:
+        raise RuntimeError("slow client got {} of {} bytes".format(got, total))
+    return growth / 1024.0
+
+
+async def big_request(port: int, name: str, pid: int, body: bytes, repeats: int) -> dict[str, float]:
+    sampler = RssSampler(pid)
+    times = []
+    for _ in range(repeats):
+        conn = Conn(port, name)
+        t = time.perf_counter()
+        await conn.request(body)
+        times.append((time.perf_counter() - t) * 1000)
+        conn.close()
+    return {"ms": statistics.median(times), "rss_mb": sampler.stop() / 1024.0}
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import twisted
+
+    try:
+        nginx_v = subprocess.run([find_nginx() or "nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    except OSError:
+        nginx_v = "nginx ?"
+    return "{}, {} cores; Linux {}; Python {}; Twisted {}; {}".format(
+        model, os.cpu_count(), platform.release(), platform.python_version(), twisted.__version__, nginx_v.replace("nginx version: ", "")
+    )
+
+
+def fmt(v: float, digits: int = 2) -> str:
+    return "{:.{}f}".format(v, digits)
+
+
+def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool) -> str:
+    d, n, c = r["direct"], r["nginx"], r["ccm"]
+
+    def added(path: dict, key: str, sub: str) -> float:
+        return path[key][sub] - d[key][sub]
+
+    lines = []
+    lines.append("Machine: " + machine())
+    lines.append("")
+    lines.append(
+        "Mode: {}. Sizes: latency {} requests of {} KB at concurrency 1; throughput {} s at concurrency {}; "
+        "event delay {} streams (starts spread over one interval) x {:g} events/s for {:g} s; memory {} open streams; slow client {} MB read at {:g} MB/s; "
+        "big request {} MB x {}.".format(
+            "smoke (figures meaningless)" if smoke else "full",
+            sizes.latency_requests,
+            85,
+            sizes.throughput_seconds,
+            sizes.throughput_concurrency,
+            sizes.sse_streams,
+            sizes.sse_rate,
+            sizes.sse_seconds,
+            sizes.memory_streams,
+            sizes.slow_bytes // (1024 * 1024),
+            sizes.slow_rate / (1024 * 1024),
+            sizes.big_body // (1024 * 1024),
+            sizes.big_repeats,
+        )
+    )
+    lines.append("")
+    lines.append(
+        "| path | latency p50 ms | latency p99 ms | throughput req/s | event delay p50 ms | event delay p99 ms "
+        "| RSS per stream KB | slow client RSS growth MB | big request ms | big request RSS growth MB |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    for name in PATHS:
+        p = r[name]
+        mem = "—" if name == "direct" else fmt(p["memory"], 1)
+        slow = "—" if name == "direct" else fmt(p["slow"], 1)
+        bigrss = "—" if name == "direct" else fmt(p["big"]["rss_mb"], 1)
+        lines.append(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                name,
+                fmt(p["latency"]["p50"]),
+                fmt(p["latency"]["p99"]),
+                fmt(p["throughput"], 0),
+                fmt(p["events"]["p50"]),
+                fmt(p["events"]["p99"]),
+                mem,
+                slow,
+                fmt(p["big"]["ms"], 1),
+                bigrss,
+            )
+        )
+    lines.append("")
+    body_mb = sizes.big_body / (1024 * 1024)
+    checks = [
+        ("added latency p50", "≤ 1 ms", added(c, "latency", "p50"), added(n, "latency", "p50"), 1.0, "ms"),
+        ("added latency p99", "≤ 3 ms", added(c, "latency", "p99"), added(n, "latency", "p99"), 3.0, "ms"),
+        ("throughput", "≥ 1000 req/s", c["throughput"], n["throughput"], None, "req/s"),
+        ("added event delay p50", "≤ 1 ms", added(c, "events", "p50"), added(n, "events", "p50"), 1.0, "ms"),
+        ("added event delay p99", "≤ 10 ms", added(c, "events", "p99"), added(n, "events", "p99"), 10.0, "ms"),
+        ("RSS per stream", "≤ 64 KB", c["memory"], n["memory"], 64.0, "KB"),
+        ("slow client RSS growth", "≤ 16 MB", c["slow"], n["slow"], 16.0, "MB"),
+        ("big request added latency", "≤ 100 ms", c["big"]["ms"] - d["big"]["ms"], n["big"]["ms"] - d["big"]["ms"], 100.0, "ms"),
+        ("big request RSS growth", "≤ 3x body ({:g} MB)".format(3 * body_mb), c["big"]["rss_mb"], n["big"]["rss_mb"], 3 * body_mb, "MB"),
+    ]
+    lines.append("| ccm target | target | ccm | nginx | met |")
+    lines.append("|---|---|---|---|---|")
+    for label, target, cv, nv, limit, unit in checks:
+        if limit is None:
+            met = cv >= 1000
+            cell = "{} {} ({:.2f}x nginx)".format(fmt(cv, 0), unit, cv / nv if nv else float("nan"))
+            ncell = "{} {}".format(fmt(nv, 0), unit)
+        else:
+            met = cv <= limit
+            cell = "{} {}".format(fmt(cv), unit)
+            ncell = "{} {}".format(fmt(nv), unit)
+        lines.append("| {} | {} | {} | {} | {} |".format(label, target, cell, ncell, "yes" if met else "**no**"))
+    return "\n".join(lines) + "\n"
+
+
+def write_out(path: str, table: str) -> None:
+    block = BEGIN_MARK + "\n" + table + END_MARK
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if BEGIN_MARK in text and END_MARK in text:
+            head, rest = text.split(BEGIN_MARK, 1)
+            tail = rest.split(END_MARK, 1)[1]
+            text = head + block + tail
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+    else:
+        text = "# Performance\n\n" + block + "\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def find_nginx() -> Optional[str]:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+
+async def measure(stack: Stack, sizes: Sizes, only: Optional[str]) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {name: {} for name in PATHS}
+    body85 = request_body(85 * 1024)
+    big = request_body(sizes.big_body)
+
+    def say(msg: str) -> None:
+        print("bench:", msg, file=sys.stderr, flush=True)
+
+    for name in PATHS:
+        port = stack.ports[name]
+        pid = stack.pids[name]
+        res = results[name]
+        if only in (None, "latency"):
+            say("{}: latency".format(name))
+            res["latency"] = await latency(port, name, sizes.latency_requests, body85)
+        if only in (None, "throughput"):
+            say("{}: throughput".format(name))
+            res["throughput"] = await throughput(port, name, sizes.throughput_concurrency, sizes.throughput_seconds, body85)
+        if only in (None, "events"):
+            say("{}: event delay".format(name))
+            res["events"] = await event_delay(port, name, sizes.sse_streams, sizes.sse_rate, sizes.sse_seconds)
+        if only in (None, "memory"):
+            say("{}: memory per stream".format(name))
+            res["memory"] = 0.0 if name == "direct" else await memory_per_stream(port, name, pid, sizes.memory_streams)
+    if only in (None, "slow"):
+        say("nginx and ccm: slow client (concurrently)")
+        results["direct"]["slow"] = 0.0
+        slow = await asyncio.gather(
+            *(slow_client(stack.ports[n], n, stack.pids[n], sizes.slow_bytes, sizes.slow_rate) for n in ("nginx", "ccm"))
+        )
+        results["nginx"]["slow"], results["ccm"]["slow"] = slow
+    # Last: memory a big body leaves behind in the allocator would hide the
+    # growth of the workloads above.
+    if only in (None, "big"):
+        for name in PATHS:
+            say("{}: big request".format(name))
+            results[name]["big"] = await big_request(stack.ports[name], name, stack.pids[name], big, sizes.big_repeats)
+    return results
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes; checks the harness works, figures meaningless")
+    parser.add_argument("--out", help="write the table into this markdown file, between {} and {}".format(BEGIN_MARK, END_MARK))
+    parser.add_argument("--only", choices=["latency", "throughput", "events", "memory", "big", "slow"], help="run one workload (no table)")
+    parser.add_argument("--profile", metavar="FILE", help="run ccm under cProfile, writing FILE when it stops")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
+    args = parser.parse_args(argv)
+    nginx = find_nginx()
+    if nginx is None:
+        print("bench: nginx not found; on Debian: apt-get install nginx-light", file=sys.stderr)
+        return 2
+    sizes = SMOKE if args.smoke else FULL
+    workdir = tempfile.mkdtemp(prefix="ccm-bench-")
+    stack = Stack(workdir, os.path.abspath(args.profile) if args.profile else None)
+    try:
+        stack.start(nginx)
+        results = asyncio.run(measure(stack, sizes, args.only))
+    finally:
+        stack.stop()
+        if args.keep:
+            print("bench: kept", workdir, file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.only:
+        print(json.dumps(results, indent=1))
+        return 0
+    table = render(results, sizes, args.smoke)
+    print(table)
+    if args.out:
+        write_out(args.out, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
