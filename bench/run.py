@@ -203,12 +203,11 @@ def _die_with_parent() -> None:
 class Stack:
     """The fake upstream, ccm and nginx, each on a free loopback port."""
 
-    def __init__(self, workdir: str, profile: Optional[str] = None) -> None:
+    def __init__(self, workdir: str) -> None:
         self.dir = workdir
         self.procs: list[subprocess.Popen] = []
         self.ports: dict[str, int] = {}
         self.pids: dict[str, int] = {}
-        self.profile = profile
 
     def _spawn(self, name: str, argv: list[str], env: Optional[dict] = None) -> subprocess.Popen:
         log = open(os.path.join(self.dir, name + ".log"), "wb")
@@ -260,14 +259,6 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ANTHROPIC_", "CLAUDE_")) and "proxy" not in k.lower()}
         env.update(HOME=home, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED="1")
         runner = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
-        if self.profile:
-            # Dumped even when twistd ends by re-raising the SIGINT we stop
-            # it with (KeyboardInterrupt unwinds through the finally).
-            runner = (
-                "import cProfile, sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run\n"
-                "p = cProfile.Profile(); p.enable()\n"
-                "try:\n    run()\nfinally:\n    p.disable(); p.dump_stats({!r})\n".format(self.profile)
-            )
         proc = self._spawn("ccm", [sys.executable, "-c", runner, "-n", "--pidfile=", "ccm", "--config", config], env)
         wait_port(port, proc, "ccm (see {}/ccm.log)".format(self.dir))
         self.ports["ccm"], self.pids["ccm"] = port, proc.pid
@@ -706,7 +697,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; checks the harness works, figures meaningless")
     parser.add_argument("--out", help="write the table into this markdown file, between {} and {}".format(BEGIN_MARK, END_MARK))
     parser.add_argument("--only", choices=["latency", "throughput", "events", "memory", "big", "slow"], help="run one workload (no table)")
-    parser.add_argument("--profile", metavar="FILE", help="run ccm under cProfile, writing FILE when it stops")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     args = parser.parse_args(argv)
     nginx = find_nginx()
@@ -715,7 +705,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     sizes = SMOKE if args.smoke else FULL
     workdir = tempfile.mkdtemp(prefix="ccm-bench-")
-    stack = Stack(workdir, os.path.abspath(args.profile) if args.profile else None)
+    stack = Stack(workdir)
     try:
         stack.start(nginx)
         results = asyncio.run(measure(stack, sizes, args.only))

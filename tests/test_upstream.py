@@ -209,13 +209,13 @@ class MakeHTTPClientTests(SynchronousTestCase):
 
     def test_pool_and_jar(self) -> None:
         """
-        The client keeps no cookies, and its pool keeps up to eight idle
-        connections per host.
+        The client keeps no cookies, and its pool keeps up to 64 idle
+        connections per host, so concurrent sessions reuse connections.
         """
         reactor = MemoryReactorClock()
         client, pool = make_http_client(reactor)
         self.assertIsInstance(client._cookiejar, NoCookies)
-        self.assertEqual(pool.maxPersistentPerHost, 8)
+        self.assertEqual(pool.maxPersistentPerHost, 64)
         self.assertTrue(pool.persistent)
         self.assertFalse(pool._factory.noisy)
 
