@@ -13,16 +13,17 @@ are made up here, in the Anthropic shape.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, Protocol as TypingProtocol
+from typing import IO, Any, Callable, Iterable, Protocol as TypingProtocol
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.client import ResponseDone
+from twisted.web.client import FileBodyProducer, ResponseDone
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -44,6 +45,11 @@ FAST_MODE_THROUGH_POOL = APIError(
     "fast mode requests would consume paid extra usage; use a credential directly, "
     "not a pool",
 )
+
+# Request bodies up to this size are read into memory and parsed; larger
+# ones (images, documents) are streamed upstream from twisted.web's
+# temporary file, keeping memory flat.
+IN_MEMORY_BODY_BYTES = 4 * 1024 * 1024
 
 # Claude Code waits up to 10 minutes for an answer (API_TIMEOUT_MS), and a
 # non-streaming reply only starts when the whole generation is done.
@@ -150,6 +156,7 @@ class ProxyResource(Resource):
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
         self.usage_for = usage_for
+        self.cooperator = Cooperator(scheduler=lambda work: clock.callLater(0, work))
 
     def render(self, request: Request) -> bytes | int:
         if not request.path.startswith(b"/v1/"):
@@ -179,7 +186,12 @@ class ProxyResource(Resource):
                 ),
             )
         request.content.seek(0)
-        body = request.content.read()
+        body: bytes | IO[bytes]
+        if size > IN_MEMORY_BODY_BYTES:
+            # Sent from twisted.web's temporary file, never held in memory.
+            body = request.content
+        else:
+            body = request.content.read()
         _Exchange(self, request, caller, body).start()
         return NOT_DONE_YET
 
@@ -209,14 +221,20 @@ class _Exchange:
     One proxied request, from choosing a credential to the last byte.
     """
 
-    def __init__(self, proxy: ProxyResource, request: Request, caller: Caller, body: bytes) -> None:
+    def __init__(
+        self, proxy: ProxyResource, request: Request, caller: Caller, body: bytes | IO[bytes]
+    ) -> None:
         self.proxy = proxy
         self.request = request
         self.caller = caller
         self.body = body
         self.started = proxy.clock.seconds()
-        document = _parse_body(
-            body, request.requestHeaders.getRawHeaders(b"content-type", [None])[0]
+        # A body too large to hold in memory is not parsed either: its
+        # session comes from the header, its model from the response.
+        document = (
+            _parse_body(body, request.requestHeaders.getRawHeaders(b"content-type", [None])[0])
+            if isinstance(body, bytes)
+            else None
         )
         model = document.get("model") if document is not None else None
         self.model = model if isinstance(model, str) else ""
@@ -328,7 +346,7 @@ class _Exchange:
             request.method.decode("ascii"),
             url,
             headers=headers,
-            data=self.body if self.body or request.method not in (b"GET", b"HEAD") else None,
+            data=self._request_data(),
             unbuffered=True,
             allow_redirects=False,
         )
@@ -338,6 +356,20 @@ class _Exchange:
         self.upstream.addCallbacks(self._got_response, self._upstream_failed).addErrback(
             self._crashed
         )
+
+    def _request_data(self) -> bytes | FileBodyProducer | None:
+        """
+        The body to send upstream: the bytes, or, for a large body, a
+        producer reading twisted.web's temporary file from the start (again
+        for a retry on another credential).
+        """
+        body = self.body
+        if isinstance(body, bytes):
+            if body or self.request.method not in (b"GET", b"HEAD"):
+                return body
+            return None
+        body.seek(0)
+        return FileBodyProducer(_KeepOpen(body), cooperator=self.proxy.cooperator)
 
     def _headers_timed_out(self) -> None:
         self.header_timer = None
@@ -502,6 +534,28 @@ class _Exchange:
             ),
             note=f" ({self.outcome})" if self.outcome else "",
         )
+
+
+class _KeepOpen:
+    """
+    A file whose C{close} does nothing: L{FileBodyProducer} closes what it
+    has read, and a retry must read the request body again.
+    """
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        pass
 
 
 class _Discard(Protocol):
