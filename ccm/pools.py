@@ -342,6 +342,3 @@ def pool_status(members: Sequence[PoolMember]) -> dict[str, float]:
         "weekly_utilization": 100.0 - remaining_weekly / total_weight,
         "plan_weight": total_weight,
     }
-
-
-NO_POOL = APIError(500, "api_error", "no credential is configured for this user")

@@ -42,12 +42,6 @@ from ccm.usagefile import UsageFile, UsageSaverService
 from ccm.watch import FileWatcher
 
 
-class ServiceNotSupported(Exception):
-    """
-    The configuration asks for something this version of ccm cannot do yet.
-    """
-
-
 def _is_loopback(listener: Listener) -> bool:
     """
     Whether a listener only accepts connections from this machine.

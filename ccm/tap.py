@@ -20,7 +20,7 @@ from ccm.config import Config, ConfigError, EndpointListener, default_config
 from ccm.configload import check_endpoint, load_config
 from ccm.configread import Problems
 from ccm.listening import ListenError
-from ccm.service import CcmService, ServiceNotSupported
+from ccm.service import CcmService
 from ccm.upstream import make_http_client
 
 log = Logger(namespace="ccm")
@@ -101,7 +101,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
                 home=os.path.expanduser("~"),
                 watch_with_inotify=sys.platform.startswith("linux"),
             )
-        except (ServiceNotSupported, ListenError) as error:
+        except ListenError as error:
             raise SystemExit(f"{config.source}: {error}") from None
         service.setServiceParent(parent)
     return parent
