@@ -8,6 +8,7 @@ touches the global reactor and wires the parts together.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import sys
 from typing import Any
@@ -104,4 +105,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         except ListenError as error:
             raise SystemExit(f"{config.source}: {error}") from None
         service.setServiceParent(parent)
+    # Once running, move everything built at start-up (modules, classes,
+    # configuration) out of the collector's sight: a full collection then
+    # scans only what requests allocate, not ~50,000 permanent objects,
+    # which took ~14 ms and stalled every open stream (docs/performance.md).
+    reactor.callWhenRunning(gc.freeze)
     return parent

@@ -5,6 +5,7 @@ errors, and the service tree it builds, run on a memory reactor.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from typing import Any
@@ -307,6 +308,17 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
         self.assertTrue(reactor.tcpClients)
         self.assertEqual({port for _, port, *rest in reactor.tcpClients}, {443})
         self.stop(service, reactor)
+
+    def test_freezes_startup_objects_once_running(self) -> None:
+        """
+        Once the reactor runs, the process's start-up objects are moved out
+        of the garbage collector's sight (C{gc.freeze}), so a full
+        collection under load does not scan them and stall open streams.
+        """
+        options = self.parse("--config", self.write_config(self.service_document()))
+        reactor = MemoryReactorClock()
+        self.make(options, reactor)
+        self.assertIn((gc.freeze, (), {}), reactor.whenRunningHooks)
 
     def test_serves_the_resource_tree(self) -> None:
         """
