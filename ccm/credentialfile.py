@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from twisted.internet.defer import Deferred, succeed
+
 CREDENTIALS_FILE_NAME = ".credentials.json"
 NEW_FILE_MODE = 0o600
 
@@ -148,6 +150,12 @@ class CredentialFile:
             malformed.
         """
         return self._read_document()[1]
+
+    def catch_up(self) -> Deferred[None]:
+        """
+        Nothing to do: L{read} reads the file itself every time.
+        """
+        return succeed(None)
 
     def check_writable(self) -> None:
         """

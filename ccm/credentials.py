@@ -236,6 +236,7 @@ class Credential:
         ):
             return self._still_usable_or_raise(self._refresh_problem)
         # Another process may have refreshed already: use its tokens.
+        await self.store.catch_up()
         try:
             stored = self.store.read()
         except CredentialFileError as error:

@@ -10,8 +10,10 @@ written back where they were read.
 
 Keychain calls block (and may even prompt to unlock), so they never run on
 the reactor: L{KeychainStore.load} fetches the item once at start-up, the
-store then serves reads from its in-memory copy, and write-backs run in a
-thread through an injected runner (C{deferToThread} by default).
+store then serves reads from its in-memory copy, fetches it again in a
+thread before each refresh (Claude Code on the same Mac may have refreshed,
+rotating the refresh token, or logged in again), and write-backs run in a
+thread too, through an injected runner (C{deferToThread} by default).
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ class CredentialStore(Protocol):
     def read(self) -> OAuthTokens:
         """
         The stored tokens; raises L{CredentialFileError} saying why not.
+        """
+
+    def catch_up(self) -> Deferred[None]:
+        """
+        Make L{read} see what other programs stored since; called before a
+        refresh, which must start from the newest refresh token.  Never
+        fails.
         """
 
     def check_writable(self) -> None:
@@ -162,6 +171,28 @@ class KeychainStore:
             lambda: self.backend.get_password(self.service, self.account)
         )
         return fetched.addCallback(self._adopt_fetched, generation)
+
+    def catch_up(self) -> Deferred[None]:
+        """
+        Fetch the item again; on a keychain error, log it and keep the copy
+        read earlier.
+        """
+
+        def keep_copy(failure: Failure) -> None:
+            self.log.warn(
+                "could not read {item} again, so the copy read earlier is used: {error}",
+                item=self.path,
+                error=_describe(failure.value, self._secrets()),
+            )
+
+        return self.fetch().addCallbacks(lambda _: None, keep_copy)
+
+    def _secrets(self) -> tuple[str, ...]:
+        try:
+            tokens = self.read()
+        except CredentialFileError:
+            return ()
+        return (tokens.access_token, tokens.refresh_token)
 
     def _adopt_fetched(self, data: str | None, generation: int) -> bool:
         if generation != self._generation or self._writing is not None:

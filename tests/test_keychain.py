@@ -19,14 +19,14 @@ from keyring.backend import KeyringBackend
 from keyring.backends import fail as fail_backend
 from keyring.compat import properties
 from keyring.errors import KeyringError, PasswordSetError
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.credentialfile import CredentialFile, CredentialFileError, OAuthTokens
-from ccm.credentials import Credential
+from ccm.credentials import REFRESH_RETRY_SECONDS, Credential, CredentialUnavailable
 from ccm.keychain import (
     KEYCHAIN_SERVICE,
     KeychainStore,
@@ -34,13 +34,15 @@ from ccm.keychain import (
     keychain_account,
     keychain_service_name,
 )
-from ccm.oauth import TokenGrant
+from ccm.oauth import RefreshError, TokenGrant
 
 START_TIME = 1_790_000_000.0
 ACCESS = "sk-ant-oat01-keychain-access"
 REFRESH = "sk-ant-ort01-keychain-refresh"
 NEW_ACCESS = "sk-ant-oat01-keychain-new-access"
 NEW_REFRESH = "sk-ant-ort01-keychain-new-refresh"
+LOGIN_ACCESS = "sk-ant-oat01-keychain-login-access"
+LOGIN_REFRESH = "sk-ant-ort01-keychain-login-refresh"
 TOKEN_PREFIX = "sk-ant-"
 USER = "alice"
 HOME = "/Users/alice"
@@ -655,7 +657,8 @@ class CredentialEndToEndTests(KeychainTestCase):
         self.assertTrue(credential.available)
         self.assertEqual(self.successResultOf(credential.access_token()), NEW_ACCESS)
         self.assertEqual(refreshed_with, [REFRESH])
-        self.assertEqual(len(self.runner.calls), 1)
+        # One fetch of the item before the refresh, one write-back after.
+        self.assertEqual(len(self.runner.calls), 2)
         oauth = self.stored_item()["claudeAiOauth"]
         self.assertEqual(oauth["accessToken"], NEW_ACCESS)
         self.assertEqual(oauth["refreshToken"], NEW_REFRESH)
@@ -666,3 +669,120 @@ class CredentialEndToEndTests(KeychainTestCase):
         self.assertEqual(self.successResultOf(credential.access_token()), NEW_ACCESS)
         self.assertEqual(refreshed_with, [REFRESH])
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class CatchUpTests(KeychainTestCase):
+    """
+    Before each refresh, a credential backed by the keychain fetches the
+    item again, so what Claude Code on the same Mac did since start-up is
+    seen without a restart.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock = Clock()
+        self.clock.advance(START_TIME)
+        self.refreshed_with: list[str] = []
+        self.grants: list[Deferred[TokenGrant]] = []
+
+    def expiring_ms(self) -> int:
+        """
+        An expiry within the next minute: the token needs a refresh.
+        """
+        return int((self.clock.seconds() + 30) * 1000)
+
+    def refresh(self, refresh_token: str) -> Deferred[TokenGrant]:
+        """
+        The token endpoint: records the refresh token, answers with the
+        next queued result or else a new grant.
+        """
+        self.refreshed_with.append(refresh_token)
+        if self.grants:
+            return self.grants.pop(0)
+        return succeed(TokenGrant(NEW_ACCESS, NEW_REFRESH, 3600))
+
+    def loaded_credential(self) -> tuple[Credential, KeychainStore]:
+        """
+        A credential loaded from an item whose token is about to expire.
+        """
+        self.put_item(credentials_json(expires_at_ms=self.expiring_ms()))
+        store = self.store_for()
+        assert isinstance(store, KeychainStore)
+        credential = Credential("mac", store, self.refresh, self.clock)  # type: ignore[arg-type]
+        credential.reload()
+        self.assertTrue(credential.available)
+        return credential, store
+
+    def test_adopts_tokens_refreshed_by_claude_code(self) -> None:
+        """
+        When Claude Code refreshed in the keychain meanwhile (rotating the
+        refresh token ccm holds), the credential takes those tokens and does
+        not call the token endpoint with its stale refresh token.
+        """
+        credential, store = self.loaded_credential()
+        later_ms = int((self.clock.seconds() + 3600) * 1000)
+        self.put_item(credentials_json(access=LOGIN_ACCESS, refresh=LOGIN_REFRESH, expires_at_ms=later_ms))
+        self.assertEqual(self.successResultOf(credential.access_token()), LOGIN_ACCESS)
+        self.assertEqual(self.refreshed_with, [])
+        self.assertEqual(store.read().refresh_token, LOGIN_REFRESH)
+        self.assertEqual(self.stored_item()["claudeAiOauth"]["accessToken"], LOGIN_ACCESS)
+
+    def test_refreshes_with_the_newest_refresh_token(self) -> None:
+        """
+        When the item holds a newer refresh token whose access token also
+        needs refreshing, the refresh uses the newer one, and the result is
+        written back.
+        """
+        credential, _ = self.loaded_credential()
+        self.put_item(credentials_json(access=LOGIN_ACCESS, refresh=LOGIN_REFRESH, expires_at_ms=self.expiring_ms()))
+        self.assertEqual(self.successResultOf(credential.access_token()), NEW_ACCESS)
+        self.assertEqual(self.refreshed_with, [LOGIN_REFRESH])
+        self.assertEqual(self.stored_item()["claudeAiOauth"]["refreshToken"], NEW_REFRESH)
+
+    def test_new_login_after_rejected_refresh_token(self) -> None:
+        """
+        After the refresh token was rejected, a new C{claude /login} on the
+        Mac is picked up by the next background refresh attempt: the
+        credential serves again without a restart.
+        """
+        self.put_item(credentials_json(expires_at_ms=int((START_TIME - 10) * 1000)))
+        store = self.store_for()
+        credential = Credential("mac", store, self.refresh, self.clock)  # type: ignore[arg-type]
+        credential.reload()
+        self.grants.append(fail(RefreshError("invalid_grant", permanent=True)))
+        self.failureResultOf(credential.access_token(), CredentialUnavailable)
+        self.assertFalse(credential.available)
+        later_ms = int((self.clock.seconds() + 8 * 3600) * 1000)
+        self.put_item(credentials_json(access=LOGIN_ACCESS, refresh=LOGIN_REFRESH, expires_at_ms=later_ms))
+        self.clock.advance(REFRESH_RETRY_SECONDS)
+        self.assertEqual(self.successResultOf(credential.refresh()).access_token, LOGIN_ACCESS)
+        self.assertTrue(credential.available)
+        self.assertEqual(self.refreshed_with, [REFRESH])
+
+    def test_keychain_error_keeps_the_copy(self) -> None:
+        """
+        When the keychain cannot be read again, a warning names the item
+        (and no token), and the refresh goes ahead with the copy read at
+        start-up.
+        """
+        credential, _ = self.loaded_credential()
+        self.backend.failure = KeyringError("keychain is locked")
+        self.assertEqual(self.successResultOf(credential.access_token()), NEW_ACCESS)
+        self.assertEqual(self.refreshed_with, [REFRESH])
+        [warning] = [e for e in self.events if e["log_level"] == LogLevel.warn]
+        message = formatEvent(warning)
+        self.assertIn('could not read macOS keychain item "Claude Code-credentials" again', message)
+        self.assertIn("KeyringError: keychain is locked", message)
+
+    def test_logout_makes_the_credential_unavailable(self) -> None:
+        """
+        An item deleted since start-up (C{claude /logout}) makes the refresh
+        fail and the credential unavailable, as a deleted file does.
+        """
+        credential, _ = self.loaded_credential()
+        del self.backend.items[(KEYCHAIN_SERVICE, USER)]
+        self.failureResultOf(credential.access_token(), CredentialUnavailable)
+        self.assertEqual(self.refreshed_with, [])
+        self.assertFalse(credential.available)
+        self.assertIn("does not exist", credential.unavailable_reason or "")
+
