@@ -14,7 +14,7 @@ from __future__ import annotations
 import random as random_module
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from twisted.internet.interfaces import IReactorTime
@@ -42,16 +42,18 @@ class MemberState:
     until: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class PoolMember:
     """
     A credential in a pool, with the utilization caps (percent) at which it
-    pauses.
+    pauses.  One per credential, shared by every pool that uses it, so each
+    change of its state is logged once.
     """
 
     credential: Credential
     cap_5h: float = 99.0
     cap_weekly: float = 99.0
+    _logged_state: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def tag(self) -> str:
@@ -91,34 +93,26 @@ class PoolMember:
                 )
         return MemberState(True, "usable")
 
+    def observe(self, now: float) -> MemberState:
+        """
+        L{state}, logging it when it differs from what was last observed:
+        a warning when the credential stops being usable, with the reason,
+        and a note when it is usable again.
+        """
+        state = self.state(now)
+        before = self._logged_state
+        if before != state.description:
+            self._logged_state = state.description
+            if not state.usable:
+                log.warn("credential {tag} is {state}", tag=self.tag, state=state.description)
+            elif before is not None:
+                log.info("credential {tag} is usable again", tag=self.tag)
+        return state
+
 
 def _when(moment: float, now: float) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(moment))
     return f"{stamp} (in {format_duration(max(0.0, moment - now))})"
-
-
-class _StateLog:
-    """
-    Log each change of a credential's state once, with its reason.
-    """
-
-    def __init__(self) -> None:
-        self._last: dict[str, str] = {}
-
-    def note(self, tag: str, state: MemberState) -> None:
-        before = self._last.get(tag)
-        if before == state.description:
-            return
-        self._last[tag] = state.description
-        if before is None and state.usable:
-            return
-        if state.usable:
-            log.info("credential {tag} is usable again", tag=tag)
-        else:
-            log.warn("credential {tag} is {state}", tag=tag, state=state.description)
-
-
-_STATE_LOG = _StateLog()
 
 
 def exhausted_error(members: Sequence[PoolMember], now: float) -> APIError:
@@ -172,8 +166,7 @@ class SingleCredentialPool:
             429 while it is rate-limited or paused).
         """
         now = self._clock.seconds()
-        state = self.member.state(now)
-        _STATE_LOG.note(self.member.tag, state)
+        state = self.member.observe(now)
         if not state.usable or self.member.tag in set(exclude):
             credential = self.member.credential
             reason = credential.unavailable_reason
@@ -249,8 +242,7 @@ class BalancerPool:
         excluded = set(exclude)
         usable = []
         for member in self._members:
-            state = member.state(now)
-            _STATE_LOG.note(member.tag, state)
+            state = member.observe(now)
             if state.usable and member.tag not in excluded:
                 usable.append(member)
         if not usable:

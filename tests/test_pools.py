@@ -268,6 +268,27 @@ class SingleCredentialPoolTests(PoolTestCase):
         self.assertIn("credential logged is usable again", self.logged())
 
 
+    def test_state_log_belongs_to_the_member(self) -> None:
+        """
+        Pools sharing a member (a credential's own pool and a balancer over
+        it) log its change once; another member with the same tag, as in a
+        second service in the process, keeps its own record and logs too.
+        """
+        [member] = self.members("shared")
+        [other] = self.members("shared")
+        single = SingleCredentialPool(member, self.clock)
+        balancer = BalancerPool("pool", [member], "fallback", self.clock)
+        elsewhere = SingleCredentialPool(other, self.clock)
+        for limits in (member.credential.rate_limits, other.credential.rate_limits):
+            limits.observe(headers(**{"5h_utilization": "0.99"}), NOW)
+        self.assertRaises(APIError, single.select, "")
+        self.assertRaises(APIError, balancer.select, "")
+        paused = [line for line in self.logged() if "credential shared is paused" in line]
+        self.assertEqual(len(paused), 1)
+        self.assertRaises(APIError, elsewhere.select, "")
+        paused = [line for line in self.logged() if "credential shared is paused" in line]
+        self.assertEqual(len(paused), 2)
+
 class BalancerPoolTests(PoolTestCase):
     """
     Pools over several credentials: strategies and sticky sessions.
