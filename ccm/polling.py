@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
-from twisted.application.service import Service
+from twisted.application.internet import TimerService
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
@@ -232,7 +231,7 @@ class _PollState:
     profile_fetched: bool = False
 
 
-class UsagePoller(Service):
+class UsagePoller(TimerService):
     """
     Poll the usage of every credential in the background.
 
@@ -255,6 +254,8 @@ class UsagePoller(Service):
         interval: float = POLL_INTERVAL_SECONDS,
         timeout: float = POLL_TIMEOUT_SECONDS,
     ) -> None:
+        super().__init__(interval, self.poll_all)
+        self.clock = clock
         self._credentials = [(credential, _PollState()) for credential in credentials]
         self._http = http_client
         self._clock = clock
@@ -262,22 +263,16 @@ class UsagePoller(Service):
         self._interval = interval
         self._timeout = timeout
         self._slack = min(TICK_SLACK_SECONDS, interval / 10)
-        self._loop: LoopingCall | None = None
         self._in_flight: set[Deferred[None]] = set()
 
-    def startService(self) -> None:
-        super().startService()
-        self._loop = LoopingCall(self.poll_all)
-        self._loop.clock = self._clock
-        self._loop.start(self._interval, now=True)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop polling; polls in flight are cancelled.
+        """
+        stopped: Deferred[None] = super().stopService()
         for poll in list(self._in_flight):
             poll.cancel()
+        return stopped
 
     def poll_all(self) -> Deferred[None]:
         """

@@ -17,12 +17,10 @@ import os
 import stat
 from typing import Any
 
-from twisted.application.service import Service
+from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from ccm.credentialfile import NEW_FILE_MODE, replace_file
 from ccm.usage import SAVE_INTERVAL_SECONDS, UsageBook, UsageFileError
@@ -131,7 +129,7 @@ class UsageFile:
         book.changed = False
 
 
-class UsageSaverService(Service):
+class UsageSaverService(TimerService):
     """
     Saves a book to its file every C{interval} seconds when something was
     recorded, and once more at shutdown.  A failed save is logged and
@@ -147,24 +145,15 @@ class UsageSaverService(Service):
         clock: IReactorTime,
         interval: float = SAVE_INTERVAL_SECONDS,
     ) -> None:
+        super().__init__(interval, self._tick)
+        self.clock = clock
         self._file = file
         self._book = book
-        self._clock = clock
-        self._interval = interval
-        self._loop: LoopingCall | None = None
 
-    def startService(self) -> None:
-        super().startService()
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = self._clock
-        self._loop.start(self._interval, now=False).addErrback(self._loop_failed)
-
-    def stopService(self) -> Deferred[None] | None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
+    def stopService(self) -> Deferred[None]:
+        stopped: Deferred[None] = super().stopService()
         self._save()
-        return super().stopService()
+        return stopped
 
     def record(self, **fields: Any) -> None:
         """
@@ -191,6 +180,3 @@ class UsageSaverService(Service):
             )
         except Exception:
             self.log.failure("cannot save usage to {path}", path=self._file.path)
-
-    def _loop_failed(self, failure: Failure) -> None:
-        self.log.failure("usage saving stopped", failure)

@@ -184,10 +184,13 @@ class PollingTestCase(SynchronousTestCase):
 
     def stop(self, poller: UsagePoller) -> None:
         """
-        Stop C{poller} and check that no timer is left behind.
+        Stop C{poller}; check that the stop completes (polls in flight are
+        cancelled, not waited for) and that no timer is left behind.
         """
-        poller.stopService()
+        stopped = poller.stopService()
         self.flush()
+        self.successResultOf(stopped)
+        self.assertFalse(poller.running)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def requests(self, path: str = USAGE_PATH) -> list[Any]:

@@ -1314,7 +1314,7 @@ class UsageSaverServiceTests(UsageFileTestCase):
         """
         self.service.startService()
         self.clock.advance(30)
-        self.assertIsNone(self.service.stopService())
+        self.assertIsNone(self.successResultOf(self.service.stopService()))
         self.assertEqual(self.read(), EXPECTED_EMPTY_BOOK.encode())
         self.assertFalse(self.service.running)
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -1339,7 +1339,7 @@ class UsageSaverServiceTests(UsageFileTestCase):
         """
         self.service.startService()
         os.rmdir(self.directory)
-        self.assertIsNone(self.service.stopService())
+        self.assertIsNone(self.successResultOf(self.service.stopService()))
         errors = log_text(self.events)
         self.assertEqual(len(errors), 1)
         self.assertIn(self.path, errors[0])
