@@ -12,6 +12,9 @@ from typing import Union
 DEFAULT_UPSTREAM_URL = "https://api.anthropic.com"
 DEFAULT_OAUTH_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
 DEFAULT_MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024
+# How long a shutdown waits for requests in progress (a stream can run for
+# minutes; systemd's default stop timeout is 90 s).
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
 DEFAULT_POLL_INTERVAL_SECONDS = 60.0
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1"
 DEFAULT_LISTEN_PORT = 8080
@@ -166,6 +169,7 @@ class ServiceConfig:
     upstream_url: str = DEFAULT_UPSTREAM_URL
     oauth_token_url: str = DEFAULT_OAUTH_TOKEN_URL
     max_request_body: int = DEFAULT_MAX_REQUEST_BODY_BYTES
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
 
     @property
     def multi_credential(self) -> bool:

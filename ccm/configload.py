@@ -24,6 +24,7 @@ from ccm.config import (
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_LISTEN_PORT,
     DEFAULT_MAX_REQUEST_BODY_BYTES,
+    DEFAULT_SHUTDOWN_GRACE_SECONDS,
     DEFAULT_OAUTH_TOKEN_URL,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_UPSTREAM_URL,
@@ -76,6 +77,7 @@ _SERVICE_KEYS = (
     "upstream_url",
     "oauth_token_url",
     "max_request_body",
+    "shutdown_grace",
 )
 
 _DEFAULT_CREDENTIAL_KEYS = (
@@ -325,6 +327,9 @@ def _parse_service(
             reader, "oauth_token_url", DEFAULT_OAUTH_TOKEN_URL, keep_path=True
         ),
         max_request_body=_parse_max_body(reader),
+        shutdown_grace=reader.duration(
+            "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_SECONDS, allow_zero=True
+        ),
     )
 
 

@@ -178,9 +178,10 @@ class ObjectReader:
             return default
         return float(value)
 
-    def duration(self, key: str, default: float) -> float:
+    def duration(self, key: str, default: float, allow_zero: bool = False) -> float:
         """
-        A positive Go-style duration string such as C{"60s"}, in seconds.
+        A positive Go-style duration string such as C{"60s"}, in seconds;
+        with C{allow_zero}, C{"0s"} too.
         """
         text = self.string(key)
         if not text:
@@ -190,8 +191,9 @@ class ObjectReader:
         except ValueError as error:
             self.problems.add(self.where(key), str(error))
             return default
-        if seconds <= 0:
-            self.problems.add(self.where(key), f"must be positive, got {text!r}")
+        if seconds < 0 or (seconds == 0 and not allow_zero):
+            need = "zero or positive" if allow_zero else "positive"
+            self.problems.add(self.where(key), f"must be {need}, got {text!r}")
             return default
         return seconds
 

@@ -16,7 +16,7 @@ import json
 from typing import IO, Any, Callable, Iterable, Protocol as TypingProtocol
 
 from twisted.internet import error as net_error
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeoutError, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Cooperator
@@ -57,6 +57,13 @@ RESPONSE_HEADER_TIMEOUT_SECONDS = 600.0
 # Anthropic sends ping events on long streams; this much silence means the
 # upstream connection is dead.
 STREAM_IDLE_TIMEOUT_SECONDS = 300.0
+
+SHUTTING_DOWN = APIError(
+    503,
+    "api_error",
+    "ccm is shutting down and takes no new requests; retry",
+    headers=(("x-should-retry", "true"),),
+)
 
 
 class Pool(TypingProtocol):
@@ -157,10 +164,63 @@ class ProxyResource(Resource):
         self.idle_timeout = idle_timeout
         self.usage_for = usage_for
         self.cooperator = Cooperator(scheduler=lambda work: clock.callLater(0, work))
+        self.draining = False
+        self._in_progress: set[_Exchange] = set()
+        self._drained: list[Deferred[None]] = []
+
+    @property
+    def in_progress(self) -> int:
+        """
+        How many proxied requests have not finished yet.
+        """
+        return len(self._in_progress)
+
+    def drain(self, grace: float) -> Deferred[None]:
+        """
+        Refuse new requests, and wait for those in progress to finish, for
+        at most C{grace} seconds; for a shutdown that does not cut a
+        generation short.
+
+        :return: a Deferred that fires when they all finished or the grace
+            period is over, never failing.
+        """
+        self.draining = True
+        if not self._in_progress:
+            return succeed(None)
+        self.log.info(
+            "waiting up to {grace} for {count} request(s) in progress to finish",
+            grace=format_duration(grace),
+            count=len(self._in_progress),
+        )
+        drained: Deferred[None] = Deferred()
+        self._drained.append(drained)
+
+        def cut(failure: Failure) -> None:
+            failure.trap(DeferredTimeoutError)
+            self._drained.remove(drained)
+            self.log.warn(
+                "{count} request(s) still in progress after {grace}; they are cut",
+                count=len(self._in_progress),
+                grace=format_duration(grace),
+            )
+
+        return drained.addTimeout(grace, self.clock).addErrback(cut)
+
+    def _started(self, exchange: _Exchange) -> None:
+        self._in_progress.add(exchange)
+
+    def _finished(self, exchange: _Exchange) -> None:
+        self._in_progress.discard(exchange)
+        if not self._in_progress and self._drained:
+            drained, self._drained = self._drained, []
+            for waiter in drained:
+                waiter.callback(None)
 
     def render(self, request: Request) -> bytes | int:
         if not request.path.startswith(b"/v1/"):
             return render_error(request, NOT_FOUND)
+        if self.draining:
+            return render_error(request, SHUTTING_DOWN)
         try:
             caller = self.authenticator.authenticate(request.requestHeaders)
         except APIError as error:
@@ -257,6 +317,7 @@ class _Exchange:
         self.usage: TokenUsage | None = None
 
     def start(self) -> None:
+        self.proxy._started(self)
         self.request.notifyFinish().addBoth(self._client_finished)
         try:
             self.pool = self.proxy.pool_for(self.caller)
@@ -511,6 +572,7 @@ class _Exchange:
             elif self.relay is not None:
                 self.relay.client_went_away()
         self._log()
+        self.proxy._finished(self)
 
     def _log(self) -> None:
         elapsed = self.proxy.clock.seconds() - self.started

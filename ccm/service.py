@@ -12,8 +12,8 @@ import re
 import sys
 from typing import Any, Callable, Mapping
 
-from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -204,6 +204,7 @@ class CcmService(MultiService):
             usage_for=lambda credential: recorders.get(credential.tag),
             http_client_for=lambda credential: clients[detour_of[credential.tag]],
         )
+        self.proxy = proxy
         self.site = CcmSite(
             build_root(proxy, StatusResource(authenticator, pool_for)),
             config.max_request_body,
@@ -250,9 +251,25 @@ class CcmService(MultiService):
             ) from None
 
     def stopService(self) -> Deferred[Any]:
-        stopped: Deferred[Any] = super().stopService()
-        stopped.addBoth(lambda ignored: self._close_connections())
-        return stopped
+        """
+        Stop in order: stop listening, give the requests in progress up to
+        C{shutdown_grace} to finish, then stop the background services (the
+        usage savers save what those requests used) and close upstream
+        connections.
+        """
+        Service.stopService(self)
+        listening = DeferredList(
+            [maybeDeferred(listener.stopService) for listener in self.listeners],
+            consumeErrors=True,
+        )
+        listening.addCallback(lambda _: self.proxy.drain(self.config.shutdown_grace))
+        listening.addCallback(lambda _: self._stop_background())
+        listening.addBoth(lambda _: self._close_connections())
+        return listening
+
+    def _stop_background(self) -> Deferred[Any]:
+        others = [child for child in reversed(list(self)) if child not in self.listeners]
+        return DeferredList([maybeDeferred(child.stopService) for child in others], consumeErrors=True)
 
     def _close_connections(self) -> Deferred[Any]:
         closing = [self._close_http()] + [

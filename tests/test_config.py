@@ -1658,6 +1658,39 @@ class MaxRequestBodyTests(SynchronousTestCase, ProblemsTestMixin):
         self.assertTrue(line.startswith("config.json: max_request_body: invalid size 'huge'"), line)
 
 
+class ShutdownGraceTests(SynchronousTestCase, ProblemsTestMixin):
+    """
+    C{shutdown_grace}: how long a shutdown waits for requests in progress,
+    a duration string, 30 seconds by default; zero turns the wait off.
+    """
+
+    def test_default(self) -> None:
+        """
+        The default is 30 seconds.
+        """
+        self.assertEqual(service_of({}).shutdown_grace, 30.0)
+
+    def test_values(self) -> None:
+        """
+        Duration strings are read in seconds, zero included.
+        """
+        for text, seconds in (("90s", 90.0), ("2m", 120.0), ("1m30s", 90.0), ("0s", 0.0), ("0", 0.0)):
+            self.assertEqual(service_of({"shutdown_grace": text}).shutdown_grace, seconds, text)
+
+    def test_bad_values(self) -> None:
+        """
+        Negative durations, numbers and words are refused, naming the key.
+        """
+        self.assert_problem(
+            {"shutdown_grace": "-5s"}, "config.json: shutdown_grace: must be zero or positive, got '-5s'"
+        )
+        self.assert_problem(
+            {"shutdown_grace": 30}, "config.json: shutdown_grace: must be a string, got a number"
+        )
+        [line] = problems_of({"shutdown_grace": "soon"})
+        self.assertTrue(line.startswith("config.json: shutdown_grace: invalid duration 'soon'"), line)
+
+
 class ListenerTests(SynchronousTestCase, ProblemsTestMixin):
     """
     Where a service listens: the sing-box listen fields or Twisted endpoint

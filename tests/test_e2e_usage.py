@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -71,10 +72,11 @@ class UsageFileTests(unittest.TestCase):
     timeout = 300
 
     @inlineCallbacks
-    def start(self, existing: dict[str, Any] | None = None) -> Any:
+    def start(self, existing: dict[str, Any] | None = None, grace: str | None = None) -> Any:
         """
         Start the fake upstream and ccm with a usage file (optionally
-        already holding C{existing}).
+        already holding C{existing}), and C{grace} as its C{shutdown_grace}
+        if given.
         """
         self.fake, fake_url = e2e.serve_fake_anthropic(self)
         directory = os.path.abspath(self.mktemp())
@@ -92,6 +94,8 @@ class UsageFileTests(unittest.TestCase):
                 json.dump(existing, handle, indent=2)
         config = e2e.ccm_config(fake_url, credential_path, USERS)
         config["usages_path"] = self.usages_path
+        if grace is not None:
+            config["shutdown_grace"] = grace
         self.ccm = yield e2e.start_ccm(self, config)
 
     @inlineCallbacks
@@ -166,10 +170,11 @@ class UsageFileTests(unittest.TestCase):
     @inlineCallbacks
     def test_stream_cut_by_shutdown_counted(self) -> Any:
         """
-        A stream still open when ccm is stopped counts the tokens its first
-        event reported: shutdown does not lose it.
+        A stream still open when ccm is stopped, and still open when the
+        shutdown grace period ends, counts the tokens its first event
+        reported: shutdown does not lose it.
         """
-        yield self.start()
+        yield self.start(grace="1s")
         reply = manual_reply()
         self.fake.enqueue(reply)
         agent = Agent(reactor)
@@ -208,6 +213,78 @@ class UsageFileTests(unittest.TestCase):
         [combination] = document["combinations"]
         self.assertEqual(combination["by_user"]["alice"]["input_tokens"], 123)
         self.assertEqual(combination["total"]["cache_read_input_tokens"], 4000)
+        self.assertIn("1 request(s) still in progress after 1s; they are cut", self.ccm.output())
+
+    @inlineCallbacks
+    def test_stream_finishes_during_shutdown(self) -> Any:
+        """
+        On SIGTERM, ccm stops accepting connections (a new one is refused)
+        but lets a stream in progress run to its end within the grace
+        period: the client gets every event, and the usage file counts the
+        whole response.
+        """
+        yield self.start(grace="20s")
+        reply = manual_reply()
+        self.fake.enqueue(reply)
+        agent = Agent(reactor)
+        body = json.dumps(
+            {"model": MODEL, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        ).encode("utf-8")
+        requested = agent.request(
+            b"POST",
+            (self.ccm.url + "/v1/messages").encode("ascii"),
+            Headers({b"authorization": [b"Bearer " + ALICE.encode()], b"content-type": [b"application/json"]}),
+            BytesProducer(body),
+        )
+        while reply.handle is None:
+            yield deferLater(reactor, 0.05, lambda: None)
+        handle = reply.handle
+        handle.start(content_type="text/event-stream")
+        handle.event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_drained",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": MODEL,
+                    "content": [],
+                    "usage": {"input_tokens": 55, "output_tokens": 1},
+                },
+            },
+        )
+        response = yield requested
+        collector = _Collect()
+        response.deliverBody(collector)
+        yield collector.started
+        stopped = self.ccm.stop()
+        for _ in range(200):
+            if "request(s) in progress to finish" in self.ccm.output():
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        else:
+            self.fail("ccm did not wait for the stream in progress:\n" + self.ccm.output())
+        self.assertTrue(self.ccm.running)
+        refused = Agent(reactor).request(b"GET", (self.ccm.url + "/v1/models").encode("ascii"))
+        yield self.assertFailure(refused, ConnectionRefusedError)
+        handle.event(
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 77}},
+        )
+        handle.event("message_stop", {"type": "message_stop"})
+        handle.finish()
+        data = yield collector.done
+        self.assertIn(b"event: message_stop", data)
+        self.assertNotIn(b"event: error", data)
+        yield stopped
+        self.assertFalse(self.ccm.was_killed)
+        with open(self.usages_path) as handle_file:
+            document = json.load(handle_file)
+        [combination] = document["combinations"]
+        alice = combination["by_user"]["alice"]
+        self.assertEqual((alice["input_tokens"], alice["output_tokens"]), (55, 77))
+        self.assertNotIn("they are cut", self.ccm.output())
 
     @inlineCallbacks
     def test_existing_file_keeps_counting(self) -> Any:

@@ -1079,6 +1079,90 @@ class DisconnectTests(SynchronousTestCase):
         self.assertEqual(len(harness.exchange_lines()), 1)
 
 
+class DrainTests(SynchronousTestCase):
+    """
+    At shutdown the proxy refuses new requests and lets those in progress
+    finish, for a bounded time.
+    """
+
+    def test_nothing_in_progress(self) -> None:
+        """
+        With no request in progress, a drain is over at once; a request
+        arriving afterwards (on a kept-alive connection) gets a 503 that
+        tells the client to retry, and nothing is sent upstream.
+        """
+        harness = ProxyHarness(self)
+        self.assertIsNone(self.successResultOf(harness.proxy.drain(30.0)))
+        response = harness.messages(MESSAGE_BODY)
+        error = harness.ccm_error(response, 503, "api_error")
+        self.assertIn("shutting down", error["message"])
+        self.assertEqual(response.headers.getRawHeaders("x-should-retry"), ["true"])
+        self.assertEqual(harness.fake.requests, [])
+        self.assertEqual(harness.clock.getDelayedCalls(), [])
+
+    def test_waits_for_a_stream(self) -> None:
+        """
+        A drain waits for a stream in progress, which goes on being
+        relayed, and is over when that stream ends.
+        """
+        harness = ProxyHarness(self)
+        handle, response = start_stream(harness)
+        chunks, done = harness.collect(response)
+        self.assertEqual(harness.proxy.in_progress, 1)
+        drained = harness.proxy.drain(30.0)
+        self.assertNoResult(drained)
+        harness.clock.advance(20)
+        handle.event("message_stop", {"type": "message_stop"})
+        handle.finish()
+        harness.flush()
+        self.successResultOf(done)
+        self.assertEqual(
+            [name for name, _ in parse_sse(b"".join(chunks))], ["message_start", "message_stop"]
+        )
+        self.assertIsNone(self.successResultOf(drained))
+        self.assertEqual(harness.proxy.in_progress, 0)
+        self.assertTrue(any("waiting up to 30s for 1 request(s)" in line for line in harness.log_texts()))
+        self.assertEqual(harness.log_texts(LogLevel.warn), [])
+        self.assertEqual(harness.clock.getDelayedCalls(), [])
+
+    def test_grace_period_ends(self) -> None:
+        """
+        When the grace period ends first, the drain is over anyway, with a
+        warning saying how many requests will be cut; the stream is left to
+        the shutdown that follows.
+        """
+        harness = ProxyHarness(self, idle_timeout=600.0)
+        handle, response = start_stream(harness)
+        drained = harness.proxy.drain(30.0)
+        harness.clock.advance(29)
+        self.assertNoResult(drained)
+        harness.clock.advance(1)
+        self.assertIsNone(self.successResultOf(drained))
+        [warning] = harness.log_texts(LogLevel.warn)
+        self.assertIn("1 request(s) still in progress after 30s; they are cut", warning)
+        self.assertFalse(handle.disconnected)
+        self.assertEqual(harness.proxy.in_progress, 1)
+        handle.finish()
+        harness.flush()
+        self.assertEqual(harness.proxy.in_progress, 0)
+
+    def test_client_leaving_ends_its_request(self) -> None:
+        """
+        A client that goes away during the drain no longer holds it up.
+        """
+        harness = ProxyHarness(self)
+        handle, response = start_stream(harness)
+        chunks, done = harness.collect(response)
+        drained = harness.proxy.drain(30.0)
+        self.assertNoResult(drained)
+        harness.server_requests[-1].channel.transport.loseConnection()
+        harness.flush()
+        self.failureResultOf(done)
+        self.assertIsNone(self.successResultOf(drained))
+        self.assertTrue(handle.disconnected)
+        self.assertEqual(harness.clock.getDelayedCalls(), [])
+
+
 class ExchangeLogTests(SynchronousTestCase):
     """
     The one line ccm logs per proxied request.
