@@ -168,20 +168,18 @@ class UsageFileTests(unittest.TestCase):
         self.assertNotEqual(document["last_updated"], "0001-01-01T00:00:00Z")
 
     @inlineCallbacks
-    def test_stream_cut_by_shutdown_counted(self) -> Any:
+    def open_stream(self, message_id: str, usage: dict[str, int]) -> Any:
         """
-        A stream still open when ccm is stopped, and still open when the
-        shutdown grace period ends, counts the tokens its first event
-        reported: shutdown does not lose it.
+        Start a streaming request by alice, answered by a manual reply that
+        has sent its C{message_start} (with C{usage}); fire with the reply's
+        handle and a collector of the body, once the first bytes arrived.
         """
-        yield self.start(grace="1s")
         reply = manual_reply()
         self.fake.enqueue(reply)
-        agent = Agent(reactor)
         body = json.dumps(
             {"model": MODEL, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
         ).encode("utf-8")
-        requested = agent.request(
+        requested = Agent(reactor).request(
             b"POST",
             (self.ccm.url + "/v1/messages").encode("ascii"),
             Headers({b"authorization": [b"Bearer " + ALICE.encode()], b"content-type": [b"application/json"]}),
@@ -189,18 +187,19 @@ class UsageFileTests(unittest.TestCase):
         )
         while reply.handle is None:
             yield deferLater(reactor, 0.05, lambda: None)
-        reply.handle.start(content_type="text/event-stream")
-        reply.handle.event(
+        handle = reply.handle
+        handle.start(content_type="text/event-stream")
+        handle.event(
             "message_start",
             {
                 "type": "message_start",
                 "message": {
-                    "id": "msg_cut",
+                    "id": message_id,
                     "type": "message",
                     "role": "assistant",
                     "model": MODEL,
                     "content": [],
-                    "usage": {"input_tokens": 123, "cache_read_input_tokens": 4000, "output_tokens": 1},
+                    "usage": usage,
                 },
             },
         )
@@ -208,6 +207,19 @@ class UsageFileTests(unittest.TestCase):
         collector = _Collect()
         response.deliverBody(collector)
         yield collector.started
+        return handle, collector
+
+    @inlineCallbacks
+    def test_stream_cut_by_shutdown_counted(self) -> Any:
+        """
+        A stream still open when ccm is stopped, and still open when the
+        shutdown grace period ends, counts the tokens its first event
+        reported: shutdown does not lose it.
+        """
+        yield self.start(grace="1s")
+        _, collector = yield self.open_stream(
+            "msg_cut", {"input_tokens": 123, "cache_read_input_tokens": 4000, "output_tokens": 1}
+        )
         document = yield self.stop()
         yield collector.done
         [combination] = document["combinations"]
@@ -224,40 +236,7 @@ class UsageFileTests(unittest.TestCase):
         whole response.
         """
         yield self.start(grace="20s")
-        reply = manual_reply()
-        self.fake.enqueue(reply)
-        agent = Agent(reactor)
-        body = json.dumps(
-            {"model": MODEL, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-        ).encode("utf-8")
-        requested = agent.request(
-            b"POST",
-            (self.ccm.url + "/v1/messages").encode("ascii"),
-            Headers({b"authorization": [b"Bearer " + ALICE.encode()], b"content-type": [b"application/json"]}),
-            BytesProducer(body),
-        )
-        while reply.handle is None:
-            yield deferLater(reactor, 0.05, lambda: None)
-        handle = reply.handle
-        handle.start(content_type="text/event-stream")
-        handle.event(
-            "message_start",
-            {
-                "type": "message_start",
-                "message": {
-                    "id": "msg_drained",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": MODEL,
-                    "content": [],
-                    "usage": {"input_tokens": 55, "output_tokens": 1},
-                },
-            },
-        )
-        response = yield requested
-        collector = _Collect()
-        response.deliverBody(collector)
-        yield collector.started
+        handle, collector = yield self.open_stream("msg_drained", {"input_tokens": 55, "output_tokens": 1})
         stopped = self.ccm.stop()
         for _ in range(200):
             if "request(s) in progress to finish" in self.ccm.output():
@@ -278,9 +257,8 @@ class UsageFileTests(unittest.TestCase):
         self.assertIn(b"event: message_stop", data)
         self.assertNotIn(b"event: error", data)
         yield stopped
-        self.assertFalse(self.ccm.was_killed)
-        with open(self.usages_path) as handle_file:
-            document = json.load(handle_file)
+        # Idempotent: checks the exit and the log, and reads the file.
+        document = yield self.stop()
         [combination] = document["combinations"]
         alice = combination["by_user"]["alice"]
         self.assertEqual((alice["input_tokens"], alice["output_tokens"]), (55, 77))
