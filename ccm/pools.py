@@ -189,7 +189,9 @@ class BalancerPool:
     (most weekly headroom, weighted by plan and by how soon the weekly
     window resets), C{round_robin}, C{random}, or C{fallback} (the first
     usable in order, back to earlier ones as soon as they are usable).
-    Sessions stay on their credential while it is usable.
+    Sessions stay on their credential while it is usable; under
+    C{least_used} with a C{rebalance_threshold}, also until its weekly
+    utilization runs too far ahead of the best pick's.
     """
 
     is_balancer = True
@@ -201,10 +203,18 @@ class BalancerPool:
         strategy: str,
         clock: IReactorTime,
         rng: random_module.Random | None = None,
+        rebalance_threshold: float = 0.0,
     ) -> None:
+        """
+        :param rebalance_threshold: under C{least_used}, how many points of
+            weekly utilization (divided by the plan weight) a session's
+            credential may be ahead of the best pick before its sessions
+            move; 0 never moves them while they are usable.
+        """
         self.tag = tag
         self._members = tuple(members)
         self.strategy = strategy
+        self.rebalance_threshold = rebalance_threshold
         self._clock = clock
         self._random = rng if rng is not None else random_module.Random()
         self._counter = 0
@@ -252,17 +262,20 @@ class BalancerPool:
         if self.strategy == "fallback":
             return usable[0].credential
         self._expire_sessions(now)
+        previous = self._sessions.get(session_id) if session_id else None
+        chosen: PoolMember | None = None
+        if previous is not None:
+            current = next((m for m in usable if m.tag == previous[0]), None)
+            if current is not None:
+                chosen = self._rebalance_target(current, usable, now)
+                if chosen is None:
+                    self._sessions[session_id] = (current.tag, now)
+                    self._sessions.move_to_end(session_id)
+                    return current.credential
+                self._forget_sessions_on(current.tag)
+        if chosen is None:
+            chosen = self._pick(usable, now)
         if session_id:
-            sticky = self._sessions.get(session_id)
-            if sticky is not None:
-                for member in usable:
-                    if member.tag == sticky[0]:
-                        self._sessions[session_id] = (member.tag, now)
-                        self._sessions.move_to_end(session_id)
-                        return member.credential
-        chosen = self._pick(usable, now)
-        if session_id:
-            previous = self._sessions.get(session_id)
             self._sessions[session_id] = (chosen.tag, now)
             self._sessions.move_to_end(session_id)
             log.info(
@@ -274,6 +287,51 @@ class BalancerPool:
             )
             self._expire_sessions(now)
         return chosen.credential
+
+    def _rebalance_target(
+        self, current: PoolMember, usable: list[PoolMember], now: float
+    ) -> PoolMember | None:
+        """
+        Where the sessions of C{current} should move, or None to stay: the
+        least-used pick, when C{current}'s weekly utilization is ahead of
+        it by more than C{rebalance_threshold} divided by C{current}'s plan
+        weight (bigger plans tolerate less, as their points are worth more).
+        """
+        if self.strategy != "least_used" or self.rebalance_threshold <= 0:
+            return None
+        better = self._pick(usable, now)
+        if better is current:
+            return None
+        weight = current.credential.plan_weight
+        threshold = self.rebalance_threshold / weight
+        delta = (
+            current.credential.rate_limits.weekly.utilization
+            - better.credential.rate_limits.weekly.utilization
+        )
+        if delta <= threshold:
+            return None
+        log.info(
+            "pool {pool}: moving sessions from credential {tag} to {better}: its weekly "
+            "utilization is {delta:.1f} points higher, above the threshold of {threshold:.1f} "
+            "(rebalance_threshold {configured:g} / plan weight {weight:g})",
+            pool=self.tag,
+            tag=current.tag,
+            better=better.tag,
+            delta=delta,
+            threshold=threshold,
+            configured=self.rebalance_threshold,
+            weight=weight,
+        )
+        return better
+
+    def _forget_sessions_on(self, tag: str) -> None:
+        """
+        Unassign every session of credential C{tag}: each is placed anew at
+        its next request.
+        """
+        for session, (assigned, _) in list(self._sessions.items()):
+            if assigned == tag:
+                del self._sessions[session]
 
     def _pick(self, usable: list[PoolMember], now: float) -> PoolMember:
         if self.strategy == "round_robin":

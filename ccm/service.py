@@ -170,6 +170,7 @@ class CcmService(MultiService):
                     [members[tag] for tag in pool_config.credentials],
                     pool_config.strategy,
                     reactor,
+                    rebalance_threshold=pool_config.rebalance_threshold,
                 )
                 poll_interval = min(poll_interval, pool_config.poll_interval)
         for detour, client in clients.items():

@@ -327,6 +327,61 @@ class BalancerPoolTests(PoolTestCase):
         self.clock.advance(101)
         self.assertEqual(pool.select("s").tag, "b")
 
+    def test_rebalance_threshold(self) -> None:
+        """
+        Under C{least_used} with a C{rebalance_threshold}, a session stays
+        on its credential while its weekly utilization is at most that many
+        points (divided by the plan weight) above the best pick's; beyond,
+        it moves, with every other session on that credential, and the move
+        is logged.
+        """
+        a = PoolMember(self.credential("a", "pro", ""))
+        b = PoolMember(self.credential("b", "pro", ""))
+        pool = BalancerPool("pool", [a, b], "least_used", self.clock, rebalance_threshold=10.0)
+        self.assertEqual(pool.select("one").tag, "a")
+        b.credential.rate_limits.observe(headers(**{"7d_utilization": "0.50"}), NOW)
+        self.assertEqual(pool.select("two").tag, "a")
+        a.credential.rate_limits.observe(headers(**{"7d_utilization": "0.55"}), NOW)
+        # 5 points ahead of b: within the threshold, the sessions stay.
+        self.assertEqual([pool.select("one").tag, pool.select("two").tag], ["a", "a"])
+        a.credential.rate_limits.observe(headers(**{"7d_utilization": "0.61"}), NOW)
+        # 11 points ahead: "one" moves, and "two" is placed anew too.
+        self.assertEqual(pool.select("one").tag, "b")
+        self.assertEqual(pool.session_count(), 1)
+        self.assertEqual(pool.select("two").tag, "b")
+        [line] = [line for line in self.logged() if "moving sessions" in line]
+        self.assertIn("pool pool: moving sessions from credential a to b", line)
+        self.assertIn("11.0 points higher, above the threshold of 10.0", line)
+        self.assertTrue(any("session one assigned to credential b, moved from a" in t for t in self.logged()))
+
+    def test_rebalance_threshold_scaled_by_plan(self) -> None:
+        """
+        The threshold is divided by the plan weight of the session's
+        credential: on a Max 20x plan (weight 10) a threshold of 10 moves
+        sessions once it is more than 1 point ahead.
+        """
+        a = PoolMember(self.credential("a"))
+        b = PoolMember(self.credential("b"))
+        pool = BalancerPool("pool", [a, b], "least_used", self.clock, rebalance_threshold=10.0)
+        self.assertEqual(pool.select("s").tag, "a")
+        a.credential.rate_limits.observe(headers(**{"7d_utilization": "0.01"}), NOW)
+        self.assertEqual(pool.select("s").tag, "a")
+        a.credential.rate_limits.observe(headers(**{"7d_utilization": "0.02"}), NOW)
+        self.assertEqual(pool.select("s").tag, "b")
+
+    def test_rebalance_only_under_least_used(self) -> None:
+        """
+        Other strategies ignore C{rebalance_threshold}, and 0 (the default)
+        never moves a usable session.
+        """
+        for strategy, threshold in (("round_robin", 10.0), ("random", 10.0), ("least_used", 0.0)):
+            a, b = self.members("a", "b")
+            pool = BalancerPool("pool", [a, b], strategy, self.clock, random.Random(1), threshold)
+            first = pool.select("s").tag
+            busy = a if first == "a" else b
+            busy.credential.rate_limits.observe(headers(**{"7d_utilization": "0.90"}), NOW)
+            self.assertEqual(pool.select("s").tag, first, strategy)
+
     def test_least_used(self) -> None:
         """
         C{least_used} prefers weekly headroom times plan weight times the

@@ -447,7 +447,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
     def test_multi_credential_pools(self) -> None:
         """
         A credentials list builds one credential per default entry and a
-        pool per balancer; each user is served by the pool their
+        pool per balancer (with its rebalance threshold); each user is served by the pool their
         C{credential} names, and a caller without users by the first entry.
         """
         directory = self.make_directory()
@@ -464,7 +464,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
                         "credentials": [
                             {"tag": "a", "credential_path": a, "reserve_5h": 20},
                             {"tag": "b", "credential_path": b},
-                            {"tag": "pool", "type": "balancer", "credentials": ["a", "b"]},
+                            {"tag": "pool", "type": "balancer", "credentials": ["a", "b"], "rebalance_threshold": 15},
                         ],
                         "users": [
                             {"name": "alice", "token": USER_TOKEN, "credential": "pool"},
@@ -481,7 +481,9 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
         self.assertEqual([c.tag for c in ccm_service.credentials], ["a", "b"])
         self.assertTrue(all(c.available for c in ccm_service.credentials))
         alice, bob = ccm_service.config.users
-        self.assertIsInstance(ccm_service.pool_for(Caller(alice)), BalancerPool)
+        alice_pool = ccm_service.pool_for(Caller(alice))
+        self.assertIsInstance(alice_pool, BalancerPool)
+        self.assertEqual((alice_pool.strategy, alice_pool.rebalance_threshold), ("least_used", 15.0))
         bob_pool = ccm_service.pool_for(Caller(bob))
         self.assertIsInstance(bob_pool, SingleCredentialPool)
         self.assertEqual(bob_pool.member.cap_5h, 80)
