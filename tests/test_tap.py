@@ -447,8 +447,9 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
     def test_multi_credential_pools(self) -> None:
         """
         A credentials list builds one credential per default entry and a
-        pool per balancer (with its rebalance threshold); each user is served by the pool their
-        C{credential} names, and a caller without users by the first entry.
+        pool per balancer (with its rebalance threshold); each user is
+        served by the pool their C{credential} names, and a caller without
+        users by the first entry.
         """
         directory = self.make_directory()
         a = self.write_credentials(directory)
