@@ -341,13 +341,13 @@ class UsagePoller(TimerService):
             if not state.profile_fetched and not credential.plan_known:
                 await self._fetch_profile(credential, state, token)
         except PollError as error:
-            self._failed(credential, state, started, str(error))
+            self._poll_failed(credential, state, started, str(error))
         except CancelledError:
             # The service is stopping.
             pass
         except Exception:
             self.log.failure("usage poll of {tag} crashed", tag=credential.tag)
-            self._failed(credential, state, started, "internal error")
+            self._poll_failed(credential, state, started, "internal error")
         finally:
             state.polling = False
 
@@ -460,7 +460,7 @@ class UsagePoller(TimerService):
             delay=format_duration(delay),
         )
 
-    def _failed(
+    def _poll_failed(
         self, credential: Credential, state: _PollState, started: float, reason: str
     ) -> None:
         state.failures += 1
