@@ -16,7 +16,7 @@ import json
 import os
 import re
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from twisted.internet.endpoints import serverFromString
 
@@ -24,23 +24,19 @@ from ccm.config import (
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_LISTEN_PORT,
     DEFAULT_MAX_REQUEST_BODY_BYTES,
-    DEFAULT_SHUTDOWN_GRACE_SECONDS,
     DEFAULT_OAUTH_TOKEN_URL,
-    DEFAULT_POLL_INTERVAL_SECONDS,
+    DEFAULT_SHUTDOWN_GRACE_SECONDS,
     DEFAULT_UPSTREAM_URL,
     AddressListener,
-    BalancerCredentialConfig,
     Config,
     ConfigError,
-    CredentialConfig,
-    DefaultCredentialConfig,
-    Detour,
     EndpointListener,
     Listener,
     ServiceConfig,
     TLSConfig,
-    UserConfig,
 )
+from ccm.configcredentials import parse_credentials, parse_users
+from ccm.configdetour import index_outbounds, parse_detour
 from ccm.configread import ObjectReader, Problems, describe_type, json_path
 from ccm.units import parse_size
 
@@ -80,29 +76,6 @@ _SERVICE_KEYS = (
     "shutdown_grace",
 )
 
-_DEFAULT_CREDENTIAL_KEYS = (
-    "tag",
-    "type",
-    "credential_path",
-    "usages_path",
-    "detour",
-    "reserve_5h",
-    "reserve_weekly",
-    "limit_5h",
-    "limit_weekly",
-)
-_BALANCER_KEYS = (
-    "tag",
-    "type",
-    "strategy",
-    "credentials",
-    "poll_interval",
-    "rebalance_threshold",
-)
-_FALLBACK_KEYS = ("tag", "type", "credentials", "poll_interval")
-_USER_KEYS = ("name", "token", "credential")
-_UNSUPPORTED_USER_KEYS = ("external_credential", "allow_external_usage")
-
 _TLS_KEYS = (
     "enabled",
     "server_name",
@@ -129,19 +102,6 @@ _UNSUPPORTED_TLS_KEYS = (
 )
 _TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 
-_OUTBOUND_KEYS = ("type", "tag", "server", "server_port", "username", "password")
-
-_STRATEGY_SPELLINGS = {
-    "": "least_used",
-    "least_used": "least_used",
-    "least-used": "least_used",
-    "round_robin": "round_robin",
-    "round-robin": "round_robin",
-    "random": "random",
-    "fallback": "fallback",
-}
-
-# RFC 9110 token characters, for header names.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FORBIDDEN_HEADERS = {
     "authorization": "ccm sets Authorization to the subscription's OAuth token",
@@ -238,7 +198,7 @@ def _parse_document(
             "services", f"must be an array, got {describe_type(services_value)}"
         )
         return []
-    outbounds = _index_outbounds(document.get("outbounds"), problems)
+    outbounds = index_outbounds(document.get("outbounds"), problems)
     services = []
     for index, entry in enumerate(services_value):
         path = json_path("services", index)
@@ -255,26 +215,6 @@ def _parse_document(
     return services
 
 
-def _index_outbounds(
-    value: object, problems: Problems
-) -> dict[str, tuple[str, dict[str, Any]]]:
-    """
-    Map outbound tags to their JSON path and object; they are validated only
-    when a detour uses them, since a sing-box document has outbounds for
-    other purposes too.
-    """
-    if value is None:
-        return {}
-    if not isinstance(value, list):
-        problems.add("outbounds", f"must be an array, got {describe_type(value)}")
-        return {}
-    index: dict[str, tuple[str, dict[str, Any]]] = {}
-    for position, entry in enumerate(value):
-        if isinstance(entry, dict) and isinstance(entry.get("tag"), str):
-            index[entry["tag"]] = (json_path("outbounds", position), entry)
-    return index
-
-
 def _parse_service(
     obj: dict[str, Any],
     path: str,
@@ -289,8 +229,8 @@ def _parse_service(
         warnings.append(f"{reader.where(key)}: ignored, ccm does not use this listen field")
 
     listeners = _parse_listeners(reader, problems)
-    detour = _parse_detour(reader, "detour", outbounds, problems)
-    credentials = _parse_credentials(reader, outbounds, problems)
+    detour = parse_detour(reader, "detour", outbounds, problems)
+    credentials = parse_credentials(reader, outbounds, problems)
     credential_path = reader.string("credential_path")
     usages_path = reader.string("usages_path")
     if credentials:
@@ -311,7 +251,7 @@ def _parse_service(
                 "detour and credentials are mutually exclusive; "
                 "use detour on individual credentials",
             )
-    users = _parse_users(reader, credentials, problems, warnings)
+    users = parse_users(reader, credentials, problems, warnings)
     return ServiceConfig(
         where=path,
         tag=reader.string("tag"),
@@ -491,289 +431,3 @@ def _parse_headers(reader: ObjectReader, problems: Problems) -> tuple[tuple[str,
         seen[name.lower()] = name
         headers.append((name, values))
     return tuple(headers)
-
-
-def _parse_detour(
-    reader: ObjectReader,
-    key: str,
-    outbounds: dict[str, tuple[str, dict[str, Any]]],
-    problems: Problems,
-) -> Detour | None:
-    text = reader.string(key)
-    if not text:
-        return None
-    path = reader.where(key)
-    if "://" in text:
-        return _detour_from_url(text, path, problems)
-    if text not in outbounds:
-        known = ", ".join(sorted(outbounds)) or "none"
-        # Never echo what may be a proxy URL with a password but no scheme.
-        shown = "the value" if "@" in text else repr(text)
-        problems.add(
-            path,
-            f"{shown} is neither a proxy URL (http://host:port, socks5://host:port) "
-            f"nor the tag of an entry in outbounds (tags: {known})",
-        )
-        return None
-    outbound_path, outbound = outbounds[text]
-    out = ObjectReader(problems, outbound, outbound_path, _OUTBOUND_KEYS, ignored=outbound.keys())
-    kind = out.string("type")
-    if kind == "direct":
-        return Detour(kind="direct", name=text)
-    if kind not in ("http", "socks"):
-        problems.add(
-            out.where("type"),
-            f"outbound {text!r} has type {kind!r}, which ccm cannot use as a detour "
-            "(supported: http, socks, direct)",
-        )
-        return None
-    host = out.string("server")
-    if not host:
-        problems.add(out.where("server"), f"outbound {text!r} needs a server")
-    port = out.integer("server_port", 0, 1, 65535)
-    if not out.has("server_port"):
-        problems.add(out.where("server_port"), f"outbound {text!r} needs a server_port")
-    return Detour(
-        kind="socks5" if kind == "socks" else "http",
-        host=host,
-        port=port,
-        username=out.string("username"),
-        password=out.string("password"),
-        name=text,
-    )
-
-
-def _detour_from_url(text: str, path: str, problems: Problems) -> Detour | None:
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        # urllib's message quotes the URL, which may hold a password.
-        problems.add(
-            path,
-            "invalid proxy URL: expected http://[user:pass@]host:port or "
-            "socks5://[user:pass@]host:port with a port from 1 to 65535",
-        )
-        return None
-    scheme = {"http": "http", "socks5": "socks5", "socks5h": "socks5", "socks": "socks5"}.get(parts.scheme)
-    if scheme is None:
-        problems.add(path, f"proxy URL scheme must be http or socks5, got {parts.scheme!r}")
-        return None
-    if not parts.hostname or not port:
-        problems.add(path, "proxy URL needs a host and a port, e.g. http://127.0.0.1:3128")
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    safe_name = f"{parts.scheme}://{host}:{port}"
-    return Detour(
-        kind=scheme,
-        host=parts.hostname,
-        port=port,
-        username=unquote(parts.username or ""),
-        password=unquote(parts.password or ""),
-        name=safe_name,
-    )
-
-
-def _parse_credentials(
-    reader: ObjectReader,
-    outbounds: dict[str, tuple[str, dict[str, Any]]],
-    problems: Problems,
-) -> tuple[CredentialConfig, ...]:
-    entries = reader.objects("credentials")
-    parsed: list[tuple[str, CredentialConfig]] = []
-    seen_tags: set[str] = set()
-    for path, obj in entries:
-        kind = obj.get("type") or "default"
-        tag = obj.get("tag")
-        if tag is not None and not isinstance(tag, str):
-            problems.add(json_path(path, "tag"), f"must be a string, got {describe_type(tag)}")
-            tag = ""
-        elif not tag:
-            problems.add(json_path(path, "tag"), "every credential needs a non-empty tag")
-            tag = ""
-        elif tag in seen_tags:
-            problems.add(json_path(path, "tag"), f"duplicate credential tag: {tag}")
-        seen_tags.add(tag)
-        credential: CredentialConfig | None
-        if kind == "default":
-            credential = _parse_default_credential(obj, path, tag, outbounds, problems)
-        elif kind in ("balancer", "fallback"):
-            credential = _parse_balancer(obj, path, tag, kind, problems)
-        elif kind == "external":
-            problems.add(
-                json_path(path, "type"),
-                "external credentials (chaining ccm instances) are not supported by ccm",
-            )
-            credential = None
-        else:
-            problems.add(
-                json_path(path, "type"),
-                f"unknown credential type {kind!r}; expected default, balancer or fallback",
-            )
-            credential = None
-        if credential is not None:
-            parsed.append((path, credential))
-    _check_pool_members(parsed, problems)
-    _check_usage_paths(parsed, problems)
-    return tuple(c for _, c in parsed)
-
-
-def _parse_default_credential(
-    obj: dict[str, Any],
-    path: str,
-    tag: str,
-    outbounds: dict[str, tuple[str, dict[str, Any]]],
-    problems: Problems,
-) -> DefaultCredentialConfig:
-    reader = ObjectReader(problems, obj, path, _DEFAULT_CREDENTIAL_KEYS)
-    values = {}
-    for key, maximum in (
-        ("reserve_5h", 99),
-        ("reserve_weekly", 99),
-        ("limit_5h", 100),
-        ("limit_weekly", 100),
-    ):
-        value = reader.obj.get(key)
-        if value == 0 and type(value) is int:  # 0 means "not set", as in sing-box
-            values[key] = 0
-            continue
-        values[key] = reader.integer(key, 0, 1, maximum)
-    for window in ("5h", "weekly"):
-        if values[f"reserve_{window}"] and values[f"limit_{window}"]:
-            problems.add(
-                reader.where(f"limit_{window}"),
-                f"reserve_{window} and limit_{window} are mutually exclusive",
-            )
-    return DefaultCredentialConfig(
-        tag=tag,
-        credential_path=reader.string("credential_path"),
-        usages_path=reader.string("usages_path"),
-        detour=_parse_detour(reader, "detour", outbounds, problems),
-        **values,
-    )
-
-
-def _parse_balancer(
-    obj: dict[str, Any], path: str, tag: str, kind: str, problems: Problems
-) -> BalancerCredentialConfig:
-    known = _BALANCER_KEYS if kind == "balancer" else _FALLBACK_KEYS
-    reader = ObjectReader(problems, obj, path, known)
-    strategy = "fallback"
-    if kind == "balancer":
-        spelled = reader.string("strategy")
-        if spelled not in _STRATEGY_SPELLINGS:
-            problems.add(
-                reader.where("strategy"),
-                f"unknown balancer strategy {spelled!r}; expected least_used, "
-                "round_robin, random or fallback",
-            )
-        strategy = _STRATEGY_SPELLINGS.get(spelled, "least_used")
-    members = reader.strings("credentials")
-    if not reader.has("credentials"):
-        problems.add(reader.where("credentials"), "is required: list the tags of default credentials")
-    elif not members:
-        problems.add(reader.where("credentials"), f"credential {tag} has no sub-credentials")
-    return BalancerCredentialConfig(
-        tag=tag,
-        credentials=members,
-        strategy=strategy,
-        poll_interval=reader.duration("poll_interval", DEFAULT_POLL_INTERVAL_SECONDS),
-        rebalance_threshold=reader.number("rebalance_threshold", 0.0, 0.0)
-        if kind == "balancer"
-        else 0.0,
-    )
-
-
-def _check_pool_members(parsed: list[tuple[str, CredentialConfig]], problems: Problems) -> None:
-    kinds = {c.tag: c for _, c in parsed}
-    for path, credential in parsed:
-        if not isinstance(credential, BalancerCredentialConfig):
-            continue
-        for index, member in enumerate(credential.credentials):
-            where = json_path(json_path(path, "credentials"), index)
-            target = kinds.get(member)
-            if target is None:
-                problems.add(where, f"credential {credential.tag} references unknown credential: {member}")
-            elif not isinstance(target, DefaultCredentialConfig):
-                problems.add(
-                    where,
-                    f"credential {credential.tag} can only contain default credentials; "
-                    f"{member} is a pool",
-                )
-        if len(set(credential.credentials)) != len(credential.credentials):
-            problems.add(json_path(path, "credentials"), "lists the same credential twice")
-
-
-def _check_usage_paths(parsed: list[tuple[str, CredentialConfig]], problems: Problems) -> None:
-    owners: dict[str, str] = {}
-    for path, credential in parsed:
-        if not isinstance(credential, DefaultCredentialConfig) or not credential.usages_path:
-            continue
-        key = os.path.abspath(credential.usages_path)
-        if key in owners:
-            problems.add(
-                json_path(path, "usages_path"),
-                f"credential {owners[key]} already uses {credential.usages_path}; "
-                "each credential needs its own usage file",
-            )
-        else:
-            owners[key] = credential.tag
-
-
-def _parse_users(
-    reader: ObjectReader,
-    credentials: tuple[CredentialConfig, ...],
-    problems: Problems,
-    warnings: list[str],
-) -> tuple[UserConfig, ...]:
-    tags = {c.tag for c in credentials}
-    users = []
-    names: set[str] = set()
-    tokens: set[str] = set()
-    for path, obj in reader.objects("users"):
-        user = ObjectReader(problems, obj, path, _USER_KEYS, ignored=_UNSUPPORTED_USER_KEYS)
-        for key in user.ignored_present:
-            problems.add(user.where(key), "external credentials are not supported by ccm")
-        name = user.string("name")
-        token = user.string("token")
-        credential = user.string("credential")
-        # A value of the wrong type was reported already, once.
-        wrong_type = {
-            k for k in _USER_KEYS if obj.get(k) is not None and not isinstance(obj[k], str)
-        }
-        if not name:
-            if "name" not in wrong_type:
-                problems.add(user.where("name"), "every user needs a non-empty name")
-        elif name in names:
-            problems.add(user.where("name"), f"duplicate user name: {name}")
-        if not token:
-            if "token" not in wrong_type:
-                problems.add(user.where("token"), f"user {name or '?'} needs a non-empty token")
-        elif token != token.strip():
-            problems.add(
-                user.where("token"),
-                f"user {name or '?'}'s token starts or ends with white space, "
-                "which clients cannot send",
-            )
-        elif token in tokens:
-            problems.add(user.where("token"), f"user {name or '?'} has the same token as another user")
-        names.add(name)
-        tokens.add(token)
-        if credentials:
-            if not credential:
-                if "credential" not in wrong_type:
-                    problems.add(
-                        user.where("credential"),
-                        f"user {name} must specify credential in multi-credential mode",
-                    )
-            elif credential not in tags:
-                problems.add(
-                    user.where("credential"),
-                    f"user {name} references unknown credential: {credential}",
-                )
-        elif credential:
-            warnings.append(
-                f"{user.where('credential')}: ignored, there is no credentials list"
-            )
-        users.append(UserConfig(name=name, token=token, credential=credential))
-    return tuple(users)
