@@ -52,14 +52,16 @@ _STRATEGY_SPELLINGS = {
     "fallback": "fallback",
 }
 
-# RFC 9110 token characters, for header names.
-
 
 def parse_credentials(
     reader: ObjectReader,
     outbounds: dict[str, tuple[str, dict[str, Any]]],
     problems: Problems,
 ) -> tuple[CredentialConfig, ...]:
+    """
+    The service's C{credentials} list, each entry checked, and the pools'
+    references to their members and the usage files checked across entries.
+    """
     entries = reader.objects("credentials")
     parsed: list[tuple[str, CredentialConfig]] = []
     seen_tags: set[str] = set()
@@ -207,6 +209,10 @@ def parse_users(
     problems: Problems,
     warnings: list[str],
 ) -> tuple[UserConfig, ...]:
+    """
+    The service's C{users}: unique names and tokens, each user's
+    C{credential} naming an entry of C{credentials} when there is a list.
+    """
     tags = {c.tag for c in credentials}
     users = []
     names: set[str] = set()

@@ -42,6 +42,11 @@ def parse_detour(
     outbounds: dict[str, tuple[str, dict[str, Any]]],
     problems: Problems,
 ) -> Detour | None:
+    """
+    The detour named by C{key}: a proxy URL or an outbound's tag (checked
+    only now, as other outbounds may be for sing-box's other uses); None for
+    no detour or a problem.
+    """
     text = reader.string(key)
     if not text:
         return None

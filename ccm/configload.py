@@ -102,6 +102,7 @@ _UNSUPPORTED_TLS_KEYS = (
 )
 _TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 
+# RFC 9110 token characters, for header names.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FORBIDDEN_HEADERS = {
     "authorization": "ccm sets Authorization to the subscription's OAuth token",
