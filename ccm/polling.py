@@ -255,12 +255,10 @@ class UsagePoller(TimerService):
         timeout: float = POLL_TIMEOUT_SECONDS,
     ) -> None:
         super().__init__(interval, self.poll_all)
-        self.clock = clock
+        self.clock: IReactorTime = clock
         self._credentials = [(credential, _PollState()) for credential in credentials]
         self._http = http_client
-        self._clock = clock
         self._upstream_url = upstream_url.rstrip("/")
-        self._interval = interval
         self._timeout = timeout
         self._slack = min(TICK_SLACK_SECONDS, interval / 10)
         self._in_flight: set[Deferred[None]] = set()
@@ -281,7 +279,7 @@ class UsagePoller(TimerService):
         :return: a Deferred that fires when those polls are over; it never
             fails, as each poll handles its own errors.
         """
-        now = self._clock.seconds()
+        now = self.clock.seconds()
         polls: list[Deferred[None]] = []
         for credential, state in self._credentials:
             try:
@@ -302,7 +300,7 @@ class UsagePoller(TimerService):
         updated_at = credential.rate_limits.updated_at
         if updated_at == state.applied_at:
             updated_at = state.applied_started_at
-        return now - updated_at >= self._interval - self._slack
+        return now - updated_at >= self.step - self._slack
 
     def _start(self, credential: Credential, state: _PollState) -> Deferred[None]:
         state.polling = True
@@ -317,7 +315,7 @@ class UsagePoller(TimerService):
         return result
 
     async def _poll(self, credential: Credential, state: _PollState) -> None:
-        started = self._clock.seconds()
+        started = self.clock.seconds()
         try:
             try:
                 token = await credential.access_token()
@@ -364,7 +362,7 @@ class UsagePoller(TimerService):
         def timed_out(result: object, timeout: float) -> tuple[int, Headers, bytes]:
             raise PollError(f"no answer within {timeout:g}s")
 
-        attempt.addTimeout(self._timeout, self._clock, onTimeoutCancel=timed_out)
+        attempt.addTimeout(self._timeout, self.clock, onTimeoutCancel=timed_out)
         return attempt
 
     async def _fetch(self, path: str, token: str, beta: bool) -> tuple[int, Headers, bytes]:
@@ -381,7 +379,7 @@ class UsagePoller(TimerService):
             response = await self._http.get(
                 self._upstream_url + path,
                 headers=headers,
-                reactor=self._clock,
+                reactor=self.clock,
                 unbuffered=True,
                 allow_redirects=False,
             )
@@ -423,7 +421,7 @@ class UsagePoller(TimerService):
         five_hour: tuple[float, float] | None,
         weekly: tuple[float, float] | None,
     ) -> None:
-        now = self._clock.seconds()
+        now = self.clock.seconds()
         credential.rate_limits.apply_poll(five_hour, weekly, now)
         state.applied_at = credential.rate_limits.updated_at
         state.applied_started_at = started
@@ -453,7 +451,7 @@ class UsagePoller(TimerService):
         return f"{utilization:g}% used, resets in {format_duration(max(0.0, resets_at - now))}"
 
     def _rate_limited(self, credential: Credential, state: _PollState, delay: int) -> None:
-        state.retry_at = self._clock.seconds() + delay
+        state.retry_at = self.clock.seconds() + delay
         self.log.debug(
             "usage endpoint rate-limited the poll of {tag}; next poll in {delay}",
             tag=credential.tag,
