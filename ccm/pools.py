@@ -263,18 +263,17 @@ class BalancerPool:
             return usable[0].credential
         self._expire_sessions(now)
         previous = self._sessions.get(session_id) if session_id else None
-        chosen: PoolMember | None = None
-        if previous is not None:
-            current = next((m for m in usable if m.tag == previous[0]), None)
-            if current is not None:
-                chosen = self._rebalance_target(current, usable, now)
-                if chosen is None:
-                    self._sessions[session_id] = (current.tag, now)
-                    self._sessions.move_to_end(session_id)
-                    return current.credential
-                self._forget_sessions_on(current.tag)
-        if chosen is None:
+        current = next((m for m in usable if previous and m.tag == previous[0]), None)
+        if current is None:
             chosen = self._pick(usable, now)
+        else:
+            better = self._rebalance_target(current, usable, now)
+            if better is None:
+                self._sessions[session_id] = (current.tag, now)
+                self._sessions.move_to_end(session_id)
+                return current.credential
+            self._forget_sessions_on(current.tag)
+            chosen = better
         if session_id:
             self._sessions[session_id] = (chosen.tag, now)
             self._sessions.move_to_end(session_id)
