@@ -10,9 +10,9 @@ import ipaddress
 import os
 import re
 import sys
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from twisted.application.service import MultiService, Service
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.threads import deferToThreadPool
@@ -40,6 +40,13 @@ from ccm.status import StatusResource
 from ccm.upstream import make_http_client
 from ccm.usagefile import UsageFile, UsageSaverService
 from ccm.watch import FileWatcher
+
+
+def _stop_all(services: Iterable[IService]) -> Deferred[Any]:
+    """
+    Stop C{services} together, as L{MultiService} stops its children.
+    """
+    return DeferredList([maybeDeferred(s.stopService) for s in services], consumeErrors=True)
 
 
 def _is_loopback(listener: Listener) -> bool:
@@ -259,18 +266,12 @@ class CcmService(MultiService):
         connections.
         """
         Service.stopService(self)
-        listening = DeferredList(
-            [maybeDeferred(listener.stopService) for listener in self.listeners],
-            consumeErrors=True,
-        )
-        listening.addCallback(lambda _: self.proxy.drain(self.config.shutdown_grace))
-        listening.addCallback(lambda _: self._stop_background())
-        listening.addBoth(lambda _: self._close_connections())
-        return listening
-
-    def _stop_background(self) -> Deferred[Any]:
-        others = [child for child in reversed(list(self)) if child not in self.listeners]
-        return DeferredList([maybeDeferred(child.stopService) for child in others], consumeErrors=True)
+        background = [child for child in reversed(list(self)) if child not in self.listeners]
+        stopped = _stop_all(self.listeners)
+        stopped.addCallback(lambda _: self.proxy.drain(self.config.shutdown_grace))
+        stopped.addCallback(lambda _: _stop_all(background))
+        stopped.addBoth(lambda _: self._close_connections())
+        return stopped
 
     def _close_connections(self) -> Deferred[Any]:
         closing = [self._close_http()] + [
