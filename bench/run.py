@@ -466,14 +466,14 @@ async def event_delay(port: int, name: str, streams: int, rate: float, seconds: 
     async def one(i: int) -> None:
         await asyncio.sleep(ramp * i / streams)
         conn = Conn(port, name)
-        seen = 0
+        opened = False
 
         def on_event(delay: float) -> None:
-            nonlocal seen
+            nonlocal opened
             now = time.time()
-            if not seen:
+            if not opened:
                 first_event.append(now)
-            seen += 1
+                opened = True
             received.append((now, delay * 1000))
 
         await sse_stream(conn, query, on_event)
@@ -487,7 +487,7 @@ async def event_delay(port: int, name: str, streams: int, rate: float, seconds: 
         "p50": pct(steady, 50),
         "p99": pct(steady, 99),
         "n": len(steady),
-        "opening_p99": pct(opening, 99) if opening else float("nan"),
+        "opening_p99": pct(opening, 99),
         "opening_n": len(opening),
     }
 
