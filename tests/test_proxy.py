@@ -373,12 +373,7 @@ class ResponseTests(SynchronousTestCase):
         """
         reply = manual_reply()
         harness.fake.enqueue(reply)
-        d = harness.send(
-            "POST",
-            "/v1/messages",
-            json.dumps(MESSAGE_BODY).encode("utf-8"),
-            {"content-type": "application/json"},
-        )
+        d = send_message(harness)
         assert reply.handle is not None
         reply.handle.start(status, headers, content_type="application/json; charset=utf-8")
         reply.handle.write(body)
@@ -453,12 +448,7 @@ class ResponseTests(SynchronousTestCase):
         harness = ProxyHarness(self)
         reply = manual_reply()
         harness.fake.enqueue(reply)
-        d = harness.send(
-            "POST",
-            "/v1/messages",
-            json.dumps(MESSAGE_BODY).encode("utf-8"),
-            {"content-type": "application/json"},
-        )
+        d = send_message(harness)
         assert reply.handle is not None
         upstream_request = reply.handle.request
         upstream_request.defaultContentType = None
