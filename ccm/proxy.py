@@ -33,6 +33,7 @@ from ccm.detour import DetourError
 from ccm.errors import NOT_FOUND, APIError, error_body, new_request_id, render_error, send_error
 from ccm.headers import client_response_headers, upstream_request_headers
 from ccm.oauth import is_cancellation
+from ccm.paths import forwarded_target
 from ccm.pricing import context_window_for
 from ccm.sessions import session_id_of
 from ccm.sse import EventStreamUsage, JSONBodyUsage, TokenUsage
@@ -217,6 +218,13 @@ class ProxyResource(Resource):
                 waiter.callback(None)
 
     def render(self, request: Request) -> bytes | int:
+        """
+        Forward the request, or answer it with ccm's own error.
+
+        C{request.path} is the normalized path L{ccm.resource.Root} routed
+        on; a refusal of the path comes before any authentication or
+        upstream work.
+        """
         if not request.path.startswith(b"/v1/"):
             return render_error(request, NOT_FOUND)
         if self.draining:
@@ -401,7 +409,9 @@ class _Exchange:
         headers = upstream_request_headers(
             request.requestHeaders, access_token, self.proxy.extra_headers
         )
-        url = self.proxy.upstream_url + request.uri.decode("latin-1")
+        # request.path is normalized (see ccm.resource.Root); the client's
+        # request target is never sent as it is.
+        url = self.proxy.upstream_url + forwarded_target(request.path, request.uri).decode("ascii")
         assert self.credential is not None
         self.upstream = self.proxy.http_client_for(self.credential).request(
             request.method.decode("ascii"),

@@ -3,19 +3,23 @@
 The resource tree and the site that serves it.
 
 C{/v1/...} is proxied, C{/ccm/v1/status} reports the caller's pool, and
-everything else is a 404 in the Anthropic shape.  The site keeps request
-bodies within the configured limit and keeps its access log quiet: ccm
-logs one line of its own per proxied request.
+everything else is a 404 in the Anthropic shape.  Routing and the proxy
+both work on the path as L{ccm.paths.normalize_path} makes it, once, at the
+root.  The site keeps request bodies within the configured limit and keeps
+its access log quiet: ccm logs one line of its own per proxied request.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
-from twisted.web.resource import IResource, Resource
+from twisted.logger import Logger
+from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request, Site
 
 from ccm.errors import NOT_FOUND, render_error
+from ccm.paths import PathRefused, normalize_path
 
 
 class NotFoundResource(Resource):
@@ -44,18 +48,75 @@ class Directory(Resource):
         return render_error(request, NOT_FOUND)
 
 
+class Root(Resource):
+    """
+    The root of ccm's URL space: it normalizes the request path, then routes
+    the normalized path through C{tree}.
+
+    This is the one place a path is normalized.  The normalized path
+    replaces C{request.path}, and C{prepath} and C{postpath} are split from
+    it the way twisted.web splits them, so every resource below, the proxy
+    included, routes, forwards and logs the same path (as
+    L{twisted.web.rewrite} rules do, by rewriting the request before the
+    tree sees it).  C{request.uri} keeps the target as the client sent it;
+    the proxy takes only the query string from it.
+
+    A path that L{normalize_path} refuses is answered with ccm's 404 before
+    any resource, authentication or upstream work, and logged as a warning
+    without its query string.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, tree: IResource) -> None:
+        """
+        :param tree: the resources to route normalized paths through.
+        """
+        super().__init__()
+        self._tree = tree
+
+    def render(self, request: Request) -> bytes | int:
+        """
+        Render the resource the normalized path names, or ccm's 404 for a
+        refused path.
+        """
+        try:
+            path = normalize_path(request.path)
+        except PathRefused as refusal:
+            self.log.warn(
+                "refused {method} {path} from {peer}: {reason}",
+                method=request.method.decode("ascii", "replace"),
+                path=request.path.decode("ascii", "backslashreplace"),
+                peer=_peer(request),
+                reason=str(refusal),
+            )
+            return render_error(request, NOT_FOUND)
+        request.path = path
+        request.prepath = []
+        request.postpath = [unquote_to_bytes(segment) for segment in path[1:].split(b"/")]
+        resource: IResource = getChildForRequest(self._tree, request)
+        return resource.render(request)
+
+
+def _peer(request: Request) -> str:
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    return str(host) if host is not None else str(address)
+
+
 def build_root(proxy: IResource, status: IResource) -> Resource:
     """
     The root of ccm's URL space.
     """
-    root = Directory()
-    root.putChild(b"v1", proxy)
+    tree = Directory()
+    tree.putChild(b"v1", proxy)
     ccm = Directory()
     ccm_v1 = Directory()
-    root.putChild(b"ccm", ccm)
+    tree.putChild(b"ccm", ccm)
     ccm.putChild(b"v1", ccm_v1)
     ccm_v1.putChild(b"status", status)
-    return root
+    return Root(tree)
 
 
 class LimitedRequest(Request):

@@ -49,6 +49,8 @@ class RoutingTests(SynchronousTestCase):
             "/foo/v1/messages",
             "//v1/messages",
             "/api/oauth/usage",
+            "/v1/../api/oauth/usage",
+            "/v1/%2e%2e/api/oauth/profile",
         ]
         for path in paths:
             for method in ("GET", "POST"):
