@@ -59,6 +59,18 @@ RESPONSE_HEADER_TIMEOUT_SECONDS = 600.0
 # upstream connection is dead.
 STREAM_IDLE_TIMEOUT_SECONDS = 300.0
 
+# The methods of the Anthropic API; anything else (TRACE, CONNECT, OPTIONS,
+# made-up ones) is answered by ccm, since an upstream that echoes a request
+# would hand back the OAuth token.
+FORWARDED_METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE")
+
+METHOD_NOT_ALLOWED = APIError(
+    405,
+    "invalid_request_error",
+    "method not allowed",
+    headers=(("allow", ", ".join(method.decode("ascii") for method in FORWARDED_METHODS)),),
+)
+
 SHUTTING_DOWN = APIError(
     503,
     "api_error",
@@ -222,11 +234,19 @@ class ProxyResource(Resource):
         Forward the request, or answer it with ccm's own error.
 
         C{request.path} is the normalized path L{ccm.resource.Root} routed
-        on; a refusal of the path comes before any authentication or
-        upstream work.
+        on; refusals of the path and of the method come before any
+        authentication or upstream work.
         """
         if not request.path.startswith(b"/v1/"):
             return render_error(request, NOT_FOUND)
+        if request.method not in FORWARDED_METHODS:
+            self.log.warn(
+                "refused {method} {path} from {peer}: method not allowed",
+                method=request.method.decode("ascii", "replace"),
+                path=request.path.decode("ascii", "replace"),
+                peer=_peer(request),
+            )
+            return render_error(request, METHOD_NOT_ALLOWED)
         if self.draining:
             return render_error(request, SHUTTING_DOWN)
         try:

@@ -676,3 +676,23 @@ class WireTests(TestCase):
         )
         self.assertEqual(response.status, 200)
         self.assertEqual([r.path for r in self.fake.requests], ["/v1/models?a=1%23b%7Cc%5Cd&e=2"])
+
+    async def test_methods_on_the_wire(self) -> None:
+        """
+        C{TRACE}, C{CONNECT} and a lower-case C{get} get ccm's 405 with
+        C{Allow}; the connection then serves a plain request, and nothing
+        but that reaches the upstream.
+        """
+        responses: list[RawResponse] = []
+        for method in ("TRACE", "CONNECT", "get", "OPTIONS"):
+            first, second = await self.converse(
+                raw_request(method, "/v1/messages" + SECRET_QUERY),
+                raw_request("GET", "/v1/models", headers={"Connection": "close"}),
+            )
+            self.assertEqual(first.status, 405, method)
+            self.assertEqual(first.headers["allow"], ["GET, HEAD, POST, PUT, PATCH, DELETE"])
+            self.assertEqual(first.json()["error"]["type"], "invalid_request_error")
+            self.assertEqual(second.status, 200)
+            responses += [first, second]
+        self.assertEqual([r.path for r in self.fake.requests], ["/v1/models"] * 4)
+        self.assert_clean(responses)

@@ -51,7 +51,9 @@ from tests.proxyharness import (
     BOB_TOKEN,
     UPSTREAM_URL,
     ProxyHarness,
+    RawConnection,
     ScriptedUpstream,
+    raw_request,
     write_credentials,
 )
 
@@ -740,6 +742,100 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(UnicodeEncodeError)), 1)
         self.assertEqual(harness.fake.requests, [])
         self.assertEqual(harness.clock.getDelayedCalls(), [])
+
+
+class MethodTests(SynchronousTestCase):
+    """
+    Only the methods the Anthropic API uses are forwarded.
+    """
+
+    def test_api_methods_forwarded(self) -> None:
+        """
+        C{GET}, C{HEAD}, C{POST}, C{PUT}, C{PATCH} and C{DELETE} go upstream
+        with their method.
+        """
+        harness = ProxyHarness(self)
+        methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+        for method in methods:
+            body = b"{}" if method in ("POST", "PUT", "PATCH") else None
+            harness.response(method, "/v1/models", body)
+        self.assertEqual([r.method for r in harness.fake.requests], methods)
+
+    def test_head_keeps_working(self) -> None:
+        """
+        A C{HEAD} under C{/v1/} is forwarded and answered without a body,
+        and the C{HEAD} of the base URL is still ccm's bodiless 404.
+        """
+        harness = ProxyHarness(self)
+        response = harness.response("HEAD", "/v1/models")
+        self.assertEqual(harness.fake.requests[-1].method, "HEAD")
+        self.assertEqual(harness.body_of(response), b"")
+        probe = harness.response("HEAD", "/", token=None)
+        self.assertEqual(probe.code, 404)
+        self.assertEqual(harness.body_of(probe), b"")
+        self.assertEqual(len(harness.fake.requests), 1)
+
+    def test_other_methods_refused(self) -> None:
+        """
+        Any other method gets 405 C{invalid_request_error} with C{Allow}
+        listing the forwarded methods, before authentication, logged as
+        refused without the query string; nothing goes upstream, the next
+        request works, and no token is in the answer or the log.
+        """
+        harness = ProxyHarness(self)
+        for method in ("TRACE", "TRACK", "OPTIONS", "CONNECT", "PROPFIND", "BREW"):
+            for token in (ALICE_TOKEN, None, "ccm-token-wrong-2"):
+                before = len(harness.log_texts(LogLevel.warn))
+                response = harness.response(
+                    method, "/v1/messages?signature=query-secret-77", b"{}", token=token
+                )
+                error = harness.ccm_error(response, 405, "invalid_request_error")
+                self.assertEqual(error["message"], "method not allowed")
+                self.assertEqual(
+                    response.headers.getRawHeaders("allow"),
+                    ["GET, HEAD, POST, PUT, PATCH, DELETE"],
+                )
+                self.assertEqual(
+                    harness.log_texts(LogLevel.warn)[before:],
+                    [f"refused {method} /v1/messages from 127.0.0.1: method not allowed"],
+                )
+        self.assertEqual(harness.fake.requests, [])
+        self.assertEqual(harness.callers, [])
+        self.assertEqual(harness.messages(MESSAGE_BODY).code, 200)
+        for text in harness.log_texts():
+            self.assertNotIn("query-secret", text)
+        harness.assert_no_secrets_logged()
+
+    def test_path_refused_before_method(self) -> None:
+        """
+        A path ccm does not serve is a 404 whatever the method.
+        """
+        harness = ProxyHarness(self)
+        for path in ("/foo", "/v1", "/v1/../api/oauth/profile"):
+            harness.ccm_error(harness.response("TRACE", path), 404, "not_found_error")
+        self.assertEqual(harness.fake.requests, [])
+
+    def test_lower_case_method_refused(self) -> None:
+        """
+        Methods are case-sensitive: a raw C{get} is not C{GET}, and gets
+        405 on a connection that then serves the next request.
+        """
+        harness = ProxyHarness(self)
+        connection = RawConnection(harness.site())
+        connection.send(raw_request("get", "/v1/models"))
+        response = connection.response()
+        assert response is not None
+        self.assertEqual(response.status, 405)
+        self.assertEqual(response.headers["allow"], ["GET, HEAD, POST, PUT, PATCH, DELETE"])
+        self.assertEqual(response.json()["error"]["type"], "invalid_request_error")
+        connection.transport.clear()
+        connection.send(raw_request("GET", "/v1/models"))
+        harness.flush()
+        response = connection.response()
+        assert response is not None
+        self.assertEqual(response.status, 200)
+        self.assertEqual([r.method for r in harness.fake.requests], ["GET"])
+        connection.close()
 
 
 class UpstreamFailureTests(SynchronousTestCase):
