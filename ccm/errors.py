@@ -13,6 +13,8 @@ import json
 import secrets
 from dataclasses import dataclass, field
 
+from twisted.web import http
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
 REQUEST_ID_HEADER = b"request-id"
@@ -81,3 +83,24 @@ def send_error(request: IRequest, error: APIError) -> None:
 
 
 NOT_FOUND = APIError(404, "not_found_error", "Not found")
+
+
+INTERNAL_ERROR = APIError(500, "api_error", "internal error in ccm")
+
+
+def answer_bug(request: http.Request) -> None:
+    """
+    End a request whose handling hit a bug in ccm, once the bug is logged:
+    with a 500 C{api_error} when nothing of the answer was sent yet (the
+    headers set so far belonged to an answer that will not come, and are
+    dropped), else by aborting the connection, so that a truncated answer
+    cannot pass for a whole one.  The request must not be finished, nor
+    its client gone.
+    """
+    if request.startedWriting:
+        transport = getattr(request.channel, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
+        return
+    request.responseHeaders = Headers()
+    send_error(request, INTERNAL_ERROR)

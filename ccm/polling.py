@@ -16,7 +16,6 @@ OAuth profile supplies it.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -41,8 +40,8 @@ USAGE_PATH = "/api/oauth/usage"
 PROFILE_PATH = "/api/oauth/profile"
 POLL_INTERVAL_SECONDS = 60.0
 POLL_TIMEOUT_SECONDS = 5.0
-# After a 429 without a usable Retry-After, and the most a Retry-After may
-# hold polls back (an absurd value must not stop them for good).
+# After a 429 without a usable Retry-After (absent, or beyond the bounds of
+# ccm.ratelimits), and the most a Retry-After may hold polls back.
 RETRY_AFTER_DEFAULT_SECONDS = 60
 RETRY_AFTER_MAX_SECONDS = 3600
 # Consecutive failures wait 1, 2, 4, then 5 minutes.
@@ -97,7 +96,9 @@ def parse_iso_8601(value: str) -> float:
 def _window(document: dict[str, Any], key: str) -> tuple[float, float] | None:
     """
     One window of a usage answer as (percent used, reset in Unix seconds or
-    0 when unknown); C{None} for a null window.
+    0 when unknown); C{None} for a null window.  Only the shape is checked
+    here: whether the numbers are plausible is for
+    L{RateLimitState.apply_poll} to judge.
 
     :raise ValueError: when the window is malformed.
     """
@@ -111,8 +112,6 @@ def _window(document: dict[str, Any], key: str) -> tuple[float, float] | None:
         utilization = 0.0
     if isinstance(utilization, bool) or not isinstance(utilization, (int, float)):
         raise ValueError(f"{key}.utilization is not a number")
-    if not math.isfinite(utilization) or utilization < 0:
-        raise ValueError(f"{key}.utilization is out of range")
     resets_at = bucket.get("resets_at")
     if resets_at is None:
         reset = 0.0
@@ -158,13 +157,6 @@ def plan_from_profile(document: object) -> tuple[str, str] | None:
     tier = organization.get("rate_limit_tier")
     subscription = _ORGANIZATION_TYPES.get(kind, kind.removeprefix("claude_"))
     return subscription, tier if isinstance(tier, str) else ""
-
-
-def _retry_after(headers: Headers) -> int:
-    value = (headers.getRawHeaders(b"retry-after") or [b""])[0].strip()
-    if not value.isdigit():
-        return RETRY_AFTER_DEFAULT_SECONDS
-    return min(int(value), RETRY_AFTER_MAX_SECONDS)
 
 
 class _AnswerReader(Protocol):
@@ -327,7 +319,10 @@ class UsagePoller(TimerService):
                 raise PollError(f"no access token: {type(error).__name__}") from None
             code, headers, body = await self._get(USAGE_PATH, token, beta=True)
             if code == 429:
-                self._rate_limited(credential, state, _retry_after(headers))
+                delay = credential.rate_limits.retry_after(headers, self.clock.seconds())
+                if delay is None:
+                    delay = RETRY_AFTER_DEFAULT_SECONDS
+                self._rate_limited(credential, state, min(delay, RETRY_AFTER_MAX_SECONDS))
                 return
             if code != 200:
                 raise PollError(f"HTTP {code}")
@@ -450,7 +445,7 @@ class UsagePoller(TimerService):
             return f"{utilization:g}% used"
         return f"{utilization:g}% used, resets in {format_duration(max(0.0, resets_at - now))}"
 
-    def _rate_limited(self, credential: Credential, state: _PollState, delay: int) -> None:
+    def _rate_limited(self, credential: Credential, state: _PollState, delay: float) -> None:
         state.retry_at = self.clock.seconds() + delay
         self.log.debug(
             "usage endpoint rate-limited the poll of {tag}; next poll in {delay}",

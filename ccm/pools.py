@@ -177,10 +177,9 @@ class SingleCredentialPool:
 
     def status(self) -> dict[str, float]:
         """
-        The caller's view of the pool, as the reference's status endpoint
-        reports it.
+        The caller's view of the pool, for the status endpoint.
         """
-        return pool_status(self.members)
+        return pool_status(self.members, self._clock.seconds())
 
 
 class BalancerPool:
@@ -344,10 +343,9 @@ class BalancerPool:
 
     def status(self) -> dict[str, float]:
         """
-        The caller's view of the pool, as the reference's status endpoint
-        reports it.
+        The caller's view of the pool, for the status endpoint.
         """
-        return pool_status(self._members)
+        return pool_status(self._members, self._clock.seconds())
 
 
 def _least_used_score(member: PoolMember, now: float) -> float:
@@ -365,29 +363,56 @@ def _least_used_score(member: PoolMember, now: float) -> float:
     return score
 
 
-def pool_status(members: Sequence[PoolMember]) -> dict[str, float]:
+def pool_status(members: Sequence[PoolMember], now: float) -> dict[str, float]:
     """
-    Combine the members' windows as the reference's status endpoint does:
-    each loaded member contributes its remaining headroom below its caps,
-    weighted by its plan weight; a pool with nothing loaded reports 100%
-    used.
+    Combine the members' windows into the status endpoint's figures.
+
+    Utilization is measured, as in the reference, against each member's
+    pause thresholds and weighted by its plan: a member contributes its
+    headroom below its caps.  Unlike the reference, a member that cannot
+    serve now (unavailable, rate-limited by a 429, or paused at a
+    threshold) contributes none, so it reads as full instead of showing the
+    figures it had before it hit the wall; C{plan_weight} counts only the
+    members that can serve, and is 0 when none can.
+
+    C{five_hour_reset} and C{weekly_reset} say when that figure next drops,
+    in whole Unix seconds (0 when no time is known): the earliest of the
+    members' resets, where the reset of a member that can serve is its
+    window's, and that of one that cannot is the time it can serve again
+    (when known).
     """
     total_weight = 0.0
+    usable_weight = 0.0
     remaining_5h = 0.0
     remaining_weekly = 0.0
+    resets_5h: list[float] = []
+    resets_weekly: list[float] = []
     for member in members:
-        credential = member.credential
-        if credential.tokens is None or credential.problem is not None:
-            continue
-        weight = credential.plan_weight
-        limits = credential.rate_limits
-        remaining_5h += max(0.0, member.cap_5h - limits.five_hour.utilization) * weight
-        remaining_weekly += max(0.0, member.cap_weekly - limits.weekly.utilization) * weight
+        state = member.state(now)
+        weight = member.credential.plan_weight
+        limits = member.credential.rate_limits
         total_weight += weight
+        if state.usable:
+            usable_weight += weight
+            remaining_5h += max(0.0, member.cap_5h - limits.five_hour.utilization) * weight
+            remaining_weekly += max(0.0, member.cap_weekly - limits.weekly.utilization) * weight
+        for window, resets in ((limits.five_hour, resets_5h), (limits.weekly, resets_weekly)):
+            # Full until it can serve again, whatever its own windows say.
+            reset = window.resets_at if state.usable else state.until
+            if reset > now:
+                resets.append(reset)
     if total_weight == 0:
-        return {"five_hour_utilization": 100.0, "weekly_utilization": 100.0, "plan_weight": 0.0}
+        return {
+            "five_hour_utilization": 100.0,
+            "weekly_utilization": 100.0,
+            "plan_weight": 0.0,
+            "five_hour_reset": 0,
+            "weekly_reset": 0,
+        }
     return {
         "five_hour_utilization": 100.0 - remaining_5h / total_weight,
         "weekly_utilization": 100.0 - remaining_weekly / total_weight,
-        "plan_weight": total_weight,
+        "plan_weight": usable_weight,
+        "five_hour_reset": int(min(resets_5h)) if resets_5h else 0,
+        "weekly_reset": int(min(resets_weekly)) if resets_weekly else 0,
     }

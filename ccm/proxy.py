@@ -30,7 +30,16 @@ from twisted.web.server import NOT_DONE_YET, Request
 from ccm.auth import Authenticator, Caller
 from ccm.credentials import Credential, CredentialUnavailable
 from ccm.detour import DetourError
-from ccm.errors import NOT_FOUND, APIError, error_body, new_request_id, render_error, send_error
+from ccm.errors import (
+    INTERNAL_ERROR,
+    NOT_FOUND,
+    APIError,
+    answer_bug,
+    error_body,
+    new_request_id,
+    render_error,
+    send_error,
+)
 from ccm.headers import client_response_headers, upstream_request_headers
 from ccm.oauth import is_cancellation
 from ccm.paths import forwarded_target
@@ -578,15 +587,15 @@ class _Exchange:
     def _crashed(self, failure: Failure) -> None:
         """
         A bug in ccm: log it, and end the client's request rather than
-        leave it hanging.
+        leave it hanging, as L{ccm.resource.LimitedRequest} does for bugs
+        in C{render}.
         """
         self.proxy.log.failure("proxying {path} failed", failure=failure, path=self.request.path)
-        if self.client_gone:
+        if self.client_gone or self.request.finished:
             return
-        if not self.request.startedWriting:
-            self._fail(APIError(500, "api_error", "internal error in ccm"))
-        else:
-            self.request.channel.forceAbortClient()
+        self.status = INTERNAL_ERROR.status
+        self.outcome = INTERNAL_ERROR.message
+        answer_bug(self.request)
 
     def _fail(self, error: APIError) -> None:
         self.status = error.status
@@ -594,15 +603,19 @@ class _Exchange:
         send_error(self.request, error)
 
     def _client_finished(self, result: object) -> None:
-        if isinstance(result, Failure):
-            self.client_gone = True
-            self.outcome = self.outcome or "client went away"
-            if self.upstream is not None:
-                self.upstream.cancel()
-            elif self.relay is not None:
-                self.relay.client_went_away()
-        self._log()
-        self.proxy._finished(self)
+        try:
+            if isinstance(result, Failure):
+                self.client_gone = True
+                self.outcome = self.outcome or "client went away"
+                if self.upstream is not None:
+                    self.upstream.cancel()
+                elif self.relay is not None:
+                    self.relay.client_went_away()
+            self._log()
+        finally:
+            # Whatever failed above, the exchange is over: a shutdown must
+            # not wait for it.
+            self.proxy._finished(self)
 
     def _log(self) -> None:
         elapsed = self.proxy.clock.seconds() - self.started

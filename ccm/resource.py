@@ -15,10 +15,11 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request, Site
 
-from ccm.errors import NOT_FOUND, render_error
+from ccm.errors import NOT_FOUND, answer_bug, render_error
 from ccm.paths import PathRefused, normalize_path
 
 
@@ -123,10 +124,31 @@ class LimitedRequest(Request):
     """
     A request that stops storing its body once it exceeds the site's
     C{max_request_body}; the proxy then answers 413 without reading it.
+
+    It is also the safety net for bugs: an exception escaping a resource's
+    C{render} is logged with its traceback and answered in the Anthropic
+    shape (see L{processingFailed}), not with twisted.web's HTML page.
     """
 
     body_too_large = False
     _body_size = 0
+    _crash_log = Logger(namespace="ccm.resource")
+
+    def processingFailed(self, reason: Failure) -> Failure:
+        """
+        Log the traceback of an exception that escaped C{render}, then
+        answer 500 C{api_error} with a request id when nothing was sent
+        yet, or abort the connection when part of the answer was.
+        """
+        self._crash_log.failure(
+            "handling {method} {path} failed",
+            failure=reason,
+            method=self.method.decode("ascii", "replace"),
+            path=self.path.decode("ascii", "replace")[:200],
+        )
+        if not (self.finished or self._disconnected):
+            answer_bug(self)
+        return reason
 
     def _limit(self) -> int | None:
         site = getattr(self.channel, "site", None)

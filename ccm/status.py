@@ -2,9 +2,12 @@
 """
 C{GET /ccm/v1/status}: how much of the caller's pool is used.
 
-The answer has the reference's shape, C{{"five_hour_utilization": ...,
-"plan_weight": ..., "weekly_utilization": ...}}, with utilization in percent
-measured against each credential's pause threshold.
+The answer has the reference's three fields, C{five_hour_utilization},
+C{weekly_utilization} (percent, measured against each credential's pause
+threshold, a credential that cannot serve counting as full) and
+C{plan_weight}, plus C{five_hour_reset} and C{weekly_reset} (Unix seconds,
+0 when unknown), as the newest sing-box has them; see
+L{ccm.pools.pool_status}.
 """
 
 from __future__ import annotations

@@ -129,8 +129,9 @@ class PoolTests(unittest.TestCase):
         """
         When a subscription's responses report its 5-hour window past its
         reserve, the session on it moves to the other subscription at its
-        next turn; the status endpoint shows the pool's use; failing usage
-        polls (the usage endpoint answers 500) change nothing of that.
+        next turn; the status endpoint shows the pool's use, the paused one
+        counting as full; failing usage polls (the usage endpoint answers
+        500) change nothing of that.
         """
         yield self.start("least_used", reserve_5h_a=20)
         self.fake.usage_mode = "server_error"
@@ -157,7 +158,9 @@ class PoolTests(unittest.TestCase):
         )
         self.assertEqual(rc, 0, err)
         status = json.loads(out)
-        # a: 80 - 85 -> no headroom; b: 99 - 10 = 89 (both weight 10):
-        # 100 - (0 + 890) / 20 = 55.5.
-        self.assertEqual(status["plan_weight"], 20)
+        # a is paused, so it has no headroom in either window and its weight
+        # leaves plan_weight; b: 5-hour 99 - 10 = 89, weekly 99 - 20 = 79
+        # (both weight 10): 100 - (0 + 890) / 20 = 55.5, 100 - 790 / 20.
+        self.assertEqual(status["plan_weight"], 10)
         self.assertAlmostEqual(status["five_hour_utilization"], 55.5)
+        self.assertAlmostEqual(status["weekly_utilization"], 60.5)

@@ -22,6 +22,7 @@ from twisted.web.http_headers import Headers
 from ccm.credentialfile import CredentialFile
 from ccm.credentials import Credential
 from ccm.oauth import USER_AGENT, RefreshError, TokenGrant
+from ccm.ratelimits import Window
 from ccm.polling import (
     MAX_ANSWER_BYTES,
     RETRY_AFTER_MAX_SECONDS,
@@ -516,15 +517,76 @@ class RateLimitTests(PollingTestCase):
 
     def test_retry_after_capped(self) -> None:
         """
-        An absurd C{retry-after} holds polls back for an hour at most.
+        A long C{retry-after} holds polls back for an hour at most.
         """
         self.fake.usage_mode = "rate_limited"
-        self.fake.usage_retry_after = "99999999"
+        self.fake.usage_retry_after = "7200"
         poller = self.poller(self.credential())
         self.start(poller)
         self.fake.usage_mode = "ok"
         self.assertEqual(self.poll_times(60), [0.0, float(RETRY_AFTER_MAX_SECONDS)])
         self.stop(poller)
+
+
+class BoundsTests(PollingTestCase):
+    """
+    Absurd numbers from the usage endpoint are ignored with one warning,
+    never stored, and polling goes on.
+    """
+
+    def test_absurd_retry_after(self) -> None:
+        """
+        A C{retry-after} of 400 or 5000 digits, or of more than ten days, is
+        ignored with one warning (repeats within the hour at debug level):
+        polls wait the default minute, and the next good answer applies.
+        """
+        self.fake.usage_mode = "rate_limited"
+        credential = self.credential()
+        poller = self.poller(credential)
+        self.fake.usage_retry_after = "9" * 400
+        self.start(poller)
+        for value in ("9" * 5000, str(11 * 86400)):
+            self.fake.usage_retry_after = value
+            self.advance(60)
+        self.assertEqual(len(self.requests()), 3)
+        [warning] = self.messages(LogLevel.warn)
+        self.assertIn("retry-after", warning)
+        self.assertIn("for main", warning)
+        self.fake.usage_mode = "ok"
+        self.advance(60)
+        self.assertEqual(len(self.requests()), 4)
+        self.assertEqual(credential.rate_limits.five_hour.utilization, 10.0)
+        self.stop(poller)
+        self.assert_no_secrets()
+
+    def test_absurd_figures(self) -> None:
+        """
+        A utilization of C{1e308} percent, a negative one and a reset a
+        century ahead are ignored with a warning each, the sane figures of
+        the same answer apply, and the next poll works.
+        """
+        credential = self.credential()
+        self.fake.usage_body = {
+            "five_hour": {"utilization": 1e308, "resets_at": "2126-01-01T00:00:00Z"},
+            "seven_day": {"utilization": -5, "resets_at": "2026-09-25T00:00:00Z"},
+        }
+        poller = self.poller(credential)
+        self.start(poller)
+        state = credential.rate_limits
+        self.assertEqual(state.five_hour, Window(0.0, 0.0))
+        self.assertEqual(state.weekly, Window(0.0, utc(2026, 9, 25, 0, 0, 0)))
+        self.assertEqual(state.updated_at, START_TIME)
+        warnings = self.messages(LogLevel.warn)
+        self.assertEqual(len(warnings), 3, warnings)
+        self.assertIn("usage five_hour.utilization='1e+308'", warnings[0])
+        self.assertIn("usage five_hour.resets_at", warnings[1])
+        self.assertIn("usage seven_day.utilization='-5.0'", warnings[2])
+        self.fake.usage_body = None
+        self.advance(60)
+        self.assertEqual(state.five_hour.utilization, 10.0)
+        self.assertEqual(state.five_hour.resets_at, START_TIME + FIVE_HOUR_SECONDS)
+        self.stop(poller)
+        self.assert_no_secrets()
 
 
 class FailureTests(PollingTestCase):
@@ -913,6 +975,16 @@ class ParseTests(SynchronousTestCase):
         for text in ("", "yesterday", "1790000000", "2026-13-01T00:00:00Z", "2026-08-14 22:29"):
             self.assertRaises(ValueError, parse_iso_8601, text)
 
+    def test_usage_numbers_left_to_bounds(self) -> None:
+        """
+        Numbers of the right type come back as they are, however absurd:
+        the rate-limit state judges them (see L{BoundsTests}).
+        """
+        self.assertEqual(
+            parse_usage(b'{"five_hour": {"utilization": -1}, "seven_day": {"utilization": 1e308}}'),
+            ((-1.0, 0.0), (1e308, 0.0)),
+        )
+
     def test_usage(self) -> None:
         """
         The two windows come back as (percent, reset); null buckets as
@@ -937,8 +1009,6 @@ class ParseTests(SynchronousTestCase):
             b"[]",
             b'{"five_hour": 8}',
             b'{"five_hour": {"utilization": true}}',
-            b'{"five_hour": {"utilization": -1}}',
-            b'{"five_hour": {"utilization": NaN}}',
             b'{"seven_day": {"utilization": 5, "resets_at": 1790000000}}',
             b'{"seven_day": {"utilization": 5, "resets_at": "soon"}}',
         ):

@@ -476,7 +476,72 @@ class BalancerPoolTests(PoolTestCase):
         a.credential.rate_limits.observe(headers(**{"5h_utilization": "0.40"}), NOW)
         # Headroom 5h: a 80-40=40 (weight 1), b 99-0=99 (weight 10):
         # 100 - (40 + 990) / 11 = 6.36...; weekly: 100 - (80 + 990) / 11.
-        status = pool_status([a, b])
+        status = pool_status([a, b], NOW)
         self.assertAlmostEqual(status["five_hour_utilization"], 100 - 1030 / 11)
         self.assertAlmostEqual(status["weekly_utilization"], 100 - 1070 / 11)
         self.assertEqual(status["plan_weight"], 11)
+        self.assertEqual((status["five_hour_reset"], status["weekly_reset"]), (0, 0))
+
+    def test_status_counts_unusable_as_full(self) -> None:
+        """
+        A member that cannot serve (rate-limited by a 429, paused at its
+        threshold, or unavailable) counts as full in both windows, whatever
+        figures it had, and leaves C{plan_weight}; the resets are the
+        earliest ones, where a member that cannot serve resets in both
+        windows when it can serve again.
+        """
+        a = PoolMember(self.credential("a", "pro", ""))
+        b = PoolMember(self.credential("b"))
+        c = PoolMember(self.credential("c", "max", "default_claude_max_5x"))
+        a.credential.rate_limits.observe(
+            headers(**{"5h_utilization": "0.10", "5h_reset": str(int(NOW + 4 * HOUR)),
+                       "7d_utilization": "0.20", "7d_reset": str(int(NOW + 100 * HOUR))}),
+            NOW,
+        )
+        b.credential.rate_limits.observe_rejection(
+            headers(status="rejected", representative_claim="seven_day",
+                    **{"5h_utilization": "0.30", "5h_reset": str(int(NOW + HOUR)),
+                       "7d_reset": str(int(NOW + 50 * HOUR))}),
+            NOW,
+        )
+        c.credential.rate_limits.observe(
+            headers(**{"5h_utilization": "0.99", "5h_reset": str(int(NOW + 2 * HOUR))}), NOW
+        )
+        # Weights: a 1 (usable), b 10 (limited), c 5 (paused).  Only a has
+        # headroom: 5-hour 99 - 10, weekly 99 - 20.
+        status = pool_status([a, b, c], NOW)
+        self.assertAlmostEqual(status["five_hour_utilization"], 100 - 89 / 16)
+        self.assertAlmostEqual(status["weekly_utilization"], 100 - 79 / 16)
+        self.assertEqual(status["plan_weight"], 1)
+        # b's own 5-hour window resets in an hour, but b is limited for 50;
+        # c serves again in 2 hours, and then its weekly headroom counts.
+        self.assertEqual(status["five_hour_reset"], int(NOW + 2 * HOUR))
+        self.assertEqual(status["weekly_reset"], int(NOW + 2 * HOUR))
+        status = pool_status([a, b], NOW)
+        self.assertEqual(status["five_hour_reset"], int(NOW + 4 * HOUR))
+        self.assertEqual(status["weekly_reset"], int(NOW + 50 * HOUR))
+        os.remove(a.credential.store.path)
+        a.credential.reload()
+        status = pool_status([a, b, c], NOW)
+        self.assertEqual(
+            (status["five_hour_utilization"], status["weekly_utilization"], status["plan_weight"]),
+            (100.0, 100.0, 0.0),
+        )
+
+    def test_status_after_limit_ends(self) -> None:
+        """
+        Once a 429's limit is over, the member counts with its figures
+        again.
+        """
+        [member] = self.members("a")
+        member.credential.rate_limits.observe_rejection(
+            headers(status="rejected", representative_claim="five_hour",
+                    **{"5h_reset": str(int(NOW + HOUR))}),
+            NOW,
+        )
+        self.assertEqual(pool_status([member], NOW)["five_hour_utilization"], 100.0)
+        self.assertEqual(pool_status([member], NOW)["five_hour_reset"], int(NOW + HOUR))
+        status = pool_status([member], NOW + HOUR)
+        self.assertEqual(status["five_hour_utilization"], 1.0)
+        self.assertEqual(status["plan_weight"], 10.0)
+        self.assertEqual(status["five_hour_reset"], 0)

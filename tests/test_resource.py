@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Request
 
+from ccm.credentials import Credential
+from ccm.pools import SingleCredentialPool
+from ccm.resource import CcmSite
 from tests.proxyharness import (
+    ALICE_TOKEN,
     UPSTREAM_URL,
     ProxyHarness,
     RawConnection,
@@ -198,3 +206,112 @@ class SiteTests(SynchronousTestCase):
         self.assertTrue(connection.transport.disconnecting)
         connection.close()
         self.assertEqual(harness.clock.getDelayedCalls(), [])
+
+
+class _WritesThenCrashes(Resource):
+    """
+    A resource with a bug that strikes after the answer has begun.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(200)
+        request.write(b"partial")
+        raise ZeroDivisionError("a bug after the first bytes")
+
+
+class CrashTests(SynchronousTestCase):
+    """
+    The safety net of L{CcmSite}'s requests: an exception nobody expected
+    while a request is handled gives an Anthropic-shaped 500 and a logged
+    traceback, never Twisted's HTML page, and leaves nothing behind that
+    breaks the next request.
+    """
+
+    def crash_selection(self, harness: ProxyHarness) -> None:
+        """
+        Make the pool's choice of a credential raise an unexpected error,
+        until the test ends.
+        """
+
+        def broken(session_id: str, exclude: object = ()) -> Credential:
+            raise ZeroDivisionError("a bug in choosing a credential")
+
+        self.patch(harness.pool, "select", broken)
+
+    def test_crash_gives_api_error(self) -> None:
+        """
+        A request whose handling raises gets a 500 C{api_error} with a
+        C{ccm_} request id, in JSON; the traceback is logged once, without
+        any token; nothing stays in progress, and the next request on the
+        same connection is served.
+        """
+        harness = ProxyHarness(self)
+        self.crash_selection(harness)
+        connection = RawConnection(harness.site())
+        connection.send(
+            raw_request("POST", "/v1/messages", b"{}", {"Content-Type": "application/json"})
+        )
+        response = connection.response()
+        assert response is not None
+        self.assertTrue(response.complete)
+        self.assertEqual(response.status, 500)
+        self.assertEqual(response.headers["content-type"], ["application/json"])
+        document = response.json()
+        self.assertEqual(
+            document["error"], {"type": "api_error", "message": "internal error in ccm"}
+        )
+        self.assertEqual(document["request_id"], response.headers["request-id"][0])
+        self.assertTrue(document["request_id"].startswith("ccm_"))
+        [failure] = self.flushLoggedErrors(ZeroDivisionError)
+        self.assertEqual(harness.proxy.in_progress, 0)
+        self.assertFalse(connection.transport.disconnecting)
+        self.assertTrue(
+            any("POST /v1/messages failed" in text for text in harness.log_texts(LogLevel.critical))
+        )
+        for secret in (ALICE_TOKEN, harness.fake.access_token):
+            self.assertNotIn(secret, failure.getTraceback())
+        harness.assert_no_secrets_logged()
+
+        self.patch(harness.pool, "select", SingleCredentialPool.select.__get__(harness.pool))
+        connection.transport.clear()
+        connection.send(raw_request("GET", "/v1/models"))
+        harness.flush()
+        response = connection.response()
+        assert response is not None
+        self.assertEqual(response.status, 200)
+        self.assertIn("data", response.json())
+        self.assertEqual(harness.proxy.in_progress, 0)
+        connection.close()
+
+    def test_crash_on_head(self) -> None:
+        """
+        A HEAD request whose handling raises gets the 500 without a body.
+        """
+        harness = ProxyHarness(self)
+        self.crash_selection(harness)
+        connection = RawConnection(harness.site())
+        connection.send(raw_request("HEAD", "/v1/models"))
+        data = connection.transport.value()
+        self.assertTrue(data.startswith(b"HTTP/1.1 500 "), data)
+        self.assertIn(b"request-id: ccm_", data.lower())
+        self.assertNotIn(b"internal error", data)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(harness.proxy.in_progress, 0)
+        connection.close()
+
+    def test_crash_after_first_bytes(self) -> None:
+        """
+        A request whose handling raises after part of the answer was sent
+        has its connection aborted, so the truncated answer cannot pass for
+        a whole one.
+        """
+        site = CcmSite(_WritesThenCrashes(), 1024, reactor=Clock())
+        connection = RawConnection(site)
+        connection.send(raw_request("GET", "/anything"))
+        self.assertTrue(connection.transport.disconnected)
+        self.assertNotIn(b"Processing Failed", connection.transport.value())
+        self.assertNotIn(b"internal error", connection.transport.value())
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        connection.close()

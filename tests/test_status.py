@@ -1,6 +1,7 @@
 """
 Tests for L{ccm.status}: C{GET /ccm/v1/status} reports the caller's pool in
-the reference's shape.
+the reference's shape, with reset times, and tells when its credentials
+cannot serve.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.fake_anthropic import allowed_unified_headers
+from tests.fake_anthropic import (
+    FIVE_HOUR_SECONDS,
+    SEVEN_DAY_SECONDS,
+    allowed_unified_headers,
+    error_reply,
+)
 from tests.proxyharness import ALICE_TOKEN, ProxyHarness
 
 MESSAGE_BODY = {
@@ -37,45 +43,128 @@ class StatusTests(SynchronousTestCase):
 
     def test_shape(self) -> None:
         """
-        The answer is the reference's three keys, sorted, newline-ended;
-        a fresh Max 20x credential is used only below its 99% cap.
+        The answer is the reference's three keys plus the two reset times
+        of the newest sing-box, sorted, newline-ended; a fresh Max 20x
+        credential is used only below its 99% cap, and no reset is known
+        yet.
         """
         harness = ProxyHarness(self)
         body = self.status(harness)
         self.assertEqual(
             body,
-            b'{"five_hour_utilization": 1.0, "plan_weight": 10.0, '
-            b'"weekly_utilization": 1.0}\n',
+            b'{"five_hour_reset": 0, "five_hour_utilization": 1.0, "plan_weight": 10.0, '
+            b'"weekly_reset": 0, "weekly_utilization": 1.0}\n',
         )
 
     def test_utilization_follows_proxied_headers(self) -> None:
         """
         The unified rate-limit headers of a proxied response change what
-        the status reports.
+        the status reports, reset times (Unix seconds) included.
         """
         harness = ProxyHarness(self)
+        now = int(harness.clock.seconds())
         harness.fake.unified_headers = allowed_unified_headers(
-            harness.clock.seconds(), five_hour_utilization=0.42, seven_day_utilization=0.07
+            now, five_hour_utilization=0.42, seven_day_utilization=0.07
         )
         harness.body_of(harness.messages(MESSAGE_BODY))
         document = json.loads(self.status(harness))
         self.assertEqual(
             document,
-            {"five_hour_utilization": 43.0, "plan_weight": 10.0, "weekly_utilization": 8.0},
+            {
+                "five_hour_utilization": 43.0,
+                "five_hour_reset": now + FIVE_HOUR_SECONDS,
+                "plan_weight": 10.0,
+                "weekly_utilization": 8.0,
+                "weekly_reset": now + SEVEN_DAY_SECONDS,
+            },
         )
         self.assertEqual(len(harness.fake.requests), 1)
 
     def test_unavailable_credential(self) -> None:
         """
         With no usable credential the pool reports itself fully used, with
-        no weight.
+        no weight and no reset time.
         """
         harness = ProxyHarness(self, write_credential_file=False)
         document = json.loads(self.status(harness))
         self.assertEqual(
             document,
-            {"five_hour_utilization": 100.0, "plan_weight": 0.0, "weekly_utilization": 100.0},
+            {
+                "five_hour_utilization": 100.0,
+                "five_hour_reset": 0,
+                "plan_weight": 0.0,
+                "weekly_utilization": 100.0,
+                "weekly_reset": 0,
+            },
         )
+
+    def test_rate_limited_credential(self) -> None:
+        """
+        While the only credential is out of quota (a 429), the status shows
+        the wall: both windows full, no weight, and the limit's end as the
+        reset of both; once it is over and a usage poll has reported the
+        new window, the figures are the credential's own again.
+        """
+        harness = ProxyHarness(self)
+        now = int(harness.clock.seconds())
+        harness.fake.enqueue(error_reply(429, "rate_limit_error", "rate limited"))
+        harness.ccm_error(harness.messages(MESSAGE_BODY), 429, "rate_limit_error")
+        document = json.loads(self.status(harness))
+        self.assertEqual(
+            document,
+            {
+                "five_hour_utilization": 100.0,
+                "five_hour_reset": now + FIVE_HOUR_SECONDS,
+                "plan_weight": 0.0,
+                "weekly_utilization": 100.0,
+                "weekly_reset": now + FIVE_HOUR_SECONDS,
+            },
+        )
+        harness.clock.advance(FIVE_HOUR_SECONDS)
+        later = harness.clock.seconds()
+        harness.credential.rate_limits.apply_poll(
+            (0.0, later + FIVE_HOUR_SECONDS), (30.0, now + SEVEN_DAY_SECONDS), later
+        )
+        document = json.loads(self.status(harness))
+        self.assertEqual(document["five_hour_utilization"], 1.0)
+        self.assertEqual(document["weekly_utilization"], 31.0)
+        self.assertEqual(document["plan_weight"], 10.0)
+
+    def test_paused_credential(self) -> None:
+        """
+        A credential paused at its threshold counts as full in both
+        windows until its window resets.
+        """
+        harness = ProxyHarness(self)
+        now = int(harness.clock.seconds())
+        harness.fake.unified_headers = allowed_unified_headers(
+            now, five_hour_utilization=0.99, seven_day_utilization=0.4
+        )
+        harness.body_of(harness.messages(MESSAGE_BODY))
+        document = json.loads(self.status(harness))
+        self.assertEqual(
+            (document["five_hour_utilization"], document["weekly_utilization"]), (100.0, 100.0)
+        )
+        self.assertEqual(document["plan_weight"], 0.0)
+        self.assertEqual(document["five_hour_reset"], now + FIVE_HOUR_SECONDS)
+        self.assertEqual(document["weekly_reset"], now + FIVE_HOUR_SECONDS)
+
+    def test_refresh_failed(self) -> None:
+        """
+        A credential whose token expired and could not be refreshed is
+        unavailable, and the status says so.
+        """
+        harness = ProxyHarness(self)
+        self.assertEqual(json.loads(self.status(harness))["plan_weight"], 10.0)
+        harness.clock.advance(86400 + 1)
+        harness.ccm_error(harness.messages(MESSAGE_BODY), 503, "api_error")
+        self.assertEqual(harness.refreshes, [harness.fake.refresh_token])
+        document = json.loads(self.status(harness))
+        self.assertEqual(
+            (document["five_hour_utilization"], document["weekly_utilization"]), (100.0, 100.0)
+        )
+        self.assertEqual(document["plan_weight"], 0.0)
+        harness.assert_no_secrets_logged()
 
     def test_credential_becomes_unavailable(self) -> None:
         """
