@@ -61,9 +61,19 @@ class SignalHandlers:
             previous = signals.getsignal(number)
             if callable(previous) and previous is not signals.default_int_handler:
                 signals.signal(number, self._stop_handler(previous, name))
-        signals.signal(signals.SIGHUP, self._hangup)
+        self.install_hangup(signals)
         # However the shutdown began, a stop signal during it is a second one.
         self._reactor.addSystemEventTrigger("before", "shutdown", self._shutting_down)
+
+    def install_hangup(self, signals: Any = signal_module) -> None:
+        """
+        Make SIGHUP reload.  This may be done before the reactor runs, as
+        the work waits in C{callFromThread}'s queue until it does; it
+        should, as SIGHUP's default action ends the process.
+
+        :param signals: the L{signal} module, or a fake in tests.
+        """
+        signals.signal(signals.SIGHUP, self._hangup)
 
     def _shutting_down(self) -> None:
         self._stopping = True

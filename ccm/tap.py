@@ -92,6 +92,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     """
     Build every configured ccm service under one parent.
     """
+    in_process = reactor is None
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -123,6 +124,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     handlers = SignalHandlers(
         reactor, reloader.reload, lambda: sum(s.end_requests_now() for s in services)
     )
+    if in_process:
+        # SIGHUP's default action ends the process: handle it from now on,
+        # not only once the reactor runs (a reload right after start).
+        handlers.install_hangup()
     reactor.callWhenRunning(handlers.install)
     # Once running, move everything built at start-up (modules, classes,
     # configuration; ~57,000 objects) out of the collector's sight: a full

@@ -182,3 +182,18 @@ class SignalHandlersTests(SynchronousTestCase):
         signals.deliver(signal.SIGHUP)
         self.reactor.run_queued()
         self.assertEqual(self.reloads, 1)
+
+    def test_hangup_before_the_reactor_runs(self) -> None:
+        """
+        L{SignalHandlers.install_hangup} takes over SIGHUP alone (its
+        default action would end the process before the reactor runs);
+        the reload waits for the reactor thread.
+        """
+        signals = FakeSignals({signal.SIGTERM: self.reactor_handler})
+        self.handlers.install_hangup(signals)
+        self.assertEqual(signals.getsignal(signal.SIGTERM), self.reactor_handler)
+        self.assertIs(signals.getsignal(signal.SIGINT), signal.SIG_DFL)
+        signals.deliver(signal.SIGHUP)
+        self.assertEqual(self.reloads, 0)
+        self.reactor.run_queued()
+        self.assertEqual(self.reloads, 1)
