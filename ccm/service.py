@@ -270,6 +270,7 @@ class CcmService(MultiService):
                     credential_config.strategy,
                     credential_config.rebalance_threshold,
                 )
+        was_anonymous = self._authenticator.anonymous
         self._user_pools = self._pools_of_users(config)
         self._authenticator.set_users(config.users)
         self.proxy.reconfigure(
@@ -277,7 +278,8 @@ class CcmService(MultiService):
         )
         self.site.max_request_body = config.max_request_body
         self.config = config
-        self._warn_if_open()
+        if not was_anonymous:
+            self._warn_if_open()
 
     def privilegedStartService(self) -> None:
         # twistd binds here, before dropping privileges.

@@ -251,7 +251,8 @@ class ReconfigureTests(SynchronousTestCase):
     def test_open_service_warns_again(self) -> None:
         """
         Removing every user from a service that listens beyond this machine
-        logs the same warning as at start-up.
+        logs the same warning as at start-up, once: a later reload of the
+        still open service does not repeat it.
         """
         document = dict(self.document, endpoint="tcp:8080")
         self.start(document)
@@ -260,5 +261,8 @@ class ReconfigureTests(SynchronousTestCase):
         self.assertEqual(warnings, [])
         self.reload(dict(document, users=[]))
         self.assertEqual(self.status_code("anything"), 200)
+        warnings = [e for e in self.events if "no users are configured" in formatEvent(e)]
+        self.assertEqual(len(warnings), 1)
+        self.reload(dict(document, users=[], headers={"x-team": "blue"}))
         warnings = [e for e in self.events if "no users are configured" in formatEvent(e)]
         self.assertEqual(len(warnings), 1)
