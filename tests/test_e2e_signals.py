@@ -125,27 +125,27 @@ class _SignalTestCase(unittest.TestCase):
         self.assertNotIn("ReactorNotRunning", output)
 
     @inlineCallbacks
-    def wait_for(self, text: str, count: int = 1) -> Any:
+    def wait_for(self, *texts: str, count: int = 1) -> Any:
         """
-        Wait until ccm's output holds C{text} C{count} times.
+        Wait until ccm's output holds C{texts}, together, C{count} times.
         """
         assert self.ccm is not None
         deadline = time.monotonic() + WAIT_SECONDS
-        while self.ccm.output().count(text) < count:
+        while sum(self.ccm.output().count(text) for text in texts) < count:
             if time.monotonic() > deadline:
-                self.fail(f"ccm did not log {text!r} within {WAIT_SECONDS}s:\n{self.ccm.output()}")
+                self.fail(f"ccm did not log {texts!r} within {WAIT_SECONDS}s:\n{self.ccm.output()}")
             yield deferLater(reactor, 0.05, lambda: None)
 
     @inlineCallbacks
     def hangup(self) -> Any:
         """
-        Send SIGHUP and wait until ccm has dealt with it.
+        Send SIGHUP and wait until ccm has reloaded, or refused to.
         """
         assert self.ccm is not None
-        done = self.ccm.output().count("SIGHUP received") + 1
+        outcomes = ("configuration reloaded from", "configuration not reloaded")
+        done = sum(self.ccm.output().count(text) for text in outcomes) + 1
         self.ccm.signal("HUP")
-        yield self.wait_for("SIGHUP received", done)
-        yield self.wait_for("configuration ", done)
+        yield self.wait_for(*outcomes, count=done)
 
     def request(self, token: str, stream: bool = False, url: str | None = None) -> Deferred[Any]:
         """
