@@ -71,6 +71,13 @@ class Authenticator:
     """
 
     def __init__(self, users: Sequence[UserConfig]) -> None:
+        self.set_users(users)
+
+    def set_users(self, users: Sequence[UserConfig]) -> None:
+        """
+        Accept the tokens of C{users}, and only those, from now on (a
+        reloaded configuration).
+        """
         self._users = [(_digest(u.token), u) for u in users]
 
     @property

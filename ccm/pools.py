@@ -227,6 +227,18 @@ class BalancerPool:
         """
         return self._members
 
+    def reconfigure(
+        self, members: Sequence[PoolMember], strategy: str, rebalance_threshold: float
+    ) -> None:
+        """
+        Balance over C{members} with C{strategy} from the next request on (a
+        reloaded configuration).  Sessions stay where they are while their
+        credential is still a usable member.
+        """
+        self._members = tuple(members)
+        self.strategy = strategy
+        self.rebalance_threshold = rebalance_threshold
+
     def session_count(self) -> int:
         """
         How many sessions are currently assigned.

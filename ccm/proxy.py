@@ -86,6 +86,20 @@ SHUTTING_DOWN = APIError(
     "ccm is shutting down and takes no new requests; retry",
     headers=(("x-should-retry", "true"),),
 )
+# A request still waiting for the upstream's answer when the shutdown grace
+# ends.
+ENDED_BY_SHUTDOWN = APIError(
+    503,
+    "api_error",
+    "ccm is restarting and could not finish this request in time; retry",
+    headers=(("x-should-retry", "true"),),
+)
+# A stream still running then ends with this SSE error.  overloaded_error,
+# not api_error: it is the type Anthropic itself sends mid-stream for a
+# passing condition, and Claude Code answers it by retrying the stream
+# after a pause, where an api_error makes it fall back to a non-streaming
+# request (anthropic-wire.md section 1.3).
+STREAM_ENDED_BY_SHUTDOWN = ("overloaded_error", "ccm is restarting; retry the request")
 
 
 class Pool(TypingProtocol):
@@ -189,6 +203,17 @@ class ProxyResource(Resource):
         self.draining = False
         self._in_progress: set[_Exchange] = set()
         self._drained: list[Deferred[None]] = []
+        self._grace_timer: IDelayedCall | None = None
+
+    def reconfigure(
+        self, *, extra_headers: tuple[tuple[str, tuple[str, ...]], ...], max_request_body: int
+    ) -> None:
+        """
+        Use these settings for requests from now on (a reloaded
+        configuration); requests in progress are not affected.
+        """
+        self.extra_headers = extra_headers
+        self.max_request_body = max_request_body
 
     @property
     def in_progress(self) -> int:
@@ -201,10 +226,10 @@ class ProxyResource(Resource):
         """
         Refuse new requests, and wait for those in progress to finish, for
         at most C{grace} seconds; for a shutdown that does not cut a
-        generation short.
+        generation short.  Those still running then are ended (L{cut}).
 
-        :return: a Deferred that fires when they all finished or the grace
-            period is over, never failing.
+        :return: a Deferred that fires when they all finished or were
+            ended, never failing.
         """
         self.draining = True
         if not self._in_progress:
@@ -216,27 +241,59 @@ class ProxyResource(Resource):
         )
         drained: Deferred[None] = Deferred()
         self._drained.append(drained)
+        if self._grace_timer is None:
+            self._grace_timer = self.clock.callLater(grace, self._grace_over, grace)
+        return drained
 
-        def cut(failure: Failure) -> None:
-            failure.trap(DeferredTimeoutError)
-            self._drained.remove(drained)
-            self.log.warn(
-                "{count} request(s) still in progress after {grace}; they are cut",
-                count=len(self._in_progress),
-                grace=format_duration(grace),
-            )
+    def _grace_over(self, grace: float) -> None:
+        self._grace_timer = None
+        self.log.warn(
+            "{count} request(s) still in progress after {grace}; ending them",
+            count=len(self._in_progress),
+            grace=format_duration(grace),
+        )
+        self.cut()
 
-        return drained.addTimeout(grace, self.clock).addErrback(cut)
+    def cut(self) -> int:
+        """
+        End every request in progress now, telling each client that ccm is
+        restarting: a stream gets an SSE error event and a proper end, a
+        request still waiting for the upstream's answer gets a 503, and a
+        non-stream body half sent is aborted.  What each used so far is
+        counted first.  Waiting drains are over.
+
+        :return: how many requests were ended.
+        """
+        self.draining = True
+        if self._grace_timer is not None and self._grace_timer.active():
+            self._grace_timer.cancel()
+        self._grace_timer = None
+        exchanges = list(self._in_progress)
+        for exchange in exchanges:
+            try:
+                exchange.cut()
+            except Exception:
+                self.log.failure("ending {path} failed", path=exchange.request.path)
+        # Each exchange left the set as its request ended, unless only its
+        # connection's abort is pending: the drain does not wait for that.
+        self._release_drains()
+        return len(exchanges)
+
+    def _release_drains(self) -> None:
+        drained, self._drained = self._drained, []
+        for waiter in drained:
+            waiter.callback(None)
 
     def _started(self, exchange: _Exchange) -> None:
         self._in_progress.add(exchange)
 
     def _finished(self, exchange: _Exchange) -> None:
         self._in_progress.discard(exchange)
-        if not self._in_progress and self._drained:
-            drained, self._drained = self._drained, []
-            for waiter in drained:
-                waiter.callback(None)
+        if not self._in_progress:
+            if self._grace_timer is not None and self._grace_timer.active():
+                self._grace_timer.cancel()
+            self._grace_timer = None
+            self._release_drains()
 
     def render(self, request: Request) -> bytes | int:
         """
@@ -602,6 +659,25 @@ class _Exchange:
         self.outcome = error.message
         send_error(self.request, error)
 
+    def cut(self) -> None:
+        """
+        ccm is stopping and cannot wait any longer: end this request now
+        (see L{ProxyResource.cut}).
+        """
+        if self.client_gone:
+            return
+        if self.relay is not None:
+            self.relay.cut()
+            return
+        # Still getting a token or waiting for the upstream's headers.
+        self._fail(ENDED_BY_SHUTDOWN)
+        # The request is answered: whatever comes later (a token, the
+        # cancellation below) must not write to it, as if the client had
+        # gone.
+        self.client_gone = True
+        if self.upstream is not None:
+            self.upstream.cancel()
+
     def _client_finished(self, result: object) -> None:
         try:
             if isinstance(result, Failure):
@@ -690,6 +766,9 @@ class _Relay(Protocol):
         self.idle_timer: IDelayedCall | None = None
         self.idle_timed_out = False
         self.tail = b""
+        # Set once the client's response is ended (or the client is gone):
+        # nothing more is relayed or counted.
+        self.ended = False
 
     def connectionMade(self) -> None:
         self.request.registerProducer(self.transport, True)
@@ -697,6 +776,8 @@ class _Relay(Protocol):
         self.idle_timer = clock.callLater(self.exchange.proxy.idle_timeout, self._idle)
 
     def dataReceived(self, data: bytes) -> None:
+        if self.ended:
+            return
         if self.idle_timer is not None and self.idle_timer.active():
             self.idle_timer.reset(self.exchange.proxy.idle_timeout)
         if self.meter is not None:
@@ -715,7 +796,45 @@ class _Relay(Protocol):
     def client_went_away(self) -> None:
         self.transport.stopProducing()  # type: ignore[union-attr]
 
+    def cut(self) -> None:
+        """
+        End the client's response now because ccm is stopping, and drop
+        the rest of the upstream body.
+        """
+        if not self.ended:
+            self._end("ended by ccm's shutdown", STREAM_ENDED_BY_SHUTDOWN, warn=False)
+        self.transport.stopProducing()  # type: ignore[union-attr]
+
     def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        if self.ended:
+            return
+        if reason.check(ResponseDone, http.PotentialDataLoss) and not self.idle_timed_out:
+            self._end(None)
+            return
+        problem = (
+            "the upstream stream stalled"
+            if self.idle_timed_out
+            else "the upstream connection was lost mid-response"
+        )
+        self._end(problem)
+
+    def _end(
+        self,
+        problem: str | None,
+        sse_error: tuple[str, str] | None = None,
+        warn: bool = True,
+    ) -> None:
+        """
+        Count what the response used and end it for the client: cleanly
+        when C{problem} is None, else, for an event stream, with an SSE
+        C{error} event and a proper end, and for any other body by aborting
+        the connection.
+
+        :param sse_error: the error's type and message; by default an
+            C{api_error} naming C{problem}.
+        :param warn: whether to log C{problem} as a warning.
+        """
+        self.ended = True
         if self.idle_timer is not None and self.idle_timer.active():
             self.idle_timer.cancel()
         self.idle_timer = None
@@ -725,26 +844,23 @@ class _Relay(Protocol):
         if exchange.client_gone:
             return
         self.request.unregisterProducer()
-        if reason.check(ResponseDone, http.PotentialDataLoss) and not self.idle_timed_out:
+        if problem is None:
             self.request.finish()
             return
-        problem = (
-            "the upstream stream stalled"
-            if self.idle_timed_out
-            else "the upstream connection was lost mid-response"
-        )
         exchange.outcome = problem
-        exchange.proxy.log.warn(
-            "{path}: {problem} after {bytes} bytes",
-            path=self.request.path.decode("ascii", "replace"),
-            problem=problem,
-            bytes=exchange.bytes_sent,
-        )
+        if warn:
+            exchange.proxy.log.warn(
+                "{path}: {problem} after {bytes} bytes",
+                path=self.request.path.decode("ascii", "replace"),
+                problem=problem,
+                bytes=exchange.bytes_sent,
+            )
         if self.is_event_stream:
             # The 200 is already sent; an SSE error event is what clients
             # understand as a failed stream.
             separator = b"" if self.tail == b"\n\n" or not self.tail else b"\n\n"
-            frame = error_body("api_error", f"ccm: {problem}", new_request_id()).rstrip(b"\n")
+            error_type, message = sse_error or ("api_error", f"ccm: {problem}")
+            frame = error_body(error_type, message, new_request_id()).rstrip(b"\n")
             self.request.write(separator + b"event: error\ndata: " + frame + b"\n\n")
             self.request.finish()
         else:

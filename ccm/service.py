@@ -23,6 +23,7 @@ from ccm.config import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     AddressListener,
     BalancerCredentialConfig,
+    DefaultCredentialConfig,
     Detour,
     Listener,
     ServiceConfig,
@@ -186,24 +187,16 @@ class CcmService(MultiService):
                 UsagePoller(
                     polled, client, reactor, config.upstream_url, poll_interval
                 ).setServiceParent(self)
-        default_pool = pools[config.credentials[0].tag] if config.credentials else pools["default"]
-        user_pools = {
-            user.name: pools[user.credential] if config.credentials else default_pool
-            for user in config.users
-        }
-        authenticator = Authenticator(config.users)
-
-        def pool_for(caller: Caller) -> Pool:
-            if caller.user is None:
-                return default_pool
-            return user_pools[caller.user.name]
-
+        self._members = members
         self.pools = pools
-        self.pool_for = pool_for
+        self._default_pool = pools[config.credentials[0].tag] if config.credentials else pools["default"]
+        self._user_pools = self._pools_of_users(config)
+        authenticator = Authenticator(config.users)
+        self._authenticator = authenticator
 
         proxy = ProxyResource(
             authenticator=authenticator,
-            pool_for=pool_for,
+            pool_for=self.pool_for,
             http_client=http_client,
             clock=reactor,
             upstream_url=config.upstream_url,
@@ -214,7 +207,7 @@ class CcmService(MultiService):
         )
         self.proxy = proxy
         self.site = CcmSite(
-            build_root(proxy, StatusResource(authenticator, pool_for)),
+            build_root(proxy, StatusResource(authenticator, self.pool_for)),
             config.max_request_body,
             reactor=reactor,
         )
@@ -223,12 +216,70 @@ class CcmService(MultiService):
             listening = ListeningService(endpoint_for(reactor, listener), self.site, describe(listener))
             listening.setServiceParent(self)
             self.listeners.append(listening)
-        if authenticator.anonymous and not all(_is_loopback(l) for l in config.listeners):
+        self._warn_if_open()
+
+    def _warn_if_open(self) -> None:
+        if self._authenticator.anonymous and not all(
+            _is_loopback(l) for l in self.config.listeners
+        ):
             self.log.warn(
                 "no users are configured and ccm listens beyond this machine: "
                 "anyone who can reach it can use the subscription; add users "
                 "with tokens"
             )
+
+    def _pools_of_users(self, config: ServiceConfig) -> dict[str, Pool]:
+        """
+        The pool serving each user: the one its C{credential} names, or the
+        only one without a credentials list.
+        """
+        return {
+            user.name: self.pools[user.credential] if config.credentials else self._default_pool
+            for user in config.users
+        }
+
+    def pool_for(self, caller: Caller) -> Pool:
+        """
+        The pool that serves C{caller}.
+        """
+        if caller.user is None:
+            return self._default_pool
+        return self._user_pools[caller.user.name]
+
+    def reconfigure(self, config: ServiceConfig) -> None:
+        """
+        Run with C{config} from now on, for what can change in place (see
+        L{ccm.reload}, which also decides what C{config} holds): users and
+        the pools they use, headers and the body limit, the credentials'
+        pause thresholds, the balancers' members and strategies, and the
+        shutdown grace.  Requests in progress keep what they started with.
+
+        :param config: this service's configuration with only in-place
+            changes: the same credentials, files, listeners and URLs.
+        """
+        for credential_config in config.credentials:
+            if isinstance(credential_config, DefaultCredentialConfig):
+                member = self._members[credential_config.tag]
+                member.cap_5h = credential_config.cap_5h
+                member.cap_weekly = credential_config.cap_weekly
+            elif isinstance(credential_config, BalancerCredentialConfig):
+                balancer = self.pools[credential_config.tag]
+                assert isinstance(balancer, BalancerPool)
+                balancer.reconfigure(
+                    [self._members[tag] for tag in credential_config.credentials],
+                    credential_config.strategy,
+                    credential_config.rebalance_threshold,
+                )
+        was_anonymous = self._authenticator.anonymous
+        self._user_pools = self._pools_of_users(config)
+        self._authenticator.set_users(config.users)
+        self.proxy.reconfigure(
+            extra_headers=config.headers, max_request_body=config.max_request_body
+        )
+        self.site.max_request_body = config.max_request_body
+        self.config = config
+        if not was_anonymous:
+            self._warn_if_open()
 
     def privilegedStartService(self) -> None:
         # twistd binds here, before dropping privileges.
@@ -272,6 +323,15 @@ class CcmService(MultiService):
         stopped.addCallback(lambda _: _stop_all(background))
         stopped.addBoth(lambda _: self._close_connections())
         return stopped
+
+    def end_requests_now(self) -> int:
+        """
+        End the requests in progress now (a second stop signal), so that a
+        shutdown's wait for them is over; see L{ProxyResource.cut}.
+
+        :return: how many were ended.
+        """
+        return self.proxy.cut()
 
     def _close_connections(self) -> Deferred[Any]:
         closing = [self._close_http()] + [

@@ -21,7 +21,9 @@ from ccm.config import Config, ConfigError, EndpointListener, default_config
 from ccm.configload import check_endpoint, load_config
 from ccm.configread import Problems
 from ccm.listening import ListenError
+from ccm.reload import Reloader
 from ccm.service import CcmService
+from ccm.signals import SignalHandlers
 from ccm.upstream import make_http_client
 
 log = Logger(namespace="ccm")
@@ -57,12 +59,21 @@ class Options(usage.Options):
         if self["config"] == "":
             raise SystemExit("--config: the file name is empty")
         try:
-            config = load_config(self["config"]) if self["config"] else default_config()
+            self["ccm-config"] = self.read_config()
         except ConfigError as error:
             raise SystemExit("\n".join(error.problems)) from None
+
+    def read_config(self) -> Config:
+        """
+        Read the configuration file (or take the defaults) and apply
+        C{--listen}: at start-up, and again for each SIGHUP.
+
+        :raises ConfigError: with one line per problem.
+        """
+        config = load_config(self["config"]) if self["config"] else default_config()
         if self["listen"]:
             config = self._override_listeners(config)
-        self["ccm-config"] = config
+        return config
 
     def _override_listeners(self, config: Config) -> Config:
         problems = Problems("--listen")
@@ -71,7 +82,7 @@ class Options(usage.Options):
         for description in self["listen"]:
             check_endpoint(description, "", problems)
         if problems:
-            raise SystemExit("\n".join(problems.lines))
+            raise ConfigError(problems.lines)
         listeners = tuple(EndpointListener(d) for d in self["listen"])
         service = dataclasses.replace(config.services[0], listeners=listeners)
         return dataclasses.replace(config, services=(service,))
@@ -81,6 +92,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     """
     Build every configured ccm service under one parent.
     """
+    in_process = reactor is None
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -90,6 +102,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         # Not "warning=": that key marks Python warnings for legacy observers.
         log.warn("{problem}", problem=warning)
     parent = MultiService()
+    services: list[CcmService] = []
     for service_config in config.services:
         http_client, pool = make_http_client(reactor)
         try:
@@ -105,6 +118,17 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         except ListenError as error:
             raise SystemExit(f"{config.source}: {error}") from None
         service.setServiceParent(parent)
+        services.append(service)
+    # SIGHUP reloads; a second SIGINT or SIGTERM ends the drain at once.
+    reloader = Reloader(options.read_config, services)
+    handlers = SignalHandlers(
+        reactor, reloader.reload, lambda: sum(s.end_requests_now() for s in services)
+    )
+    if in_process:
+        # SIGHUP's default action ends the process: handle it from now on,
+        # not only once the reactor runs (a reload right after start).
+        handlers.install_hangup()
+    reactor.callWhenRunning(handlers.install)
     # Once running, move everything built at start-up (modules, classes,
     # configuration; ~57,000 objects) out of the collector's sight: a full
     # collection, which stalls every open stream, then scans only what

@@ -47,11 +47,13 @@ BOB_USAGE = {
 
 class _Collect(Protocol):
     """
-    Collect a response body and fire C{started} at the first bytes.
+    Collect a response body and fire C{started} at the first bytes;
+    C{clean} says whether the body ended properly.
     """
 
     def __init__(self) -> None:
         self.data = b""
+        self.clean = False
         self.started: Deferred[None] = Deferred()
         self.done: Deferred[bytes] = Deferred()
 
@@ -61,6 +63,7 @@ class _Collect(Protocol):
             self.started.callback(None)
 
     def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        self.clean = reason.check(ResponseDone) is not None
         self.done.callback(self.data)
 
 
@@ -214,18 +217,25 @@ class UsageFileTests(unittest.TestCase):
         """
         A stream still open when ccm is stopped, and still open when the
         shutdown grace period ends, counts the tokens its first event
-        reported: shutdown does not lose it.
+        reported: shutdown does not lose it.  The client gets an SSE
+        C{error} event saying ccm is restarting, and a clean end of body.
         """
         yield self.start(grace="1s")
         _, collector = yield self.open_stream(
             "msg_cut", {"input_tokens": 123, "cache_read_input_tokens": 4000, "output_tokens": 1}
         )
         document = yield self.stop()
-        yield collector.done
+        data = yield collector.done
         [combination] = document["combinations"]
         self.assertEqual(combination["by_user"]["alice"]["input_tokens"], 123)
         self.assertEqual(combination["total"]["cache_read_input_tokens"], 4000)
-        self.assertIn("1 request(s) still in progress after 1s; they are cut", self.ccm.output())
+        self.assertIn("1 request(s) still in progress after 1s; ending them", self.ccm.output())
+        self.assertTrue(collector.clean)
+        last = data.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+        self.assertTrue(last.startswith(b"event: error\ndata: "), data)
+        error = json.loads(last.split(b"data: ", 1)[1])
+        self.assertEqual(error["error"]["type"], "overloaded_error")
+        self.assertIn("ccm is restarting", error["error"]["message"])
 
     @inlineCallbacks
     def test_stream_finishes_during_shutdown(self) -> Any:
@@ -262,7 +272,7 @@ class UsageFileTests(unittest.TestCase):
         [combination] = document["combinations"]
         alice = combination["by_user"]["alice"]
         self.assertEqual((alice["input_tokens"], alice["output_tokens"]), (55, 77))
-        self.assertNotIn("they are cut", self.ccm.output())
+        self.assertNotIn("ending them", self.ccm.output())
 
     @inlineCallbacks
     def test_existing_file_keeps_counting(self) -> Any:

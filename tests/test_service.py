@@ -1,20 +1,35 @@
 """
-Tests for L{ccm.service.CcmService}: how a configured service is assembled.
+Tests for L{ccm.service.CcmService}: how a configured service is assembled,
+and reconfigured by a reload.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from treq.testing import StubTreq
 from twisted.application.service import IService
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from ccm.auth import Caller
 from ccm.config import ServiceConfig
+from ccm.configload import parse_config
 from ccm.keychain import KeychainStore, keychain_service_name
+from ccm.pools import BalancerPool
+from ccm.reload import plan_reload
 from ccm.service import CcmService
 from ccm.watch import FileWatcher
+from tests.proxyharness import write_credentials
 from tests.test_keychain import DictKeyring, credentials_json
+
+ALICE_TOKEN = "ak-service-alice-1"
+ALICE_NEW_TOKEN = "ak-service-alice-2"
+BOB_TOKEN = "ak-service-bob"
+CAROL_TOKEN = "ak-service-carol"
+FAR_EXPIRY_MS = 4_102_444_800_000
 
 
 class KeychainWiringTests(SynchronousTestCase):
@@ -94,3 +109,160 @@ class KeychainWiringTests(SynchronousTestCase):
         self.assertEqual(
             [call[0] for call in backend.calls], ["get"]
         )
+
+
+class ReconfigureTests(SynchronousTestCase):
+    """
+    L{CcmService.reconfigure} swaps in what a reloaded configuration
+    changes in place, without rebuilding credentials, listeners or usage
+    savers.
+    """
+
+    def setUp(self) -> None:
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        self.paths = {}
+        for tag in ("a", "b"):
+            path = os.path.join(directory, f"{tag}.json")
+            write_credentials(path, f"access-{tag}", f"refresh-{tag}", FAR_EXPIRY_MS)
+            self.paths[tag] = path
+        self.document: dict[str, Any] = {
+            "endpoint": "tcp:8080:interface=127.0.0.1",
+            "credentials": [
+                {"tag": "a", "credential_path": self.paths["a"]},
+                {"tag": "b", "credential_path": self.paths["b"]},
+                {"tag": "pool", "type": "balancer", "credentials": ["a", "b"]},
+            ],
+            "users": [
+                {"name": "alice", "token": ALICE_TOKEN, "credential": "pool"},
+                {"name": "bob", "token": BOB_TOKEN, "credential": "a"},
+            ],
+        }
+        self.home = directory
+
+    def start(self, document: dict[str, Any]) -> None:
+        """
+        Build and start the service C{document} describes, on a memory
+        reactor, and a client in front of its resources.
+        """
+        self.service = CcmService(
+            self.load(document),
+            reactor=MemoryReactorClock(),
+            http_client=object(),
+            environ={},
+            home=self.home,
+            watch_with_inotify=False,
+        )
+        self.service.privilegedStartService()
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.client = StubTreq(self.service.site.resource)
+
+    def load(self, document: dict[str, Any]) -> ServiceConfig:
+        return parse_config(document, source="config.json").services[0]
+
+    def reload(self, document: dict[str, Any]) -> None:
+        """
+        Reconfigure the service as a reload of C{document} would.
+        """
+        plan = plan_reload([self.service.config], parse_config(document, source="config.json"))
+        self.assertEqual(plan.restart, ())
+        [(_, config)] = plan.services
+        self.service.reconfigure(config)
+
+    def status_code(self, token: str) -> int:
+        """
+        The status of C{GET /ccm/v1/status} with C{token}.
+        """
+        response = self.successResultOf(
+            self.client.get(
+                "http://ccm.test/ccm/v1/status", headers={"authorization": f"Bearer {token}"}
+            )
+        )
+        self.successResultOf(response.content())
+        code: int = response.code
+        return code
+
+    def test_users_and_tokens(self) -> None:
+        """
+        After a reload, a changed token works and the old one gets 401, a
+        removed user gets 401, and a new user is served by the pool they
+        name; the same credential objects serve.
+        """
+        self.start(self.document)
+        credentials = list(self.service.credentials)
+        self.assertEqual((self.status_code(ALICE_TOKEN), self.status_code(CAROL_TOKEN)), (200, 401))
+        document = dict(
+            self.document,
+            users=[
+                {"name": "alice", "token": ALICE_NEW_TOKEN, "credential": "pool"},
+                {"name": "carol", "token": CAROL_TOKEN, "credential": "b"},
+            ],
+        )
+        self.reload(document)
+        self.assertEqual(
+            [self.status_code(t) for t in (ALICE_TOKEN, ALICE_NEW_TOKEN, BOB_TOKEN, CAROL_TOKEN)],
+            [401, 200, 401, 200],
+        )
+        [_, carol] = self.service.config.users
+        self.assertIs(self.service.pool_for(Caller(carol)), self.service.pools["b"])
+        self.assertEqual(self.service.credentials, credentials)
+
+    def test_pools_limits_and_headers(self) -> None:
+        """
+        Reserves become the members' caps, a balancer's strategy,
+        threshold and members change in place, and the proxy and site use
+        the new headers and body limit.
+        """
+        self.start(self.document)
+        pool = self.service.pools["pool"]
+        assert isinstance(pool, BalancerPool)
+        document = dict(
+            self.document,
+            credentials=[
+                {"tag": "a", "credential_path": self.paths["a"], "reserve_5h": 25, "limit_weekly": 70},
+                {"tag": "b", "credential_path": self.paths["b"]},
+                {
+                    "tag": "pool",
+                    "type": "balancer",
+                    "credentials": ["b"],
+                    "strategy": "round_robin",
+                    "rebalance_threshold": 5,
+                },
+            ],
+            headers={"x-team": "blue"},
+            max_request_body="1MiB",
+            shutdown_grace="2s",
+        )
+        self.reload(document)
+        self.assertIs(self.service.pools["pool"], pool)
+        self.assertEqual(
+            ([m.tag for m in pool.members], pool.strategy, pool.rebalance_threshold),
+            (["b"], "round_robin", 5.0),
+        )
+        member_a = self.service.pools["a"].members[0]
+        self.assertEqual((member_a.cap_5h, member_a.cap_weekly), (75, 70))
+        self.assertEqual(self.service.proxy.extra_headers, (("x-team", ("blue",)),))
+        self.assertEqual(self.service.proxy.max_request_body, 1024 * 1024)
+        self.assertEqual(self.service.site.max_request_body, 1024 * 1024)
+        self.assertEqual(self.service.config.shutdown_grace, 2.0)
+
+    def test_open_service_warns_again(self) -> None:
+        """
+        Removing every user from a service that listens beyond this machine
+        logs the same warning as at start-up, once: a later reload of the
+        still open service does not repeat it.
+        """
+        document = dict(self.document, endpoint="tcp:8080")
+        self.start(document)
+        self.assertEqual(self.status_code("anything"), 401)
+        warnings = [e for e in self.events if "no users are configured" in formatEvent(e)]
+        self.assertEqual(warnings, [])
+        self.reload(dict(document, users=[]))
+        self.assertEqual(self.status_code("anything"), 200)
+        warnings = [e for e in self.events if "no users are configured" in formatEvent(e)]
+        self.assertEqual(len(warnings), 1)
+        self.reload(dict(document, users=[], headers={"x-team": "blue"}))
+        warnings = [e for e in self.events if "no users are configured" in formatEvent(e)]
+        self.assertEqual(len(warnings), 1)

@@ -139,6 +139,13 @@ class UnitContentTests(SynchronousTestCase):
         self.assertIsInstance(listener, AddressListener)
         self.assertEqual(listener.port, 8443)
 
+    def test_reload_sends_sighup(self) -> None:
+        """
+        C{systemctl reload ccm} sends SIGHUP to the main process, which
+        makes ccm read its configuration again.
+        """
+        self.assertEqual(shlex.split(self.single("ExecReload")), ["/bin/kill", "-HUP", "$MAINPID"])
+
     def test_simple_service(self) -> None:
         """
         C{Type=simple}: twistd has no sd_notify support, so the unit must

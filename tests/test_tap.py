@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 from typing import Any
 
 from twisted.application.service import IService, IServiceMaker
@@ -21,8 +22,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from ccm.auth import Caller
 from ccm.config import AddressListener, EndpointListener, default_config
 from ccm.pools import BalancerPool, SingleCredentialPool
+from ccm.signals import SignalHandlers
 from ccm.tap import Options, makeService
 from tests.test_config import SEED_MULTIPLE_CREDENTIALS_EXAMPLE, SEED_SERVER_EXAMPLE
+from tests.test_signals import FakeSignals
 
 ACCESS_TOKEN = "sk-ant-oat01-tap-test-access-secret"
 REFRESH_TOKEN = "sk-ant-ort01-tap-test-refresh-secret"
@@ -560,3 +563,89 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
         self.assertFalse(service.running)
         self.assertEqual(reactor.getDelayedCalls(), [])
         self.assertEqual(reactor.readers, set())
+
+
+class ThreadedMemoryReactor(MemoryReactorClock):
+    """
+    A memory reactor with C{callFromThread}, whose calls wait for
+    L{run_from_thread}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_thread: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def callFromThread(self, f: Any, *args: Any) -> None:
+        self.from_thread.append((f, args))
+
+    def run_from_thread(self) -> None:
+        calls, self.from_thread = self.from_thread, []
+        for f, args in calls:
+            f(*args)
+
+
+class SignalWiringTests(TapTestMixin, SynchronousTestCase):
+    """
+    L{makeService} installs, once the reactor runs, the handlers that make
+    SIGHUP reload the configuration file and a second stop signal end the
+    requests in progress.
+    """
+
+    def setUp(self) -> None:
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def started(self, *arguments: str) -> tuple[IService, ThreadedMemoryReactor, FakeSignals]:
+        """
+        The services of C{twistd ccm *arguments}, started, with the signal
+        handlers installed on a fake C{signal} module.
+        """
+        reactor = ThreadedMemoryReactor()
+        service = makeService(self.parse(*arguments), reactor=reactor)
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        [install] = [
+            f for f, _, _ in reactor.whenRunningHooks if isinstance(getattr(f, "__self__", None), SignalHandlers)
+        ]
+        signals = FakeSignals({signal.SIGTERM: lambda number, frame: None})
+        install(signals)
+        return service, reactor, signals
+
+    def logged(self) -> str:
+        return "\n".join(formatEvent(event) for event in self.events)
+
+    def test_hangup_rereads_the_file(self) -> None:
+        """
+        After the file gets a new token for alice, SIGHUP makes the service
+        accept only the new one; the C{--listen} override still holds, so
+        the listener does not count as changed.
+        """
+        document = self.service_document()
+        path = self.write_config(document)
+        service, reactor, signals = self.started("--config", path, "--listen", "tcp:9200:interface=127.0.0.1")
+        [ccm_service] = list(service)
+        with open(path, "w") as handle:
+            json.dump(dict(document, users=[{"name": "alice", "token": USER_TOKEN + "-new"}]), handle)
+        signals.deliver(signal.SIGHUP)
+        reactor.run_from_thread()
+        [alice] = ccm_service.config.users
+        self.assertEqual(alice.token, USER_TOKEN + "-new")
+        self.assertEqual(ccm_service.config.listeners, (EndpointListener("tcp:9200:interface=127.0.0.1"),))
+        self.assertNotIn("needs a restart", self.logged())
+        self.assertIn("configuration reloaded from config.json: users (changed alice)", self.logged())
+        self.assertNotIn(USER_TOKEN, self.logged())
+
+    def test_second_stop_signal_ends_requests(self) -> None:
+        """
+        The first SIGTERM is left to the reactor; the second ends every
+        service's requests in progress.
+        """
+        service, reactor, signals = self.started("--config", self.write_config(self.service_document()))
+        [ccm_service] = list(service)
+        cuts: list[int] = []
+        self.patch(ccm_service, "end_requests_now", lambda: cuts.append(1) or 3)
+        signals.deliver(signal.SIGTERM)
+        signals.deliver(signal.SIGTERM)
+        reactor.run_from_thread()
+        self.assertEqual(cuts, [1])
+        self.assertIn("SIGTERM received again: stopping now; 3 request(s) in progress ended", self.logged())
