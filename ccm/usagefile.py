@@ -26,6 +26,33 @@ from ccm.credentialfile import NEW_FILE_MODE, replace_file
 from ccm.usage import SAVE_INTERVAL_SECONDS, UsageBook, UsageFileError
 
 
+def usage_path_problem(path: str) -> str | None:
+    """
+    Why a usage file could never be saved at C{path}, or C{None} when it
+    can: its directory must exist and be writable, since every save writes
+    a temporary file there and renames it over the file.  Checked at
+    start-up, because a save that fails is only noticed at shutdown, when
+    the usage is lost.
+    """
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        return f"{path} is a directory; name a file in it, such as {os.path.join(path, 'usages.json')}"
+    directory = os.path.dirname(target)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        return f"cannot save usage to {path}: {directory} is not a directory; fix the path"
+    if not os.path.isdir(directory):
+        return (
+            f"cannot save usage to {path}: directory {directory} does not exist; create "
+            "it (writable by the user ccm runs as) or fix the path"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return (
+            f"cannot save usage to {path}: directory {directory} is not writable by "
+            "the user ccm runs as; make it writable or choose another path"
+        )
+    return None
+
+
 class UsageFile:
     """
     The usages file on disk.

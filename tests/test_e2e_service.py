@@ -245,6 +245,27 @@ class StartupFailureTests(_ServiceTestCase):
         self.assertNotIn(USER_TOKEN, out + err)
 
     @inlineCallbacks
+    def test_usage_directory_missing(self) -> Any:
+        """
+        A credential's C{usages_path} in a directory that does not exist
+        makes twistd exit non-zero at start-up with one line naming the
+        JSON path and the directory, instead of losing the usage at
+        shutdown; no traceback, and nothing listens.
+        """
+        missing = os.path.join(os.path.abspath(self.mktemp()), "no-such-dir")
+        config = e2e.ccm_config(self.fake_url, self.credential_path, USERS)
+        config["usages_path"] = os.path.join(missing, "usages.json")
+        rc, out, err = yield e2e.run_ccm_expecting_exit(self, config)
+        self.assertNotEqual(rc, 0)
+        [line] = err.splitlines()
+        self.assertTrue(line.startswith("config.json: usages_path: cannot save usage to "), line)
+        self.assertIn(f"directory {missing} does not exist", line)
+        self.assertNotIn("Traceback", out + err)
+        self.assertNotIn("starting on", out + err)
+        self.assertNotIn(USER_TOKEN, out + err)
+        self.assertFalse(os.path.exists(missing))
+
+    @inlineCallbacks
     def test_invalid_json(self) -> Any:
         """
         A configuration file that is not JSON gives one line naming the file
