@@ -903,10 +903,10 @@ class FromDocumentTests(SynchronousTestCase):
 
     def test_minimal_documents(self) -> None:
         """
-        An empty object, or null combinations, give an empty book; missing
-        counts are 0; unknown keys are ignored.
+        Empty or null combinations (Go writes a nil slice as null) give an
+        empty book; missing counts are 0; unknown keys are ignored.
         """
-        for document in ({}, {"combinations": None}, {"combinations": [], "extra": 1}):
+        for document in ({"combinations": None}, {"combinations": [], "extra": 1}):
             book = UsageBook.from_document(document, clock_at())
             self.assertEqual((book.combinations, book.last_updated), ([], None))
         book = UsageBook.from_document(
@@ -934,8 +934,33 @@ class FromDocumentTests(SynchronousTestCase):
             (1773494113, None),
             (None, None),
         ):
-            book = UsageBook.from_document({"last_updated": text}, clock_at())
+            book = UsageBook.from_document({"last_updated": text, "combinations": []}, clock_at())
             self.assertEqual(book.last_updated, expected, text)
+
+    def test_not_a_usages_file(self) -> None:
+        """
+        A JSON object without C{combinations}, which every usages file has,
+        is not taken for an empty usages file; a configuration is named as
+        such.
+        """
+        for document in ({}, {"last_updated": "2026-03-14T13:15:13Z"}, {"costs": {}}):
+            error = self.assertRaises(UsageFileError, UsageBook.from_document, document, clock_at())
+            self.assertEqual(
+                str(error),
+                'no "combinations" key, which every usages file has, even an empty one',
+            )
+        for document in (
+            {"services": [{"type": "ccm"}]},
+            {"listen_port": 8080, "users": [{"name": "a", "token": "ccm-secret-token"}]},
+        ):
+            error = self.assertRaises(UsageFileError, UsageBook.from_document, document, clock_at())
+            self.assertTrue(
+                str(error).endswith(
+                    "; it looks like a ccm configuration, whose usages_path names the usages file"
+                ),
+                str(error),
+            )
+            self.assertNotIn("ccm-secret-token", str(error))
 
     def test_wrong_structure(self) -> None:
         """
@@ -1078,6 +1103,18 @@ class LoadTests(UsageFileTestCase):
         self.write(data)
         book = self.file.load()
         self.assert_moved_aside(book, self.path + ASIDE_SUFFIX, "combinations[0].total.input_tokens")
+        self.assertEqual(self.read(self.path + ASIDE_SUFFIX), data)
+
+    def test_configuration_never_overwritten(self) -> None:
+        """
+        A C{usages_path} pointing at a JSON object that is no usages file,
+        such as ccm's configuration, is moved aside intact rather than
+        loaded as an empty book and overwritten by the next save.
+        """
+        data = b'{"listen_port": 8080, "users": []}'
+        self.write(data)
+        book = self.file.load()
+        self.assert_moved_aside(book, self.path + ASIDE_SUFFIX, "it looks like a ccm configuration")
         self.assertEqual(self.read(self.path + ASIDE_SUFFIX), data)
 
     def test_unreadable(self) -> None:
