@@ -5,8 +5,11 @@ Who is calling: matching a client's token against the configured users.
 A client authenticates with C{Authorization: Bearer <token>} (what Claude
 Code sends for C{ANTHROPIC_AUTH_TOKEN}) or with C{x-api-key: <token>} when
 that value is a user's token (what C{ANTHROPIC_API_KEY} clients send).
-Any other API key is refused: ccm never forwards one.  Tokens are compared
-in constant time and never appear in messages or logs.
+Any other API key is refused: ccm never forwards one.  Two
+C{Authorization} headers, or headers naming different users, are refused as
+ambiguous.  Every refusal is a 401 with C{x-should-retry: false} whose
+message names the header used and sends the user to the ccm operator.
+Tokens are compared in constant time and never appear in messages or logs.
 """
 
 from __future__ import annotations
@@ -21,24 +24,59 @@ from twisted.web.http_headers import Headers
 from ccm.config import UserConfig
 from ccm.errors import APIError
 
-_MISSING = APIError(
-    401,
-    "authentication_error",
-    "missing ccm token: set ANTHROPIC_AUTH_TOKEN to the token your ccm "
-    "operator gave you",
+#: Every 401 tells clients not to retry: a token does not become valid by
+#: asking again, and Claude Code would otherwise retry for minutes before
+#: showing anything.
+_NO_RETRY = (("x-should-retry", "false"),)
+
+#: What every 401 ends with: whom to ask, and that the client's own Claude
+#: login is not the problem.
+_ASK_OPERATOR = (
+    "ask your ccm operator for a valid ccm token (/login does not help: this "
+    "is ccm's own token, not a Claude login)"
 )
-_INVALID = APIError(401, "authentication_error", "invalid ccm token")
-_BAD_SCHEME = APIError(
-    401,
-    "authentication_error",
-    "unsupported Authorization scheme: use Authorization: Bearer <ccm token>",
+
+#: Where each header comes from in Claude Code, for messages.
+_SETTING_OF_HEADER = {
+    "Authorization": ", from ANTHROPIC_AUTH_TOKEN",
+    "x-api-key": ", from ANTHROPIC_API_KEY",
+    "api-key": "",
+}
+
+
+def _refusal(message: str) -> APIError:
+    return APIError(401, "authentication_error", f"{message}; {_ASK_OPERATOR}", _NO_RETRY)
+
+
+_MISSING = _refusal(
+    "missing ccm token: set ANTHROPIC_AUTH_TOKEN to the token your ccm operator gave you"
 )
-_API_KEY_REFUSED = APIError(
-    401,
-    "authentication_error",
-    "API keys are not accepted by ccm and are never forwarded; unset "
-    "ANTHROPIC_API_KEY and use ANTHROPIC_AUTH_TOKEN with your ccm token",
+_BAD_SCHEME = _refusal(
+    "unsupported Authorization scheme: use Authorization: Bearer <ccm token> "
+    "(what ANTHROPIC_AUTH_TOKEN sends)"
 )
+_API_KEY_REFUSED = _refusal(
+    "API keys are not accepted by ccm and are never forwarded: unset "
+    "ANTHROPIC_API_KEY and use ANTHROPIC_AUTH_TOKEN with your ccm token"
+)
+_TWO_AUTHORIZATIONS = _refusal(
+    "ambiguous ccm credentials: the request has more than one Authorization header"
+)
+_TWO_USERS = _refusal(
+    "ambiguous ccm credentials: the Authorization and x-api-key (or api-key) "
+    "headers hold the tokens of different ccm users; set ANTHROPIC_AUTH_TOKEN only"
+)
+
+
+def _not_recognised(header: str) -> APIError:
+    """
+    The 401 for a token, sent in C{header}, that is no user's: it names the
+    header and the client setting behind it, never the token.
+    """
+    return _refusal(
+        f"ccm token not recognised (sent in the {header} header"
+        f"{_SETTING_OF_HEADER[header]}): check it for typos"
+    )
 
 
 @dataclass(frozen=True)
@@ -103,40 +141,45 @@ class Authenticator:
         """
         Identify the caller of a request with C{headers}.
 
-        :raises APIError: 401 when the request must be refused.
+        :raises APIError: 401 (with C{x-should-retry: false}) when the
+            request must be refused.
         """
-        bearer = None
-        bad_scheme = False
-        authorization = headers.getRawHeaders(b"authorization")
-        if authorization:
-            scheme, _, value = authorization[0].decode("latin-1").strip().partition(" ")
-            bad_scheme = scheme.lower() != "bearer"
-            bearer = value.strip()
+        authorization = headers.getRawHeaders(b"authorization", [])
         api_keys = [
-            value.decode("latin-1").strip()
+            (name.decode("ascii"), value.decode("latin-1").strip())
             for name in (b"x-api-key", b"api-key")
             for value in headers.getRawHeaders(name, [])
         ]
-        api_keys = [k for k in api_keys if k]
+        api_keys = [(name, key) for name, key in api_keys if key]
         if self.anonymous:
             # Without users anyone may call; the Authorization header is
-            # never forwarded, whatever its scheme, but an API key is
-            # refused so that nobody believes it is used.
+            # never forwarded, whatever its scheme or number, but an API key
+            # is refused so that nobody believes it is used.
             if api_keys:
                 raise _API_KEY_REFUSED
             return ANONYMOUS
-        if bad_scheme:
-            raise _BAD_SCHEME
-        key_users = [self._match(k) for k in api_keys]
-        if any(u is None for u in key_users):
-            raise _API_KEY_REFUSED if bearer is not None or len(key_users) > 1 else _INVALID
+        if len(authorization) > 1:
+            raise _TWO_AUTHORIZATIONS
+        bearer = None
+        if authorization:
+            scheme, _, value = authorization[0].decode("latin-1").strip().partition(" ")
+            if scheme.lower() != "bearer":
+                raise _BAD_SCHEME
+            bearer = value.strip()
+        matched = [self._match(key) for _, key in api_keys]
+        key_users = [user for user in matched if user is not None]
+        if len(key_users) < len(matched):
+            if bearer is not None or len(api_keys) > 1:
+                raise _API_KEY_REFUSED
+            raise _not_recognised(api_keys[0][0])
         if bearer is not None:
             user = self._match(bearer)
-            if user is None or any(u is not user for u in key_users):
-                raise _INVALID
-            return Caller(user=user)
-        if key_users:
-            if any(u is not key_users[0] for u in key_users):
-                raise _INVALID
-            return Caller(user=key_users[0])
-        raise _MISSING
+            if user is None:
+                raise _not_recognised("Authorization")
+        elif key_users:
+            user = key_users[0]
+        else:
+            raise _MISSING
+        if any(other is not user for other in key_users):
+            raise _TWO_USERS
+        return Caller(user=user)

@@ -30,6 +30,7 @@ from ccm.config import (
     AddressListener,
     Config,
     ConfigError,
+    DefaultCredentialConfig,
     EndpointListener,
     Listener,
     ServiceConfig,
@@ -39,6 +40,7 @@ from ccm.configcredentials import parse_credentials, parse_users
 from ccm.configdetour import index_outbounds, parse_detour
 from ccm.configread import ObjectReader, Problems, describe_type, json_path
 from ccm.units import parse_size
+from ccm.usagefile import usage_path_problem
 
 _LISTEN_KEYS = ("listen", "listen_port")
 
@@ -150,7 +152,9 @@ def load_config(path: str) -> Config:
                 f"{error.colno}: {error.msg}"
             ]
         ) from None
-    return parse_config(document, source=name)
+    config = parse_config(document, source=name)
+    check_usage_paths(config)
+    return config
 
 
 def parse_config(document: object, source: str) -> Config:
@@ -172,6 +176,32 @@ def parse_config(document: object, source: str) -> Config:
         services=tuple(services),
         warnings=tuple(f"{source}: {w}" for w in warnings),
     )
+
+
+def check_usage_paths(config: Config) -> None:
+    """
+    Make sure every usage file of C{config} could be saved, so that a wrong
+    C{usages_path} stops start-up instead of losing the usage at shutdown.
+    This looks at the file system, so L{load_config} does it after
+    L{parse_config}.
+
+    :raises ConfigError: one line per unusable path, naming its JSON path.
+    """
+    problems = Problems(config.source)
+    for service in config.services:
+        paths = [(json_path(service.where, "usages_path"), service.usages_path)]
+        # A parsed configuration has one entry per element of the
+        # credentials array, in order, so the index is the element's.
+        for index, credential in enumerate(service.credentials):
+            if isinstance(credential, DefaultCredentialConfig):
+                where = json_path(json_path(service.where, "credentials"), index)
+                paths.append((json_path(where, "usages_path"), credential.usages_path))
+        for where, usages_path in paths:
+            problem = usage_path_problem(usages_path) if usages_path else None
+            if problem is not None:
+                problems.add(where, problem)
+    if problems:
+        raise ConfigError(problems.lines)
 
 
 def _parse_document(

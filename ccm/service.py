@@ -19,6 +19,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from ccm.auth import Authenticator, Caller
+from ccm.banner import log_startup
 from ccm.config import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     AddressListener,
@@ -157,6 +158,7 @@ class CcmService(MultiService):
                 credential, credential_config.cap_5h, credential_config.cap_weekly
             )
         self.credentials = [m.credential for m in members.values()]
+        log_startup(self.log, config, [(c.tag, c.store.path) for c in self.credentials])
         for credential in self.credentials:
             if not isinstance(credential.store, CredentialFile):
                 continue  # The keychain is not watched, as in sing-box.

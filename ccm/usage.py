@@ -182,6 +182,21 @@ class Combination:
     by_user: dict[str, UsageCounts] = field(default_factory=dict)
 
 
+#: Top-level keys of a ccm configuration (sing-box document or bare
+#: service), for a hint when one is given as a usages file.
+_CONFIGURATION_KEYS = (
+    "services",
+    "outbounds",
+    "users",
+    "credentials",
+    "credential_path",
+    "usages_path",
+    "listen",
+    "listen_port",
+    "endpoint",
+)
+
+
 class UsageFileError(Exception):
     """
     A usages document does not have the expected structure; the message
@@ -346,12 +361,24 @@ class UsageBook:
         total and per-user counts are read; costs and unknown keys are
         ignored.
 
+        C{combinations} must be present, as in every file ccm or sing-box
+        writes (for an empty book too), so that another JSON object, such as
+        a configuration, is never taken for an empty usages file.
+
         :param document: the decoded JSON.
         :param clock: the clock of the new book.
         :raises UsageFileError: when the structure is wrong.
         """
         if not isinstance(document, dict):
             raise UsageFileError("the document is not a JSON object")
+        if "combinations" not in document:
+            looks_like = ""
+            if any(key in document for key in _CONFIGURATION_KEYS):
+                looks_like = "; it looks like a ccm configuration, whose usages_path names the usages file"
+            raise UsageFileError(
+                'no "combinations" key, which every usages file has, even an empty '
+                "one" + looks_like
+            )
         book = cls(clock)
         nanoseconds = _parse_rfc3339(document.get("last_updated"))
         if nanoseconds is not None:

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_usage -*-
 """
-The usages file on disk, and the service that saves it every minute and at
-shutdown.
+The usages file on disk, and the service that saves it soon after the first
+request, then every minute and at shutdown.
 
 Unlike the reference, a file that cannot be read is moved aside instead of
 being overwritten by an empty one, and the file is replaced atomically.
@@ -19,11 +19,38 @@ from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ccm.credentialfile import NEW_FILE_MODE, replace_file
 from ccm.usage import SAVE_INTERVAL_SECONDS, UsageBook, UsageFileError
+
+
+def usage_path_problem(path: str) -> str | None:
+    """
+    Why a usage file could never be saved at C{path}, or C{None} when it
+    can: its directory must exist and be writable, since every save writes
+    a temporary file there and renames it over the file.  Checked at
+    start-up, because a save that fails is only noticed at shutdown, when
+    the usage is lost.
+    """
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        return f"{path} is a directory; name a file in it, such as {os.path.join(path, 'usages.json')}"
+    directory = os.path.dirname(target)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        return f"cannot save usage to {path}: {directory} is not a directory; fix the path"
+    if not os.path.isdir(directory):
+        return (
+            f"cannot save usage to {path}: directory {directory} does not exist; create "
+            "it (writable by the user ccm runs as) or fix the path"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return (
+            f"cannot save usage to {path}: directory {directory} is not writable by "
+            "the user ccm runs as; make it writable or choose another path"
+        )
+    return None
 
 
 class UsageFile:
@@ -129,11 +156,20 @@ class UsageFile:
         book.changed = False
 
 
+#: How long after the first usage of a quiet spell (since start-up, or
+#: after a whole save interval without a save) that usage is saved: soon,
+#: so the file exists right after the first request, yet late enough to
+#: take the other requests of the same burst along.
+FIRST_SAVE_DELAY_SECONDS = 5.0
+
+
 class UsageSaverService(TimerService):
     """
     Saves a book to its file every C{interval} seconds when something was
-    recorded, and once more at shutdown.  A failed save is logged and
-    retried at the next tick.
+    recorded, and once more at shutdown.  The first usage recorded after
+    start-up, or after an interval without a save, is saved
+    L{FIRST_SAVE_DELAY_SECONDS} later instead of waiting for the next tick.
+    A failed save is logged and retried at the next tick.
     """
 
     log = Logger()
@@ -149,9 +185,14 @@ class UsageSaverService(TimerService):
         self.clock = clock
         self._file = file
         self._book = book
+        self._last_save: float | None = None
+        self._early_save: IDelayedCall | None = None
 
     def stopService(self) -> Deferred[None]:
         stopped: Deferred[None] = super().stopService()
+        if self._early_save is not None:
+            self._early_save.cancel()
+            self._early_save = None
         self._save()
         return stopped
 
@@ -164,12 +205,21 @@ class UsageSaverService(TimerService):
         self._book.record(**fields)
         if not self.running:
             self._save()
+        elif self._early_save is None and (
+            self._last_save is None or self.clock.seconds() - self._last_save >= self.step
+        ):
+            self._early_save = self.clock.callLater(FIRST_SAVE_DELAY_SECONDS, self._save_early)
+
+    def _save_early(self) -> None:
+        self._early_save = None
+        self._tick()
 
     def _tick(self) -> None:
         if self._book.changed:
             self._save()
 
     def _save(self) -> None:
+        self._last_save = self.clock.seconds()
         try:
             self._file.save(self._book)
         except OSError as error:

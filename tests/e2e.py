@@ -699,12 +699,27 @@ def claude_bin() -> Optional[str]:
     return None
 
 
-def skip_or_fail_without(tool_path: Optional[str], name: str) -> str:
+#: How the tests get the Claude Code CLI, for skip messages.
+SCRIPTS_TEST_INSTALLS_IT = "./scripts/test installs it"
+
+
+def debian_package(package: str) -> str:
+    """
+    How to get a tool that comes from a Debian package, for skip messages:
+    C{.ci/run} installs the package, C{./scripts/test} does not.
+    """
+    return f"install the Debian package {package} (bash .ci/run does; ./scripts/test does not)"
+
+
+def skip_or_fail_without(
+    tool_path: Optional[str], name: str, how_to_get: str = SCRIPTS_TEST_INSTALLS_IT
+) -> str:
     """
     Make sure an external tool is available.
 
     @param tool_path: where the tool should be (C{None} when not found).
     @param name: a human name for messages.
+    @param how_to_get: the end of the message: how to install the tool.
     @return: C{tool_path} when it is an executable file.
     @raise unittest.SkipTest: when it is missing, unless the environment has
         C{CI=true}.
@@ -713,7 +728,10 @@ def skip_or_fail_without(tool_path: Optional[str], name: str) -> str:
     """
     if tool_path and os.path.isfile(tool_path) and os.access(tool_path, os.X_OK):
         return tool_path
-    why = "{} not available ({!r}); ./scripts/test installs it".format(name, tool_path)
+    if tool_path:
+        why = "{} not available ({} is not an executable file); {}".format(name, tool_path, how_to_get)
+    else:
+        why = "{} not found; {}".format(name, how_to_get)
     if os.environ.get("CI", "").lower() == "true":
         raise unittest.FailTest("CI=true but " + why)
     raise unittest.SkipTest(why)
@@ -953,6 +971,7 @@ __all__ = [
     "ccm_config",
     "claude_bin",
     "credentials_document",
+    "debian_package",
     "epoch_ms",
     "find_twistd",
     "free_port",

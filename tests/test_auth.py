@@ -47,14 +47,22 @@ class AuthenticateTests(SynchronousTestCase):
     def refused(self, request_headers: Headers, *secrets: str) -> APIError:
         """
         Check that C{request_headers} are refused with a 401
-        C{authentication_error} that mentions none of C{secrets}.
+        C{authentication_error} that tells the client not to retry, sends
+        the user to the ccm operator rather than to C{/login}, and mentions
+        none of C{secrets}; and that a valid request is still accepted
+        afterwards.
         """
         error = self.assertRaises(APIError, self.authenticator.authenticate, request_headers)
         self.assertEqual(error.status, 401)
         self.assertEqual(error.error_type, "authentication_error")
+        self.assertEqual(error.headers, (("x-should-retry", "false"),))
+        self.assertIn("ask your ccm operator for a valid ccm token", error.message)
+        self.assertIn("/login does not help", error.message)
         for secret in secrets:
             self.assertNotIn(secret, error.message)
             self.assertNotIn(secret, str(error))
+        caller = self.authenticator.authenticate(headers(authorization=f"Bearer {CAROL.token}"))
+        self.assertEqual(caller.user, CAROL)
         return error
 
     def test_bearer(self) -> None:
@@ -100,14 +108,18 @@ class AuthenticateTests(SynchronousTestCase):
 
     def test_tokens_of_two_users(self) -> None:
         """
-        A bearer token and an API key of different users are refused.
+        A bearer token and an API key of different users, or two API keys
+        of different users, are refused as ambiguous.
         """
-        self.refused(
+        for request_headers in (
             headers(authorization=f"Bearer {ALICE.token}", x_api_key=BOB.token),
-            ALICE.token,
-            BOB.token,
-        )
-        self.refused(headers(x_api_key=ALICE.token, api_key=BOB.token), ALICE.token, BOB.token)
+            headers(authorization=f"Bearer {ALICE.token}", api_key=BOB.token),
+            headers(x_api_key=ALICE.token, api_key=BOB.token),
+            headers(x_api_key=[ALICE.token, BOB.token]),
+        ):
+            error = self.refused(request_headers, ALICE.token, BOB.token)
+            self.assertIn("ambiguous ccm credentials", error.message)
+            self.assertIn("different ccm users", error.message)
 
     def test_foreign_api_key_refused(self) -> None:
         """
@@ -116,31 +128,53 @@ class AuthenticateTests(SynchronousTestCase):
         """
         self.refused(headers(x_api_key=FOREIGN_KEY), FOREIGN_KEY)
         self.refused(headers(api_key=FOREIGN_KEY), FOREIGN_KEY)
-        error = self.refused(
+        for request_headers in (
             headers(authorization=f"Bearer {ALICE.token}", x_api_key=FOREIGN_KEY),
-            FOREIGN_KEY,
-            ALICE.token,
-        )
-        self.assertIn("API keys are not accepted", error.message)
+            headers(x_api_key=ALICE.token, api_key=FOREIGN_KEY),
+        ):
+            error = self.refused(request_headers, FOREIGN_KEY, ALICE.token)
+            self.assertIn("API keys are not accepted", error.message)
 
     def test_missing_token(self) -> None:
         """
         Without any token the caller is told how to give one.
         """
-        error = self.refused(headers())
-        self.assertIn("missing ccm token", error.message)
-        self.refused(headers(x_api_key="  "))
+        for request_headers in (headers(), headers(x_api_key="  ")):
+            error = self.refused(request_headers)
+            self.assertTrue(
+                error.message.startswith(
+                    "missing ccm token: set ANTHROPIC_AUTH_TOKEN to the token your ccm "
+                    "operator gave you; "
+                ),
+                error.message,
+            )
 
     def test_wrong_token(self) -> None:
         """
         An unknown bearer token, or an empty one, is refused without being
-        repeated.
+        repeated; the message says that the ccm token was not recognised
+        and which header and client setting carried it.
         """
         near_miss = ALICE.token[:-1]
-        error = self.refused(headers(authorization=f"Bearer {near_miss}"), near_miss)
-        self.assertEqual(error.message, "invalid ccm token")
-        self.refused(headers(authorization="Bearer"))
-        self.refused(headers(authorization="Bearer "))
+        for value in (f"Bearer {near_miss}", "Bearer", "Bearer "):
+            error = self.refused(headers(authorization=value), near_miss)
+            self.assertTrue(
+                error.message.startswith(
+                    "ccm token not recognised (sent in the Authorization header, "
+                    "from ANTHROPIC_AUTH_TOKEN): check it for typos; "
+                ),
+                error.message,
+            )
+
+    def test_wrong_api_key_token(self) -> None:
+        """
+        A lone API key that is no user's token is reported as a ccm token
+        that was not recognised, naming the header it came in.
+        """
+        error = self.refused(headers(x_api_key=FOREIGN_KEY), FOREIGN_KEY)
+        self.assertIn("(sent in the x-api-key header, from ANTHROPIC_API_KEY)", error.message)
+        error = self.refused(headers(api_key=FOREIGN_KEY), FOREIGN_KEY)
+        self.assertIn("(sent in the api-key header)", error.message)
 
     def test_token_is_not_a_prefix_match(self) -> None:
         """
@@ -158,15 +192,19 @@ class AuthenticateTests(SynchronousTestCase):
             error = self.refused(headers(authorization=value), ALICE.token)
             self.assertIn("unsupported Authorization scheme", error.message)
 
-    def test_first_authorization_header_counts(self) -> None:
+    def test_two_authorization_headers(self) -> None:
         """
-        Only the first C{Authorization} header is considered.
+        Two C{Authorization} headers are refused as ambiguous, whichever
+        users' tokens they hold, even the same one twice.
         """
-        caller = self.authenticator.authenticate(
-            headers(authorization=[f"Bearer {BOB.token}", "Bearer nonsense"])
-        )
-        self.assertEqual(caller.user, BOB)
-        self.refused(headers(authorization=["Bearer nonsense", f"Bearer {BOB.token}"]))
+        for values in (
+            [f"Bearer {BOB.token}", "Bearer nonsense"],
+            ["Bearer nonsense", f"Bearer {BOB.token}"],
+            [f"Bearer {BOB.token}", f"Bearer {ALICE.token}"],
+            [f"Bearer {BOB.token}", f"Bearer {BOB.token}"],
+        ):
+            error = self.refused(headers(authorization=values), BOB.token, ALICE.token)
+            self.assertIn("more than one Authorization header", error.message)
 
     def test_not_anonymous(self) -> None:
         """
@@ -243,7 +281,7 @@ class AnonymousTests(SynchronousTestCase):
         Whatever C{Authorization} a client sends (it is never forwarded),
         it is served anonymously.
         """
-        for value in ("Bearer whatever", "Basic dXNlcjpwYXNz", "garbage"):
+        for value in ("Bearer whatever", "Basic dXNlcjpwYXNz", "garbage", ["Bearer a", "Bearer b"]):
             self.assertIs(self.authenticator.authenticate(headers(authorization=value)), ANONYMOUS)
 
     def test_api_key_refused(self) -> None:
@@ -254,4 +292,5 @@ class AnonymousTests(SynchronousTestCase):
         for request_headers in (headers(x_api_key=FOREIGN_KEY), headers(api_key=FOREIGN_KEY)):
             error = self.assertRaises(APIError, self.authenticator.authenticate, request_headers)
             self.assertEqual((error.status, error.error_type), (401, "authentication_error"))
+            self.assertEqual(error.headers, (("x-should-retry", "false"),))
             self.assertNotIn(FOREIGN_KEY, error.message)

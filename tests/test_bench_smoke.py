@@ -15,7 +15,7 @@ from typing import Optional
 
 from twisted.trial import unittest
 
-from tests.e2e import REPO_ROOT, run_python_script, skip_or_fail_without
+from tests.e2e import REPO_ROOT, debian_package, run_python_script, skip_or_fail_without
 
 BENCH = os.path.join(REPO_ROOT, "bench", "run.py")
 
@@ -42,7 +42,7 @@ class BenchSmokeTests(unittest.TestCase):
         The smoke run exits 0 and prints one table with a row of figures for
         each path (direct, nginx, ccm) and the list of ccm targets.
         """
-        skip_or_fail_without(nginx_bin(), "nginx (Debian package nginx-light)")
+        skip_or_fail_without(nginx_bin(), "nginx", debian_package("nginx-light"))
         source = "import runpy, sys; sys.argv = [{path!r}, '--smoke']; runpy.run_path({path!r}, run_name='__main__')".format(
             path=BENCH
         )

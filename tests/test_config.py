@@ -186,12 +186,13 @@ class SeedExampleTests(SynchronousTestCase):
     """
 
     def load(self, text: str) -> Config:
-        directory = self.mktemp()
-        os.makedirs(directory)
-        path = os.path.join(directory, "config.json")
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        return load_config(path)
+        """
+        Parse an example as L{load_config} does, without the check of the
+        usage files' directories: the examples name directories (such as
+        C{/data}) that need not exist here.  L{UsagePathCheckTests} covers
+        that check.
+        """
+        return parse_config(json.loads(text), source="config.json")
 
     def test_server_example(self) -> None:
         """
@@ -1445,6 +1446,146 @@ class UsagesPathTests(SynchronousTestCase, ProblemsTestMixin):
         )
         self.assertEqual(
             [c.usages_path for c in service.default_credentials()], ["a.json", "b.json", "", ""]
+        )
+
+
+class UsagePathCheckTests(SynchronousTestCase):
+    """
+    L{load_config} refuses a C{usages_path} whose directory is missing or
+    not writable, naming its JSON path, so that start-up fails instead of
+    the usage being lost at shutdown.
+    """
+
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+
+    def write(self, document: object) -> str:
+        path = os.path.join(self.directory, "config.json")
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(document, handle)
+        return path
+
+    def load_fails(self, document: object) -> list[str]:
+        error = self.assertRaises(ConfigError, load_config, self.write(document))
+        return error.problems
+
+    def test_missing_directory(self) -> None:
+        """
+        A service-level C{usages_path} in a directory that does not exist
+        is one problem line naming the key, the path and the directory;
+        nothing is created.
+        """
+        missing = os.path.join(self.directory, "nowhere")
+        usages = os.path.join(missing, "usages.json")
+        self.assertEqual(
+            self.load_fails({"usages_path": usages}),
+            [
+                f"config.json: usages_path: cannot save usage to {usages}: directory "
+                f"{missing} does not exist; create it (writable by the user ccm runs as) "
+                "or fix the path"
+            ],
+        )
+        self.assertFalse(os.path.exists(missing))
+
+    def test_credential_paths(self) -> None:
+        """
+        In a sing-box document, each credential's C{usages_path} is checked
+        and named by its own JSON path; good ones pass silently.
+        """
+        good = os.path.join(self.directory, "a.json")
+        bad = os.path.join(self.directory, "gone", "b.json")
+        document = {
+            "services": [
+                {"type": "direct", "tag": "other"},
+                {
+                    "type": "ccm",
+                    "credentials": [
+                        {"tag": "a", "usages_path": good},
+                        {"tag": "pool", "type": "balancer", "credentials": ["a", "b"]},
+                        {"tag": "b", "usages_path": bad},
+                    ],
+                },
+            ]
+        }
+        [line] = self.load_fails(document)
+        self.assertTrue(
+            line.startswith(
+                f"config.json: services[1].credentials[2].usages_path: cannot save usage to {bad}:"
+            ),
+            line,
+        )
+
+    def test_parent_is_a_file(self) -> None:
+        """
+        A path under a regular file is refused: that "directory" is not one.
+        """
+        blocker = os.path.join(self.directory, "file")
+        open(blocker, "w").close()
+        [line] = self.load_fails({"usages_path": os.path.join(blocker, "usages.json")})
+        self.assertIn(f": {blocker} is not a directory; fix the path", line)
+
+    def test_path_is_a_directory(self) -> None:
+        """
+        A C{usages_path} naming a directory is refused with a suggestion.
+        """
+        [line] = self.load_fails({"usages_path": self.directory})
+        self.assertEqual(
+            line,
+            f"config.json: usages_path: {self.directory} is a directory; name a file in "
+            f"it, such as {os.path.join(self.directory, 'usages.json')}",
+        )
+
+    def test_directory_not_writable(self) -> None:
+        """
+        A directory the system reports as not writable is refused.  The
+        answer is simulated (as root every directory is writable); the check
+        asks for write and search permission on the directory itself.
+        """
+        usages = os.path.join(self.directory, "usages.json")
+        asked: list[tuple[str, int]] = []
+
+        def access(path: str, mode: int) -> bool:
+            asked.append((path, mode))
+            return False
+
+        self.patch(os, "access", access)
+        [line] = self.load_fails({"usages_path": usages})
+        self.assertEqual(
+            line,
+            f"config.json: usages_path: cannot save usage to {usages}: directory "
+            f"{self.directory} is not writable by the user ccm runs as; make it writable "
+            "or choose another path",
+        )
+        self.assertEqual(asked, [(self.directory, os.W_OK | os.X_OK)])
+
+    def test_usable_paths(self) -> None:
+        """
+        A usage file that does not exist yet in a writable directory, an
+        existing one, and one reached through a symbolic link all load, and
+        the check creates nothing.
+        """
+        existing = os.path.join(self.directory, "existing.json")
+        open(existing, "w").close()
+        link = os.path.join(self.directory, "link.json")
+        os.symlink(existing, link)
+        for usages in (os.path.join(self.directory, "new.json"), existing, link):
+            config = load_config(self.write({"usages_path": usages}))
+            self.assertEqual(config.services[0].usages_path, usages)
+        self.assertEqual(sorted(os.listdir(self.directory)), ["config.json", "existing.json", "link.json"])
+
+    def test_problems_of_parsing_come_first(self) -> None:
+        """
+        A document with other problems reports those, and the file system
+        is not looked at: L{parse_config} alone never touches it.
+        """
+        missing = os.path.join(self.directory, "nowhere", "usages.json")
+        self.assertEqual(
+            self.load_fails({"usages_path": missing, "listen_port": "x"}),
+            ["config.json: listen_port: must be a whole number, got a string"],
+        )
+        self.assertEqual(
+            parse_config({"usages_path": missing}, "config.json").services[0].usages_path, missing
         )
 
 

@@ -3,8 +3,9 @@ Tests for outbound detours (L{ccm.detour}): the HTTP CONNECT and SOCKS5
 handshakes on memory transports, L{ccm.service.CcmService} choosing a client
 per detour, TLS verified through a real tunnel, and a real ccm process
 reaching the fake upstream through real proxy servers (tinyproxy for HTTP
-CONNECT, microsocks for SOCKS5, installed by C{.ci/run}) started on loopback
-ports.
+CONNECT, microsocks for SOCKS5: Debian packages that C{.ci/run} installs and
+C{./scripts/test} does not) started on loopback ports.  Without them, the
+tests that need them are skipped, or fail under C{CI=true}.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 from typing import Any
 
 from service_identity.exceptions import VerificationError
@@ -584,8 +586,19 @@ def _wait_for_listening(port: int, child: Any, timeout: float = 10.0) -> Any:
             return
 
 
+#: Where the proxy servers are looked for (Debian installs them in
+#: /usr/bin); tests point it elsewhere to play a machine without them.
+TOOL_PATH = "/usr/bin:/usr/sbin:/bin"
+
+
 def _binary(name: str) -> str:
-    return e2e.skip_or_fail_without(shutil.which(name, path="/usr/bin:/usr/sbin:/bin"), name)
+    """
+    The proxy server C{name} (also its Debian package's name), or a skip
+    (a failure under C{CI=true}) saying how to install it.
+    """
+    return e2e.skip_or_fail_without(
+        shutil.which(name, path=TOOL_PATH), name, e2e.debian_package(name)
+    )
 
 
 @inlineCallbacks
@@ -849,8 +862,7 @@ class TLSThroughTunnelTests(unittest.TestCase):
         return int(port.getHost().port)
 
     @inlineCallbacks
-    def get(self, url: str) -> Any:
-        proxy_port = yield start_microsocks(self, None)
+    def get(self, proxy_port: int, url: str) -> Any:
         detour = Detour("socks5", "127.0.0.1", proxy_port, name="socks-tls")
         policy = BrowserLikePolicyForHTTPS(trustRoot=ssl.Certificate.loadPEM(self.pki.root_pem))
         pool = HTTPConnectionPool(reactor, persistent=False)
@@ -867,8 +879,9 @@ class TLSThroughTunnelTests(unittest.TestCase):
         A certificate valid for the URL's host is accepted through the
         tunnel.
         """
+        proxy_port = yield start_microsocks(self, None)
         port = self.serve_tls("127.0.0.1")
-        body = yield self.get(f"https://127.0.0.1:{port}/")
+        body = yield self.get(proxy_port, f"https://127.0.0.1:{port}/")
         self.assertEqual(body, b"hello over tls")
 
     @inlineCallbacks
@@ -877,11 +890,63 @@ class TLSThroughTunnelTests(unittest.TestCase):
         The same certificate served for a host it does not name fails the
         request: the tunnel does not weaken host name verification.
         """
+        # Started outside assertRaises, so that a missing microsocks is a
+        # skip and not an unexpected exception.
+        proxy_port = yield start_microsocks(self, None)
         port = self.serve_tls(PROXY_SOURCE)
         with self.assertRaises(ResponseNeverReceived) as caught:
-            yield self.get(f"https://{PROXY_SOURCE}:{port}/")
+            yield self.get(proxy_port, f"https://{PROXY_SOURCE}:{port}/")
         [reason] = caught.exception.reasons
         self.assertTrue(reason.check(VerificationError), reason)
+
+
+class WithoutProxyServersTests(unittest.SynchronousTestCase):
+    """
+    On a machine without tinyproxy and microsocks (a fresh clone tested
+    with C{./scripts/test}), the tests that need them skip, saying how to
+    install them, before starting anything; under C{CI=true} they fail.
+    """
+
+    def setUp(self) -> None:
+        empty = os.path.abspath(self.mktemp())
+        os.makedirs(empty)
+        self.patch(sys.modules[__name__], "TOOL_PATH", empty)
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "CI"})
+
+    def expected(self, name: str) -> str:
+        return (
+            f"{name} not found; install the Debian package {name} "
+            "(bash .ci/run does; ./scripts/test does not)"
+        )
+
+    def test_proxy_servers_skip(self) -> None:
+        """
+        Starting either proxy server (what every process test of
+        L{HTTPConnectProcessTests} and L{Socks5ProcessTests} that needs one
+        does first) skips with the package to install; under C{CI=true} it
+        fails with the same words.
+        """
+        for name, start in (
+            ("tinyproxy", lambda: start_tinyproxy(self, 1, None)),
+            ("microsocks", lambda: start_microsocks(self, None)),
+        ):
+            failure = self.failureResultOf(start(), unittest.SkipTest)
+            self.assertEqual(str(failure.value), self.expected(name))
+            os.environ["CI"] = "true"
+            failure = self.failureResultOf(start(), unittest.FailTest)
+            self.assertEqual(str(failure.value), "CI=true but " + self.expected(name))
+            del os.environ["CI"]
+
+    def test_tls_tests_skip(self) -> None:
+        """
+        Both TLS-through-a-tunnel tests skip: the one expecting a refusal
+        does not see the skip as the wrong exception.
+        """
+        for name in ("test_verified_for_the_real_host", "test_wrong_host_refused"):
+            case = TLSThroughTunnelTests(name)
+            case.setUp()
+            failure = self.failureResultOf(getattr(case, name)(), unittest.SkipTest)
+            self.assertEqual(str(failure.value), self.expected("microsocks"), name)
 
 
 class HTTPConnectProcessTests(_DetourProcessCase):

@@ -224,15 +224,23 @@ class HarnessTests(unittest.TestCase):
         """
         self.patch(os, "environ", dict(os.environ))
         os.environ.pop("CI", None)
-        self.assertRaises(unittest.SkipTest, e2e.skip_or_fail_without, None, "nothing")
-        self.assertRaises(
+        skipped = self.assertRaises(unittest.SkipTest, e2e.skip_or_fail_without, None, "nothing")
+        self.assertEqual(str(skipped), "nothing not found; ./scripts/test installs it")
+        skipped = self.assertRaises(
             unittest.SkipTest,
             e2e.skip_or_fail_without,
             "/nonexistent/tool",
             "nothing",
+            e2e.debian_package("nothing-pkg"),
+        )
+        self.assertEqual(
+            str(skipped),
+            "nothing not available (/nonexistent/tool is not an executable file); install "
+            "the Debian package nothing-pkg (bash .ci/run does; ./scripts/test does not)",
         )
         os.environ["CI"] = "true"
-        self.assertRaises(unittest.FailTest, e2e.skip_or_fail_without, None, "nothing")
+        failed = self.assertRaises(unittest.FailTest, e2e.skip_or_fail_without, None, "nothing")
+        self.assertEqual(str(failed), "CI=true but nothing not found; ./scripts/test installs it")
         self.assertEqual(e2e.skip_or_fail_without(sys.executable, "python"), sys.executable)
 
 

@@ -279,16 +279,32 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
     @inlineCallbacks
     def test_wrong_token_is_refused(self) -> Any:
         """
-        A token that belongs to no user is refused by ccm: the CLI fails
-        with ccm's message, nothing reaches the upstream, and ccm logs the
-        refusal without the token.
+        A token that belongs to no user is refused by ccm: the CLI, with its
+        default retries, gives up after one request with ccm's message,
+        nothing reaches the upstream, and ccm logs the refusal without the
+        token.  The next CLI run with a valid token works.
         """
-        result = yield e2e.run_claude(self, self.ccm.url, WRONG_TOKEN, "say hi")
+        # Without x-should-retry: false the CLI retries silently for about
+        # three minutes, and is killed (a ProcessTimeout) long before.
+        result = yield e2e.run_claude(
+            self,
+            self.ccm.url,
+            WRONG_TOKEN,
+            "say hi",
+            extra_env={"CLAUDE_CODE_MAX_RETRIES": None},
+            timeout=60,
+        )
         self.assertNotEqual(result.rc, 0)
-        self.assertIn("invalid ccm token", result.stdout + result.stderr)
+        output = result.stdout + result.stderr
+        self.assertIn("ccm token not recognised", output)
+        self.assertIn("ask your ccm operator", output)
+        self.assertNotIn(WRONG_TOKEN, output)
         self.assertEqual(api_requests(self.fake), [])
         yield self.wait_for_ccm_output("refused POST /v1/messages")
-        self.assertNotIn(WRONG_TOKEN, self.ccm.output())
+        self.assertEqual(self.ccm.output().count("refused POST /v1/messages"), 1)
+        self.fake.enqueue(text_reply("Hello after the typo."))
+        result = yield e2e.run_claude(self, self.ccm.url, USER_TOKEN, "say hi")
+        self.assertEqual((result.rc, result.stdout.strip()), (0, "Hello after the typo."))
 
     @inlineCallbacks
     def test_api_key_with_user_token(self) -> Any:

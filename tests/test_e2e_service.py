@@ -245,6 +245,27 @@ class StartupFailureTests(_ServiceTestCase):
         self.assertNotIn(USER_TOKEN, out + err)
 
     @inlineCallbacks
+    def test_usage_directory_missing(self) -> Any:
+        """
+        A credential's C{usages_path} in a directory that does not exist
+        makes twistd exit non-zero at start-up with one line naming the
+        JSON path and the directory, instead of losing the usage at
+        shutdown; no traceback, and nothing listens.
+        """
+        missing = os.path.join(os.path.abspath(self.mktemp()), "no-such-dir")
+        config = e2e.ccm_config(self.fake_url, self.credential_path, USERS)
+        config["usages_path"] = os.path.join(missing, "usages.json")
+        rc, out, err = yield e2e.run_ccm_expecting_exit(self, config)
+        self.assertNotEqual(rc, 0)
+        [line] = err.splitlines()
+        self.assertTrue(line.startswith("config.json: usages_path: cannot save usage to "), line)
+        self.assertIn(f"directory {missing} does not exist", line)
+        self.assertNotIn("Traceback", out + err)
+        self.assertNotIn("starting on", out + err)
+        self.assertNotIn(USER_TOKEN, out + err)
+        self.assertFalse(os.path.exists(missing))
+
+    @inlineCallbacks
     def test_invalid_json(self) -> Any:
         """
         A configuration file that is not JSON gives one line naming the file
@@ -420,3 +441,44 @@ class ShutdownTests(_ServiceTestCase):
         self.assertIn("(TCP Port {} Closed)".format(ccm.port), output)
         self.assertIsNone(_ERROR_LEVEL_RE.search(output), output)
         self.assertNotIn("Unhandled", output)
+
+
+class DefaultsTests(_ServiceTestCase):
+    """
+    C{twistd -n ccm} without C{--config}, as the README's first command
+    runs it.
+    """
+
+    @inlineCallbacks
+    def test_starts_on_defaults(self) -> Any:
+        """
+        Without C{--config}, in an empty C{HOME}, ccm starts on its
+        defaults, and its first log lines name the credentials file it
+        uses, say that it has no users and give the URL clients set; a
+        request to that URL reaches ccm, which answers that the file is
+        missing.  (C{--listen} only moves it off port 8080, which another
+        program may hold.)
+        """
+        port = e2e.free_port()
+        self.addCleanup(self.check_ccm_output)
+        self.ccm = yield e2e.start_twistd(
+            self, ["ccm", "--listen", f"tcp:{port}:interface=127.0.0.1"]
+        )
+        path = os.path.join(self.ccm.home, ".claude", ".credentials.json")
+        first = [line.split("] ", 1)[1] for line in self.ccm.output().splitlines()[:3]]
+        self.assertEqual(
+            first,
+            [
+                f"credential default uses {path}",
+                "no users configured: requests need no token, and anyone who can connect "
+                "is served",
+                f"clients set ANTHROPIC_BASE_URL=http://127.0.0.1:{port}",
+            ],
+        )
+        response = yield self.agent.request(
+            b"GET", f"http://127.0.0.1:{port}/v1/models".encode()
+        )
+        reply = ClientReply(response.code, response.headers, (yield readBody(response)))
+        self.assertEqual(reply.code, 503, reply)
+        self.assertEqual(reply.header("x-should-retry"), "false")
+        self.assertIn(f"credential file {path} does not exist", reply.json()["error"]["message"])

@@ -116,12 +116,27 @@ class UsageFileTests(unittest.TestCase):
             return json.load(handle)
 
     @inlineCallbacks
+    def wait_for_file(self, timeout: float) -> Any:
+        """
+        Wait until ccm has written the usage file, and return its document.
+        """
+        waited = 0.0
+        while not os.path.exists(self.usages_path):
+            if waited >= timeout:
+                self.fail(f"{self.usages_path} not written within {timeout} s")
+            yield deferLater(reactor, 0.1)
+            waited += 0.1
+        with open(self.usages_path) as handle:
+            return json.load(handle)
+
+    @inlineCallbacks
     def test_cli_and_sdk_usage_saved_on_shutdown(self) -> Any:
         """
         Two Claude Code CLI requests by alice and one SDK request by bob
         are counted per user with the tokens the upstream reported, 5-minute
-        and 1-hour cache writes apart; nothing is written before the minute
-        is up, and shutdown saves the file with the costs.
+        and 1-hour cache writes apart; the file is written a few seconds
+        after the first request (not a minute later), and shutdown saves it
+        with everything and the costs.
         """
         yield self.start()
         self.fake.enqueue(
@@ -132,6 +147,9 @@ class UsageFileTests(unittest.TestCase):
         for prompt in ("first", "second"):
             result = yield e2e.run_claude(self, self.ccm.url, ALICE, prompt, args=["--model", MODEL])
             self.assertEqual(result.rc, 0, result.stderr)
+            if prompt == "first":
+                early = yield self.wait_for_file(timeout=15)
+                self.assertGreaterEqual(early["combinations"][0]["total"]["request_count"], 1)
         rc, out, err = yield e2e.run_python_script(
             self,
             "import anthropic, sys\n"
@@ -141,7 +159,6 @@ class UsageFileTests(unittest.TestCase):
             "print(message.content[0].text)\n",
         )
         self.assertEqual((rc, out.strip()), (0, "three"), err)
-        self.assertFalse(os.path.exists(self.usages_path))
         document = yield self.stop()
 
         [combination] = document["combinations"]

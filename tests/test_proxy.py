@@ -617,6 +617,41 @@ class RefusalTests(SynchronousTestCase):
         self.assertIn("refused POST /v1/messages from", warnings[0])
         harness.assert_no_secrets_logged(wrong)
 
+    def test_refusals_are_final_and_name_the_operator(self) -> None:
+        """
+        Every 401 (no token, a wrong one, two C{Authorization} headers, the
+        tokens of two users) carries C{x-should-retry: false} and a message
+        sending the user to the ccm operator, logs the refusal without any
+        token, sends nothing upstream, and leaves the next valid request
+        working.
+        """
+        harness = ProxyHarness(self)
+        wrong = "ccm-token-typo-55aa"
+        for headers, expected in (
+            ({}, "missing ccm token"),
+            ({"authorization": f"Bearer {wrong}"}, "ccm token not recognised"),
+            (
+                {"authorization": [f"Bearer {ALICE_TOKEN}", f"Bearer {ALICE_TOKEN}"]},
+                "more than one Authorization header",
+            ),
+            (
+                {"authorization": f"Bearer {ALICE_TOKEN}", "x-api-key": BOB_TOKEN},
+                "different ccm users",
+            ),
+        ):
+            response = harness.response("POST", "/v1/messages", b"{}", headers, token=None)
+            error = harness.ccm_error(response, 401, "authentication_error")
+            self.assertEqual(response.headers.getRawHeaders("x-should-retry"), ["false"])
+            self.assertIn(expected, error["message"])
+            self.assertIn("ask your ccm operator", error["message"])
+            for secret in (wrong, ALICE_TOKEN, BOB_TOKEN):
+                self.assertNotIn(secret, error["message"])
+            self.assertEqual(harness.fake.requests, [])
+        self.assertEqual(len(harness.log_texts(LogLevel.warn)), 4)
+        self.assertEqual(harness.messages(MESSAGE_BODY).code, 200)
+        self.assertEqual([c.name for c in harness.callers], ["alice"])
+        harness.assert_no_secrets_logged(wrong)
+
     def test_foreign_api_key_refused(self) -> None:
         """
         An C{x-api-key} that is not a ccm token is refused with 401 and never

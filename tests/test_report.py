@@ -613,6 +613,28 @@ class CommandLineTests(SynchronousTestCase):
             "combinations[0].total.input_tokens",
         )
 
+    def test_not_a_usages_file(self) -> None:
+        """
+        A JSON object that is not a usages file (an empty object, a ccm
+        configuration, which is named as such) is refused with one line and
+        status 1, without repeating what it holds; a real usages file is
+        read normally afterwards.
+        """
+        self.assert_refused(
+            b"{}",
+            'does not hold usage statistics (no "combinations" key, which every usages file has',
+        )
+        configuration = json.dumps(
+            {"listen_port": 8080, "users": [{"name": "alice", "token": "ccm-token-in-config"}]}
+        ).encode()
+        self.assert_refused(configuration, "it looks like a ccm configuration")
+        status, out, err = self.run_main("usage", self.path)
+        self.assertNotIn("ccm-token-in-config", out + err)
+        self.write(b'{"last_updated": "0001-01-01T00:00:00Z", "combinations": []}')
+        status, out, err = self.run_main("usage", self.path)
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("No usage has been recorded yet.", out)
+
     def test_counts_too_large_to_price(self) -> None:
         """
         Token counts beyond 64 bits (no real file has them) are refused

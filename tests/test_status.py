@@ -179,16 +179,25 @@ class StatusTests(SynchronousTestCase):
 
     def test_requires_authentication(self) -> None:
         """
-        With users configured, the status needs a valid token.
+        With users configured, the status needs one valid token: no token,
+        a wrong one, a foreign API key and two C{Authorization} headers get
+        a 401 with C{x-should-retry: false}, and a valid request still works
+        afterwards.
         """
         harness = ProxyHarness(self)
-        for token in (None, "not-a-user"):
-            response = harness.response("GET", "/ccm/v1/status", token=token)
-            harness.ccm_error(response, 401, "authentication_error")
-        response = harness.response(
-            "GET", "/ccm/v1/status", headers={"x-api-key": "sk-ant-api03-x"}, token=None
-        )
-        harness.ccm_error(response, 401, "authentication_error")
+        for token, headers in (
+            (None, {}),
+            ("not-a-user", {}),
+            (None, {"x-api-key": "sk-ant-api03-x"}),
+            (None, {"authorization": [f"Bearer {ALICE_TOKEN}", "Bearer not-a-user"]}),
+        ):
+            response = harness.response("GET", "/ccm/v1/status", headers=headers, token=token)
+            error = harness.ccm_error(response, 401, "authentication_error")
+            self.assertEqual(response.headers.getRawHeaders("x-should-retry"), ["false"])
+            self.assertNotIn("not-a-user", error["message"])
+            self.assertNotIn(ALICE_TOKEN, error["message"])
+        self.assertEqual(harness.response("GET", "/ccm/v1/status").code, 200)
+        harness.assert_no_secrets_logged("not-a-user", "sk-ant-api03-x")
 
     def test_api_key_user_token(self) -> None:
         """

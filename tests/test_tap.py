@@ -178,6 +178,22 @@ class OptionsTests(TapTestMixin, SynchronousTestCase):
         )
         self.assertNotIn(USER_TOKEN, message)
 
+    def test_usage_directory_missing(self) -> None:
+        """
+        A C{usages_path} in a directory that does not exist ends the program
+        at start-up with one line naming its JSON path, before anything
+        listens or runs.
+        """
+        missing = os.path.join(self.make_directory(), "gone")
+        usages = os.path.join(missing, "usages.json")
+        message = self.parse_fails("--config", self.write_config(self.service_document(usages_path=usages)))
+        self.assertEqual(
+            message,
+            f"config.json: usages_path: cannot save usage to {usages}: directory {missing} "
+            "does not exist; create it (writable by the user ccm runs as) or fix the path",
+        )
+        self.assertFalse(os.path.exists(missing))
+
     def test_missing_config(self) -> None:
         """
         A configuration file that does not exist ends the program with one

@@ -28,7 +28,7 @@ from ccm.usage import (
     UsageFileError,
     week_start_from_headers,
 )
-from ccm.usagefile import UsageFile, UsageSaverService
+from ccm.usagefile import FIRST_SAVE_DELAY_SECONDS, UsageFile, UsageSaverService
 
 UTC = datetime.timezone.utc
 UTC_PLUS_8 = datetime.timezone(datetime.timedelta(hours=8))
@@ -903,10 +903,10 @@ class FromDocumentTests(SynchronousTestCase):
 
     def test_minimal_documents(self) -> None:
         """
-        An empty object, or null combinations, give an empty book; missing
-        counts are 0; unknown keys are ignored.
+        Empty or null combinations (Go writes a nil slice as null) give an
+        empty book; missing counts are 0; unknown keys are ignored.
         """
-        for document in ({}, {"combinations": None}, {"combinations": [], "extra": 1}):
+        for document in ({"combinations": None}, {"combinations": [], "extra": 1}):
             book = UsageBook.from_document(document, clock_at())
             self.assertEqual((book.combinations, book.last_updated), ([], None))
         book = UsageBook.from_document(
@@ -934,8 +934,33 @@ class FromDocumentTests(SynchronousTestCase):
             (1773494113, None),
             (None, None),
         ):
-            book = UsageBook.from_document({"last_updated": text}, clock_at())
+            book = UsageBook.from_document({"last_updated": text, "combinations": []}, clock_at())
             self.assertEqual(book.last_updated, expected, text)
+
+    def test_not_a_usages_file(self) -> None:
+        """
+        A JSON object without C{combinations}, which every usages file has,
+        is not taken for an empty usages file; a configuration is named as
+        such.
+        """
+        for document in ({}, {"last_updated": "2026-03-14T13:15:13Z"}, {"costs": {}}):
+            error = self.assertRaises(UsageFileError, UsageBook.from_document, document, clock_at())
+            self.assertEqual(
+                str(error),
+                'no "combinations" key, which every usages file has, even an empty one',
+            )
+        for document in (
+            {"services": [{"type": "ccm"}]},
+            {"listen_port": 8080, "users": [{"name": "a", "token": "ccm-secret-token"}]},
+        ):
+            error = self.assertRaises(UsageFileError, UsageBook.from_document, document, clock_at())
+            self.assertTrue(
+                str(error).endswith(
+                    "; it looks like a ccm configuration, whose usages_path names the usages file"
+                ),
+                str(error),
+            )
+            self.assertNotIn("ccm-secret-token", str(error))
 
     def test_wrong_structure(self) -> None:
         """
@@ -1078,6 +1103,18 @@ class LoadTests(UsageFileTestCase):
         self.write(data)
         book = self.file.load()
         self.assert_moved_aside(book, self.path + ASIDE_SUFFIX, "combinations[0].total.input_tokens")
+        self.assertEqual(self.read(self.path + ASIDE_SUFFIX), data)
+
+    def test_configuration_never_overwritten(self) -> None:
+        """
+        A C{usages_path} pointing at a JSON object that is no usages file,
+        such as ccm's configuration, is moved aside intact rather than
+        loaded as an empty book and overwritten by the next save.
+        """
+        data = b'{"listen_port": 8080, "users": []}'
+        self.write(data)
+        book = self.file.load()
+        self.assert_moved_aside(book, self.path + ASIDE_SUFFIX, "it looks like a ccm configuration")
         self.assertEqual(self.read(self.path + ASIDE_SUFFIX), data)
 
     def test_unreadable(self) -> None:
@@ -1254,9 +1291,8 @@ class UsageSaverServiceTests(UsageFileTestCase):
 
     def test_record_after_stop_saved_at_once(self) -> None:
         """
-        Usage recorded through the service while it runs waits for the next
-        tick; usage recorded after it stopped (a stream cut at shutdown) is
-        saved at once.
+        Usage recorded through the service while it runs is not written at
+        once; usage recorded after it stopped (a stream cut at shutdown) is.
         """
         self.service.startService()
         self.service.record(
@@ -1271,6 +1307,73 @@ class UsageSaverServiceTests(UsageFileTestCase):
             usage=TokenUsage(model=OPUS, input_tokens=7), messages=1,
         )
         self.assertEqual(json.loads(self.read())["combinations"][0]["total"]["input_tokens"], 12)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def record_through_service(self, input_tokens: int) -> None:
+        self.service.record(
+            model=OPUS, context_window=STANDARD, week_start_unix=WEEK_1, user="alice",
+            usage=TokenUsage(model=OPUS, input_tokens=input_tokens), messages=1,
+        )
+
+    def saved_input_tokens(self) -> int:
+        document = json.loads(self.read())
+        return int(document["combinations"][0]["total"]["input_tokens"])
+
+    def test_first_record_saved_soon(self) -> None:
+        """
+        The first usage after start-up is saved FIRST_SAVE_DELAY_SECONDS
+        later, not at the next minute, through the same atomic save (no
+        temporary file is left); more usage within the minute waits for the
+        tick; after a minute without a save, the next usage is saved soon
+        again.
+        """
+        self.assertEqual(FIRST_SAVE_DELAY_SECONDS, 5)
+        self.service.startService()
+        self.clock.advance(100)  # Ticks at 0 and 60 found nothing to save.
+        self.record_through_service(3)
+        self.clock.advance(4.9)
+        self.assertFalse(os.path.exists(self.path))
+        self.clock.advance(0.1)
+        self.assertEqual(self.saved_input_tokens(), 3)
+        self.assertEqual(os.listdir(self.directory), [os.path.basename(self.path)])
+        self.record_through_service(4)  # t=105: saved 0 s ago.
+        self.clock.advance(10)
+        self.assertEqual(self.saved_input_tokens(), 3)
+        self.clock.advance(5)  # The tick at t=120.
+        self.assertEqual(self.saved_input_tokens(), 7)
+        self.clock.advance(200)  # t=320: ticks found nothing new since t=120.
+        self.record_through_service(5)
+        self.clock.advance(5)
+        self.assertEqual(self.saved_input_tokens(), 12)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)  # Only the loop.
+        self.service.stopService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_burst_saved_once(self) -> None:
+        """
+        Usage recorded while an early save is pending joins it: one save
+        writes the whole burst.
+        """
+        saves: list[int] = []
+        save = self.file.save
+        self.patch(self.file, "save", lambda book: (saves.append(1), save(book)))
+        self.service.startService()
+        for tokens in (1, 2, 3):
+            self.record_through_service(tokens)
+            self.clock.advance(1)
+        self.clock.advance(2)
+        self.assertEqual((len(saves), self.saved_input_tokens()), (1, 6))
+        self.service.stopService()
+
+    def test_stop_cancels_early_save(self) -> None:
+        """
+        Stopping while an early save is pending saves at once and leaves no
+        timer behind.
+        """
+        self.service.startService()
+        self.record_through_service(9)
+        self.assertIsNone(self.successResultOf(self.service.stopService()))
+        self.assertEqual(self.saved_input_tokens(), 9)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_nothing_recorded(self) -> None:
