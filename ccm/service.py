@@ -217,6 +217,7 @@ class CcmService(MultiService):
             build_root(proxy, StatusResource(authenticator, pool_for)),
             config.max_request_body,
             reactor=reactor,
+            connection_limits=config.connection_limits,
         )
         self.listeners = []
         for listener in config.listeners:
