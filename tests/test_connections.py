@@ -902,13 +902,14 @@ class ErrorResponseTests(SynchronousTestCase):
 class Collector(Protocol):
     """
     A raw HTTP client connection: it collects what the server sends, fires
-    C{answered} with the first whole response, and C{closed} with all the
-    bytes once the connection is gone.
+    C{answered} with the first whole response (or C{None} if the connection
+    closes without one), and C{closed} with all the bytes once the
+    connection is gone.
     """
 
     def __init__(self) -> None:
         self.data = b""
-        self.answered: Deferred[RawResponse] = Deferred()
+        self.answered: Deferred[RawResponse | None] = Deferred()
         self.closed: Deferred[bytes] = Deferred()
 
     def dataReceived(self, data: bytes) -> None:
@@ -919,7 +920,7 @@ class Collector(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self.answered.called:
-            self.answered.errback(reason)
+            self.answered.callback(None)
         self.closed.callback(self.data)
 
 
@@ -988,6 +989,7 @@ class LoopbackTests(TestCase):
             raw_request("GET", "/ccm/v1/status", headers={"Connection": "close"})
         )
         response = await collector.answered
+        assert response is not None
         self.assertEqual(response.status, 200)
         self.assertIn("plan_weight", response.json())
         await collector.closed
@@ -1042,6 +1044,7 @@ class LoopbackTests(TestCase):
         refused.transport.write(STATUS + b"x" * 256 * 1024)  # type: ignore[union-attr]
         response = await refused.answered
         check_error(self, response, 503, "overloaded_error")
+        assert response is not None
         self.assertEqual(response.headers["x-should-retry"], ["true"])
         await self.close(refused)
         await self.close(first)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 
 from twisted.application.service import IService
+from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ccm.config import ServiceConfig
+from ccm.config import ConnectionLimits, ServiceConfig
+from ccm.connections import CcmChannel
 from ccm.keychain import KeychainStore, keychain_service_name
 from ccm.service import CcmService
 from ccm.watch import FileWatcher
@@ -94,3 +96,32 @@ class KeychainWiringTests(SynchronousTestCase):
         self.assertEqual(
             [call[0] for call in backend.calls], ["get"]
         )
+
+
+class ConnectionLimitsWiringTests(SynchronousTestCase):
+    """
+    The service's site takes its connection bounds from the configuration.
+    """
+
+    def test_site_limits(self) -> None:
+        """
+        The site holds the configured L{ConnectionLimits} and gives them to
+        each new connection.
+        """
+        home = os.path.abspath(self.mktemp())
+        os.makedirs(home)
+        limits = ConnectionLimits(max_connections=7, max_connections_per_address=3)
+        service = CcmService(
+            ServiceConfig(where="", connection_limits=limits),
+            reactor=MemoryReactorClock(),
+            http_client=object(),
+            environ={},
+            home=home,
+            watch_with_inotify=False,
+            platform="linux",
+        )
+        self.assertIs(service.site.connection_limits, limits)
+        channel = service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+        self.assertIsInstance(channel, CcmChannel)
+        self.assertIs(channel.limits, limits)
+        channel.release()
