@@ -164,7 +164,8 @@ class ConnectionLimits:
     """
     How long and how many connections a service keeps: the bounds that
     stop slow or greedy clients from holding descriptors.  Zero turns a
-    bound off, except for C{max_request_head}.
+    bound off, except for C{keep_alive_timeout} and C{max_request_head},
+    which the configuration keeps positive.
 
     :ivar request_head_timeout: seconds for a request's line and headers
         to arrive, counted from the connection or from the first byte
