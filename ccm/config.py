@@ -16,6 +16,14 @@ DEFAULT_MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024
 # minutes; systemd's default stop timeout is 90 s).
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
 DEFAULT_POLL_INTERVAL_SECONDS = 60.0
+# Connection bounds (docs/configuration.md#connections explains each).
+DEFAULT_REQUEST_HEAD_TIMEOUT_SECONDS = 30.0
+DEFAULT_REQUEST_BODY_MIN_RATE_BYTES = 1024
+DEFAULT_REQUEST_BODY_GRACE_SECONDS = 30.0
+DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS = 60.0
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256
+DEFAULT_MAX_REQUEST_HEAD_BYTES = 32 * 1024
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1"
 DEFAULT_LISTEN_PORT = 8080
 DEFAULT_ENDPOINT = "tcp:8080:interface=127.0.0.1"
@@ -152,6 +160,37 @@ CredentialConfig = Union[DefaultCredentialConfig, BalancerCredentialConfig]
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """
+    How long and how many connections a service keeps: the bounds that
+    stop slow or greedy clients from holding descriptors.  Zero turns a
+    bound off, except for C{keep_alive_timeout} and C{max_request_head},
+    which the configuration keeps positive.
+
+    :ivar request_head_timeout: seconds for a request's line and headers
+        to arrive, counted from the connection or from the first byte
+        after a kept-alive connection's idle time.
+    :ivar request_body_min_rate: bytes per second a body must average
+        after C{request_body_grace}.
+    :ivar request_body_grace: seconds a body gets before its rate counts.
+    :ivar keep_alive_timeout: seconds an idle kept-alive connection stays
+        open after its last response.
+    :ivar max_connections: open connections of the service.
+    :ivar max_connections_per_address: open connections from one IPv4
+        address or one IPv6 /64.
+    :ivar max_request_head: bytes of request line and headers.
+    """
+
+    request_head_timeout: float = DEFAULT_REQUEST_HEAD_TIMEOUT_SECONDS
+    request_body_min_rate: int = DEFAULT_REQUEST_BODY_MIN_RATE_BYTES
+    request_body_grace: float = DEFAULT_REQUEST_BODY_GRACE_SECONDS
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+    max_request_head: int = DEFAULT_MAX_REQUEST_HEAD_BYTES
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """
     One ccm service: where it listens, whom it serves and with what.
@@ -170,6 +209,7 @@ class ServiceConfig:
     oauth_token_url: str = DEFAULT_OAUTH_TOKEN_URL
     max_request_body: int = DEFAULT_MAX_REQUEST_BODY_BYTES
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    connection_limits: ConnectionLimits = ConnectionLimits()
 
     @property
     def multi_credential(self) -> bool:

@@ -36,6 +36,7 @@ from ccm.config import (
     ServiceConfig,
     TLSConfig,
 )
+from ccm.configconnections import CONNECTION_KEYS, parse_connection_limits
 from ccm.configcredentials import parse_credentials, parse_users
 from ccm.configdetour import index_outbounds, parse_detour
 from ccm.configread import ObjectReader, Problems, describe_type, json_path
@@ -76,6 +77,7 @@ _SERVICE_KEYS = (
     "oauth_token_url",
     "max_request_body",
     "shutdown_grace",
+    *CONNECTION_KEYS,
 )
 
 _TLS_KEYS = (
@@ -301,6 +303,7 @@ def _parse_service(
         shutdown_grace=reader.duration(
             "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_SECONDS, allow_zero=True
         ),
+        connection_limits=parse_connection_limits(reader),
     )
 
 

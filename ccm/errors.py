@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from twisted.web import http
+from twisted.web.http import RESPONSES
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
@@ -104,3 +105,30 @@ def answer_bug(request: http.Request) -> None:
         return
     request.responseHeaders = Headers()
     send_error(request, INTERNAL_ERROR)
+
+
+# Reason phrases twisted.web's table lacks.
+_REASONS = {431: b"Request Header Fields Too Large"}
+
+
+def error_response(error: APIError) -> bytes:
+    """
+    A whole HTTP/1.1 response for C{error} that closes the connection, for
+    answers given below twisted.web's request handling: a refused
+    connection, a request head that is too large or too slow.
+    """
+    request_id = new_request_id()
+    body = error_body(error.error_type, error.message, request_id)
+    reason = _REASONS.get(error.status) or RESPONSES.get(error.status, b"Error")
+    lines = [
+        b"HTTP/1.1 %d %s" % (error.status, reason),
+        b"content-type: application/json",
+        REQUEST_ID_HEADER + b": " + request_id.encode("ascii"),
+        *(
+            name.encode("ascii") + b": " + value.encode("utf-8")
+            for name, value in error.headers
+        ),
+        b"content-length: %d" % (len(body),),
+        b"connection: close",
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body

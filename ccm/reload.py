@@ -58,6 +58,8 @@ SERVICE_FIELDS: Mapping[str, str] = {
     "oauth_token_url": RESTART,
     "max_request_body": APPLY,
     "shutdown_grace": APPLY,
+    # Taken by each new connection; open ones keep the bounds they had.
+    "connection_limits": APPLY,
 }
 
 DEFAULT_CREDENTIAL_FIELDS: Mapping[str, str] = {
@@ -142,6 +144,21 @@ def _json_key(name: str, old: Any, new: Any) -> str:
     return "listen"
 
 
+def _changed_keys(name: str, old: Any, new: Any) -> list[str]:
+    """
+    The configuration keys behind a changed field: the field's own name,
+    except for the connection bounds, which are several service keys held
+    in one object (L{ConnectionLimits}, whose fields are named as the keys).
+    """
+    if name != "connection_limits":
+        return [name]
+    return [
+        limit.name
+        for limit in dataclasses.fields(old)
+        if getattr(old, limit.name) != getattr(new, limit.name)
+    ]
+
+
 def _merge(running: _Entry, loaded: _Entry, table: Mapping[str, str], where: str, notes: _Notes) -> _Entry:
     """
     C{loaded}, with the running value of every field that needs a restart
@@ -159,7 +176,7 @@ def _merge(running: _Entry, loaded: _Entry, table: Mapping[str, str], where: str
             continue
         values[name] = new
         if policy == APPLY and old != new:
-            notes.applied.append(json_path(where, name))
+            notes.applied.extend(json_path(where, key) for key in _changed_keys(name, old, new))
     return dataclasses.replace(running, **values)
 
 

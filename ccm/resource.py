@@ -7,6 +7,8 @@ everything else is a 404 in the Anthropic shape.  Routing and the proxy
 both work on the path as L{ccm.paths.normalize_path} makes it, once, at the
 root.  The site keeps request bodies within the configured limit and keeps
 its access log quiet: ccm logs one line of its own per proxied request.
+Its connections follow L{ccm.connections} (deadlines for slow clients) and
+L{ccm.admission} (caps for greedy ones).
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request, Site
 
+from ccm.admission import ConnectionGate, address_key
+from ccm.config import ConnectionLimits
+from ccm.connections import CcmChannel
 from ccm.errors import NOT_FOUND, answer_bug, render_error
 from ccm.paths import PathRefused, normalize_path
 
@@ -184,16 +191,46 @@ class CcmSite(Site):
 
     :param reactor: the clock for connection timeouts; the global reactor
         when C{None}.
+    :param connection_limits: the bounds of each new connection; a
+        connection keeps those it opened with, so replacing
+        C{connection_limits} applies new ones to new connections.
     """
 
     requestFactory = LimitedRequest
+    protocol = CcmChannel  # type: ignore[assignment]
     noisy = False
 
     def __init__(
-        self, resource: IResource, max_request_body: int, reactor: Any = None
+        self,
+        resource: IResource,
+        max_request_body: int,
+        reactor: Any = None,
+        connection_limits: ConnectionLimits = ConnectionLimits(),
     ) -> None:
-        super().__init__(resource, parsePOSTFormSubmission=False, reactor=reactor)
+        # No idle timeout of twisted.web's: the channel keeps its own.
+        super().__init__(
+            resource, parsePOSTFormSubmission=False, reactor=reactor, timeout=None
+        )
         self.max_request_body = max_request_body
+        self.connection_limits = connection_limits
+        self.connections = ConnectionGate(self.reactor)
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:  # type: ignore[override]
+        """
+        A channel for a new connection, or the refusal of a connection over
+        a cap.
+        """
+        limits = self.connection_limits
+        key = address_key(addr)
+        refusal = self.connections.refusal(limits, key)
+        if refusal is not None:
+            return self.connections.refuse(refusal, addr)
+        channel = super().buildProtocol(addr)
+        channel.limits = limits
+        channel.clock = self.reactor
+        channel.gate = self.connections
+        channel.release = self.connections.opened(key)
+        return channel
 
     def log(self, request: Any) -> None:
         """

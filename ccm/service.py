@@ -212,6 +212,7 @@ class CcmService(MultiService):
             build_root(proxy, StatusResource(authenticator, self.pool_for)),
             config.max_request_body,
             reactor=reactor,
+            connection_limits=config.connection_limits,
         )
         self.listeners = []
         for listener in config.listeners:
@@ -253,8 +254,9 @@ class CcmService(MultiService):
         Run with C{config} from now on, for what can change in place (see
         L{ccm.reload}, which also decides what C{config} holds): users and
         the pools they use, headers and the body limit, the credentials'
-        pause thresholds, the balancers' members and strategies, and the
-        shutdown grace.  Requests in progress keep what they started with.
+        pause thresholds, the balancers' members and strategies, the
+        connection bounds of new connections, and the shutdown grace.
+        Requests in progress keep what they started with.
 
         :param config: this service's configuration with only in-place
             changes: the same credentials, files, listeners and URLs.
@@ -279,6 +281,7 @@ class CcmService(MultiService):
             extra_headers=config.headers, max_request_body=config.max_request_body
         )
         self.site.max_request_body = config.max_request_body
+        self.site.connection_limits = config.connection_limits
         self.config = config
         if not was_anonymous:
             self._warn_if_open()

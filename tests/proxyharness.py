@@ -35,7 +35,7 @@ from twisted.web.iweb import IResponse
 from twisted.web.server import Request
 
 from ccm.auth import Authenticator, Caller
-from ccm.config import UserConfig
+from ccm.config import ConnectionLimits, UserConfig
 from ccm.credentialfile import CredentialFile
 from ccm.credentials import Credential
 from ccm.oauth import RefreshError, TokenGrant
@@ -166,15 +166,20 @@ class ProxyHarness:
         self.root = build_root(self.proxy, self.status)
         self.client = StubTreq(self.root)
 
-    def site(self, max_request_body: int | None = None) -> CcmSite:
+    def site(
+        self,
+        max_request_body: int | None = None,
+        connection_limits: ConnectionLimits = ConnectionLimits(),
+    ) -> CcmSite:
         """
         A real ccm site around the root, on the harness's clock.
 
         :param max_request_body: the site's body limit; by default the
             proxy's.
+        :param connection_limits: the site's connection bounds.
         """
         limit = self.proxy.max_request_body if max_request_body is None else max_request_body
-        return CcmSite(self.root, limit, reactor=self.clock)
+        return CcmSite(self.root, limit, reactor=self.clock, connection_limits=connection_limits)
 
     def _refresh(self, refresh_token: str) -> Deferred[TokenGrant]:
         self.refreshes.append(refresh_token)
@@ -445,9 +450,14 @@ class RawConnection:
     One client connection to a real site, over a L{StringTransport}.
     """
 
-    def __init__(self, site: CcmSite) -> None:
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 40000))
-        self.channel = site.buildProtocol(IPv4Address("TCP", "192.0.2.7", 40000))
+    def __init__(
+        self, site: CcmSite, peer: Any = IPv4Address("TCP", "192.0.2.7", 40000)
+    ) -> None:
+        """
+        :param peer: the client's address.
+        """
+        self.transport = StringTransport(peerAddress=peer)
+        self.channel = site.buildProtocol(peer)
         assert self.channel is not None
         self.channel.makeConnection(self.transport)
 

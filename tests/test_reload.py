@@ -205,6 +205,22 @@ class SingleCredentialPlanTests(PlanTestMixin, SynchronousTestCase):
         self.assertEqual(set(plan.applied), {"headers", "max_request_body", "shutdown_grace"})
         self.assertEqual(plan.restart, ())
 
+    def test_connection_bounds_apply(self) -> None:
+        """
+        The connection bounds apply to new connections, and the plan names
+        each changed key, not the object that holds them.
+        """
+        loaded = edited(SINGLE, max_connections=10, request_head_timeout="5s")
+        config, plan = self.changed(SINGLE, loaded)
+        limits = config.connection_limits
+        self.assertEqual((limits.max_connections, limits.request_head_timeout), (10, 5.0))
+        # The per-address cap, left out, follows the lower total.
+        self.assertEqual(
+            set(plan.applied),
+            {"max_connections", "max_connections_per_address", "request_head_timeout"},
+        )
+        self.assertEqual(plan.restart, ())
+
     def test_restart_needed(self) -> None:
         """
         A new endpoint, credential file, usage file, detour, upstream URL

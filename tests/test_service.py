@@ -10,13 +10,15 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.application.service import IService
+from twisted.internet.address import IPv4Address
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.auth import Caller
-from ccm.config import ServiceConfig
+from ccm.config import ConnectionLimits, ServiceConfig
 from ccm.configload import parse_config
+from ccm.connections import CcmChannel
 from ccm.keychain import KeychainStore, keychain_service_name
 from ccm.pools import BalancerPool
 from ccm.reload import plan_reload
@@ -213,7 +215,7 @@ class ReconfigureTests(SynchronousTestCase):
         """
         Reserves become the members' caps, a balancer's strategy,
         threshold and members change in place, and the proxy and site use
-        the new headers and body limit.
+        the new headers, body limit and connection bounds.
         """
         self.start(self.document)
         pool = self.service.pools["pool"]
@@ -234,6 +236,7 @@ class ReconfigureTests(SynchronousTestCase):
             headers={"x-team": "blue"},
             max_request_body="1MiB",
             shutdown_grace="2s",
+            max_connections=10,
         )
         self.reload(document)
         self.assertIs(self.service.pools["pool"], pool)
@@ -247,6 +250,7 @@ class ReconfigureTests(SynchronousTestCase):
         self.assertEqual(self.service.proxy.max_request_body, 1024 * 1024)
         self.assertEqual(self.service.site.max_request_body, 1024 * 1024)
         self.assertEqual(self.service.config.shutdown_grace, 2.0)
+        self.assertEqual(self.service.site.connection_limits.max_connections, 10)
 
     def test_open_service_warns_again(self) -> None:
         """
@@ -266,3 +270,32 @@ class ReconfigureTests(SynchronousTestCase):
         self.reload(dict(document, users=[], headers={"x-team": "blue"}))
         warnings = [e for e in self.events if "no users are configured" in formatEvent(e)]
         self.assertEqual(len(warnings), 1)
+
+
+class ConnectionLimitsWiringTests(SynchronousTestCase):
+    """
+    The service's site takes its connection bounds from the configuration.
+    """
+
+    def test_site_limits(self) -> None:
+        """
+        The site holds the configured L{ConnectionLimits} and gives them to
+        each new connection.
+        """
+        home = os.path.abspath(self.mktemp())
+        os.makedirs(home)
+        limits = ConnectionLimits(max_connections=7, max_connections_per_address=3)
+        service = CcmService(
+            ServiceConfig(where="", connection_limits=limits),
+            reactor=MemoryReactorClock(),
+            http_client=object(),
+            environ={},
+            home=home,
+            watch_with_inotify=False,
+            platform="linux",
+        )
+        self.assertIs(service.site.connection_limits, limits)
+        channel = service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+        self.assertIsInstance(channel, CcmChannel)
+        self.assertIs(channel.limits, limits)
+        channel.release()
