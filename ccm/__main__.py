@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_report -*-
+# -*- test-case-name: tests.accounting.test_report -*-
 """
 ccm's command line, for what is not the service itself (that runs under
 C{twistd ccm}).
@@ -24,8 +24,8 @@ from typing import TextIO
 
 from twisted.internet.task import Clock
 
-from ccm.report import SECTIONS, format_report
-from ccm.usage import UsageBook, UsageFileError
+from ccm.accounting.report import SECTIONS, format_report
+from ccm.accounting.book import UsageBook, UsageFileError
 
 PROG = "python -m ccm"
 

@@ -15,7 +15,7 @@ from typing import Iterable
 
 from twisted.logger import Logger
 
-from ccm.config import AddressListener, EndpointListener, Listener, ServiceConfig
+from ccm.config.model import AddressListener, EndpointListener, Listener, ServiceConfig
 
 #: Endpoint types whose first argument is a TCP port, and the scheme clients
 #: reach them with.

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Protocol as TypingProtocol, Sequence,
 
 from twisted.logger import Logger
 
-from ccm.config import (
+from ccm.config.model import (
     BalancerCredentialConfig,
     Config,
     ConfigError,
@@ -33,7 +33,7 @@ from ccm.config import (
     ServiceConfig,
     UserConfig,
 )
-from ccm.configread import json_path
+from ccm.config.reader import json_path
 
 #: The new value is used for new requests.
 APPLY = "applies in place"

@@ -18,9 +18,9 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from ccm.auth import Authenticator, Caller
+from ccm.web.auth import Authenticator, Caller
 from ccm.banner import log_startup
-from ccm.config import (
+from ccm.config.model import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     AddressListener,
     BalancerCredentialConfig,
@@ -29,19 +29,19 @@ from ccm.config import (
     Listener,
     ServiceConfig,
 )
-from ccm.credentialfile import CredentialFile
-from ccm.keychain import credential_store_for
-from ccm.credentials import Credential, TokenRefreshService
-from ccm.listening import ListeningService, describe, endpoint_for
-from ccm.oauth import TokenEndpoint
-from ccm.polling import UsagePoller
-from ccm.pools import BalancerPool, PoolMember, SingleCredentialPool
-from ccm.proxy import Pool, ProxyResource
-from ccm.resource import CcmSite, build_root
-from ccm.status import StatusResource
-from ccm.upstream import make_http_client
-from ccm.usagefile import UsageFile, UsageSaverService
-from ccm.watch import FileWatcher
+from ccm.credentials.file import CredentialFile
+from ccm.credentials.keychain import credential_store_for
+from ccm.credentials.credential import Credential, TokenRefreshService
+from ccm.web.listening import ListeningService, describe, endpoint_for
+from ccm.credentials.oauth import TokenEndpoint
+from ccm.pool.poller import UsagePoller
+from ccm.pool.select import BalancerPool, PoolMember, SingleCredentialPool
+from ccm.proxy.resource import Pool, ProxyResource
+from ccm.web.site import CcmSite, build_root
+from ccm.web.status import StatusResource
+from ccm.upstream.client import make_http_client
+from ccm.accounting.usagefile import UsageFile, UsageSaverService
+from ccm.credentials.watch import FileWatcher
 
 
 def _stop_all(services: Iterable[IService]) -> Deferred[Any]:

@@ -17,14 +17,14 @@ from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from ccm.config import Config, ConfigError, EndpointListener, default_config
-from ccm.configload import check_endpoint, load_config
-from ccm.configread import Problems
-from ccm.listening import ListenError
+from ccm.config.model import Config, ConfigError, EndpointListener, default_config
+from ccm.config.load import check_endpoint, load_config
+from ccm.config.reader import Problems
+from ccm.web.listening import ListenError
 from ccm.reload import Reloader
 from ccm.service import CcmService
 from ccm.signals import SignalHandlers
-from ccm.upstream import make_http_client
+from ccm.upstream.client import make_http_client
 
 log = Logger(namespace="ccm")
 

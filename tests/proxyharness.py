@@ -34,15 +34,15 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.server import Request
 
-from ccm.auth import Authenticator, Caller
-from ccm.config import ConnectionLimits, UserConfig
-from ccm.credentialfile import CredentialFile
-from ccm.credentials import Credential
-from ccm.oauth import RefreshError, TokenGrant
-from ccm.pools import PoolMember, SingleCredentialPool
-from ccm.proxy import ProxyResource
-from ccm.resource import CcmSite, build_root
-from ccm.status import StatusResource
+from ccm.web.auth import Authenticator, Caller
+from ccm.config.model import ConnectionLimits, UserConfig
+from ccm.credentials.file import CredentialFile
+from ccm.credentials.credential import Credential
+from ccm.credentials.oauth import RefreshError, TokenGrant
+from ccm.pool.select import PoolMember, SingleCredentialPool
+from ccm.proxy.resource import ProxyResource
+from ccm.web.site import CcmSite, build_root
+from ccm.web.status import StatusResource
 from tests.fake_anthropic import FakeAnthropic
 
 START_TIME = 1_790_000_000.0

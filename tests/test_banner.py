@@ -12,7 +12,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.banner import base_url, startup_lines
-from ccm.config import (
+from ccm.config.model import (
     AddressListener,
     EndpointListener,
     ServiceConfig,

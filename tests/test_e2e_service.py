@@ -25,7 +25,7 @@ from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
-from ccm.upstream import BytesProducer
+from ccm.upstream.client import BytesProducer
 
 from tests import e2e
 from tests.fake_anthropic import text_reply

@@ -32,7 +32,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from ccm.upstream import BytesProducer
+from ccm.upstream.client import BytesProducer
 
 from tests import e2e
 from tests.certs import TestPKI, encrypted_key_pem, make_pki

@@ -20,7 +20,7 @@ from twisted.trial import unittest
 from twisted.web.client import Agent, ResponseDone
 from twisted.web.http_headers import Headers
 
-from ccm.upstream import BytesProducer
+from ccm.upstream.client import BytesProducer
 from tests import e2e
 from tests.fake_anthropic import manual_reply, text_reply
 

@@ -3,7 +3,7 @@ Tests for L{ccm.reload}: which differences between the running
 configuration and the file read again apply in place, which need a
 restart (and keep their running value), and the L{Reloader} that logs and
 applies them.  Configurations are built in memory with
-L{ccm.configload.parse_config}, as the file would give them.
+L{ccm.config.load.parse_config}, as the file would give them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from ccm.config import (
+from ccm.config.model import (
     BalancerCredentialConfig,
     Config,
     ConfigError,
@@ -25,7 +25,7 @@ from ccm.config import (
     ServiceConfig,
     UserConfig,
 )
-from ccm.configload import parse_config
+from ccm.config.load import parse_config
 from ccm.reload import (
     APPLY,
     BALANCER_FIELDS,

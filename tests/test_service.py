@@ -15,17 +15,17 @@ from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from ccm.auth import Caller
-from ccm.config import ConnectionLimits, ServiceConfig
-from ccm.configload import parse_config
-from ccm.connections import CcmChannel
-from ccm.keychain import KeychainStore, keychain_service_name
-from ccm.pools import BalancerPool
+from ccm.web.auth import Caller
+from ccm.config.model import ConnectionLimits, ServiceConfig
+from ccm.config.load import parse_config
+from ccm.web.connections import CcmChannel
+from ccm.credentials.keychain import KeychainStore, keychain_service_name
+from ccm.pool.select import BalancerPool
 from ccm.reload import plan_reload
 from ccm.service import CcmService
-from ccm.watch import FileWatcher
+from ccm.credentials.watch import FileWatcher
 from tests.proxyharness import write_credentials
-from tests.test_keychain import DictKeyring, credentials_json
+from tests.credentials.test_keychain import DictKeyring, credentials_json
 
 ALICE_TOKEN = "ak-service-alice-1"
 ALICE_NEW_TOKEN = "ak-service-alice-2"

@@ -16,7 +16,7 @@ import sys
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from ccm.config import AddressListener
+from ccm.config.model import AddressListener
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNIT_PATH = os.path.join(REPOSITORY, "contrib", "ccm.service")

@@ -19,12 +19,12 @@ from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from ccm.auth import Caller
-from ccm.config import AddressListener, EndpointListener, default_config
-from ccm.pools import BalancerPool, SingleCredentialPool
+from ccm.web.auth import Caller
+from ccm.config.model import AddressListener, EndpointListener, default_config
+from ccm.pool.select import BalancerPool, SingleCredentialPool
 from ccm.signals import SignalHandlers
 from ccm.tap import Options, makeService
-from tests.test_config import SEED_MULTIPLE_CREDENTIALS_EXAMPLE, SEED_SERVER_EXAMPLE
+from tests.config.test_load import SEED_MULTIPLE_CREDENTIALS_EXAMPLE, SEED_SERVER_EXAMPLE
 from tests.test_signals import FakeSignals
 
 ACCESS_TOKEN = "sk-ant-oat01-tap-test-access-secret"

@@ -1,0 +1,256 @@
+# -*- test-case-name: tests.config.test_load -*-
+"""
+The configuration model: frozen, typed objects describing one or more ccm
+services.  L{ccm.config.load} builds them from JSON and validates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+DEFAULT_UPSTREAM_URL = "https://api.anthropic.com"
+DEFAULT_OAUTH_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
+DEFAULT_MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024
+# How long a shutdown waits for requests in progress (a stream can run for
+# minutes; systemd's default stop timeout is 90 s).
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
+DEFAULT_POLL_INTERVAL_SECONDS = 60.0
+# Connection bounds (docs/configuration.md#connections explains each).
+DEFAULT_REQUEST_HEAD_TIMEOUT_SECONDS = 30.0
+DEFAULT_REQUEST_BODY_MIN_RATE_BYTES = 1024
+DEFAULT_REQUEST_BODY_GRACE_SECONDS = 30.0
+DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS = 60.0
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256
+DEFAULT_MAX_REQUEST_HEAD_BYTES = 32 * 1024
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1"
+DEFAULT_LISTEN_PORT = 8080
+DEFAULT_ENDPOINT = "tcp:8080:interface=127.0.0.1"
+
+STRATEGIES = ("least_used", "round_robin", "random", "fallback")
+
+
+class ConfigError(Exception):
+    """
+    The configuration cannot be used; C{problems} holds one line per problem.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Detour:
+    """
+    How to reach the upstream: directly, or through an HTTP CONNECT or SOCKS5
+    proxy.
+    """
+
+    kind: str  # "direct", "http" or "socks5"
+    host: str = ""
+    port: int = 0
+    username: str = ""
+    password: str = field(default="", repr=False)
+    name: str = ""  # the outbound tag or a password-free URL, for messages
+
+    def __str__(self) -> str:
+        return self.name or self.kind
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """
+    The sing-box inbound C{tls} object, reduced to what ccm serves: a
+    certificate chain and its key, from files or inline PEM text.
+    """
+
+    certificate_path: str = ""
+    key_path: str = ""
+    certificate_pem: str = ""
+    key_pem: str = field(default="", repr=False)
+    min_version: str = ""
+    max_version: str = ""
+    alpn: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndpointListener:
+    """
+    A Twisted server endpoint string such as C{tcp:8080:interface=127.0.0.1}.
+    """
+
+    description: str
+
+
+@dataclass(frozen=True)
+class AddressListener:
+    """
+    The sing-box listen fields: an address, a port and optional TLS.
+    """
+
+    address: str
+    port: int
+    tls: TLSConfig | None = None
+
+
+Listener = Union[EndpointListener, AddressListener]
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    """
+    A person allowed to use the service with C{token}.
+    """
+
+    name: str
+    token: str = field(repr=False)
+    credential: str = ""
+
+
+@dataclass(frozen=True)
+class DefaultCredentialConfig:
+    """
+    One subscription: a Claude Code OAuth credentials file.
+    """
+
+    tag: str
+    credential_path: str = ""
+    usages_path: str = ""
+    detour: Detour | None = None
+    reserve_5h: int = 0
+    reserve_weekly: int = 0
+    limit_5h: int = 0
+    limit_weekly: int = 0
+
+    @property
+    def cap_5h(self) -> int:
+        """
+        The 5-hour utilization, in percent, at which this credential pauses.
+        """
+        return self.limit_5h if self.limit_5h > 0 else 100 - max(self.reserve_5h, 1)
+
+    @property
+    def cap_weekly(self) -> int:
+        """
+        The weekly utilization, in percent, at which this credential pauses.
+        """
+        if self.limit_weekly > 0:
+            return self.limit_weekly
+        return 100 - max(self.reserve_weekly, 1)
+
+
+@dataclass(frozen=True)
+class BalancerCredentialConfig:
+    """
+    A pool of default credentials and the strategy that spreads sessions over
+    them (the sing-box C{fallback} type is a balancer with the C{fallback}
+    strategy).
+    """
+
+    tag: str
+    credentials: tuple[str, ...]
+    strategy: str = "least_used"
+    poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS
+    rebalance_threshold: float = 0.0
+
+
+CredentialConfig = Union[DefaultCredentialConfig, BalancerCredentialConfig]
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """
+    How long and how many connections a service keeps: the bounds that
+    stop slow or greedy clients from holding descriptors.  Zero turns a
+    bound off, except for C{keep_alive_timeout} and C{max_request_head},
+    which the configuration keeps positive.
+
+    :ivar request_head_timeout: seconds for a request's line and headers
+        to arrive, counted from the connection or from the first byte
+        after a kept-alive connection's idle time.
+    :ivar request_body_min_rate: bytes per second a body must average
+        after C{request_body_grace}.
+    :ivar request_body_grace: seconds a body gets before its rate counts.
+    :ivar keep_alive_timeout: seconds an idle kept-alive connection stays
+        open after its last response.
+    :ivar max_connections: open connections of the service.
+    :ivar max_connections_per_address: open connections from one IPv4
+        address or one IPv6 /64.
+    :ivar max_request_head: bytes of request line and headers.
+    """
+
+    request_head_timeout: float = DEFAULT_REQUEST_HEAD_TIMEOUT_SECONDS
+    request_body_min_rate: int = DEFAULT_REQUEST_BODY_MIN_RATE_BYTES
+    request_body_grace: float = DEFAULT_REQUEST_BODY_GRACE_SECONDS
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT_SECONDS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+    max_request_head: int = DEFAULT_MAX_REQUEST_HEAD_BYTES
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """
+    One ccm service: where it listens, whom it serves and with what.
+    """
+
+    where: str
+    tag: str = ""
+    listeners: tuple[Listener, ...] = (EndpointListener(DEFAULT_ENDPOINT),)
+    credential_path: str = ""
+    usages_path: str = ""
+    detour: Detour | None = None
+    credentials: tuple[CredentialConfig, ...] = ()
+    users: tuple[UserConfig, ...] = ()
+    headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    upstream_url: str = DEFAULT_UPSTREAM_URL
+    oauth_token_url: str = DEFAULT_OAUTH_TOKEN_URL
+    max_request_body: int = DEFAULT_MAX_REQUEST_BODY_BYTES
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    connection_limits: ConnectionLimits = ConnectionLimits()
+
+    @property
+    def multi_credential(self) -> bool:
+        """
+        Whether the C{credentials} list is in use.
+        """
+        return bool(self.credentials)
+
+    def default_credentials(self) -> tuple[DefaultCredentialConfig, ...]:
+        """
+        The subscriptions this service holds: the C{credentials} entries of
+        the default type, or the single legacy credential tagged C{default}.
+        """
+        if not self.credentials:
+            return (
+                DefaultCredentialConfig(
+                    tag="default",
+                    credential_path=self.credential_path,
+                    usages_path=self.usages_path,
+                    detour=self.detour,
+                ),
+            )
+        return tuple(
+            c for c in self.credentials if isinstance(c, DefaultCredentialConfig)
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    """
+    Everything ccm serves, and the warnings found while reading it.
+    """
+
+    source: str
+    services: tuple[ServiceConfig, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def default_config() -> Config:
+    """
+    The configuration used without C{--config}: one service on loopback port
+    8080 with the default credential file, no users and no usage file.
+    """
+    return Config(source="(defaults)", services=(ServiceConfig(where=""),))

@@ -1,0 +1,369 @@
+# -*- test-case-name: tests.credentials.test_credential -*-
+"""
+A subscription ccm can serve with: its OAuth tokens, kept fresh.
+
+A L{Credential} follows its credentials file (it may appear, change or
+vanish at any time), hands out an access token that is valid for at least
+another minute, and refreshes it when needed: one refresh at a time,
+re-reading the file first in case Claude Code already refreshed it, and
+refusing to refresh when the rotated tokens could not be saved.  When it
+cannot serve, it says why in words a person can act on.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ccm.credentials.file import CredentialFileError, OAuthTokens
+from ccm.web.errors import APIError
+from ccm.credentials.keychain import CredentialStore
+from ccm.credentials.oauth import RefreshError, TokenGrant
+from ccm.pool.windows import RateLimitState, plan_weight
+from ccm.units import format_duration
+
+# A token this close to expiry is refreshed before it is used.
+USE_MARGIN_SECONDS = 60.0
+# The background refresher renews tokens this close to expiry, so requests
+# rarely wait for a refresh.
+PROACTIVE_MARGIN_SECONDS = 300.0
+REFRESH_CHECK_INTERVAL_SECONDS = 60.0
+# After a failed refresh, requests fail fast this long before another try.
+REFRESH_RETRY_SECONDS = 30.0
+
+
+class CredentialUnavailable(Exception):
+    """
+    The credential cannot serve now; the message says why.
+    """
+
+
+class Credential:
+    """
+    One subscription's OAuth credential, backed by its credentials file.
+
+    :param refresh: exchanges a refresh token for a L{TokenGrant}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        tag: str,
+        store: CredentialStore,
+        refresh: Callable[[str], Deferred[TokenGrant]],
+        clock: IReactorTime,
+    ) -> None:
+        self.tag = tag
+        self.store = store
+        self._refresh_tokens = refresh
+        self._clock = clock
+        self.tokens: OAuthTokens | None = None
+        self.problem: str | None = "credentials not loaded yet"
+        self.rate_limits = RateLimitState(tag)
+        self.profile_subscription_type = ""
+        self.profile_rate_limit_tier = ""
+        self._refreshing: Deferred[OAuthTokens] | None = None
+        self._waiters: list[Deferred[OAuthTokens]] = []
+        self._refresh_failed_at: float | None = None
+        self._refresh_problem: str | None = None
+        # A refresh token the OAuth server rejected: asking again with it is
+        # pointless until the file brings a new one.
+        self._rejected_refresh_token: str | None = None
+
+    @property
+    def available(self) -> bool:
+        """
+        Whether the credential has tokens it can serve with: the file was
+        read, and the token is unexpired or has not failed to refresh.
+        """
+        return self.unavailable_reason is None
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """
+        Why the credential cannot serve, or None when it can.
+        """
+        if self.tokens is None or self.problem is not None:
+            return self.problem or "credentials not loaded"
+        now = self._clock.seconds()
+        if self._refresh_problem is not None and self.tokens.expires_within(now, 0):
+            rejected = self.tokens.refresh_token == self._rejected_refresh_token
+            waiting = (
+                self._refresh_failed_at is not None
+                and now - self._refresh_failed_at < REFRESH_RETRY_SECONDS
+            )
+            if rejected or waiting:
+                return self._refresh_problem
+        # Otherwise the next request refreshes first.
+        return None
+
+    @property
+    def plan_weight(self) -> float:
+        """
+        The subscription's capacity relative to Pro.
+        """
+        if self.tokens is None:
+            return 1.0
+        subscription = self.tokens.subscription_type or self.profile_subscription_type
+        tier = self.tokens.rate_limit_tier or self.profile_rate_limit_tier
+        return plan_weight(subscription, tier)
+
+    @property
+    def plan_known(self) -> bool:
+        """
+        Whether the plan's rate-limit tier is known, from the credentials
+        file or from the OAuth profile.
+        """
+        tokens = self.tokens
+        return bool((tokens is not None and tokens.rate_limit_tier) or self.profile_rate_limit_tier)
+
+    def set_profile(self, subscription_type: str, rate_limit_tier: str) -> None:
+        """
+        Remember the plan reported by the OAuth profile endpoint; the
+        credentials file's own values take precedence.
+        """
+        self.profile_subscription_type = subscription_type
+        self.profile_rate_limit_tier = rate_limit_tier
+        self.log.info(
+            "credential {tag}: plan {plan} ({tier}), weight {weight:g}",
+            tag=self.tag,
+            plan=subscription_type or "unknown",
+            tier=rate_limit_tier or "unknown tier",
+            weight=self.plan_weight,
+        )
+
+    def _set_state(self, tokens: OAuthTokens | None, problem: str | None) -> None:
+        was_available = self.tokens is not None and self.problem is None
+        before = self.problem
+        self.tokens = tokens
+        self.problem = problem
+        if tokens is not None and problem is None and not was_available:
+            plan = tokens.subscription_type or "unknown plan"
+            if tokens.expires_within(self._clock.seconds(), 0):
+                self.log.info(
+                    "credential {tag} is loaded ({plan}); its token has expired and "
+                    "will be refreshed",
+                    tag=self.tag,
+                    plan=plan,
+                )
+            else:
+                self.log.info(
+                    "credential {tag} is available ({plan}, token valid for {remaining})",
+                    tag=self.tag,
+                    plan=plan,
+                    remaining=self._remaining(tokens),
+                )
+        elif problem is not None and problem != before:
+            self.log.warn(
+                "credential {tag} is unavailable: {problem}", tag=self.tag, problem=problem
+            )
+
+    def _remaining(self, tokens: OAuthTokens) -> str:
+        if tokens.expires_at_ms == 0:
+            return "ever"
+        seconds = tokens.expires_at_ms / 1000 - self._clock.seconds()
+        return format_duration(max(0.0, seconds))
+
+    def reload(self) -> None:
+        """
+        Read the credentials file again; called at start-up and whenever the
+        file changes.  A missing or broken file makes the credential
+        unavailable at once; a good one makes it available again.
+        """
+        try:
+            tokens = self.store.read()
+        except CredentialFileError as error:
+            self._set_state(None, str(error))
+            return
+        if tokens != self.tokens:
+            # Someone (a new login, Claude Code's own refresh) changed the
+            # file: any earlier refresh failure no longer applies.
+            self._refresh_failed_at = None
+            self._refresh_problem = None
+        self._set_state(tokens, None)
+
+    def access_token(self) -> Deferred[str]:
+        """
+        An access token valid for at least another minute, refreshing first
+        if needed.
+
+        :return: a Deferred failing with L{CredentialUnavailable} when the
+            credential cannot serve.
+        """
+        tokens = self.tokens
+        if tokens is None or self.problem is not None:
+            return fail(CredentialUnavailable(self.problem or "credentials not loaded"))
+        now = self._clock.seconds()
+        if not tokens.expires_within(now, USE_MARGIN_SECONDS):
+            return succeed(tokens.access_token)
+        return self.refresh().addCallback(lambda fresh: fresh.access_token)
+
+    def refresh(self) -> Deferred[OAuthTokens]:
+        """
+        Refresh the tokens; concurrent callers share one refresh.
+
+        :return: a Deferred firing with the new tokens, or failing with
+            L{CredentialUnavailable}.
+        """
+        waiter: Deferred[OAuthTokens] = Deferred()
+        self._waiters.append(waiter)
+        if self._refreshing is None:
+            self._refreshing = Deferred.fromCoroutine(self._refresh())
+            self._refreshing.addBoth(self._refresh_done)
+        return waiter
+
+    def _refresh_done(self, result: OAuthTokens | Failure) -> None:
+        self._refreshing = None
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+
+    async def _refresh(self) -> OAuthTokens:
+        now = self._clock.seconds()
+        if (
+            self._refresh_failed_at is not None
+            and now - self._refresh_failed_at < REFRESH_RETRY_SECONDS
+            and self._refresh_problem is not None
+        ):
+            return self._still_usable_or_raise(self._refresh_problem)
+        # Another process may have refreshed already: use its tokens.
+        await self.store.catch_up()
+        try:
+            stored = self.store.read()
+        except CredentialFileError as error:
+            self._set_state(None, str(error))
+            raise CredentialUnavailable(str(error)) from None
+        if not stored.expires_within(now, USE_MARGIN_SECONDS) and stored != self.tokens:
+            self.log.info("credential {tag}: adopted tokens refreshed by another program", tag=self.tag)
+            self._set_state(stored, None)
+            return stored
+        if (
+            self._rejected_refresh_token is not None
+            and stored.refresh_token == self._rejected_refresh_token
+        ):
+            return self._still_usable_or_raise(
+                self._refresh_problem or "the refresh token was rejected"
+            )
+        if not stored.refresh_token:
+            return self._refresh_failed(
+                f"{self.store.path} has no refresh token; "
+                "log in again with `claude /login`"
+            )
+        try:
+            self.store.check_writable()
+        except CredentialFileError as error:
+            return self._refresh_failed(str(error))
+        self.log.info("credential {tag}: refreshing the OAuth access token", tag=self.tag)
+        try:
+            grant = await self._refresh_tokens(stored.refresh_token)
+        except RefreshError as error:
+            if error.permanent:
+                self._rejected_refresh_token = stored.refresh_token
+            advice = (
+                "the refresh token was rejected; log in again with `claude /login` "
+                "on the ccm host"
+                if error.permanent
+                else "will retry"
+            )
+            return self._refresh_failed(f"token refresh failed: {error} ({advice})")
+        fresh = stored.refreshed(
+            grant.access_token,
+            grant.refresh_token,
+            int((self._clock.seconds() + grant.expires_in_seconds) * 1000),
+        )
+        try:
+            self.store.write_tokens(fresh)
+        except CredentialFileError as error:
+            try:
+                self.store.read()
+            except CredentialFileError as changed:
+                # The file was deleted (a logout) or broken during the
+                # refresh: like any such change, it makes the credential
+                # unavailable, instead of serving tokens stored nowhere.
+                self._set_state(None, str(changed))
+                raise CredentialUnavailable(str(changed)) from None
+            self.log.error(
+                "credential {tag}: refreshed tokens could not be saved: {error}",
+                tag=self.tag,
+                error=str(error),
+            )
+        self._refresh_failed_at = None
+        self._refresh_problem = None
+        self._set_state(fresh, None)
+        self.log.info(
+            "credential {tag}: token refreshed, valid for {remaining}",
+            tag=self.tag,
+            remaining=self._remaining(fresh),
+        )
+        return fresh
+
+    def _refresh_failed(self, problem: str) -> OAuthTokens:
+        self._refresh_failed_at = self._clock.seconds()
+        self._refresh_problem = problem
+        self.log.error("credential {tag}: {problem}", tag=self.tag, problem=problem)
+        return self._still_usable_or_raise(problem)
+
+    def _still_usable_or_raise(self, problem: str) -> OAuthTokens:
+        """
+        After a failed refresh, keep serving with a token that has not yet
+        expired; only an expired one makes the credential unavailable.
+        """
+        tokens = self.tokens
+        if tokens is not None and not tokens.expires_within(self._clock.seconds(), 0):
+            return tokens
+        raise CredentialUnavailable(problem)
+
+    def unavailable_error(self, reason: str) -> APIError:
+        """
+        The error a client gets when this credential cannot serve.
+        """
+        return APIError(
+            503,
+            "api_error",
+            f"ccm cannot serve requests: {reason}",
+            headers=(("x-should-retry", "false"),),
+        )
+
+
+class TokenRefreshService(TimerService):
+    """
+    Refresh, in the background, every credential whose token expires within
+    five minutes, so requests rarely wait for a refresh.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        credentials: Iterable[Credential],
+        clock: IReactorTime,
+        interval: float = REFRESH_CHECK_INTERVAL_SECONDS,
+    ) -> None:
+        super().__init__(interval, self.check)
+        self.clock = clock
+        self._credentials = list(credentials)
+
+    def check(self) -> None:
+        """
+        Start a refresh for each credential that needs one; failures are
+        logged by the credential and never stop this loop.
+        """
+        now = self.clock.seconds()
+        for credential in self._credentials:
+            tokens = credential.tokens
+            if tokens is None or not tokens.expires_within(now, PROACTIVE_MARGIN_SECONDS):
+                continue
+            credential.refresh().addErrback(self._ignore, credential.tag)
+
+    def _ignore(self, failure: Failure, tag: str) -> None:
+        if not failure.check(CredentialUnavailable):
+            self.log.failure("background refresh of {tag} failed", failure=failure, tag=tag)

@@ -1,0 +1,243 @@
+# -*- test-case-name: tests.credentials.test_file -*-
+"""
+The Claude Code credentials file: where it is, what it holds, and how to
+write refreshed tokens back without losing anything.
+
+The file is Claude Code's own (C{~/.claude/.credentials.json}); other
+programs, Claude Code first of all, may rewrite it at any time.  ccm
+therefore re-reads it before changing it, keeps every key it does not know,
+keeps the file's mode, and replaces it atomically.  A file ccm cannot parse
+is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from twisted.internet.defer import Deferred, succeed
+
+CREDENTIALS_FILE_NAME = ".credentials.json"
+NEW_FILE_MODE = 0o600
+
+
+class CredentialFileError(Exception):
+    """
+    The credentials file cannot be used; the message says why and names the
+    file, never its contents.
+    """
+
+
+@dataclass(frozen=True)
+class OAuthTokens:
+    """
+    The OAuth state of one subscription, as stored under C{claudeAiOauth}.
+    """
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at_ms: int
+    subscription_type: str = ""
+    rate_limit_tier: str = ""
+
+    def expires_within(self, now_seconds: float, margin_seconds: float) -> bool:
+        """
+        Whether the access token expires less than C{margin_seconds} from
+        C{now_seconds}; a zero expiry means it never expires.
+        """
+        if self.expires_at_ms == 0:
+            return False
+        return now_seconds * 1000 >= self.expires_at_ms - margin_seconds * 1000
+
+    def refreshed(
+        self, access_token: str, refresh_token: str, expires_at_ms: int
+    ) -> OAuthTokens:
+        """
+        These tokens after a refresh; an empty C{refresh_token} keeps the
+        current one, as the OAuth server may not rotate it.
+        """
+        return replace(
+            self,
+            access_token=access_token,
+            refresh_token=refresh_token or self.refresh_token,
+            expires_at_ms=expires_at_ms,
+        )
+
+
+def default_credential_path(environ: Mapping[str, str], home: str) -> str:
+    """
+    Where Claude Code keeps its credentials: C{$CLAUDE_CONFIG_DIR} when set,
+    else C{~/.claude}.
+    """
+    config_dir = environ.get("CLAUDE_CONFIG_DIR", "")
+    if config_dir:
+        return os.path.join(config_dir, CREDENTIALS_FILE_NAME)
+    return os.path.join(home, ".claude", CREDENTIALS_FILE_NAME)
+
+
+def _tokens_from_document(document: object, path: str) -> OAuthTokens:
+    if not isinstance(document, dict):
+        raise CredentialFileError(f"credential file {path} does not hold a JSON object")
+    oauth = document.get("claudeAiOauth")
+    if not isinstance(oauth, dict):
+        raise CredentialFileError(
+            f"credential file {path} has no claudeAiOauth object; log in with "
+            "`claude /login` on this machine"
+        )
+    access = oauth.get("accessToken")
+    if not isinstance(access, str) or not access:
+        raise CredentialFileError(f"credential file {path} has no claudeAiOauth.accessToken")
+    refresh = oauth.get("refreshToken", "")
+    expires = oauth.get("expiresAt", 0)
+    if not isinstance(refresh, str):
+        raise CredentialFileError(f"credential file {path}: claudeAiOauth.refreshToken is not a string")
+    if isinstance(expires, bool) or not isinstance(expires, (int, float)):
+        raise CredentialFileError(f"credential file {path}: claudeAiOauth.expiresAt is not a number")
+    subscription = oauth.get("subscriptionType")
+    tier = oauth.get("rateLimitTier")
+    return OAuthTokens(
+        access_token=access,
+        refresh_token=refresh,
+        expires_at_ms=int(expires),
+        subscription_type=subscription if isinstance(subscription, str) else "",
+        rate_limit_tier=tier if isinstance(tier, str) else "",
+    )
+
+
+class CredentialFile:
+    """
+    One credentials file on disk.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+
+    def _read_document(self) -> tuple[dict[str, Any], OAuthTokens]:
+        try:
+            with open(self.path, "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            raise CredentialFileError(
+                f"credential file {self.path} does not exist; log in with "
+                "`claude /login` on this machine or copy the file there"
+            ) from None
+        except OSError as error:
+            raise CredentialFileError(
+                f"cannot read credential file {self.path}: {error.strerror}"
+            ) from None
+        if not raw.strip():
+            raise CredentialFileError(f"credential file {self.path} is empty")
+        try:
+            document = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            where = ""
+            if isinstance(error, json.JSONDecodeError):
+                where = f" at line {error.lineno} column {error.colno}"
+            raise CredentialFileError(
+                f"credential file {self.path} is not valid JSON{where}"
+            ) from None
+        return document, _tokens_from_document(document, self.path)
+
+    def read(self) -> OAuthTokens:
+        """
+        Read the tokens.
+
+        :raises CredentialFileError: when the file is missing, unreadable or
+            malformed.
+        """
+        return self._read_document()[1]
+
+    def catch_up(self) -> Deferred[None]:
+        """
+        Nothing to do: L{read} reads the file itself every time.
+        """
+        return succeed(None)
+
+    def check_writable(self) -> None:
+        """
+        Make sure refreshed tokens could be saved: a refresh rotates the
+        refresh token, so one that cannot be saved would log the
+        subscription out at the next restart.
+
+        :raises CredentialFileError: when the file or its directory is not
+            writable.
+        """
+        target = self._target()
+        directory = os.path.dirname(target)
+        if not os.access(target, os.W_OK) or not os.access(directory, os.W_OK):
+            raise CredentialFileError(
+                f"credential file {self.path} is not writable, so ccm refuses to "
+                "refresh its token (the new refresh token could not be saved); "
+                "make the file and its directory writable by ccm"
+            )
+
+    def write_tokens(self, tokens: OAuthTokens) -> None:
+        """
+        Store refreshed tokens: re-read the file, replace the three token
+        fields, keep every other key and the file mode, and swap the new
+        file in atomically.
+
+        :raises CredentialFileError: when the current file cannot be parsed
+            (it is left alone) or the new one cannot be written.
+        """
+        document, _ = self._read_document()
+        oauth = document["claudeAiOauth"]
+        oauth["accessToken"] = tokens.access_token
+        oauth["refreshToken"] = tokens.refresh_token
+        oauth["expiresAt"] = tokens.expires_at_ms
+        target = self._target()
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except OSError:
+            mode = NEW_FILE_MODE
+        atomic_write(target, json.dumps(document).encode("utf-8"), mode)
+
+    def _target(self) -> str:
+        # Write through a symbolic link instead of replacing the link with
+        # a file, which would leave the linked-to file with the old,
+        # rotated-away refresh token.
+        return os.path.realpath(self.path)
+
+
+def atomic_write(path: str, data: bytes, mode: int) -> None:
+    """
+    Replace C{path} with C{data}: write a temporary file beside it with
+    C{mode}, flush it to disk, and rename it over the target.
+
+    :raises CredentialFileError: when any step fails; the target is then
+        unchanged.
+    """
+    try:
+        replace_file(path, data, mode)
+    except OSError as error:
+        raise CredentialFileError(f"cannot write {path}: {error.strerror}") from None
+
+
+def replace_file(path: str, data: bytes, mode: int) -> None:
+    """
+    Replace C{path} with C{data} atomically: write a temporary file beside
+    it with C{mode}, flush it to disk, and rename it over the target.  Used
+    for every file ccm writes (credentials and usage).
+
+    :raises OSError: when any step fails; the target is then unchanged and
+        the temporary file removed.
+    """
+    directory = os.path.dirname(path) or "."
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".ccm-tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise

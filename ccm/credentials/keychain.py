@@ -1,0 +1,375 @@
+# -*- test-case-name: tests.credentials.test_keychain -*-
+"""
+Claude Code's credentials in the macOS keychain, through C{keyring}.
+
+On macOS, Claude Code keeps its OAuth tokens in a generic password item
+(service C{Claude Code-credentials}, account = the user name) holding the
+same JSON as the credentials file.  With no C{credential_path} configured,
+ccm reads that item first and falls back to the file; refreshed tokens are
+written back where they were read.
+
+Keychain calls block (and may even prompt to unlock), so they never run on
+the reactor: L{KeychainStore.load} fetches the item once at start-up, the
+store then serves reads from its in-memory copy, fetches it again in a
+thread before each refresh (Claude Code on the same Mac may have refreshed,
+rotating the refresh token, or logged in again), and write-backs run in a
+thread too, through an injected runner (C{deferToThread} by default).
+"""
+
+from __future__ import annotations
+
+import copy
+import getpass
+import hashlib
+import json
+import os
+from typing import Any, Callable, Mapping, Protocol, Union
+
+import keyring
+from keyring.backend import KeyringBackend
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ccm.credentials.file import (
+    CredentialFile,
+    CredentialFileError,
+    OAuthTokens,
+    _tokens_from_document,
+    default_credential_path,
+)
+
+KEYCHAIN_SERVICE = "Claude Code-credentials"
+MACOS_PLATFORM = "darwin"
+
+RunInThread = Callable[[Callable[[], Any]], "Deferred[Any]"]
+
+
+class CredentialStore(Protocol):
+    """
+    Where a credential's tokens live: a file or a keychain item.
+    """
+
+    path: str
+
+    def read(self) -> OAuthTokens:
+        """
+        The stored tokens; raises L{CredentialFileError} saying why not.
+        """
+
+    def catch_up(self) -> Deferred[None]:
+        """
+        Make L{read} see what other programs stored since; called before a
+        refresh, which must start from the newest refresh token.  Never
+        fails.
+        """
+
+    def check_writable(self) -> None:
+        """
+        Raise L{CredentialFileError} when refreshed tokens could not be saved.
+        """
+
+    def write_tokens(self, tokens: OAuthTokens) -> None:
+        """
+        Save refreshed tokens, keeping everything else stored.
+        """
+
+
+def keychain_service_name(environ: Mapping[str, str], home: str) -> str:
+    """
+    The keychain service Claude Code uses: C{Claude Code-credentials}, with
+    C{-} and the first 8 hex digits of the SHA-256 of C{CLAUDE_CONFIG_DIR}
+    appended when that is set and differs, as a string, from
+    C{<home>/.claude}.
+    """
+    config_dir = environ.get("CLAUDE_CONFIG_DIR", "")
+    if not config_dir or config_dir == os.path.join(home, ".claude"):
+        return KEYCHAIN_SERVICE
+    digest = hashlib.sha256(config_dir.encode("utf-8")).hexdigest()
+    return f"{KEYCHAIN_SERVICE}-{digest[:8]}"
+
+
+def keychain_account(environ: Mapping[str, str]) -> str:
+    """
+    The keychain account Claude Code uses: the user name.
+    """
+    return environ.get("USER", "") or getpass.getuser()
+
+
+def _describe(error: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """
+    An error for a log line: its class and message, with any token removed.
+    """
+    text = f"{type(error).__name__}: {error}"
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+class KeychainStore:
+    """
+    One keychain item holding Claude Code's credentials JSON, with the same
+    interface as L{CredentialFile}.
+
+    :param backend: a C{keyring} backend; C{keyring.get_keyring()} in
+        production.
+    :param run_in_thread: runs a blocking call off the reactor and returns a
+        Deferred of its result.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        backend: KeyringBackend,
+        service: str,
+        account: str,
+        run_in_thread: RunInThread = deferToThread,
+    ) -> None:
+        self.backend = backend
+        self.service = service
+        self.account = account
+        self.path = f'macOS keychain item "{service}"'
+        self._run_in_thread = run_in_thread
+        self._document: dict[str, Any] | None = None
+        self._problem = f"{self.path} has not been read"
+        self._writing: Deferred[None] | None = None
+        self._write_again = False
+        self._idle: list[Deferred[None]] = []
+        self._generation = 0
+
+    @property
+    def problem(self) -> str | None:
+        """
+        Why the item cannot be used, or None when it was read.
+        """
+        return None if self._document is not None else self._problem
+
+    def load(self) -> bool:
+        """
+        Fetch the item; blocking, so call it only at start-up.
+
+        :return: whether the item exists and holds usable credentials.
+        :raises keyring.errors.KeyringError: (or any other backend error)
+            when the keychain cannot be queried.
+        """
+        return self._adopt(self.backend.get_password(self.service, self.account))
+
+    def fetch(self) -> Deferred[bool]:
+        """
+        Fetch the item again in a thread (Claude Code may have changed it)
+        and replace the in-memory copy; for reloads after start-up, which
+        must not block.
+
+        :return: a Deferred firing with whether the item exists and holds
+            usable credentials, or failing with the backend's error.
+        """
+        generation = self._generation
+        fetched = self._run_in_thread(
+            lambda: self.backend.get_password(self.service, self.account)
+        )
+        return fetched.addCallback(self._adopt_fetched, generation)
+
+    def catch_up(self) -> Deferred[None]:
+        """
+        Fetch the item again; on a keychain error, log it and keep the copy
+        read earlier.
+        """
+
+        def keep_copy(failure: Failure) -> None:
+            self.log.warn(
+                "could not read {item} again, so the copy read earlier is used: {error}",
+                item=self.path,
+                error=_describe(failure.value, self._secrets()),
+            )
+
+        return self.fetch().addCallbacks(lambda _: None, keep_copy)
+
+    def _secrets(self) -> tuple[str, ...]:
+        try:
+            tokens = self.read()
+        except CredentialFileError:
+            return ()
+        return (tokens.access_token, tokens.refresh_token)
+
+    def _adopt_fetched(self, data: str | None, generation: int) -> bool:
+        if generation != self._generation or self._writing is not None:
+            # Tokens were refreshed meanwhile: what was fetched is older
+            # than what is in memory.
+            return self._document is not None
+        return self._adopt(data)
+
+    def _adopt(self, data: str | None) -> bool:
+        if data is None:
+            self._document = None
+            self._problem = f"{self.path} does not exist"
+            return False
+        try:
+            document = json.loads(data)
+            _tokens_from_document(document, self.path)
+        except json.JSONDecodeError:
+            self._document = None
+            self._problem = f"{self.path} is not valid JSON"
+            return False
+        except CredentialFileError as error:
+            self._document = None
+            self._problem = str(error).replace("credential file ", "", 1)
+            return False
+        self._document = document
+        return True
+
+    def read(self) -> OAuthTokens:
+        """
+        The tokens from the in-memory copy of the item.
+
+        :raises CredentialFileError: when the item was missing or unusable.
+        """
+        if self._document is None:
+            raise CredentialFileError(self._problem)
+        return _tokens_from_document(self._document, self.path)
+
+    def check_writable(self) -> None:
+        """
+        Refreshed tokens can be saved once the item was read: it is written
+        back through the same backend.
+
+        :raises CredentialFileError: when the item was never read.
+        """
+        if self._document is None:
+            raise CredentialFileError(self._problem)
+
+    def write_tokens(self, tokens: OAuthTokens) -> None:
+        """
+        Store refreshed tokens: update the in-memory copy at once (keeping
+        every other key), then write the item back in a thread.  Writes never
+        overlap: one requested while another runs follows it with the newest
+        tokens.  A failed write is logged and the tokens stay in memory.
+
+        :raises CredentialFileError: when the item was never read.
+        """
+        if self._document is None:
+            raise CredentialFileError(self._problem)
+        oauth = self._document["claudeAiOauth"]
+        oauth["accessToken"] = tokens.access_token
+        oauth["refreshToken"] = tokens.refresh_token
+        oauth["expiresAt"] = tokens.expires_at_ms
+        self._generation += 1
+        if self._writing is not None:
+            self._write_again = True
+            return
+        self._start_write()
+
+    def wait_for_writes(self) -> Deferred[None]:
+        """
+        A Deferred firing once no write-back is running (at once if none is),
+        for a clean shutdown.
+        """
+        if self._writing is None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle.append(waiter)
+        return waiter
+
+    def _start_write(self) -> None:
+        assert self._document is not None
+        cached = copy.deepcopy(self._document)
+        oauth = cached["claudeAiOauth"]
+        secrets = (str(oauth["accessToken"]), str(oauth["refreshToken"]))
+        self._writing = self._run_in_thread(lambda: self._write_item(cached))
+        self._writing.addErrback(self._write_failed, secrets)
+        self._writing.addBoth(self._write_done)
+
+    def _write_item(self, cached: dict[str, Any]) -> None:
+        """
+        Runs in a thread: re-read the item so keys another program added
+        survive, put our three token fields in (or, when the item is gone or
+        unreadable, use our own copy), and write it compactly.
+        """
+        oauth = cached["claudeAiOauth"]
+        document = cached
+        current = self.backend.get_password(self.service, self.account)
+        if current is not None:
+            try:
+                parsed = json.loads(current)
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict) and isinstance(parsed.get("claudeAiOauth"), dict):
+                document = parsed
+                document["claudeAiOauth"].update(
+                    accessToken=oauth["accessToken"],
+                    refreshToken=oauth["refreshToken"],
+                    expiresAt=oauth["expiresAt"],
+                )
+        self.backend.set_password(
+            self.service, self.account, json.dumps(document, separators=(",", ":"))
+        )
+
+    def _write_failed(self, failure: Failure, secrets: tuple[str, ...]) -> None:
+        self.log.error(
+            "refreshed tokens could not be saved to {item}: {error}; they are "
+            "kept in memory only, so after a restart Claude Code may need "
+            "`claude /login` again",
+            item=self.path,
+            error=_describe(failure.value, secrets),
+        )
+
+    def _write_done(self, _: object) -> None:
+        self._writing = None
+        if self._write_again:
+            self._write_again = False
+            self._start_write()
+            return
+        waiters, self._idle = self._idle, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+
+def credential_store_for(
+    credential_path: str,
+    environ: Mapping[str, str],
+    home: str,
+    platform: str,
+    keyring_backend: KeyringBackend | None = None,
+    run_in_thread: RunInThread = deferToThread,
+) -> Union[CredentialFile, KeychainStore]:
+    """
+    Where a default credential's tokens live.  An explicit
+    C{credential_path}, or any system but macOS, means that file (or the
+    default one).  On macOS without a path, the keychain item is used when
+    it exists and holds credentials; otherwise, or when the keychain cannot
+    be queried (logged), the default file.  Blocking: call at start-up only.
+
+    :param platform: C{sys.platform}.
+    :param keyring_backend: defaults to C{keyring.get_keyring()}.
+    """
+    if credential_path or platform != MACOS_PLATFORM:
+        return CredentialFile(credential_path or default_credential_path(environ, home))
+    fallback = CredentialFile(default_credential_path(environ, home))
+    service = keychain_service_name(environ, home)
+    try:
+        if keyring_backend is None:
+            keyring_backend = keyring.get_keyring()
+        store = KeychainStore(
+            keyring_backend, service, keychain_account(environ), run_in_thread
+        )
+        found = store.load()
+    except Exception as error:
+        KeychainStore.log.warn(
+            "cannot query the keychain for {service}: {error}; using {path}",
+            service=service,
+            error=_describe(error),
+            path=fallback.path,
+        )
+        return fallback
+    if not found:
+        KeychainStore.log.info(
+            "{item}: {problem}; using {path}",
+            item=store.path,
+            problem=store.problem,
+            path=fallback.path,
+        )
+        return fallback
+    KeychainStore.log.info("credentials are read from {item}", item=store.path)
+    return store

@@ -1,0 +1,172 @@
+# -*- test-case-name: tests.credentials.test_oauth -*-
+"""
+The OAuth refresh request, as the real Claude Code client makes it.
+
+A JSON body with C{grant_type}, C{refresh_token}, C{client_id} and
+C{scope} goes to the token endpoint; a 200 carries the new access token, a
+possibly rotated refresh token and the lifetime in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.web.client import ResponseNeverReceived
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.http_headers import Headers
+
+CLAUDE_CODE_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
+REFRESH_SCOPE = (
+    "user:profile user:inference user:sessions:claude_code "
+    "user:mcp_servers user:file_upload"
+)
+USER_AGENT = "claude-code/2.1.197"
+REFRESH_TIMEOUT_SECONDS = 30.0
+# A response without a usable lifetime is treated as valid this long, so a
+# server omission cannot make ccm refresh on every request.
+FALLBACK_LIFETIME_SECONDS = 3600
+
+# Errors after which retrying with the same refresh token is pointless.
+_PERMANENT_OAUTH_ERRORS = frozenset(
+    {"invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope"}
+)
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """
+    What the token endpoint granted.
+    """
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in_seconds: int
+
+
+class RefreshError(Exception):
+    """
+    The refresh failed.  C{permanent} is true when the refresh token itself
+    was rejected, so only a new login helps.
+    """
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def is_cancellation(error: BaseException) -> bool:
+    """
+    Whether C{error} means the request was cancelled: treq reports a
+    cancelled request as C{ResponseNeverReceived} wrapping
+    C{CancelledError}.
+    """
+    if isinstance(error, CancelledError):
+        return True
+    if isinstance(error, ResponseNeverReceived):
+        return any(r.check(CancelledError) for r in error.reasons)
+    return False
+
+
+def _describe_failure(status: int, body: bytes) -> tuple[str, bool]:
+    code = ""
+    try:
+        document: Any = json.loads(body)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("error"), str):
+        code = document["error"]
+    elif isinstance(document, dict) and isinstance(document.get("error"), dict):
+        inner = document["error"].get("type")
+        code = inner if isinstance(inner, str) else ""
+    # Only the OAuth server's own verdict is final: a bare 403 may come from
+    # a CDN in front of it and pass.
+    permanent = code in _PERMANENT_OAUTH_ERRORS
+    label = f"HTTP {status}" + (f" {code}" if code else "")
+    return label, permanent
+
+
+async def _refresh(
+    http: Any, clock: IReactorTime, token_url: str, refresh_token: str
+) -> TokenGrant:
+    body = json.dumps(
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": CLAUDE_CODE_CLIENT_ID,
+            "scope": REFRESH_SCOPE,
+        }
+    ).encode("utf-8")
+    headers = Headers(
+        {
+            b"content-type": [b"application/json"],
+            b"accept": [b"application/json"],
+            b"user-agent": [USER_AGENT.encode("ascii")],
+        }
+    )
+    try:
+        response = await http.post(
+            token_url, data=body, headers=headers, reactor=clock, allow_redirects=False
+        )
+        content = await response.content()
+    except Exception as error:
+        if is_cancellation(error):
+            raise CancelledError() from None
+        raise RefreshError(f"token endpoint unreachable: {type(error).__name__}") from None
+    if response.code != 200:
+        label, permanent = _describe_failure(response.code, content)
+        raise RefreshError(f"token endpoint answered {label}", permanent=permanent)
+    try:
+        document = json.loads(content)
+        access = document["access_token"]
+    except (ValueError, KeyError, TypeError):
+        raise RefreshError("token endpoint answered 200 without an access_token") from None
+    if not isinstance(access, str) or not access:
+        raise RefreshError("token endpoint answered 200 without an access_token")
+    rotated = document.get("refresh_token")
+    lifetime = document.get("expires_in")
+    if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or lifetime <= 0:
+        lifetime = FALLBACK_LIFETIME_SECONDS
+    return TokenGrant(
+        access_token=access,
+        refresh_token=rotated if isinstance(rotated, str) else "",
+        expires_in_seconds=int(lifetime),
+    )
+
+
+class TokenEndpoint:
+    """
+    Refreshes tokens at one OAuth token URL through one HTTP client.
+    """
+
+    def __init__(
+        self,
+        http: Any,
+        clock: IReactorTime,
+        token_url: str,
+        timeout_seconds: float = REFRESH_TIMEOUT_SECONDS,
+    ) -> None:
+        self._http = http
+        self._clock = clock
+        self._token_url = token_url
+        self._timeout = timeout_seconds
+
+    def refresh(self, refresh_token: str) -> Deferred[TokenGrant]:
+        """
+        Exchange C{refresh_token} for new tokens.
+
+        :return: a Deferred firing with a L{TokenGrant}, or failing with
+            L{RefreshError} (also after C{timeout_seconds} without an
+            answer).
+        """
+        attempt = Deferred.fromCoroutine(
+            _refresh(self._http, self._clock, self._token_url, refresh_token)
+        )
+
+        def timed_out(result: object, timeout: float) -> TokenGrant:
+            raise RefreshError(f"token endpoint did not answer within {timeout:g}s")
+
+        attempt.addTimeout(self._timeout, self._clock, onTimeoutCancel=timed_out)
+        return attempt

@@ -1,0 +1,480 @@
+# -*- test-case-name: tests.pool.test_poller -*-
+"""
+Background polls of each subscription's usage, never on the request path.
+
+Every C{interval} a L{UsagePoller} asks C{/api/oauth/usage} how much of each
+credential's 5-hour and weekly windows is used, and hands the figures to the
+credential's L{RateLimitState}.  A credential is left alone while it cannot
+serve, while its response headers kept its state fresh, while the usage
+endpoint asked (with a 429) to be left alone, and after failed polls (1, 2,
+4, then every 5 minutes).  A failed poll changes nothing: the last known
+state stands, so a flaky usage endpoint never stops traffic.  After the
+first successful poll of a credential whose plan tier is unknown, the
+OAuth profile supplies it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Sequence
+
+from twisted.application.internet import TimerService
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+
+from ccm.credentials.credential import Credential, CredentialUnavailable
+from ccm.proxy.headers import OAUTH_BETA
+from ccm.credentials.oauth import USER_AGENT, is_cancellation
+from ccm.units import format_duration
+
+USAGE_PATH = "/api/oauth/usage"
+PROFILE_PATH = "/api/oauth/profile"
+POLL_INTERVAL_SECONDS = 60.0
+POLL_TIMEOUT_SECONDS = 5.0
+# After a 429 without a usable Retry-After (absent, or beyond the bounds of
+# ccm.pool.windows), and the most a Retry-After may hold polls back.
+RETRY_AFTER_DEFAULT_SECONDS = 60
+RETRY_AFTER_MAX_SECONDS = 3600
+# Consecutive failures wait 1, 2, 4, then 5 minutes.
+BACKOFF_BASE_SECONDS = 60.0
+BACKOFF_MAX_SECONDS = 300.0
+# The usage and profile answers are a few kilobytes.
+MAX_ANSWER_BYTES = 1024 * 1024
+# How early a tick may come relative to a time computed from an earlier
+# tick: a real reactor fires each tick a little late, by varying amounts.
+TICK_SLACK_SECONDS = 1.0
+
+_ORGANIZATION_TYPES = {
+    "claude_max": "max",
+    "claude_pro": "pro",
+    "claude_team": "team",
+    "claude_enterprise": "enterprise",
+}
+
+_ISO_8601 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
+)
+
+
+class PollError(Exception):
+    """
+    A usage or profile poll failed; the message says how, and never holds a
+    token.
+    """
+
+
+def parse_iso_8601(value: str) -> float:
+    """
+    Unix seconds from an ISO 8601 timestamp such as
+    C{2026-08-14T22:29:59.777251+00:00} or C{2026-08-14T22:29:59Z}; one
+    without an offset is taken as UTC.
+
+    :raise ValueError: when C{value} is not such a timestamp.
+    """
+    match = _ISO_8601.fullmatch(value.strip())
+    if match is None:
+        raise ValueError("not an ISO 8601 timestamp")
+    year, month, day, hour, minute, second = (int(part) for part in match.group(1, 2, 3, 4, 5, 6))
+    moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    if match.group(9) is not None:
+        offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
+        moment -= offset if match.group(9) == "+" else -offset
+    fraction = float("0." + match.group(7)) if match.group(7) else 0.0
+    return moment.timestamp() + fraction
+
+
+def _window(document: dict[str, Any], key: str) -> tuple[float, float] | None:
+    """
+    One window of a usage answer as (percent used, reset in Unix seconds or
+    0 when unknown); C{None} for a null window.  Only the shape is checked
+    here: whether the numbers are plausible is for
+    L{RateLimitState.apply_poll} to judge.
+
+    :raise ValueError: when the window is malformed.
+    """
+    bucket = document.get(key)
+    if bucket is None:
+        return None
+    if not isinstance(bucket, dict):
+        raise ValueError(f"{key} is not an object")
+    utilization = bucket.get("utilization")
+    if utilization is None:
+        utilization = 0.0
+    if isinstance(utilization, bool) or not isinstance(utilization, (int, float)):
+        raise ValueError(f"{key}.utilization is not a number")
+    resets_at = bucket.get("resets_at")
+    if resets_at is None:
+        reset = 0.0
+    elif isinstance(resets_at, str):
+        try:
+            reset = parse_iso_8601(resets_at)
+        except (ValueError, OverflowError):
+            raise ValueError(f"{key}.resets_at is not an ISO 8601 time") from None
+    else:
+        raise ValueError(f"{key}.resets_at is not a string")
+    return float(utilization), reset
+
+
+def parse_usage(body: bytes) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """
+    The 5-hour and weekly windows of a C{/api/oauth/usage} answer, each as
+    (percent used, reset in Unix seconds or 0) or C{None} when null.
+
+    :raise ValueError: when the answer is not the expected JSON.
+    """
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise ValueError("not JSON") from None
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return _window(document, "five_hour"), _window(document, "seven_day")
+
+
+def plan_from_profile(document: object) -> tuple[str, str] | None:
+    """
+    The subscription type (C{max}, C{pro}, C{team}, C{enterprise}, or the
+    organization type without its C{claude_} prefix) and rate-limit tier of
+    a C{/api/oauth/profile} answer; C{None} when it names no organization.
+    """
+    if not isinstance(document, dict):
+        return None
+    organization = document.get("organization")
+    if not isinstance(organization, dict):
+        return None
+    kind = organization.get("organization_type")
+    kind = kind if isinstance(kind, str) else ""
+    tier = organization.get("rate_limit_tier")
+    subscription = _ORGANIZATION_TYPES.get(kind, kind.removeprefix("claude_"))
+    return subscription, tier if isinstance(tier, str) else ""
+
+
+class _AnswerReader(Protocol):
+    """
+    Collect a response body of at most C{limit} bytes into C{done}.
+    """
+
+    def __init__(self, done: Deferred[bytes], limit: int) -> None:
+        self.done = done
+        self.limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self._size += len(data)
+        if self._size > self.limit:
+            self.done.errback(PollError(f"answer larger than {self.limit} bytes"))
+            self.transport.stopProducing()  # type: ignore[union-attr]
+            return
+        self._chunks.append(data)
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self._chunks))
+        else:
+            self.done.errback(reason)
+
+
+def _read_answer(response: Any, limit: int = MAX_ANSWER_BYTES) -> Deferred[bytes]:
+    """
+    The body of C{response}; cancelling closes the connection.
+    """
+
+    def cancel(done: Deferred[bytes]) -> None:
+        if reader.transport is not None:
+            reader.transport.stopProducing()  # type: ignore[attr-defined]
+
+    done: Deferred[bytes] = Deferred(cancel)
+    reader = _AnswerReader(done, limit)
+    response.deliverBody(reader)
+    return done
+
+
+@dataclass
+class _PollState:
+    """
+    What the poller remembers about one credential.
+    """
+
+    polling: bool = False
+    # Consecutive failed polls, and no poll before this time because of them.
+    failures: int = 0
+    backoff_until: float = 0.0
+    # No poll before this time: the usage endpoint answered 429.
+    retry_at: float = 0.0
+    # The C{updated_at} our last successful poll set, and when that poll
+    # began: a tick counts freshness from the start of our own poll.
+    applied_at: float | None = None
+    applied_started_at: float = 0.0
+    profile_fetched: bool = False
+
+
+class UsagePoller(TimerService):
+    """
+    Poll the usage of every credential in the background.
+
+    :param credentials: the credentials to poll.
+    :param http_client: a treq C{HTTPClient} (or C{StubTreq}).
+    :param clock: the clock for the loop, timeouts and backoff.
+    :param upstream_url: the API base URL, e.g. C{https://api.anthropic.com}.
+    :param interval: seconds between polls of one credential.
+    :param timeout: seconds one request, headers and body, may take.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        credentials: Sequence[Credential],
+        http_client: Any,
+        clock: IReactorTime,
+        upstream_url: str,
+        interval: float = POLL_INTERVAL_SECONDS,
+        timeout: float = POLL_TIMEOUT_SECONDS,
+    ) -> None:
+        super().__init__(interval, self.poll_all)
+        self.clock: IReactorTime = clock
+        self._credentials = [(credential, _PollState()) for credential in credentials]
+        self._http = http_client
+        self._upstream_url = upstream_url.rstrip("/")
+        self._timeout = timeout
+        self._slack = min(TICK_SLACK_SECONDS, interval / 10)
+        self._in_flight: set[Deferred[None]] = set()
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop polling; polls in flight are cancelled.
+        """
+        stopped: Deferred[None] = super().stopService()
+        for poll in list(self._in_flight):
+            poll.cancel()
+        return stopped
+
+    def poll_all(self) -> Deferred[None]:
+        """
+        Poll, concurrently, every credential that needs a poll now.
+
+        :return: a Deferred that fires when those polls are over; it never
+            fails, as each poll handles its own errors.
+        """
+        now = self.clock.seconds()
+        polls: list[Deferred[None]] = []
+        for credential, state in self._credentials:
+            try:
+                due = self._due(credential, state, now)
+            except Exception:
+                self.log.failure("cannot tell whether to poll {tag}", tag=credential.tag)
+                continue
+            if due:
+                polls.append(self._start(credential, state))
+        done: Deferred[Any] = DeferredList(polls, consumeErrors=True)
+        return done.addCallback(lambda _: None)
+
+    def _due(self, credential: Credential, state: _PollState, now: float) -> bool:
+        if state.polling or credential.unavailable_reason is not None:
+            return False
+        if now < state.retry_at or now < state.backoff_until - self._slack:
+            return False
+        updated_at = credential.rate_limits.updated_at
+        if updated_at == state.applied_at:
+            updated_at = state.applied_started_at
+        return now - updated_at >= self.step - self._slack
+
+    def _start(self, credential: Credential, state: _PollState) -> Deferred[None]:
+        state.polling = True
+        poll = Deferred.fromCoroutine(self._poll(credential, state))
+        if not poll.called:
+            self._in_flight.add(poll)
+            poll.addBoth(self._forget, poll)
+        return poll
+
+    def _forget(self, result: object, poll: Deferred[None]) -> object:
+        self._in_flight.discard(poll)
+        return result
+
+    async def _poll(self, credential: Credential, state: _PollState) -> None:
+        started = self.clock.seconds()
+        try:
+            try:
+                token = await credential.access_token()
+            except CredentialUnavailable as error:
+                raise PollError(f"no access token: {error}") from None
+            except Exception as error:
+                if is_cancellation(error):
+                    raise
+                raise PollError(f"no access token: {type(error).__name__}") from None
+            code, headers, body = await self._get(USAGE_PATH, token, beta=True)
+            if code == 429:
+                delay = credential.rate_limits.retry_after(headers, self.clock.seconds())
+                if delay is None:
+                    delay = RETRY_AFTER_DEFAULT_SECONDS
+                self._rate_limited(credential, state, min(delay, RETRY_AFTER_MAX_SECONDS))
+                return
+            if code != 200:
+                raise PollError(f"HTTP {code}")
+            try:
+                five_hour, weekly = parse_usage(body)
+            except ValueError as error:
+                raise PollError(f"malformed answer: {error}") from None
+            self._succeeded(credential, state, started, five_hour, weekly)
+            if not state.profile_fetched and not credential.plan_known:
+                await self._fetch_profile(credential, state, token)
+        except PollError as error:
+            self._poll_failed(credential, state, started, str(error))
+        except CancelledError:
+            # The service is stopping.
+            pass
+        except Exception:
+            self.log.failure("usage poll of {tag} crashed", tag=credential.tag)
+            self._poll_failed(credential, state, started, "internal error")
+        finally:
+            state.polling = False
+
+    def _get(self, path: str, token: str, *, beta: bool) -> Deferred[tuple[int, Headers, bytes]]:
+        """
+        GET C{path} upstream with C{token}, headers and body within the
+        timeout.
+
+        :return: a Deferred firing with the status, headers and body, or
+            failing with L{PollError} (or L{CancelledError} when cancelled).
+        """
+        attempt = Deferred.fromCoroutine(self._fetch(path, token, beta))
+
+        def timed_out(result: object, timeout: float) -> tuple[int, Headers, bytes]:
+            raise PollError(f"no answer within {timeout:g}s")
+
+        attempt.addTimeout(self._timeout, self.clock, onTimeoutCancel=timed_out)
+        return attempt
+
+    async def _fetch(self, path: str, token: str, beta: bool) -> tuple[int, Headers, bytes]:
+        headers = Headers(
+            {
+                b"authorization": [b"Bearer " + token.encode("latin-1", "replace")],
+                b"content-type": [b"application/json"],
+                b"user-agent": [USER_AGENT.encode("ascii")],
+            }
+        )
+        if beta:
+            headers.setRawHeaders(b"anthropic-beta", [OAUTH_BETA.encode("ascii")])
+        try:
+            response = await self._http.get(
+                self._upstream_url + path,
+                headers=headers,
+                reactor=self.clock,
+                unbuffered=True,
+                allow_redirects=False,
+            )
+            body = await _read_answer(response)
+        except PollError:
+            raise
+        except Exception as error:
+            if is_cancellation(error):
+                raise CancelledError() from None
+            raise PollError(type(error).__name__) from None
+        return response.code, response.headers, body
+
+    async def _fetch_profile(self, credential: Credential, state: _PollState, token: str) -> None:
+        try:
+            code, _, body = await self._get(PROFILE_PATH, token, beta=False)
+            if code != 200:
+                raise PollError(f"HTTP {code}")
+            try:
+                document = json.loads(body)
+            except ValueError:
+                raise PollError("malformed answer: not JSON") from None
+        except PollError as error:
+            self.log.debug(
+                "profile of {tag} unavailable: {reason}", tag=credential.tag, reason=str(error)
+            )
+            return
+        state.profile_fetched = True
+        plan = plan_from_profile(document)
+        if plan is None:
+            self.log.debug("profile of {tag} names no organization", tag=credential.tag)
+            return
+        credential.set_profile(*plan)
+
+    def _succeeded(
+        self,
+        credential: Credential,
+        state: _PollState,
+        started: float,
+        five_hour: tuple[float, float] | None,
+        weekly: tuple[float, float] | None,
+    ) -> None:
+        now = self.clock.seconds()
+        credential.rate_limits.apply_poll(five_hour, weekly, now)
+        state.applied_at = credential.rate_limits.updated_at
+        state.applied_started_at = started
+        if state.failures:
+            self.log.info(
+                "usage poll of {tag} works again after {failures} failed",
+                tag=credential.tag,
+                failures=state.failures,
+            )
+        state.failures = 0
+        state.backoff_until = 0.0
+        state.retry_at = 0.0
+        self.log.debug(
+            "usage of {tag}: 5-hour window {five_hour}, weekly window {weekly}",
+            tag=credential.tag,
+            five_hour=self._describe(five_hour, now),
+            weekly=self._describe(weekly, now),
+        )
+
+    @staticmethod
+    def _describe(window: tuple[float, float] | None, now: float) -> str:
+        if window is None:
+            return "not reported"
+        utilization, resets_at = window
+        if not resets_at:
+            return f"{utilization:g}% used"
+        return f"{utilization:g}% used, resets in {format_duration(max(0.0, resets_at - now))}"
+
+    def _rate_limited(self, credential: Credential, state: _PollState, delay: float) -> None:
+        state.retry_at = self.clock.seconds() + delay
+        self.log.debug(
+            "usage endpoint rate-limited the poll of {tag}; next poll in {delay}",
+            tag=credential.tag,
+            delay=format_duration(delay),
+        )
+
+    def _poll_failed(
+        self, credential: Credential, state: _PollState, started: float, reason: str
+    ) -> None:
+        state.failures += 1
+        delay = min(
+            BACKOFF_BASE_SECONDS * 2 ** min(state.failures - 1, 16), BACKOFF_MAX_SECONDS
+        )
+        state.backoff_until = started + delay
+        if state.failures == 1:
+            self.log.warn(
+                "usage poll of {tag} failed ({reason}); keeping its last known state, "
+                "next try in {delay}",
+                tag=credential.tag,
+                reason=reason,
+                delay=format_duration(delay),
+            )
+        else:
+            self.log.debug(
+                "usage poll of {tag} failed again ({reason}, {failures} in a row); "
+                "next try in {delay}",
+                tag=credential.tag,
+                reason=reason,
+                failures=state.failures,
+                delay=format_duration(delay),
+            )

@@ -1,0 +1,4 @@
+"""
+The proxy: a client's C{/v1/...} request sent upstream with the
+subscription's token, and the answer streamed back untouched.
+"""

@@ -1,0 +1,239 @@
+# -*- test-case-name: tests.web.test_site -*-
+"""
+The resource tree and the site that serves it.
+
+C{/v1/...} is proxied, C{/ccm/v1/status} reports the caller's pool, and
+everything else is a 404 in the Anthropic shape.  Routing and the proxy
+both work on the path as L{ccm.web.paths.normalize_path} makes it, once, at the
+root.  The site keeps request bodies within the configured limit and keeps
+its access log quiet: ccm logs one line of its own per proxied request.
+Its connections follow L{ccm.web.connections} (deadlines for slow clients) and
+L{ccm.web.admission} (caps for greedy ones).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import IResource, Resource, getChildForRequest
+from twisted.web.server import Request, Site
+
+from ccm.web.admission import ConnectionGate, address_key
+from ccm.config.model import ConnectionLimits
+from ccm.web.connections import CcmChannel
+from ccm.web.errors import NOT_FOUND, answer_bug, render_error
+from ccm.web.paths import PathRefused, normalize_path
+
+
+class NotFoundResource(Resource):
+    """
+    A 404 in the Anthropic error shape, for any path ccm does not serve.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return render_error(request, NOT_FOUND)
+
+
+_NOT_FOUND = NotFoundResource()
+
+
+class Directory(Resource):
+    """
+    A resource with fixed children and a JSON 404 for anything else.
+    """
+
+    def getChild(self, path: bytes, request: Any) -> IResource:
+        return _NOT_FOUND
+
+    def render(self, request: Request) -> bytes:
+        return render_error(request, NOT_FOUND)
+
+
+class Root(Resource):
+    """
+    The root of ccm's URL space: it normalizes the request path, then routes
+    the normalized path through C{tree}.
+
+    This is the one place a path is normalized.  The normalized path
+    replaces C{request.path}, and C{prepath} and C{postpath} are split from
+    it the way twisted.web splits them, so every resource below, the proxy
+    included, routes, forwards and logs the same path (as
+    L{twisted.web.rewrite} rules do, by rewriting the request before the
+    tree sees it).  C{request.uri} keeps the target as the client sent it;
+    the proxy takes only the query string from it.
+
+    A path that L{normalize_path} refuses is answered with ccm's 404 before
+    any resource, authentication or upstream work, and logged as a warning
+    without its query string.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, tree: IResource) -> None:
+        """
+        :param tree: the resources to route normalized paths through.
+        """
+        super().__init__()
+        self._tree = tree
+
+    def render(self, request: Request) -> bytes | int:
+        """
+        Render the resource the normalized path names, or ccm's 404 for a
+        refused path.
+        """
+        try:
+            path = normalize_path(request.path)
+        except PathRefused as refusal:
+            self.log.warn(
+                "refused {method} {path} from {peer}: {reason}",
+                method=request.method.decode("ascii", "replace"),
+                path=request.path.decode("ascii", "backslashreplace"),
+                peer=_peer(request),
+                reason=str(refusal),
+            )
+            return render_error(request, NOT_FOUND)
+        request.path = path
+        request.prepath = []
+        request.postpath = [unquote_to_bytes(segment) for segment in path[1:].split(b"/")]
+        resource: IResource = getChildForRequest(self._tree, request)
+        return resource.render(request)
+
+
+def _peer(request: Request) -> str:
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    return str(host) if host is not None else str(address)
+
+
+def build_root(proxy: IResource, status: IResource) -> Resource:
+    """
+    The root of ccm's URL space.
+    """
+    tree = Directory()
+    tree.putChild(b"v1", proxy)
+    ccm = Directory()
+    ccm_v1 = Directory()
+    tree.putChild(b"ccm", ccm)
+    ccm.putChild(b"v1", ccm_v1)
+    ccm_v1.putChild(b"status", status)
+    return Root(tree)
+
+
+class LimitedRequest(Request):
+    """
+    A request that stops storing its body once it exceeds the site's
+    C{max_request_body}; the proxy then answers 413 without reading it.
+
+    It is also the safety net for bugs: an exception escaping a resource's
+    C{render} is logged with its traceback and answered in the Anthropic
+    shape (see L{processingFailed}), not with twisted.web's HTML page.
+    """
+
+    body_too_large = False
+    _body_size = 0
+    _crash_log = Logger(namespace="ccm.web.site")
+
+    def processingFailed(self, reason: Failure) -> Failure:
+        """
+        Log the traceback of an exception that escaped C{render}, then
+        answer 500 C{api_error} with a request id when nothing was sent
+        yet, or abort the connection when part of the answer was.
+        """
+        self._crash_log.failure(
+            "handling {method} {path} failed",
+            failure=reason,
+            method=self.method.decode("ascii", "replace"),
+            path=self.path.decode("ascii", "replace")[:200],
+        )
+        if not (self.finished or self._disconnected):
+            answer_bug(self)
+        return reason
+
+    def _limit(self) -> int | None:
+        site = getattr(self.channel, "site", None)
+        return getattr(site, "max_request_body", None)
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self._limit()
+        if limit is not None and length is not None and length > limit:
+            self.body_too_large = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_too_large:
+            return
+        self._body_size += len(data)
+        limit = self._limit()
+        if limit is not None and self._body_size > limit:
+            self.body_too_large = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
+
+
+class CcmSite(Site):
+    """
+    The site of one ccm service.
+
+    Request bodies are never parsed as form submissions: ccm forwards them
+    untouched (a multipart upload to C{/v1/files} is the upstream's to
+    read, not twisted.web's).
+
+    :param reactor: the clock for connection timeouts; the global reactor
+        when C{None}.
+    :param connection_limits: the bounds of each new connection; a
+        connection keeps those it opened with, so replacing
+        C{connection_limits} applies new ones to new connections.
+    """
+
+    requestFactory = LimitedRequest
+    protocol = CcmChannel  # type: ignore[assignment]
+    noisy = False
+
+    def __init__(
+        self,
+        resource: IResource,
+        max_request_body: int,
+        reactor: Any = None,
+        connection_limits: ConnectionLimits = ConnectionLimits(),
+    ) -> None:
+        # No idle timeout of twisted.web's: the channel keeps its own.
+        super().__init__(
+            resource, parsePOSTFormSubmission=False, reactor=reactor, timeout=None
+        )
+        self.max_request_body = max_request_body
+        self.connection_limits = connection_limits
+        self.connections = ConnectionGate(self.reactor)
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:  # type: ignore[override]
+        """
+        A channel for a new connection, or the refusal of a connection over
+        a cap.
+        """
+        limits = self.connection_limits
+        key = address_key(addr)
+        refusal = self.connections.refusal(limits, key)
+        if refusal is not None:
+            return self.connections.refuse(refusal, addr)
+        channel = super().buildProtocol(addr)
+        channel.limits = limits
+        channel.clock = self.reactor
+        channel.gate = self.connections
+        channel.release = self.connections.opened(key)
+        return channel
+
+    def log(self, request: Any) -> None:
+        """
+        No access log: the proxy logs each request itself, without query
+        strings or headers that could carry secrets.
+        """

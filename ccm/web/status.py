@@ -1,0 +1,65 @@
+# -*- test-case-name: tests.web.test_status -*-
+"""
+C{GET /ccm/v1/status}: how much of the caller's pool is used.
+
+The answer has the reference's three fields, C{five_hour_utilization},
+C{weekly_utilization} (percent, measured against each credential's pause
+threshold, a credential that cannot serve counting as full) and
+C{plan_weight}, plus C{five_hour_reset} and C{weekly_reset} (Unix seconds,
+0 when unknown), as the newest sing-box has them; see
+L{ccm.pool.select.pool_status}.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Protocol as TypingProtocol
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from ccm.web.auth import Authenticator, Caller
+from ccm.web.errors import NOT_FOUND, APIError, render_error
+
+
+class StatusPool(TypingProtocol):
+    """
+    What the status endpoint needs from a pool.
+    """
+
+    def status(self) -> dict[str, float]: ...
+
+
+_METHOD_NOT_ALLOWED = APIError(
+    405, "invalid_request_error", "method not allowed", headers=(("allow", "GET"),)
+)
+
+
+class StatusResource(Resource):
+    """
+    Report the caller's pool utilization.
+    """
+
+    isLeaf = True
+
+    def __init__(
+        self, authenticator: Authenticator, pool_for: Callable[[Caller], StatusPool]
+    ) -> None:
+        super().__init__()
+        self._authenticator = authenticator
+        self._pool_for = pool_for
+
+    def render(self, request: Request) -> bytes:
+        if request.postpath:
+            # Only the exact path: not C{/ccm/v1/status/} or below it.
+            return render_error(request, NOT_FOUND)
+        if request.method != b"GET":
+            return render_error(request, _METHOD_NOT_ALLOWED)
+        try:
+            caller = self._authenticator.authenticate(request.requestHeaders)
+            pool = self._pool_for(caller)
+        except APIError as error:
+            return render_error(request, error)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(pool.status(), sort_keys=True).encode("utf-8") + b"\n"

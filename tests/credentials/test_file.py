@@ -1,0 +1,572 @@
+"""
+Tests for L{ccm.credentials.file}: finding, reading and safely rewriting
+Claude Code's credentials file.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from ccm.credentials import file as credentialfile
+from ccm.credentials.file import (
+    NEW_FILE_MODE,
+    CredentialFile,
+    CredentialFileError,
+    OAuthTokens,
+    atomic_write,
+    default_credential_path,
+)
+
+ACCESS = "sk-ant-oat01-secret-access-token"
+REFRESH = "sk-ant-ort01-secret-refresh-token"
+EXPIRES_AT_MS = 1_790_003_600_000
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+ROOT_SKIP = (
+    "running as root: root bypasses permission bits, so a file or directory "
+    "cannot be made unwritable here (the refusal itself is covered by "
+    "CheckWritableTests.test_unwritable_directory_reported and by "
+    "tests.credentials.test_credential with an unwritable store)"
+)
+
+
+def good_document(**oauth: Any) -> dict[str, Any]:
+    """
+    A credentials document as Claude Code writes it, with unknown keys at
+    both levels; C{oauth} overrides entries of C{claudeAiOauth}.
+    """
+    fields: dict[str, Any] = {
+        "accessToken": ACCESS,
+        "refreshToken": REFRESH,
+        "expiresAt": EXPIRES_AT_MS,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+        "rateLimitTier": "default_claude_max_20x",
+    }
+    fields.update(oauth)
+    return {"claudeAiOauth": fields, "mcpOAuth": {"server": {"token": "kept"}}}
+
+
+class CredentialFileTestCase(SynchronousTestCase):
+    """
+    Helpers for tests that need a credentials file in a fresh directory.
+    """
+
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        self.path = os.path.join(self.directory, ".credentials.json")
+        self.store = CredentialFile(self.path)
+
+    def write_raw(self, data: bytes, mode: int = 0o600) -> None:
+        """
+        Put C{data} in the credentials file with C{mode}.
+        """
+        with open(self.path, "wb") as handle:
+            handle.write(data)
+        os.chmod(self.path, mode)
+
+    def write_document(self, document: object, mode: int = 0o600) -> None:
+        """
+        Put C{document}, as JSON, in the credentials file.
+        """
+        self.write_raw(json.dumps(document, indent=2).encode("utf-8"), mode)
+
+    def read_raw(self) -> bytes:
+        """
+        The bytes of the credentials file.
+        """
+        with open(self.path, "rb") as handle:
+            return handle.read()
+
+    def assert_read_fails(self, *fragments: str) -> str:
+        """
+        Reading fails with a message naming the file and containing each of
+        C{fragments}, and never any token.
+
+        :return: the message.
+        """
+        error = self.assertRaises(CredentialFileError, self.store.read)
+        message = str(error)
+        self.assertIn(self.path, message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+        self.assertNotIn(ACCESS, message)
+        self.assertNotIn(REFRESH, message)
+        return message
+
+
+class DefaultPathTests(SynchronousTestCase):
+    """
+    L{default_credential_path} finds the file where Claude Code keeps it.
+    """
+
+    def test_config_dir(self) -> None:
+        """
+        C{CLAUDE_CONFIG_DIR}, when set, holds the file.
+        """
+        path = default_credential_path({"CLAUDE_CONFIG_DIR": "/srv/claude"}, "/home/u")
+        self.assertEqual(path, "/srv/claude/.credentials.json")
+
+    def test_home(self) -> None:
+        """
+        Without C{CLAUDE_CONFIG_DIR} the file is C{~/.claude/.credentials.json}.
+        """
+        path = default_credential_path({"HOME": "/elsewhere"}, "/home/u")
+        self.assertEqual(path, "/home/u/.claude/.credentials.json")
+
+    def test_empty_config_dir(self) -> None:
+        """
+        An empty C{CLAUDE_CONFIG_DIR} counts as unset.
+        """
+        path = default_credential_path({"CLAUDE_CONFIG_DIR": ""}, "/home/u")
+        self.assertEqual(path, "/home/u/.claude/.credentials.json")
+
+
+class ReadTests(CredentialFileTestCase):
+    """
+    L{CredentialFile.read} returns the tokens of a good file and explains,
+    without quoting it, what is wrong with a bad one.
+    """
+
+    def test_good_file(self) -> None:
+        """
+        Tokens, expiry, subscription type and rate-limit tier are read.
+        """
+        self.write_document(good_document())
+        tokens = self.store.read()
+        self.assertEqual(
+            tokens,
+            OAuthTokens(
+                access_token=ACCESS,
+                refresh_token=REFRESH,
+                expires_at_ms=EXPIRES_AT_MS,
+                subscription_type="max",
+                rate_limit_tier="default_claude_max_20x",
+            ),
+        )
+
+    def test_repr_hides_tokens(self) -> None:
+        """
+        The repr of the tokens, which may end up in a log or traceback,
+        shows neither token.
+        """
+        self.write_document(good_document())
+        text = repr(self.store.read())
+        self.assertIn(str(EXPIRES_AT_MS), text)
+        self.assertNotIn(ACCESS, text)
+        self.assertNotIn(REFRESH, text)
+
+    def test_optional_fields(self) -> None:
+        """
+        A file with only an access token reads with an empty refresh token,
+        a zero (never) expiry and an unknown plan; a float expiry is
+        truncated to whole milliseconds.
+        """
+        self.write_document({"claudeAiOauth": {"accessToken": ACCESS}})
+        self.assertEqual(self.store.read(), OAuthTokens(ACCESS, "", 0))
+        self.write_document(
+            good_document(expiresAt=1.5e12, subscriptionType=None, rateLimitTier=7)
+        )
+        tokens = self.store.read()
+        self.assertEqual(tokens.expires_at_ms, 1_500_000_000_000)
+        self.assertEqual(tokens.subscription_type, "")
+        self.assertEqual(tokens.rate_limit_tier, "")
+
+    def test_relative_path_made_absolute(self) -> None:
+        """
+        The store remembers an absolute path, so messages and the file
+        watcher do not depend on the working directory.
+        """
+        store = CredentialFile("relative/.credentials.json")
+        self.assertTrue(os.path.isabs(store.path))
+        self.assertTrue(store.path.endswith(os.path.join("relative", ".credentials.json")))
+
+    def test_missing(self) -> None:
+        """
+        A missing file says it does not exist and how to create it.
+        """
+        self.assert_read_fails("does not exist", "`claude /login`")
+
+    def test_empty(self) -> None:
+        """
+        An empty or blank file is reported as empty.
+        """
+        self.write_raw(b"")
+        self.assert_read_fails("is empty")
+        self.write_raw(b" \n\t\n")
+        self.assert_read_fails("is empty")
+
+    def test_invalid_json(self) -> None:
+        """
+        Invalid JSON is reported with its line and column, and the message
+        never quotes the content, which holds the tokens.
+        """
+        self.write_raw(
+            b'{\n  "claudeAiOauth": {\n    "accessToken": "' + ACCESS.encode() + b'",,\n'
+        )
+        message = self.assert_read_fails("not valid JSON", "line 3 column")
+        self.assertNotIn("accessToken", message)
+
+    def test_invalid_utf8(self) -> None:
+        """
+        A file that is not text is reported as invalid JSON, not as a
+        crash.
+        """
+        self.write_raw(b'{"claudeAiOauth": "\xff\xfe"}')
+        self.assert_read_fails("not valid JSON")
+
+    def test_not_an_object(self) -> None:
+        """
+        A JSON document other than an object is refused.
+        """
+        for document in ([], "token", None, 3):
+            self.write_document(document)
+            self.assert_read_fails("does not hold a JSON object")
+
+    def test_no_oauth_section(self) -> None:
+        """
+        A file without a C{claudeAiOauth} object (for example one with only
+        an API key) says to log in with C{claude /login}.
+        """
+        for document in ({"primaryApiKey": "x"}, {"claudeAiOauth": "x"}, {"claudeAiOauth": None}):
+            self.write_document(document)
+            self.assert_read_fails("no claudeAiOauth object", "`claude /login`")
+
+    def test_no_access_token(self) -> None:
+        """
+        A missing, empty or non-string access token is refused.
+        """
+        for value in (None, "", 12, ["x"]):
+            document = good_document(accessToken=value)
+            if value is None:
+                del document["claudeAiOauth"]["accessToken"]
+            self.write_document(document)
+            self.assert_read_fails("no claudeAiOauth.accessToken")
+
+    def test_bad_types(self) -> None:
+        """
+        A refresh token that is not a string, or an expiry that is not a
+        number (booleans included), is refused naming the field.
+        """
+        self.write_document(good_document(refreshToken=42))
+        self.assert_read_fails("claudeAiOauth.refreshToken is not a string")
+        for value in ("1790003600000", True, None, {}):
+            self.write_document(good_document(expiresAt=value))
+            self.assert_read_fails("claudeAiOauth.expiresAt is not a number")
+
+    def test_unreadable(self) -> None:
+        """
+        A path that cannot be read as a file (here, a directory) is
+        reported with the operating system's reason.
+        """
+        os.mkdir(self.path)
+        self.assert_read_fails("cannot read credential file", os.strerror(errno.EISDIR))
+
+
+class TokensTests(SynchronousTestCase):
+    """
+    L{OAuthTokens} knows when it expires and how it looks after a refresh.
+    """
+
+    def test_expires_within(self) -> None:
+        """
+        A token expires within the margin once C{now} reaches the expiry
+        minus the margin, and not a moment before.
+        """
+        tokens = OAuthTokens(ACCESS, REFRESH, expires_at_ms=1_000_000)
+        self.assertFalse(tokens.expires_within(939.999, 60))
+        self.assertTrue(tokens.expires_within(940, 60))
+        self.assertFalse(tokens.expires_within(999.999, 0))
+        self.assertTrue(tokens.expires_within(1000, 0))
+        self.assertTrue(tokens.expires_within(5000, 60))
+
+    def test_zero_expiry_never_expires(self) -> None:
+        """
+        An expiry of 0 means the token never expires, however late it is.
+        """
+        tokens = OAuthTokens(ACCESS, REFRESH, expires_at_ms=0)
+        self.assertFalse(tokens.expires_within(1e12, 300))
+
+    def test_refreshed(self) -> None:
+        """
+        After a refresh the tokens and expiry are replaced, the plan is
+        kept, and an empty rotated refresh token keeps the current one.
+        """
+        tokens = OAuthTokens(ACCESS, REFRESH, 1, "max", "default_claude_max_5x")
+        rotated = tokens.refreshed("new-access", "new-refresh", 2)
+        self.assertEqual(
+            rotated, OAuthTokens("new-access", "new-refresh", 2, "max", "default_claude_max_5x")
+        )
+        kept = tokens.refreshed("new-access", "", 3)
+        self.assertEqual(kept.refresh_token, REFRESH)
+        self.assertEqual(kept.expires_at_ms, 3)
+
+
+class WriteTokensTests(CredentialFileTestCase):
+    """
+    L{CredentialFile.write_tokens} saves refreshed tokens without losing
+    anything and without ever leaving a broken or partial file.
+    """
+
+    def new_tokens(self) -> OAuthTokens:
+        """
+        Tokens as they look after a refresh.
+        """
+        return OAuthTokens("new-access", "new-refresh", EXPIRES_AT_MS + 28_800_000, "max")
+
+    def test_keeps_unknown_keys(self) -> None:
+        """
+        Only the three token fields change; every other key, at the top
+        level and inside C{claudeAiOauth}, is kept with its value.
+        """
+        document = good_document(isMax=True, futureField={"nested": [1, 2]})
+        document["unknownTopLevel"] = 7
+        self.write_document(document)
+        self.store.write_tokens(self.new_tokens())
+        written = json.loads(self.read_raw())
+        expected = good_document(
+            isMax=True,
+            futureField={"nested": [1, 2]},
+            accessToken="new-access",
+            refreshToken="new-refresh",
+            expiresAt=EXPIRES_AT_MS + 28_800_000,
+        )
+        expected["unknownTopLevel"] = 7
+        self.assertEqual(written, expected)
+        self.assertEqual(
+            self.store.read(),
+            OAuthTokens(
+                "new-access",
+                "new-refresh",
+                EXPIRES_AT_MS + 28_800_000,
+                "max",
+                "default_claude_max_20x",
+            ),
+        )
+
+    def test_keeps_mode(self) -> None:
+        """
+        The file keeps its permission bits, whatever they are.
+        """
+        for mode in (0o640, 0o600, 0o644):
+            self.write_document(good_document(), mode=mode)
+            self.store.write_tokens(self.new_tokens())
+            self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), mode, oct(mode))
+
+    def test_atomic_replace(self) -> None:
+        """
+        The new content is a new file renamed over the old one (a reader
+        never sees a half-written file), and no temporary file is left.
+        """
+        self.write_document(good_document())
+        before = os.stat(self.path).st_ino
+        self.store.write_tokens(self.new_tokens())
+        self.assertNotEqual(os.stat(self.path).st_ino, before)
+        self.assertEqual(os.listdir(self.directory), [".credentials.json"])
+
+    def test_failure_leaves_original(self) -> None:
+        """
+        When writing the new file fails (here, the disk refuses to sync),
+        the original file is untouched, no temporary file is left, and the
+        error names the file but no token.
+        """
+        self.write_document(good_document())
+        original = self.read_raw()
+
+        def failing_fsync(descriptor: int) -> None:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        self.patch(credentialfile.os, "fsync", failing_fsync)
+        error = self.assertRaises(
+            CredentialFileError, self.store.write_tokens, self.new_tokens()
+        )
+        self.assertIn(self.path, str(error))
+        self.assertIn(os.strerror(errno.EIO), str(error))
+        self.assertNotIn("new-access", str(error))
+        self.assertEqual(self.read_raw(), original)
+        self.assertEqual(os.listdir(self.directory), [".credentials.json"])
+
+    def test_refuses_invalid_file(self) -> None:
+        """
+        A file that became invalid JSON since it was read is not
+        overwritten: the write fails and the file stays as it is.
+        """
+        broken = b'{"claudeAiOauth": {"accessToken": "half'
+        self.write_raw(broken)
+        error = self.assertRaises(
+            CredentialFileError, self.store.write_tokens, self.new_tokens()
+        )
+        self.assertIn("not valid JSON", str(error))
+        self.assertEqual(self.read_raw(), broken)
+        self.assertEqual(os.listdir(self.directory), [".credentials.json"])
+
+    def test_refuses_deleted_file(self) -> None:
+        """
+        A file deleted since it was read (a logout) is not recreated.
+        """
+        error = self.assertRaises(
+            CredentialFileError, self.store.write_tokens, self.new_tokens()
+        )
+        self.assertIn("does not exist", str(error))
+        self.assertEqual(os.listdir(self.directory), [])
+
+    def test_writes_through_symlink(self) -> None:
+        """
+        When the credentials path is a symbolic link, the linked-to file is
+        updated and the link stays a link, so every user of that file sees
+        the rotated refresh token.
+        """
+        real_directory = os.path.abspath(self.mktemp())
+        os.makedirs(real_directory)
+        real_path = os.path.join(real_directory, "claude-credentials.json")
+        with open(real_path, "w") as handle:
+            json.dump(good_document(), handle)
+        os.chmod(real_path, 0o640)
+        os.symlink(real_path, self.path)
+        self.store.write_tokens(self.new_tokens())
+        self.assertTrue(os.path.islink(self.path))
+        with open(real_path) as handle:
+            written = json.load(handle)
+        self.assertEqual(written["claudeAiOauth"]["refreshToken"], "new-refresh")
+        self.assertEqual(stat.S_IMODE(os.stat(real_path).st_mode), 0o640)
+        self.assertEqual(sorted(os.listdir(real_directory)), ["claude-credentials.json"])
+
+    def test_unwritable_directory(self) -> None:
+        """
+        When the directory refuses new files, the write fails cleanly and
+        the original file is untouched.
+        """
+        self.write_document(good_document())
+        original = self.read_raw()
+        os.chmod(self.directory, 0o500)
+        self.addCleanup(os.chmod, self.directory, 0o700)
+        error = self.assertRaises(
+            CredentialFileError, self.store.write_tokens, self.new_tokens()
+        )
+        self.assertIn(os.strerror(errno.EACCES), str(error))
+        self.assertEqual(self.read_raw(), original)
+
+    if AS_ROOT:
+        test_unwritable_directory.skip = ROOT_SKIP  # type: ignore[attr-defined]
+
+
+class AtomicWriteTests(SynchronousTestCase):
+    """
+    L{atomic_write} replaces a file in one step or not at all.
+    """
+
+    def setUp(self) -> None:
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+
+    def test_new_file_mode(self) -> None:
+        """
+        A new file gets exactly the requested mode, not the umask's.
+        """
+        path = os.path.join(self.directory, "new.json")
+        atomic_write(path, b"{}", NEW_FILE_MODE)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        with open(path, "rb") as handle:
+            self.assertEqual(handle.read(), b"{}")
+
+    def test_target_cannot_be_replaced(self) -> None:
+        """
+        When the rename fails (the target is a non-empty directory), the
+        target is untouched and the temporary file is removed; the error
+        names the path and never the data.
+        """
+        target = os.path.join(self.directory, "target")
+        os.makedirs(os.path.join(target, "inside"))
+        error = self.assertRaises(
+            CredentialFileError, atomic_write, target, b"secret-data", 0o600
+        )
+        self.assertIn(target, str(error))
+        self.assertNotIn("secret-data", str(error))
+        self.assertEqual(os.listdir(self.directory), ["target"])
+        self.assertEqual(os.listdir(target), ["inside"])
+
+    def test_missing_directory(self) -> None:
+        """
+        A target in a directory that does not exist fails with a message
+        naming it.
+        """
+        target = os.path.join(self.directory, "absent", "file.json")
+        error = self.assertRaises(CredentialFileError, atomic_write, target, b"{}", 0o600)
+        self.assertIn(target, str(error))
+        self.assertIn(os.strerror(errno.ENOENT), str(error))
+
+
+class CheckWritableTests(CredentialFileTestCase):
+    """
+    L{CredentialFile.check_writable} refuses when refreshed tokens could not
+    be saved.
+    """
+
+    def assert_refused(self) -> None:
+        """
+        The check fails with a message that names the file and explains
+        why a refresh is refused.
+        """
+        error = self.assertRaises(CredentialFileError, self.store.check_writable)
+        self.assertIn(self.path, str(error))
+        self.assertIn("not writable", str(error))
+        self.assertIn("refuses to refresh", str(error))
+
+    def test_writable(self) -> None:
+        """
+        A writable file in a writable directory passes.
+        """
+        self.write_document(good_document())
+        self.assertIsNone(self.store.check_writable())
+
+    def test_missing_file_refused(self) -> None:
+        """
+        A file that does not exist cannot be rewritten, so it is refused
+        (this holds for root too).
+        """
+        self.assert_refused()
+
+    def test_unwritable_directory_reported(self) -> None:
+        """
+        The directory is checked as well as the file (the new file is
+        created there): when the system reports it unwritable, the check
+        fails.  The system's answer is simulated so that this holds when
+        the tests run as root.
+        """
+        self.write_document(good_document())
+        checked: list[str] = []
+
+        def access(path: str, mode: int) -> bool:
+            checked.append(path)
+            return path != self.directory
+
+        self.patch(credentialfile.os, "access", access)
+        self.assert_refused()
+        self.assertIn(self.directory, checked)
+
+    def test_read_only_file(self) -> None:
+        """
+        A read-only file is refused.
+        """
+        self.write_document(good_document(), mode=0o400)
+        self.assert_refused()
+
+    def test_read_only_directory(self) -> None:
+        """
+        A writable file in a read-only directory is refused, since the
+        atomic replacement needs to create a file beside it.
+        """
+        self.write_document(good_document())
+        os.chmod(self.directory, 0o500)
+        self.addCleanup(os.chmod, self.directory, 0o700)
+        self.assert_refused()
+
+    if AS_ROOT:
+        test_read_only_file.skip = ROOT_SKIP  # type: ignore[attr-defined]
+        test_read_only_directory.skip = ROOT_SKIP  # type: ignore[attr-defined]

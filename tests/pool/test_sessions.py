@@ -1,0 +1,163 @@
+"""
+Tests for L{ccm.pool.sessions}: the Claude Code session a request belongs to.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
+
+from ccm.pool.sessions import MAX_SESSION_ID_LENGTH, session_id_of
+
+HEADER_ID = "80c50ae9-1df2-4ee4-bafa-e96205010a1c"
+JSON_ID = "17662a42-5f0c-4d55-9b7e-3f1a2b4c5d6e"
+LEGACY_ID = "0b9e7c52-2a61-4d3e-8f4c-6a7b8c9d0e1f"
+LEGACY_USER_ID = (
+    "user_19f2" + "ab" * 30 + "ae80_account_a929b7ef-1111-4222-8333-944455556666"
+    f"_session_{LEGACY_ID}"
+)
+
+
+def session_header(*values: str) -> Headers:
+    """
+    Headers with C{X-Claude-Code-Session-Id} set to C{values}.
+    """
+    return Headers({b"X-Claude-Code-Session-Id": [v.encode("latin-1") for v in values]})
+
+
+def body_with_user_id(user_id: Any) -> dict[str, Any]:
+    """
+    A Messages request body whose C{metadata.user_id} is C{user_id}.
+    """
+    return {"model": "claude-sonnet-4-5-20250929", "metadata": {"user_id": user_id}}
+
+
+def json_user_id(**fields: Any) -> str:
+    """
+    A C{metadata.user_id} in the JSON form of Claude Code 2.1.78 and later.
+    """
+    document = {"device_id": "59855df6" * 8, "account_uuid": ""}
+    document.update(fields)
+    return json.dumps(document)
+
+
+class SessionIdTests(SynchronousTestCase):
+    """
+    L{session_id_of} in each of Claude Code's forms and their precedence.
+    """
+
+    def test_header(self) -> None:
+        """
+        The C{X-Claude-Code-Session-Id} header names the session.
+        """
+        self.assertEqual(session_id_of(session_header(HEADER_ID), None), HEADER_ID)
+
+    def test_header_trimmed(self) -> None:
+        """
+        Blanks around the header value are ignored.
+        """
+        self.assertEqual(session_id_of(session_header(f"  {HEADER_ID} "), None), HEADER_ID)
+
+    def test_json_user_id(self) -> None:
+        """
+        A JSON C{metadata.user_id} names the session in its C{session_id}.
+        """
+        body = body_with_user_id(json_user_id(session_id=JSON_ID))
+        self.assertEqual(session_id_of(Headers(), body), JSON_ID)
+
+    def test_legacy_suffix(self) -> None:
+        """
+        The legacy C{user_..._account_..._session_<id>} form names the
+        session after its last C{_session_}.
+        """
+        self.assertEqual(session_id_of(None, body_with_user_id(LEGACY_USER_ID)), LEGACY_ID)
+        self.assertEqual(
+            session_id_of(None, body_with_user_id("user_x_session_a_session_b")), "b"
+        )
+
+    def test_header_wins(self) -> None:
+        """
+        The header takes precedence over the body's forms.
+        """
+        body = body_with_user_id(json_user_id(session_id=JSON_ID))
+        self.assertEqual(session_id_of(session_header(HEADER_ID), body), HEADER_ID)
+        body = body_with_user_id(LEGACY_USER_ID)
+        self.assertEqual(session_id_of(session_header(HEADER_ID), body), HEADER_ID)
+
+    def test_json_wins_over_suffix_inside_it(self) -> None:
+        """
+        A JSON C{user_id} whose other fields contain C{_session_} still
+        yields its C{session_id}.
+        """
+        body = body_with_user_id(json_user_id(session_id=JSON_ID, note="x_session_wrong"))
+        self.assertEqual(session_id_of(None, body), JSON_ID)
+
+    def test_empty_header_falls_back(self) -> None:
+        """
+        A blank header is skipped in favour of a later header value or the
+        body.
+        """
+        body = body_with_user_id(LEGACY_USER_ID)
+        self.assertEqual(session_id_of(session_header("  "), body), LEGACY_ID)
+        self.assertEqual(session_id_of(session_header("", HEADER_ID), body), HEADER_ID)
+
+    def test_oversized_ids_ignored(self) -> None:
+        """
+        An id longer than the limit is not used, wherever it comes from; one
+        of exactly the limit is.
+        """
+        long_id = "s" * (MAX_SESSION_ID_LENGTH + 1)
+        limit_id = "s" * MAX_SESSION_ID_LENGTH
+        self.assertEqual(session_id_of(session_header(long_id), None), "")
+        self.assertEqual(session_id_of(session_header(limit_id), None), limit_id)
+        body = body_with_user_id(json_user_id(session_id=long_id))
+        self.assertEqual(session_id_of(None, body), "")
+        body = body_with_user_id(f"user_x_session_{long_id}")
+        self.assertEqual(session_id_of(None, body), "")
+        body = body_with_user_id(LEGACY_USER_ID)
+        self.assertEqual(session_id_of(session_header(long_id), body), LEGACY_ID)
+
+    def test_nothing_named(self) -> None:
+        """
+        Requests that name no session give the empty string.
+        """
+        for headers, body in (
+            (None, None),
+            (Headers(), {}),
+            (Headers(), {"metadata": {}}),
+            (Headers(), body_with_user_id("user_abc_account_def")),
+            (Headers(), body_with_user_id("user_abc_session_")),
+            (Headers(), body_with_user_id(json_user_id())),
+            (Headers(), body_with_user_id(json_user_id(session_id=""))),
+        ):
+            self.assertEqual(session_id_of(headers, body), "", (headers, body))
+
+    def test_garbage(self) -> None:
+        """
+        Malformed metadata of any shape is ignored without an error.
+        """
+        for body in (
+            {"metadata": "user_x_session_y"},
+            {"metadata": ["user_x_session_y"]},
+            {"metadata": None},
+            body_with_user_id(None),
+            body_with_user_id(12345),
+            body_with_user_id(["_session_x"]),
+            body_with_user_id({"session_id": "x"}),
+            body_with_user_id("{not json"),
+            body_with_user_id('{"session_id": 42}'),
+            body_with_user_id('{"session_id": ["x"]}'),
+            body_with_user_id("[1, 2]"),
+        ):
+            self.assertEqual(session_id_of(Headers(), body), "", body)
+
+    def test_broken_json_with_suffix(self) -> None:
+        """
+        A C{user_id} that looks like JSON but is not falls back to the
+        legacy suffix.
+        """
+        body = body_with_user_id("{broken_session_abc")
+        self.assertEqual(session_id_of(None, body), "abc")
