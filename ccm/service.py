@@ -32,7 +32,7 @@ from ccm.config.model import (
 from ccm.credentials.file import CredentialFile
 from ccm.credentials.keychain import credential_store_for
 from ccm.credentials.credential import Credential, TokenRefreshService
-from ccm.web.listening import ListeningService, describe, endpoint_for
+from ccm.web.listening import ListeningService, endpoint_for
 from ccm.credentials.oauth import TokenEndpoint
 from ccm.pool.poller import UsagePoller
 from ccm.pool.select import BalancerPool, PoolMember, SingleCredentialPool
@@ -216,7 +216,7 @@ class CcmService(MultiService):
         )
         self.listeners = []
         for listener in config.listeners:
-            listening = ListeningService(endpoint_for(reactor, listener), self.site, describe(listener))
+            listening = ListeningService(endpoint_for(reactor, listener), self.site)
             listening.setServiceParent(self)
             self.listeners.append(listening)
         self._warn_if_open()

@@ -7,64 +7,46 @@ work unchanged: a sing-box document C{{"services": [{"type": "ccm", ...}],
 "outbounds": [...]}}, where every ccm service is served, and one bare ccm
 service object.  Every problem is reported, one line each, naming the file
 and the JSON path; a configuration with problems starts nothing.
+
+This module reads the documents and the service object's own keys (URLs,
+headers, the body limit); L{ccm.config.listen} reads its listeners,
+L{ccm.config.credentials} its credentials and users,
+L{ccm.config.detour} its detours and L{ccm.config.connections} its
+connection bounds.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from twisted.internet.endpoints import serverFromString
-
 from ccm.config.model import (
-    DEFAULT_LISTEN_ADDRESS,
-    DEFAULT_LISTEN_PORT,
     DEFAULT_MAX_REQUEST_BODY_BYTES,
     DEFAULT_OAUTH_TOKEN_URL,
     DEFAULT_SHUTDOWN_GRACE_SECONDS,
     DEFAULT_UPSTREAM_URL,
-    AddressListener,
     Config,
     ConfigError,
     DefaultCredentialConfig,
-    EndpointListener,
-    Listener,
     ServiceConfig,
-    TLSConfig,
 )
 from ccm.config.connections import CONNECTION_KEYS, parse_connection_limits
 from ccm.config.credentials import parse_credentials, parse_users
 from ccm.config.detour import index_outbounds, parse_detour
+from ccm.config.listen import IGNORED_LISTEN_KEYS, LISTEN_KEYS, parse_listeners
+from ccm.config.listen import check_endpoint as check_endpoint  # for ccm.tap
 from ccm.config.reader import ObjectReader, Problems, describe_type, json_path
+from ccm.proxy.headers import CLIENT_CREDENTIAL_HEADERS, HOP_BY_HOP
 from ccm.units import parse_size
 from ccm.accounting.usagefile import usage_path_problem
-
-_LISTEN_KEYS = ("listen", "listen_port")
-
-# sing-box listen fields that have no meaning for ccm; accepted with a
-# warning so that a sing-box configuration still loads.
-_IGNORED_LISTEN_KEYS = (
-    "bind_interface",
-    "routing_mark",
-    "reuse_addr",
-    "netns",
-    "tcp_fast_open",
-    "tcp_multi_path",
-    "disable_tcp_keep_alive",
-    "tcp_keep_alive",
-    "tcp_keep_alive_interval",
-    "udp_fragment",
-    "udp_timeout",
-)
 
 _SERVICE_KEYS = (
     "type",
     "tag",
-    *_LISTEN_KEYS,
+    *LISTEN_KEYS,
     "credential_path",
     "credentials",
     "usages_path",
@@ -80,49 +62,12 @@ _SERVICE_KEYS = (
     *CONNECTION_KEYS,
 )
 
-_TLS_KEYS = (
-    "enabled",
-    "server_name",
-    "certificate",
-    "certificate_path",
-    "key",
-    "key_path",
-    "alpn",
-    "min_version",
-    "max_version",
-)
-_UNSUPPORTED_TLS_KEYS = (
-    "acme",
-    "ech",
-    "reality",
-    "cipher_suites",
-    "curve_preferences",
-    "client_authentication",
-    "client_certificate",
-    "client_certificate_path",
-    "client_certificate_public_key_sha256",
-    "kernel_tx",
-    "kernel_rx",
-)
-_TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
-
 # RFC 9110 token characters, for header names.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_FORBIDDEN_HEADERS = {
-    "authorization": "ccm sets Authorization to the subscription's OAuth token",
+# Headers ccm sets itself, with no counterpart in ccm.proxy.headers.
+_SET_BY_CCM = {
     "host": "the Host header follows upstream_url",
     "content-length": "ccm computes Content-Length from the body",
-    "transfer-encoding": "it is a hop-by-hop header",
-    "connection": "it is a hop-by-hop header",
-    "keep-alive": "it is a hop-by-hop header",
-    "te": "it is a hop-by-hop header",
-    "upgrade": "it is a hop-by-hop header",
-    "proxy-connection": "it is a hop-by-hop header",
-    "proxy-authenticate": "it is a hop-by-hop header",
-    "proxy-authorization": "it is a hop-by-hop header",
-    "trailer": "it is a hop-by-hop header",
-    "x-api-key": "ccm authenticates upstream with the subscription's OAuth token only",
-    "api-key": "ccm authenticates upstream with the subscription's OAuth token only",
     "cookie": "ccm never sends cookies upstream",
 }
 # What a header value may hold: Latin-1 text without control characters
@@ -256,12 +201,12 @@ def _parse_service(
     warnings: list[str],
 ) -> ServiceConfig | None:
     reader = ObjectReader(
-        problems, obj, path, _SERVICE_KEYS, ignored=_IGNORED_LISTEN_KEYS
+        problems, obj, path, _SERVICE_KEYS, ignored=IGNORED_LISTEN_KEYS
     )
     for key in reader.ignored_present:
         warnings.append(f"{reader.where(key)}: ignored, ccm does not use this listen field")
 
-    listeners = _parse_listeners(reader, problems)
+    listeners = parse_listeners(reader, problems)
     detour = parse_detour(reader, "detour", outbounds, problems)
     credentials = parse_credentials(reader, outbounds, problems)
     credential_path = reader.string("credential_path")
@@ -304,99 +249,6 @@ def _parse_service(
             "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_SECONDS, allow_zero=True
         ),
         connection_limits=parse_connection_limits(reader),
-    )
-
-
-def _parse_listeners(reader: ObjectReader, problems: Problems) -> tuple[Listener, ...]:
-    endpoints = reader.strings("endpoint")
-    uses_listen_fields = any(reader.has(k) for k in (*_LISTEN_KEYS, "tls"))
-    if reader.has("endpoint"):
-        if uses_listen_fields:
-            problems.add(
-                reader.where("endpoint"),
-                "endpoint and listen/listen_port/tls are mutually exclusive",
-            )
-        if reader.obj["endpoint"] == []:
-            problems.add(reader.where("endpoint"), "must name at least one endpoint")
-        for index, description in enumerate(endpoints):
-            check_endpoint(description, json_path(reader.where("endpoint"), index), problems)
-        return tuple(EndpointListener(d) for d in endpoints)
-    if not uses_listen_fields:
-        return (EndpointListener(f"tcp:{DEFAULT_LISTEN_PORT}:interface={DEFAULT_LISTEN_ADDRESS}"),)
-    address = reader.string("listen", DEFAULT_LISTEN_ADDRESS)
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        problems.add(
-            reader.where("listen"),
-            f"must be an IP address such as \"127.0.0.1\", \"0.0.0.0\" or \"::\", got {address!r}",
-        )
-    port = reader.integer("listen_port", DEFAULT_LISTEN_PORT, 0, 65535)
-    return (AddressListener(address=address, port=port, tls=_parse_tls(reader, problems)),)
-
-
-def check_endpoint(description: str, path: str, problems: Problems) -> None:
-    """
-    Report C{description} if Twisted cannot parse it as a server endpoint.
-    """
-    try:
-        # Parsing only stores the reactor; nothing listens here.
-        serverFromString(None, description)  # type: ignore[arg-type]
-    except Exception as error:  # Twisted raises many kinds for bad strings.
-        detail = str(error) or type(error).__name__
-        problems.add(path, f"invalid endpoint {description!r}: {detail}")
-
-
-def _parse_tls(reader: ObjectReader, problems: Problems) -> TLSConfig | None:
-    obj = reader.object("tls")
-    if obj is None:
-        return None
-    tls = ObjectReader(problems, obj, reader.where("tls"), _TLS_KEYS, ignored=_UNSUPPORTED_TLS_KEYS)
-    for key in tls.ignored_present:
-        problems.add(tls.where(key), "is not supported by ccm; use a front proxy or an ssl: endpoint")
-    if not tls.boolean("enabled", False):
-        return None
-    certificate_path = tls.string("certificate_path")
-    key_path = tls.string("key_path")
-    certificate_pem = "\n".join(tls.strings("certificate"))
-    key_pem = "\n".join(tls.strings("key"))
-    for inline, file_key, what in (
-        (certificate_pem, "certificate_path", "certificate"),
-        (key_pem, "key_path", "key"),
-    ):
-        if inline and not inline.isascii():
-            problems.add(tls.where(what), "must be PEM text, which is ASCII")
-        if inline and tls.has(file_key):
-            problems.add(tls.where(what), f"{what} and {file_key} are mutually exclusive")
-        elif not inline and not tls.has(file_key) and not tls.ignored_present:
-            # (With acme or reality refused above, asking for a certificate
-            # too would point the wrong way.)
-            problems.add(tls.where(file_key), f"TLS is enabled but no {what} is given")
-    for file_key, file_path in (("certificate_path", certificate_path), ("key_path", key_path)):
-        if file_path and not os.path.isfile(file_path):
-            problems.add(tls.where(file_key), f"no such file: {file_path}")
-        elif file_path and not os.access(file_path, os.R_OK):
-            problems.add(tls.where(file_key), f"cannot read {file_path}")
-    versions = []
-    for key in ("min_version", "max_version"):
-        version = tls.string(key)
-        if version and version not in _TLS_VERSIONS:
-            problems.add(tls.where(key), f"must be one of {', '.join(_TLS_VERSIONS)}, got {version!r}")
-        versions.append(version)
-    alpn = tls.strings("alpn")
-    if alpn and "http/1.1" not in alpn:
-        problems.add(
-            tls.where("alpn"),
-            f"lacks \"http/1.1\", the only protocol ccm serves, got {list(alpn)}",
-        )
-    return TLSConfig(
-        certificate_path=certificate_path,
-        key_path=key_path,
-        certificate_pem=certificate_pem,
-        key_pem=key_pem,
-        min_version=versions[0],
-        max_version=versions[1],
-        alpn=alpn,
     )
 
 
@@ -447,7 +299,7 @@ def _parse_headers(reader: ObjectReader, problems: Problems) -> tuple[tuple[str,
         if not _HEADER_NAME.match(name):
             problems.add(path, "is not a valid header name")
             continue
-        reason = _FORBIDDEN_HEADERS.get(name.lower())
+        reason = _why_not_settable(name)
         if reason is not None:
             problems.add(path, f"cannot be set here: {reason}")
             continue
@@ -465,3 +317,19 @@ def _parse_headers(reader: ObjectReader, problems: Problems) -> tuple[tuple[str,
         seen[name.lower()] = name
         headers.append((name, values))
     return tuple(headers)
+
+
+def _why_not_settable(name: str) -> str | None:
+    """
+    Why the C{headers} option cannot set the header C{name} (an HTTP
+    token), or C{None} when it can: the client credentials and hop-by-hop
+    headers are those L{ccm.proxy.headers} strips from clients' requests.
+    """
+    lowered = name.lower()
+    if lowered == "authorization":
+        return "ccm sets Authorization to the subscription's OAuth token"
+    if lowered.encode("ascii") in CLIENT_CREDENTIAL_HEADERS:
+        return "ccm authenticates upstream with the subscription's OAuth token only"
+    if lowered.encode("ascii") in HOP_BY_HOP:
+        return "it is a hop-by-hop header"
+    return _SET_BY_CCM.get(lowered)

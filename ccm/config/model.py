@@ -26,7 +26,9 @@ DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256
 DEFAULT_MAX_REQUEST_HEAD_BYTES = 32 * 1024
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1"
 DEFAULT_LISTEN_PORT = 8080
-DEFAULT_ENDPOINT = "tcp:8080:interface=127.0.0.1"
+DEFAULT_ENDPOINT = f"tcp:{DEFAULT_LISTEN_PORT}:interface={DEFAULT_LISTEN_ADDRESS}"
+#: The one ALPN protocol ccm serves; a C{tls.alpn} list must include it.
+SERVED_ALPN_PROTOCOL = "http/1.1"
 
 STRATEGIES = ("least_used", "round_robin", "random", "fallback")
 
@@ -72,6 +74,7 @@ class TLSConfig:
     key_pem: str = field(default="", repr=False)
     min_version: str = ""
     max_version: str = ""
+    #: Empty, or a list holding L{SERVED_ALPN_PROTOCOL}.
     alpn: tuple[str, ...] = ()
 
 

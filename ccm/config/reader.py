@@ -11,7 +11,7 @@ reported together.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Iterable, TypeVar
 
 from ccm.units import parse_duration
 
@@ -112,32 +112,28 @@ class ObjectReader:
         """
         return self.obj.get(key) is not None
 
-    def _typed(
-        self, key: str, default: T, check: Callable[[object], bool], wanted: str
-    ) -> T:
+    def _typed(self, key: str, default: T, kind: type[T], wanted: str) -> T:
         value = self.obj.get(key)
         if value is None:
             return default
-        if not check(value):
+        if not isinstance(value, kind):
             self.problems.add(
                 self.where(key), f"must be {wanted}, got {describe_type(value)}"
             )
             return default
-        return value  # type: ignore[return-value]
+        return value
 
     def string(self, key: str, default: str = "") -> str:
         """
         A string field.
         """
-        return self._typed(key, default, lambda v: isinstance(v, str), "a string")
+        return self._typed(key, default, str, "a string")
 
     def boolean(self, key: str, default: bool = False) -> bool:
         """
         A boolean field.
         """
-        return self._typed(
-            key, default, lambda v: isinstance(v, bool), "true or false"
-        )
+        return self._typed(key, default, bool, "true or false")
 
     def integer(
         self, key: str, default: int, minimum: int, maximum: int, bounds: str = ""

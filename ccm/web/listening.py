@@ -7,10 +7,11 @@ listen fields (address, port, TLS) turned into Twisted endpoints.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from OpenSSL import SSL, crypto
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import ssl
@@ -20,9 +21,23 @@ from twisted.internet.endpoints import (
     TCP6ServerEndpoint,
     serverFromString,
 )
-from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IProtocolFactory,
+    IReactorTCP,
+    IStreamServerEndpoint,
+)
 
-from ccm.config.model import AddressListener, EndpointListener, Listener, TLSConfig
+from ccm.config.model import (
+    SERVED_ALPN_PROTOCOL,
+    AddressListener,
+    EndpointListener,
+    Listener,
+    TLSConfig,
+)
+
+if TYPE_CHECKING:
+    # Only for annotations: older cryptography releases lack the module.
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 _TLS_METHODS = {
     "1.0": ssl.TLSVersion.TLSv1_0,
@@ -31,25 +46,11 @@ _TLS_METHODS = {
     "1.3": ssl.TLSVersion.TLSv1_3,
 }
 
-#: The one ALPN protocol ccm serves.
-_HTTP_1_1 = "http/1.1"
-
 
 class ListenError(Exception):
     """
     A listener cannot be set up; the message says which and why.
     """
-
-
-def describe(listener: Listener) -> str:
-    """
-    A listener for messages: its endpoint string or address and port.
-    """
-    if isinstance(listener, EndpointListener):
-        return listener.description
-    scheme = "https" if listener.tls is not None else "http"
-    host = f"[{listener.address}]" if ":" in listener.address else listener.address
-    return f"{scheme}://{host}:{listener.port}"
 
 
 def _read_pem(inline: str, path: str, what: str) -> bytes:
@@ -85,10 +86,22 @@ def _openssl_reason(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
-def _load_key(key_pem: bytes, source: str) -> crypto.PKey:
+#: The kinds of private key pyOpenSSL can serve with.
+_SERVABLE_KEYS = (
+    rsa.RSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    dsa.DSAPrivateKey,
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
+)
+
+
+def _load_key(key_pem: bytes, source: str) -> tuple[crypto.PKey, bytes]:
     """
     Load an unencrypted PEM private key, never prompting for a passphrase
     and never quoting key material in errors.
+
+    :return: the key, and its public key as DER (see L{_public_key_der}).
     """
     prefix = f"cannot load the TLS certificate or key: the key ({source})"
     try:
@@ -97,21 +110,22 @@ def _load_key(key_pem: bytes, source: str) -> crypto.PKey:
         raise ListenError(f"{prefix} is encrypted; ccm needs an unencrypted key") from None
     except (ValueError, UnsupportedAlgorithm):
         raise ListenError(f"{prefix} is not a PEM private key") from None
+    if not isinstance(key, _SERVABLE_KEYS):
+        raise ListenError(f"{prefix} is of an unsupported type")
     try:
-        return crypto.PKey.from_cryptography_key(key)
+        servable = crypto.PKey.from_cryptography_key(key)
     except (TypeError, ValueError):
         raise ListenError(f"{prefix} is of an unsupported type") from None
+    return servable, _public_key_der(key.public_key())
 
 
-def _public_key_der(public_key: Any) -> bytes:
+def _public_key_der(public_key: PublicKeyTypes) -> bytes:
     """
     A public key as DER SubjectPublicKeyInfo, comparable across key types
     (RSA, EC, Ed25519, ...).
     """
-    return bytes(
-        public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
@@ -137,10 +151,8 @@ def tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
             f"({_source(tls.certificate_pem, tls.certificate_path)}) is not valid PEM: "
             f"{_openssl_reason(error)}"
         ) from None
-    key = _load_key(key_pem, _source(tls.key_pem, tls.key_path))
-    if _public_key_der(certificate.original.to_cryptography().public_key()) != (
-        _public_key_der(key.to_cryptography_key().public_key())
-    ):
+    key, key_public_der = _load_key(key_pem, _source(tls.key_pem, tls.key_path))
+    if _public_key_der(certificate.original.to_cryptography().public_key()) != key_public_der:
         raise ListenError("the TLS key does not match the certificate")
     kwargs: dict[str, Any] = {}
     if tls.min_version:
@@ -148,15 +160,9 @@ def tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
     if tls.max_version:
         kwargs["lowerMaximumSecurityTo"] = _TLS_METHODS[tls.max_version]
     if tls.alpn:
-        # twisted.web serves HTTP/2 only with the optional h2 package, and
-        # ccm's request limits are HTTP/1.1's: offering "h2" (as sing-box
-        # configurations often do) would break every client choosing it.
-        if _HTTP_1_1 not in tls.alpn:
-            raise ListenError(
-                f"the TLS alpn list {list(tls.alpn)} lacks {_HTTP_1_1!r}, the only "
-                "protocol ccm serves"
-            )
-        kwargs["acceptableProtocols"] = [_HTTP_1_1.encode("ascii")]
+        # The configuration made sure the list holds the one protocol ccm
+        # serves; only that one is offered (see ccm.config.listen).
+        kwargs["acceptableProtocols"] = [SERVED_ALPN_PROTOCOL.encode("ascii")]
     return ssl.CertificateOptions(
         privateKey=key,
         certificate=certificate.original,
@@ -165,17 +171,20 @@ def tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
     )
 
 
-def endpoint_for(reactor: Any, listener: Listener) -> IStreamServerEndpoint:
+def endpoint_for(reactor: IReactorTCP, listener: Listener) -> IStreamServerEndpoint:
     """
     The Twisted endpoint for one listener.
 
+    :param reactor: listens on TCP, with TLS for a listener with C{tls}
+        (L{twisted.internet.interfaces.IReactorSSL}), or as an endpoint string says.
     :raises ListenError: when TLS material cannot be loaded.
     """
     if isinstance(listener, EndpointListener):
         try:
-            return serverFromString(reactor, listener.description)
+            endpoint: IStreamServerEndpoint = serverFromString(reactor, listener.description)
         except Exception as error:
             raise ListenError(f"invalid endpoint {listener.description!r}: {error}") from None
+        return endpoint
     assert isinstance(listener, AddressListener)
     if listener.tls is not None:
         return SSL4ServerEndpoint(
@@ -192,16 +201,22 @@ class ListeningService(StreamServerEndpointService):
     being logged while the process runs on deaf.
     """
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, label: str) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory) -> None:
         super().__init__(endpoint, factory)
-        self.label = label
-        # What strports.service does for twistd's --port options.
+        # A private of StreamServerEndpointService with no public
+        # counterpart: twisted.application.strports.service sets it for
+        # twistd's own --port services, so that a failure to bind raises
+        # from privilegedStartService instead of being logged.
         self._raiseSynchronously = True
 
     def abandon(self) -> None:
         """
         Stop listening, if listening started, after a sibling failed to
         bind: start-up is being aborted.
+
+        (L{stopService} cannot do it: it fails on a service that never
+        started listening, so this reads the private C{_waitingForPort}
+        that L{StreamServerEndpointService} keeps the listening attempt in.)
         """
         waiting = self._waitingForPort
         self._waitingForPort = None

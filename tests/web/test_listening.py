@@ -22,7 +22,6 @@ from ccm.config.model import AddressListener, EndpointListener, TLSConfig
 from ccm.web.listening import (
     ListenError,
     ListeningService,
-    describe,
     endpoint_for,
     tls_options,
 )
@@ -253,7 +252,7 @@ class EndpointForTests(SynchronousTestCase):
         """
         reactor = MemoryReactor()
         endpoint = endpoint_for(reactor, AddressListener("127.0.0.1", 8124))
-        service = ListeningService(endpoint, Factory.forProtocol(Protocol), "test")
+        service = ListeningService(endpoint, Factory.forProtocol(Protocol))
         service.privilegedStartService()
         self.assertEqual([(p[0], p[3]) for p in reactor.tcpServers], [(8124, "127.0.0.1")])
 
@@ -275,17 +274,9 @@ class EndpointForTests(SynchronousTestCase):
             def listen(self, factory: object) -> object:
                 return succeed(port)
 
-        service = ListeningService(Endpoint(), Factory.forProtocol(Protocol), "test")  # type: ignore[arg-type]
+        service = ListeningService(Endpoint(), Factory.forProtocol(Protocol))  # type: ignore[arg-type]
         service.abandon()
         self.assertFalse(port.stopped)
         service.privilegedStartService()
         service.abandon()
         self.assertTrue(port.stopped)
-
-    def test_describe(self) -> None:
-        """
-        Listeners are described for messages as URLs or endpoint strings.
-        """
-        self.assertEqual(describe(AddressListener("::", 8080)), "http://[::]:8080")
-        self.assertEqual(describe(AddressListener("0.0.0.0", 443, TLSConfig())), "https://0.0.0.0:443")
-        self.assertEqual(describe(EndpointListener("unix:/run/ccm.sock")), "unix:/run/ccm.sock")
