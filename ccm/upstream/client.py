@@ -25,9 +25,8 @@ from treq.client import HTTPClient
 from zope.interface import implementer
 
 from ccm.config.model import Detour
-from ccm.upstream.tunnel import DetourEndpointFactory
+from ccm.upstream.tunnel import CONNECT_TIMEOUT_SECONDS, DetourEndpointFactory
 
-CONNECT_TIMEOUT_SECONDS = 30.0
 # Idle upstream connections kept for reuse.  Under 64 concurrent requests a
 # pool of 8 closed and reopened most connections (a third of ccm's CPU in
 # the benchmark's profile, and a TLS handshake each against the real API).

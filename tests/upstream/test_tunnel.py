@@ -1,6 +1,7 @@
 """
-Tests for outbound detours (L{ccm.upstream.tunnel}): the HTTP CONNECT and SOCKS5
-handshakes on memory transports, L{ccm.service.CcmService} choosing a client
+Tests for outbound detours (L{ccm.upstream.tunnel}): the endpoint's
+timeout and cancellation on a memory reactor (the HTTP CONNECT and SOCKS5
+handshakes have their own modules), L{ccm.service.CcmService} choosing a client
 per detour, TLS verified through a real tunnel, and a real ccm process
 reaching the fake upstream through real proxy servers (tinyproxy for HTTP
 CONNECT, microsocks for SOCKS5: Debian packages that C{.ci/run} installs and
@@ -13,13 +14,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import sys
 from typing import Any
 
 from service_identity.exceptions import VerificationError
 from twisted.internet import reactor, ssl
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
@@ -48,174 +48,19 @@ from ccm.config.model import (
     ServiceConfig,
     UserConfig,
 )
-from ccm.upstream.tunnel import DetourEndpoint, DetourEndpointFactory, DetourError
+from ccm.upstream.tunnel import DetourEndpoint, DetourEndpointFactory
 from ccm.service import CcmService
 from ccm.upstream.client import BytesProducer
 from tests import certs, e2e
 from tests.fake_anthropic import FakeAnthropic, text_reply
-
-PASSWORD = "s3cret-proxy-password"
-HTTP_DETOUR = Detour("http", "127.0.0.1", 3128, "alice", PASSWORD, name="http://127.0.0.1:3128")
-SOCKS_DETOUR = Detour("socks5", "127.0.0.1", 1080, "", "", name="socks-out")
-SOCKS_AUTH_DETOUR = Detour("socks5", "127.0.0.1", 1080, "alice", PASSWORD, name="socks-auth")
+from tests.upstream.handshakes import HTTP_DETOUR, HandshakeCase, Recorder
 
 
-class _Recorder(Protocol):
+class DetourEndpointTests(HandshakeCase):
     """
-    The protocol a caller connects through the detour; records what it sees.
+    L{DetourEndpoint}: reaching the proxy, the timeout of the whole
+    connection, and cancellation.
     """
-
-    def __init__(self) -> None:
-        self.received = b""
-        self.made = False
-        self.lost: Failure | None = None
-
-    def connectionMade(self) -> None:
-        self.made = True
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        self.lost = reason
-
-
-class _HandshakeCase(unittest.SynchronousTestCase):
-    """
-    Connect a L{DetourEndpoint} on a memory reactor and play the proxy.
-    """
-
-    def connect(
-        self, detour: Detour, host: str = "api.example.com", port: int = 443
-    ) -> tuple[MemoryReactorClock, Deferred[Protocol], StringTransport, Protocol]:
-        clock = MemoryReactorClock()
-        endpoint = DetourEndpoint(clock, detour, host, port)
-        connected = endpoint.connect(Factory.forProtocol(_Recorder))
-        [(proxy_host, proxy_port, factory, _, _)] = clock.tcpClients
-        self.assertEqual((proxy_host, proxy_port), (detour.host, detour.port))
-        handshake = factory.buildProtocol(None)
-        transport = StringTransport()
-        handshake.makeConnection(transport)
-        return clock, connected, transport, handshake
-
-    def assert_failed(self, connected: Deferred[Protocol], *fragments: str) -> DetourError:
-        """
-        C{connected} failed with a L{DetourError} whose message holds every
-        fragment and never the password.
-        """
-        error = self.failureResultOf(connected, DetourError).value
-        message = str(error)
-        for fragment in fragments:
-            self.assertIn(fragment, message)
-        self.assertNotIn(PASSWORD, message)
-        return error
-
-
-class HTTPConnectTests(_HandshakeCase):
-    """
-    The HTTP CONNECT handshake.
-    """
-
-    def test_request_with_credentials(self) -> None:
-        """
-        The proxy is asked for a tunnel to host:port, with Basic credentials
-        when the detour has a username.
-        """
-        clock, connected, transport, _ = self.connect(HTTP_DETOUR)
-        self.assertEqual(
-            transport.value(),
-            b"CONNECT api.example.com:443 HTTP/1.1\r\nHost: api.example.com:443\r\n"
-            b"Proxy-Authorization: Basic YWxpY2U6czNjcmV0LXByb3h5LXBhc3N3b3Jk\r\n\r\n",
-        )
-        self.assertNoResult(connected)
-
-    def test_request_without_credentials(self) -> None:
-        """
-        Without a username no Proxy-Authorization header is sent.
-        """
-        detour = Detour("http", "127.0.0.1", 3128, name="plain")
-        _, _, transport, _ = self.connect(detour, "api.example.com", 8443)
-        self.assertEqual(
-            transport.value(),
-            b"CONNECT api.example.com:8443 HTTP/1.1\r\nHost: api.example.com:8443\r\n\r\n",
-        )
-
-    def test_tunnel_opened(self) -> None:
-        """
-        After a 2xx, the wrapped protocol is connected on the same transport
-        and gets the bytes that followed the proxy's answer; its own writes
-        go straight to the proxy connection; no timer is left.
-        """
-        clock, connected, transport, handshake = self.connect(HTTP_DETOUR)
-        transport.clear()
-        handshake.dataReceived(b"HTTP/1.1 200 Connection established\r\n")
-        self.assertNoResult(connected)
-        handshake.dataReceived(b"Via: x\r\n\r\nhello")
-        wrapped = self.successResultOf(connected)
-        assert isinstance(wrapped, _Recorder)
-        self.assertTrue(wrapped.made)
-        self.assertEqual(wrapped.received, b"hello")
-        handshake.dataReceived(b" world")
-        self.assertEqual(wrapped.received, b"hello world")
-        assert wrapped.transport is not None
-        wrapped.transport.write(b"tls bytes")
-        self.assertEqual(transport.value(), b"tls bytes")
-        handshake.connectionLost(Failure(ConnectionRefusedError()))
-        self.assertIsNotNone(wrapped.lost)
-        self.assertEqual(clock.getDelayedCalls(), [])
-
-    def test_auth_refused(self) -> None:
-        """
-        A 407 fails the connection with a message naming the detour and the
-        refused credentials, without the password, and closes it.
-        """
-        clock, connected, transport, handshake = self.connect(HTTP_DETOUR)
-        handshake.dataReceived(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
-        self.assert_failed(connected, "http://127.0.0.1:3128", "credentials", "407")
-        self.assertTrue(transport.disconnecting or transport.disconnected)
-        self.assertEqual(clock.getDelayedCalls(), [])
-
-    def test_target_unreachable(self) -> None:
-        """
-        A 502 says the proxy could not reach the target.
-        """
-        clock, connected, _, handshake = self.connect(HTTP_DETOUR)
-        handshake.dataReceived(b"HTTP/1.0 502 Bad Gateway\r\n\r\n")
-        self.assert_failed(connected, "could not reach api.example.com:443", "502 Bad Gateway")
-        self.assertEqual(clock.getDelayedCalls(), [])
-
-    def test_auth_refused_with_401(self) -> None:
-        """
-        A 401 (what tinyproxy answers to wrong credentials) also reports
-        refused credentials.
-        """
-        _, connected, _, handshake = self.connect(HTTP_DETOUR)
-        handshake.dataReceived(b"HTTP/1.0 401 Unauthorized\r\n\r\n")
-        self.assert_failed(connected, "credentials", "401 Unauthorized")
-
-    def test_other_refusal(self) -> None:
-        """
-        Another non-2xx answer is reported with its status.
-        """
-        _, connected, _, handshake = self.connect(HTTP_DETOUR)
-        handshake.dataReceived(b"HTTP/1.1 403 Forbidden\r\n\r\n")
-        self.assert_failed(connected, "refused to connect", "403 Forbidden")
-
-    def test_malformed_answer(self) -> None:
-        """
-        An answer that is not HTTP fails the connection as malformed.
-        """
-        _, connected, _, handshake = self.connect(HTTP_DETOUR)
-        handshake.dataReceived(b"\x05\x00garbage\r\n\r\n")
-        self.assert_failed(connected, "malformed answer")
-
-    def test_closed_during_handshake(self) -> None:
-        """
-        The proxy closing the connection before answering fails it.
-        """
-        _, connected, _, handshake = self.connect(HTTP_DETOUR)
-        handshake.connectionLost(Failure(ConnectionRefusedError()))
-        self.assert_failed(connected, "closed the connection during the handshake")
 
     def test_timeout(self) -> None:
         """
@@ -237,7 +82,7 @@ class HTTPConnectTests(_HandshakeCase):
         """
         clock = MemoryReactorClock()
         endpoint = DetourEndpoint(clock, HTTP_DETOUR, "api.example.com", 443)
-        connected = endpoint.connect(Factory.forProtocol(_Recorder))
+        connected = endpoint.connect(Factory.forProtocol(Recorder))
         [(_, _, factory, _, _)] = clock.tcpClients
         factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
         clock.advance(1)  # let the endpoint's attempt loop notice
@@ -256,121 +101,47 @@ class HTTPConnectTests(_HandshakeCase):
         self.assertTrue(transport.disconnecting or transport.disconnected)
         self.assertEqual(clock.getDelayedCalls(), [])
 
-
-class Socks5Tests(_HandshakeCase):
-    """
-    The SOCKS5 handshake (RFC 1928, RFC 1929).
-    """
-
-    REQUEST = b"\x05\x01\x00\x03\x0fapi.example.com" + struct.pack("!H", 443)
-
-    def test_no_auth(self) -> None:
+    def test_cancel_says_so(self) -> None:
         """
-        Without credentials only "no authentication" is offered, then a
-        CONNECT with the host name (resolved by the proxy) is sent; the
-        wrapped protocol gets what follows the reply, fed byte by byte.
+        A connection cancelled during the handshake fails with a
+        L{DetourError} naming the detour and the cancellation.
         """
-        clock, connected, transport, handshake = self.connect(SOCKS_DETOUR)
-        self.assertEqual(transport.value(), b"\x05\x01\x00")
-        transport.clear()
-        handshake.dataReceived(b"\x05\x00")
-        self.assertEqual(transport.value(), self.REQUEST)
-        reply = b"\x05\x00\x00\x01\x7f\x00\x00\x01\x04\x38" + b"data"
-        for i in range(len(reply)):
-            handshake.dataReceived(reply[i : i + 1])
-        wrapped = self.successResultOf(connected)
-        assert isinstance(wrapped, _Recorder)
-        self.assertEqual(wrapped.received, b"data")
+        _, connected, _, _ = self.connect(HTTP_DETOUR)
+        connected.cancel()
+        self.assert_failed(connected, "detour http://127.0.0.1:3128", "the connection was cancelled")
+
+    def test_timeout_reaching_the_proxy(self) -> None:
+        """
+        A proxy that does not even accept the connection within the timeout
+        fails it the same way, and the attempt to connect stops.
+        """
+        clock = MemoryReactorClock()
+        endpoint = DetourEndpoint(clock, HTTP_DETOUR, "api.example.com", 443, timeout=5)
+        connected = endpoint.connect(Factory.forProtocol(Recorder))
+        [(_, _, _, connect_timeout, _)] = clock.tcpClients
+        self.assertEqual(connect_timeout, 5)
+        clock.advance(5)
+        self.assert_failed(connected, "http://127.0.0.1:3128", "no tunnel after 5s")
+        [connector] = clock.connectors
+        self.assertTrue(connector.stoppedConnecting)
         self.assertEqual(clock.getDelayedCalls(), [])
 
-    def test_domain_reply_address(self) -> None:
+    def test_cancel_reaching_the_proxy(self) -> None:
         """
-        A reply whose bound address is a domain name is skipped whole.
+        Cancelling before the proxy accepted the connection stops the
+        attempt and fails with a L{DetourError} naming the proxy.
         """
-        _, connected, _, handshake = self.connect(SOCKS_DETOUR)
-        handshake.dataReceived(b"\x05\x00")
-        handshake.dataReceived(b"\x05\x00\x00\x03\x04host\x00\x50rest")
-        wrapped = self.successResultOf(connected)
-        assert isinstance(wrapped, _Recorder)
-        self.assertEqual(wrapped.received, b"rest")
-
-    def test_ip_target(self) -> None:
-        """
-        An IP address target is sent as an address, not a name.
-        """
-        _, _, transport, handshake = self.connect(SOCKS_DETOUR, "10.1.2.3", 80)
-        transport.clear()
-        handshake.dataReceived(b"\x05\x00")
-        self.assertEqual(transport.value(), b"\x05\x01\x00\x01\x0a\x01\x02\x03\x00\x50")
-
-    def test_username_password(self) -> None:
-        """
-        With credentials, username/password authentication is offered and
-        sent as RFC 1929 says, then the CONNECT.
-        """
-        _, connected, transport, handshake = self.connect(SOCKS_AUTH_DETOUR)
-        self.assertEqual(transport.value(), b"\x05\x01\x02")
-        transport.clear()
-        handshake.dataReceived(b"\x05\x02")
-        self.assertEqual(
-            transport.value(), b"\x01\x05alice" + bytes([len(PASSWORD)]) + PASSWORD.encode()
-        )
-        transport.clear()
-        handshake.dataReceived(b"\x01\x00")
-        self.assertEqual(transport.value(), self.REQUEST)
-        handshake.dataReceived(b"\x05\x00\x00\x04" + b"\x00" * 16 + b"\x00\x00")
-        self.successResultOf(connected)
-
-    def test_auth_refused(self) -> None:
-        """
-        A failed username/password check fails the connection, naming the
-        detour, without the password.
-        """
-        clock, connected, transport, handshake = self.connect(SOCKS_AUTH_DETOUR)
-        handshake.dataReceived(b"\x05\x02")
-        handshake.dataReceived(b"\x01\x01")
-        self.assert_failed(connected, "detour socks-auth", "refused the credentials")
-        self.assertTrue(transport.disconnecting or transport.disconnected)
+        clock = MemoryReactorClock()
+        endpoint = DetourEndpoint(clock, HTTP_DETOUR, "api.example.com", 443)
+        connected = endpoint.connect(Factory.forProtocol(Recorder))
+        connected.cancel()
+        self.assert_failed(connected, "detour http://127.0.0.1:3128", "proxy at 127.0.0.1:3128")
+        [connector] = clock.connectors
+        self.assertTrue(connector.stoppedConnecting)
         self.assertEqual(clock.getDelayedCalls(), [])
 
-    def test_no_acceptable_method(self) -> None:
-        """
-        A proxy that wants authentication we do not have says so.
-        """
-        _, connected, _, handshake = self.connect(SOCKS_DETOUR)
-        handshake.dataReceived(b"\x05\xff")
-        self.assert_failed(connected, "socks-out", "requires authentication")
 
-    def test_target_unreachable(self) -> None:
-        """
-        A reply other than success says the proxy could not reach the
-        target, with the reason from RFC 1928.
-        """
-        _, connected, _, handshake = self.connect(SOCKS_AUTH_DETOUR)
-        handshake.dataReceived(b"\x05\x02\x01\x00")
-        handshake.dataReceived(b"\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00")
-        self.assert_failed(
-            connected, "socks-auth", "could not reach api.example.com:443", "connection refused"
-        )
-
-    def test_wrong_version(self) -> None:
-        """
-        An answer that is not SOCKS5 fails as malformed.
-        """
-        _, connected, _, handshake = self.connect(SOCKS_DETOUR)
-        handshake.dataReceived(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        self.assert_failed(connected, "malformed answer", "SOCKS version")
-
-    def test_method_not_offered(self) -> None:
-        """
-        A proxy choosing a method that was not offered fails as malformed.
-        """
-        _, connected, _, handshake = self.connect(SOCKS_DETOUR)
-        handshake.dataReceived(b"\x05\x02")
-        self.assert_failed(connected, "malformed answer", "not offered")
-
-
-class EndpointFactoryTests(_HandshakeCase):
+class EndpointFactoryTests(HandshakeCase):
     """
     L{DetourEndpointFactory}: the endpoints an Agent uses.
     """
@@ -392,7 +163,7 @@ class EndpointFactoryTests(_HandshakeCase):
         clock = MemoryReactorClock()
         factory = DetourEndpointFactory(clock, HTTP_DETOUR)
         endpoint = factory.endpointForURI(URI.fromBytes(b"https://api.anthropic.com/v1"))
-        endpoint.connect(Factory.forProtocol(_Recorder))
+        endpoint.connect(Factory.forProtocol(Recorder))
         [(_, _, proxy_factory, _, _)] = clock.tcpClients
         handshake = proxy_factory.buildProtocol(None)
         transport = StringTransport()
