@@ -9,11 +9,11 @@ subscriptions), and request bodies handed to the connection in one piece.
 
 from __future__ import annotations
 
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http.cookiejar import Cookie, DefaultCookiePolicy
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
@@ -22,6 +22,7 @@ from twisted.web.client import (
 )
 from twisted.web.iweb import IBodyProducer
 from treq.client import HTTPClient
+from treq.cookies import IndexableCookieJar
 from zope.interface import implementer
 
 from ccm.config.model import Detour
@@ -70,30 +71,41 @@ def body_producer(data: Any) -> IBodyProducer:
     return IBodyProducer(data)
 
 
-class NoCookies(CookieJar):
+class NoCookies(IndexableCookieJar):
     """
-    A cookie jar that never stores anything.
+    treq's cookie jar, never storing anything: its policy accepts no
+    cookie from a response, and cookies put in by hand are dropped.
     """
 
     def __init__(self) -> None:
         super().__init__(policy=DefaultCookiePolicy(allowed_domains=[]))
 
+    def set_cookie(self, cookie: Cookie) -> None:
+        """
+        Drop C{cookie}: every way into a jar ends here.
+        """
+
 
 class _QuietClientFactory(_HTTP11ClientFactory):
     """
     The pool's connection factory, without a log line per connection.
+
+    Twisted has no public way to quiet it (twisted/twisted#9330): the pool
+    builds a factory per connection from its private C{_factory}, a
+    private class whose C{noisy} is on, so both are named here.
     """
 
     noisy = False
 
 
 def make_http_client(
-    reactor: Any, detour: Detour | None = None
+    reactor: IReactorTime, detour: Detour | None = None
 ) -> tuple[HTTPClient, HTTPConnectionPool]:
     """
     Build the upstream HTTP client and the connection pool to close at
     shutdown.
 
+    :param reactor: provides TCP connections, name resolution and time.
     :param detour: the proxy to reach the upstream through; C{None} or a
         C{direct} detour connects directly.
     """

@@ -10,9 +10,11 @@ from typing import Any
 from urllib.request import Request as URLRequest
 
 from treq.client import HTTPClient
+from treq.cookies import IndexableCookieJar, scoped_cookie
 from treq.testing import RequestTraversalAgent
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IBodyProducer
 from twisted.web.resource import Resource
@@ -102,6 +104,21 @@ class NoCookiesTests(SynchronousTestCase):
             response, URLRequest("https://api.anthropic.com/v1/messages")  # type: ignore[arg-type]
         )
         self.assertEqual([cookie.name for cookie in jar], ["a"])
+
+    def test_treqs_jar_type(self) -> None:
+        """
+        L{NoCookies} is the cookie jar type treq's L{HTTPClient} takes.
+        """
+        self.assertIsInstance(NoCookies(), IndexableCookieJar)
+
+    def test_set_cookie_stores_nothing(self) -> None:
+        """
+        A cookie put in the jar by hand (as treq does with a request's
+        C{cookies=}) is not kept either.
+        """
+        jar = NoCookies()
+        jar.set_cookie(scoped_cookie("https://api.anthropic.com", "a", "b"))
+        self.assertEqual(list(jar), [])
 
     def test_cookies_not_replayed(self) -> None:
         """
@@ -218,6 +235,24 @@ class MakeHTTPClientTests(SynchronousTestCase):
         self.assertEqual(pool.maxPersistentPerHost, 64)
         self.assertTrue(pool.persistent)
         self.assertFalse(pool._factory.noisy)
+
+    def test_connections_not_logged(self) -> None:
+        """
+        Opening and closing an upstream connection logs nothing (Twisted's
+        pool would log two lines per connection).
+        """
+        reactor = MemoryReactorClock()
+        client, pool = make_http_client(reactor)
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        d = client.request("GET", "http://127.0.0.1:8080/v1/models")
+        [(_, _, factory, _, _)] = reactor.tcpClients
+        factory.doStart()
+        factory.doStop()
+        self.assertEqual(events, [])
+        d.cancel()
+        self.failureResultOf(d, ConnectingCancelledError)
 
     def test_connects_on_given_reactor(self) -> None:
         """
