@@ -30,7 +30,7 @@ from ccm.config.model import (
     ServiceConfig,
 )
 from ccm.credentials.file import CredentialFile
-from ccm.credentials.keychain import credential_store_for
+from ccm.credentials.store import credential_store_for
 from ccm.credentials.credential import Credential, TokenRefreshService
 from ccm.web.listening import ListeningService, endpoint_for
 from ccm.credentials.oauth import TokenEndpoint

@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 
 from ccm.credentials.file import CredentialFileError, OAuthTokens
 from ccm.web.errors import APIError
-from ccm.credentials.keychain import CredentialStore
+from ccm.credentials.store import CredentialStore
 from ccm.credentials.oauth import RefreshError, TokenGrant
 from ccm.pool.windows import RateLimitState, plan_weight
 from ccm.units import format_duration

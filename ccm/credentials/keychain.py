@@ -5,7 +5,8 @@ Claude Code's credentials in the macOS keychain, through C{keyring}.
 On macOS, Claude Code keeps its OAuth tokens in a generic password item
 (service C{Claude Code-credentials}, account = the user name) holding the
 same JSON as the credentials file.  With no C{credential_path} configured,
-ccm reads that item first and falls back to the file; refreshed tokens are
+ccm reads that item first and falls back to the file
+(L{ccm.credentials.store.credential_store_for} chooses); refreshed tokens are
 written back where they were read.
 
 Keychain calls block (and may even prompt to unlock), so they never run on
@@ -23,57 +24,19 @@ import getpass
 import hashlib
 import json
 import os
-from typing import Any, Callable, Mapping, Protocol, Union
+from typing import Any, Callable, Mapping
 
-import keyring
 from keyring.backend import KeyringBackend
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ccm.credentials.file import (
-    CredentialFile,
-    CredentialFileError,
-    OAuthTokens,
-    _tokens_from_document,
-    default_credential_path,
-)
+from ccm.credentials.file import CredentialFileError, OAuthTokens, _tokens_from_document
 
 KEYCHAIN_SERVICE = "Claude Code-credentials"
-MACOS_PLATFORM = "darwin"
 
 RunInThread = Callable[[Callable[[], Any]], "Deferred[Any]"]
-
-
-class CredentialStore(Protocol):
-    """
-    Where a credential's tokens live: a file or a keychain item.
-    """
-
-    path: str
-
-    def read(self) -> OAuthTokens:
-        """
-        The stored tokens; raises L{CredentialFileError} saying why not.
-        """
-
-    def catch_up(self) -> Deferred[None]:
-        """
-        Make L{read} see what other programs stored since; called before a
-        refresh, which must start from the newest refresh token.  Never
-        fails.
-        """
-
-    def check_writable(self) -> None:
-        """
-        Raise L{CredentialFileError} when refreshed tokens could not be saved.
-        """
-
-    def write_tokens(self, tokens: OAuthTokens) -> None:
-        """
-        Save refreshed tokens, keeping everything else stored.
-        """
 
 
 def keychain_service_name(environ: Mapping[str, str], home: str) -> str:
@@ -97,10 +60,15 @@ def keychain_account(environ: Mapping[str, str]) -> str:
     return environ.get("USER", "") or getpass.getuser()
 
 
-def _describe(error: BaseException, secrets: tuple[str, ...] = ()) -> str:
+def describe_error(error: BaseException | Failure, secrets: tuple[str, ...] = ()) -> str:
     """
-    An error for a log line: its class and message, with any token removed.
+    An error (or the error of a L{Failure}) for a log line: its class and
+    message, with any token removed.
     """
+    if isinstance(error, Failure):
+        # A Failure is only ever built around an exception.
+        assert error.value is not None
+        error = error.value
     text = f"{type(error).__name__}: {error}"
     for secret in secrets:
         if secret:
@@ -111,7 +79,8 @@ def _describe(error: BaseException, secrets: tuple[str, ...] = ()) -> str:
 class KeychainStore:
     """
     One keychain item holding Claude Code's credentials JSON, with the same
-    interface as L{CredentialFile}.
+    interface as L{ccm.credentials.file.CredentialFile}
+    (L{ccm.credentials.store.CredentialStore}).
 
     :param backend: a C{keyring} backend; C{keyring.get_keyring()} in
         production.
@@ -137,7 +106,6 @@ class KeychainStore:
         self._problem = f"{self.path} has not been read"
         self._writing: Deferred[None] | None = None
         self._write_again = False
-        self._idle: list[Deferred[None]] = []
         self._generation = 0
 
     @property
@@ -182,7 +150,7 @@ class KeychainStore:
             self.log.warn(
                 "could not read {item} again, so the copy read earlier is used: {error}",
                 item=self.path,
-                error=_describe(failure.value, self._secrets()),
+                error=describe_error(failure, self._secrets()),
             )
 
         return self.fetch().addCallbacks(lambda _: None, keep_copy)
@@ -247,6 +215,14 @@ class KeychainStore:
         overlap: one requested while another runs follows it with the newest
         tokens.  A failed write is logged and the tokens stay in memory.
 
+        At a clean shutdown a write that has started, or waits in the
+        reactor's thread pool, still reaches the keychain: the reactor stops
+        its pool during shutdown, which runs the work queued in it and joins
+        its threads.  Only what would run on the reactor afterwards is lost:
+        the log line of a write that fails then, and a write requested while
+        another ran, which needs two refreshes of one credential within one
+        keychain write.
+
         :raises CredentialFileError: when the item was never read.
         """
         if self._document is None:
@@ -260,17 +236,6 @@ class KeychainStore:
             self._write_again = True
             return
         self._start_write()
-
-    def wait_for_writes(self) -> Deferred[None]:
-        """
-        A Deferred firing once no write-back is running (at once if none is),
-        for a clean shutdown.
-        """
-        if self._writing is None:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._idle.append(waiter)
-        return waiter
 
     def _start_write(self) -> None:
         assert self._document is not None
@@ -312,7 +277,7 @@ class KeychainStore:
             "kept in memory only, so after a restart Claude Code may need "
             "`claude /login` again",
             item=self.path,
-            error=_describe(failure.value, secrets),
+            error=describe_error(failure, secrets),
         )
 
     def _write_done(self, _: object) -> None:
@@ -320,56 +285,3 @@ class KeychainStore:
         if self._write_again:
             self._write_again = False
             self._start_write()
-            return
-        waiters, self._idle = self._idle, []
-        for waiter in waiters:
-            waiter.callback(None)
-
-
-def credential_store_for(
-    credential_path: str,
-    environ: Mapping[str, str],
-    home: str,
-    platform: str,
-    keyring_backend: KeyringBackend | None = None,
-    run_in_thread: RunInThread = deferToThread,
-) -> Union[CredentialFile, KeychainStore]:
-    """
-    Where a default credential's tokens live.  An explicit
-    C{credential_path}, or any system but macOS, means that file (or the
-    default one).  On macOS without a path, the keychain item is used when
-    it exists and holds credentials; otherwise, or when the keychain cannot
-    be queried (logged), the default file.  Blocking: call at start-up only.
-
-    :param platform: C{sys.platform}.
-    :param keyring_backend: defaults to C{keyring.get_keyring()}.
-    """
-    if credential_path or platform != MACOS_PLATFORM:
-        return CredentialFile(credential_path or default_credential_path(environ, home))
-    fallback = CredentialFile(default_credential_path(environ, home))
-    service = keychain_service_name(environ, home)
-    try:
-        if keyring_backend is None:
-            keyring_backend = keyring.get_keyring()
-        store = KeychainStore(
-            keyring_backend, service, keychain_account(environ), run_in_thread
-        )
-        found = store.load()
-    except Exception as error:
-        KeychainStore.log.warn(
-            "cannot query the keychain for {service}: {error}; using {path}",
-            service=service,
-            error=_describe(error),
-            path=fallback.path,
-        )
-        return fallback
-    if not found:
-        KeychainStore.log.info(
-            "{item}: {problem}; using {path}",
-            item=store.path,
-            problem=store.problem,
-            path=fallback.path,
-        )
-        return fallback
-    KeychainStore.log.info("credentials are read from {item}", item=store.path)
-    return store

@@ -1,7 +1,8 @@
 """
-Tests for L{ccm.credentials.keychain}: Claude Code's credentials in the macOS keychain,
-read through C{keyring}, with the file as fallback and write-backs off the
-reactor.
+Tests for L{ccm.credentials.keychain} and L{ccm.credentials.store}: Claude Code's
+credentials in the macOS keychain, read through C{keyring}, with the file as
+fallback (the choice L{ccm.credentials.store.credential_store_for} makes) and
+write-backs off the reactor.
 
 The keychain is a real C{keyring} backend class holding items in a dict,
 so the tests run on Linux; write-backs go through a runner that records
@@ -27,14 +28,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.credentials.file import CredentialFile, CredentialFileError, OAuthTokens
 from ccm.credentials.credential import REFRESH_RETRY_SECONDS, Credential, CredentialUnavailable
-from ccm.credentials.keychain import (
-    KEYCHAIN_SERVICE,
-    KeychainStore,
-    credential_store_for,
-    keychain_account,
-    keychain_service_name,
-)
+from ccm.credentials.keychain import KEYCHAIN_SERVICE, KeychainStore, keychain_account, keychain_service_name
 from ccm.credentials.oauth import RefreshError, TokenGrant
+from ccm.credentials.store import credential_store_for
 
 START_TIME = 1_790_000_000.0
 ACCESS = "sk-ant-oat01-keychain-access"
@@ -126,6 +122,13 @@ class RecordingRunner:
         """
         function, result = self._held.pop(0)
         maybeDeferred(function).chainDeferred(result)
+
+    @property
+    def pending(self) -> int:
+        """
+        How many held functions have not run yet.
+        """
+        return len(self._held)
 
 
 def credentials_json(
@@ -468,11 +471,10 @@ class WriteTests(KeychainTestCase):
         store.write_tokens(store.read().refreshed(NEW_ACCESS, NEW_REFRESH, 1234))
         self.assertEqual(store.read().access_token, NEW_ACCESS)
         self.assertEqual(self.stored_item()["claudeAiOauth"]["accessToken"], ACCESS)
-        done = store.wait_for_writes()
-        self.assertNoResult(done)
+        self.assertEqual(self.runner.pending, 1)
         self.runner.release()
         self.assertEqual(self.stored_item()["claudeAiOauth"]["accessToken"], NEW_ACCESS)
-        self.assertIsNone(self.successResultOf(done))
+        self.assertEqual(self.runner.pending, 0)
 
     def test_keeps_keys_added_meanwhile(self) -> None:
         """
@@ -510,14 +512,13 @@ class WriteTests(KeychainTestCase):
         store.write_tokens(tokens.refreshed("sk-ant-oat01-third", "sk-ant-ort01-third", 3))
         store.write_tokens(tokens.refreshed(NEW_ACCESS, NEW_REFRESH, 4))
         self.assertEqual(len(self.runner.calls), 1)
-        done = store.wait_for_writes()
         self.runner.release()
         self.assertEqual(len(self.runner.calls), 2)
-        self.assertNoResult(done)
+        self.assertEqual(self.runner.pending, 1)
         self.runner.release()
         self.assertEqual(self.stored_item()["claudeAiOauth"]["accessToken"], NEW_ACCESS)
         self.assertEqual(self.stored_item()["claudeAiOauth"]["expiresAt"], 4)
-        self.successResultOf(done)
+        self.assertEqual((len(self.runner.calls), self.runner.pending), (2, 0))
 
     def test_write_failure_logged_without_token(self) -> None:
         """
@@ -534,7 +535,9 @@ class WriteTests(KeychainTestCase):
         self.assertIn("PasswordSetError: cannot store <redacted>", message)
         self.assertEqual(store.read().access_token, NEW_ACCESS)
         self.assertEqual(self.stored_item()["claudeAiOauth"]["accessToken"], ACCESS)
-        self.successResultOf(store.wait_for_writes())
+        # The failed write is over: the next one starts at once.
+        store.write_tokens(store.read().refreshed(NEW_ACCESS, NEW_REFRESH, 1235))
+        self.assertEqual(len(self.runner.calls), 2)
 
 
 class FetchTests(KeychainTestCase):
@@ -608,7 +611,7 @@ class FetchTests(KeychainTestCase):
         store.write_tokens(store.read().refreshed(NEW_ACCESS, NEW_REFRESH, 1234))
         value, write = results.pop()
         write.callback(value)
-        self.successResultOf(store.wait_for_writes())
+        self.assertIsNone(self.successResultOf(write))
         value, fetch = results.pop()
         fetch.callback(value)
         self.assertIs(self.successResultOf(fetched), True)
