@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable
 
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, ITCPTransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -203,6 +203,9 @@ class RefusedConnection(Protocol):
     before the client has read the answer.
     """
 
+    #: A client's TCP connection, which can be aborted.
+    transport: ITCPTransport | None
+
     def __init__(self, error: APIError, clock: IReactorTime, done: Callable[[], None]) -> None:
         self._error = error
         self._clock = clock
@@ -216,19 +219,22 @@ class RefusedConnection(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if not self._answered:
             self._answered = True
-            self.transport.write(error_response(self._error))  # type: ignore[union-attr]
+            assert self.transport is not None
+            self.transport.write(error_response(self._error))
 
     def _linger_over(self) -> None:
         self._timer = None
+        assert self.transport is not None
         if self._answered:
-            self.transport.loseConnection()  # type: ignore[union-attr]
+            self.transport.loseConnection()
             self._timer = self._clock.callLater(LINGER_SECONDS, self._abort)
         else:
             self._abort()
 
     def _abort(self) -> None:
         self._timer = None
-        self.transport.abortConnection()  # type: ignore[union-attr]
+        assert self.transport is not None
+        self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._timer is not None:
@@ -243,5 +249,8 @@ class DroppedConnection(Protocol):
     lingering already.
     """
 
+    transport: ITCPTransport | None
+
     def connectionMade(self) -> None:
-        self.transport.abortConnection()  # type: ignore[union-attr]
+        assert self.transport is not None
+        self.transport.abortConnection()

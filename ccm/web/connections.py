@@ -19,11 +19,12 @@ does (L{ccm.web.admission}).  The caps on open connections are there too.
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable
+from typing import Callable
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
+from twisted.web.http import HTTPChannel, Request
 
 from ccm.web.admission import LINGER_SECONDS, ConnectionGate
 from ccm.config.model import ConnectionLimits
@@ -102,7 +103,7 @@ class CcmChannel(HTTPChannel):
             self._request_started = True
         super().dataReceived(data)
 
-    def lineReceived(self, line: bytes) -> Any:
+    def lineReceived(self, line: bytes) -> object:
         if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
             self._head_too_large()
             return True  # Stops LineReceiver's loop over buffered lines.
@@ -127,7 +128,7 @@ class CcmChannel(HTTPChannel):
         self._enter(_Phase.ANSWERING)
         super().allContentReceived()
 
-    def requestDone(self, request: Any) -> None:
+    def requestDone(self, request: Request) -> None:
         if self.persistent and self._phase is not _Phase.CLOSING:
             # Before twisted.web replays pipelined bytes, which start a head.
             self._enter(_Phase.IDLE)
@@ -146,7 +147,7 @@ class CcmChannel(HTTPChannel):
             self._paused_at = None
             self._schedule()
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         if self.release is not None:
             self.release()
@@ -243,7 +244,8 @@ class CcmChannel(HTTPChannel):
         """
         self._report("closed", error.message)
         self.persistent = False
-        self.transport.write(error_response(error))  # type: ignore[union-attr]
+        assert self.transport is not None
+        self.transport.write(error_response(error))
         self._enter(_Phase.CLOSING)
 
     def _close(self) -> None:
@@ -258,4 +260,5 @@ class CcmChannel(HTTPChannel):
 
     def _report(self, kind: str, reason: str) -> None:
         if self.gate is not None:
-            self.gate.report(kind, self.transport.getPeer(), reason)  # type: ignore[union-attr]
+            assert self.transport is not None
+            self.gate.report(kind, self.transport.getPeer(), reason)

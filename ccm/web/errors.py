@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_errors -*-
+# -*- test-case-name: tests.web.test_errors -*-
 """
 Errors that ccm itself answers with, in the Anthropic API's shape.
 
@@ -13,10 +13,10 @@ import json
 import secrets
 from dataclasses import dataclass, field
 
-from twisted.web import http
 from twisted.web.http import RESPONSES
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 REQUEST_ID_HEADER = b"request-id"
 
@@ -89,7 +89,7 @@ NOT_FOUND = APIError(404, "not_found_error", "Not found")
 INTERNAL_ERROR = APIError(500, "api_error", "internal error in ccm")
 
 
-def answer_bug(request: http.Request) -> None:
+def answer_bug(request: Request) -> None:
     """
     End a request whose handling hit a bug in ccm, once the bug is logged:
     with a 500 C{api_error} when nothing of the answer was sent yet (the

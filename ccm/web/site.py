@@ -13,13 +13,14 @@ L{ccm.web.admission} (caps for greedy ones).
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request, Site
 
@@ -49,7 +50,7 @@ class Directory(Resource):
     A resource with fixed children and a JSON 404 for anything else.
     """
 
-    def getChild(self, path: bytes, request: Any) -> IResource:
+    def getChild(self, path: bytes, request: IRequest) -> IResource:
         return _NOT_FOUND
 
     def render(self, request: Request) -> bytes:
@@ -104,7 +105,8 @@ class Root(Resource):
         request.prepath = []
         request.postpath = [unquote_to_bytes(segment) for segment in path[1:].split(b"/")]
         resource: IResource = getChildForRequest(self._tree, request)
-        return resource.render(request)
+        rendered: bytes | int = resource.render(request)
+        return rendered
 
 
 def _peer(request: Request) -> str:
@@ -175,8 +177,10 @@ class LimitedRequest(Request):
         limit = self._limit()
         if limit is not None and self._body_size > limit:
             self.body_too_large = True
-            self.content.seek(0)
-            self.content.truncate()
+            content = self.content
+            assert content is not None  # gotLength made it
+            content.seek(0)
+            content.truncate()
             return
         super().handleContentChunk(data)
 
@@ -197,6 +201,8 @@ class CcmSite(Site):
     """
 
     requestFactory = LimitedRequest
+    # twisted.web types this as its own channel factory (and ignores the
+    # same error where it sets it).
     protocol = CcmChannel  # type: ignore[assignment]
     noisy = False
 
@@ -204,7 +210,7 @@ class CcmSite(Site):
         self,
         resource: IResource,
         max_request_body: int,
-        reactor: Any = None,
+        reactor: IReactorTime | None = None,
         connection_limits: ConnectionLimits = ConnectionLimits(),
     ) -> None:
         # No idle timeout of twisted.web's: the channel keeps its own.
@@ -215,6 +221,8 @@ class CcmSite(Site):
         self.connection_limits = connection_limits
         self.connections = ConnectionGate(self.reactor)
 
+    # A refused connection gets a protocol of its own rather than a channel,
+    # which twisted.web's annotation does not foresee.
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:  # type: ignore[override]
         """
         A channel for a new connection, or the refusal of a connection over
@@ -226,13 +234,14 @@ class CcmSite(Site):
         if refusal is not None:
             return self.connections.refuse(refusal, addr)
         channel = super().buildProtocol(addr)
+        assert isinstance(channel, CcmChannel)  # this site's protocol
         channel.limits = limits
         channel.clock = self.reactor
         channel.gate = self.connections
         channel.release = self.connections.opened(key)
         return channel
 
-    def log(self, request: Any) -> None:
+    def log(self, request: http.Request) -> None:
         """
         No access log: the proxy logs each request itself, without query
         strings or headers that could carry secrets.

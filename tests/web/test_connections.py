@@ -10,7 +10,6 @@ must be served, and by a check that no token reached the log.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from twisted.internet import reactor
@@ -35,7 +34,6 @@ from ccm.web.admission import (
     address_key,
 )
 from ccm.web.connections import CcmChannel
-from ccm.web.errors import APIError, error_response
 from tests.proxyharness import (
     FakeUpstreamResponse,
     ProxyHarness,
@@ -857,46 +855,6 @@ class AddressKeyTests(SynchronousTestCase):
             (None, None),
         ):
             self.assertEqual(address_key(address), key, address)
-
-
-class ErrorResponseTests(SynchronousTestCase):
-    """
-    L{error_response}: a whole HTTP response for an error, in the Anthropic
-    shape.
-    """
-
-    def test_shape(self) -> None:
-        """
-        The response has the status line, the JSON content type, a ccm
-        request id matching the body, the error's own headers, a length and
-        C{connection: close}.
-        """
-        data = error_response(
-            APIError(431, "request_too_large", "too big", headers=(("x-should-retry", "false"),))
-        )
-        self.assertTrue(data.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"))
-        response = parse_raw_response(data)
-        assert response is not None
-        self.assertTrue(response.complete)
-        self.assertEqual(response.headers["x-should-retry"], ["false"])
-        self.assertEqual(response.headers["connection"], ["close"])
-        self.assertEqual(response.headers["content-length"], [str(len(response.body))])
-        document = json.loads(response.body)
-        self.assertEqual(
-            document,
-            {
-                "type": "error",
-                "error": {"type": "request_too_large", "message": "too big"},
-                "request_id": response.headers["request-id"][0],
-            },
-        )
-
-    def test_reason_from_twisted(self) -> None:
-        """
-        Statuses twisted.web knows get its reason phrase.
-        """
-        data = error_response(APIError(503, "overloaded_error", "busy"))
-        self.assertTrue(data.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"))
 
 
 class Collector(Protocol):
