@@ -56,6 +56,11 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def postOptions(self) -> None:
+        # SystemExit, not usage.UsageError as twisted/web/tap.py raises:
+        # twistd answers a UsageError by printing the whole --help text
+        # before the message (twisted.application.app.run), which would bury
+        # the one line per problem the configuration errors promise.
+        # SystemExit prints only its message and exits non-zero.
         if self["config"] == "":
             raise SystemExit("--config: the file name is empty")
         try:
