@@ -20,11 +20,41 @@ from __future__ import annotations
 
 import signal as signal_module
 from types import FrameType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.logger import Logger
 
 SignalHandler = Callable[[int, Optional[FrameType]], Any]
+
+
+class SignalsReactor(IReactorCore, IReactorFromThreads):
+    """
+    What the handlers need of the reactor, for type checking only (as
+    treq's C{_ITreqReactor}): its system events and C{callFromThread}.
+    """
+
+
+class SignalModule(Protocol):
+    """
+    The parts of the L{signal} module the handlers use.
+    """
+
+    @property
+    def SIGINT(self) -> int: ...
+
+    @property
+    def SIGTERM(self) -> int: ...
+
+    @property
+    def SIGHUP(self) -> int: ...
+
+    @property
+    def default_int_handler(self) -> SignalHandler: ...
+
+    def getsignal(self, signalnum: int, /) -> object: ...
+
+    def signal(self, signalnum: int, handler: SignalHandler, /) -> object: ...
 
 
 class SignalHandlers:
@@ -41,14 +71,14 @@ class SignalHandlers:
     log = Logger()
 
     def __init__(
-        self, reactor: Any, reload: Callable[[], None], stop_now: Callable[[], int]
+        self, reactor: SignalsReactor, reload: Callable[[], None], stop_now: Callable[[], int]
     ) -> None:
         self._reactor = reactor
         self._reload = reload
         self._stop_now = stop_now
         self._stopping = False
 
-    def install(self, signals: Any = signal_module) -> None:
+    def install(self, signals: SignalModule = signal_module) -> None:
         """
         Install the handlers; call once the reactor runs, after it installed
         its own.  SIGINT and SIGTERM are only taken over where the reactor
@@ -65,7 +95,7 @@ class SignalHandlers:
         # However the shutdown began, a stop signal during it is a second one.
         self._reactor.addSystemEventTrigger("before", "shutdown", self._shutting_down)
 
-    def install_hangup(self, signals: Any = signal_module) -> None:
+    def install_hangup(self, signals: SignalModule = signal_module) -> None:
         """
         Make SIGHUP reload.  This may be done before the reactor runs, as
         the work waits in C{callFromThread}'s queue until it does; it

@@ -17,6 +17,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.web.client import ResponseNeverReceived
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.http_headers import Headers
+from treq.client import HTTPClient
 
 CLAUDE_CODE_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 REFRESH_SCOPE = (
@@ -89,7 +90,7 @@ def _describe_failure(status: int, body: bytes) -> tuple[str, bool]:
 
 
 async def _refresh(
-    http: Any, clock: IReactorTime, token_url: str, refresh_token: str
+    http: HTTPClient, clock: IReactorTime, token_url: str, refresh_token: str
 ) -> TokenGrant:
     body = json.dumps(
         {
@@ -107,8 +108,10 @@ async def _refresh(
         }
     )
     try:
+        # treq types reactor= as the reactor its Agent needs, but only asks
+        # it for time (and would otherwise import the global reactor).
         response = await http.post(
-            token_url, data=body, headers=headers, reactor=clock, allow_redirects=False
+            token_url, data=body, headers=headers, reactor=clock, allow_redirects=False  # type: ignore[arg-type]
         )
         content = await response.content()
     except Exception as error:
@@ -143,7 +146,7 @@ class TokenEndpoint:
 
     def __init__(
         self,
-        http: Any,
+        http: HTTPClient,
         clock: IReactorTime,
         token_url: str,
         timeout_seconds: float = REFRESH_TIMEOUT_SECONDS,

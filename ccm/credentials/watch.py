@@ -10,15 +10,19 @@ status is polled.  Bursts of events are debounced into one callback.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from twisted.application.service import Service
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorFDSet, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
+
+if TYPE_CHECKING:
+    # Imported where it is used: only Linux has it.
+    from twisted.internet.inotify import INotify
 
 POLL_INTERVAL_SECONDS = 2.0
 DEBOUNCE_SECONDS = 0.1
@@ -50,7 +54,7 @@ class FileWatcher(Service):
         path: str,
         on_change: Callable[[], object],
         clock: IReactorTime,
-        reactor: Any = None,
+        reactor: IReactorFDSet | None = None,
         poll_interval: float = POLL_INTERVAL_SECONDS,
     ) -> None:
         self.path = os.path.abspath(path)
@@ -59,7 +63,7 @@ class FileWatcher(Service):
         self._reactor = reactor
         self._poll_interval = poll_interval
         self._pending: IDelayedCall | None = None
-        self._notifier: Any = None
+        self._notifier: INotify | None = None
         self._poller: LoopingCall | None = None
         self._last_signature: _Signature = None
         self._directory_gone_mask = 0
@@ -135,7 +139,7 @@ class FileWatcher(Service):
         self._notifier = notifier
         return True
 
-    def _inotify_event(self, ignored: object, filepath: FilePath[Any], mask: int) -> None:
+    def _inotify_event(self, ignored: object, filepath: FilePath[bytes], mask: int) -> None:
         # Twisted reports paths in bytes mode.
         path = os.fsdecode(filepath.path)
         if path == self.path:
