@@ -9,7 +9,8 @@ service object.  Every problem is reported, one line each, naming the file
 and the JSON path; a configuration with problems starts nothing.
 
 This module reads the documents and the service object's own keys (URLs,
-headers, the body limit); L{ccm.config.listen} reads its listeners,
+the body limit); L{ccm.config.listen} reads its listeners,
+L{ccm.config.headers} its C{headers},
 L{ccm.config.credentials} its credentials and users,
 L{ccm.config.detour} its detours and L{ccm.config.connections} its
 connection bounds.
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,10 +36,10 @@ from ccm.config.model import (
 from ccm.config.connections import CONNECTION_KEYS, parse_connection_limits
 from ccm.config.credentials import parse_credentials, parse_users
 from ccm.config.detour import index_outbounds, parse_detour
+from ccm.config.headers import parse_headers
 from ccm.config.listen import IGNORED_LISTEN_KEYS, LISTEN_KEYS, parse_listeners
 from ccm.config.listen import check_endpoint as check_endpoint  # for ccm.tap
 from ccm.config.reader import ObjectReader, Problems, describe_type, json_path
-from ccm.proxy.headers import CLIENT_CREDENTIAL_HEADERS, HOP_BY_HOP
 from ccm.units import parse_size
 from ccm.accounting.usagefile import usage_path_problem
 
@@ -61,19 +61,6 @@ _SERVICE_KEYS = (
     "shutdown_grace",
     *CONNECTION_KEYS,
 )
-
-# RFC 9110 token characters, for header names.
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# Headers ccm sets itself, with no counterpart in ccm.proxy.headers.
-_SET_BY_CCM = {
-    "host": "the Host header follows upstream_url",
-    "content-length": "ccm computes Content-Length from the body",
-    "cookie": "ccm never sends cookies upstream",
-}
-# What a header value may hold: Latin-1 text without control characters
-# (horizontal tab aside), as it goes on the wire.
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
-
 
 def load_config(path: str) -> Config:
     """
@@ -239,7 +226,7 @@ def _parse_service(
         detour=detour,
         credentials=credentials,
         users=users,
-        headers=_parse_headers(reader, problems),
+        headers=parse_headers(reader, problems),
         upstream_url=_parse_url(reader, "upstream_url", DEFAULT_UPSTREAM_URL),
         oauth_token_url=_parse_url(
             reader, "oauth_token_url", DEFAULT_OAUTH_TOKEN_URL, keep_path=True
@@ -285,51 +272,3 @@ def _parse_max_body(reader: ObjectReader) -> int:
     if size < 1:
         reader.problems.add(reader.where("max_request_body"), "must be at least 1 byte")
     return size
-
-
-def _parse_headers(reader: ObjectReader, problems: Problems) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    obj = reader.object("headers")
-    if not obj:
-        return ()
-    headers = []
-    seen: dict[str, str] = {}
-    for name in obj:
-        path = json_path(reader.where("headers"), name)
-        values = ObjectReader(problems, obj, reader.where("headers"), obj.keys()).strings(name)
-        if not _HEADER_NAME.match(name):
-            problems.add(path, "is not a valid header name")
-            continue
-        reason = _why_not_settable(name)
-        if reason is not None:
-            problems.add(path, f"cannot be set here: {reason}")
-            continue
-        if any("\r" in v or "\n" in v for v in values):
-            problems.add(path, "values must not contain line breaks")
-            continue
-        if not all(_HEADER_VALUE.match(v) for v in values):
-            problems.add(path, "values must be Latin-1 text without control characters")
-            continue
-        if name.lower() in seen:
-            problems.add(
-                path, f"repeats {seen[name.lower()]!r}: header names are case-insensitive"
-            )
-            continue
-        seen[name.lower()] = name
-        headers.append((name, values))
-    return tuple(headers)
-
-
-def _why_not_settable(name: str) -> str | None:
-    """
-    Why the C{headers} option cannot set the header C{name} (an HTTP
-    token), or C{None} when it can: the client credentials and hop-by-hop
-    headers are those L{ccm.proxy.headers} strips from clients' requests.
-    """
-    lowered = name.lower()
-    if lowered == "authorization":
-        return "ccm sets Authorization to the subscription's OAuth token"
-    if lowered.encode("ascii") in CLIENT_CREDENTIAL_HEADERS:
-        return "ccm authenticates upstream with the subscription's OAuth token only"
-    if lowered.encode("ascii") in HOP_BY_HOP:
-        return "it is a hop-by-hop header"
-    return _SET_BY_CCM.get(lowered)
