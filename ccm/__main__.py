@@ -15,9 +15,6 @@ import argparse
 import contextlib
 import datetime
 import io
-import json
-import os
-import stat
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -26,6 +23,7 @@ from twisted.internet.task import Clock
 
 from ccm.accounting.report import SECTIONS, format_report
 from ccm.accounting.book import UsageBook, UsageFileError
+from ccm.files import JSONFileError, read_json_file
 
 PROG = "python -m ccm"
 
@@ -61,18 +59,12 @@ def read_book(path: str) -> UsageBook:
     :raises ValueError: when it is not a usages file, with a message for
         people.
     """
-    with open(path, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ValueError("it is not a regular file")
-        raw = handle.read()
     try:
-        document = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"it is not valid JSON (line {error.lineno} column {error.colno}: {error.msg})")
-    except UnicodeDecodeError:
-        raise ValueError("it is not UTF-8 text")
-    except (ValueError, RecursionError):
-        raise ValueError("it is not valid JSON")
+        document = read_json_file(path, regular_file_only=True)
+    except JSONFileError as error:
+        if error.os_error is not None:
+            raise error.os_error from None
+        raise ValueError(f"it {error.reason}") from None
     try:
         # Nothing is recorded, so the clock is never read.
         return UsageBook.from_document(document, Clock())

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import datetime
 import errno
-import json
 import math
 import os
-import stat
 from typing import Any
 
 from twisted.application.internet import TimerService
@@ -22,8 +20,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from ccm.credentials.file import NEW_FILE_MODE, replace_file
 from ccm.accounting.book import SAVE_INTERVAL_SECONDS, UsageBook, UsageFileError
+from ccm.files import JSONFileError, read_json_file, replace_file
 
 
 def usage_path_problem(path: str) -> str | None:
@@ -82,20 +80,14 @@ class UsageFile:
         logged and L{save} refuses to replace it.
         """
         try:
-            with open(self.path, "rb") as handle:
-                raw = handle.read()
-            document = json.loads(raw)
-            return UsageBook.from_document(document, self._clock)
-        except FileNotFoundError:
-            return UsageBook(self._clock)
-        except OSError as error:
-            reason = f"cannot read it: {error.strerror or error}"
-        except UnicodeDecodeError:
-            reason = "it is not UTF-8 text"
-        except json.JSONDecodeError as error:
-            reason = f"it is not valid JSON (line {error.lineno} column {error.colno}: {error.msg})"
-        except (ValueError, RecursionError):
-            reason = "it is not valid JSON"
+            return UsageBook.from_document(read_json_file(self.path), self._clock)
+        except JSONFileError as error:
+            if isinstance(error.os_error, FileNotFoundError):
+                return UsageBook(self._clock)
+            if error.os_error is not None:
+                reason = f"cannot read it: {error.os_error.strerror or error.os_error}"
+            else:
+                reason = f"it {error.reason}"
         except UsageFileError as error:
             reason = f"it does not hold usage statistics ({error})"
         self._move_aside(reason)
@@ -146,13 +138,7 @@ class UsageFile:
                 "refusing to replace a usage file that could not be loaded or moved aside",
                 self.path,
             )
-        data = book.serialize(self._tz)
-        target = os.path.realpath(self.path)
-        try:
-            mode = stat.S_IMODE(os.stat(target).st_mode)
-        except FileNotFoundError:
-            mode = NEW_FILE_MODE
-        replace_file(target, data, mode)
+        replace_file(self.path, book.serialize(self._tz))
         book.changed = False
 
 
