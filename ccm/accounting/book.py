@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
 from ccm.accounting.pricing import cost_usd, prices_for, round_cents
-from ccm.accounting.meter import TokenUsage
+from ccm.accounting.tokens import TokenCounts, TokenUsage
 
 WEEK_SECONDS = 604800
 SAVE_INTERVAL_SECONDS = 60.0
@@ -135,12 +135,14 @@ class UsageCounts:
         return round_cents(
             cost_usd(
                 prices_for(model, context_window),
-                input_tokens=self.input_tokens,
-                output_tokens=self.output_tokens,
-                cache_read_input_tokens=self.cache_read_input_tokens,
-                cache_creation_input_tokens=self.cache_creation_input_tokens,
-                cache_creation_5m_input_tokens=self.cache_creation_5m_input_tokens,
-                cache_creation_1h_input_tokens=self.cache_creation_1h_input_tokens,
+                TokenCounts(
+                    self.input_tokens,
+                    self.output_tokens,
+                    self.cache_read_input_tokens,
+                    self.cache_creation_input_tokens,
+                    self.cache_creation_5m_input_tokens,
+                    self.cache_creation_1h_input_tokens,
+                ),
             )
         )
 
