@@ -19,10 +19,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from twisted.internet.task import Clock
-
+from ccm.accounting.counters import UsageSnapshot
+from ccm.accounting.document import UsageFileError, from_document, serialize
 from ccm.accounting.report import SECTIONS, format_report
-from ccm.accounting.book import UsageBook, UsageFileError
 from ccm.files import JSONFileError, read_json_file
 
 PROG = "python -m ccm"
@@ -51,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_book(path: str) -> UsageBook:
+def read_usage(path: str) -> UsageSnapshot:
     """
     Read the usages file at C{path}, without changing anything on disk.
 
@@ -66,8 +65,7 @@ def read_book(path: str) -> UsageBook:
             raise error.os_error from None
         raise ValueError(f"it {error.reason}") from None
     try:
-        # Nothing is recorded, so the clock is never read.
-        return UsageBook.from_document(document, Clock())
+        return from_document(document)
     except UsageFileError as error:
         raise ValueError(f"it does not hold usage statistics ({error})")
 
@@ -97,11 +95,11 @@ def main(
             return exit.code if isinstance(exit.code, int) else 2
     path: str = arguments.path
     try:
-        book = read_book(path)
+        usage = read_usage(path)
         if arguments.json:
-            output = book.serialize(tz).decode("utf-8") + "\n"
+            output = serialize(usage, tz).decode("utf-8") + "\n"
         else:
-            output = format_report(book, path, arguments.by, tz)
+            output = format_report(usage, path, arguments.by, tz)
     except OSError as error:
         stderr.write(f"{PROG} usage: cannot read {path!r}: {error.strerror or error}\n")
         return 1
