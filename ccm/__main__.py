@@ -15,17 +15,14 @@ import argparse
 import contextlib
 import datetime
 import io
-import json
-import os
-import stat
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from twisted.internet.task import Clock
-
+from ccm.accounting.counters import UsageSnapshot
+from ccm.accounting.document import UsageFileError, from_document, serialize
 from ccm.accounting.report import SECTIONS, format_report
-from ccm.accounting.book import UsageBook, UsageFileError
+from ccm.files import JSONFileError, read_json_file
 
 PROG = "python -m ccm"
 
@@ -53,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_book(path: str) -> UsageBook:
+def read_usage(path: str) -> UsageSnapshot:
     """
     Read the usages file at C{path}, without changing anything on disk.
 
@@ -61,21 +58,14 @@ def read_book(path: str) -> UsageBook:
     :raises ValueError: when it is not a usages file, with a message for
         people.
     """
-    with open(path, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ValueError("it is not a regular file")
-        raw = handle.read()
     try:
-        document = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"it is not valid JSON (line {error.lineno} column {error.colno}: {error.msg})")
-    except UnicodeDecodeError:
-        raise ValueError("it is not UTF-8 text")
-    except (ValueError, RecursionError):
-        raise ValueError("it is not valid JSON")
+        document = read_json_file(path, regular_file_only=True)
+    except JSONFileError as error:
+        if error.os_error is not None:
+            raise error.os_error from None
+        raise ValueError(f"it {error.reason}") from None
     try:
-        # Nothing is recorded, so the clock is never read.
-        return UsageBook.from_document(document, Clock())
+        return from_document(document)
     except UsageFileError as error:
         raise ValueError(f"it does not hold usage statistics ({error})")
 
@@ -105,11 +95,11 @@ def main(
             return exit.code if isinstance(exit.code, int) else 2
     path: str = arguments.path
     try:
-        book = read_book(path)
+        usage = read_usage(path)
         if arguments.json:
-            output = book.serialize(tz).decode("utf-8") + "\n"
+            output = serialize(usage, tz).decode("utf-8") + "\n"
         else:
-            output = format_report(book, path, arguments.by, tz)
+            output = format_report(usage, path, arguments.by, tz)
     except OSError as error:
         stderr.write(f"{PROG} usage: cannot read {path!r}: {error.strerror or error}\n")
         return 1

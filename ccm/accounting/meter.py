@@ -7,22 +7,17 @@ A streaming response (C{text/event-stream}) is scanned incrementally by
 L{EventStreamUsage}: it is given a copy of every chunk sent to the client and
 keeps only an incomplete line and the data of the current event, both
 bounded.  A non-streaming response is collected, up to a limit, by
-L{JSONBodyUsage} and read once at the end; L{usage_from_message} reads an
-already parsed body.
-
-Usage semantics follow the API and the official SDK: C{message_start}
-carries the model and the input-side figures, including the split of cache
-writes by lifetime (C{cache_creation.ephemeral_5m_input_tokens} and
-C{ephemeral_1h_input_tokens}); C{message_delta} figures are cumulative, so a
-field it carries replaces the earlier value and a field it omits leaves it.
-Only non-negative integers count; anything else is ignored, never raised.
+L{JSONBodyUsage} and read once at the end.  Both give a L{TokenUsage}: the
+model and the figures of L{ccm.accounting.tokens}, which also says how the
+API's C{usage} objects are read.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
-from typing import TypeGuard
+from dataclasses import replace
+
+from ccm.accounting.tokens import TokenUsage, apply_usage, usage_from_message
 
 MAX_LINE_BYTES = 1024 * 1024
 MAX_EVENT_DATA_BYTES = 1024 * 1024
@@ -33,110 +28,6 @@ _LF = 0x0A
 _CR = 0x0D
 _MESSAGE_START_MARKER = b'"message_start"'
 _MESSAGE_DELTA_MARKER = b'"message_delta"'
-_COUNT_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-)
-
-
-@dataclass
-class TokenUsage:
-    """
-    The model and the token counts of one response.
-
-    :ivar model: The model that answered, or C{""} when unknown.
-    :ivar input_tokens: Uncached input tokens.
-    :ivar output_tokens: Output tokens, thinking included.
-    :ivar cache_read_input_tokens: Input tokens read from the cache.
-    :ivar cache_creation_input_tokens: Input tokens written to the cache.
-    :ivar cache_creation_5m_input_tokens: The part of the cache writes with
-        a 5-minute lifetime, when the response gave the split.
-    :ivar cache_creation_1h_input_tokens: The part of the cache writes with
-        a 1-hour lifetime, when the response gave the split.
-    """
-
-    model: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_creation_5m_input_tokens: int = 0
-    cache_creation_1h_input_tokens: int = 0
-
-    @property
-    def total_input_tokens(self) -> int:
-        """
-        The size of the prompt: uncached input plus cache writes plus cache
-        reads, the measure that selects the long-context tier.
-        """
-        return (
-            self.input_tokens
-            + self.cache_creation_input_tokens
-            + self.cache_read_input_tokens
-        )
-
-    @property
-    def has_tokens(self) -> bool:
-        """
-        Whether there is anything to record: some uncached input or some
-        output.
-        """
-        return self.input_tokens > 0 or self.output_tokens > 0
-
-
-def _is_count(value: object) -> TypeGuard[int]:
-    """
-    Whether C{value} is a token count: a non-negative C{int} that is not a
-    C{bool}.
-    """
-    return type(value) is int and value >= 0
-
-
-def _apply_usage(target: TokenUsage, usage: object) -> None:
-    """
-    Copy the valid counts of an API C{usage} object onto C{target}, leaving
-    the fields that are absent or invalid as they were.
-
-    :param target: The usage to update.
-    :param usage: The decoded C{usage} member; anything but a C{dict} is
-        ignored.
-    """
-    if not isinstance(usage, dict):
-        return
-    for name in _COUNT_FIELDS:
-        value = usage.get(name)
-        if _is_count(value):
-            setattr(target, name, value)
-    split = usage.get("cache_creation")
-    if isinstance(split, dict):
-        five_minutes = split.get("ephemeral_5m_input_tokens")
-        if _is_count(five_minutes):
-            target.cache_creation_5m_input_tokens = five_minutes
-        one_hour = split.get("ephemeral_1h_input_tokens")
-        if _is_count(one_hour):
-            target.cache_creation_1h_input_tokens = one_hour
-
-
-def usage_from_message(document: object) -> TokenUsage:
-    """
-    Read the model and the usage of a non-streaming Messages API response.
-
-    Cache writes reported without their lifetime split leave both parts at
-    zero, so that they are priced as 5-minute writes.  Nothing malformed
-    raises: missing or invalid parts give C{""} and zeros.
-
-    :param document: The decoded JSON body.
-    :return: The usage found.
-    """
-    result = TokenUsage()
-    if isinstance(document, dict):
-        model = document.get("model")
-        if isinstance(model, str):
-            result.model = model
-        _apply_usage(result, document.get("usage"))
-    return result
 
 
 class EventStreamUsage:
@@ -319,9 +210,9 @@ class EventStreamUsage:
                 model = message.get("model")
                 if isinstance(model, str) and model:
                     self._usage.model = model
-                _apply_usage(self._usage, message.get("usage"))
+                apply_usage(self._usage, message.get("usage"))
         elif kind == "message_delta":
-            _apply_usage(self._usage, event.get("usage"))
+            apply_usage(self._usage, event.get("usage"))
 
 
 class JSONBodyUsage:

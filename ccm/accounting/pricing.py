@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
+from ccm.accounting.tokens import TokenCounts
+
 STANDARD_CONTEXT_WINDOW = 200_000
 PREMIUM_CONTEXT_WINDOW = 1_000_000
 LONG_CONTEXT_BETA_PREFIX = "context-1m"
@@ -176,32 +178,23 @@ def context_window_for(total_input_tokens: int, client_betas: list[str]) -> int:
     return STANDARD_CONTEXT_WINDOW
 
 
-def cost_usd(
-    prices: Prices,
-    *,
-    input_tokens: int,
-    output_tokens: int,
-    cache_read_input_tokens: int,
-    cache_creation_input_tokens: int,
-    cache_creation_5m_input_tokens: int,
-    cache_creation_1h_input_tokens: int,
-) -> float:
+def cost_usd(prices: Prices, tokens: TokenCounts) -> float:
     """
-    The unrounded cost in USD.  Cache writes are priced by their lifetime
-    when the split is known; figures recorded without it (older files) are
-    priced as 5-minute writes.
+    The unrounded cost in USD of C{tokens}.  Cache writes are priced by
+    their lifetime when the split is known; figures recorded without it
+    (older files) are priced as 5-minute writes.
     """
-    if cache_creation_5m_input_tokens > 0 or cache_creation_1h_input_tokens > 0:
+    if tokens.cache_creation_5m_input_tokens > 0 or tokens.cache_creation_1h_input_tokens > 0:
         cache_writes = (
-            cache_creation_5m_input_tokens * prices.cache_write_5m
-            + cache_creation_1h_input_tokens * prices.cache_write_1h
+            tokens.cache_creation_5m_input_tokens * prices.cache_write_5m
+            + tokens.cache_creation_1h_input_tokens * prices.cache_write_1h
         )
     else:
-        cache_writes = cache_creation_input_tokens * prices.cache_write_5m
+        cache_writes = tokens.cache_creation_input_tokens * prices.cache_write_5m
     return (
-        input_tokens * prices.input
-        + output_tokens * prices.output
-        + cache_read_input_tokens * prices.cache_read
+        tokens.input_tokens * prices.input
+        + tokens.output_tokens * prices.output
+        + tokens.cache_read_input_tokens * prices.cache_read
         + cache_writes
     ) / 1_000_000
 

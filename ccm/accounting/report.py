@@ -3,21 +3,26 @@
 A usages file as tables for people: requests, tokens and costs by user, by
 model and by week.
 
-The figures are those of the file as ccm would write it now: every cost is
-taken from L{UsageBook.to_document}, so the report and the file always agree
-and the price formula lives in one place.  Traffic without a user (the
-combination totals less the users' parts) is shown as C{(anonymous)}.
+The figures are those of the file as ccm would write it now: the counts
+are the snapshot's, and every cost is taken from the document
+L{ccm.accounting.document.to_document} makes of it, so the report and the
+file always agree and the price formula lives in one place.  Traffic
+without a user (the combination totals less the users' parts) is shown as
+C{(anonymous)}.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from ccm.accounting.counters import Combination, UsageCounts, UsageSnapshot
+from ccm.accounting.document import to_document
+from ccm.accounting.gojson import ZERO_TIME
 from ccm.accounting.pricing import round_cents
-from ccm.accounting.book import ZERO_TIME, UsageBook
+from ccm.accounting.tokens import TOKEN_FIELDS, TokenCounts
 
 SECTIONS = ("user", "model", "week")
 ANONYMOUS = "(anonymous)"
@@ -36,35 +41,36 @@ class Row:
     """
 
     labels: tuple[str, ...]
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    counts: UsageCounts = field(default_factory=UsageCounts)
     cost_usd: float = 0.0
 
-    def add(self, stats: Mapping[str, Any], cost_usd: float) -> None:
+    def add(self, counts: UsageCounts, cost_usd: float) -> None:
         """
-        Add a statistics object of the usages document and its cost.
+        Add the counts of a statistics object and its cost.
         """
-        self.requests += stats.get("request_count", 0)
-        self.input_tokens += stats.get("input_tokens", 0)
-        self.output_tokens += stats.get("output_tokens", 0)
-        self.cache_read_tokens += stats.get("cache_read_input_tokens", 0)
-        self.cache_write_tokens += stats.get("cache_creation_input_tokens", 0)
+        self.counts += counts
         self.cost_usd += cost_usd
 
     def is_empty(self) -> bool:
         """
-        Whether the row counts no request and no token.
+        Whether the row shows no request and no token.
         """
-        return not (
-            self.requests
-            or self.input_tokens
-            or self.output_tokens
-            or self.cache_read_tokens
-            or self.cache_write_tokens
-        )
+        return not any(_shown(self.counts))
+
+
+def _shown(counts: UsageCounts) -> tuple[int, ...]:
+    """
+    The figures of the table's columns: requests, input, output, cache
+    reads and cache writes (both lifetimes together).
+    """
+    tokens = counts.tokens
+    return (
+        counts.request_count,
+        tokens.input_tokens,
+        tokens.output_tokens,
+        tokens.cache_read_input_tokens,
+        tokens.cache_creation_input_tokens,
+    )
 
 
 def context_window_label(context_window: int) -> str:
@@ -89,32 +95,45 @@ def week_label(week_start_unix: int, tz: datetime.tzinfo | None) -> str:
     return moment.date().isoformat()
 
 
-def rows_by_user(document: Mapping[str, Any]) -> list[Row]:
+#: A combination with its entry in the document made of it, where its
+#: costs are.
+Priced = tuple[Combination, Mapping[str, Any]]
+
+
+def priced(usage: UsageSnapshot, document: Mapping[str, Any]) -> list[Priced]:
+    """
+    Each combination of C{usage} with its entry in C{document}, the
+    document L{to_document} made of C{usage}, which lists the combinations
+    in the same order.
+    """
+    return list(zip(usage.combinations, document["combinations"]))
+
+
+def rows_by_user(combinations: Iterable[Priced]) -> list[Row]:
     """
     One row per user, plus C{(anonymous)} when the totals hold usage no
-    user accounts for, from a usages document.
+    user accounts for.
     """
     rows: dict[str, Row] = {}
     anonymous_counts = Row((ANONYMOUS,))
     anonymous_cost = 0.0
-    for combination in document["combinations"]:
-        total = combination["total"]
-        remainder = {name: total.get(name, 0) for name in _COUNT_NAMES}
-        remainder_cost = total["cost_usd"]
-        for name, stats in combination["by_user"].items():
+    for combination, entry in combinations:
+        remainder = combination.total
+        remainder_cost = entry["total"]["cost_usd"]
+        for name, stats in entry["by_user"].items():
             row = rows.get(name)
             if row is None:
                 row = rows[name] = Row((name,))
-            row.add(stats, stats["cost_usd"])
-            for key in _COUNT_NAMES:
-                remainder[key] -= stats.get(key, 0)
+            counts = combination.by_user[name]
+            row.add(counts, stats["cost_usd"])
+            remainder = remainder - counts
             remainder_cost -= stats["cost_usd"]
         # Where the users account for every token, a cost left over is only
         # the rounding of the parts, not anonymous traffic.  A file whose
         # users add up to more than the total is inconsistent: nothing is
         # shown as anonymous for it rather than negative figures.
-        if any(value > 0 for value in remainder.values()):
-            anonymous_counts.add({key: max(0, value) for key, value in remainder.items()}, 0.0)
+        if any(value > 0 for value in _shown(remainder)):
+            anonymous_counts.add(_at_least_zero(remainder), 0.0)
             anonymous_cost += remainder_cost
     anonymous_counts.cost_usd = max(0.0, anonymous_cost)
     result = list(rows.values())
@@ -123,23 +142,21 @@ def rows_by_user(document: Mapping[str, Any]) -> list[Row]:
     return result
 
 
-def rows_by_model(document: Mapping[str, Any]) -> list[Row]:
+def rows_by_model(combinations: Iterable[Priced]) -> list[Row]:
     """
-    One row per model and context window, all weeks together, from a
-    usages document.
+    One row per model and context window, all weeks together.
     """
     return _group(
-        document,
-        lambda combination: (combination["model"], context_window_label(combination["context_window"])),
+        combinations,
+        lambda combination: (combination.model, context_window_label(combination.context_window)),
     )
 
 
-def rows_by_week(document: Mapping[str, Any], tz: datetime.tzinfo | None) -> list[Row]:
+def rows_by_week(combinations: Iterable[Priced], tz: datetime.tzinfo | None) -> list[Row]:
     """
-    One row per week start date in C{tz}, all models together, from a
-    usages document.
+    One row per week start date in C{tz}, all models together.
     """
-    return _group(document, lambda combination: (week_label(combination.get("week_start_unix", 0), tz),))
+    return _group(combinations, lambda combination: (week_label(combination.week_start_unix, tz),))
 
 
 def format_table(
@@ -155,16 +172,7 @@ def format_table(
     ordered = sorted(rows, key=lambda row: (-round_cents(row.cost_usd), row.labels))
     total = Row(("total",) + ("",) * (len(label_headers) - 1))
     for row in ordered:
-        total.add(
-            {
-                "request_count": row.requests,
-                "input_tokens": row.input_tokens,
-                "output_tokens": row.output_tokens,
-                "cache_read_input_tokens": row.cache_read_tokens,
-                "cache_creation_input_tokens": row.cache_write_tokens,
-            },
-            0.0,
-        )
+        total.add(row.counts, 0.0)
     total.cost_usd = total_usd
     cells = [_cells(row) for row in ordered]
     total_cells = _cells(total)
@@ -183,7 +191,7 @@ def format_table(
 
 
 def format_report(
-    book: UsageBook,
+    usage: UsageSnapshot,
     path: str,
     by: str = "all",
     tz: datetime.tzinfo | None = None,
@@ -191,7 +199,7 @@ def format_report(
     """
     The report of a usages file.
 
-    :param book: what the file holds.
+    :param usage: what the file holds.
     :param path: the file's path, for the header.
     :param by: C{"user"}, C{"model"} or C{"week"} for that table alone,
         C{"all"} for the three.
@@ -201,7 +209,7 @@ def format_report(
     """
     if by != "all" and by not in SECTIONS:
         raise ValueError(f"unknown section {by!r}")
-    document = book.to_document(tz)
+    document = to_document(usage, tz)
     last_updated = document["last_updated"]
     if last_updated == ZERO_TIME:
         last_updated = "never"
@@ -210,45 +218,43 @@ def format_report(
         lines.append(NOTHING_RECORDED)
         return "\n".join(lines) + "\n"
     total_usd = document["costs"]["total_usd"]
+    combinations = priced(usage, document)
     wanted = SECTIONS if by == "all" else (by,)
     if "user" in wanted:
-        lines += ["", *format_table("By user", ("user",), rows_by_user(document), total_usd)]
+        lines += ["", *format_table("By user", ("user",), rows_by_user(combinations), total_usd)]
     if "model" in wanted:
-        lines += ["", *format_table("By model", ("model", "context"), rows_by_model(document), total_usd)]
+        lines += ["", *format_table("By model", ("model", "context"), rows_by_model(combinations), total_usd)]
     if "week" in wanted:
-        lines += ["", *format_table("By week", ("week of",), rows_by_week(document, tz), total_usd)]
+        lines += ["", *format_table("By week", ("week of",), rows_by_week(combinations, tz), total_usd)]
     return "\n".join(lines) + "\n"
 
 
-_COUNT_NAMES = (
-    "request_count",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-)
+def _at_least_zero(counts: UsageCounts) -> UsageCounts:
+    """
+    C{counts} with every negative figure made 0.
+    """
+    return UsageCounts(
+        max(0, counts.request_count),
+        max(0, counts.messages_count),
+        TokenCounts(*(max(0, getattr(counts.tokens, name)) for name in TOKEN_FIELDS)),
+    )
 
 
-def _group(document: Mapping[str, Any], key: Callable[[Mapping[str, Any]], tuple[str, ...]]) -> list[Row]:
+def _group(combinations: Iterable[Priced], key: Callable[[Combination], tuple[str, ...]]) -> list[Row]:
     rows: dict[tuple[str, ...], Row] = {}
-    for combination in document["combinations"]:
+    for combination, entry in combinations:
         labels = key(combination)
         row = rows.get(labels)
         if row is None:
             row = rows[labels] = Row(labels)
-        row.add(combination["total"], combination["total"]["cost_usd"])
+        row.add(combination.total, entry["total"]["cost_usd"])
     return list(rows.values())
 
 
 def _cells(row: Row) -> tuple[str, ...]:
-    return tuple(_printable(label, MAX_LABEL_CHARACTERS) for label in row.labels) + (
-        f"{row.requests:,}",
-        f"{row.input_tokens:,}",
-        f"{row.output_tokens:,}",
-        f"{row.cache_read_tokens:,}",
-        f"{row.cache_write_tokens:,}",
-        f"{round_cents(row.cost_usd):,.2f}",
-    )
+    return tuple(_printable(label, MAX_LABEL_CHARACTERS) for label in row.labels) + tuple(
+        f"{value:,}" for value in _shown(row.counts)
+    ) + (f"{round_cents(row.cost_usd):,.2f}",)
 
 
 def _printable(text: str, limit: int | None) -> str:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.accounting.test_book -*-
+# -*- test-case-name: tests.accounting.test_usagefile -*-
 """
 The usages file on disk, and the service that saves it soon after the first
 request, then every minute and at shutdown.
@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import datetime
 import errno
-import json
 import math
 import os
-import stat
-from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from ccm.credentials.file import NEW_FILE_MODE, replace_file
-from ccm.accounting.book import SAVE_INTERVAL_SECONDS, UsageBook, UsageFileError
+from ccm.accounting.book import UsageBook
+from ccm.accounting.counters import UsageCounters, UsageRecord, UsageSnapshot
+from ccm.accounting.document import UsageFileError, from_document, serialize
+from ccm.files import JSONFileError, read_json_file, replace_file
+
+SAVE_INTERVAL_SECONDS = 60.0
 
 
 def usage_path_problem(path: str) -> str | None:
@@ -82,22 +83,18 @@ class UsageFile:
         logged and L{save} refuses to replace it.
         """
         try:
-            with open(self.path, "rb") as handle:
-                raw = handle.read()
-            document = json.loads(raw)
-            return UsageBook.from_document(document, self._clock)
-        except FileNotFoundError:
-            return UsageBook(self._clock)
-        except OSError as error:
-            reason = f"cannot read it: {error.strerror or error}"
-        except UnicodeDecodeError:
-            reason = "it is not UTF-8 text"
-        except json.JSONDecodeError as error:
-            reason = f"it is not valid JSON (line {error.lineno} column {error.colno}: {error.msg})"
-        except (ValueError, RecursionError):
-            reason = "it is not valid JSON"
+            loaded = from_document(read_json_file(self.path))
+        except JSONFileError as error:
+            if isinstance(error.os_error, FileNotFoundError):
+                return UsageBook(self._clock)
+            if error.os_error is not None:
+                reason = f"cannot read it: {error.os_error.strerror or error.os_error}"
+            else:
+                reason = f"it {error.reason}"
         except UsageFileError as error:
             reason = f"it does not hold usage statistics ({error})"
+        else:
+            return UsageBook(self._clock, loaded)
         self._move_aside(reason)
         return UsageBook(self._clock)
 
@@ -131,11 +128,11 @@ class UsageFile:
             aside=aside,
         )
 
-    def save(self, book: UsageBook) -> None:
+    def save(self, snapshot: UsageSnapshot) -> None:
         """
-        Write the book, replacing the file atomically (temporary file in
+        Write the snapshot, replacing the file atomically (temporary file in
         the same directory, fsync, rename).  An existing file's mode is
-        kept, a new file gets 0600.  On success C{book.changed} is cleared.
+        kept, a new file gets 0600.
 
         :raises OSError: when the file cannot be written; it is then
             unchanged and no temporary file is left.
@@ -146,14 +143,7 @@ class UsageFile:
                 "refusing to replace a usage file that could not be loaded or moved aside",
                 self.path,
             )
-        data = book.serialize(self._tz)
-        target = os.path.realpath(self.path)
-        try:
-            mode = stat.S_IMODE(os.stat(target).st_mode)
-        except FileNotFoundError:
-            mode = NEW_FILE_MODE
-        replace_file(target, data, mode)
-        book.changed = False
+        replace_file(self.path, serialize(snapshot, self._tz))
 
 
 #: How long after the first usage of a quiet spell (since start-up, or
@@ -165,7 +155,8 @@ FIRST_SAVE_DELAY_SECONDS = 5.0
 
 class UsageSaverService(TimerService):
     """
-    Saves a book to its file every C{interval} seconds when something was
+    The recorder of one usages file: counts each response in its counters
+    and saves them to the file every C{interval} seconds when something was
     recorded, and once more at shutdown.  The first usage recorded after
     start-up, or after an interval without a save, is saved
     L{FIRST_SAVE_DELAY_SECONDS} later instead of waiting for the next tick.
@@ -177,16 +168,32 @@ class UsageSaverService(TimerService):
     def __init__(
         self,
         file: UsageFile,
-        book: UsageBook,
+        counters: UsageCounters,
         clock: IReactorTime,
         interval: float = SAVE_INTERVAL_SECONDS,
     ) -> None:
+        """
+        :param file: where the counters are saved.
+        :param counters: the counters, at revision 0 when they hold only
+            what the file held (nothing to save yet).
+        :param clock: drives the saves.
+        :param interval: seconds between saves.
+        """
         super().__init__(interval, self._tick)
-        self.clock = clock
+        # TimerService's loop runs on self.clock; ours is never None.
+        self.clock = self._clock = clock
         self._file = file
-        self._book = book
+        self._counters = counters
+        self._saved_revision = 0
         self._last_save: float | None = None
         self._early_save: IDelayedCall | None = None
+
+    @property
+    def unsaved(self) -> bool:
+        """
+        Whether usage was recorded since the last successful save.
+        """
+        return self._counters.snapshot().revision != self._saved_revision
 
     def stopService(self) -> Deferred[None]:
         stopped: Deferred[None] = super().stopService()
@@ -196,32 +203,38 @@ class UsageSaverService(TimerService):
         self._save()
         return stopped
 
-    def record(self, **fields: Any) -> None:
+    def record(self, record: UsageRecord) -> None:
         """
-        Count a response's usage in the book.  Usage that arrives once the
-        service has stopped (streams cut at shutdown) is saved at once, so
-        it is not lost.
+        Count a response's usage.  Usage that arrives once the service has
+        stopped (streams cut at shutdown) is saved at once, so it is not
+        lost.
         """
-        self._book.record(**fields)
+        self._counters.record(record)
         if not self.running:
             self._save()
         elif self._early_save is None and (
-            self._last_save is None or self.clock.seconds() - self._last_save >= self.step
+            self._last_save is None or self._clock.seconds() - self._last_save >= self.step
         ):
-            self._early_save = self.clock.callLater(FIRST_SAVE_DELAY_SECONDS, self._save_early)
+            self._early_save = self._clock.callLater(FIRST_SAVE_DELAY_SECONDS, self._save_early)
 
     def _save_early(self) -> None:
         self._early_save = None
         self._tick()
 
     def _tick(self) -> None:
-        if self._book.changed:
-            self._save()
+        self._save(only_if_changed=True)
 
-    def _save(self) -> None:
-        self._last_save = self.clock.seconds()
+    def _save(self, only_if_changed: bool = False) -> None:
+        """
+        Write a snapshot of the counters, unless C{only_if_changed} and
+        nothing was recorded since the last successful save.  Never raises.
+        """
         try:
-            self._file.save(self._book)
+            snapshot = self._counters.snapshot()
+            if only_if_changed and snapshot.revision == self._saved_revision:
+                return
+            self._last_save = self._clock.seconds()
+            self._file.save(snapshot)
         except OSError as error:
             self.log.error(
                 "cannot save usage to {path}: {error}",
@@ -230,3 +243,5 @@ class UsageSaverService(TimerService):
             )
         except Exception:
             self.log.failure("cannot save usage to {path}", path=self._file.path)
+        else:
+            self._saved_revision = snapshot.revision

@@ -18,7 +18,6 @@ connection bounds.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +39,7 @@ from ccm.config.headers import parse_headers
 from ccm.config.listen import IGNORED_LISTEN_KEYS, LISTEN_KEYS, parse_listeners
 from ccm.config.listen import check_endpoint as check_endpoint  # for ccm.tap
 from ccm.config.reader import ObjectReader, Problems, describe_type, json_path
+from ccm.files import JSONFileError, read_json_file
 from ccm.units import parse_size
 from ccm.accounting.usagefile import usage_path_problem
 
@@ -71,21 +71,17 @@ def load_config(path: str) -> Config:
     """
     name = os.path.basename(path) or path
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as error:
-        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
-    try:
-        document = json.loads(raw)
-    except UnicodeDecodeError:
-        raise ConfigError([f"{name}: not UTF-8 text"]) from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(
-            [
-                f"{name}: invalid JSON at line {error.lineno} column "
-                f"{error.colno}: {error.msg}"
-            ]
-        ) from None
+        document = read_json_file(path)
+    except JSONFileError as error:
+        # A file that cannot be read is named by the path given, so it can
+        # be found; one that was read is named as its problems are.
+        if error.os_error is not None:
+            problem = f"{path}: cannot read: {error.os_error.strerror}"
+        elif error.line is not None:
+            problem = f"{name}: invalid JSON at line {error.line} column {error.column}: {error.detail}"
+        else:
+            problem = f"{name}: {error.detail}"
+        raise ConfigError([problem]) from None
     config = parse_config(document, source=name)
     check_usage_paths(config)
     return config

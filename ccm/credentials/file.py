@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-import tempfile
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from twisted.internet.defer import Deferred, succeed
 
+from ccm.files import JSONFileError, read_json_file, replace_file
+
 CREDENTIALS_FILE_NAME = ".credentials.json"
-NEW_FILE_MODE = 0o600
 
 
 class CredentialFileError(Exception):
@@ -118,29 +117,21 @@ class CredentialFile:
 
     def _read_document(self) -> tuple[dict[str, Any], OAuthTokens]:
         try:
-            with open(self.path, "rb") as handle:
-                raw = handle.read()
-        except FileNotFoundError:
-            raise CredentialFileError(
-                f"credential file {self.path} does not exist; log in with "
-                "`claude /login` on this machine or copy the file there"
-            ) from None
-        except OSError as error:
-            raise CredentialFileError(
-                f"cannot read credential file {self.path}: {error.strerror}"
-            ) from None
-        if not raw.strip():
-            raise CredentialFileError(f"credential file {self.path} is empty")
-        try:
-            document = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            where = ""
-            if isinstance(error, json.JSONDecodeError):
-                where = f" at line {error.lineno} column {error.colno}"
-            raise CredentialFileError(
-                f"credential file {self.path} is not valid JSON{where}"
-            ) from None
-        return document, _tokens_from_document(document, self.path)
+            document = read_json_file(self.path)
+        except JSONFileError as error:
+            if isinstance(error.os_error, FileNotFoundError):
+                message = (
+                    f"credential file {self.path} does not exist; log in with "
+                    "`claude /login` on this machine or copy the file there"
+                )
+            elif error.os_error is not None:
+                message = f"cannot read credential file {self.path}: {error.os_error.strerror}"
+            else:
+                message = f"credential file {self.path} {error.reason}"
+            raise CredentialFileError(message) from None
+        tokens = _tokens_from_document(document, self.path)
+        # _tokens_from_document refuses anything but an object.
+        return cast(dict[str, Any], document), tokens
 
     def read(self) -> OAuthTokens:
         """
@@ -191,10 +182,9 @@ class CredentialFile:
         oauth["expiresAt"] = tokens.expires_at_ms
         target = self._target()
         try:
-            mode = stat.S_IMODE(os.stat(target).st_mode)
-        except OSError:
-            mode = NEW_FILE_MODE
-        atomic_write(target, json.dumps(document).encode("utf-8"), mode)
+            replace_file(target, json.dumps(document).encode("utf-8"))
+        except OSError as error:
+            raise CredentialFileError(f"cannot write {target}: {error.strerror}") from None
 
     def _target(self) -> str:
         # Write through a symbolic link instead of replacing the link with
@@ -203,41 +193,3 @@ class CredentialFile:
         return os.path.realpath(self.path)
 
 
-def atomic_write(path: str, data: bytes, mode: int) -> None:
-    """
-    Replace C{path} with C{data}: write a temporary file beside it with
-    C{mode}, flush it to disk, and rename it over the target.
-
-    :raises CredentialFileError: when any step fails; the target is then
-        unchanged.
-    """
-    try:
-        replace_file(path, data, mode)
-    except OSError as error:
-        raise CredentialFileError(f"cannot write {path}: {error.strerror}") from None
-
-
-def replace_file(path: str, data: bytes, mode: int) -> None:
-    """
-    Replace C{path} with C{data} atomically: write a temporary file beside
-    it with C{mode}, flush it to disk, and rename it over the target.  Used
-    for every file ccm writes (credentials and usage).
-
-    :raises OSError: when any step fails; the target is then unchanged and
-        the temporary file removed.
-    """
-    directory = os.path.dirname(path) or "."
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".", suffix=".ccm-tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise

@@ -47,7 +47,8 @@ from ccm.accounting.pricing import context_window_for
 from ccm.pool.sessions import session_id_of
 from ccm.accounting.meter import EventStreamUsage, JSONBodyUsage, TokenUsage
 from ccm.units import format_duration
-from ccm.accounting.book import week_start_from_headers
+from ccm.accounting.counters import UsageRecord, UsageRecorder
+from ccm.accounting.week import week_start_from_headers
 
 FAST_MODE_THROUGH_POOL = APIError(
     400,
@@ -110,23 +111,6 @@ class Pool(TypingProtocol):
     is_balancer: bool
 
     def select(self, session_id: str, exclude: Iterable[str] = ()) -> Credential: ...
-
-
-class UsageRecorder(TypingProtocol):
-    """
-    Where the tokens of a proxied request are counted.
-    """
-
-    def record(
-        self,
-        *,
-        model: str,
-        context_window: int,
-        week_start_unix: int,
-        user: str,
-        usage: TokenUsage,
-        messages: int,
-    ) -> None: ...
 
 
 class UsageMeter(TypingProtocol):
@@ -594,12 +578,14 @@ class _Exchange:
         betas = [v.decode("latin-1") for v in self.request.requestHeaders.getRawHeaders(b"anthropic-beta", [])]
         try:
             self.recorder.record(
-                model=model,
-                context_window=context_window_for(usage.total_input_tokens, betas),
-                week_start_unix=self.week_start_unix,
-                user=self.caller.name,
-                usage=usage,
-                messages=self.messages,
+                UsageRecord(
+                    model=model,
+                    context_window=context_window_for(usage.total_input_tokens, betas),
+                    week_start_unix=self.week_start_unix,
+                    user=self.caller.name,
+                    tokens=usage,
+                    messages=self.messages,
+                )
             )
         except Exception:
             self.proxy.log.failure("recording usage failed")

@@ -24,7 +24,6 @@ from ccm.accounting.meter import (
     EventStreamUsage,
     JSONBodyUsage,
     TokenUsage,
-    usage_from_message,
 )
 
 SONNET = "claude-sonnet-4-5-20250929"
@@ -1020,103 +1019,6 @@ MESSAGE_USAGE = TokenUsage(
 )
 
 
-class UsageFromMessageTests(SynchronousTestCase):
-    """
-    L{usage_from_message} reads a decoded non-streaming response.
-    """
-
-    def test_real_body(self) -> None:
-        """
-        Model, counts and the cache-write split are read.
-        """
-        self.assertEqual(usage_from_message(json.loads(MESSAGE_BODY)), MESSAGE_USAGE)
-
-    def test_without_split(self) -> None:
-        """
-        Cache writes reported without the lifetime split leave both parts at
-        zero.
-        """
-        document = {
-            "model": OPUS,
-            "usage": {
-                "input_tokens": 3,
-                "cache_creation_input_tokens": 2000,
-                "cache_read_input_tokens": 0,
-                "output_tokens": 8,
-            },
-        }
-        self.assertEqual(
-            usage_from_message(document),
-            TokenUsage(
-                model=OPUS,
-                input_tokens=3,
-                output_tokens=8,
-                cache_creation_input_tokens=2000,
-            ),
-        )
-
-    def test_malformed_documents(self) -> None:
-        """
-        Documents that are not messages, and usage members of the wrong
-        type, give an empty usage without raising.
-        """
-        documents: list[object] = [
-            None,
-            [],
-            [MESSAGE_BODY],
-            "message",
-            42,
-            1.5,
-            True,
-            {},
-            {"type": "error", "error": {"type": "api_error", "message": "boom"}},
-            {"model": 5, "usage": "lots"},
-            {"model": None, "usage": None},
-            {"usage": []},
-            {
-                "usage": {
-                    "input_tokens": "12",
-                    "output_tokens": -3,
-                    "cache_read_input_tokens": True,
-                    "cache_creation_input_tokens": 1.0,
-                    "cache_creation": [1, 2],
-                }
-            },
-            {
-                "usage": {
-                    "input_tokens": False,
-                    "output_tokens": 5.5,
-                    "cache_creation": {
-                        "ephemeral_5m_input_tokens": False,
-                        "ephemeral_1h_input_tokens": "1",
-                    },
-                }
-            },
-        ]
-        for document in documents:
-            self.assertEqual(usage_from_message(document), TokenUsage(), repr(document))
-
-    def test_partly_valid(self) -> None:
-        """
-        Valid fields count even when others next to them are invalid.
-        """
-        document = {
-            "model": HAIKU,
-            "usage": {
-                "input_tokens": 3,
-                "output_tokens": "5",
-                "cache_creation": {
-                    "ephemeral_5m_input_tokens": -1,
-                    "ephemeral_1h_input_tokens": 700,
-                },
-            },
-        }
-        self.assertEqual(
-            usage_from_message(document),
-            TokenUsage(model=HAIKU, input_tokens=3, cache_creation_1h_input_tokens=700),
-        )
-
-
 class JSONBodyUsageTests(SynchronousTestCase):
     """
     L{JSONBodyUsage} collects a non-streaming body, within a limit.
@@ -1210,37 +1112,3 @@ class JSONBodyUsageTests(SynchronousTestCase):
         self.assertEqual(collector.finish(), MESSAGE_USAGE)
         self.assertEqual(collector.buffered_bytes, 0)
         self.assertEqual(collector.finish(), MESSAGE_USAGE)
-
-
-class TokenUsageTests(SynchronousTestCase):
-    """
-    The derived figures of L{TokenUsage}.
-    """
-
-    def test_total_input_tokens(self) -> None:
-        """
-        The prompt size is uncached input plus cache writes plus cache reads,
-        output excluded.
-        """
-        usage = TokenUsage(
-            input_tokens=3,
-            output_tokens=1000,
-            cache_read_input_tokens=250000,
-            cache_creation_input_tokens=1200,
-            cache_creation_5m_input_tokens=200,
-            cache_creation_1h_input_tokens=1000,
-        )
-        self.assertEqual(usage.total_input_tokens, 251203)
-
-    def test_has_tokens(self) -> None:
-        """
-        There is something to record when input or output is positive;
-        cache figures alone do not count.
-        """
-        self.assertFalse(TokenUsage(model=SONNET).has_tokens)
-        self.assertTrue(TokenUsage(input_tokens=1).has_tokens)
-        self.assertTrue(TokenUsage(output_tokens=1).has_tokens)
-        cache_only = TokenUsage(
-            cache_read_input_tokens=5, cache_creation_input_tokens=5
-        )
-        self.assertFalse(cache_only.has_tokens)

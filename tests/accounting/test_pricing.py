@@ -25,6 +25,7 @@ from ccm.accounting.pricing import (
     prices_for,
     round_cents,
 )
+from ccm.accounting.tokens import TokenCounts
 
 # USD per million tokens: input, output, cache read, 5-minute write, 1-hour
 # write, as in the official table (anthropic-wire.md section 5.1).
@@ -111,12 +112,14 @@ def request_cost(
     """
     return cost_usd(
         prices_for(model, context_window),
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_input_tokens=cache_read,
-        cache_creation_input_tokens=write_5m + write_1h if cache_creation is None else cache_creation,
-        cache_creation_5m_input_tokens=write_5m,
-        cache_creation_1h_input_tokens=write_1h,
+        TokenCounts(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_input_tokens=cache_read,
+            cache_creation_input_tokens=write_5m + write_1h if cache_creation is None else cache_creation,
+            cache_creation_5m_input_tokens=write_5m,
+            cache_creation_1h_input_tokens=write_1h,
+        ),
     )
 
 

@@ -19,15 +19,15 @@ import os
 import sys
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import ccm
 from ccm.__main__ import main
 from ccm.accounting.report import context_window_label, format_report, week_label
-from ccm.accounting.meter import TokenUsage
 from ccm.accounting.book import UsageBook
+from ccm.accounting.document import from_document, serialize
+from tests.accounting.fixtures import clock_at, usage_record
 
 UTC = datetime.timezone.utc
 UTC_PLUS_8 = datetime.timezone(datetime.timedelta(hours=8))
@@ -149,25 +149,9 @@ def record(
     **counts: int,
 ) -> None:
     """
-    Record one response in C{book}.
+    Record one response of two messages in C{book}.
     """
-    book.record(
-        model=model,
-        context_window=context_window,
-        week_start_unix=week,
-        user=user,
-        usage=TokenUsage(**counts),
-        messages=2,
-    )
-
-
-def clock_at(seconds: float = NOW) -> Clock:
-    """
-    A fake clock showing C{seconds}.
-    """
-    clock = Clock()
-    clock.advance(seconds)
-    return clock
+    book.record(usage_record(model=model, context_window=context_window, week=week, user=user, messages=2, **counts))
 
 
 def sample_book() -> UsageBook:
@@ -227,25 +211,25 @@ class FormatReportTests(SynchronousTestCase):
         and by week (start dates in the given time zone), each by cost,
         highest first, with a total row.
         """
-        self.assertEqual(format_report(sample_book(), PATH, "all", UTC_PLUS_8), FULL_REPORT)
+        self.assertEqual(format_report(sample_book().snapshot(), PATH, "all", UTC_PLUS_8), FULL_REPORT)
 
     def test_by_user(self) -> None:
         """
         C{by="user"} prints the header and the table by user alone.
         """
-        self.assertEqual(format_report(sample_book(), PATH, "user", UTC_PLUS_8), HEADER + "\n" + BY_USER)
+        self.assertEqual(format_report(sample_book().snapshot(), PATH, "user", UTC_PLUS_8), HEADER + "\n" + BY_USER)
 
     def test_by_model(self) -> None:
         """
         C{by="model"} prints the header and the table by model alone.
         """
-        self.assertEqual(format_report(sample_book(), PATH, "model", UTC_PLUS_8), HEADER + "\n" + BY_MODEL)
+        self.assertEqual(format_report(sample_book().snapshot(), PATH, "model", UTC_PLUS_8), HEADER + "\n" + BY_MODEL)
 
     def test_by_week(self) -> None:
         """
         C{by="week"} prints the header and the table by week alone.
         """
-        self.assertEqual(format_report(sample_book(), PATH, "week", UTC_PLUS_8), HEADER + "\n" + BY_WEEK)
+        self.assertEqual(format_report(sample_book().snapshot(), PATH, "week", UTC_PLUS_8), HEADER + "\n" + BY_WEEK)
 
     def test_unknown_section(self) -> None:
         """
@@ -259,7 +243,7 @@ class FormatReportTests(SynchronousTestCase):
         00:00 UTC is still 2026-03-08 in UTC-5, and the header's time is
         in that zone too.
         """
-        text = format_report(sample_book(), PATH, "week", UTC_MINUS_5)
+        text = format_report(sample_book().snapshot(), PATH, "week", UTC_MINUS_5)
         self.assertIn("last updated 2026-03-14T08:15:13.25-05:00\n", text)
         self.assertIn("\n2026-03-15         2  253,000", text)
         self.assertIn("\n2026-03-08         4    2,600", text)
@@ -271,7 +255,7 @@ class FormatReportTests(SynchronousTestCase):
         time, and a line saying nothing has been recorded.
         """
         self.assertEqual(
-            format_report(UsageBook(clock_at()), PATH, "all", UTC_PLUS_8),
+            format_report(UsageBook(clock_at()).snapshot(), PATH, "all", UTC_PLUS_8),
             "Usage recorded in /var/lib/ccm/usages.json, last updated never\n"
             "No usage has been recorded yet.\n",
         )
@@ -281,12 +265,10 @@ class FormatReportTests(SynchronousTestCase):
         A file that has a time but no combinations also says nothing has
         been recorded, for every C{by}.
         """
-        book = UsageBook.from_document(
-            {"last_updated": "2026-03-14T13:15:13Z", "combinations": []}, clock_at()
-        )
+        usage = from_document({"last_updated": "2026-03-14T13:15:13Z", "combinations": []})
         for by in ("all", "user", "model", "week"):
             self.assertEqual(
-                format_report(book, PATH, by, UTC),
+                format_report(usage, PATH, by, UTC),
                 "Usage recorded in /var/lib/ccm/usages.json, last updated 2026-03-14T13:15:13Z\n"
                 "No usage has been recorded yet.\n",
             )
@@ -299,7 +281,7 @@ class FormatReportTests(SynchronousTestCase):
         # Opus 4.8: 10,000 x 5 + 2,000 x 25 = 100,000 -> 0.10.
         record(book, OPUS, 200_000, WEEK_1, "carol", input_tokens=10_000, output_tokens=2_000)
         self.assertEqual(
-            format_report(book, PATH, "user", UTC),
+            format_report(book.snapshot(), PATH, "user", UTC),
             "Usage recorded in /var/lib/ccm/usages.json, last updated 2026-03-14T13:15:13.25Z\n"
             "\n"
             "By user\n"
@@ -322,7 +304,7 @@ class FormatReportTests(SynchronousTestCase):
         record(book, OPUS, 200_000, WEEK_1, "alice", input_tokens=800)
         record(book, OPUS, 200_000, WEEK_1, "bob", input_tokens=800)
         self.assertEqual(
-            format_report(book, PATH, "user", UTC),
+            format_report(book.snapshot(), PATH, "user", UTC),
             "Usage recorded in /var/lib/ccm/usages.json, last updated 2026-03-14T13:15:13.25Z\n"
             "\n"
             "By user\n"
@@ -349,7 +331,7 @@ class FormatReportTests(SynchronousTestCase):
                 }
             ]
         }
-        text = format_report(UsageBook.from_document(document, clock_at()), PATH, "user", UTC)
+        text = format_report(from_document(document), PATH, "user", UTC)
         self.assertNotIn("(anonymous)", text)
         self.assertNotIn("-1", text)
         self.assertIn("\nalice         2    200", text)
@@ -363,7 +345,7 @@ class FormatReportTests(SynchronousTestCase):
         # Haiku 4.5: 1,000,000 x 1 + 200,000 x 5 = 2,000,000 -> 2.00.
         record(book, "claude-haiku-4-5", 200_000, 0, "", input_tokens=1_000_000, output_tokens=200_000)
         self.assertEqual(
-            format_report(book, PATH, "all", UTC),
+            format_report(book.snapshot(), PATH, "all", UTC),
             "Usage recorded in /var/lib/ccm/usages.json, last updated 2026-03-14T13:15:13.25Z\n"
             "\n"
             "By user\n"
@@ -394,9 +376,9 @@ class FormatReportTests(SynchronousTestCase):
         stored in it, with writes recorded without the 5m/1h split priced
         as 5-minute writes.
         """
-        book = UsageBook.from_document(json.loads(SING_BOX_FILE), clock_at())
+        usage = from_document(json.loads(SING_BOX_FILE))
         self.assertEqual(
-            format_report(book, PATH, "model", UTC_PLUS_8),
+            format_report(usage, PATH, "model", UTC_PLUS_8),
             "Usage recorded in /var/lib/ccm/usages.json, last updated 2026-03-14T21:15:13.123456789+08:00\n"
             "\n"
             "By model\n"
@@ -416,7 +398,7 @@ class FormatReportTests(SynchronousTestCase):
         # Each: 10,000 x 5 = 50,000 -> 0.05.
         for user in ("zoe", "adam", "mia"):
             record(book, OPUS, 200_000, WEEK_1, user, input_tokens=10_000)
-        lines = format_report(book, PATH, "user", UTC).splitlines()
+        lines = format_report(book.snapshot(), PATH, "user", UTC).splitlines()
         self.assertEqual([line.split()[0] for line in lines[5:8]], ["adam", "mia", "zoe"])
 
     def test_labels_escaped_and_shortened(self) -> None:
@@ -427,7 +409,7 @@ class FormatReportTests(SynchronousTestCase):
         """
         book = UsageBook(clock_at())
         record(book, "claude-" + "x" * 200, 200_000, WEEK_1, "eve\x1b[2J\nroot", input_tokens=10)
-        text = format_report(book, PATH + "\r", "all", UTC)
+        text = format_report(book.snapshot(), PATH + "\r", "all", UTC)
         self.assertNotIn("\x1b", text)
         self.assertNotIn("\r", text)
         self.assertIn("\neve\\x1b[2J\\nroot  ", text)
@@ -510,7 +492,7 @@ class CommandLineTests(SynchronousTestCase):
         C{usage PATH} prints the whole report of the file and exits 0; the
         file is left as it was.
         """
-        content = sample_book().serialize(UTC_PLUS_8)
+        content = serialize(sample_book().snapshot(), UTC_PLUS_8)
         self.write(content)
         status, out, err = self.run_main("usage", self.path)
         self.assertEqual((status, err), (0, ""))
@@ -523,7 +505,7 @@ class CommandLineTests(SynchronousTestCase):
         C{--by user}, C{--by model}, C{--by week} print one table each and
         C{--by all} all three.
         """
-        self.write(sample_book().serialize(UTC_PLUS_8))
+        self.write(serialize(sample_book().snapshot(), UTC_PLUS_8))
         header = HEADER.replace(PATH, self.path) + "\n"
         for by, expected in [
             ("user", header + BY_USER),
@@ -579,6 +561,17 @@ class CommandLineTests(SynchronousTestCase):
         """
         os.mkdir(self.path)
         self.assert_refused(None, "cannot read")
+
+    def test_device(self) -> None:
+        """
+        A device given as the file (one that could be read for ever) is
+        refused without being read.
+        """
+        status, out, err = self.run_main("usage", os.devnull)
+        self.assertEqual(
+            (status, out, err),
+            (1, "", f"python -m ccm usage: cannot use {os.devnull!r}: it is not a regular file\n"),
+        )
 
     def test_not_json(self) -> None:
         """
@@ -693,7 +686,7 @@ class SubprocessTests(TestCase):
         os.makedirs(directory)
         path = os.path.join(directory, "usages.json")
         with open(path, "wb") as handle:
-            handle.write(sample_book().serialize(UTC))
+            handle.write(serialize(sample_book().snapshot(), UTC))
         source_root = os.path.dirname(os.path.dirname(os.path.abspath(ccm.__file__)))
         environment = {"TZ": "UTC", "PYTHONPATH": source_root}
 

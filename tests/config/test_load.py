@@ -486,6 +486,18 @@ class DocumentShapeTests(SynchronousTestCase, ProblemsTestMixin):
         """
         self.assert_load_fails(self.write(b'{"tag": "caf\xe9"}'), ["config.json: not UTF-8 text"])
 
+    def test_beyond_the_decoder(self) -> None:
+        """
+        JSON nested deeper than the decoder goes, or with a number longer
+        than Python converts, is refused in one line instead of a
+        traceback.
+        """
+        self.assert_load_fails(self.write(b"[" * 200_000), ["config.json: nested too deeply"])
+        self.assert_load_fails(
+            self.write(b'{"listen_port": ' + b"1" * 5000 + b"}"),
+            ["config.json: a number has too many digits"],
+        )
+
     def test_missing_file(self) -> None:
         """
         A file that does not exist is reported with its full path and the

@@ -15,11 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.credentials import file as credentialfile
 from ccm.credentials.file import (
-    NEW_FILE_MODE,
     CredentialFile,
     CredentialFileError,
     OAuthTokens,
-    atomic_write,
     default_credential_path,
 )
 
@@ -454,52 +452,6 @@ class WriteTokensTests(CredentialFileTestCase):
 
     if AS_ROOT:
         test_unwritable_directory.skip = ROOT_SKIP  # type: ignore[attr-defined]
-
-
-class AtomicWriteTests(SynchronousTestCase):
-    """
-    L{atomic_write} replaces a file in one step or not at all.
-    """
-
-    def setUp(self) -> None:
-        self.directory = self.mktemp()
-        os.makedirs(self.directory)
-
-    def test_new_file_mode(self) -> None:
-        """
-        A new file gets exactly the requested mode, not the umask's.
-        """
-        path = os.path.join(self.directory, "new.json")
-        atomic_write(path, b"{}", NEW_FILE_MODE)
-        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
-        with open(path, "rb") as handle:
-            self.assertEqual(handle.read(), b"{}")
-
-    def test_target_cannot_be_replaced(self) -> None:
-        """
-        When the rename fails (the target is a non-empty directory), the
-        target is untouched and the temporary file is removed; the error
-        names the path and never the data.
-        """
-        target = os.path.join(self.directory, "target")
-        os.makedirs(os.path.join(target, "inside"))
-        error = self.assertRaises(
-            CredentialFileError, atomic_write, target, b"secret-data", 0o600
-        )
-        self.assertIn(target, str(error))
-        self.assertNotIn("secret-data", str(error))
-        self.assertEqual(os.listdir(self.directory), ["target"])
-        self.assertEqual(os.listdir(target), ["inside"])
-
-    def test_missing_directory(self) -> None:
-        """
-        A target in a directory that does not exist fails with a message
-        naming it.
-        """
-        target = os.path.join(self.directory, "absent", "file.json")
-        error = self.assertRaises(CredentialFileError, atomic_write, target, b"{}", 0o600)
-        self.assertIn(target, str(error))
-        self.assertIn(os.strerror(errno.ENOENT), str(error))
 
 
 class CheckWritableTests(CredentialFileTestCase):

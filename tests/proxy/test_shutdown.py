@@ -166,7 +166,7 @@ class CutTests(SynchronousTestCase):
         self.assertFalse(handle.event("ping", {"type": "ping"}))
         [record] = self.recorder.records
         self.assertEqual(
-            record["usage"],
+            record.tokens,
             TokenUsage(model=MODEL, input_tokens=120, output_tokens=1, cache_read_input_tokens=4000),
         )
         [warning] = harness.log_texts(LogLevel.warn)

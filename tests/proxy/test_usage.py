@@ -11,6 +11,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.credentials.credential import Credential
+from ccm.accounting.counters import UsageRecord
 from ccm.accounting.meter import TokenUsage
 from tests.fake_anthropic import (
     cut_stream_reply,
@@ -55,10 +56,13 @@ class Recorder:
     """
 
     def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
+        self.records: list[UsageRecord] = []
 
-    def record(self, **fields: Any) -> None:
-        self.records.append(fields)
+    def record(self, record: UsageRecord) -> None:
+        """
+        Keep C{record}.
+        """
+        self.records.append(record)
 
 
 class ProxyUsageTests(SynchronousTestCase):
@@ -92,14 +96,14 @@ class ProxyUsageTests(SynchronousTestCase):
         self.harness.fake.enqueue(text_reply("Hello", usage=USAGE))
         self.request(stream=True)
         [record] = self.recorder.records
-        self.assertEqual(record["usage"], EXPECTED)
+        self.assertEqual(record.tokens, EXPECTED)
         self.assertEqual(
-            (record["model"], record["user"], record["messages"], record["context_window"]),
+            (record.model, record.user, record.messages, record.context_window),
             (MODEL, "alice", 3, 200000),
         )
         reset = int(self.harness.fake.unified_headers["anthropic-ratelimit-unified-7d-reset"])
         expected_week = round((reset - 604800) / 3600) * 3600
-        self.assertEqual(record["week_start_unix"], expected_week)
+        self.assertEqual(record.week_start_unix, expected_week)
         self.assertEqual(self.credentials, [self.harness.credential])
         self.assertIn("tokens in=21 out=9", self.harness.exchange_lines()[0])
 
@@ -118,7 +122,7 @@ class ProxyUsageTests(SynchronousTestCase):
         )
         self.harness.body_of(response)
         [record] = self.recorder.records
-        self.assertEqual((record["usage"], record["user"]), (EXPECTED, "bob"))
+        self.assertEqual((record.tokens, record.user), (EXPECTED, "bob"))
 
     def test_long_context(self) -> None:
         """
@@ -130,7 +134,7 @@ class ProxyUsageTests(SynchronousTestCase):
         self.request(stream=True, **{"anthropic-beta": "claude-code-20250219,context-1m-2025-08-07"})
         self.request(stream=True, **{"anthropic-beta": "claude-code-20250219"})
         self.assertEqual(
-            [r["context_window"] for r in self.recorder.records], [1_000_000, 200_000]
+            [r.context_window for r in self.recorder.records], [1_000_000, 200_000]
         )
 
     def test_errors_not_counted(self) -> None:
@@ -149,7 +153,7 @@ class ProxyUsageTests(SynchronousTestCase):
         self.harness.fake.enqueue(midstream_error_reply("api_error", "boom"))
         self.request(stream=True)
         [record] = self.recorder.records
-        self.assertGreater(record["usage"].input_tokens, 0)
+        self.assertGreater(record.tokens.input_tokens, 0)
 
     def test_upstream_cut_counts_what_was_used(self) -> None:
         """
@@ -158,7 +162,7 @@ class ProxyUsageTests(SynchronousTestCase):
         self.harness.fake.enqueue(cut_stream_reply(after_events=1))
         self.request(stream=True)
         [record] = self.recorder.records
-        self.assertGreater(record["usage"].input_tokens, 0)
+        self.assertGreater(record.tokens.input_tokens, 0)
 
     def test_client_gone_counts_what_was_used(self) -> None:
         """
@@ -189,7 +193,7 @@ class ProxyUsageTests(SynchronousTestCase):
         server_request.channel.transport.loseConnection()
         self.harness.flush()
         [record] = self.recorder.records
-        self.assertEqual(record["usage"].input_tokens, 77)
+        self.assertEqual(record.tokens.input_tokens, 77)
         self.assertTrue(reply.handle.disconnected)
 
     def test_no_tokens_not_counted(self) -> None:
@@ -205,7 +209,7 @@ class ProxyUsageTests(SynchronousTestCase):
         A recorder that fails is logged and does not disturb the response.
         """
 
-        def broken(**fields: Any) -> None:
+        def broken(record: UsageRecord) -> None:
             raise ValueError("disk on fire")
 
         self.recorder.record = broken  # type: ignore[method-assign]
