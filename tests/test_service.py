@@ -1,6 +1,6 @@
 """
-Tests for L{ccm.service.CcmService}: how a configured service is assembled,
-and reconfigured by a reload.
+Tests for L{ccm.service.CcmService}, built by L{ccm.build.build_service}: how
+a configured service is assembled, and reconfigured by a reload.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ccm.web.connections import CcmChannel
 from ccm.credentials.keychain import KeychainStore, keychain_service_name
 from ccm.pool.select import BalancerPool
 from ccm.reload import plan_reload
+from ccm.build import build_service
 from ccm.service import CcmService
 from ccm.credentials.watch import FileWatcher
 from tests.proxyharness import write_credentials
@@ -47,7 +48,7 @@ class KeychainWiringTests(SynchronousTestCase):
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
         self.home = home
-        return CcmService(
+        return build_service(
             ServiceConfig(where=""),
             reactor=MemoryReactorClock(),
             http_client=object(),
@@ -148,7 +149,7 @@ class ReconfigureTests(SynchronousTestCase):
         Build and start the service C{document} describes, on a memory
         reactor, and a client in front of its resources.
         """
-        self.service = CcmService(
+        self.service = build_service(
             self.load(document),
             reactor=MemoryReactorClock(),
             http_client=object(),
@@ -208,7 +209,7 @@ class ReconfigureTests(SynchronousTestCase):
             [401, 200, 401, 200],
         )
         [_, carol] = self.service.config.users
-        self.assertIs(self.service.pool_for(Caller(carol)), self.service.pools["b"])
+        self.assertIs(self.service.user_pools.pool_for(Caller(carol)), self.service.pools["b"])
         self.assertEqual(self.service.credentials, credentials)
 
     def test_pools_limits_and_headers(self) -> None:
@@ -246,7 +247,7 @@ class ReconfigureTests(SynchronousTestCase):
         )
         member_a = self.service.pools["a"].members[0]
         self.assertEqual((member_a.cap_5h, member_a.cap_weekly), (75, 70))
-        self.assertEqual(self.service.proxy.extra_headers, (("x-team", ("blue",)),))
+        self.assertEqual(self.service.proxy.context.extra_headers, (("x-team", ("blue",)),))
         self.assertEqual(self.service.proxy.max_request_body, 1024 * 1024)
         self.assertEqual(self.service.site.max_request_body, 1024 * 1024)
         self.assertEqual(self.service.config.shutdown_grace, 2.0)
@@ -285,7 +286,7 @@ class ConnectionLimitsWiringTests(SynchronousTestCase):
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
         limits = ConnectionLimits(max_connections=7, max_connections_per_address=3)
-        service = CcmService(
+        service = build_service(
             ServiceConfig(where="", connection_limits=limits),
             reactor=MemoryReactorClock(),
             http_client=object(),
@@ -299,3 +300,4 @@ class ConnectionLimitsWiringTests(SynchronousTestCase):
         self.assertIsInstance(channel, CcmChannel)
         self.assertIs(channel.limits, limits)
         channel.release()
+
