@@ -9,7 +9,8 @@ import os
 from typing import Any
 
 from treq.testing import StubTreq
-from twisted.application.service import IService
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
@@ -301,3 +302,106 @@ class ConnectionLimitsWiringTests(SynchronousTestCase):
         self.assertIs(channel.limits, limits)
         channel.release()
 
+
+class _Part(Service):
+    """
+    A child service that notes when it starts and stops.
+    """
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        self.name = name
+        self._events = events
+
+    def startService(self) -> None:
+        super().startService()
+        self._events.append(f"start {self.name}")
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._events.append(f"stop {self.name}")
+
+
+class _Credential:
+    """
+    Stands in for a credential; notes its loads.
+    """
+
+    def __init__(self, events: list[str]) -> None:
+        self._events = events
+
+    def reload(self) -> None:
+        self._events.append("load credential")
+
+
+class _Proxy:
+    """
+    Stands in for the proxy: its drain waits until the test fires it.
+    """
+
+    def __init__(self, events: list[str]) -> None:
+        self._events = events
+        self.drained: Deferred[None] = Deferred()
+
+    def drain(self, grace: float) -> Deferred[None]:
+        self._events.append(f"drain {grace:g}s")
+        return self.drained
+
+    def cut(self) -> int:
+        self._events.append("cut")
+        return 2
+
+
+class StartStopTests(SynchronousTestCase):
+    """
+    L{CcmService} orders the start and the stop of its parts.
+    """
+
+    def setUp(self) -> None:
+        self.events: list[str] = []
+        self.proxy = _Proxy(self.events)
+        self.service = CcmService(
+            ServiceConfig(where="", shutdown_grace=7.0),
+            credentials=[_Credential(self.events)],  # type: ignore[list-item]
+            members={},
+            user_pools=None,  # type: ignore[arg-type]
+            authenticator=None,  # type: ignore[arg-type]
+            proxy=self.proxy,  # type: ignore[arg-type]
+            site=None,  # type: ignore[arg-type]
+            background=[_Part("saver", self.events), _Part("poller", self.events)],
+            listeners=[_Part("listener", self.events)],  # type: ignore[list-item]
+            close_connections=[lambda: self.events.append("close pools")],
+        )
+
+    def test_start(self) -> None:
+        """
+        Credentials are loaded once, before the parts start in order.
+        """
+        self.service.privilegedStartService()
+        self.service.startService()
+        self.assertEqual(
+            self.events, ["load credential", "start saver", "start poller", "start listener"]
+        )
+
+    def test_stop(self) -> None:
+        """
+        Stopping stops listening, waits for the drain of the requests in
+        progress for the shutdown grace, then stops the background parts
+        in reverse order and closes the upstream connection pools.
+        """
+        self.service.startService()
+        del self.events[:]
+        stopped = self.service.stopService()
+        self.assertEqual(self.events, ["stop listener", "drain 7s"])
+        self.assertNoResult(stopped)
+        self.proxy.drained.callback(None)
+        self.successResultOf(stopped)
+        self.assertEqual(
+            self.events, ["stop listener", "drain 7s", "stop poller", "stop saver", "close pools"]
+        )
+
+    def test_end_requests_now(self) -> None:
+        """
+        A second stop signal cuts the requests in progress.
+        """
+        self.assertEqual(self.service.end_requests_now(), 2)
+        self.assertEqual(self.events, ["cut"])
