@@ -1,47 +1,36 @@
 # -*- test-case-name: tests.test_service -*-
 """
-One configured ccm service, assembled: its credentials and their watchers,
-the background token refresher, the resource tree, and its listeners.
+One running ccm service: the order in which its parts start and stop, and
+what a reload changes in place.  L{ccm.build.build_service} makes the
+parts and hands them over.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import sys
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from ccm.web.auth import Authenticator, Caller
-from ccm.banner import log_startup
 from ccm.config.model import (
-    DEFAULT_POLL_INTERVAL_SECONDS,
     AddressListener,
     BalancerCredentialConfig,
     DefaultCredentialConfig,
-    Detour,
     Listener,
     ServiceConfig,
 )
-from ccm.credentials.file import CredentialFile
-from ccm.credentials.store import credential_store_for
-from ccm.credentials.credential import Credential, TokenRefreshService
-from ccm.web.listening import ListeningService, endpoint_for
-from ccm.credentials.oauth import TokenEndpoint
-from ccm.pool.poller import UsagePoller
-from ccm.pool.select import BalancerPool, PoolMember, SingleCredentialPool
-from ccm.proxy.resource import Pool, ProxyResource
-from ccm.web.site import CcmSite, build_root
-from ccm.web.status import StatusResource
-from ccm.upstream.client import make_http_client
-from ccm.accounting.usagefile import UsageFile, UsageSaverService
-from ccm.credentials.watch import FileWatcher
+from ccm.credentials.credential import Credential
+from ccm.pool.select import BalancerPool, PoolMember
+from ccm.proxy.context import Pool
+from ccm.proxy.resource import ProxyResource
+from ccm.user_pools import UserPools
+from ccm.web.auth import Authenticator
+from ccm.web.listening import ListeningService
+from ccm.web.site import CcmSite
 
 
 def _stop_all(services: Iterable[IService]) -> Deferred[Any]:
@@ -70,23 +59,19 @@ def _is_loopback(listener: Listener) -> bool:
     return False
 
 
-def _usage_saver(path: str, reactor: Any, parent: MultiService) -> UsageSaverService:
-    usage_file = UsageFile(path, reactor)
-    saver = UsageSaverService(usage_file, usage_file.load(), reactor)
-    saver.setServiceParent(parent)
-    return saver
-
-
 class CcmService(MultiService):
     """
     A running ccm service.
 
-    :param http_client: the treq-style client for upstream requests of
-        credentials without a proxy detour.
-    :param close_http: closes that client's connections at shutdown.
-    :param make_client: builds the client and connection pool for a proxy
-        detour; one is made per distinct detour, and its pool is closed at
-        shutdown.
+    :param credentials: its credentials, loaded when it starts.
+    :param members: each credential's place in the pools, by tag.
+    :param user_pools: the pool of each caller.
+    :param authenticator: who may call.
+    :param background: the services that work behind the requests (usage
+        savers, file watchers, the token refresher, usage pollers), started
+        in this order and stopped in the reverse one, after the drain.
+    :param listeners: where it listens, stopped first.
+    :param close_connections: close the upstream connection pools, last.
     """
 
     log = Logger()
@@ -95,133 +80,42 @@ class CcmService(MultiService):
         self,
         config: ServiceConfig,
         *,
-        reactor: Any,
-        http_client: Any,
-        close_http: Callable[[], Deferred[Any] | None] = lambda: None,
-        environ: Mapping[str, str] = os.environ,
-        home: str = os.path.expanduser("~"),
-        watch_with_inotify: bool = True,
-        make_client: Callable[[Any, Detour], tuple[Any, Any]] = make_http_client,
-        platform: str = sys.platform,
-        keyring_backend: Any = None,
+        credentials: Sequence[Credential],
+        members: Mapping[str, PoolMember],
+        user_pools: UserPools,
+        authenticator: Authenticator,
+        proxy: ProxyResource,
+        site: CcmSite,
+        background: Sequence[IService],
+        listeners: Sequence[ListeningService],
+        close_connections: Sequence[Callable[[], object]],
     ) -> None:
-        """
-        :param platform: the operating system (C{sys.platform}); on macOS a
-            credential without C{credential_path} is read from the keychain
-            first, through C{keyring_backend} (the system's by default).
-        """
         super().__init__()
         self.config = config
-        self._close_http = close_http
-        self._detour_pools: list[Any] = []
-        self._credentials_loaded = False
-        # One client, token endpoint and poller per distinct detour (None:
-        # direct), so every upstream call of a credential takes its detour.
-        clients: dict[Detour | None, Any] = {None: http_client}
-        token_endpoints: dict[Detour | None, TokenEndpoint] = {}
-        detour_of: dict[str, Detour | None] = {}
-        members: dict[str, PoolMember] = {}
-        recorders: dict[str, UsageSaverService] = {}
-        for credential_config in config.default_credentials():
-            detour = credential_config.detour
-            if detour is not None and detour.kind == "direct":
-                detour = None
-            if detour not in clients:
-                client, pool = make_client(reactor, detour)
-                clients[detour] = client
-                self._detour_pools.append(pool)
-            if detour not in token_endpoints:
-                token_endpoints[detour] = TokenEndpoint(
-                    clients[detour], reactor, config.oauth_token_url
-                )
-            store = credential_store_for(
-                credential_config.credential_path,
-                environ,
-                home,
-                platform,
-                keyring_backend,
-                run_in_thread=lambda work: deferToThreadPool(
-                    reactor, reactor.getThreadPool(), work
-                ),
-            )
-            credential = Credential(
-                credential_config.tag, store, token_endpoints[detour].refresh, reactor
-            )
-            detour_of[credential.tag] = detour
-            if credential_config.usages_path:
-                # Added first, so that it stops last and its final save sees
-                # every request the other services let finish.
-                recorders[credential.tag] = _usage_saver(
-                    credential_config.usages_path, reactor, self
-                )
-            members[credential.tag] = PoolMember(
-                credential, credential_config.cap_5h, credential_config.cap_weekly
-            )
-        self.credentials = [m.credential for m in members.values()]
-        log_startup(self.log, config, [(c.tag, c.store.path) for c in self.credentials])
-        for credential in self.credentials:
-            if not isinstance(credential.store, CredentialFile):
-                continue  # The keychain is not watched, as in sing-box.
-            FileWatcher(
-                credential.store.path,
-                credential.reload,
-                clock=reactor,
-                reactor=reactor if watch_with_inotify else None,
-            ).setServiceParent(self)
-        TokenRefreshService(self.credentials, reactor).setServiceParent(self)
-        pools: dict[str, Pool] = {
-            tag: SingleCredentialPool(member, reactor) for tag, member in members.items()
-        }
-        poll_interval = DEFAULT_POLL_INTERVAL_SECONDS
-        for pool_config in config.credentials:
-            if isinstance(pool_config, BalancerCredentialConfig):
-                pools[pool_config.tag] = BalancerPool(
-                    pool_config.tag,
-                    [members[tag] for tag in pool_config.credentials],
-                    pool_config.strategy,
-                    reactor,
-                    rebalance_threshold=pool_config.rebalance_threshold,
-                )
-                poll_interval = min(poll_interval, pool_config.poll_interval)
-        for detour, client in clients.items():
-            polled = [c for c in self.credentials if detour_of[c.tag] == detour]
-            if polled or detour is None:
-                UsagePoller(
-                    polled, client, reactor, config.upstream_url, poll_interval
-                ).setServiceParent(self)
+        self.credentials = list(credentials)
         self._members = members
-        self.pools = pools
-        self._default_pool = pools[config.credentials[0].tag] if config.credentials else pools["default"]
-        self._user_pools = self._pools_of_users(config)
-        authenticator = Authenticator(config.users)
+        self.user_pools = user_pools
         self._authenticator = authenticator
-
-        proxy = ProxyResource(
-            authenticator=authenticator,
-            pool_for=self.pool_for,
-            http_client=http_client,
-            clock=reactor,
-            upstream_url=config.upstream_url,
-            extra_headers=config.headers,
-            max_request_body=config.max_request_body,
-            usage_for=lambda credential: recorders.get(credential.tag),
-            http_client_for=lambda credential: clients[detour_of[credential.tag]],
-        )
         self.proxy = proxy
-        self.site = CcmSite(
-            build_root(proxy, StatusResource(authenticator, self.pool_for)),
-            config.max_request_body,
-            reactor=reactor,
-            connection_limits=config.connection_limits,
-        )
-        self.listeners = []
-        for listener in config.listeners:
-            listening = ListeningService(endpoint_for(reactor, listener), self.site)
-            listening.setServiceParent(self)
-            self.listeners.append(listening)
-        self._warn_if_open()
+        self.site = site
+        self.listeners = list(listeners)
+        self._close_connections = close_connections
+        self._credentials_loaded = False
+        for child in (*background, *listeners):
+            child.setServiceParent(self)
 
-    def _warn_if_open(self) -> None:
+    @property
+    def pools(self) -> Mapping[str, Pool]:
+        """
+        Every pool of the service, by tag.
+        """
+        return self.user_pools.pools
+
+    def warn_if_open(self) -> None:
+        """
+        Warn when anyone who can reach the service may use it: no users,
+        and a listener beyond this machine.
+        """
         if self._authenticator.anonymous and not all(
             _is_loopback(l) for l in self.config.listeners
         ):
@@ -230,24 +124,6 @@ class CcmService(MultiService):
                 "anyone who can reach it can use the subscription; add users "
                 "with tokens"
             )
-
-    def _pools_of_users(self, config: ServiceConfig) -> dict[str, Pool]:
-        """
-        The pool serving each user: the one its C{credential} names, or the
-        only one without a credentials list.
-        """
-        return {
-            user.name: self.pools[user.credential] if config.credentials else self._default_pool
-            for user in config.users
-        }
-
-    def pool_for(self, caller: Caller) -> Pool:
-        """
-        The pool that serves C{caller}.
-        """
-        if caller.user is None:
-            return self._default_pool
-        return self._user_pools[caller.user.name]
 
     def reconfigure(self, config: ServiceConfig) -> None:
         """
@@ -275,7 +151,7 @@ class CcmService(MultiService):
                     credential_config.rebalance_threshold,
                 )
         was_anonymous = self._authenticator.anonymous
-        self._user_pools = self._pools_of_users(config)
+        self.user_pools.set_users(config.users)
         self._authenticator.set_users(config.users)
         self.proxy.reconfigure(
             extra_headers=config.headers, max_request_body=config.max_request_body
@@ -284,7 +160,7 @@ class CcmService(MultiService):
         self.site.connection_limits = config.connection_limits
         self.config = config
         if not was_anonymous:
-            self._warn_if_open()
+            self.warn_if_open()
 
     def privilegedStartService(self) -> None:
         # twistd binds here, before dropping privileges.
@@ -326,7 +202,7 @@ class CcmService(MultiService):
         stopped = _stop_all(self.listeners)
         stopped.addCallback(lambda _: self.proxy.drain(self.config.shutdown_grace))
         stopped.addCallback(lambda _: _stop_all(background))
-        stopped.addBoth(lambda _: self._close_connections())
+        stopped.addBoth(lambda _: self._close_all())
         return stopped
 
     def end_requests_now(self) -> int:
@@ -338,8 +214,6 @@ class CcmService(MultiService):
         """
         return self.proxy.cut()
 
-    def _close_connections(self) -> Deferred[Any]:
-        closing = [self._close_http()] + [
-            pool.closeCachedConnections() for pool in self._detour_pools
-        ]
+    def _close_all(self) -> Deferred[Any]:
+        closing = [close() for close in self._close_connections]
         return DeferredList([d for d in closing if isinstance(d, Deferred)], consumeErrors=True)

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_tap -*-
 """
 The twistd plugin's options and service: C{twistd -n ccm --config
-config.json}.  This is the one place that reads the configuration file,
-touches the global reactor and wires the parts together.
+config.json}.  This is the one place that reads the configuration file and
+touches the global reactor; L{ccm.build} wires each service's parts.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from ccm.config.model import Config, ConfigError, EndpointListener, default_config
-from ccm.config.load import check_endpoint, load_config
+from ccm.config.listen import check_endpoint
+from ccm.config.load import load_config
 from ccm.config.reader import Problems
 from ccm.web.listening import ListenError
 from ccm.reload import Reloader
+from ccm.build import build_service
 from ccm.service import CcmService
 from ccm.signals import SignalHandlers
 from ccm.upstream.client import make_http_client
@@ -111,7 +113,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for service_config in config.services:
         http_client, pool = make_http_client(reactor)
         try:
-            service = CcmService(
+            service = build_service(
                 service_config,
                 reactor=reactor,
                 http_client=http_client,

@@ -1,12 +1,12 @@
 """
 Shared fixtures for the proxy's tests.
 
-L{ProxyHarness} assembles what C{ccm.service} assembles for one service,
-without a reactor: a real L{Credential} over a credentials file in a
-temporary directory, a L{SingleCredentialPool}, an L{Authenticator}, the
-L{ProxyResource} and L{StatusResource} under L{build_root}.  The upstream is
-a L{FakeAnthropic} reached through a L{StubTreq}, the client is another
-L{StubTreq} in front of the root, and time is a L{Clock}::
+L{ProxyHarness} builds one service with L{ccm.build.build_service}, as
+C{twistd ccm} does, without a reactor: its credential reads a credentials
+file in a temporary directory, and it listens nowhere.  The upstream is a
+L{FakeAnthropic} reached through a L{StubTreq}, the client is another
+L{StubTreq} in front of the service's resource tree, and time is a
+L{Clock}::
 
     harness = ProxyHarness(self)
     response = harness.response("POST", "/v1/messages", body)
@@ -15,6 +15,7 @@ L{StubTreq} in front of the root, and time is a L{Clock}::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any, Sequence
 import treq
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
@@ -34,15 +35,20 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.server import Request
 
-from ccm.web.auth import Authenticator, Caller
-from ccm.config.model import ConnectionLimits, UserConfig
-from ccm.credentials.file import CredentialFile
-from ccm.credentials.credential import Credential
-from ccm.credentials.oauth import RefreshError, TokenGrant
-from ccm.pool.select import PoolMember, SingleCredentialPool
-from ccm.proxy.resource import ProxyResource
-from ccm.web.site import CcmSite, build_root
-from ccm.web.status import StatusResource
+from ccm.build import build_service
+from ccm.upstream.client import make_http_client
+from ccm.config.model import (
+    BalancerCredentialConfig,
+    ConnectionLimits,
+    CredentialConfig,
+    DefaultCredentialConfig,
+    ServiceConfig,
+    UserConfig,
+)
+from ccm.proxy.context import Timeouts, UsageRecorder
+from ccm.service import CcmService
+from ccm.web.auth import Caller
+from ccm.web.site import CcmSite
 from tests.fake_anthropic import FakeAnthropic
 
 START_TIME = 1_790_000_000.0
@@ -56,6 +62,13 @@ DEFAULT_USERS = (ALICE, BOB)
 DEFAULT_MAX_REQUEST_BODY = 64 * 1024
 HEADER_TIMEOUT = 600.0
 IDLE_TIMEOUT = 300.0
+#: The tag of the harness's credential, and of the second one a balancer
+#: harness has, with its access token.
+MAIN = "main"
+SECOND = "second"
+SECOND_ACCESS_TOKEN = "sk-ant-oat01-second-credential"
+#: The tag of a balancer harness's pool.
+POOL = "pool"
 
 
 def write_credentials(
@@ -86,19 +99,26 @@ def write_credentials(
 
 class ProxyHarness:
     """
-    A ccm resource tree in front of a fake Anthropic API, on a L{Clock}.
+    A ccm service in front of a fake Anthropic API, on a L{Clock}.
 
-    :ivar clock: the clock of the proxy, the credential and the fake.
-    :ivar fake: the L{FakeAnthropic} upstream.
-    :ivar upstream: the L{StubTreq} the proxy uses as its HTTP client
+    :ivar clock: the clock of the service and the fake.
+    :ivar fake: the L{FakeAnthropic} upstream, which also answers token
+        refreshes (with a 500, unless the test changes C{token_mode}).
+    :ivar upstream: the L{StubTreq} the service uses as its HTTP client
         (unless C{http_client} was given).
-    :ivar client: a L{StubTreq} in front of the ccm root.
-    :ivar credential: the L{Credential} serving every caller.
+    :ivar service: the L{CcmService}, built but not started.
+    :ivar proxy: its proxy resource.
+    :ivar client: a L{StubTreq} in front of the service's root.
+    :ivar credential: the L{Credential} C{main}, serving every caller.
+    :ivar credentials: every credential of the service (C{main}, and
+        C{second} in a balancer harness).
+    :ivar pool: the pool serving every caller: C{main} alone, or the
+        balancer C{pool}.
+    :ivar callers: every caller the service authenticated, in order.
     :ivar server_requests: every request that reached the proxy resource,
         in arrival order (the server side, as ccm sees it).
     :ivar stored_bodies: the body each of them had stored when rendered.
-    :ivar log: every log event published while the harness lived.
-    :ivar refreshes: the refresh tokens the credential asked to exchange.
+    :ivar log: every log event published since the service was built.
     """
 
     def __init__(
@@ -112,15 +132,23 @@ class ProxyHarness:
         idle_timeout: float = IDLE_TIMEOUT,
         http_client: Any = None,
         write_credential_file: bool = True,
-        usage_for: Any = None,
+        recorder: UsageRecorder | None = None,
+        balancer: str | None = None,
     ) -> None:
+        """
+        :param recorder: where the usage of C{main} is counted; by default
+            it is not.
+        :param balancer: the strategy of a balancer C{pool} over C{main}
+            and C{second} (whose file holds L{SECOND_ACCESS_TOKEN}), to
+            serve every caller instead of C{main} alone.
+        """
         self.testcase = testcase
-        self.log = EventLoggingObserver.createWithCleanup(testcase, globalLogPublisher)
         self.clock = Clock()
         self.clock.advance(START_TIME)
         self.fake = FakeAnthropic(self.clock)
+        self.fake.token_mode = "server_error"
         self.upstream = StubTreq(self.fake.resource())
-        directory = testcase.mktemp()
+        directory = os.path.abspath(testcase.mktemp())
         os.makedirs(directory)
         self.credential_path = os.path.join(directory, ".credentials.json")
         if write_credential_file:
@@ -130,41 +158,85 @@ class ProxyHarness:
                 self.fake.refresh_token,
                 int((START_TIME + 86400) * 1000),
             )
-        self.refreshes: list[str] = []
-        self.credential = Credential(
-            "main", CredentialFile(self.credential_path), self._refresh, self.clock
+        credentials: tuple[CredentialConfig, ...] = (
+            DefaultCredentialConfig(MAIN, self.credential_path),
         )
-        self.credential.reload()
-        self.pool = SingleCredentialPool(PoolMember(self.credential), self.clock)
-        self.authenticator = Authenticator(users)
-        self.callers: list[Caller] = []
-        self.proxy = ProxyResource(
-            authenticator=self.authenticator,
-            pool_for=self._pool_for,
-            http_client=self.upstream if http_client is None else http_client,
-            clock=self.clock,
+        serving = MAIN
+        if balancer is not None:
+            second_path = os.path.join(directory, "second.json")
+            write_credentials(
+                second_path,
+                SECOND_ACCESS_TOKEN,
+                "sk-ant-ort01-second",
+                int((START_TIME + 86400) * 1000),
+            )
+            # First: the pool of anonymous callers too.
+            credentials = (
+                BalancerCredentialConfig(POOL, (MAIN, SECOND), strategy=balancer),
+                *credentials,
+                DefaultCredentialConfig(SECOND, second_path),
+            )
+            serving = POOL
+        config = ServiceConfig(
+            where="",
+            listeners=(),
+            credentials=credentials,
+            users=tuple(dataclasses.replace(u, credential=u.credential or serving) for u in users),
+            headers=extra_headers,
             upstream_url=UPSTREAM_URL,
-            extra_headers=extra_headers,
+            oauth_token_url=UPSTREAM_URL + "/v1/oauth/token",
             max_request_body=max_request_body,
-            header_timeout=header_timeout,
-            idle_timeout=idle_timeout,
-            **({} if usage_for is None else {"usage_for": usage_for}),
         )
+        self.service = build_service(
+            config,
+            reactor=self.clock,
+            http_client=self.upstream if http_client is None else http_client,
+            environ={},
+            home=directory,
+            watch_with_inotify=False,
+            platform="linux",
+            timeouts=Timeouts(response_headers=header_timeout, stream_idle=idle_timeout),
+            usage_recorders={} if recorder is None else {MAIN: recorder},
+        )
+        self.log = EventLoggingObserver.createWithCleanup(testcase, globalLogPublisher)
+        self.credentials = self.service.credentials
+        for credential in self.credentials:
+            credential.reload()
+        self.credential = self.credentials[0]
+        self.pool = self.service.pools[serving]
+        self.proxy = self.service.proxy
+        self.callers: list[Caller] = []
+        authenticate = self.proxy.authenticator.authenticate
+
+        def recording_authenticate(headers: Headers) -> Caller:
+            caller = authenticate(headers)
+            self.callers.append(caller)
+            return caller
+
+        authenticator = self.proxy.authenticator
+        authenticator.authenticate = recording_authenticate  # type: ignore[method-assign]
         self.server_requests: list[Request] = []
         self.stored_bodies: list[bytes] = []
         original_render = self.proxy.render
 
         def spy(request: Request) -> Any:
             self.server_requests.append(request)
+            assert request.content is not None
             request.content.seek(0)
             self.stored_bodies.append(request.content.read())
             request.content.seek(0)
             return original_render(request)
 
         self.proxy.render = spy  # type: ignore[method-assign]
-        self.status = StatusResource(self.authenticator, self._pool_for)
-        self.root = build_root(self.proxy, self.status)
+        self.root = self.service.site.resource
         self.client = StubTreq(self.root)
+
+    @property
+    def refreshes(self) -> list[str]:
+        """
+        The refresh tokens the credential asked the fake to exchange.
+        """
+        return [request.json()["refresh_token"] for request in self.fake.token_requests]
 
     def site(
         self,
@@ -172,7 +244,7 @@ class ProxyHarness:
         connection_limits: ConnectionLimits = ConnectionLimits(),
     ) -> CcmSite:
         """
-        A real ccm site around the root, on the harness's clock.
+        A real ccm site around the service's root, on the harness's clock.
 
         :param max_request_body: the site's body limit; by default the
             proxy's.
@@ -180,14 +252,6 @@ class ProxyHarness:
         """
         limit = self.proxy.max_request_body if max_request_body is None else max_request_body
         return CcmSite(self.root, limit, reactor=self.clock, connection_limits=connection_limits)
-
-    def _refresh(self, refresh_token: str) -> Deferred[TokenGrant]:
-        self.refreshes.append(refresh_token)
-        return fail(RefreshError("no refresh expected in this test"))
-
-    def _pool_for(self, caller: Caller) -> SingleCredentialPool:
-        self.callers.append(caller)
-        return self.pool
 
     def flush(self) -> None:
         """
@@ -329,6 +393,37 @@ class ProxyHarness:
             for secret in secrets:
                 self.testcase.assertNotIn(secret, text)
 
+
+
+def serve_on_loopback(
+    testcase: SynchronousTestCase, reactor: Any, config: ServiceConfig
+) -> tuple[CcmService, int]:
+    """
+    Build the service C{config} describes on the real reactor, with the
+    real upstream client, load its credentials and serve its site on a
+    loopback port, until the test ends; for the few tests that need real
+    sockets.  Its background services do not run.
+
+    :return: the service and the port.
+    """
+    http_client, upstream_pool = make_http_client(reactor)
+    testcase.addCleanup(upstream_pool.closeCachedConnections)
+    home = os.path.abspath(testcase.mktemp())
+    os.makedirs(home)
+    service = build_service(
+        config,
+        reactor=reactor,
+        http_client=http_client,
+        environ={},
+        home=home,
+        watch_with_inotify=False,
+        platform="linux",
+    )
+    for credential in service.credentials:
+        credential.reload()
+    port = reactor.listenTCP(0, service.site, interface="127.0.0.1")
+    testcase.addCleanup(port.stopListening)
+    return service, port.getHost().port
 
 
 @dataclass

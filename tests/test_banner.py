@@ -1,6 +1,6 @@
 """
 Tests for L{ccm.banner}: what ccm logs about a service as it starts, and
-that L{ccm.service.CcmService} logs it before anything else it says.
+that L{ccm.build.build_service} logs it before anything else it says.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ccm.config.model import (
     UserConfig,
     default_config,
 )
-from ccm.service import CcmService
+from ccm.build import build_service
 
 HOST = "ccm-box"
 USER_TOKEN = "ccm-token-banner-7c1e"
@@ -157,8 +157,8 @@ class StartupLinesTests(SynchronousTestCase):
 
 class ServiceLogsStartupTests(SynchronousTestCase):
     """
-    L{CcmService} logs the start-up lines as it is built, first of all its
-    messages, with the credentials file it will really read.
+    L{build_service} logs the start-up lines as it builds a service, first
+    of all its messages, with the credentials file it will really read.
     """
 
     def test_defaults_logged_first(self) -> None:
@@ -171,7 +171,7 @@ class ServiceLogsStartupTests(SynchronousTestCase):
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
         config = ServiceConfig(where="", listeners=(EndpointListener("tcp:8080"),))
-        CcmService(
+        build_service(
             config,
             reactor=MemoryReactorClock(),
             http_client=object(),

@@ -1,6 +1,6 @@
 """
-Tests for L{ccm.service.CcmService}: how a configured service is assembled,
-and reconfigured by a reload.
+Tests for L{ccm.service.CcmService}, built by L{ccm.build.build_service}: how
+a configured service is assembled, and reconfigured by a reload.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import os
 from typing import Any
 
 from treq.testing import StubTreq
-from twisted.application.service import IService
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
@@ -22,6 +23,7 @@ from ccm.web.connections import CcmChannel
 from ccm.credentials.keychain import KeychainStore, keychain_service_name
 from ccm.pool.select import BalancerPool
 from ccm.reload import plan_reload
+from ccm.build import build_service
 from ccm.service import CcmService
 from ccm.credentials.watch import FileWatcher
 from tests.proxyharness import write_credentials
@@ -47,7 +49,7 @@ class KeychainWiringTests(SynchronousTestCase):
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
         self.home = home
-        return CcmService(
+        return build_service(
             ServiceConfig(where=""),
             reactor=MemoryReactorClock(),
             http_client=object(),
@@ -148,7 +150,7 @@ class ReconfigureTests(SynchronousTestCase):
         Build and start the service C{document} describes, on a memory
         reactor, and a client in front of its resources.
         """
-        self.service = CcmService(
+        self.service = build_service(
             self.load(document),
             reactor=MemoryReactorClock(),
             http_client=object(),
@@ -208,7 +210,7 @@ class ReconfigureTests(SynchronousTestCase):
             [401, 200, 401, 200],
         )
         [_, carol] = self.service.config.users
-        self.assertIs(self.service.pool_for(Caller(carol)), self.service.pools["b"])
+        self.assertIs(self.service.user_pools.pool_for(Caller(carol)), self.service.pools["b"])
         self.assertEqual(self.service.credentials, credentials)
 
     def test_pools_limits_and_headers(self) -> None:
@@ -246,7 +248,7 @@ class ReconfigureTests(SynchronousTestCase):
         )
         member_a = self.service.pools["a"].members[0]
         self.assertEqual((member_a.cap_5h, member_a.cap_weekly), (75, 70))
-        self.assertEqual(self.service.proxy.extra_headers, (("x-team", ("blue",)),))
+        self.assertEqual(self.service.proxy.context.extra_headers, (("x-team", ("blue",)),))
         self.assertEqual(self.service.proxy.max_request_body, 1024 * 1024)
         self.assertEqual(self.service.site.max_request_body, 1024 * 1024)
         self.assertEqual(self.service.config.shutdown_grace, 2.0)
@@ -285,7 +287,7 @@ class ConnectionLimitsWiringTests(SynchronousTestCase):
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
         limits = ConnectionLimits(max_connections=7, max_connections_per_address=3)
-        service = CcmService(
+        service = build_service(
             ServiceConfig(where="", connection_limits=limits),
             reactor=MemoryReactorClock(),
             http_client=object(),
@@ -299,3 +301,107 @@ class ConnectionLimitsWiringTests(SynchronousTestCase):
         self.assertIsInstance(channel, CcmChannel)
         self.assertIs(channel.limits, limits)
         channel.release()
+
+
+class _Part(Service):
+    """
+    A child service that notes when it starts and stops.
+    """
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        self.name = name
+        self._events = events
+
+    def startService(self) -> None:
+        super().startService()
+        self._events.append(f"start {self.name}")
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._events.append(f"stop {self.name}")
+
+
+class _Credential:
+    """
+    Stands in for a credential; notes its loads.
+    """
+
+    def __init__(self, events: list[str]) -> None:
+        self._events = events
+
+    def reload(self) -> None:
+        self._events.append("load credential")
+
+
+class _Proxy:
+    """
+    Stands in for the proxy: its drain waits until the test fires it.
+    """
+
+    def __init__(self, events: list[str]) -> None:
+        self._events = events
+        self.drained: Deferred[None] = Deferred()
+
+    def drain(self, grace: float) -> Deferred[None]:
+        self._events.append(f"drain {grace:g}s")
+        return self.drained
+
+    def cut(self) -> int:
+        self._events.append("cut")
+        return 2
+
+
+class StartStopTests(SynchronousTestCase):
+    """
+    L{CcmService} orders the start and the stop of its parts.
+    """
+
+    def setUp(self) -> None:
+        self.events: list[str] = []
+        self.proxy = _Proxy(self.events)
+        self.service = CcmService(
+            ServiceConfig(where="", shutdown_grace=7.0),
+            credentials=[_Credential(self.events)],  # type: ignore[list-item]
+            members={},
+            user_pools=None,  # type: ignore[arg-type]
+            authenticator=None,  # type: ignore[arg-type]
+            proxy=self.proxy,  # type: ignore[arg-type]
+            site=None,  # type: ignore[arg-type]
+            background=[_Part("saver", self.events), _Part("poller", self.events)],
+            listeners=[_Part("listener", self.events)],  # type: ignore[list-item]
+            close_connections=[lambda: self.events.append("close pools")],
+        )
+
+    def test_start(self) -> None:
+        """
+        Credentials are loaded once, before the parts start in order.
+        """
+        self.service.privilegedStartService()
+        self.service.startService()
+        self.assertEqual(
+            self.events, ["load credential", "start saver", "start poller", "start listener"]
+        )
+
+    def test_stop(self) -> None:
+        """
+        Stopping stops listening, waits for the drain of the requests in
+        progress for the shutdown grace, then stops the background parts
+        in reverse order and closes the upstream connection pools.
+        """
+        self.service.startService()
+        del self.events[:]
+        stopped = self.service.stopService()
+        self.assertEqual(self.events, ["stop listener", "drain 7s"])
+        self.assertNoResult(stopped)
+        self.proxy.drained.callback(None)
+        self.successResultOf(stopped)
+        self.assertEqual(
+            self.events, ["stop listener", "drain 7s", "stop poller", "stop saver", "close pools"]
+        )
+
+    def test_end_requests_now(self) -> None:
+        """
+        A second stop signal cuts the requests in progress.
+        """
+        self.assertEqual(self.service.end_requests_now(), 2)
+        self.assertEqual(self.events, ["cut"])

@@ -501,13 +501,13 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
         self.assertEqual([c.tag for c in ccm_service.credentials], ["a", "b"])
         self.assertTrue(all(c.available for c in ccm_service.credentials))
         alice, bob = ccm_service.config.users
-        alice_pool = ccm_service.pool_for(Caller(alice))
+        alice_pool = ccm_service.user_pools.pool_for(Caller(alice))
         self.assertIsInstance(alice_pool, BalancerPool)
         self.assertEqual((alice_pool.strategy, alice_pool.rebalance_threshold), ("least_used", 15.0))
-        bob_pool = ccm_service.pool_for(Caller(bob))
+        bob_pool = ccm_service.user_pools.pool_for(Caller(bob))
         self.assertIsInstance(bob_pool, SingleCredentialPool)
         self.assertEqual(bob_pool.member.cap_5h, 80)
-        self.assertIs(ccm_service.pool_for(Caller(None)), ccm_service.pools["a"])
+        self.assertIs(ccm_service.user_pools.pool_for(Caller(None)), ccm_service.pools["a"])
         self.stop(service, reactor)
 
     def test_seed_examples_start(self) -> None:

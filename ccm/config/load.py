@@ -37,7 +37,6 @@ from ccm.config.credentials import parse_credentials, parse_users
 from ccm.config.detour import index_outbounds, parse_detour
 from ccm.config.headers import parse_headers
 from ccm.config.listen import IGNORED_LISTEN_KEYS, LISTEN_KEYS, parse_listeners
-from ccm.config.listen import check_endpoint as check_endpoint  # for ccm.tap
 from ccm.config.reader import ObjectReader, Problems, describe_type, json_path
 from ccm.files import JSONFileError, read_json_file
 from ccm.units import parse_size

@@ -11,22 +11,20 @@ import os
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
 
-from ccm.web.auth import Authenticator
-from ccm.config.model import UserConfig
-from ccm.credentials.file import CredentialFile
-from ccm.credentials.credential import Credential
-from ccm.pool.select import BalancerPool, PoolMember
-from ccm.proxy.resource import IN_MEMORY_BODY_BYTES, ProxyResource
-from ccm.web.site import CcmSite, build_root
-from ccm.web.status import StatusResource
-from ccm.upstream.client import make_http_client
+from ccm.config.model import (
+    BalancerCredentialConfig,
+    CredentialConfig,
+    DefaultCredentialConfig,
+    ServiceConfig,
+    UserConfig,
+)
+from ccm.proxy.resource import IN_MEMORY_BODY_BYTES
 from tests.fake_anthropic import FakeAnthropic, error_reply, text_reply
-from tests.proxyharness import write_credentials
+from tests.proxyharness import serve_on_loopback, write_credentials
 
 TOKEN = "ak-ccm-big-body"
 SECOND_ACCESS = "sk-ant-oat01-big-body-second"
@@ -44,34 +42,24 @@ class BigBodyTests(unittest.TestCase):
         upstream_port = reactor.listenTCP(0, Site(self.fake.resource()), interface="127.0.0.1")
         self.addCleanup(upstream_port.stopListening)
         self.addCleanup(self.fake.abort_all)
-        http_client, upstream_pool = make_http_client(reactor)
-        self.addCleanup(upstream_pool.closeCachedConnections)
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
-        members = []
+        credentials: list[CredentialConfig] = []
         for tag, access in (("a", self.fake.access_token), ("b", SECOND_ACCESS)):
             path = os.path.join(directory, f"{tag}.json")
             write_credentials(path, access, f"sk-ant-ort01-{tag}", 0)
-            credential = Credential(tag, CredentialFile(path), lambda token: Deferred(), reactor)
-            credential.reload()
-            members.append(PoolMember(credential))
-        pool = BalancerPool("pool", members, "fallback", reactor)
-        authenticator = Authenticator([UserConfig(name="alice", token=TOKEN)])
-        proxy = ProxyResource(
-            authenticator=authenticator,
-            pool_for=lambda caller: pool,
-            http_client=http_client,
-            clock=reactor,
+            credentials.append(DefaultCredentialConfig(tag, path))
+        credentials.append(BalancerCredentialConfig("pool", ("a", "b"), strategy="fallback"))
+        config = ServiceConfig(
+            where="",
+            listeners=(),
+            credentials=tuple(credentials),
+            users=(UserConfig(name="alice", token=TOKEN, credential="pool"),),
             upstream_url=f"http://127.0.0.1:{upstream_port.getHost().port}",
             max_request_body=64 * 1024 * 1024,
         )
-        site = CcmSite(
-            build_root(proxy, StatusResource(authenticator, lambda caller: pool)),
-            64 * 1024 * 1024,
-        )
-        ccm_port = reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(ccm_port.stopListening)
-        self.url = f"http://127.0.0.1:{ccm_port.getHost().port}/v1/messages"
+        _, port = serve_on_loopback(self, reactor, config)
+        self.url = f"http://127.0.0.1:{port}/v1/messages"
         client_pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(client_pool.closeCachedConnections)
         self.client = HTTPClient(Agent(reactor, pool=client_pool))

@@ -7,7 +7,6 @@ when nothing can serve the client gets an honest 429.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -15,19 +14,16 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseDone
 
-from ccm.credentials.file import CredentialFile
-from ccm.credentials.credential import Credential
-from ccm.pool.select import BalancerPool, PoolMember
 from tests.proxyharness import (
+    SECOND_ACCESS_TOKEN,
     START_TIME,
     FakeUpstreamResponse,
     ProxyHarness,
     ScriptedUpstream,
-    write_credentials,
 )
 
 BODY = {"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True, "messages": []}
-SECOND_TOKEN = "sk-ant-oat01-second-credential"
+SECOND_TOKEN = SECOND_ACCESS_TOKEN
 
 
 def quota_429(reset_in: float) -> FakeUpstreamResponse:
@@ -66,24 +62,10 @@ class PoolProxyTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.upstream = ScriptedUpstream()
-        self.harness = ProxyHarness(self, http_client=self.upstream)
-        path = os.path.join(os.path.dirname(self.harness.credential_path), "second.json")
-        write_credentials(path, SECOND_TOKEN, "sk-ant-ort01-second", int((START_TIME + 86400) * 1000))
-        self.second = Credential("second", CredentialFile(path), lambda t: Deferred(), self.harness.clock)
-        self.second.reload()
-        self.use_pool("fallback")
-
-    def use_pool(self, strategy: str) -> None:
-        """
-        Serve every caller from a balancer over the harness's credential
-        (C{main}) and C{second}.
-        """
-        self.harness.pool = BalancerPool(  # type: ignore[assignment]
-            "pool",
-            [PoolMember(self.harness.credential), PoolMember(self.second)],
-            strategy,
-            self.harness.clock,
-        )
+        # Every caller is served by a balancer over the harness's
+        # credential (main) and second.
+        self.harness = ProxyHarness(self, http_client=self.upstream, balancer="fallback")
+        self.second = self.harness.credentials[1]
 
     def send(self, **headers: Any) -> Deferred[Any]:
         """

@@ -26,15 +26,9 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, Respon
 from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 
-from ccm.web.auth import Authenticator
-from ccm.credentials.file import CredentialFile
+from ccm.config.model import ServiceConfig
 from ccm.credentials.credential import Credential
 from ccm.proxy.headers import OAUTH_BETA
-from ccm.pool.select import PoolMember, SingleCredentialPool
-from ccm.proxy.resource import ProxyResource
-from ccm.web.site import CcmSite, build_root
-from ccm.web.status import StatusResource
-from ccm.upstream.client import make_http_client
 from tests.fake_anthropic import (
     FakeAnthropic,
     ReplyHandle,
@@ -54,6 +48,7 @@ from tests.proxyharness import (
     RawConnection,
     ScriptedUpstream,
     raw_request,
+    serve_on_loopback,
     write_credentials,
 )
 
@@ -1319,37 +1314,28 @@ class LoopbackTests(TestCase):
         upstream_port = reactor.listenTCP(0, Site(fake.resource()), interface="127.0.0.1")
         self.addCleanup(upstream_port.stopListening)
         self.addCleanup(fake.abort_all)
-        http_client, upstream_pool = make_http_client(reactor)
-        self.addCleanup(upstream_pool.closeCachedConnections)
         directory = self.mktemp()
         os.makedirs(directory)
         path = os.path.join(directory, ".credentials.json")
         write_credentials(path, fake.access_token, fake.refresh_token, 0)
-        credential = Credential("main", CredentialFile(path), lambda token: Deferred(), reactor)
-        credential.reload()
-        pool = SingleCredentialPool(PoolMember(credential), reactor)
-        authenticator = Authenticator([])
-        proxy = ProxyResource(
-            authenticator=authenticator,
-            pool_for=lambda caller: pool,
-            http_client=http_client,
-            clock=reactor,
+        config = ServiceConfig(
+            where="",
+            listeners=(),
+            credential_path=path,
             upstream_url=f"http://127.0.0.1:{upstream_port.getHost().port}",
             max_request_body=1024,
         )
-        site = CcmSite(build_root(proxy, StatusResource(authenticator, lambda caller: pool)), 1024)
-        ccm_port = reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(ccm_port.stopListening)
+        _, port = serve_on_loopback(self, reactor, config)
 
         reply = manual_reply()
         fake.enqueue(reply)
         client_pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(client_pool.closeCachedConnections)
         client = HTTPClient(Agent(reactor, pool=client_pool))
-        status = await client.get(f"http://127.0.0.1:{ccm_port.getHost().port}/ccm/v1/status")
+        status = await client.get(f"http://127.0.0.1:{port}/ccm/v1/status")
         self.assertIn(b"plan_weight", await status.content())
         requested = client.post(
-            f"http://127.0.0.1:{ccm_port.getHost().port}/v1/messages",
+            f"http://127.0.0.1:{port}/v1/messages",
             data=json.dumps(STREAM_BODY).encode("utf-8"),
             headers={"content-type": "application/json"},
             unbuffered=True,

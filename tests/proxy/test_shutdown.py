@@ -110,9 +110,7 @@ class CutTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.recorder = Recorder()
-        self.harness = ProxyHarness(
-            self, idle_timeout=600.0, usage_for=lambda credential: self.recorder
-        )
+        self.harness = ProxyHarness(self, idle_timeout=600.0, recorder=self.recorder)
 
     def open_stream(self) -> tuple[ReplyHandle, list[bytes], Deferred[None]]:
         """
@@ -298,7 +296,7 @@ class CutTests(SynchronousTestCase):
         """
         recorder = Recorder()
         upstream = ScriptedUpstream()
-        harness = ProxyHarness(self, http_client=upstream, usage_for=lambda credential: recorder)
+        harness = ProxyHarness(self, http_client=upstream, recorder=recorder)
         d = harness.send(
             "POST",
             "/v1/messages",

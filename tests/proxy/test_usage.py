@@ -1,6 +1,7 @@
 """
-Tests for usage counting in L{ccm.proxy.resource}: what the proxy hands to its usage
-recorder for each kind of response, however the response ends.
+Tests for usage counting in the proxy (L{ccm.proxy.metering}): what the proxy
+hands to its usage recorder for each kind of response, however the response
+ends.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ccm.credentials.credential import Credential
 from ccm.accounting.counters import UsageRecord
 from ccm.accounting.meter import TokenUsage
 from tests.fake_anthropic import (
@@ -72,13 +72,7 @@ class ProxyUsageTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.recorder = Recorder()
-        self.credentials: list[Credential] = []
-
-        def usage_for(credential: Credential) -> Recorder:
-            self.credentials.append(credential)
-            return self.recorder
-
-        self.harness = ProxyHarness(self, usage_for=usage_for)
+        self.harness = ProxyHarness(self, recorder=self.recorder)
 
     def request(self, stream: bool, **headers: Any) -> bytes:
         """
@@ -104,7 +98,7 @@ class ProxyUsageTests(SynchronousTestCase):
         reset = int(self.harness.fake.unified_headers["anthropic-ratelimit-unified-7d-reset"])
         expected_week = round((reset - 604800) / 3600) * 3600
         self.assertEqual(record.week_start_unix, expected_week)
-        self.assertEqual(self.credentials, [self.harness.credential])
+        self.assertIn(f"credential={self.harness.credential.tag} ", self.harness.exchange_lines()[0])
         self.assertIn("tokens in=21 out=9", self.harness.exchange_lines()[0])
 
     def test_non_streaming(self) -> None:
@@ -226,8 +220,8 @@ class NoUsageTests(SynchronousTestCase):
 
     def test_default_counts_nothing(self) -> None:
         """
-        A proxy built without C{usage_for} relays responses and keeps no
-        meter.
+        A credential without a recorder (no C{usages_path}) relays
+        responses and keeps no meter.
         """
         harness = ProxyHarness(self)
         harness.fake.enqueue(text_reply("Hello", usage=USAGE))

@@ -1,7 +1,7 @@
 """
 Tests for outbound detours (L{ccm.upstream.tunnel}): the endpoint's
 timeout and cancellation on a memory reactor (the HTTP CONNECT and SOCKS5
-handshakes have their own modules), L{ccm.service.CcmService} choosing a client
+handshakes have their own modules), L{ccm.build.build_service} choosing a client
 per detour, TLS verified through a real tunnel, and a real ccm process
 reaching the fake upstream through real proxy servers (tinyproxy for HTTP
 CONNECT, microsocks for SOCKS5: Debian packages that C{.ci/run} installs and
@@ -49,7 +49,7 @@ from ccm.config.model import (
     UserConfig,
 )
 from ccm.upstream.tunnel import DetourEndpoint, DetourEndpointFactory
-from ccm.service import CcmService
+from ccm.build import build_service
 from ccm.upstream.client import BytesProducer
 from tests import certs, e2e
 from tests.fake_anthropic import FakeAnthropic, text_reply
@@ -191,7 +191,7 @@ class _StubPool:
 
 class ServiceDetourTests(unittest.SynchronousTestCase):
     """
-    L{CcmService} builds one client per distinct detour and sends every
+    L{build_service} builds one client per distinct detour and sends every
     upstream call of a credential through its detour's client.
     """
 
@@ -252,7 +252,7 @@ class ServiceDetourTests(unittest.SynchronousTestCase):
             upstream_url="http://upstream.example",
             oauth_token_url="http://upstream.example/v1/oauth/token",
         )
-        service = CcmService(
+        service = build_service(
             config,
             reactor=self.clock,
             http_client=self.direct_client,

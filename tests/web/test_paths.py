@@ -25,15 +25,8 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from ccm.web.auth import Authenticator
-from ccm.credentials.file import CredentialFile
-from ccm.credentials.credential import Credential
+from ccm.config.model import ServiceConfig
 from ccm.web.paths import PathRefused, forwarded_target, normalize_path
-from ccm.pool.select import PoolMember, SingleCredentialPool
-from ccm.proxy.resource import ProxyResource
-from ccm.web.site import CcmSite, build_root
-from ccm.web.status import StatusResource
-from ccm.upstream.client import make_http_client
 from tests.e2e import serve_fake_anthropic
 from tests.proxyharness import (
     ALICE,
@@ -44,6 +37,7 @@ from tests.proxyharness import (
     RawResponse,
     parse_raw_response,
     raw_request,
+    serve_on_loopback,
     write_credentials,
 )
 
@@ -568,28 +562,19 @@ class WireTests(TestCase):
     def setUp(self) -> None:
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.fake, upstream_url = serve_fake_anthropic(self)
-        http_client, upstream_pool = make_http_client(reactor)
-        self.addCleanup(upstream_pool.closeCachedConnections)
         directory = self.mktemp()
         os.makedirs(directory)
         path = os.path.join(directory, ".credentials.json")
         write_credentials(path, self.fake.access_token, self.fake.refresh_token, 0)
-        credential = Credential("main", CredentialFile(path), lambda token: Deferred(), reactor)
-        credential.reload()
-        pool = SingleCredentialPool(PoolMember(credential), reactor)
-        authenticator = Authenticator([ALICE])
-        proxy = ProxyResource(
-            authenticator=authenticator,
-            pool_for=lambda caller: pool,
-            http_client=http_client,
-            clock=reactor,
+        config = ServiceConfig(
+            where="",
+            listeners=(),
+            credential_path=path,
+            users=(ALICE,),
             upstream_url=upstream_url,
             max_request_body=1024,
         )
-        site = CcmSite(build_root(proxy, StatusResource(authenticator, lambda caller: pool)), 1024)
-        port = reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.port = port.getHost().port
+        _, self.port = serve_on_loopback(self, reactor, config)
 
     async def converse(self, *requests: bytes) -> list[RawResponse]:
         """

@@ -1,0 +1,318 @@
+# -*- test-case-name: tests.test_build -*-
+"""
+The one place that builds a ccm service from its configuration: it reads
+what must be read at start-up (keychain logins, usage files, TLS keys and
+certificates) and wires the parts together, in named steps.
+L{build_service} is called by L{ccm.tap.makeService} and, with fakes, by
+the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from keyring.backend import KeyringBackend
+from treq.client import HTTPClient
+from twisted.application.service import IService
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.web.client import HTTPConnectionPool
+
+from ccm.accounting.usagefile import UsageFile, UsageSaverService
+from ccm.banner import log_startup
+from ccm.config.model import (
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    BalancerCredentialConfig,
+    DefaultCredentialConfig,
+    Detour,
+    ServiceConfig,
+)
+from ccm.credentials.credential import Credential, TokenRefreshService
+from ccm.credentials.file import CredentialFile
+from ccm.credentials.store import credential_store_for
+from ccm.credentials.oauth import TokenEndpoint
+from ccm.credentials.watch import FileWatcher
+from ccm.pool.poller import UsagePoller
+from ccm.pool.select import BalancerPool, PoolMember, SingleCredentialPool
+from ccm.proxy.context import Pool, Route, Timeouts, UsageRecorder
+from ccm.proxy.resource import ProxyResource
+from ccm.service import CcmService
+from ccm.upstream.client import make_http_client
+from ccm.user_pools import UserPools
+from ccm.web.auth import Authenticator
+from ccm.web.listening import ListeningService, endpoint_for
+from ccm.web.site import CcmSite, build_root
+from ccm.web.status import StatusResource
+
+#: Builds the HTTP client and connection pool of a proxy detour.
+MakeClient = Callable[[Any, Detour], tuple[HTTPClient, HTTPConnectionPool]]
+
+
+def build_service(
+    config: ServiceConfig,
+    *,
+    reactor: Any,
+    http_client: HTTPClient,
+    close_http: Callable[[], Deferred[None] | None] | None = None,
+    environ: Mapping[str, str] = os.environ,
+    home: str | None = None,
+    watch_with_inotify: bool = True,
+    make_client: MakeClient = make_http_client,
+    platform: str = sys.platform,
+    keyring_backend: KeyringBackend | None = None,
+    timeouts: Timeouts = Timeouts(),
+    usage_recorders: Mapping[str, UsageRecorder] | None = None,
+) -> CcmService:
+    """
+    Build the service C{config} describes, ready to start.
+
+    :param reactor: the reactor: its time, its network and its threads.
+    :param http_client: the client of upstream requests without a detour.
+    :param close_http: closes that client's connections at shutdown.
+    :param environ: the environment, for the default credentials file.
+    :param home: the home directory, for the same (C{~} by default).
+    :param watch_with_inotify: whether credentials files are watched with
+        inotify (Linux) rather than polled.
+    :param make_client: builds the client of a proxy detour, one per
+        distinct detour; its pool is closed at shutdown.
+    :param platform: the operating system (C{sys.platform}); on macOS a
+        credential without C{credential_path} is read from the keychain
+        first, through C{keyring_backend} (the system's by default).
+    :param timeouts: how long the proxy waits for the upstream.
+    :param usage_recorders: where to count the usage of some credentials,
+        by tag, instead of their C{usages_path} files (tests).
+    """
+    credential_configs = config.default_credentials()
+    detours = {c.tag: _direct_or(c.detour) for c in credential_configs}
+    clients, detour_pools = _clients_per_detour(
+        detours.values(), http_client, reactor, make_client
+    )
+    home = home or os.path.expanduser("~")
+    credentials = _credentials(
+        config, detours, clients, reactor, environ, home, platform, keyring_backend
+    )
+    savers = _usage_savers(credential_configs, reactor)
+    log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
+    members = {
+        c.tag: PoolMember(credential, c.cap_5h, c.cap_weekly)
+        for c, credential in zip(credential_configs, credentials)
+    }
+    pools = _pools(config, members, reactor)
+    background: list[IService] = [
+        # First, so that they stop last and their final save sees every
+        # request the other services let finish.
+        *savers.values(),
+        *_file_watchers(credentials, reactor, watch_with_inotify),
+        TokenRefreshService(credentials, reactor),
+        *_usage_pollers(config, credentials, detours, clients, reactor),
+    ]
+    recorders: dict[str, UsageRecorder] = {**savers, **(usage_recorders or {})}
+    routes = {
+        c.tag: Route(clients[detours[c.tag]], recorders.get(c.tag)) for c in credentials
+    }
+    default = pools[config.credentials[0].tag] if config.credentials else pools["default"]
+    user_pools = UserPools(pools, default, config.multi_credential, config.users)
+    authenticator = Authenticator(config.users)
+    proxy, site = _site(config, authenticator, user_pools, routes, reactor, timeouts)
+    listeners = [
+        ListeningService(endpoint_for(reactor, listener), site)
+        for listener in config.listeners
+    ]
+    service = CcmService(
+        config,
+        credentials=credentials,
+        members=members,
+        user_pools=user_pools,
+        authenticator=authenticator,
+        proxy=proxy,
+        site=site,
+        background=background,
+        listeners=listeners,
+        close_connections=[
+            *([close_http] if close_http is not None else []),
+            *(pool.closeCachedConnections for pool in detour_pools),
+        ],
+    )
+    service.warn_if_open()
+    return service
+
+
+def _direct_or(detour: Detour | None) -> Detour | None:
+    """
+    A credential's detour, or C{None} when it connects directly (a sing-box
+    C{direct} outbound is no detour).
+    """
+    return None if detour is None or detour.kind == "direct" else detour
+
+
+def _clients_per_detour(
+    detours: Iterable[Detour | None],
+    http_client: HTTPClient,
+    reactor: Any,
+    make_client: MakeClient,
+) -> tuple[dict[Detour | None, HTTPClient], list[HTTPConnectionPool]]:
+    """
+    One upstream client per distinct detour (C{None}: the direct one), so
+    that every upstream call of a credential takes its detour; and the
+    connection pools of the detours' clients.
+    """
+    clients: dict[Detour | None, HTTPClient] = {None: http_client}
+    pools = []
+    for detour in detours:
+        if detour is not None and detour not in clients:
+            clients[detour], pool = make_client(reactor, detour)
+            pools.append(pool)
+    return clients, pools
+
+
+def _credentials(
+    config: ServiceConfig,
+    detours: Mapping[str, Detour | None],
+    clients: Mapping[Detour | None, HTTPClient],
+    reactor: Any,
+    environ: Mapping[str, str],
+    home: str,
+    platform: str,
+    keyring_backend: KeyringBackend | None,
+) -> list[Credential]:
+    """
+    The service's credentials, each with its store (a file, or on macOS
+    the keychain, which is asked here) and a token endpoint reached
+    through its detour.
+    """
+    token_endpoints = {
+        detour: TokenEndpoint(client, reactor, config.oauth_token_url)
+        for detour, client in clients.items()
+    }
+
+    def in_thread(work: Callable[[], Any]) -> Deferred[Any]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), work)
+
+    credentials = []
+    for credential_config in config.default_credentials():
+        store = credential_store_for(
+            credential_config.credential_path,
+            environ,
+            home,
+            platform,
+            keyring_backend,
+            run_in_thread=in_thread,
+        )
+        detour = detours[credential_config.tag]
+        credentials.append(
+            Credential(credential_config.tag, store, token_endpoints[detour].refresh, reactor)
+        )
+    return credentials
+
+
+def _usage_savers(
+    credential_configs: Sequence[DefaultCredentialConfig], reactor: Any
+) -> dict[str, UsageSaverService]:
+    """
+    A saver of its usage file for each credential with a C{usages_path};
+    each file is loaded here (and moved aside when it cannot be read).
+    """
+    savers = {}
+    for credential_config in credential_configs:
+        if credential_config.usages_path:
+            usage_file = UsageFile(credential_config.usages_path, reactor)
+            savers[credential_config.tag] = UsageSaverService(
+                usage_file, usage_file.load(), reactor
+            )
+    return savers
+
+
+def _file_watchers(
+    credentials: Sequence[Credential], reactor: Any, with_inotify: bool
+) -> list[FileWatcher]:
+    """
+    A watcher for each credentials file, which reloads its credential when
+    the file changes.  The keychain is not watched, as in sing-box.
+    """
+    return [
+        FileWatcher(
+            credential.store.path,
+            credential.reload,
+            clock=reactor,
+            reactor=reactor if with_inotify else None,
+        )
+        for credential in credentials
+        if isinstance(credential.store, CredentialFile)
+    ]
+
+
+def _pools(
+    config: ServiceConfig, members: Mapping[str, PoolMember], reactor: Any
+) -> dict[str, Pool]:
+    """
+    A pool per credential, serving it alone, and one per balancer.
+    """
+    pools: dict[str, Pool] = {
+        tag: SingleCredentialPool(member, reactor) for tag, member in members.items()
+    }
+    for pool_config in config.credentials:
+        if isinstance(pool_config, BalancerCredentialConfig):
+            pools[pool_config.tag] = BalancerPool(
+                pool_config.tag,
+                [members[tag] for tag in pool_config.credentials],
+                pool_config.strategy,
+                reactor,
+                rebalance_threshold=pool_config.rebalance_threshold,
+            )
+    return pools
+
+
+def _site(
+    config: ServiceConfig,
+    authenticator: Authenticator,
+    user_pools: UserPools,
+    routes: Mapping[str, Route],
+    reactor: Any,
+    timeouts: Timeouts,
+) -> tuple[ProxyResource, CcmSite]:
+    """
+    The resource tree, with the proxy in it, and the site serving it.
+    """
+    proxy = ProxyResource(
+        authenticator=authenticator,
+        pool_for=user_pools.pool_for,
+        routes=routes,
+        clock=reactor,
+        upstream_url=config.upstream_url,
+        extra_headers=config.headers,
+        max_request_body=config.max_request_body,
+        timeouts=timeouts,
+    )
+    site = CcmSite(
+        build_root(proxy, StatusResource(authenticator, user_pools.pool_for)),
+        config.max_request_body,
+        reactor=reactor,
+        connection_limits=config.connection_limits,
+    )
+    return proxy, site
+
+
+def _usage_pollers(
+    config: ServiceConfig,
+    credentials: Sequence[Credential],
+    detours: Mapping[str, Detour | None],
+    clients: Mapping[Detour | None, HTTPClient],
+    reactor: Any,
+) -> list[UsagePoller]:
+    """
+    A poller of the credentials' utilization per detour, through that
+    detour's client (and always one for the direct client), as often as
+    the most eager balancer asks.
+    """
+    interval = min(
+        [DEFAULT_POLL_INTERVAL_SECONDS]
+        + [c.poll_interval for c in config.credentials if isinstance(c, BalancerCredentialConfig)]
+    )
+    pollers = []
+    for detour, client in clients.items():
+        polled = [c for c in credentials if detours[c.tag] == detour]
+        if polled or detour is None:
+            pollers.append(UsagePoller(polled, client, reactor, config.upstream_url, interval))
+    return pollers

@@ -1,0 +1,72 @@
+# -*- test-case-name: tests.proxy.test_resource -*-
+"""
+The one log line ccm writes per proxied request (its fields are described
+in docs/running.md).  Every figure is a field of its own, so that a JSON
+log observer gets numbers: the token counts appear only for a response
+whose usage was counted, the outcome only when there is one.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+from twisted.web.server import Request
+
+from ccm.accounting.meter import TokenUsage
+
+_LINE = (
+    "{method} {path} user={user} model={model} credential={credential} "
+    "-> {status} in {duration:.3f}s, {bytes} bytes"
+)
+_TOKENS = (
+    ", tokens in={input_tokens} out={output_tokens} cache read={cache_read_input_tokens} "
+    "write={cache_creation_input_tokens}"
+)
+_OUTCOME = " ({outcome})"
+
+
+def log_request(
+    log: Logger,
+    request: Request,
+    *,
+    user: str,
+    model: str,
+    credential: str,
+    status: int,
+    duration: float,
+    bytes_sent: int,
+    usage: TokenUsage | None,
+    outcome: str,
+) -> None:
+    """
+    Log the line of a proxied request that is over.
+
+    :param user: the caller's name, empty for an anonymous one.
+    :param model: the model asked for, or empty.
+    :param credential: the tag of the credential that served, or empty.
+    :param status: the status sent to the client; 0 when none was.
+    :param duration: seconds from arrival to the end.
+    :param bytes_sent: the body bytes relayed to the client.
+    :param usage: the tokens the response used, when they were counted.
+    :param outcome: why the request ended as it did, or empty.
+    """
+    counts: dict[str, int] = {}
+    if usage is not None:
+        counts = {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        }
+    log.info(
+        _LINE + (_TOKENS if usage is not None else "") + (_OUTCOME if outcome else ""),
+        method=request.method.decode("ascii", "replace"),
+        path=request.path.decode("ascii", "replace"),
+        user=user or "-",
+        model=model or "-",
+        credential=credential or "-",
+        status=status or "-",
+        duration=duration,
+        bytes=bytes_sent,
+        outcome=outcome,
+        **counts,
+    )

@@ -1,0 +1,134 @@
+"""
+Tests for L{ccm.build.build_service}: what it reads while building, and
+how it wires the parts of a service, on a memory reactor.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from ccm.accounting.usagefile import UsageSaverService
+from ccm.build import build_service
+from ccm.config.model import (
+    BalancerCredentialConfig,
+    DefaultCredentialConfig,
+    EndpointListener,
+    ServiceConfig,
+)
+from ccm.credentials.credential import TokenRefreshService
+from ccm.credentials.watch import FileWatcher
+from ccm.pool.poller import UsagePoller
+from ccm.service import CcmService
+from ccm.web.listening import ListeningService
+from tests.proxyharness import write_credentials
+
+FAR_EXPIRY_MS = 4_102_444_800_000
+
+
+class BuildTests(SynchronousTestCase):
+    """
+    A service of two credentials, one of which counts its usage, and a
+    balancer over both.
+    """
+
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        self.usages = os.path.join(self.directory, "usages-a.json")
+        self.paths = {}
+        for tag in ("a", "b"):
+            self.paths[tag] = os.path.join(self.directory, f"{tag}.json")
+            write_credentials(self.paths[tag], f"access-{tag}", f"refresh-{tag}", FAR_EXPIRY_MS)
+
+    def build(self, poll_interval: float = 60.0, **changes: Any) -> CcmService:
+        """
+        Build the service on a memory reactor.
+        """
+        config = ServiceConfig(
+            where="config.json",
+            listeners=(EndpointListener("tcp:0:interface=127.0.0.1"),),
+            credentials=(
+                DefaultCredentialConfig("a", self.paths["a"], usages_path=self.usages),
+                DefaultCredentialConfig("b", self.paths["b"]),
+                BalancerCredentialConfig("pool", ("a", "b"), poll_interval=poll_interval),
+            ),
+            **changes,
+        )
+        self.client = object()
+        return build_service(
+            config,
+            reactor=MemoryReactorClock(),
+            http_client=self.client,  # type: ignore[arg-type]
+            environ={},
+            home=self.directory,
+            watch_with_inotify=False,
+            platform="linux",
+        )
+
+    def test_children_in_order(self) -> None:
+        """
+        The usage savers come first (so that they stop last), then a file
+        watcher per credentials file, the token refresher, the usage
+        poller, and the listeners.
+        """
+        service = self.build()
+        self.assertEqual(
+            [type(child) for child in service],
+            [
+                UsageSaverService,
+                FileWatcher,
+                FileWatcher,
+                TokenRefreshService,
+                UsagePoller,
+                ListeningService,
+            ],
+        )
+        self.assertEqual(service.listeners, [list(service)[-1]])
+
+    def test_usage_file_read_while_building(self) -> None:
+        """
+        A usage file is read when the service is built, before it starts:
+        one that cannot be read is moved aside then.
+        """
+        with open(self.usages, "w") as handle:
+            handle.write("not json")
+        service = self.build()
+        self.assertFalse(service.running)
+        self.assertFalse(os.path.exists(self.usages))
+        [aside] = [name for name in os.listdir(self.directory) if ".corrupt-" in name]
+        self.assertTrue(aside.startswith("usages-a.json.corrupt-"), aside)
+
+    def test_routes(self) -> None:
+        """
+        Each credential's route has the direct client, and the usage saver
+        of its file as its recorder, or none.
+        """
+        service = self.build()
+        routes = service.proxy.context.routes
+        [saver] = [child for child in service if isinstance(child, UsageSaverService)]
+        self.assertIs(routes["a"].recorder, saver)
+        self.assertIsNone(routes["b"].recorder)
+        self.assertIs(routes["a"].http_client, self.client)
+        self.assertIs(routes["b"].http_client, self.client)
+
+    def test_poll_interval_of_the_most_eager_balancer(self) -> None:
+        """
+        The usage poller polls as often as the balancer with the shortest
+        C{poll_interval} asks.
+        """
+        [poller] = [c for c in self.build(poll_interval=25.0) if isinstance(c, UsagePoller)]
+        self.assertEqual(poller.step, 25.0)
+
+    def test_pools_and_users(self) -> None:
+        """
+        There is a pool per credential and per balancer; anonymous callers
+        are served by the first entry of the credentials list.
+        """
+        service = self.build()
+        self.assertEqual(sorted(service.pools), ["a", "b", "pool"])
+        self.assertIs(service.user_pools.default, service.pools["a"])
+        self.assertEqual([c.tag for c in service.credentials], ["a", "b"])
