@@ -4,7 +4,7 @@ Background polls of each subscription's usage, never on the request path.
 
 Every C{interval} a L{UsagePoller} asks C{/api/oauth/usage} how much of each
 credential's 5-hour and weekly windows is used, and hands the figures to the
-credential's L{RateLimitState}.  A credential is left alone while it cannot
+credential's L{WindowState<ccm.pool.windows.WindowState>}.  A credential is left alone while it cannot
 serve, while its response headers kept its state fresh, while the usage
 endpoint asked (with a 429) to be left alone, and after failed polls (1, 2,
 4, then every 5 minutes).  A failed poll changes nothing: the last known
@@ -41,7 +41,7 @@ from ccm.upstream.anthropic_api import (
 POLL_INTERVAL_SECONDS = 60.0
 POLL_TIMEOUT_SECONDS = 5.0
 # After a 429 without a usable Retry-After (absent, or beyond the bounds of
-# ccm.pool.windows), and the most a Retry-After may hold polls back.
+# ccm.pool.figures), and the most a Retry-After may hold polls back.
 RETRY_AFTER_DEFAULT_SECONDS = 60
 RETRY_AFTER_MAX_SECONDS = 3600
 # Consecutive failures wait 1, 2, 4, then 5 minutes.
@@ -271,11 +271,7 @@ class UsagePoller(TimerService):
         state.applied_at = credential.rate_limits.updated_at
         state.applied_started_at = started
         if state.failures:
-            self.log.info(
-                "usage poll of {tag} works again after {failures} failed",
-                tag=credential.tag,
-                failures=state.failures,
-            )
+            credential.state_log.poll_works_again(state.failures)
         state.failures = 0
         state.backoff_until = 0.0
         state.retry_at = 0.0
@@ -299,12 +295,7 @@ class UsagePoller(TimerService):
 
     def _rate_limited(self, credential: Credential, state: _PollState, delay: float) -> None:
         state.retry_at = self.clock.seconds() + delay
-        self.log.debug(
-            "usage endpoint rate-limited the poll of {tag}; next poll in {delay}",
-            tag=credential.tag,
-            delay=format_duration(delay),
-            delay_seconds=delay,
-        )
+        credential.state_log.poll_rate_limited(delay)
 
     def _poll_failed(
         self, credential: Credential, state: _PollState, started: float, reason: str
@@ -312,22 +303,4 @@ class UsagePoller(TimerService):
         state.failures += 1
         delay = _backoff(state.failures - 1)
         state.backoff_until = started + delay
-        if state.failures == 1:
-            self.log.warn(
-                "usage poll of {tag} failed ({reason}); keeping its last known state, "
-                "next try in {delay}",
-                tag=credential.tag,
-                reason=reason,
-                delay=format_duration(delay),
-                delay_seconds=delay,
-            )
-        else:
-            self.log.debug(
-                "usage poll of {tag} failed again ({reason}, {failures} in a row); "
-                "next try in {delay}",
-                tag=credential.tag,
-                reason=reason,
-                failures=state.failures,
-                delay=format_duration(delay),
-                delay_seconds=delay,
-            )
+        credential.state_log.poll_failed(reason, state.failures, delay)

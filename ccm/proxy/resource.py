@@ -13,7 +13,7 @@ are made up here, in the Anthropic shape.
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Callable, Iterable, Protocol as TypingProtocol
+from typing import IO, Any, Callable, Protocol as TypingProtocol
 
 from twisted.internet import error as net_error
 from twisted.internet.defer import Deferred, TimeoutError as DeferredTimeoutError, succeed
@@ -44,6 +44,7 @@ from ccm.proxy.headers import client_response_headers, upstream_request_headers
 from ccm.credentials.oauth import is_cancellation
 from ccm.web.paths import forwarded_target
 from ccm.accounting.pricing import context_window_for
+from ccm.pool.select import Pool
 from ccm.pool.sessions import session_id_of
 from ccm.accounting.meter import EventStreamUsage, JSONBodyUsage, TokenUsage
 from ccm.units import format_duration
@@ -100,16 +101,6 @@ ENDED_BY_SHUTDOWN = APIError(
 # after a pause, where an api_error makes it fall back to a non-streaming
 # request (anthropic-wire.md section 1.3).
 STREAM_ENDED_BY_SHUTDOWN = ("overloaded_error", "ccm is restarting; retry the request")
-
-
-class Pool(TypingProtocol):
-    """
-    What the proxy needs from a pool of credentials.
-    """
-
-    is_balancer: bool
-
-    def select(self, session_id: str, exclude: Iterable[str] = ()) -> Credential: ...
 
 
 class UsageRecorder(TypingProtocol):

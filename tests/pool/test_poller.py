@@ -23,7 +23,7 @@ from ccm.credentials.file import CredentialFile
 from ccm.credentials.credential import Credential
 from ccm.credentials.oauth import RefreshError, TokenGrant
 from ccm.pool.poller import RETRY_AFTER_MAX_SECONDS, UsagePoller
-from ccm.pool.windows import Window
+from ccm.pool.windows import Plan, Window
 from ccm.upstream.anthropic_api import MAX_ANSWER_BYTES, USER_AGENT
 from tests.fake_anthropic import (
     FIVE_HOUR_SECONDS,
@@ -280,7 +280,8 @@ class PollTests(PollingTestCase):
         ignored.
         """
         credential = self.credential()
-        credential.rate_limits.weekly.resets_at = START_TIME + 1000
+        # Known from an earlier poll, a minute ago.
+        credential.rate_limits.apply_poll(None, (0.0, START_TIME + 1000), START_TIME - 60)
         self.fake.usage_body = {
             "five_hour": {"utilization": 42.5, "resets_at": "2026-09-21T19:13:20.777251+00:00"},
             "seven_day": {"utilization": 56, "resets_at": None},
@@ -304,8 +305,8 @@ class PollTests(PollingTestCase):
         as zero; the poll still counts as fresh news.
         """
         credential = self.credential()
-        credential.rate_limits.five_hour.utilization = 30.0
-        credential.rate_limits.five_hour.resets_at = START_TIME + 600
+        # Known from an earlier poll, a minute ago.
+        credential.rate_limits.apply_poll((30.0, START_TIME + 600), None, START_TIME - 60)
         self.fake.usage_body = {
             "five_hour": None,
             "seven_day": {"utilization": None, "resets_at": "2026-09-28T00:00:00+02:00"},
@@ -782,8 +783,7 @@ class ProfileTests(PollingTestCase):
         [request] = self.requests(PROFILE_PATH)
         self.assertEqual(request.header("authorization"), "Bearer " + self.fake.access_token)
         self.assertEqual(request.header("user-agent"), USER_AGENT)
-        self.assertEqual(credential.profile_subscription_type, "max")
-        self.assertEqual(credential.profile_rate_limit_tier, "default_claude_max_20x")
+        self.assertEqual(credential.rate_limits.plan, Plan("max", "default_claude_max_20x"))
         self.assertEqual(credential.plan_weight, 10.0)
         self.assertEqual(self.poll_times(3), [0.0, 60.0, 120.0, 180.0])
         self.assertEqual(len(self.requests(PROFILE_PATH)), 1)
@@ -829,7 +829,7 @@ class ProfileTests(PollingTestCase):
         self.advance(60)
         self.advance(60)
         self.assertEqual(len(self.requests(PROFILE_PATH)), 2)
-        self.assertEqual(credential.profile_subscription_type, "team")
+        self.assertEqual(credential.rate_limits.plan.subscription_type, "team")
         self.assertEqual(credential.plan_weight, 5.0)
         self.stop(poller)
 
@@ -842,13 +842,13 @@ class ProfileTests(PollingTestCase):
         credential = self.credential(subscription_type="", rate_limit_tier="")
         poller = self.poller(credential)
         self.start(poller)
-        self.assertEqual(credential.profile_subscription_type, "max")
+        self.assertEqual(credential.rate_limits.plan, Plan("max", ""))
         self.assertFalse(credential.plan_known)
         self.fake.profile = {"account": {}}
         other = self.credential("other", subscription_type="", rate_limit_tier="")
         other_poller = self.poller(other)
         self.start(other_poller)
-        self.assertEqual(other.profile_subscription_type, "")
+        self.assertEqual(other.rate_limits.plan, Plan())
         self.assertEqual(self.poll_times(2, PROFILE_PATH), [0.0, 0.0])
         self.assertEqual(len(self.requests()), 6)
         other_poller.stopService()
@@ -879,7 +879,7 @@ class ProfileTests(PollingTestCase):
         credential = self.credential(subscription_type="max", rate_limit_tier="")
         poller = self.poller(credential)
         self.start(poller)
-        self.assertEqual(credential.profile_subscription_type, "pro")
+        self.assertEqual(credential.rate_limits.plan.subscription_type, "pro")
         self.assertTrue(credential.plan_known)
         self.assertEqual(credential.plan_weight, 10.0)
         self.stop(poller)
