@@ -36,7 +36,9 @@ from ccm.credentials.oauth import TokenEndpoint
 from ccm.credentials.watch import FileWatcher
 from ccm.pool.poller import UsagePoller
 from ccm.pool.select import BalancerPool, PoolMember, SingleCredentialPool
-from ccm.proxy.context import Pool, Route, Timeouts, UsageRecorder
+from ccm.pool.select import Pool
+from ccm.accounting.counters import UsageRecorder
+from ccm.proxy.context import Route, Timeouts
 from ccm.proxy.resource import ProxyResource
 from ccm.service import CcmService
 from ccm.upstream.client import make_http_client

@@ -25,7 +25,7 @@ from ccm.config.model import (
 )
 from ccm.credentials.credential import Credential
 from ccm.pool.select import BalancerPool, PoolMember
-from ccm.proxy.context import Pool
+from ccm.pool.select import Pool
 from ccm.proxy.resource import ProxyResource
 from ccm.user_pools import UserPools
 from ccm.web.auth import Authenticator

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ccm.config.model import UserConfig
-from ccm.proxy.context import Pool
+from ccm.pool.select import Pool
 from ccm.web.auth import Caller
 
 

@@ -24,7 +24,8 @@ from ccm.credentials.file import CredentialFileError, OAuthTokens
 from ccm.web.errors import APIError
 from ccm.credentials.store import CredentialStore
 from ccm.credentials.oauth import RefreshError, TokenGrant
-from ccm.pool.windows import RateLimitState, plan_weight
+from ccm.pool.statelog import CredentialStateLog
+from ccm.pool.windows import MemoryWindowState, Plan, WindowState, plan_weight
 from ccm.units import format_duration
 
 # A token this close to expiry is refreshed before it is used.
@@ -47,10 +48,12 @@ class Credential:
     """
     One subscription's OAuth credential, backed by its credentials file.
 
-    :param refresh: exchanges a refresh token for a L{TokenGrant}.
-    """
+    Its changes of state are logged by its L{state_log}.
 
-    log = Logger()
+    :param refresh: exchanges a refresh token for a L{TokenGrant}.
+    :param rate_limits: the subscription's window state, which the proxy
+        and the usage poller update; a new L{MemoryWindowState} by default.
+    """
 
     def __init__(
         self,
@@ -58,6 +61,7 @@ class Credential:
         store: CredentialStore,
         refresh: Callable[[str], Deferred[TokenGrant]],
         clock: IReactorTime,
+        rate_limits: WindowState | None = None,
     ) -> None:
         self.tag = tag
         self.store = store
@@ -65,9 +69,10 @@ class Credential:
         self._clock = clock
         self.tokens: OAuthTokens | None = None
         self.problem: str | None = "credentials not loaded yet"
-        self.rate_limits = RateLimitState(tag)
-        self.profile_subscription_type = ""
-        self.profile_rate_limit_tier = ""
+        self.rate_limits: WindowState = (
+            rate_limits if rate_limits is not None else MemoryWindowState(tag)
+        )
+        self.state_log = CredentialStateLog(tag)
         self._refreshing: Deferred[OAuthTokens] | None = None
         self._waiters: list[Deferred[OAuthTokens]] = []
         self._refresh_failed_at: float | None = None
@@ -110,8 +115,9 @@ class Credential:
         """
         if self.tokens is None:
             return 1.0
-        subscription = self.tokens.subscription_type or self.profile_subscription_type
-        tier = self.tokens.rate_limit_tier or self.profile_rate_limit_tier
+        reported = self.rate_limits.plan
+        subscription = self.tokens.subscription_type or reported.subscription_type
+        tier = self.tokens.rate_limit_tier or reported.rate_limit_tier
         return plan_weight(subscription, tier)
 
     @property
@@ -121,22 +127,17 @@ class Credential:
         file or from the OAuth profile.
         """
         tokens = self.tokens
-        return bool((tokens is not None and tokens.rate_limit_tier) or self.profile_rate_limit_tier)
+        return bool(
+            (tokens is not None and tokens.rate_limit_tier) or self.rate_limits.plan.rate_limit_tier
+        )
 
     def set_profile(self, subscription_type: str, rate_limit_tier: str) -> None:
         """
         Remember the plan reported by the OAuth profile endpoint; the
         credentials file's own values take precedence.
         """
-        self.profile_subscription_type = subscription_type
-        self.profile_rate_limit_tier = rate_limit_tier
-        self.log.info(
-            "credential {tag}: plan {plan} ({tier}), weight {weight:g}",
-            tag=self.tag,
-            plan=subscription_type or "unknown",
-            tier=rate_limit_tier or "unknown tier",
-            weight=self.plan_weight,
-        )
+        self.rate_limits.apply_profile(Plan(subscription_type, rate_limit_tier))
+        self.state_log.plan_learned(subscription_type, rate_limit_tier, self.plan_weight)
 
     def _set_state(self, tokens: OAuthTokens | None, problem: str | None) -> None:
         was_available = self.tokens is not None and self.problem is None
@@ -146,23 +147,11 @@ class Credential:
         if tokens is not None and problem is None and not was_available:
             plan = tokens.subscription_type or "unknown plan"
             if tokens.expires_within(self._clock.seconds(), 0):
-                self.log.info(
-                    "credential {tag} is loaded ({plan}); its token has expired and "
-                    "will be refreshed",
-                    tag=self.tag,
-                    plan=plan,
-                )
+                self.state_log.loaded_expired(plan)
             else:
-                self.log.info(
-                    "credential {tag} is available ({plan}, token valid for {remaining})",
-                    tag=self.tag,
-                    plan=plan,
-                    remaining=self._remaining(tokens),
-                )
+                self.state_log.available(plan, self._remaining(tokens))
         elif problem is not None and problem != before:
-            self.log.warn(
-                "credential {tag} is unavailable: {problem}", tag=self.tag, problem=problem
-            )
+            self.state_log.unavailable(problem)
 
     def _remaining(self, tokens: OAuthTokens) -> str:
         if tokens.expires_at_ms == 0:
@@ -243,7 +232,7 @@ class Credential:
             self._set_state(None, str(error))
             raise CredentialUnavailable(str(error)) from None
         if not stored.expires_within(now, USE_MARGIN_SECONDS) and stored != self.tokens:
-            self.log.info("credential {tag}: adopted tokens refreshed by another program", tag=self.tag)
+            self.state_log.adopted()
             self._set_state(stored, None)
             return stored
         if (
@@ -262,7 +251,7 @@ class Credential:
             self.store.check_writable()
         except CredentialFileError as error:
             return self._refresh_failed(str(error))
-        self.log.info("credential {tag}: refreshing the OAuth access token", tag=self.tag)
+        self.state_log.refreshing()
         try:
             grant = await self._refresh_tokens(stored.refresh_token)
         except RefreshError as error:
@@ -291,25 +280,17 @@ class Credential:
                 # unavailable, instead of serving tokens stored nowhere.
                 self._set_state(None, str(changed))
                 raise CredentialUnavailable(str(changed)) from None
-            self.log.error(
-                "credential {tag}: refreshed tokens could not be saved: {error}",
-                tag=self.tag,
-                error=str(error),
-            )
+            self.state_log.not_saved(str(error))
         self._refresh_failed_at = None
         self._refresh_problem = None
         self._set_state(fresh, None)
-        self.log.info(
-            "credential {tag}: token refreshed, valid for {remaining}",
-            tag=self.tag,
-            remaining=self._remaining(fresh),
-        )
+        self.state_log.refreshed(self._remaining(fresh))
         return fresh
 
     def _refresh_failed(self, problem: str) -> OAuthTokens:
         self._refresh_failed_at = self._clock.seconds()
         self._refresh_problem = problem
-        self.log.error("credential {tag}: {problem}", tag=self.tag, problem=problem)
+        self.state_log.refresh_failed(problem)
         return self._still_usable_or_raise(problem)
 
     def _still_usable_or_raise(self, problem: str) -> OAuthTokens:
@@ -350,6 +331,7 @@ class TokenRefreshService(TimerService):
     ) -> None:
         super().__init__(interval, self.check)
         self.clock = clock
+        self._clock = clock
         self._credentials = list(credentials)
 
     def check(self) -> None:
@@ -357,7 +339,7 @@ class TokenRefreshService(TimerService):
         Start a refresh for each credential that needs one; failures are
         logged by the credential and never stop this loop.
         """
-        now = self.clock.seconds()
+        now = self._clock.seconds()
         for credential in self._credentials:
             tokens = credential.tokens
             if tokens is None or not tokens.expires_within(now, PROACTIVE_MARGIN_SECONDS):

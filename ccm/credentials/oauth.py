@@ -16,15 +16,15 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.web.client import ResponseNeverReceived
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.http_headers import Headers
 from treq.client import HTTPClient
+
+from ccm.upstream.anthropic_api import token_request_headers
 
 CLAUDE_CODE_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 REFRESH_SCOPE = (
     "user:profile user:inference user:sessions:claude_code "
     "user:mcp_servers user:file_upload"
 )
-USER_AGENT = "claude-code/2.1.197"
 REFRESH_TIMEOUT_SECONDS = 30.0
 # A response without a usable lifetime is treated as valid this long, so a
 # server omission cannot make ccm refresh on every request.
@@ -100,18 +100,15 @@ async def _refresh(
             "scope": REFRESH_SCOPE,
         }
     ).encode("utf-8")
-    headers = Headers(
-        {
-            b"content-type": [b"application/json"],
-            b"accept": [b"application/json"],
-            b"user-agent": [USER_AGENT.encode("ascii")],
-        }
-    )
     try:
         # treq types reactor= as the reactor its Agent needs, but only asks
         # it for time (and would otherwise import the global reactor).
         response = await http.post(
-            token_url, data=body, headers=headers, reactor=clock, allow_redirects=False  # type: ignore[arg-type]
+            token_url,
+            data=body,
+            headers=token_request_headers(),
+            reactor=clock,  # type: ignore[arg-type]
+            allow_redirects=False,
         )
         content = await response.content()
     except Exception as error:

@@ -4,7 +4,7 @@ Background polls of each subscription's usage, never on the request path.
 
 Every C{interval} a L{UsagePoller} asks C{/api/oauth/usage} how much of each
 credential's 5-hour and weekly windows is used, and hands the figures to the
-credential's L{RateLimitState}.  A credential is left alone while it cannot
+credential's L{WindowState<ccm.pool.windows.WindowState>}.  A credential is left alone while it cannot
 serve, while its response headers kept its state fresh, while the usage
 endpoint asked (with a 429) to be left alone, and after failed polls (1, 2,
 4, then every 5 minutes).  A failed poll changes nothing: the last known
@@ -15,55 +15,45 @@ OAuth profile supplies it.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
-from twisted.application.internet import TimerService
+from twisted.application.internet import TimerService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
-from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from ccm.credentials.credential import Credential, CredentialUnavailable
-from ccm.proxy.headers import OAUTH_BETA
-from ccm.credentials.oauth import USER_AGENT, is_cancellation
+from ccm.credentials.oauth import is_cancellation
 from ccm.units import format_duration
+from ccm.upstream.anthropic_api import (
+    PROFILE_PATH,
+    USAGE_PATH,
+    AnswerTooLarge,
+    WindowFigures,
+    account_request_headers,
+    parse_profile,
+    parse_usage,
+    read_answer,
+)
 
-USAGE_PATH = "/api/oauth/usage"
-PROFILE_PATH = "/api/oauth/profile"
 POLL_INTERVAL_SECONDS = 60.0
 POLL_TIMEOUT_SECONDS = 5.0
 # After a 429 without a usable Retry-After (absent, or beyond the bounds of
-# ccm.pool.windows), and the most a Retry-After may hold polls back.
+# ccm.pool.figures), and the most a Retry-After may hold polls back.
 RETRY_AFTER_DEFAULT_SECONDS = 60
 RETRY_AFTER_MAX_SECONDS = 3600
 # Consecutive failures wait 1, 2, 4, then 5 minutes.
 BACKOFF_BASE_SECONDS = 60.0
 BACKOFF_MAX_SECONDS = 300.0
-# The usage and profile answers are a few kilobytes.
-MAX_ANSWER_BYTES = 1024 * 1024
+# The delay after the nth failure in a row, for n = 1, 2, ...: Twisted's
+# reconnection policy, without jitter so that the schedule is the same at
+# each start.
+_backoff = backoffPolicy(BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, 2, jitter=lambda: 0.0)
 # How early a tick may come relative to a time computed from an earlier
 # tick: a real reactor fires each tick a little late, by varying amounts.
 TICK_SLACK_SECONDS = 1.0
-
-_ORGANIZATION_TYPES = {
-    "claude_max": "max",
-    "claude_pro": "pro",
-    "claude_team": "team",
-    "claude_enterprise": "enterprise",
-}
-
-_ISO_8601 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
-)
 
 
 class PollError(Exception):
@@ -71,137 +61,6 @@ class PollError(Exception):
     A usage or profile poll failed; the message says how, and never holds a
     token.
     """
-
-
-def parse_iso_8601(value: str) -> float:
-    """
-    Unix seconds from an ISO 8601 timestamp such as
-    C{2026-08-14T22:29:59.777251+00:00} or C{2026-08-14T22:29:59Z}; one
-    without an offset is taken as UTC.
-
-    :raise ValueError: when C{value} is not such a timestamp.
-    """
-    match = _ISO_8601.fullmatch(value.strip())
-    if match is None:
-        raise ValueError("not an ISO 8601 timestamp")
-    year, month, day, hour, minute, second = (int(part) for part in match.group(1, 2, 3, 4, 5, 6))
-    moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-    if match.group(9) is not None:
-        offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11)))
-        moment -= offset if match.group(9) == "+" else -offset
-    fraction = float("0." + match.group(7)) if match.group(7) else 0.0
-    return moment.timestamp() + fraction
-
-
-def _window(document: dict[str, Any], key: str) -> tuple[float, float] | None:
-    """
-    One window of a usage answer as (percent used, reset in Unix seconds or
-    0 when unknown); C{None} for a null window.  Only the shape is checked
-    here: whether the numbers are plausible is for
-    L{RateLimitState.apply_poll} to judge.
-
-    :raise ValueError: when the window is malformed.
-    """
-    bucket = document.get(key)
-    if bucket is None:
-        return None
-    if not isinstance(bucket, dict):
-        raise ValueError(f"{key} is not an object")
-    utilization = bucket.get("utilization")
-    if utilization is None:
-        utilization = 0.0
-    if isinstance(utilization, bool) or not isinstance(utilization, (int, float)):
-        raise ValueError(f"{key}.utilization is not a number")
-    resets_at = bucket.get("resets_at")
-    if resets_at is None:
-        reset = 0.0
-    elif isinstance(resets_at, str):
-        try:
-            reset = parse_iso_8601(resets_at)
-        except (ValueError, OverflowError):
-            raise ValueError(f"{key}.resets_at is not an ISO 8601 time") from None
-    else:
-        raise ValueError(f"{key}.resets_at is not a string")
-    return float(utilization), reset
-
-
-def parse_usage(body: bytes) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
-    """
-    The 5-hour and weekly windows of a C{/api/oauth/usage} answer, each as
-    (percent used, reset in Unix seconds or 0) or C{None} when null.
-
-    :raise ValueError: when the answer is not the expected JSON.
-    """
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise ValueError("not JSON") from None
-    if not isinstance(document, dict):
-        raise ValueError("not a JSON object")
-    return _window(document, "five_hour"), _window(document, "seven_day")
-
-
-def plan_from_profile(document: object) -> tuple[str, str] | None:
-    """
-    The subscription type (C{max}, C{pro}, C{team}, C{enterprise}, or the
-    organization type without its C{claude_} prefix) and rate-limit tier of
-    a C{/api/oauth/profile} answer; C{None} when it names no organization.
-    """
-    if not isinstance(document, dict):
-        return None
-    organization = document.get("organization")
-    if not isinstance(organization, dict):
-        return None
-    kind = organization.get("organization_type")
-    kind = kind if isinstance(kind, str) else ""
-    tier = organization.get("rate_limit_tier")
-    subscription = _ORGANIZATION_TYPES.get(kind, kind.removeprefix("claude_"))
-    return subscription, tier if isinstance(tier, str) else ""
-
-
-class _AnswerReader(Protocol):
-    """
-    Collect a response body of at most C{limit} bytes into C{done}.
-    """
-
-    def __init__(self, done: Deferred[bytes], limit: int) -> None:
-        self.done = done
-        self.limit = limit
-        self._chunks: list[bytes] = []
-        self._size = 0
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.done.called:
-            return
-        self._size += len(data)
-        if self._size > self.limit:
-            self.done.errback(PollError(f"answer larger than {self.limit} bytes"))
-            self.transport.stopProducing()  # type: ignore[union-attr]
-            return
-        self._chunks.append(data)
-
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
-        if self.done.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(b"".join(self._chunks))
-        else:
-            self.done.errback(reason)
-
-
-def _read_answer(response: Any, limit: int = MAX_ANSWER_BYTES) -> Deferred[bytes]:
-    """
-    The body of C{response}; cancelling closes the connection.
-    """
-
-    def cancel(done: Deferred[bytes]) -> None:
-        if reader.transport is not None:
-            reader.transport.stopProducing()  # type: ignore[attr-defined]
-
-    done: Deferred[bytes] = Deferred(cancel)
-    reader = _AnswerReader(done, limit)
-    response.deliverBody(reader)
-    return done
 
 
 @dataclass
@@ -248,6 +107,7 @@ class UsagePoller(TimerService):
     ) -> None:
         super().__init__(interval, self.poll_all)
         self.clock: IReactorTime = clock
+        self._interval = interval
         self._credentials = [(credential, _PollState()) for credential in credentials]
         self._http = http_client
         self._upstream_url = upstream_url.rstrip("/")
@@ -292,7 +152,7 @@ class UsagePoller(TimerService):
         updated_at = credential.rate_limits.updated_at
         if updated_at == state.applied_at:
             updated_at = state.applied_started_at
-        return now - updated_at >= self.step - self._slack
+        return now - updated_at >= self._interval - self._slack
 
     def _start(self, credential: Credential, state: _PollState) -> Deferred[None]:
         state.polling = True
@@ -361,26 +221,17 @@ class UsagePoller(TimerService):
         return attempt
 
     async def _fetch(self, path: str, token: str, beta: bool) -> tuple[int, Headers, bytes]:
-        headers = Headers(
-            {
-                b"authorization": [b"Bearer " + token.encode("latin-1", "replace")],
-                b"content-type": [b"application/json"],
-                b"user-agent": [USER_AGENT.encode("ascii")],
-            }
-        )
-        if beta:
-            headers.setRawHeaders(b"anthropic-beta", [OAUTH_BETA.encode("ascii")])
         try:
             response = await self._http.get(
                 self._upstream_url + path,
-                headers=headers,
+                headers=account_request_headers(token, beta=beta),
                 reactor=self.clock,
                 unbuffered=True,
                 allow_redirects=False,
             )
-            body = await _read_answer(response)
-        except PollError:
-            raise
+            body = await read_answer(response)
+        except AnswerTooLarge as error:
+            raise PollError(str(error)) from None
         except Exception as error:
             if is_cancellation(error):
                 raise CancelledError() from None
@@ -393,16 +244,15 @@ class UsagePoller(TimerService):
             if code != 200:
                 raise PollError(f"HTTP {code}")
             try:
-                document = json.loads(body)
-            except ValueError:
-                raise PollError("malformed answer: not JSON") from None
+                plan = parse_profile(body)
+            except ValueError as error:
+                raise PollError(f"malformed answer: {error}") from None
         except PollError as error:
             self.log.debug(
                 "profile of {tag} unavailable: {reason}", tag=credential.tag, reason=str(error)
             )
             return
         state.profile_fetched = True
-        plan = plan_from_profile(document)
         if plan is None:
             self.log.debug("profile of {tag} names no organization", tag=credential.tag)
             return
@@ -413,19 +263,15 @@ class UsagePoller(TimerService):
         credential: Credential,
         state: _PollState,
         started: float,
-        five_hour: tuple[float, float] | None,
-        weekly: tuple[float, float] | None,
+        five_hour: WindowFigures | None,
+        weekly: WindowFigures | None,
     ) -> None:
         now = self.clock.seconds()
         credential.rate_limits.apply_poll(five_hour, weekly, now)
         state.applied_at = credential.rate_limits.updated_at
         state.applied_started_at = started
         if state.failures:
-            self.log.info(
-                "usage poll of {tag} works again after {failures} failed",
-                tag=credential.tag,
-                failures=state.failures,
-            )
+            credential.state_log.poll_works_again(state.failures)
         state.failures = 0
         state.backoff_until = 0.0
         state.retry_at = 0.0
@@ -434,10 +280,12 @@ class UsagePoller(TimerService):
             tag=credential.tag,
             five_hour=self._describe(five_hour, now),
             weekly=self._describe(weekly, now),
+            five_hour_figures=five_hour,
+            weekly_figures=weekly,
         )
 
     @staticmethod
-    def _describe(window: tuple[float, float] | None, now: float) -> str:
+    def _describe(window: WindowFigures | None, now: float) -> str:
         if window is None:
             return "not reported"
         utilization, resets_at = window
@@ -447,34 +295,12 @@ class UsagePoller(TimerService):
 
     def _rate_limited(self, credential: Credential, state: _PollState, delay: float) -> None:
         state.retry_at = self.clock.seconds() + delay
-        self.log.debug(
-            "usage endpoint rate-limited the poll of {tag}; next poll in {delay}",
-            tag=credential.tag,
-            delay=format_duration(delay),
-        )
+        credential.state_log.poll_rate_limited(delay)
 
     def _poll_failed(
         self, credential: Credential, state: _PollState, started: float, reason: str
     ) -> None:
         state.failures += 1
-        delay = min(
-            BACKOFF_BASE_SECONDS * 2 ** min(state.failures - 1, 16), BACKOFF_MAX_SECONDS
-        )
+        delay = _backoff(state.failures - 1)
         state.backoff_until = started + delay
-        if state.failures == 1:
-            self.log.warn(
-                "usage poll of {tag} failed ({reason}); keeping its last known state, "
-                "next try in {delay}",
-                tag=credential.tag,
-                reason=reason,
-                delay=format_duration(delay),
-            )
-        else:
-            self.log.debug(
-                "usage poll of {tag} failed again ({reason}, {failures} in a row); "
-                "next try in {delay}",
-                tag=credential.tag,
-                reason=reason,
-                failures=state.failures,
-                delay=format_duration(delay),
-            )
+        credential.state_log.poll_failed(reason, state.failures, delay)

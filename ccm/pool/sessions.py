@@ -1,24 +1,31 @@
 # -*- test-case-name: tests.pool.test_sessions -*-
 """
-Which Claude Code conversation a request belongs to, so a pool can keep a
+Sticky sessions: which Claude Code conversation a request belongs to, and
+which subscription each conversation is on, so a balancer can keep a
 conversation on one subscription and its prompt cache warm.
 
 Claude Code names its session in three ways, depending on its version: the
 C{X-Claude-Code-Session-Id} header (2.1.86 and later), a C{session_id}
 inside C{metadata.user_id} when that is a JSON string (2.1.78 and later),
 and a C{..._session_<id>} suffix of C{metadata.user_id} (older versions).
+
+A balancer remembers its sessions in a L{SessionTable}: entries unused for a
+day are forgotten, and the table is bounded.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Protocol
 
 from twisted.web.http_headers import Headers
 
 SESSION_HEADER = b"x-claude-code-session-id"
 _LEGACY_MARKER = "_session_"
 MAX_SESSION_ID_LENGTH = 256
+SESSION_IDLE_SECONDS = 24 * 3600
+MAX_SESSIONS = 10_000
 
 
 def _clean(value: str) -> str:
@@ -52,3 +59,97 @@ def session_id_of(headers: Headers | None, body: dict[str, Any] | None) -> str:
             return _clean(inner["session_id"])
     _, marker, suffix = user_id.rpartition(_LEGACY_MARKER)
     return _clean(suffix) if marker else ""
+
+
+class SessionTable(Protocol):
+    """
+    Which credential each session of one balancer is on: the seam where a
+    store shared by several ccm processes can replace L{MemorySessionTable}.
+
+    It is synchronous by design, so that no request waits for a store: a
+    shared implementation keeps a local copy in step with the other
+    processes and writes behind.
+    """
+
+    def credential_of(self, session_id: str, now: float) -> str | None:
+        """
+        The tag of the credential session C{session_id} is on, or None when
+        it is on none (never assigned, or forgotten).
+        """
+
+    def assign(self, session_id: str, tag: str, now: float) -> None:
+        """
+        Put session C{session_id} on credential C{tag}, used at C{now}.
+        """
+
+    def forget(self, session_id: str) -> None:
+        """
+        Unassign session C{session_id}.
+        """
+
+    def forget_credential(self, tag: str) -> None:
+        """
+        Unassign every session on credential C{tag}.
+        """
+
+
+class MemorySessionTable:
+    """
+    A session table in this process's memory: entries unused for
+    C{idle_seconds} are forgotten, and past C{max_sessions} the least
+    recently used ones go first.
+    """
+
+    def __init__(
+        self, idle_seconds: float = SESSION_IDLE_SECONDS, max_sessions: int = MAX_SESSIONS
+    ) -> None:
+        self._idle_seconds = idle_seconds
+        self._max_sessions = max_sessions
+        # session id -> (credential tag, last used), oldest use first.
+        self._sessions: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def _expire(self, now: float) -> None:
+        while self._sessions:
+            oldest, (_, used) = next(iter(self._sessions.items()))
+            if now - used < self._idle_seconds and len(self._sessions) <= self._max_sessions:
+                break
+            del self._sessions[oldest]
+
+    def credential_of(self, session_id: str, now: float) -> str | None:
+        """
+        The tag of the credential session C{session_id} is on; idle entries
+        are forgotten first.
+        """
+        self._expire(now)
+        entry = self._sessions.get(session_id)
+        return entry[0] if entry is not None else None
+
+    def assign(self, session_id: str, tag: str, now: float) -> None:
+        """
+        Put session C{session_id} on credential C{tag}, as its most recent
+        use; the oldest entries go past the bound.
+        """
+        self._sessions[session_id] = (tag, now)
+        self._sessions.move_to_end(session_id)
+        self._expire(now)
+
+    def forget(self, session_id: str) -> None:
+        """
+        Unassign session C{session_id}, if assigned.
+        """
+        self._sessions.pop(session_id, None)
+
+    def forget_credential(self, tag: str) -> None:
+        """
+        Unassign every session on credential C{tag}: each is placed anew
+        at its next request.
+        """
+        for session, (assigned, _) in list(self._sessions.items()):
+            if assigned == tag:
+                del self._sessions[session]
+
+    def __len__(self) -> int:
+        """
+        How many sessions are assigned.
+        """
+        return len(self._sessions)

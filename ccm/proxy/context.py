@@ -12,7 +12,7 @@ pool of credentials, a usage recorder and a usage meter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Protocol as TypingProtocol
+from typing import Mapping, Protocol as TypingProtocol
 
 from treq.client import HTTPClient
 from twisted.internet.interfaces import IReactorTime
@@ -21,7 +21,6 @@ from twisted.logger import Logger
 
 from ccm.accounting.counters import UsageRecorder
 from ccm.accounting.meter import TokenUsage
-from ccm.credentials.credential import Credential
 
 # Claude Code waits up to 10 minutes for an answer (API_TIMEOUT_MS), and a
 # non-streaming reply only starts when the whole generation is done.
@@ -32,19 +31,6 @@ STREAM_IDLE_TIMEOUT_SECONDS = 300.0
 
 #: The configured C{headers}: each name with the values it is set to.
 HeaderRules = tuple[tuple[str, tuple[str, ...]], ...]
-
-
-class Pool(TypingProtocol):
-    """
-    What ccm needs from a pool of credentials: the proxy's choice of a
-    credential, and the status endpoint's figures.
-    """
-
-    is_balancer: bool
-
-    def select(self, session_id: str, exclude: Iterable[str] = ()) -> Credential: ...
-
-    def status(self) -> dict[str, float]: ...
 
 
 class UsageMeter(TypingProtocol):

@@ -23,7 +23,8 @@ from twisted.web.server import Request
 from ccm.accounting.meter import TokenUsage
 from ccm.credentials.credential import Credential, CredentialUnavailable
 from ccm.proxy.accesslog import log_request
-from ccm.proxy.context import ExchangeContext, Pool, Route
+from ccm.pool.select import Pool
+from ccm.proxy.context import ExchangeContext, Route
 from ccm.proxy.facts import request_facts
 from ccm.proxy.failures import closed_before_answering, headers_timed_out, upstream_error
 from ccm.proxy.headers import client_response_headers, upstream_request_headers

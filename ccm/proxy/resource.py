@@ -29,7 +29,8 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from ccm.proxy.context import ExchangeContext, HeaderRules, Pool, Route, Timeouts
+from ccm.pool.select import Pool
+from ccm.proxy.context import ExchangeContext, HeaderRules, Route, Timeouts
 from ccm.proxy.exchange import Exchange
 from ccm.units import format_duration
 from ccm.web.auth import Authenticator, Caller

@@ -7,27 +7,20 @@ C{weekly_utilization} (percent, measured against each credential's pause
 threshold, a credential that cannot serve counting as full) and
 C{plan_weight}, plus C{five_hour_reset} and C{weekly_reset} (Unix seconds,
 0 when unknown), as the newest sing-box has them; see
-L{ccm.pool.select.pool_status}.
+L{ccm.pool.member.pool_status}.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Callable, Protocol as TypingProtocol
+from typing import Callable
 
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from ccm.web.auth import Authenticator, Caller
+from ccm.pool.select import Pool
 from ccm.web.errors import NOT_FOUND, APIError, render_error
-
-
-class StatusPool(TypingProtocol):
-    """
-    What the status endpoint needs from a pool.
-    """
-
-    def status(self) -> dict[str, float]: ...
 
 
 _METHOD_NOT_ALLOWED = APIError(
@@ -43,7 +36,7 @@ class StatusResource(Resource):
     isLeaf = True
 
     def __init__(
-        self, authenticator: Authenticator, pool_for: Callable[[Caller], StatusPool]
+        self, authenticator: Authenticator, pool_for: Callable[[Caller], Pool]
     ) -> None:
         super().__init__()
         self._authenticator = authenticator

@@ -33,6 +33,7 @@ from ccm.credentials.credential import (
 )
 from ccm.web.errors import APIError
 from ccm.credentials.oauth import REFRESH_TIMEOUT_SECONDS, TokenEndpoint, TokenGrant
+from ccm.pool.windows import MemoryWindowState, Plan
 from ccm.credentials.watch import DEBOUNCE_SECONDS, POLL_INTERVAL_SECONDS, FileWatcher
 from tests.fake_anthropic import FakeAnthropic
 
@@ -236,6 +237,40 @@ class LoadingTests(CredentialTestCase):
         An unloaded credential weighs as much as Pro.
         """
         self.assertEqual(self.credential.plan_weight, 1.0)
+
+    def test_window_state_given(self) -> None:
+        """
+        A credential keeps the window state it is given, and reads the plan
+        the profile reported from it where its file names none; the file's
+        own plan takes precedence.
+        """
+        windows = MemoryWindowState("work")
+        windows.apply_profile(Plan("max", "default_claude_max_5x"))
+        credential = Credential("work", self.store, self.endpoint.refresh, self.clock, windows)
+        self.assertIs(credential.rate_limits, windows)
+        self.write(3600, subscriptionType="", rateLimitTier="")
+        credential.reload()
+        self.assertTrue(credential.plan_known)
+        self.assertEqual(credential.plan_weight, 5.0)
+        self.write(3600)
+        credential.reload()
+        self.assertEqual(credential.plan_weight, 10.0)
+
+    def test_profile_plan(self) -> None:
+        """
+        The plan from the OAuth profile goes to the window state, and is
+        logged with the weight it gives.
+        """
+        self.write(3600, subscriptionType="", rateLimitTier="")
+        self.credential.reload()
+        self.assertFalse(self.credential.plan_known)
+        self.credential.set_profile("team", "default_claude_max_5x")
+        self.assertEqual(self.credential.rate_limits.plan, Plan("team", "default_claude_max_5x"))
+        self.assertTrue(self.credential.plan_known)
+        self.assertIn(
+            "credential work: plan team (default_claude_max_5x), weight 5",
+            self.logged(LogLevel.info),
+        )
 
     def test_deleted_and_recreated(self) -> None:
         """

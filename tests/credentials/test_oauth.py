@@ -19,12 +19,12 @@ from twisted.web.client import ResponseNeverReceived
 from ccm.credentials.oauth import (
     FALLBACK_LIFETIME_SECONDS,
     REFRESH_TIMEOUT_SECONDS,
-    USER_AGENT,
     RefreshError,
     TokenEndpoint,
     TokenGrant,
     is_cancellation,
 )
+from ccm.upstream.anthropic_api import USER_AGENT
 from tests.fake_anthropic import FakeAnthropic
 
 TOKEN_URL = "https://platform.claude.com/v1/oauth/token"

@@ -21,16 +21,10 @@ from twisted.web.http_headers import Headers
 
 from ccm.credentials.file import CredentialFile
 from ccm.credentials.credential import Credential
-from ccm.credentials.oauth import USER_AGENT, RefreshError, TokenGrant
-from ccm.pool.windows import Window
-from ccm.pool.poller import (
-    MAX_ANSWER_BYTES,
-    RETRY_AFTER_MAX_SECONDS,
-    UsagePoller,
-    parse_iso_8601,
-    parse_usage,
-    plan_from_profile,
-)
+from ccm.credentials.oauth import RefreshError, TokenGrant
+from ccm.pool.poller import RETRY_AFTER_MAX_SECONDS, UsagePoller
+from ccm.pool.windows import Plan, Window
+from ccm.upstream.anthropic_api import MAX_ANSWER_BYTES, USER_AGENT
 from tests.fake_anthropic import (
     FIVE_HOUR_SECONDS,
     SEVEN_DAY_SECONDS,
@@ -286,7 +280,8 @@ class PollTests(PollingTestCase):
         ignored.
         """
         credential = self.credential()
-        credential.rate_limits.weekly.resets_at = START_TIME + 1000
+        # Known from an earlier poll, a minute ago.
+        credential.rate_limits.apply_poll(None, (0.0, START_TIME + 1000), START_TIME - 60)
         self.fake.usage_body = {
             "five_hour": {"utilization": 42.5, "resets_at": "2026-09-21T19:13:20.777251+00:00"},
             "seven_day": {"utilization": 56, "resets_at": None},
@@ -310,8 +305,8 @@ class PollTests(PollingTestCase):
         as zero; the poll still counts as fresh news.
         """
         credential = self.credential()
-        credential.rate_limits.five_hour.utilization = 30.0
-        credential.rate_limits.five_hour.resets_at = START_TIME + 600
+        # Known from an earlier poll, a minute ago.
+        credential.rate_limits.apply_poll((30.0, START_TIME + 600), None, START_TIME - 60)
         self.fake.usage_body = {
             "five_hour": None,
             "seven_day": {"utilization": None, "resets_at": "2026-09-28T00:00:00+02:00"},
@@ -788,8 +783,7 @@ class ProfileTests(PollingTestCase):
         [request] = self.requests(PROFILE_PATH)
         self.assertEqual(request.header("authorization"), "Bearer " + self.fake.access_token)
         self.assertEqual(request.header("user-agent"), USER_AGENT)
-        self.assertEqual(credential.profile_subscription_type, "max")
-        self.assertEqual(credential.profile_rate_limit_tier, "default_claude_max_20x")
+        self.assertEqual(credential.rate_limits.plan, Plan("max", "default_claude_max_20x"))
         self.assertEqual(credential.plan_weight, 10.0)
         self.assertEqual(self.poll_times(3), [0.0, 60.0, 120.0, 180.0])
         self.assertEqual(len(self.requests(PROFILE_PATH)), 1)
@@ -835,7 +829,7 @@ class ProfileTests(PollingTestCase):
         self.advance(60)
         self.advance(60)
         self.assertEqual(len(self.requests(PROFILE_PATH)), 2)
-        self.assertEqual(credential.profile_subscription_type, "team")
+        self.assertEqual(credential.rate_limits.plan.subscription_type, "team")
         self.assertEqual(credential.plan_weight, 5.0)
         self.stop(poller)
 
@@ -848,13 +842,13 @@ class ProfileTests(PollingTestCase):
         credential = self.credential(subscription_type="", rate_limit_tier="")
         poller = self.poller(credential)
         self.start(poller)
-        self.assertEqual(credential.profile_subscription_type, "max")
+        self.assertEqual(credential.rate_limits.plan, Plan("max", ""))
         self.assertFalse(credential.plan_known)
         self.fake.profile = {"account": {}}
         other = self.credential("other", subscription_type="", rate_limit_tier="")
         other_poller = self.poller(other)
         self.start(other_poller)
-        self.assertEqual(other.profile_subscription_type, "")
+        self.assertEqual(other.rate_limits.plan, Plan())
         self.assertEqual(self.poll_times(2, PROFILE_PATH), [0.0, 0.0])
         self.assertEqual(len(self.requests()), 6)
         other_poller.stopService()
@@ -885,7 +879,7 @@ class ProfileTests(PollingTestCase):
         credential = self.credential(subscription_type="max", rate_limit_tier="")
         poller = self.poller(credential)
         self.start(poller)
-        self.assertEqual(credential.profile_subscription_type, "pro")
+        self.assertEqual(credential.rate_limits.plan.subscription_type, "pro")
         self.assertTrue(credential.plan_known)
         self.assertEqual(credential.plan_weight, 10.0)
         self.stop(poller)
@@ -945,95 +939,3 @@ class StopTests(PollingTestCase):
         self.assertTrue(self.requests(PROFILE_PATH)[0].disconnected)
         self.assertEqual(self.messages(LogLevel.warn), [])
 
-
-class ParseTests(SynchronousTestCase):
-    """
-    The pure parsers of usage and profile answers.
-    """
-
-    def test_iso_8601(self) -> None:
-        """
-        Offsets, C{Z}, no offset (UTC) and any number of fractional digits
-        are understood.
-        """
-        base = utc(2026, 8, 14, 22, 29, 59)
-        self.assertAlmostEqual(
-            parse_iso_8601("2026-08-14T22:29:59.777251+00:00"), base + 0.777251, places=5
-        )
-        self.assertEqual(parse_iso_8601("2026-08-14T22:29:59Z"), base)
-        self.assertEqual(parse_iso_8601("2026-08-14T22:29:59"), base)
-        self.assertEqual(parse_iso_8601("2026-08-15T00:29:59+02:00"), base)
-        self.assertEqual(parse_iso_8601("2026-08-14T20:29:59-0200"), base)
-        self.assertAlmostEqual(
-            parse_iso_8601("2026-08-14T22:29:59.123456789Z"), base + 0.123456789, places=5
-        )
-
-    def test_iso_8601_invalid(self) -> None:
-        """
-        Anything else is a L{ValueError}.
-        """
-        for text in ("", "yesterday", "1790000000", "2026-13-01T00:00:00Z", "2026-08-14 22:29"):
-            self.assertRaises(ValueError, parse_iso_8601, text)
-
-    def test_usage_numbers_left_to_bounds(self) -> None:
-        """
-        Numbers of the right type come back as they are, however absurd:
-        the rate-limit state judges them (see L{BoundsTests}).
-        """
-        self.assertEqual(
-            parse_usage(b'{"five_hour": {"utilization": -1}, "seven_day": {"utilization": 1e308}}'),
-            ((-1.0, 0.0), (1e308, 0.0)),
-        )
-
-    def test_usage(self) -> None:
-        """
-        The two windows come back as (percent, reset); null buckets as
-        C{None}.
-        """
-        self.assertEqual(
-            parse_usage(
-                b'{"five_hour": {"utilization": 8, "resets_at": "2026-08-14T22:29:59Z"},'
-                b' "seven_day": null}'
-            ),
-            ((8.0, utc(2026, 8, 14, 22, 29, 59)), None),
-        )
-        self.assertEqual(parse_usage(b"{}"), (None, None))
-
-    def test_usage_malformed(self) -> None:
-        """
-        Bodies that are not the usage object, or windows of the wrong shape,
-        are a L{ValueError}.
-        """
-        for body in (
-            b"",
-            b"[]",
-            b'{"five_hour": 8}',
-            b'{"five_hour": {"utilization": true}}',
-            b'{"seven_day": {"utilization": 5, "resets_at": 1790000000}}',
-            b'{"seven_day": {"utilization": 5, "resets_at": "soon"}}',
-        ):
-            self.assertRaises(ValueError, parse_usage, body)
-
-    def test_plan_from_profile(self) -> None:
-        """
-        Organization types map to plan names, unknown ones lose their
-        C{claude_} prefix, and a profile without an organization gives
-        C{None}.
-        """
-        def plan(kind: object, tier: object = "t") -> tuple[str, str] | None:
-            return plan_from_profile(
-                {"organization": {"organization_type": kind, "rate_limit_tier": tier}}
-            )
-
-        self.assertEqual(
-            plan("claude_max", "default_claude_max_20x"), ("max", "default_claude_max_20x")
-        )
-        self.assertEqual(plan("claude_pro"), ("pro", "t"))
-        self.assertEqual(plan("claude_team"), ("team", "t"))
-        self.assertEqual(plan("claude_enterprise"), ("enterprise", "t"))
-        self.assertEqual(plan("claude_future"), ("future", "t"))
-        self.assertEqual(plan("edu"), ("edu", "t"))
-        self.assertEqual(plan(None, 7), ("", ""))
-        self.assertIsNone(plan_from_profile({"account": {}}))
-        self.assertIsNone(plan_from_profile({"organization": None}))
-        self.assertIsNone(plan_from_profile([]))

@@ -1,225 +1,16 @@
 """
-Tests for L{ccm.pool.select}: when a credential can serve, and how pools choose
-among several.
+Tests for L{ccm.pool.select}: how pools choose among their credentials.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 
-from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.http_headers import Headers
-
-from ccm.credentials.file import CredentialFile
-from ccm.credentials.credential import Credential
+from ccm.pool.select import BalancerPool, Pool, PoolMember, SingleCredentialPool
+from ccm.pool.sessions import MemorySessionTable
 from ccm.web.errors import APIError
-from ccm.pool.select import (
-    BalancerPool,
-    PoolMember,
-    SingleCredentialPool,
-    pool_status,
-)
-
-NOW = 1_790_000_000.0
-HOUR = 3600.0
-
-
-def headers(**values: str) -> Headers:
-    """
-    Unified rate-limit headers, named by their suffix with C{_} for C{-}.
-    """
-    result = Headers()
-    for name, value in values.items():
-        suffix = name.replace("_", "-")
-        if name == "retry_after":
-            result.addRawHeader("retry-after", value)
-        else:
-            result.addRawHeader("anthropic-ratelimit-unified-" + suffix, value)
-    return result
-
-
-class PoolTestCase(SynchronousTestCase):
-    """
-    Credentials over real files in a temporary directory, on a clock.
-    """
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(NOW)
-        self.directory = os.path.abspath(self.mktemp())
-        os.makedirs(self.directory)
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-
-    def credential(self, tag: str, plan: str = "max", tier: str = "default_claude_max_20x") -> Credential:
-        """
-        A loaded credential named C{tag} with a token valid for a day.
-        """
-        path = os.path.join(self.directory, tag + ".json")
-        with open(path, "w") as handle:
-            json.dump(
-                {
-                    "claudeAiOauth": {
-                        "accessToken": f"sk-ant-oat01-{tag}",
-                        "refreshToken": f"sk-ant-ort01-{tag}",
-                        "expiresAt": int((NOW + 86400) * 1000),
-                        "subscriptionType": plan,
-                        "rateLimitTier": tier,
-                    }
-                },
-                handle,
-            )
-        credential = Credential(tag, CredentialFile(path), lambda token: Deferred(), self.clock)
-        credential.reload()
-        return credential
-
-    def members(self, *tags: str) -> list[PoolMember]:
-        """
-        Pool members for credentials named C{tags}, with default caps.
-        """
-        return [PoolMember(self.credential(tag)) for tag in tags]
-
-    def logged(self) -> list[str]:
-        """
-        The formatted log messages so far.
-        """
-        return [formatEvent(e) for e in self.events]
-
-
-class MemberStateTests(PoolTestCase):
-    """
-    L{PoolMember.state}: loaded, not rate-limited, under both thresholds.
-    """
-
-    def test_usable(self) -> None:
-        """
-        A loaded credential with no reported use is usable.
-        """
-        [member] = self.members("a")
-        self.assertTrue(member.state(NOW).usable)
-
-    def test_unavailable(self) -> None:
-        """
-        A credential whose file is gone is not usable, and says why.
-        """
-        [member] = self.members("a")
-        os.remove(member.credential.store.path)
-        member.credential.reload()
-        state = member.state(NOW)
-        self.assertFalse(state.usable)
-        self.assertIn("does not exist", state.description)
-
-    def test_paused_at_threshold(self) -> None:
-        """
-        A credential pauses when a window's utilization reaches its cap
-        (100 minus the reserve), until that window resets.
-        """
-        member = PoolMember(self.credential("a"), cap_5h=80, cap_weekly=90)
-        limits = member.credential.rate_limits
-        limits.observe(headers(**{"5h_utilization": "0.79", "5h_reset": str(int(NOW + HOUR))}), NOW)
-        self.assertTrue(member.state(NOW).usable)
-        limits.observe(headers(**{"5h_utilization": "0.80", "5h_reset": str(int(NOW + HOUR))}), NOW)
-        state = member.state(NOW)
-        self.assertFalse(state.usable)
-        self.assertIn("paused at its 5-hour threshold (80% used, pauses at 80%)", state.description)
-        self.assertEqual(state.until, NOW + HOUR)
-        limits.observe(headers(**{"7d_utilization": "0.95"}), NOW)
-        limits.observe(headers(**{"5h_utilization": "0.01", "5h_reset": str(int(NOW + 6 * HOUR))}), NOW)
-        self.assertIn("weekly threshold", member.state(NOW).description)
-
-    def test_hard_limit_from_429(self) -> None:
-        """
-        A 429 with the unified headers makes the credential unusable until
-        the binding window resets (claim C{five_hour} or C{5h}); the limit
-        clears itself at that time.
-        """
-        [member] = self.members("a")
-        limits = member.credential.rate_limits
-        until = limits.observe_rejection(
-            headers(
-                status="rejected",
-                representative_claim="five_hour",
-                **{"5h_reset": str(int(NOW + 2 * HOUR)), "5h_utilization": "1.0"},
-            ),
-            NOW,
-        )
-        self.assertEqual(until, NOW + 2 * HOUR)
-        state = member.state(NOW + HOUR)
-        self.assertFalse(state.usable)
-        self.assertIn("rate-limited (5-hour window) until", state.description)
-        limits.five_hour.utilization = 0
-        self.assertTrue(member.state(NOW + 2 * HOUR).usable)
-
-    def test_weekly_claim_and_fallbacks(self) -> None:
-        """
-        A weekly claim (C{seven_day_opus}, C{7d}) uses the weekly reset;
-        without a usable claim reset the overall reset, then C{retry-after},
-        then one minute.
-        """
-        limits = self.credential("a").rate_limits
-        self.assertEqual(
-            limits.observe_rejection(
-                headers(status="rejected", representative_claim="seven_day_opus",
-                        **{"7d_reset": str(int(NOW + 50 * HOUR))}),
-                NOW,
-            ),
-            NOW + 50 * HOUR,
-        )
-        limits = self.credential("b").rate_limits
-        self.assertEqual(
-            limits.observe_rejection(
-                headers(status="rejected", reset=str(int(NOW + 300))), NOW
-            ),
-            NOW + 300,
-        )
-        limits = self.credential("c").rate_limits
-        self.assertEqual(
-            limits.observe_rejection(
-                headers(status="rejected", representative_claim="5h", retry_after="42"), NOW
-            ),
-            NOW + 42,
-        )
-        limits = self.credential("d").rate_limits
-        self.assertEqual(
-            limits.observe_rejection(
-                headers(status="rejected", representative_claim="five_hour",
-                        **{"5h_reset": "garbage"}),
-                NOW,
-            ),
-            NOW + 60,
-        )
-
-    def test_transient_throttle(self) -> None:
-        """
-        A 429 without unified headers is a passing throttle: it does not
-        limit the credential.
-        """
-        [member] = self.members("a")
-        self.assertIsNone(
-            member.credential.rate_limits.observe_rejection(headers(retry_after="5"), NOW)
-        )
-        self.assertTrue(member.state(NOW).usable)
-
-    def test_allowed_response_clears_limit(self) -> None:
-        """
-        A later response saying the window is open again lifts a hard
-        limit before its reset time.
-        """
-        [member] = self.members("a")
-        limits = member.credential.rate_limits
-        limits.observe_rejection(
-            headers(status="rejected", representative_claim="five_hour",
-                    **{"5h_reset": str(int(NOW + 2 * HOUR))}),
-            NOW,
-        )
-        self.assertFalse(member.state(NOW).usable)
-        limits.observe(headers(status="allowed"), NOW + 60)
-        self.assertTrue(member.state(NOW + 60).usable)
+from tests.pool.poolcase import HOUR, NOW, PoolTestCase, headers
 
 
 class SingleCredentialPoolTests(PoolTestCase):
@@ -267,12 +58,46 @@ class SingleCredentialPoolTests(PoolTestCase):
         pool.select("")
         self.assertIn("credential logged is usable again", self.logged())
 
+    def test_limit_logged_once_while_it_lasts(self) -> None:
+        """
+        A rate-limited credential is logged once, not again as the time to
+        its reset counts down.
+        """
+        [member] = self.members("limited")
+        pool = SingleCredentialPool(member, self.clock)
+        member.credential.rate_limits.observe_rejection(
+            headers(status="rejected", representative_claim="five_hour",
+                    **{"5h_reset": str(int(NOW + 2 * HOUR))}),
+            NOW,
+        )
+        self.assertRaises(APIError, pool.select, "")
+        self.clock.advance(HOUR)
+        self.assertRaises(APIError, pool.select, "")
+        limited = [line for line in self.logged() if "credential limited is rate-limited" in line]
+        self.assertEqual(len(limited), 1)
+        self.clock.advance(HOUR)
+        pool.select("")
+        self.assertIn("credential limited is usable again", self.logged())
 
-    def test_state_log_belongs_to_the_member(self) -> None:
+    def test_unavailable_logged_once(self) -> None:
+        """
+        A credential whose file went away is logged as unavailable when the
+        file is read, and not again when a request finds it so.
+        """
+        [member] = self.members("gone")
+        pool = SingleCredentialPool(member, self.clock)
+        os.remove(member.credential.store.path)
+        member.credential.reload()
+        self.assertRaises(APIError, pool.select, "")
+        gone = [line for line in self.logged() if "credential gone is unavailable" in line]
+        self.assertEqual(len(gone), 1)
+
+    def test_state_log_belongs_to_the_credential(self) -> None:
         """
         Pools sharing a member (a credential's own pool and a balancer over
-        it) log its change once; another member with the same tag, as in a
-        second service in the process, keeps its own record and logs too.
+        it) log its change once; another credential with the same tag, as
+        in a second service in the process, keeps its own record and logs
+        too.
         """
         [member] = self.members("shared")
         [other] = self.members("shared")
@@ -288,6 +113,29 @@ class SingleCredentialPoolTests(PoolTestCase):
         self.assertRaises(APIError, elsewhere.select, "")
         paused = [line for line in self.logged() if "credential shared is paused" in line]
         self.assertEqual(len(paused), 2)
+
+class PoolProtocolTests(PoolTestCase):
+    """
+    Both pools provide the L{Pool} protocol the proxy and the status
+    endpoint use.
+    """
+
+    def test_both_pools(self) -> None:
+        """
+        Each pool tells whether it balances, lists its members in order,
+        serves a request and reports its status.
+        """
+        a, b = self.members("a", "b")
+        pools: list[Pool] = [
+            SingleCredentialPool(a, self.clock),
+            BalancerPool("pool", [a, b], "fallback", self.clock),
+        ]
+        self.assertEqual([pool.is_balancer for pool in pools], [False, True])
+        self.assertEqual([pool.members for pool in pools], [(a,), (a, b)])
+        for pool in pools:
+            self.assertIs(pool.select("s"), a.credential)
+            self.assertEqual(pool.status()["plan_weight"], 10.0 * len(pool.members))
+
 
 class BalancerPoolTests(PoolTestCase):
     """
@@ -337,7 +185,10 @@ class BalancerPoolTests(PoolTestCase):
         """
         a = PoolMember(self.credential("a", "pro", ""))
         b = PoolMember(self.credential("b", "pro", ""))
-        pool = BalancerPool("pool", [a, b], "least_used", self.clock, rebalance_threshold=10.0)
+        sessions = MemorySessionTable()
+        pool = BalancerPool(
+            "pool", [a, b], "least_used", self.clock, rebalance_threshold=10.0, sessions=sessions
+        )
         self.assertEqual(pool.select("one").tag, "a")
         b.credential.rate_limits.observe(headers(**{"7d_utilization": "0.50"}), NOW)
         self.assertEqual(pool.select("two").tag, "a")
@@ -347,7 +198,7 @@ class BalancerPoolTests(PoolTestCase):
         a.credential.rate_limits.observe(headers(**{"7d_utilization": "0.61"}), NOW)
         # 11 points ahead: "one" moves, and "two" is placed anew too.
         self.assertEqual(pool.select("one").tag, "b")
-        self.assertEqual(pool.session_count(), 1)
+        self.assertEqual(len(sessions), 1)
         self.assertEqual(pool.select("two").tag, "b")
         [line] = [line for line in self.logged() if "moving sessions" in line]
         self.assertIn("pool pool: moving sessions from credential a to b", line)
@@ -443,105 +294,44 @@ class BalancerPoolTests(PoolTestCase):
         members = self.members("a", "b")
         pool = BalancerPool("pool", members, "round_robin", self.clock)
         self.assertEqual(pool.select("", exclude=["a"]).tag, "b")
-        for member in members:
+        for member, reset in zip(members, (NOW + 500, NOW + 200)):
             member.credential.rate_limits.observe_rejection(
                 headers(status="rejected", representative_claim="five_hour",
-                        **{"5h_reset": str(int(NOW + 500))}),
+                        **{"5h_reset": str(int(reset))}),
                 NOW,
             )
-        members[1].credential.rate_limits.limited_until = NOW + 200
         error = self.assertRaises(APIError, pool.select, "")
         self.assertEqual(error.status, 429)
         self.assertIn(("retry-after", "200"), error.headers)
         self.assertIn("a: rate-limited", error.message)
         self.assertIn("b: rate-limited", error.message)
 
+    def test_sessions_in_their_table(self) -> None:
+        """
+        A balancer keeps its sessions in the table it was given: a session
+        the table already places (another process may have) stays there,
+        and new placements are written to it.
+        """
+        sessions = MemorySessionTable()
+        sessions.assign("elsewhere", "b", NOW - 60)
+        pool = BalancerPool(
+            "pool", self.members("a", "b"), "least_used", self.clock, sessions=sessions
+        )
+        self.assertEqual(pool.select("elsewhere").tag, "b")
+        self.assertEqual(pool.select("new").tag, "a")
+        self.assertEqual(sessions.credential_of("new", NOW), "a")
+        self.assertEqual(len(sessions), 2)
+
     def test_sessions_expire(self) -> None:
         """
         A session unused for a day is forgotten.
         """
-        pool = BalancerPool("pool", self.members("a", "b"), "round_robin", self.clock)
+        sessions = MemorySessionTable()
+        pool = BalancerPool(
+            "pool", self.members("a", "b"), "round_robin", self.clock, sessions=sessions
+        )
         pool.select("old")
         self.clock.advance(24 * HOUR + 1)
         pool.select("new")
-        self.assertEqual(pool.session_count(), 1)
-
-    def test_status(self) -> None:
-        """
-        The status combines loaded members' headroom below their caps,
-        weighted by plan.
-        """
-        a = PoolMember(self.credential("a", "pro", ""), cap_5h=80, cap_weekly=80)
-        b = PoolMember(self.credential("b"))
-        a.credential.rate_limits.observe(headers(**{"5h_utilization": "0.40"}), NOW)
-        # Headroom 5h: a 80-40=40 (weight 1), b 99-0=99 (weight 10):
-        # 100 - (40 + 990) / 11 = 6.36...; weekly: 100 - (80 + 990) / 11.
-        status = pool_status([a, b], NOW)
-        self.assertAlmostEqual(status["five_hour_utilization"], 100 - 1030 / 11)
-        self.assertAlmostEqual(status["weekly_utilization"], 100 - 1070 / 11)
-        self.assertEqual(status["plan_weight"], 11)
-        self.assertEqual((status["five_hour_reset"], status["weekly_reset"]), (0, 0))
-
-    def test_status_counts_unusable_as_full(self) -> None:
-        """
-        A member that cannot serve (rate-limited by a 429, paused at its
-        threshold, or unavailable) counts as full in both windows, whatever
-        figures it had, and leaves C{plan_weight}; the resets are the
-        earliest ones, where a member that cannot serve resets in both
-        windows when it can serve again.
-        """
-        a = PoolMember(self.credential("a", "pro", ""))
-        b = PoolMember(self.credential("b"))
-        c = PoolMember(self.credential("c", "max", "default_claude_max_5x"))
-        a.credential.rate_limits.observe(
-            headers(**{"5h_utilization": "0.10", "5h_reset": str(int(NOW + 4 * HOUR)),
-                       "7d_utilization": "0.20", "7d_reset": str(int(NOW + 100 * HOUR))}),
-            NOW,
-        )
-        b.credential.rate_limits.observe_rejection(
-            headers(status="rejected", representative_claim="seven_day",
-                    **{"5h_utilization": "0.30", "5h_reset": str(int(NOW + HOUR)),
-                       "7d_reset": str(int(NOW + 50 * HOUR))}),
-            NOW,
-        )
-        c.credential.rate_limits.observe(
-            headers(**{"5h_utilization": "0.99", "5h_reset": str(int(NOW + 2 * HOUR))}), NOW
-        )
-        # Weights: a 1 (usable), b 10 (limited), c 5 (paused).  Only a has
-        # headroom: 5-hour 99 - 10, weekly 99 - 20.
-        status = pool_status([a, b, c], NOW)
-        self.assertAlmostEqual(status["five_hour_utilization"], 100 - 89 / 16)
-        self.assertAlmostEqual(status["weekly_utilization"], 100 - 79 / 16)
-        self.assertEqual(status["plan_weight"], 1)
-        # b's own 5-hour window resets in an hour, but b is limited for 50;
-        # c serves again in 2 hours, and then its weekly headroom counts.
-        self.assertEqual(status["five_hour_reset"], int(NOW + 2 * HOUR))
-        self.assertEqual(status["weekly_reset"], int(NOW + 2 * HOUR))
-        status = pool_status([a, b], NOW)
-        self.assertEqual(status["five_hour_reset"], int(NOW + 4 * HOUR))
-        self.assertEqual(status["weekly_reset"], int(NOW + 50 * HOUR))
-        os.remove(a.credential.store.path)
-        a.credential.reload()
-        status = pool_status([a, b, c], NOW)
-        self.assertEqual(
-            (status["five_hour_utilization"], status["weekly_utilization"], status["plan_weight"]),
-            (100.0, 100.0, 0.0),
-        )
-
-    def test_status_after_limit_ends(self) -> None:
-        """
-        Once a 429's limit is over, the member counts with its figures
-        again.
-        """
-        [member] = self.members("a")
-        member.credential.rate_limits.observe_rejection(
-            headers(status="rejected", representative_claim="five_hour",
-                    **{"5h_reset": str(int(NOW + HOUR))}),
-            NOW,
-        )
-        self.assertEqual(pool_status([member], NOW)["five_hour_utilization"], 100.0)
-        self.assertEqual(pool_status([member], NOW)["five_hour_reset"], int(NOW + HOUR))
-        status = pool_status([member], NOW + HOUR)
-        self.assertEqual(status["five_hour_utilization"], 1.0)
-        self.assertEqual(status["plan_weight"], 10.0)
-        self.assertEqual(status["five_hour_reset"], 0)
+        self.assertEqual(len(sessions), 1)
+        self.assertIsNone(sessions.credential_of("old", self.clock.seconds()))

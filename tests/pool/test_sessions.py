@@ -1,5 +1,6 @@
 """
-Tests for L{ccm.pool.sessions}: the Claude Code session a request belongs to.
+Tests for L{ccm.pool.sessions}: the Claude Code session a request belongs to,
+and the table of which credential each session is on.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
-from ccm.pool.sessions import MAX_SESSION_ID_LENGTH, session_id_of
+from ccm.pool.sessions import (
+    MAX_SESSION_ID_LENGTH,
+    SESSION_IDLE_SECONDS,
+    MemorySessionTable,
+    session_id_of,
+)
 
 HEADER_ID = "80c50ae9-1df2-4ee4-bafa-e96205010a1c"
 JSON_ID = "17662a42-5f0c-4d55-9b7e-3f1a2b4c5d6e"
@@ -161,3 +167,67 @@ class SessionIdTests(SynchronousTestCase):
         """
         body = body_with_user_id("{broken_session_abc")
         self.assertEqual(session_id_of(None, body), "abc")
+
+
+NOW = 1_790_000_000.0
+
+
+class MemorySessionTableTests(SynchronousTestCase):
+    """
+    L{MemorySessionTable}: assignments, forgotten when idle for a day or
+    when the table is full.
+    """
+
+    def test_assign(self) -> None:
+        """
+        An assigned session is on its credential until reassigned; an
+        unknown one is on none.
+        """
+        table = MemorySessionTable()
+        self.assertIsNone(table.credential_of("s", NOW))
+        table.assign("s", "a", NOW)
+        self.assertEqual(table.credential_of("s", NOW + 1), "a")
+        table.assign("s", "b", NOW + 2)
+        self.assertEqual(table.credential_of("s", NOW + 3), "b")
+        self.assertEqual(len(table), 1)
+
+    def test_idle_forgotten(self) -> None:
+        """
+        A session unused for a day is forgotten; each use starts the day
+        anew.
+        """
+        table = MemorySessionTable()
+        table.assign("s", "a", NOW)
+        table.assign("s", "a", NOW + SESSION_IDLE_SECONDS - 1)
+        self.assertEqual(table.credential_of("s", NOW + SESSION_IDLE_SECONDS), "a")
+        self.assertIsNone(table.credential_of("s", NOW + 2 * SESSION_IDLE_SECONDS))
+        self.assertEqual(len(table), 0)
+
+    def test_bounded(self) -> None:
+        """
+        Past its bound the table forgets the least recently used sessions
+        first.
+        """
+        table = MemorySessionTable(max_sessions=2)
+        table.assign("one", "a", NOW)
+        table.assign("two", "a", NOW + 1)
+        table.assign("one", "a", NOW + 2)
+        table.assign("three", "b", NOW + 3)
+        self.assertEqual(len(table), 2)
+        self.assertIsNone(table.credential_of("two", NOW + 4))
+        self.assertEqual(table.credential_of("one", NOW + 4), "a")
+        self.assertEqual(table.credential_of("three", NOW + 4), "b")
+
+    def test_forget(self) -> None:
+        """
+        A session can be forgotten alone, or with every other session on
+        its credential; forgetting an unknown one is no error.
+        """
+        table = MemorySessionTable()
+        for session, tag in (("one", "a"), ("two", "a"), ("three", "b")):
+            table.assign(session, tag, NOW)
+        table.forget("three")
+        table.forget("unknown")
+        self.assertIsNone(table.credential_of("three", NOW))
+        table.forget_credential("a")
+        self.assertEqual(len(table), 0)

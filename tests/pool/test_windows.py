@@ -1,16 +1,20 @@
 """
-Tests for L{ccm.pool.windows}: reading a subscription's unified rate-limit
-headers defensively, and the plan weight table.
+Tests for L{ccm.pool.windows}: a subscription's window state, fed with
+unified rate-limit headers read defensively, 429s and polls, and the plan
+weight table.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
-from ccm.pool.windows import RateLimitState, Window, plan_weight
+from ccm.pool.figures import WindowName
+from ccm.pool.windows import MemoryWindowState, Plan, Window, plan_weight
 
 PREFIX = "anthropic-ratelimit-unified-"
 NOW = 1_790_000_000.0
@@ -34,12 +38,12 @@ def unified(**values: str) -> Headers:
 
 class ObserveTests(SynchronousTestCase):
     """
-    L{RateLimitState.observe} turns header fractions into percentages that
+    L{MemoryWindowState.observe} turns header fractions into percentages that
     only grow within a window and ignores anything malformed.
     """
 
     def setUp(self) -> None:
-        self.state = RateLimitState("work")
+        self.state = MemoryWindowState("work")
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def warnings(self) -> list[str]:
@@ -74,7 +78,7 @@ class ObserveTests(SynchronousTestCase):
         0.001 is 1, while an exact 0.42 stays 42 despite float error.
         """
         for fraction, percent in [("0.9801", 99.0), ("0.001", 1.0), ("0.42", 42.0), ("0", 0.0)]:
-            state = RateLimitState("work")
+            state = MemoryWindowState("work")
             state.observe(unified(h5_utilization=fraction), NOW)
             self.assertEqual(state.five_hour.utilization, percent, fraction)
 
@@ -197,6 +201,78 @@ class ObserveTests(SynchronousTestCase):
         self.assertEqual(self.state.five_hour.utilization, 50.0)
 
 
+class OwnerTests(SynchronousTestCase):
+    """
+    L{MemoryWindowState} owns its state: it changes only through its
+    methods, and its queries change nothing.
+    """
+
+    def setUp(self) -> None:
+        self.state = MemoryWindowState("work")
+
+    def test_queries_do_not_clear(self) -> None:
+        """
+        A limit whose time has passed reads as over, without the read
+        clearing it: asked about an earlier time, the state still knows it.
+        """
+        until = self.state.observe_rejection(rejection(claim="5h", retry_after="60"), NOW)
+        self.assertEqual(until, NOW + 60)
+        self.assertFalse(self.state.is_limited(NOW + 60))
+        self.assertIsNone(self.state.limit(NOW + 60))
+        self.assertTrue(self.state.is_limited(NOW + 59))
+        limit = self.state.limit(NOW)
+        assert limit is not None
+        self.assertEqual((limit.until, limit.window), (NOW + 60, WindowName.FIVE_HOUR))
+
+    def test_new_limit_after_an_old_one(self) -> None:
+        """
+        A 429 after an earlier limit ended sets a limit of its own; one
+        while a longer limit holds keeps the longer end, with the window it
+        names.
+        """
+        self.state.observe_rejection(rejection(claim="5h", retry_after="600"), NOW)
+        self.assertEqual(
+            self.state.observe_rejection(rejection(claim="7d", retry_after="60"), NOW + 1),
+            NOW + 600,
+        )
+        limit = self.state.limit(NOW + 1)
+        assert limit is not None
+        self.assertEqual(limit.window, WindowName.WEEKLY)
+        self.assertEqual(
+            self.state.observe_rejection(rejection(retry_after="30"), NOW + 700), NOW + 730
+        )
+
+    def test_allowed_ends_limit(self) -> None:
+        """
+        A response whose status allows again ends a limit before its time;
+        a poll does not.
+        """
+        self.state.observe_rejection(rejection(claim="5h", retry_after="600"), NOW)
+        self.state.apply_poll((0.0, 0.0), (0.0, 0.0), NOW + 1)
+        self.assertTrue(self.state.is_limited(NOW + 1))
+        allowed = Headers({PREFIX + "status": ["allowed_warning"]})
+        self.state.observe(allowed, NOW + 2)
+        self.assertFalse(self.state.is_limited(NOW + 2))
+
+    def test_windows_are_values(self) -> None:
+        """
+        The windows a query gives are values: changing one is refused, and
+        the state keeps its own.
+        """
+        self.state.apply_poll((10.0, NOW + 60), None, NOW)
+        window = self.state.five_hour
+        self.assertRaises(dataclasses.FrozenInstanceError, setattr, window, "utilization", 0.0)
+        self.assertEqual(self.state.five_hour, Window(10.0, NOW + 60))
+
+    def test_plan(self) -> None:
+        """
+        The plan is unknown until the profile reports one.
+        """
+        self.assertEqual(self.state.plan, Plan())
+        self.state.apply_profile(Plan("team", "default_claude_max_5x"))
+        self.assertEqual(self.state.plan, Plan("team", "default_claude_max_5x"))
+
+
 class PlanWeightTests(SynchronousTestCase):
     """
     L{plan_weight} gives a plan's capacity relative to Pro.
@@ -256,7 +332,7 @@ class AbsurdNumberTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.state = RateLimitState("work")
+        self.state = MemoryWindowState("work")
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def warnings(self) -> list[str]:
@@ -316,7 +392,9 @@ class AbsurdNumberTests(SynchronousTestCase):
             NOW,
         )
         self.assertEqual(until, NOW + 120)
-        self.assertEqual(self.state.limited_until, NOW + 120)
+        limit = self.state.limit(NOW)
+        assert limit is not None
+        self.assertEqual(limit.until, NOW + 120)
         self.assertEqual(self.state.five_hour.resets_at, 0.0)
         self.assertTrue(self.state.is_limited(NOW + 119))
         self.assertFalse(self.state.is_limited(NOW + 120))
@@ -327,7 +405,7 @@ class AbsurdNumberTests(SynchronousTestCase):
         with a warning: the limit lasts the default minute.
         """
         for digits in ("9" * 400, "9" * 5000, str(11 * 86400)):
-            state = RateLimitState("work")
+            state = MemoryWindowState("work")
             self.assertEqual(
                 state.observe_rejection(rejection(claim="five_hour", retry_after=digits), NOW),
                 NOW + 60,
@@ -347,7 +425,7 @@ class AbsurdNumberTests(SynchronousTestCase):
             ),
             NOW + 1.5,
         )
-        state = RateLimitState("work")
+        state = MemoryWindowState("work")
         self.assertEqual(
             state.observe_rejection(
                 rejection(claim="5h", retry_after_ms="1e308", retry_after="9"), NOW
@@ -401,7 +479,7 @@ class AbsurdNumberTests(SynchronousTestCase):
         self.assertEqual(len(self.warnings()), 2)
         debug = [e for e in self.events if e.get("log_level") == LogLevel.debug]
         self.assertEqual(len(debug), 198)
-        other = RateLimitState("other")
+        other = MemoryWindowState("other")
         other.observe(unified(h5_utilization="1e308"), NOW + 100)
         self.assertEqual(len(self.warnings()), 3)
         self.state.observe(unified(h5_utilization="1e308"), NOW + 3600)

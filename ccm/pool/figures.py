@@ -1,0 +1,316 @@
+# -*- test-case-name: tests.pool.test_figures -*-
+"""
+What the API's rate-limit figures can mean, and reading them defensively:
+the unified rate-limit headers of a response, the delay a 429 asks for,
+and the figures of a usage poll.  Every number is held to what the API can
+mean; one that is malformed or out of bounds is ignored with a warning,
+never used, so it cannot break a request.
+
+A L{FigureReader} only reads: what the figures do to a subscription's
+windows is for L{ccm.pool.windows.MemoryWindowState} to decide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable
+
+from twisted.logger import Logger, LogLevel
+from twisted.web.http import stringToDatetime
+from twisted.web.http_headers import Headers
+
+_PREFIX = b"anthropic-ratelimit-unified-"
+# How long a 429 that names no reset time keeps a subscription aside.
+DEFAULT_LIMIT_SECONDS = 60
+
+# What the API's numbers can mean.  A value outside these bounds is ignored
+# with a warning, never stored: one absurd header must not break requests.
+# Utilization, in percent (the headers send a fraction, the usage poll a
+# percentage): real values pass 100 only a little (a fraction of 1.01), and
+# count as 100.
+MAX_UTILIZATION_PERCENT = 1000.0
+# Reset times: a weekly window is seven days long, and three more days
+# cover a skewed clock; a day in the past covers a stale answer.
+RESET_AHEAD_SECONDS = 10 * 86400.0
+RESET_BEHIND_SECONDS = 86400.0
+# A retry-after says when a window resets, so it cannot be longer either.
+MAX_RETRY_AFTER_SECONDS = RESET_AHEAD_SECONDS
+# Each bad value warns once an hour per credential and name; repeats within
+# the hour are logged at debug level, so a flood of bad answers does not
+# flood the log.
+BAD_VALUE_WARNING_SECONDS = 3600.0
+# Number text longer than this is not a number the API sends.
+_MAX_NUMBER_CHARS = 32
+
+
+class WindowName(Enum):
+    """
+    A subscription's two rate-limit windows; the value is the name people
+    read.
+    """
+
+    FIVE_HOUR = "5-hour"
+    WEEKLY = "weekly"
+
+
+# The header key of each window, and its key in a usage poll's answer.
+_HEADER_KEYS = {WindowName.FIVE_HOUR: b"5h", WindowName.WEEKLY: b"7d"}
+_POLL_KEYS = {WindowName.FIVE_HOUR: "five_hour", WindowName.WEEKLY: "seven_day"}
+
+
+def parse_number(text: str) -> float | None:
+    """
+    A finite decimal number, or None for anything else (not a number, NaN,
+    infinite, or implausibly long text).
+    """
+    if len(text) > _MAX_NUMBER_CHARS:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def utilization_problem(percent: float) -> str | None:
+    """
+    Why a utilization (in percent) cannot be used, or None when it can.
+    """
+    if math.isfinite(percent) and 0 <= percent <= MAX_UTILIZATION_PERCENT:
+        return None
+    return f"not a utilization between 0 and {MAX_UTILIZATION_PERCENT:g}%"
+
+
+def reset_problem(moment: float, now: float) -> str | None:
+    """
+    Why a reset time (Unix seconds) cannot be used at C{now}, or None when
+    it can.
+    """
+    if not math.isfinite(moment):
+        return "not a time"
+    if moment < now - RESET_BEHIND_SECONDS:
+        return f"more than {RESET_BEHIND_SECONDS / 86400:g} day(s) in the past"
+    if moment > now + RESET_AHEAD_SECONDS:
+        return f"more than {RESET_AHEAD_SECONDS / 86400:g} days ahead"
+    return None
+
+
+def delay_problem(seconds: float) -> str | None:
+    """
+    Why a delay asked for by a C{retry-after} cannot be used, or None when
+    it can.
+    """
+    if math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER_SECONDS:
+        return None
+    return f"not a delay between 0 and {MAX_RETRY_AFTER_SECONDS / 86400:g} days"
+
+
+def _delay_seconds(text: str, now: float) -> float | None:
+    """
+    The seconds a C{retry-after} asks to wait: a number of seconds, or the
+    time from C{now} to an HTTP date; None when it is neither.
+    """
+    seconds = parse_number(text)
+    if seconds is not None or not text:
+        return seconds
+    try:
+        moment: float = stringToDatetime(text.encode("latin-1"))
+    except (ValueError, IndexError, OverflowError):
+        return None
+    return moment - now
+
+
+@dataclass(frozen=True)
+class WindowReading:
+    """
+    What one response or poll said about one window: its utilization in
+    percent and its reset time in Unix seconds, each None when not said
+    (or ignored).
+    """
+
+    utilization: float | None = None
+    resets_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Limit:
+    """
+    What a 429 out of quota says: the subscription is unusable until
+    C{until} (Unix seconds), because of C{window} (None when the 429 names
+    no window).
+    """
+
+    until: float
+    window: WindowName | None
+
+
+class FigureReader:
+    """
+    Reads the rate-limit figures of one credential, labelled C{label} in
+    warnings.  It keeps only when each bad value was last warned about.
+    """
+
+    log = Logger()
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        # When each bad value was last warned about, by name.
+        self._warned_at: dict[str, float] = {}
+
+    def _ignore(self, name: str, text: str, problem: str, now: float) -> None:
+        """
+        Log that the value C{text} of C{name} is ignored: a warning the
+        first time in L{BAD_VALUE_WARNING_SECONDS}, else at debug level.
+        """
+        last = self._warned_at.get(name)
+        level = LogLevel.debug
+        if last is None or now - last >= BAD_VALUE_WARNING_SECONDS:
+            self._warned_at[name] = now
+            level = LogLevel.warn
+        self.log.emit(
+            level,
+            "ignoring rate-limit value {name}={value!r} for {credential}: {problem}",
+            name=name,
+            value=text[:40],
+            credential=self.label,
+            problem=problem,
+        )
+
+    def _read(
+        self,
+        headers: Headers,
+        name: bytes,
+        now: float,
+        problem_of: Callable[[float], str | None],
+        parse: Callable[[str], float | None] = parse_number,
+    ) -> float | None:
+        """
+        The number in header C{name}, or None when it is absent or is
+        ignored (unreadable, or C{problem_of} finds a problem with it).
+        """
+        values = headers.getRawHeaders(name)
+        if not values:
+            return None
+        text = values[0].decode("latin-1").strip()
+        value = parse(text)
+        problem = "not a number" if value is None else problem_of(value)
+        if problem is not None:
+            self._ignore(name.decode("latin-1"), text, problem, now)
+            return None
+        return value
+
+    def _reset(self, headers: Headers, suffix: bytes, now: float) -> float | None:
+        return self._read(headers, _PREFIX + suffix, now, lambda moment: reset_problem(moment, now))
+
+    def status(self, headers: Headers) -> str | None:
+        """
+        The unified rate-limit status (C{allowed}, C{allowed_warning},
+        C{rejected}), or None when absent.
+        """
+        return self._header(headers, b"status")
+
+    def window(self, headers: Headers, name: WindowName, now: float) -> WindowReading | None:
+        """
+        What a response's headers say about window C{name}: utilization
+        (sent as a fraction, read as a percentage rounded up, as the
+        reference does, and at most 100) and reset; None when neither is
+        there and usable.
+        """
+        key = _HEADER_KEYS[name]
+        fraction = self._read(
+            headers, _PREFIX + key + b"-utilization", now, lambda f: utilization_problem(f * 100)
+        )
+        resets_at = self._reset(headers, key + b"-reset", now)
+        if fraction is None and resets_at is None:
+            return None
+        percent = None
+        if fraction is not None:
+            percent = min(100.0, float(math.ceil(round(fraction * 100, 6))))
+        return WindowReading(percent, resets_at)
+
+    def retry_after(self, headers: Headers, now: float) -> float | None:
+        """
+        The delay a response asks for, in seconds: C{retry-after-ms} (which
+        the SDKs read first), else C{retry-after} (seconds, or an HTTP
+        date); None when neither is present and within bounds.
+        """
+        milliseconds = self._read(
+            headers, b"retry-after-ms", now, lambda ms: delay_problem(ms / 1000)
+        )
+        if milliseconds is not None:
+            return milliseconds / 1000
+        return self._read(
+            headers,
+            b"retry-after",
+            now,
+            delay_problem,
+            lambda text: _delay_seconds(text, now),
+        )
+
+    def rejection(self, headers: Headers, now: float) -> Limit | None:
+        """
+        What a 429 says.  One that carries the unified rate-limit headers
+        means the subscription is out of quota until the binding window
+        resets, taken from the representative claim's reset, else the
+        overall reset, else C{retry-after-ms} or C{retry-after}, else one
+        minute.  One without them is a passing capacity throttle: None.
+        """
+        claim = (self._header(headers, b"representative-claim") or "").lower()
+        status = self.status(headers)
+        has_unified = any(
+            name.lower().startswith(_PREFIX) for name, _ in headers.getAllRawHeaders()
+        )
+        if not has_unified:
+            return None
+        resets_at: float | None = None
+        window: WindowName | None = None
+        if claim in ("five_hour", "5h"):
+            resets_at = self._reset(headers, b"5h-reset", now)
+            window = WindowName.FIVE_HOUR
+        elif claim.startswith("seven_day") or claim == "7d":
+            resets_at = self._reset(headers, b"7d-reset", now)
+            window = WindowName.WEEKLY
+        if resets_at is None:
+            resets_at = self._reset(headers, b"reset", now)
+        if resets_at is None or resets_at <= now:
+            delay = self.retry_after(headers, now)
+            resets_at = now + (delay if delay is not None else DEFAULT_LIMIT_SECONDS)
+        if status is not None and status not in ("rejected",) and not claim:
+            return None
+        return Limit(resets_at, window)
+
+    def _header(self, headers: Headers, suffix: bytes) -> str | None:
+        values = headers.getRawHeaders(_PREFIX + suffix)
+        if not values:
+            return None
+        return values[0].decode("latin-1").strip()
+
+    def poll_window(
+        self, name: WindowName, figures: tuple[float, float] | None, now: float
+    ) -> WindowReading | None:
+        """
+        Window C{name} of a usage poll, given as (percent used, reset in
+        Unix seconds or 0 when unknown): a figure out of bounds is ignored
+        with a warning, the other still counts.  None for a window the poll
+        did not report.
+        """
+        if figures is None:
+            return None
+        utilization, resets_at = figures
+        key = _POLL_KEYS[name]
+        percent: float | None = None
+        problem = utilization_problem(utilization)
+        if problem is None:
+            percent = min(100.0, utilization)
+        else:
+            self._ignore(f"usage {key}.utilization", repr(utilization), problem, now)
+        reset: float | None = None
+        if resets_at:
+            problem = reset_problem(resets_at, now)
+            if problem is None:
+                reset = resets_at
+            else:
+                self._ignore(f"usage {key}.resets_at", repr(resets_at), problem, now)
+        return WindowReading(percent, reset)

@@ -1,0 +1,153 @@
+# -*- test-case-name: tests.pool.test_member -*-
+"""
+A credential in a pool: when it can serve, what a pool answers when none of
+its members can, and what the members' windows add up to for the status
+endpoint.
+
+A credential is usable when it is loaded, not rate-limited by a 429, and
+under both of its pause thresholds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ccm.credentials.credential import Credential
+from ccm.pool.figures import WindowName
+from ccm.pool.serving import PAUSED_IN, RATE_LIMITED_IN, MemberState, Unusable
+from ccm.web.errors import APIError
+
+
+@dataclass
+class PoolMember:
+    """
+    A credential in a pool, with the utilization caps (percent) at which it
+    pauses.  One per credential, shared by every pool that uses it.
+    """
+
+    credential: Credential
+    cap_5h: float = 99.0
+    cap_weekly: float = 99.0
+
+    @property
+    def tag(self) -> str:
+        """
+        The credential's tag.
+        """
+        return self.credential.tag
+
+    def state(self, now: float) -> MemberState:
+        """
+        Whether this credential can serve at C{now}.
+        """
+        credential = self.credential
+        problem = credential.unavailable_reason
+        if problem is not None:
+            return MemberState(Unusable.UNAVAILABLE, problem=problem, at=now)
+        limits = credential.rate_limits
+        limit = limits.limit(now)
+        if limit is not None:
+            return MemberState(RATE_LIMITED_IN[limit.window], until=limit.until, at=now)
+        for name, window, cap in (
+            (WindowName.FIVE_HOUR, limits.five_hour, self.cap_5h),
+            (WindowName.WEEKLY, limits.weekly, self.cap_weekly),
+        ):
+            if window.utilization >= cap:
+                return MemberState(
+                    PAUSED_IN[name],
+                    until=window.resets_at if window.resets_at > now else 0.0,
+                    utilization=window.utilization,
+                    cap=cap,
+                    at=now,
+                )
+        return MemberState(at=now)
+
+    def observe(self, now: float) -> MemberState:
+        """
+        L{state}, reported to the credential's state log, which logs it
+        when it changed.
+        """
+        state = self.state(now)
+        self.credential.state_log.serving(state)
+        return state
+
+
+def exhausted_error(members: Sequence[PoolMember], now: float) -> APIError:
+    """
+    The answer when no credential of a pool can serve: 503 when none is even
+    loaded (only a person can fix that), else 429 with the time of the
+    earliest reset, and a message naming each credential's state.
+    """
+    states = [(m, m.state(now)) for m in members]
+    details = "; ".join(f"{m.tag}: {s.description}" for m, s in states)
+    if all(s.reason is Unusable.UNAVAILABLE for _, s in states):
+        return APIError(
+            503,
+            "api_error",
+            f"ccm cannot serve requests: {details}",
+            headers=(("x-should-retry", "false"),),
+        )
+    resets = [s.until for _, s in states if s.until > now]
+    retry_after = max(1, int(min(resets) - now + 0.999)) if resets else 60
+    return APIError(
+        429,
+        "rate_limit_error",
+        f"every subscription available to you is rate-limited or paused; {details}",
+        headers=(("retry-after", str(retry_after)), ("x-should-retry", "false")),
+    )
+
+
+def pool_status(members: Sequence[PoolMember], now: float) -> dict[str, float]:
+    """
+    Combine the members' windows into the status endpoint's figures.
+
+    Utilization is measured, as in the reference, against each member's
+    pause thresholds and weighted by its plan: a member contributes its
+    headroom below its caps.  Unlike the reference, a member that cannot
+    serve now (unavailable, rate-limited by a 429, or paused at a
+    threshold) contributes none, so it reads as full instead of showing the
+    figures it had before it hit the wall; C{plan_weight} counts only the
+    members that can serve, and is 0 when none can.
+
+    C{five_hour_reset} and C{weekly_reset} say when that figure next drops,
+    in whole Unix seconds (0 when no time is known): the earliest of the
+    members' resets, where the reset of a member that can serve is its
+    window's, and that of one that cannot is the time it can serve again
+    (when known).
+    """
+    total_weight = 0.0
+    usable_weight = 0.0
+    remaining_5h = 0.0
+    remaining_weekly = 0.0
+    resets_5h: list[float] = []
+    resets_weekly: list[float] = []
+    for member in members:
+        state = member.state(now)
+        weight = member.credential.plan_weight
+        limits = member.credential.rate_limits
+        total_weight += weight
+        if state.usable:
+            usable_weight += weight
+            remaining_5h += max(0.0, member.cap_5h - limits.five_hour.utilization) * weight
+            remaining_weekly += max(0.0, member.cap_weekly - limits.weekly.utilization) * weight
+        for window, resets in ((limits.five_hour, resets_5h), (limits.weekly, resets_weekly)):
+            # Full until it can serve again, whatever its own windows say.
+            reset = window.resets_at if state.usable else state.until
+            if reset > now:
+                resets.append(reset)
+    if total_weight == 0:
+        return {
+            "five_hour_utilization": 100.0,
+            "weekly_utilization": 100.0,
+            "plan_weight": 0.0,
+            "five_hour_reset": 0,
+            "weekly_reset": 0,
+        }
+    return {
+        "five_hour_utilization": 100.0 - remaining_5h / total_weight,
+        "weekly_utilization": 100.0 - remaining_weekly / total_weight,
+        "plan_weight": usable_weight,
+        "five_hour_reset": int(min(resets_5h)) if resets_5h else 0,
+        "weekly_reset": int(min(resets_weekly)) if resets_weekly else 0,
+    }

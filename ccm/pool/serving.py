@@ -1,0 +1,91 @@
+# -*- test-case-name: tests.pool.test_serving -*-
+"""
+Whether a credential can serve now, and if not, why (an L{Unusable}
+reason) and until when.  The words people read, in errors and in the log,
+are derived from the reason; no decision is taken on them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ccm.pool.figures import WindowName
+from ccm.units import format_duration
+
+
+class Unusable(Enum):
+    """
+    Why a credential cannot serve.
+    """
+
+    # Not loaded: its file is missing or broken, or its token expired and
+    # cannot be refreshed.  Only a person can fix that.
+    UNAVAILABLE = "unavailable"
+    # A 429 out of quota, naming the 5-hour window, the weekly one, or none.
+    RATE_LIMITED_5H = "rate-limited (5-hour window)"
+    RATE_LIMITED_WEEKLY = "rate-limited (weekly window)"
+    RATE_LIMITED = "rate-limited (rate limit)"
+    # Utilization reached the credential's pause threshold in a window.
+    PAUSED_5H = "paused at its 5-hour threshold"
+    PAUSED_WEEKLY = "paused at its weekly threshold"
+
+
+RATE_LIMITED_IN = {
+    WindowName.FIVE_HOUR: Unusable.RATE_LIMITED_5H,
+    WindowName.WEEKLY: Unusable.RATE_LIMITED_WEEKLY,
+    None: Unusable.RATE_LIMITED,
+}
+PAUSED_IN = {WindowName.FIVE_HOUR: Unusable.PAUSED_5H, WindowName.WEEKLY: Unusable.PAUSED_WEEKLY}
+
+
+def when(moment: float, now: float) -> str:
+    """
+    A time for people: C{2026-11-25 15:00 UTC (in 2h13m)}.
+    """
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(moment))
+    return f"{stamp} (in {format_duration(max(0.0, moment - now))})"
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """
+    Whether a credential can serve at time C{at}: C{reason} is None when it
+    can.  C{until} is when it can serve again (0 when unknown); C{problem}
+    says why it is L{Unusable.UNAVAILABLE}; C{utilization} and C{cap} are
+    the figures of a pause (percent).
+
+    Two states are equal when they say the same, whenever they were taken.
+    """
+
+    reason: Unusable | None = None
+    until: float = 0.0
+    problem: str = ""
+    utilization: float = 0.0
+    cap: float = 0.0
+    at: float = field(default=0.0, compare=False)
+
+    @property
+    def usable(self) -> bool:
+        """
+        Whether the credential can serve.
+        """
+        return self.reason is None
+
+    @property
+    def description(self) -> str:
+        """
+        The state in words, as errors and the log show it.
+        """
+        reason = self.reason
+        if reason is None:
+            return "usable"
+        if reason is Unusable.UNAVAILABLE:
+            return f"unavailable: {self.problem}"
+        if reason in (Unusable.PAUSED_5H, Unusable.PAUSED_WEEKLY):
+            resets = f" until {when(self.until, self.at)}" if self.until else ""
+            return (
+                f"{reason.value} ({self.utilization:g}% used, pauses at {self.cap:g}%){resets}"
+            )
+        return f"{reason.value} until {when(self.until, self.at)}"

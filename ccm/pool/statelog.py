@@ -1,0 +1,189 @@
+# -*- test-case-name: tests.pool.test_statelog -*-
+"""
+The one place where the changes of a credential's state are logged: its
+file loaded or lost, its token refreshed, whether it can serve (paused,
+rate-limited, usable again), its plan, and whether its usage polls work.
+
+The credential, its pool member and the usage poller tell a
+L{CredentialStateLog} what happened; it decides whether that is news and
+says it in the words docs/running.md documents.  Each line carries its
+figures as fields of their own, numbers as numbers, beside the words.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from ccm.pool.serving import MemberState, Unusable
+from ccm.units import format_duration
+
+
+class CredentialStateLog:
+    """
+    The log of one credential's state changes.
+
+    It remembers the last serving state it reported, so that each change is
+    logged once, whichever part of ccm noticed it first (the file watcher,
+    or a request finding the credential paused).
+
+    :param tag: the credential's tag.
+    """
+
+    log = Logger()
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self._reported: MemberState | None = None
+
+    def available(self, plan: str, remaining: str) -> None:
+        """
+        The credential has tokens again, valid for C{remaining}.
+        """
+        # This line says it can serve: a request finding it so is no news.
+        self._reported = MemberState()
+        self.log.info(
+            "credential {tag} is available ({plan}, token valid for {remaining})",
+            tag=self.tag,
+            plan=plan,
+            remaining=remaining,
+        )
+
+    def loaded_expired(self, plan: str) -> None:
+        """
+        The credential has tokens again, but its access token has expired.
+        """
+        self._reported = MemberState()
+        self.log.info(
+            "credential {tag} is loaded ({plan}); its token has expired and will be refreshed",
+            tag=self.tag,
+            plan=plan,
+        )
+
+    def unavailable(self, problem: str) -> None:
+        """
+        The credential cannot serve because of C{problem} (its file is
+        missing or broken, for example).
+        """
+        self.serving(MemberState(Unusable.UNAVAILABLE, problem=problem))
+
+    def serving(self, state: MemberState) -> None:
+        """
+        The credential was found in C{state}: a warning when it stops being
+        usable, with the reason, and a note when it is usable again.
+        """
+        before = self._reported
+        if state == before:
+            return
+        self._reported = state
+        if state.reason is None:
+            if before is not None:
+                self.log.info("credential {tag} is usable again", tag=self.tag)
+            return
+        self.log.warn(
+            "credential {tag} is {state}",
+            tag=self.tag,
+            state=state.description,
+            reason=state.reason.name,
+            until=state.until,
+            utilization=state.utilization,
+            cap=state.cap,
+        )
+
+    def refreshing(self) -> None:
+        """
+        A refresh of the access token begins.
+        """
+        self.log.info("credential {tag}: refreshing the OAuth access token", tag=self.tag)
+
+    def refreshed(self, remaining: str) -> None:
+        """
+        A refresh worked; the new token is valid for C{remaining}.
+        """
+        self.log.info(
+            "credential {tag}: token refreshed, valid for {remaining}",
+            tag=self.tag,
+            remaining=remaining,
+        )
+
+    def adopted(self) -> None:
+        """
+        Before refreshing, fresh tokens were found in the store.
+        """
+        self.log.info(
+            "credential {tag}: adopted tokens refreshed by another program", tag=self.tag
+        )
+
+    def refresh_failed(self, problem: str) -> None:
+        """
+        A refresh failed, or was refused, because of C{problem}.
+        """
+        self.log.error("credential {tag}: {problem}", tag=self.tag, problem=problem)
+
+    def not_saved(self, error: str) -> None:
+        """
+        A refresh worked, but the store did not take the new tokens.
+        """
+        self.log.error(
+            "credential {tag}: refreshed tokens could not be saved: {error}",
+            tag=self.tag,
+            error=error,
+        )
+
+    def plan_learned(self, subscription_type: str, rate_limit_tier: str, weight: float) -> None:
+        """
+        The OAuth profile told the plan; the credential weighs C{weight}.
+        """
+        self.log.info(
+            "credential {tag}: plan {plan} ({tier}), weight {weight:g}",
+            tag=self.tag,
+            plan=subscription_type or "unknown",
+            tier=rate_limit_tier or "unknown tier",
+            weight=weight,
+        )
+
+    def poll_failed(self, reason: str, failures: int, delay: float) -> None:
+        """
+        A usage poll failed, the C{failures}th in a row; the next one is in
+        C{delay} seconds.  Only the first of a row is a warning.
+        """
+        if failures == 1:
+            self.log.warn(
+                "usage poll of {tag} failed ({reason}); keeping its last known state, "
+                "next try in {delay}",
+                tag=self.tag,
+                reason=reason,
+                delay=format_duration(delay),
+                delay_seconds=delay,
+            )
+        else:
+            self.log.debug(
+                "usage poll of {tag} failed again ({reason}, {failures} in a row); "
+                "next try in {delay}",
+                tag=self.tag,
+                reason=reason,
+                failures=failures,
+                delay=format_duration(delay),
+                delay_seconds=delay,
+            )
+
+    def poll_works_again(self, failures: int) -> None:
+        """
+        A usage poll worked after C{failures} failed ones.
+        """
+        self.log.info(
+            "usage poll of {tag} works again after {failures} failed",
+            tag=self.tag,
+            failures=failures,
+        )
+
+    def poll_rate_limited(self, delay: float) -> None:
+        """
+        The usage endpoint answered 429; the next poll is in C{delay}
+        seconds.
+        """
+        self.log.debug(
+            "usage endpoint rate-limited the poll of {tag}; next poll in {delay}",
+            tag=self.tag,
+            delay=format_duration(delay),
+            delay_seconds=delay,
+        )

@@ -1,0 +1,84 @@
+"""
+Credentials over real files in a temporary directory, on a clock, for the
+tests of pools and their members.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
+
+from ccm.credentials.credential import Credential
+from ccm.credentials.file import CredentialFile
+from ccm.pool.member import PoolMember
+
+NOW = 1_790_000_000.0
+HOUR = 3600.0
+
+
+def headers(**values: str) -> Headers:
+    """
+    Unified rate-limit headers, named by their suffix with C{_} for C{-}.
+    """
+    result = Headers()
+    for name, value in values.items():
+        suffix = name.replace("_", "-")
+        if name == "retry_after":
+            result.addRawHeader("retry-after", value)
+        else:
+            result.addRawHeader("anthropic-ratelimit-unified-" + suffix, value)
+    return result
+
+
+class PoolTestCase(SynchronousTestCase):
+    """
+    Credentials over real files in a temporary directory, on a clock.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def credential(self, tag: str, plan: str = "max", tier: str = "default_claude_max_20x") -> Credential:
+        """
+        A loaded credential named C{tag} with a token valid for a day.
+        """
+        path = os.path.join(self.directory, tag + ".json")
+        with open(path, "w") as handle:
+            json.dump(
+                {
+                    "claudeAiOauth": {
+                        "accessToken": f"sk-ant-oat01-{tag}",
+                        "refreshToken": f"sk-ant-ort01-{tag}",
+                        "expiresAt": int((NOW + 86400) * 1000),
+                        "subscriptionType": plan,
+                        "rateLimitTier": tier,
+                    }
+                },
+                handle,
+            )
+        credential = Credential(tag, CredentialFile(path), lambda token: Deferred(), self.clock)
+        credential.reload()
+        return credential
+
+    def members(self, *tags: str) -> list[PoolMember]:
+        """
+        Pool members for credentials named C{tags}, with default caps.
+        """
+        return [PoolMember(self.credential(tag)) for tag in tags]
+
+    def logged(self) -> list[str]:
+        """
+        The formatted log messages so far.
+        """
+        return [formatEvent(e) for e in self.events]
