@@ -29,7 +29,8 @@ from ccm.config.model import (
     Detour,
     ServiceConfig,
 )
-from ccm.credentials.credential import Credential, TokenRefreshService
+from ccm.credentials.credential import Credential
+from ccm.credentials.refresher import TokenRefreshService
 from ccm.credentials.file import CredentialFile
 from ccm.credentials.store import credential_store_for
 from ccm.credentials.oauth import TokenEndpoint

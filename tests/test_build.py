@@ -19,7 +19,7 @@ from ccm.config.model import (
     EndpointListener,
     ServiceConfig,
 )
-from ccm.credentials.credential import TokenRefreshService
+from ccm.credentials.refresher import TokenRefreshService
 from ccm.credentials.watch import FileWatcher
 from ccm.pool.poller import UsagePoller
 from ccm.service import CcmService

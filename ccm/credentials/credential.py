@@ -12,12 +12,10 @@ cannot serve, it says why in words a person can act on.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
-from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ccm.credentials.file import CredentialFileError, OAuthTokens
@@ -30,10 +28,6 @@ from ccm.units import format_duration
 
 # A token this close to expiry is refreshed before it is used.
 USE_MARGIN_SECONDS = 60.0
-# The background refresher renews tokens this close to expiry, so requests
-# rarely wait for a refresh.
-PROACTIVE_MARGIN_SECONDS = 300.0
-REFRESH_CHECK_INTERVAL_SECONDS = 60.0
 # After a failed refresh, requests fail fast this long before another try.
 REFRESH_RETRY_SECONDS = 30.0
 
@@ -314,38 +308,3 @@ class Credential:
             headers=(("x-should-retry", "false"),),
         )
 
-
-class TokenRefreshService(TimerService):
-    """
-    Refresh, in the background, every credential whose token expires within
-    five minutes, so requests rarely wait for a refresh.
-    """
-
-    log = Logger()
-
-    def __init__(
-        self,
-        credentials: Iterable[Credential],
-        clock: IReactorTime,
-        interval: float = REFRESH_CHECK_INTERVAL_SECONDS,
-    ) -> None:
-        super().__init__(interval, self.check)
-        self.clock = clock
-        self._clock = clock
-        self._credentials = list(credentials)
-
-    def check(self) -> None:
-        """
-        Start a refresh for each credential that needs one; failures are
-        logged by the credential and never stop this loop.
-        """
-        now = self._clock.seconds()
-        for credential in self._credentials:
-            tokens = credential.tokens
-            if tokens is None or not tokens.expires_within(now, PROACTIVE_MARGIN_SECONDS):
-                continue
-            credential.refresh().addErrback(self._ignore, credential.tag)
-
-    def _ignore(self, failure: Failure, tag: str) -> None:
-        if not failure.check(CredentialUnavailable):
-            self.log.failure("background refresh of {tag} failed", failure=failure, tag=tag)

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -23,13 +23,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from ccm.credentials import file as credentialfile
 from ccm.credentials.file import CredentialFile, CredentialFileError, OAuthTokens
 from ccm.credentials.credential import (
-    PROACTIVE_MARGIN_SECONDS,
-    REFRESH_CHECK_INTERVAL_SECONDS,
     REFRESH_RETRY_SECONDS,
     USE_MARGIN_SECONDS,
     Credential,
     CredentialUnavailable,
-    TokenRefreshService,
 )
 from ccm.web.errors import APIError
 from ccm.credentials.oauth import REFRESH_TIMEOUT_SECONDS, TokenEndpoint, TokenGrant
@@ -720,135 +717,6 @@ class UnavailableErrorTests(CredentialTestCase):
         self.assertIn(self.path, error.message)
         self.assertIn("`claude /login`", error.message)
         self.assertTrue(error.message.startswith("ccm cannot serve requests: "))
-
-
-class TokenRefreshServiceTests(CredentialTestCase):
-    """
-    L{TokenRefreshService} refreshes tokens before they expire, idle
-    credentials included, and never stops doing so.
-    """
-
-    def start(self, *credentials: Credential) -> TokenRefreshService:
-        """
-        Start a refresh service for C{credentials} (by default the test's
-        credential), stopped again at the end of the test.
-        """
-        service = TokenRefreshService(credentials or [self.credential], self.clock)
-        service.startService()
-        self.addCleanup(lambda: service.running and service.stopService())
-        self.http.flush()
-        return service
-
-    def tick(self, seconds: float = REFRESH_CHECK_INTERVAL_SECONDS) -> None:
-        """
-        Let C{seconds} pass and the token endpoint answer.
-        """
-        self.clock.advance(seconds)
-        self.http.flush()
-
-    def test_checks_at_start(self) -> None:
-        """
-        At start a token expiring within five minutes is refreshed at once
-        and saved.
-        """
-        self.write(PROACTIVE_MARGIN_SECONDS - 1)
-        self.credential.reload()
-        service = self.start()
-        self.assertEqual(len(self.fake.token_requests), 1)
-        self.assertEqual(
-            self.read_file()["claudeAiOauth"]["accessToken"], self.fake.access_token
-        )
-        service.stopService()
-        self.assertEqual(self.clock.getDelayedCalls(), [])
-
-    def test_refreshes_before_expiry(self) -> None:
-        """
-        A token valid for an hour is left alone until it is five minutes
-        from expiry, then refreshed once.
-        """
-        self.write(3600)
-        self.credential.reload()
-        self.start()
-        self.assertEqual(self.fake.token_requests, [])
-        elapsed = 0.0
-        while elapsed + REFRESH_CHECK_INTERVAL_SECONDS < 3600 - PROACTIVE_MARGIN_SECONDS:
-            self.tick()
-            elapsed += REFRESH_CHECK_INTERVAL_SECONDS
-        self.assertEqual(self.fake.token_requests, [])
-        self.tick()
-        self.assertEqual(len(self.fake.token_requests), 1)
-        self.assertEqual(self.successResultOf(self.access()), self.fake.access_token)
-        self.tick()
-        self.assertEqual(len(self.fake.token_requests), 1)
-
-    def test_failures_do_not_stop_the_loop(self) -> None:
-        """
-        A failing refresh is tried again at later checks; the loop keeps
-        running, and a success ends the failures.
-        """
-        self.fake.token_mode = "server_error"
-        self.write(PROACTIVE_MARGIN_SECONDS - 1)
-        self.credential.reload()
-        service = self.start()
-        self.assertEqual(len(self.fake.token_requests), 1)
-        self.tick()
-        self.assertEqual(len(self.fake.token_requests), 2)
-        self.tick()
-        self.assertEqual(len(self.fake.token_requests), 3)
-        self.fake.token_mode = "ok"
-        self.tick()
-        self.assertEqual(len(self.fake.token_requests), 4)
-        self.tick()
-        self.assertEqual(len(self.fake.token_requests), 4)
-        self.assertTrue(self.credential.available)
-        service.stopService()
-        self.assertEqual(self.clock.getDelayedCalls(), [])
-
-    def test_unexpected_error_logged(self) -> None:
-        """
-        An unexpected error from a refresh is logged and the loop goes on.
-        """
-        calls: list[str] = []
-
-        def broken(refresh_token: str) -> Deferred[TokenGrant]:
-            calls.append(refresh_token)
-            return fail(RuntimeError("boom"))
-
-        credential = Credential("odd", self.store, broken, self.clock)
-        self.write(60)
-        credential.reload()
-        service = self.start(credential)
-        self.tick()
-        self.assertEqual(len(calls), 2)
-        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
-        service.stopService()
-        self.assertEqual(self.clock.getDelayedCalls(), [])
-
-    def test_skips_unloaded(self) -> None:
-        """
-        A credential without a file is skipped, and so is one whose token
-        never expires.
-        """
-        never = Credential("never", CredentialFile(self.path), self.endpoint.refresh, self.clock)
-        self.write(0, expiresAt=0)
-        never.reload()
-        self.credential.store = CredentialFile(os.path.join(self.directory, "absent.json"))
-        self.credential.reload()
-        service = self.start(self.credential, never)
-        self.tick()
-        self.assertEqual(self.fake.token_requests, [])
-        service.stopService()
-        self.assertEqual(self.clock.getDelayedCalls(), [])
-
-    def test_stop_leaves_no_timer(self) -> None:
-        """
-        Stopping the service cancels its timer.
-        """
-        service = self.start()
-        self.assertNotEqual(self.clock.getDelayedCalls(), [])
-        service.stopService()
-        self.assertFalse(service.running)
-        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class WatchedCredentialTests(CredentialTestCase):
