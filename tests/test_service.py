@@ -22,7 +22,7 @@ from ccm.config.load import parse_config
 from ccm.web.connections import CcmChannel
 from ccm.credentials.keychain import KeychainStore, keychain_service_name
 from ccm.pool.select import BalancerPool
-from ccm.reload import plan_reload
+from ccm.config.changes import plan_reload
 from ccm.build import build_service
 from ccm.service import CcmService
 from ccm.credentials.watch import FileWatcher
