@@ -1,10 +1,10 @@
 # -*- test-case-name: tests.pool.test_figures -*-
 """
-What the API's rate-limit figures can mean, and reading them defensively:
-the unified rate-limit headers of a response, the delay a 429 asks for,
-and the figures of a usage poll.  Every number is held to what the API can
-mean; one that is malformed or out of bounds is ignored with a warning,
-never used, so it cannot break a request.
+Reading the API's rate-limit figures defensively: the unified rate-limit
+headers of a response, the delay a 429 asks for, and the figures of a usage
+poll.  Every number is held to what the API can mean (L{ccm.pool.bounds});
+one that is malformed or out of bounds is ignored with a warning, never
+used, so it cannot break a request.
 
 A L{FigureReader} only reads: what the figures do to a subscription's
 windows is for L{ccm.pool.windows.MemoryWindowState} to decide.
@@ -18,31 +18,24 @@ from enum import Enum
 from typing import Callable
 
 from twisted.logger import Logger, LogLevel
-from twisted.web.http import stringToDatetime
 from twisted.web.http_headers import Headers
+
+from ccm.pool.bounds import (
+    delay_problem,
+    parse_delay,
+    parse_number,
+    reset_problem,
+    utilization_problem,
+)
 
 _PREFIX = b"anthropic-ratelimit-unified-"
 # How long a 429 that names no reset time keeps a subscription aside.
 DEFAULT_LIMIT_SECONDS = 60
 
-# What the API's numbers can mean.  A value outside these bounds is ignored
-# with a warning, never stored: one absurd header must not break requests.
-# Utilization, in percent (the headers send a fraction, the usage poll a
-# percentage): real values pass 100 only a little (a fraction of 1.01), and
-# count as 100.
-MAX_UTILIZATION_PERCENT = 1000.0
-# Reset times: a weekly window is seven days long, and three more days
-# cover a skewed clock; a day in the past covers a stale answer.
-RESET_AHEAD_SECONDS = 10 * 86400.0
-RESET_BEHIND_SECONDS = 86400.0
-# A retry-after says when a window resets, so it cannot be longer either.
-MAX_RETRY_AFTER_SECONDS = RESET_AHEAD_SECONDS
 # Each bad value warns once an hour per credential and name; repeats within
 # the hour are logged at debug level, so a flood of bad answers does not
 # flood the log.
 BAD_VALUE_WARNING_SECONDS = 3600.0
-# Number text longer than this is not a number the API sends.
-_MAX_NUMBER_CHARS = 32
 
 
 class WindowName(Enum):
@@ -58,68 +51,6 @@ class WindowName(Enum):
 # The header key of each window, and its key in a usage poll's answer.
 _HEADER_KEYS = {WindowName.FIVE_HOUR: b"5h", WindowName.WEEKLY: b"7d"}
 _POLL_KEYS = {WindowName.FIVE_HOUR: "five_hour", WindowName.WEEKLY: "seven_day"}
-
-
-def parse_number(text: str) -> float | None:
-    """
-    A finite decimal number, or None for anything else (not a number, NaN,
-    infinite, or implausibly long text).
-    """
-    if len(text) > _MAX_NUMBER_CHARS:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def utilization_problem(percent: float) -> str | None:
-    """
-    Why a utilization (in percent) cannot be used, or None when it can.
-    """
-    if math.isfinite(percent) and 0 <= percent <= MAX_UTILIZATION_PERCENT:
-        return None
-    return f"not a utilization between 0 and {MAX_UTILIZATION_PERCENT:g}%"
-
-
-def reset_problem(moment: float, now: float) -> str | None:
-    """
-    Why a reset time (Unix seconds) cannot be used at C{now}, or None when
-    it can.
-    """
-    if not math.isfinite(moment):
-        return "not a time"
-    if moment < now - RESET_BEHIND_SECONDS:
-        return f"more than {RESET_BEHIND_SECONDS / 86400:g} day(s) in the past"
-    if moment > now + RESET_AHEAD_SECONDS:
-        return f"more than {RESET_AHEAD_SECONDS / 86400:g} days ahead"
-    return None
-
-
-def delay_problem(seconds: float) -> str | None:
-    """
-    Why a delay asked for by a C{retry-after} cannot be used, or None when
-    it can.
-    """
-    if math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER_SECONDS:
-        return None
-    return f"not a delay between 0 and {MAX_RETRY_AFTER_SECONDS / 86400:g} days"
-
-
-def _delay_seconds(text: str, now: float) -> float | None:
-    """
-    The seconds a C{retry-after} asks to wait: a number of seconds, or the
-    time from C{now} to an HTTP date; None when it is neither.
-    """
-    seconds = parse_number(text)
-    if seconds is not None or not text:
-        return seconds
-    try:
-        moment: float = stringToDatetime(text.encode("latin-1"))
-    except (ValueError, IndexError, OverflowError):
-        return None
-    return moment - now
 
 
 @dataclass(frozen=True)
@@ -246,7 +177,7 @@ class FigureReader:
             b"retry-after",
             now,
             delay_problem,
-            lambda text: _delay_seconds(text, now),
+            lambda text: parse_delay(text, now),
         )
 
     def rejection(self, headers: Headers, now: float) -> Limit | None:

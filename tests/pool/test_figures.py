@@ -17,7 +17,6 @@ from ccm.pool.figures import (
     Limit,
     WindowName,
     WindowReading,
-    parse_number,
 )
 
 PREFIX = "anthropic-ratelimit-unified-"
@@ -116,11 +115,3 @@ class FigureReaderTests(SynchronousTestCase):
         self.assertIsNone(self.reader.poll_window(WindowName.FIVE_HOUR, None, NOW))
         [warning] = [e for e in self.events if e["log_level"] == LogLevel.warn]
         self.assertEqual(warning["name"], "usage five_hour.utilization")
-
-    def test_parse_number(self) -> None:
-        """
-        Only finite numbers of plausible length are numbers.
-        """
-        self.assertEqual(parse_number("0.5"), 0.5)
-        for text in ("nan", "inf", "abc", "1" * 40, ""):
-            self.assertIsNone(parse_number(text), text)
