@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 from keyring.backend import KeyringBackend
 from treq.client import HTTPClient
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IReactorFDSet,
+    IReactorSSL,
+    IReactorTCP,
+    IReactorThreads,
+    IReactorTime,
+)
 from twisted.internet.threads import deferToThreadPool
 from twisted.web.client import HTTPConnectionPool
 
@@ -32,6 +39,7 @@ from ccm.config.model import (
 from ccm.credentials.credential import Credential
 from ccm.credentials.refresher import TokenRefreshService
 from ccm.credentials.file import CredentialFile
+from ccm.credentials.keychain import RunInThread
 from ccm.credentials.store import credential_store_for
 from ccm.credentials.oauth import TokenEndpoint
 from ccm.credentials.watch import FileWatcher
@@ -49,14 +57,27 @@ from ccm.web.listening import ListeningService, endpoint_for
 from ccm.web.site import CcmSite, build_root
 from ccm.web.status import StatusResource
 
+
+_Result = TypeVar("_Result")
+
+
+class ServiceReactor(IReactorTime, IReactorTCP, IReactorSSL, IReactorThreads, IReactorFDSet):
+    """
+    What a service needs of the reactor, for type checking only (as treq's
+    C{_ITreqReactor}): time, TCP and TLS connections and listeners, the
+    thread pool of keychain calls, and file descriptors for inotify.  The
+    reactors Twisted installs provide all of it.
+    """
+
+
 #: Builds the HTTP client and connection pool of a proxy detour.
-MakeClient = Callable[[Any, Detour], tuple[HTTPClient, HTTPConnectionPool]]
+MakeClient = Callable[[IReactorTime, Detour], tuple[HTTPClient, HTTPConnectionPool]]
 
 
 def build_service(
     config: ServiceConfig,
     *,
-    reactor: Any,
+    reactor: ServiceReactor,
     http_client: HTTPClient,
     close_http: Callable[[], Deferred[None] | None] | None = None,
     environ: Mapping[str, str] = os.environ,
@@ -153,7 +174,7 @@ def _direct_or(detour: Detour | None) -> Detour | None:
 def _clients_per_detour(
     detours: Iterable[Detour | None],
     http_client: HTTPClient,
-    reactor: Any,
+    reactor: IReactorTime,
     make_client: MakeClient,
 ) -> tuple[dict[Detour | None, HTTPClient], list[HTTPConnectionPool]]:
     """
@@ -170,11 +191,22 @@ def _clients_per_detour(
     return clients, pools
 
 
+def _in_threads_of(reactor: IReactorThreads) -> RunInThread:
+    """
+    Run blocking calls (the keychain's) in C{reactor}'s thread pool.
+    """
+
+    def in_thread(work: Callable[[], _Result]) -> Deferred[_Result]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), work)
+
+    return in_thread
+
+
 def _credentials(
     config: ServiceConfig,
     detours: Mapping[str, Detour | None],
     clients: Mapping[Detour | None, HTTPClient],
-    reactor: Any,
+    reactor: ServiceReactor,
     environ: Mapping[str, str],
     home: str,
     platform: str,
@@ -182,17 +214,14 @@ def _credentials(
 ) -> list[Credential]:
     """
     The service's credentials, each with its store (a file, or on macOS
-    the keychain, which is asked here) and a token endpoint reached
-    through its detour.
+    the keychain, which is asked here, later in the reactor's threads) and
+    a token endpoint reached through its detour.
     """
     token_endpoints = {
         detour: TokenEndpoint(client, reactor, config.oauth_token_url)
         for detour, client in clients.items()
     }
-
-    def in_thread(work: Callable[[], Any]) -> Deferred[Any]:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), work)
-
+    in_thread = _in_threads_of(reactor)
     credentials = []
     for credential_config in config.default_credentials():
         store = credential_store_for(
@@ -211,7 +240,7 @@ def _credentials(
 
 
 def _usage_savers(
-    credential_configs: Sequence[DefaultCredentialConfig], reactor: Any
+    credential_configs: Sequence[DefaultCredentialConfig], clock: IReactorTime
 ) -> dict[str, UsageSaverService]:
     """
     A saver of its usage file for each credential with a C{usages_path};
@@ -220,15 +249,15 @@ def _usage_savers(
     savers = {}
     for credential_config in credential_configs:
         if credential_config.usages_path:
-            usage_file = UsageFile(credential_config.usages_path, reactor)
+            usage_file = UsageFile(credential_config.usages_path, clock)
             savers[credential_config.tag] = UsageSaverService(
-                usage_file, usage_file.load(), reactor
+                usage_file, usage_file.load(), clock
             )
     return savers
 
 
 def _file_watchers(
-    credentials: Sequence[Credential], reactor: Any, with_inotify: bool
+    credentials: Sequence[Credential], reactor: ServiceReactor, with_inotify: bool
 ) -> list[FileWatcher]:
     """
     A watcher for each credentials file, which reloads its credential when
@@ -247,13 +276,13 @@ def _file_watchers(
 
 
 def _pools(
-    config: ServiceConfig, members: Mapping[str, PoolMember], reactor: Any
+    config: ServiceConfig, members: Mapping[str, PoolMember], clock: IReactorTime
 ) -> dict[str, Pool]:
     """
     A pool per credential, serving it alone, and one per balancer.
     """
     pools: dict[str, Pool] = {
-        tag: SingleCredentialPool(member, reactor) for tag, member in members.items()
+        tag: SingleCredentialPool(member, clock) for tag, member in members.items()
     }
     for pool_config in config.credentials:
         if isinstance(pool_config, BalancerCredentialConfig):
@@ -261,7 +290,7 @@ def _pools(
                 pool_config.tag,
                 [members[tag] for tag in pool_config.credentials],
                 pool_config.strategy,
-                reactor,
+                clock,
                 rebalance_threshold=pool_config.rebalance_threshold,
             )
     return pools
@@ -272,7 +301,7 @@ def _site(
     authenticator: Authenticator,
     user_pools: UserPools,
     routes: Mapping[str, Route],
-    reactor: Any,
+    clock: IReactorTime,
     timeouts: Timeouts,
 ) -> tuple[ProxyResource, CcmSite]:
     """
@@ -282,7 +311,7 @@ def _site(
         authenticator=authenticator,
         pool_for=user_pools.pool_for,
         routes=routes,
-        clock=reactor,
+        clock=clock,
         upstream_url=config.upstream_url,
         extra_headers=config.headers,
         max_request_body=config.max_request_body,
@@ -291,7 +320,7 @@ def _site(
     site = CcmSite(
         build_root(proxy, StatusResource(authenticator, user_pools.pool_for)),
         config.max_request_body,
-        reactor=reactor,
+        reactor=clock,
         connection_limits=config.connection_limits,
     )
     return proxy, site
@@ -302,7 +331,7 @@ def _usage_pollers(
     credentials: Sequence[Credential],
     detours: Mapping[str, Detour | None],
     clients: Mapping[Detour | None, HTTPClient],
-    reactor: Any,
+    clock: IReactorTime,
 ) -> list[UsagePoller]:
     """
     A poller of the credentials' utilization per detour, through that
@@ -317,5 +346,5 @@ def _usage_pollers(
     for detour, client in clients.items():
         polled = [c for c in credentials if detours[c.tag] == detour]
         if polled or detour is None:
-            pollers.append(UsagePoller(polled, client, reactor, config.upstream_url, interval))
+            pollers.append(UsagePoller(polled, client, clock, config.upstream_url, interval))
     return pollers

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import signal as signal_module
 from types import FrameType
-from typing import Any, Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.logger import Logger
 
-SignalHandler = Callable[[int, Optional[FrameType]], Any]
+# What the signal module calls; its result is ignored.
+SignalHandler = Callable[[int, Optional[FrameType]], object]
 
 
 class SignalsReactor(IReactorCore, IReactorFromThreads):

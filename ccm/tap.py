@@ -11,7 +11,7 @@ import dataclasses
 import gc
 import os
 import sys
-from typing import Any
+from typing import cast
 
 from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
@@ -23,9 +23,9 @@ from ccm.config.load import load_config
 from ccm.config.reader import Problems
 from ccm.web.listening import ListenError
 from ccm.reload import Reloader
-from ccm.build import build_service
+from ccm.build import ServiceReactor, build_service
 from ccm.service import CcmService
-from ccm.signals import SignalHandlers
+from ccm.signals import SignalHandlers, SignalsReactor
 from ccm.upstream.client import make_http_client
 
 log = Logger(namespace="ccm")
@@ -95,7 +95,14 @@ class Options(usage.Options):
         return dataclasses.replace(config, services=(service,))
 
 
-def makeService(options: Options, reactor: Any = None) -> IService:
+class _ProcessReactor(ServiceReactor, SignalsReactor):
+    """
+    What L{makeService} needs of the reactor, for type checking only: what
+    each service needs, and what the signal handlers need.
+    """
+
+
+def makeService(options: Options, reactor: _ProcessReactor | None = None) -> IService:
     """
     Build every configured ccm service under one parent.
     """
@@ -103,7 +110,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
-        reactor = global_reactor
+        # Twisted types the global reactor with its common interfaces only
+        # (not IReactorSSL or IReactorThreads); the reactors it installs
+        # provide them all.
+        reactor = cast(_ProcessReactor, global_reactor)
     config: Config = options["ccm-config"]
     for warning in config.warnings:
         # Not "warning=": that key marks Python warnings for legacy observers.

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Mapping, Sequence, TypeVar
 
 from ccm.config.model import (
     BalancerCredentialConfig,
     Config,
+    ConnectionLimits,
     CredentialConfig,
     DefaultCredentialConfig,
     EndpointListener,
+    Listener,
     ServiceConfig,
     UserConfig,
 )
@@ -127,7 +129,7 @@ class ReloadPlan:
 _Entry = TypeVar("_Entry", ServiceConfig, DefaultCredentialConfig, BalancerCredentialConfig, UserConfig)
 
 
-def _json_key(name: str, old: Any, new: Any) -> str:
+def _json_key(name: str, old: object, new: object) -> str:
     """
     The configuration key that holds field C{name}: the field's own name,
     except for the listeners, which come from C{endpoint}, from C{listen}
@@ -135,14 +137,16 @@ def _json_key(name: str, old: Any, new: Any) -> str:
     """
     if name != "listeners":
         return name
-    if any(isinstance(listener, EndpointListener) for listener in (*old, *new)):
+    assert isinstance(old, tuple) and isinstance(new, tuple)
+    listeners: tuple[Listener, ...] = (*old, *new)
+    if any(isinstance(listener, EndpointListener) for listener in listeners):
         return "endpoint"
     if [(l.address, l.port) for l in old] == [(l.address, l.port) for l in new]:
         return "tls"
     return "listen"
 
 
-def _changed_keys(name: str, old: Any, new: Any) -> list[str]:
+def _changed_keys(name: str, old: object, new: object) -> list[str]:
     """
     The configuration keys behind a changed field: the field's own name,
     except for the connection bounds, which are several service keys held
@@ -150,6 +154,7 @@ def _changed_keys(name: str, old: Any, new: Any) -> list[str]:
     """
     if name != "connection_limits":
         return [name]
+    assert isinstance(old, ConnectionLimits) and isinstance(new, ConnectionLimits)
     return [
         limit.name
         for limit in dataclasses.fields(old)

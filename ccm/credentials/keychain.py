@@ -24,7 +24,7 @@ import getpass
 import hashlib
 import json
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 from keyring.backend import KeyringBackend
 from twisted.internet.defer import Deferred
@@ -36,7 +36,15 @@ from ccm.credentials.file import CredentialFileError, OAuthTokens, _tokens_from_
 
 KEYCHAIN_SERVICE = "Claude Code-credentials"
 
-RunInThread = Callable[[Callable[[], Any]], "Deferred[Any]"]
+_Result = TypeVar("_Result")
+
+
+class RunInThread(Protocol):
+    """
+    Runs a blocking call off the reactor thread, as L{deferToThread} does.
+    """
+
+    def __call__(self, work: Callable[[], _Result], /) -> Deferred[_Result]: ...
 
 
 def keychain_service_name(environ: Mapping[str, str], home: str) -> str:

@@ -16,8 +16,9 @@ OAuth profile supplies it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
+from treq.client import HTTPClient
 from twisted.application.internet import TimerService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
@@ -99,7 +100,7 @@ class UsagePoller(TimerService):
     def __init__(
         self,
         credentials: Sequence[Credential],
-        http_client: Any,
+        http_client: HTTPClient,
         clock: IReactorTime,
         upstream_url: str,
         interval: float = POLL_INTERVAL_SECONDS,
@@ -141,8 +142,7 @@ class UsagePoller(TimerService):
                 continue
             if due:
                 polls.append(self._start(credential, state))
-        done: Deferred[Any] = DeferredList(polls, consumeErrors=True)
-        return done.addCallback(lambda _: None)
+        return DeferredList(polls, consumeErrors=True).addCallback(lambda _: None)
 
     def _due(self, credential: Credential, state: _PollState, now: float) -> bool:
         if state.polling or credential.unavailable_reason is not None:
@@ -222,10 +222,12 @@ class UsagePoller(TimerService):
 
     async def _fetch(self, path: str, token: str, beta: bool) -> tuple[int, Headers, bytes]:
         try:
+            # treq types reactor= as the reactor its Agent needs, but only
+            # asks it for time (and would otherwise import the global one).
             response = await self._http.get(
                 self._upstream_url + path,
                 headers=account_request_headers(token, beta=beta),
-                reactor=self.clock,
+                reactor=self.clock,  # type: ignore[arg-type]
                 unbuffered=True,
                 allow_redirects=False,
             )

@@ -83,7 +83,8 @@ class Exchange:
         self._bytes_sent = 0
         self._outcome = ""
         self._client_gone = False
-        # treq's response wraps an IResponse.
+        # Any: treq's request gives a Deferred of its private _Response (an
+        # IResponse proxy), which Deferred[IResponse] does not accept.
         self._upstream: Deferred[Any] | None = None
         self._relay: Relay | None = None
         self._route: Route | None = None

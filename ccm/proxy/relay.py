@@ -12,9 +12,9 @@ reports the bytes it relays and how the body ended through two callbacks.
 
 from __future__ import annotations
 
-from typing import IO, Callable
+from typing import IO, Callable, cast
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
@@ -55,13 +55,23 @@ class KeepOpen:
         pass
 
 
+def _stop_producing(protocol: Protocol) -> None:
+    """
+    Drop the rest of the upstream body C{protocol} receives.
+    L{IResponse.deliverBody<twisted.web.iweb.IResponse.deliverBody>} makes
+    its transport an L{IPushProducer}, which C{Protocol.transport} (an
+    C{ITransport} or None) does not say.
+    """
+    cast(IPushProducer, protocol.transport).stopProducing()
+
+
 class Discard(Protocol):
     """
     Drop a response body nobody wants any more.
     """
 
     def connectionMade(self) -> None:
-        self.transport.stopProducing()  # type: ignore[union-attr]
+        _stop_producing(self)
 
 
 class Relay(TimeoutMixin, Protocol):
@@ -133,14 +143,14 @@ class Relay(TimeoutMixin, Protocol):
 
     def timeoutConnection(self) -> None:
         self.idle_timed_out = True
-        self.transport.stopProducing()  # type: ignore[union-attr]
+        _stop_producing(self)
 
     def client_went_away(self) -> None:
         """
         The client is gone: drop the rest of the upstream body.
         """
         self.client_gone = True
-        self.transport.stopProducing()  # type: ignore[union-attr]
+        _stop_producing(self)
 
     def cut(self) -> None:
         """
@@ -149,7 +159,7 @@ class Relay(TimeoutMixin, Protocol):
         """
         if not self.ended:
             self._end("ended by ccm's shutdown", STREAM_ENDED_BY_SHUTDOWN, warn=False)
-        self.transport.stopProducing()  # type: ignore[union-attr]
+        _stop_producing(self)
 
     def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
         if self.ended:

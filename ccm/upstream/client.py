@@ -60,7 +60,7 @@ class BytesProducer:
         pass
 
 
-def body_producer(data: Any) -> IBodyProducer:
+def body_producer(data: object) -> IBodyProducer:
     """
     Adapt request data for treq: bytes become a L{BytesProducer}.
     """
