@@ -1,3 +1,4 @@
+# -*- test-case-name: tests -*-
 """
 ccm, the Claude Code Multiplexer: a Twisted service that lets remote Claude
 Code clients use the Claude subscriptions held on this machine.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.proxy.test_resource -*-
+# -*- test-case-name: tests.proxy.test_resource,tests.proxy.test_backpressure,tests.proxy.test_shutdown -*-
 """
 The body protocols of upstream responses: L{Relay} writes a body to the
 client as it arrives, L{Discard} drops one nobody wants; and L{KeepOpen},
