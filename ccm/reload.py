@@ -75,4 +75,5 @@ class Reloader:
             "configuration reloaded from {source}: {changes}",
             source=config.source,
             changes=", ".join(plan.applied) if plan.applied else "nothing changes in place",
+            applied=list(plan.applied),
         )

@@ -81,6 +81,8 @@ class ReloaderTests(SynchronousTestCase):
             self.lines(),
             ["configuration reloaded from config.json: users (removed bob; changed alice)"],
         )
+        [event] = self.events
+        self.assertEqual(event["applied"], ["users (removed bob; changed alice)"])
 
     def test_restart_lines_logged(self) -> None:
         """

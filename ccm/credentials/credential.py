@@ -24,7 +24,6 @@ from ccm.credentials.store import CredentialStore
 from ccm.credentials.oauth import RefreshError, TokenGrant
 from ccm.pool.statelog import CredentialStateLog
 from ccm.pool.windows import MemoryWindowState, Plan, WindowState, plan_weight
-from ccm.units import format_duration
 
 # A token this close to expiry is refreshed before it is used.
 USE_MARGIN_SECONDS = 60.0
@@ -147,11 +146,13 @@ class Credential:
         elif problem is not None and problem != before:
             self.state_log.unavailable(problem)
 
-    def _remaining(self, tokens: OAuthTokens) -> str:
+    def _remaining(self, tokens: OAuthTokens) -> float | None:
+        """
+        The seconds C{tokens} stay valid, or None when they never expire.
+        """
         if tokens.expires_at_ms == 0:
-            return "ever"
-        seconds = tokens.expires_at_ms / 1000 - self._clock.seconds()
-        return format_duration(max(0.0, seconds))
+            return None
+        return max(0.0, tokens.expires_at_ms / 1000 - self._clock.seconds())
 
     def reload(self) -> None:
         """

@@ -18,6 +18,13 @@ from ccm.pool.serving import MemberState, Unusable
 from ccm.units import format_duration
 
 
+def _validity(expires_in: float | None) -> str:
+    """
+    How long a token is valid, in words: C{ever}, or a short duration.
+    """
+    return "ever" if expires_in is None else format_duration(expires_in)
+
+
 class CredentialStateLog:
     """
     The log of one credential's state changes.
@@ -35,9 +42,10 @@ class CredentialStateLog:
         self.tag = tag
         self._reported: MemberState | None = None
 
-    def available(self, plan: str, remaining: str) -> None:
+    def available(self, plan: str, expires_in: float | None) -> None:
         """
-        The credential has tokens again, valid for C{remaining}.
+        The credential has tokens again, valid for C{expires_in} seconds
+        (None: a token that never expires).
         """
         # This line says it can serve: a request finding it so is no news.
         self._reported = MemberState()
@@ -45,7 +53,8 @@ class CredentialStateLog:
             "credential {tag} is available ({plan}, token valid for {remaining})",
             tag=self.tag,
             plan=plan,
-            remaining=remaining,
+            remaining=_validity(expires_in),
+            expires_in_seconds=expires_in,
         )
 
     def loaded_expired(self, plan: str) -> None:
@@ -95,14 +104,16 @@ class CredentialStateLog:
         """
         self.log.info("credential {tag}: refreshing the OAuth access token", tag=self.tag)
 
-    def refreshed(self, remaining: str) -> None:
+    def refreshed(self, expires_in: float | None) -> None:
         """
-        A refresh worked; the new token is valid for C{remaining}.
+        A refresh worked; the new token is valid for C{expires_in} seconds
+        (None: it never expires).
         """
         self.log.info(
             "credential {tag}: token refreshed, valid for {remaining}",
             tag=self.tag,
-            remaining=remaining,
+            remaining=_validity(expires_in),
+            expires_in_seconds=expires_in,
         )
 
     def adopted(self) -> None:

@@ -167,6 +167,7 @@ class ProxyResource(Resource):
         self.log.info(
             "waiting up to {grace} for {count} request(s) in progress to finish",
             grace=format_duration(grace),
+            grace_seconds=grace,
             count=len(self._in_progress),
         )
         drained: Deferred[None] = Deferred()
@@ -181,6 +182,7 @@ class ProxyResource(Resource):
             "{count} request(s) still in progress after {grace}; ending them",
             count=len(self._in_progress),
             grace=format_duration(grace),
+            grace_seconds=grace,
         )
         self.cut()
 

@@ -60,7 +60,7 @@ class CredentialStateLogTests(SynchronousTestCase):
         paused logs the pause.
         """
         self.log.unavailable("file gone")
-        self.log.available("max", "7h58m")
+        self.log.available("max", 7 * 3600 + 58 * 60)
         self.log.serving(MemberState(at=NOW))
         self.assertEqual(
             self.lines(LogLevel.info), ["credential work is available (max, token valid for 7h58m)"]
@@ -109,7 +109,7 @@ class CredentialStateLogTests(SynchronousTestCase):
         """
         self.log.refreshing()
         self.log.adopted()
-        self.log.refreshed("7h59m")
+        self.log.refreshed(7 * 3600 + 59 * 60)
         self.log.refresh_failed("token refresh failed: HTTP 500 (will retry)")
         self.log.not_saved("disk full")
         self.assertEqual(
@@ -123,6 +123,23 @@ class CredentialStateLogTests(SynchronousTestCase):
             ],
         )
         self.assertEqual(len(self.lines(LogLevel.error)), 2)
+
+    def test_validity_is_a_number(self) -> None:
+        """
+        How long a token is valid is words in the line and seconds in a
+        field of its own; a token that never expires is valid for ever,
+        with no number.
+        """
+        self.log.available("max", 90.0)
+        self.log.refreshed(None)
+        self.assertEqual(
+            self.lines(LogLevel.info),
+            [
+                "credential work is available (max, token valid for 1m30s)",
+                "credential work: token refreshed, valid for ever",
+            ],
+        )
+        self.assertEqual([event["expires_in_seconds"] for event in self.events], [90.0, None])
 
     def test_plan(self) -> None:
         """

@@ -81,6 +81,8 @@ class DrainTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(drained))
         self.assertEqual(harness.proxy.in_progress, 0)
         self.assertTrue(any("waiting up to 30s for 1 request(s)" in line for line in harness.log_texts()))
+        # The grace period is a number in a field of its own, too.
+        self.assertIn(30.0, [event.get("grace_seconds") for event in harness.log])
         self.assertEqual(harness.log_texts(LogLevel.warn), [])
         self.assertEqual(harness.clock.getDelayedCalls(), [])
 
