@@ -1,8 +1,8 @@
 """
 Tests for the layout of the C{ccm} package: every module names its tests
 in a C{test-case-name} header that imports, no module but L{ccm.tap}
-imports the global reactor, and no module grows past the style guide's
-ceiling of 400 lines.
+imports the global reactor, no module grows past the style guide's
+ceiling of 400 lines, and no modules import each other in a circle.
 
 The checks read the source of the package that is imported, so they hold
 for the checkout and for the installed package alike.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+from typing import Collection, Mapping
 
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
@@ -91,6 +92,54 @@ def imports_global_reactor(source: str) -> bool:
     return False
 
 
+def ccm_imports(source: str, modules: Collection[str]) -> set[str]:
+    """
+    The modules of C{modules} that C{source} imports, at module level or
+    inside a function: C{from a.b import c} imports C{a.b}, and C{a.b.c}
+    too when that is a module.
+    """
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module is not None:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        imported.update(name for name in names if name in modules)
+    return imported
+
+
+def import_cycle(graph: Mapping[str, Collection[str]]) -> list[str] | None:
+    """
+    One circle of imports in C{graph} (each module to those it imports),
+    as the modules along it with the first repeated at the end, or None
+    when there is none.
+    """
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        path.append(module)
+        for imported in sorted(graph.get(module, ())):
+            if imported in path:
+                return path[path.index(imported) :] + [imported]
+            if imported not in done:
+                found = visit(imported)
+                if found is not None:
+                    return found
+        path.pop()
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        if module not in done:
+            found = visit(module)
+            if found is not None:
+                return found
+    return None
+
+
 class CheckerTests(SynchronousTestCase):
     """
     The checks below find what they look for: a test that could not fail
@@ -143,6 +192,30 @@ class CheckerTests(SynchronousTestCase):
             "reactor = None\n",
         ):
             self.assertFalse(imports_global_reactor(source), source)
+
+    def test_imports(self) -> None:
+        """
+        Imports of the package's modules are found in each form; other
+        imports are not.
+        """
+        modules = {"ccm.pool", "ccm.pool.windows", "ccm.units"}
+        source = (
+            "import os\n"
+            "from ccm.pool import windows\n"
+            "from ccm.pool.windows import Window\n"
+            "def f():\n    import ccm.units\n"
+        )
+        self.assertEqual(ccm_imports(source, modules), modules)
+
+    def test_import_cycle(self) -> None:
+        """
+        A circle of imports is found, however long; imports that only
+        converge are no circle.
+        """
+        self.assertEqual(
+            import_cycle({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}), ["a", "b", "c", "a"]
+        )
+        self.assertIsNone(import_cycle({"a": ["b", "c"], "b": ["c"], "c": []}))
 
     def test_modules_found(self) -> None:
         """
@@ -198,3 +271,16 @@ class LayoutTests(SynchronousTestCase):
             if source.count("\n") > MAX_MODULE_LINES
         }
         self.assertEqual(long_modules, {})
+
+    def test_no_import_cycles(self) -> None:
+        """
+        No modules import each other in a circle, directly or through
+        others: the rooms depend on each other one way (the credential on
+        the window state's modules, the pools on the credential, for
+        example).
+        """
+        graph = {
+            name: ccm_imports(source, self.modules) - {name}
+            for name, source in self.sources.items()
+        }
+        self.assertIsNone(import_cycle(graph))

@@ -8,6 +8,19 @@ another minute, and refreshes it when needed: one refresh at a time,
 re-reading the file first in case Claude Code already refreshed it, and
 refusing to refresh when the rotated tokens could not be saved.  When it
 cannot serve, it says why in words a person can act on.
+
+The credential also holds the subscription's window state
+(L{ccm.pool.windows.WindowState}) and the log of its state changes
+(L{ccm.pool.statelog.CredentialStateLog}), although both live in
+L{ccm.pool}.  The windows are a fact about the subscription, not about a
+pool: one credential serves its own pool and any balancer that lists it,
+its plan weight combines the file's plan with the profile's, and the
+exchange and the usage poller update the windows of the credential they
+used, whichever pool chose it.  So the credential is their one owner
+(injected, so that a shared store can replace the in-memory state), and
+the pools read them through it.  The modules live with the pools, their
+readers, and import nothing of L{ccm.credentials}: the imports go one way,
+the credential to those leaves and the pools to the credential.
 """
 
 from __future__ import annotations
