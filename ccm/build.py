@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Callable, Mapping, Sequence, TypeVar
 
 from keyring.backend import KeyringBackend
 from treq.client import HTTPClient
@@ -25,7 +25,6 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.threads import deferToThreadPool
-from twisted.web.client import HTTPConnectionPool
 
 from ccm.accounting.usagefile import UsageFile, UsageSaverService
 from ccm.banner import log_startup
@@ -50,7 +49,7 @@ from ccm.accounting.counters import UsageRecorder
 from ccm.proxy.context import Route, Timeouts
 from ccm.proxy.resource import ProxyResource
 from ccm.service import CcmService
-from ccm.upstream.client import make_http_client
+from ccm.upstream.client import MakeClient, clients_per_detour, make_http_client, proxy_detour
 from ccm.user_pools import UserPools
 from ccm.web.auth import Authenticator
 from ccm.web.listening import ListeningService, endpoint_for
@@ -68,10 +67,6 @@ class ServiceReactor(IReactorTime, IReactorTCP, IReactorSSL, IReactorThreads, IR
     thread pool of keychain calls, and file descriptors for inotify.  The
     reactors Twisted installs provide all of it.
     """
-
-
-#: Builds the HTTP client and connection pool of a proxy detour.
-MakeClient = Callable[[IReactorTime, Detour], tuple[HTTPClient, HTTPConnectionPool]]
 
 
 def build_service(
@@ -109,8 +104,8 @@ def build_service(
         by tag, instead of their C{usages_path} files (tests).
     """
     credential_configs = config.default_credentials()
-    detours = {c.tag: _direct_or(c.detour) for c in credential_configs}
-    clients, detour_pools = _clients_per_detour(
+    detours = {c.tag: proxy_detour(c.detour) for c in credential_configs}
+    clients, detour_pools = clients_per_detour(
         detours.values(), http_client, reactor, make_client
     )
     home = home or os.path.expanduser("~")
@@ -161,34 +156,6 @@ def build_service(
     )
     service.warn_if_open()
     return service
-
-
-def _direct_or(detour: Detour | None) -> Detour | None:
-    """
-    A credential's detour, or C{None} when it connects directly (a sing-box
-    C{direct} outbound is no detour).
-    """
-    return None if detour is None or detour.kind == "direct" else detour
-
-
-def _clients_per_detour(
-    detours: Iterable[Detour | None],
-    http_client: HTTPClient,
-    reactor: IReactorTime,
-    make_client: MakeClient,
-) -> tuple[dict[Detour | None, HTTPClient], list[HTTPConnectionPool]]:
-    """
-    One upstream client per distinct detour (C{None}: the direct one), so
-    that every upstream call of a credential takes its detour; and the
-    connection pools of the detours' clients.
-    """
-    clients: dict[Detour | None, HTTPClient] = {None: http_client}
-    pools = []
-    for detour in detours:
-        if detour is not None and detour not in clients:
-            clients[detour], pool = make_client(reactor, detour)
-            pools.append(pool)
-    return clients, pools
 
 
 def _in_threads_of(reactor: IReactorThreads) -> RunInThread:

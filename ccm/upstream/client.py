@@ -10,7 +10,7 @@ subscriptions), and request bodies handed to the connection in one piece.
 from __future__ import annotations
 
 from http.cookiejar import Cookie, DefaultCookiePolicy
-from typing import Any
+from typing import Callable, Iterable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IConsumer, IReactorTime
@@ -113,7 +113,8 @@ def make_http_client(
     pool.maxPersistentPerHost = MAX_IDLE_CONNECTIONS
     pool._factory = _QuietClientFactory
     agent: Agent
-    if detour is None or detour.kind == "direct":
+    proxy = proxy_detour(detour)
+    if proxy is None:
         agent = Agent(
             reactor,
             BrowserLikePolicyForHTTPS(),
@@ -122,8 +123,40 @@ def make_http_client(
         )
     else:
         endpoints = DetourEndpointFactory(
-            reactor, detour, BrowserLikePolicyForHTTPS(), CONNECT_TIMEOUT_SECONDS
+            reactor, proxy, BrowserLikePolicyForHTTPS(), CONNECT_TIMEOUT_SECONDS
         )
         agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
     client = HTTPClient(agent, cookiejar=NoCookies(), data_to_body_producer=body_producer)
     return client, pool
+
+
+#: Builds the HTTP client and connection pool of a proxy detour.
+MakeClient = Callable[[IReactorTime, Detour], tuple[HTTPClient, HTTPConnectionPool]]
+
+
+def proxy_detour(detour: Detour | None) -> Detour | None:
+    """
+    The proxy C{detour} goes through, or C{None} when it connects directly
+    (no detour, or a sing-box C{direct} outbound).
+    """
+    return None if detour is None or detour.kind == "direct" else detour
+
+
+def clients_per_detour(
+    detours: Iterable[Detour | None],
+    http_client: HTTPClient,
+    reactor: IReactorTime,
+    make_client: MakeClient,
+) -> tuple[dict[Detour | None, HTTPClient], list[HTTPConnectionPool]]:
+    """
+    One upstream client per distinct detour (C{None}: the direct one), so
+    that every upstream call of a credential takes its detour; and the
+    connection pools of the detours' clients.
+    """
+    clients: dict[Detour | None, HTTPClient] = {None: http_client}
+    pools = []
+    for detour in detours:
+        if detour is not None and detour not in clients:
+            clients[detour], pool = make_client(reactor, detour)
+            pools.append(pool)
+    return clients, pools

@@ -20,12 +20,15 @@ from twisted.web.iweb import IBodyProducer
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from ccm.config.model import Detour
 from ccm.upstream.client import (
     CONNECT_TIMEOUT_SECONDS,
     BytesProducer,
     NoCookies,
     body_producer,
+    clients_per_detour,
     make_http_client,
+    proxy_detour,
 )
 
 
@@ -268,3 +271,51 @@ class MakeHTTPClientTests(SynchronousTestCase):
         d.cancel()
         self.failureResultOf(d, ConnectingCancelledError)
         self.successResultOf(pool.closeCachedConnections())
+
+
+class ClientsPerDetourTests(SynchronousTestCase):
+    """
+    L{proxy_detour} and L{clients_per_detour}: which client each detour's
+    upstream calls take.
+    """
+
+    def test_proxy_detour(self) -> None:
+        """
+        A proxy is a detour; no detour and a sing-box C{direct} outbound
+        connect directly.
+        """
+        proxy = Detour("socks5", "127.0.0.1", 1080, name="socks-out")
+        self.assertIs(proxy_detour(proxy), proxy)
+        self.assertIsNone(proxy_detour(Detour("direct", name="out")))
+        self.assertIsNone(proxy_detour(None))
+
+    def test_one_client_per_distinct_detour(self) -> None:
+        """
+        The direct client is given; each distinct proxy gets one client of
+        its own, built once with the reactor, and its pool is returned to be
+        closed at shutdown.
+        """
+        reactor = MemoryReactorClock()
+        direct = HTTPClient(RequestTraversalAgent(Resource()))
+        http = Detour("http", "127.0.0.1", 3128, name="http://127.0.0.1:3128")
+        same = Detour("http", "127.0.0.1", 3128, name="http://127.0.0.1:3128")
+        socks = Detour("socks5", "127.0.0.1", 1080, name="socks-out")
+        made: list[tuple[Any, Detour]] = []
+
+        def make_client(given: Any, detour: Detour) -> tuple[Any, Any]:
+            made.append((given, detour))
+            return f"client via {detour}", f"pool of {detour}"
+
+        clients, pools = clients_per_detour(
+            [None, http, same, socks, None], direct, reactor, make_client
+        )
+        self.assertEqual(made, [(reactor, http), (reactor, socks)])
+        self.assertEqual(
+            clients,
+            {
+                None: direct,
+                http: "client via http://127.0.0.1:3128",
+                socks: "client via socks-out",
+            },
+        )
+        self.assertEqual(pools, ["pool of http://127.0.0.1:3128", "pool of socks-out"])
