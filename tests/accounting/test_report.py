@@ -27,18 +27,9 @@ from ccm.__main__ import main
 from ccm.accounting.report import context_window_label, format_report, week_label
 from ccm.accounting.book import UsageBook
 from ccm.accounting.document import from_document, serialize
-from tests.accounting.fixtures import clock_at, usage_record
+from tests.fixtures import OPUS, SONNET, UTC, UTC_PLUS_8, WEEK_1, WEEK_2, clock_at, usage_record
 
-UTC = datetime.timezone.utc
-UTC_PLUS_8 = datetime.timezone(datetime.timedelta(hours=8))
 UTC_MINUS_5 = datetime.timezone(datetime.timedelta(hours=-5))
-# 2026-03-09 00:00:00 UTC (08:00 in UTC+8) and a week later.
-WEEK_1 = 1_773_014_400
-WEEK_2 = WEEK_1 + 604_800
-# 2026-03-14 13:15:13.25 UTC, 21:15:13.25 in UTC+8.
-NOW = 1_773_494_113.25
-OPUS = "claude-opus-4-8"
-SONNET = "claude-sonnet-4-5-20250929"
 PATH = "/var/lib/ccm/usages.json"
 
 # The sample book, combination by combination:

@@ -1,80 +1,18 @@
 """
-Shared fixtures of the accounting tests: times, usage records, counts and
-the small book whose file is written out in full.
+Samples the accounting tests share: the small book and the usages file it
+is written as, the empty book's file, and a non-streaming Messages API
+response with its usage.  The records, times and models they are made of
+come from L{tests.fixtures}.
 """
 
 from __future__ import annotations
 
-import datetime
-from typing import Any
-
 from twisted.internet.task import Clock
 
 from ccm.accounting.book import UsageBook
-from ccm.accounting.counters import UsageCounts, UsageRecord, UsageRecorder
 from ccm.accounting.document import from_document
-from ccm.accounting.tokens import TokenCounts, TokenUsage
-from ccm.accounting.week import WEEK_SECONDS
-
-UTC = datetime.timezone.utc
-UTC_PLUS_8 = datetime.timezone(datetime.timedelta(hours=8))
-# 2026-03-09 00:00:00 UTC, 08:00 in UTC+8: the week of the reference's example.
-WEEK_1 = 1_773_014_400
-WEEK_2 = WEEK_1 + WEEK_SECONDS
-WEEK_1_KEY = "2026-03-09 08:00:00 UTC+8"
-WEEK_2_KEY = "2026-03-16 08:00:00 UTC+8"
-# 2026-03-14 13:15:13.25 UTC; 21:15:13.25 in UTC+8.
-NOW = 1_773_494_113.25
-OPUS = "claude-opus-4-8"
-STANDARD = 200_000
-PREMIUM = 1_000_000
-
-
-def clock_at(seconds: float = NOW) -> Clock:
-    """
-    A fake clock showing C{seconds}.
-    """
-    clock = Clock()
-    clock.advance(seconds)
-    return clock
-
-
-def usage_record(
-    *,
-    model: str = OPUS,
-    context_window: int = STANDARD,
-    week: int = WEEK_1,
-    user: str = "alice",
-    messages: int = 1,
-    **tokens: int,
-) -> UsageRecord:
-    """
-    A record of one response with the given token counts (a L{TokenUsage}
-    without model, as the proxy gives the model separately).
-    """
-    return UsageRecord(
-        model=model,
-        context_window=context_window,
-        week_start_unix=week,
-        user=user,
-        tokens=TokenUsage(**tokens),
-        messages=messages,
-    )
-
-
-def record(recorder: UsageRecorder, **fields: Any) -> None:
-    """
-    Record one response in C{recorder}; C{fields} as for L{usage_record}.
-    """
-    recorder.record(usage_record(**fields))
-
-
-def counts(request_count: int = 0, messages_count: int = 0, *tokens: int, **named: int) -> UsageCounts:
-    """
-    Usage counts with the token counts given in the file's order or by
-    name.
-    """
-    return UsageCounts(request_count, messages_count, TokenCounts(*tokens, **named))
+from ccm.accounting.tokens import TokenUsage
+from tests.fixtures import SONNET, clock_at, record
 
 
 def load_book(document: object, clock: Clock | None = None) -> UsageBook:
@@ -166,3 +104,27 @@ def small_book(clock: Clock) -> UsageBook:
     record(book, model="claude-haiku-4-5", week=0, user="", input_tokens=10, output_tokens=2000,
            cache_read_input_tokens=30, cache_creation_1h_input_tokens=40)
     return book
+
+
+# The non-streaming response of anthropic-wire.md section 1.2, with cache
+# writes of both lifetimes.
+MESSAGE_BODY = (
+    b'{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant",'
+    b'"model":"claude-sonnet-4-5-20250929",'
+    b'"content":[{"type":"text","text":"Hi! \xe2\x98\x83"}],'
+    b'"stop_reason":"end_turn","stop_sequence":null,'
+    b'"usage":{"input_tokens":12,"cache_creation_input_tokens":4000,'
+    b'"cache_read_input_tokens":25000,'
+    b'"cache_creation":{"ephemeral_5m_input_tokens":1000,'
+    b'"ephemeral_1h_input_tokens":3000},'
+    b'"output_tokens":5,"service_tier":"standard"}}'
+)
+MESSAGE_USAGE = TokenUsage(
+    model=SONNET,
+    input_tokens=12,
+    output_tokens=5,
+    cache_read_input_tokens=25000,
+    cache_creation_input_tokens=4000,
+    cache_creation_5m_input_tokens=1000,
+    cache_creation_1h_input_tokens=3000,
+)
