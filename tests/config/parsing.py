@@ -1,7 +1,8 @@
 """
 Shared by the configuration tests and the plugin's: the examples of the
-seed documentation, verbatim, and parsing a document into its one service
-or into its problem lines.
+seed documentation, verbatim, a bare service object with a C{credentials}
+list, and parsing a document into its one service or into its problem
+lines.
 """
 
 from __future__ import annotations
@@ -133,6 +134,13 @@ def service_of(document: dict[str, Any]) -> ServiceConfig:
     config = parse_config(document, source=SOURCE)
     assert len(config.services) == 1, config.services
     return config.services[0]
+
+
+def multi(*credentials: dict[str, Any], **service: Any) -> dict[str, Any]:
+    """
+    A bare service object with a C{credentials} list.
+    """
+    return {"credentials": list(credentials), **service}
 
 
 class ProblemsTestMixin:
