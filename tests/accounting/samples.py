@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from ccm.accounting.book import UsageBook
 from ccm.accounting.document import from_document
 from ccm.accounting.tokens import TokenUsage
-from tests.fixtures import OPUS, SONNET, WEEK_1, WEEK_2, clock_at, record, usage_record
+from tests.fixtures import OPUS, SONNET, WEEK_1, WEEK_2, clock_at, record
 
 
 def load_book(document: object, clock: Clock | None = None) -> UsageBook:
@@ -245,7 +245,7 @@ def record_response(
     """
     Record one response of two messages in C{book}.
     """
-    book.record(usage_record(model=model, context_window=context_window, week=week, user=user, messages=2, **counts))
+    record(book, model=model, context_window=context_window, week=week, user=user, messages=2, **counts)
 
 
 def sample_book() -> UsageBook:
