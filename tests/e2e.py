@@ -21,8 +21,8 @@ The main entry points:
     it is missing (or fail under C{CI=true}).
   - L{serve_fake_anthropic} (built on L{serve_resource}): the fake upstream
     of L{tests.fake_anthropic} on a free loopback port, cleaned up with the
-    test; L{ccm_config}, L{credentials_document}, L{write_credentials} and
-    L{epoch_ms} to point a ccm process at it with a credentials file.
+    test; L{ccm_config} to point a ccm process at it, with a credentials
+    file from L{tests.fixtures.write_credentials}.
 
 Child processes do not inherit proxy variables (C{http_proxy} and friends) nor
 C{ANTHROPIC_*} / C{CLAUDE_*} variables from the environment running the tests;
@@ -39,7 +39,6 @@ import signal
 import socket
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -902,49 +901,6 @@ def serve_fake_anthropic(testcase: unittest.TestCase) -> tuple[FakeAnthropic, st
     return fake, url
 
 
-def epoch_ms(seconds_from_now: float) -> int:
-    """
-    A C{claudeAiOauth.expiresAt} value: milliseconds since the epoch,
-    C{seconds_from_now} from now (negative for the past).
-    """
-    return int((time.time() + seconds_from_now) * 1000)
-
-
-#: What a credentials file keeps besides C{claudeAiOauth} (ccm must keep it).
-UNKNOWN_CREDENTIALS_ENTRY: Mapping[str, Any] = {"somethingElse": {"keep": ["me", 1]}}
-
-
-def credentials_document(
-    access_token: str, refresh_token: str, expires_at_ms: int
-) -> dict[str, Any]:
-    """
-    A Claude Code credentials file's content for a Max subscription, with an
-    extra top-level key ccm knows nothing about.
-    """
-    return {
-        "claudeAiOauth": {
-            "accessToken": access_token,
-            "refreshToken": refresh_token,
-            "expiresAt": expires_at_ms,
-            "scopes": ["user:inference", "user:profile"],
-            "subscriptionType": "max",
-            "rateLimitTier": "default_claude_max_20x",
-        },
-        **json.loads(json.dumps(UNKNOWN_CREDENTIALS_ENTRY)),
-    }
-
-
-def write_credentials(path: str, document: Union[Mapping[str, Any], str], mode: int = 0o600) -> None:
-    """
-    Write a credentials file (a mapping as JSON, a string as is) and set its
-    mode.
-    """
-    text = document if isinstance(document, str) else json.dumps(document)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(path, mode)
-
-
 def ccm_config(
     upstream_url: str, credential_path: str, users: Sequence[Mapping[str, str]] = ()
 ) -> dict[str, Any]:
@@ -963,16 +919,13 @@ def ccm_config(
 
 __all__ = [
     "REPO_ROOT",
-    "UNKNOWN_CREDENTIALS_ENTRY",
     "TERMINATED_BY_SIGTERM",
     "CcmProcess",
     "ClaudeResult",
     "ProcessTimeout",
     "ccm_config",
     "claude_bin",
-    "credentials_document",
     "debian_package",
-    "epoch_ms",
     "find_twistd",
     "free_port",
     "run_ccm_expecting_exit",
@@ -984,5 +937,4 @@ __all__ = [
     "skip_or_fail_without",
     "start_ccm",
     "start_twistd",
-    "write_credentials",
 ]

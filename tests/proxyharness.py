@@ -50,6 +50,7 @@ from ccm.service import CcmService
 from ccm.web.auth import Caller
 from ccm.web.site import CcmSite
 from tests.fake_anthropic import FakeAnthropic
+from tests.fixtures import write_credentials
 
 START_TIME = 1_790_000_000.0
 UPSTREAM_URL = "http://api.fake.test"
@@ -69,32 +70,6 @@ SECOND = "second"
 SECOND_ACCESS_TOKEN = "sk-ant-oat01-second-credential"
 #: The tag of a balancer harness's pool.
 POOL = "pool"
-
-
-def write_credentials(
-    path: str,
-    access_token: str,
-    refresh_token: str,
-    expires_at_ms: int,
-    *,
-    subscription_type: str = "max",
-    rate_limit_tier: str = "default_claude_max_20x",
-) -> None:
-    """
-    Write a Claude Code credentials file holding the given tokens.
-    """
-    document = {
-        "claudeAiOauth": {
-            "accessToken": access_token,
-            "refreshToken": refresh_token,
-            "expiresAt": expires_at_ms,
-            "scopes": ["user:inference", "user:profile"],
-            "subscriptionType": subscription_type,
-            "rateLimitTier": rate_limit_tier,
-        }
-    }
-    with open(path, "w") as handle:
-        json.dump(document, handle)
 
 
 class ProxyHarness:

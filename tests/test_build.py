@@ -24,7 +24,7 @@ from ccm.credentials.watch import FileWatcher
 from ccm.pool.poller import UsagePoller
 from ccm.service import CcmService
 from ccm.web.listening import ListeningService
-from tests.proxyharness import write_credentials
+from tests.fixtures import write_credentials
 
 FAR_EXPIRY_MS = 4_102_444_800_000
 

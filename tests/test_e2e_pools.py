@@ -15,6 +15,7 @@ from twisted.trial import unittest
 
 from tests import e2e
 from tests.fake_anthropic import FakeAnthropic, RecordedRequest, error_reply, text_reply
+from tests.fixtures import expiry_ms, write_credentials
 
 ALICE = "ak-ccm-pools-alice"
 SECOND_ACCESS = "sk-ant-oat01-fake-second-subscription"
@@ -49,10 +50,7 @@ class PoolTests(unittest.TestCase):
         paths = {}
         for tag, access in (("a", self.fake.access_token), ("b", SECOND_ACCESS)):
             paths[tag] = os.path.join(directory, f"{tag}.json")
-            e2e.write_credentials(
-                paths[tag],
-                e2e.credentials_document(access, f"sk-ant-ort01-{tag}", e2e.epoch_ms(86400)),
-            )
+            write_credentials(paths[tag], access, f"sk-ant-ort01-{tag}", expiry_ms(86400))
         config = {
             "endpoint": "tcp:0:interface=127.0.0.1",
             "upstream_url": url,

@@ -31,6 +31,7 @@ from tests.fake_anthropic import (
     text_reply,
     tool_use_reply,
 )
+from tests.fixtures import expiry_ms, write_credentials
 
 USER_TOKEN = "ak-ccm-alice"
 OTHER_USER_TOKEN = "ak-ccm-bob"
@@ -98,11 +99,8 @@ class _CcmWithFakeUpstream(unittest.TestCase):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         credential_path = os.path.join(directory, ".credentials.json")
-        e2e.write_credentials(
-            credential_path,
-            e2e.credentials_document(
-                self.fake.access_token, self.fake.refresh_token, e2e.epoch_ms(30 * 86400)
-            ),
+        write_credentials(
+            credential_path, self.fake.access_token, self.fake.refresh_token, expiry_ms(30 * 86400)
         )
         # Registered before start_ccm registers its stop, so this runs after
         # ccm has stopped and its whole output is in.

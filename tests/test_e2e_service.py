@@ -27,7 +27,7 @@ from twisted.web.http_headers import Headers
 
 from ccm.upstream.client import BytesProducer
 
-from tests import e2e
+from tests import e2e, fixtures
 from tests.fake_anthropic import text_reply
 
 USER_TOKEN = "ak-ccm-alice"
@@ -94,19 +94,19 @@ class _ServiceTestCase(unittest.TestCase):
         """
         self.secrets.update({self.fake.access_token, self.fake.refresh_token})
 
-    def write_credentials(self, expires_in_seconds: float, mode: int = 0o600) -> None:
+    def write_credentials(self, expires_in_seconds: float, mode: int = 0o600, **fields: Any) -> None:
         """
-        Write a credentials file holding the fake's current tokens.
+        Write a credentials file holding the fake's current tokens;
+        C{fields} as for L{fixtures.credentials_document}.
         """
         self.note_fake_tokens()
-        e2e.write_credentials(
+        fixtures.write_credentials(
             self.credential_path,
-            e2e.credentials_document(
-                self.fake.access_token,
-                self.fake.refresh_token,
-                e2e.epoch_ms(expires_in_seconds),
-            ),
-            mode,
+            self.fake.access_token,
+            self.fake.refresh_token,
+            fixtures.expiry_ms(expires_in_seconds),
+            mode=mode,
+            **fields,
         )
 
     @inlineCallbacks
@@ -363,7 +363,9 @@ class RefreshTests(_ServiceTestCase):
         keeps its mode.
         """
         old_access, old_refresh = self.fake.access_token, self.fake.refresh_token
-        self.write_credentials(expires_in_seconds=-3600, mode=0o640)
+        self.write_credentials(
+            expires_in_seconds=-3600, mode=0o640, extra={"somethingElse": {"keep": ["me", 1]}}
+        )
         yield self.start_ccm()
 
         reply = yield self.post_message()
@@ -383,11 +385,11 @@ class RefreshTests(_ServiceTestCase):
         with open(self.credential_path) as f:
             saved = json.load(f)
         oauth = saved.pop("claudeAiOauth")
-        self.assertEqual(saved, dict(e2e.UNKNOWN_CREDENTIALS_ENTRY))
+        self.assertEqual(saved, {"somethingElse": {"keep": ["me", 1]}})
         self.assertEqual(oauth["accessToken"], self.fake.access_token)
         self.assertEqual(oauth["refreshToken"], self.fake.refresh_token)
-        self.assertGreater(oauth["expiresAt"], e2e.epoch_ms(self.fake.token_expires_in - 600))
-        self.assertLessEqual(oauth["expiresAt"], e2e.epoch_ms(self.fake.token_expires_in))
+        self.assertGreater(oauth["expiresAt"], fixtures.expiry_ms(self.fake.token_expires_in - 600))
+        self.assertLessEqual(oauth["expiresAt"], fixtures.expiry_ms(self.fake.token_expires_in))
         self.assertEqual(
             (oauth["subscriptionType"], oauth["rateLimitTier"], oauth["scopes"]),
             ("max", "default_claude_max_20x", ["user:inference", "user:profile"]),

@@ -29,6 +29,7 @@ from twisted.web.http_headers import Headers
 from ccm.upstream.client import BytesProducer
 from tests import e2e
 from tests.fake_anthropic import ReplyHandle, manual_reply, text_reply
+from tests.fixtures import expiry_ms, write_credentials
 
 ALICE = "ak-ccm-signals-alice-1"
 ALICE_NEW = "ak-ccm-signals-alice-2"
@@ -80,11 +81,8 @@ class _SignalTestCase(unittest.TestCase):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         self.credential_path = os.path.join(directory, ".credentials.json")
-        e2e.write_credentials(
-            self.credential_path,
-            e2e.credentials_document(
-                self.fake.access_token, self.fake.refresh_token, e2e.epoch_ms(30 * 86400)
-            ),
+        write_credentials(
+            self.credential_path, self.fake.access_token, self.fake.refresh_token, expiry_ms(30 * 86400)
         )
         self.usages_path = os.path.join(directory, "usages.json")
         self.ccm: e2e.CcmProcess | None = None

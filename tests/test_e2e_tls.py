@@ -37,6 +37,7 @@ from ccm.upstream.client import BytesProducer
 from tests import e2e
 from tests.certs import TestPKI, encrypted_key_pem, make_pki
 from tests.fake_anthropic import text_reply
+from tests.fixtures import expiry_ms, write_credentials
 
 USER_TOKEN = "ak-ccm-tls-alice"
 USERS = [{"name": "alice", "token": USER_TOKEN}]
@@ -87,11 +88,8 @@ class _TLSTestCase(unittest.TestCase):
         self.intermediate_path = self.write("intermediate.pem", self.pki.intermediate_pem)
         self.key_path = self.write("server.key", self.pki.server_key_pem)
         self.credential_path = os.path.join(self.directory, ".credentials.json")
-        e2e.write_credentials(
-            self.credential_path,
-            e2e.credentials_document(
-                self.fake.access_token, self.fake.refresh_token, e2e.epoch_ms(3600)
-            ),
+        write_credentials(
+            self.credential_path, self.fake.access_token, self.fake.refresh_token, expiry_ms(3600)
         )
         self.ccm: e2e.CcmProcess | None = None
 

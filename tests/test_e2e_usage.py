@@ -23,6 +23,7 @@ from twisted.web.http_headers import Headers
 from ccm.upstream.client import BytesProducer
 from tests import e2e
 from tests.fake_anthropic import manual_reply, text_reply
+from tests.fixtures import expiry_ms, write_credentials
 
 ALICE = "ak-ccm-usage-alice"
 BOB = "ak-ccm-usage-bob"
@@ -85,11 +86,8 @@ class UsageFileTests(unittest.TestCase):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         credential_path = os.path.join(directory, ".credentials.json")
-        e2e.write_credentials(
-            credential_path,
-            e2e.credentials_document(
-                self.fake.access_token, self.fake.refresh_token, e2e.epoch_ms(30 * 86400)
-            ),
+        write_credentials(
+            credential_path, self.fake.access_token, self.fake.refresh_token, expiry_ms(30 * 86400)
         )
         self.usages_path = os.path.join(directory, "usages.json")
         if existing is not None:

@@ -26,8 +26,8 @@ from ccm.config.changes import plan_reload
 from ccm.build import build_service
 from ccm.service import CcmService
 from ccm.credentials.watch import FileWatcher
-from tests.proxyharness import write_credentials
-from tests.credentials.test_keychain import DictKeyring, credentials_json
+from tests.credentials.fake_keyring import DictKeyring
+from tests.fixtures import credentials_json, write_credentials
 
 ALICE_TOKEN = "ak-service-alice-1"
 ALICE_NEW_TOKEN = "ak-service-alice-2"
@@ -105,8 +105,7 @@ class KeychainWiringTests(SynchronousTestCase):
         [credential] = service.credentials
         directory = os.path.join(self.home, ".claude")
         os.makedirs(directory)
-        with open(os.path.join(directory, ".credentials.json"), "w") as handle:
-            handle.write(credentials_json())
+        write_credentials(os.path.join(directory, ".credentials.json"))
         credential.reload()
         self.assertTrue(credential.available)
         self.assertEqual(len(self.watchers(service)), 1)

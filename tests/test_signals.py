@@ -16,36 +16,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.signals import SignalHandlers
-
-
-class FakeSignals:
-    """
-    The parts of the L{signal} module the handlers use, with the handlers
-    kept in a dict.
-    """
-
-    SIGINT = signal.SIGINT
-    SIGTERM = signal.SIGTERM
-    SIGHUP = signal.SIGHUP
-    SIG_DFL = signal.SIG_DFL
-    default_int_handler = signal.default_int_handler
-
-    def __init__(self, handlers: dict[int, Any]) -> None:
-        self.handlers = handlers
-
-    def getsignal(self, number: int) -> Any:
-        return self.handlers.get(number, self.SIG_DFL)
-
-    def signal(self, number: int, handler: Any) -> Any:
-        previous = self.getsignal(number)
-        self.handlers[number] = handler
-        return previous
-
-    def deliver(self, number: int) -> None:
-        """
-        Deliver signal C{number} to its handler.
-        """
-        self.handlers[number](number, None)
+from tests.fake_signals import FakeSignals
 
 
 class FakeReactor:

@@ -24,8 +24,9 @@ from ccm.config.model import AddressListener, EndpointListener, default_config
 from ccm.pool.select import BalancerPool, SingleCredentialPool
 from ccm.signals import SignalHandlers
 from ccm.tap import Options, makeService
-from tests.config.test_load import SEED_MULTIPLE_CREDENTIALS_EXAMPLE, SEED_SERVER_EXAMPLE
-from tests.test_signals import FakeSignals
+from tests.config.parsing import SEED_MULTIPLE_CREDENTIALS_EXAMPLE, SEED_SERVER_EXAMPLE
+from tests.fake_signals import FakeSignals
+from tests.fixtures import write_credentials
 
 ACCESS_TOKEN = "sk-ant-oat01-tap-test-access-secret"
 REFRESH_TOKEN = "sk-ant-ort01-tap-test-refresh-secret"
@@ -56,18 +57,9 @@ class TapTestMixin:
         return directory
 
     def write_credentials(self, directory: str) -> str:
-        path = os.path.join(directory, ".credentials.json")
-        document = {
-            "claudeAiOauth": {
-                "accessToken": ACCESS_TOKEN,
-                "refreshToken": REFRESH_TOKEN,
-                "expiresAt": FAR_EXPIRY_MS,
-                "subscriptionType": "max",
-            }
-        }
-        with open(path, "w") as handle:
-            json.dump(document, handle)
-        return path
+        return write_credentials(
+            os.path.join(directory, ".credentials.json"), ACCESS_TOKEN, REFRESH_TOKEN, FAR_EXPIRY_MS
+        )
 
     def write_config(self, document: object, name: str = "config.json") -> str:
         path = os.path.join(self.make_directory(), name)

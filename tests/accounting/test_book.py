@@ -8,9 +8,9 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.accounting.book import UsageBook
-from ccm.accounting.counters import Combination, UsageRecord, UsageSnapshot
+from ccm.accounting.counters import Combination, UsageSnapshot
 from ccm.accounting.tokens import TokenUsage
-from tests.accounting.fixtures import (
+from tests.fixtures import (
     NOW,
     OPUS,
     PREMIUM,
@@ -20,6 +20,7 @@ from tests.accounting.fixtures import (
     clock_at,
     counts,
     record,
+    usage_record,
 )
 
 
@@ -101,8 +102,7 @@ class RecordTests(SynchronousTestCase):
         as reported.  The caller's usage object is not changed.
         """
         reported = TokenUsage(input_tokens=1, cache_creation_5m_input_tokens=300, cache_creation_1h_input_tokens=40)
-        self.book.record(UsageRecord(model=OPUS, context_window=STANDARD, week_start_unix=0, user="alice",
-                                     tokens=reported, messages=1))
+        self.book.record(usage_record(week=0, tokens=reported))
         self.assertEqual(reported.cache_creation_input_tokens, 0)
         [combination] = self.book.combinations
         self.assertEqual(combination.total.tokens.cache_creation_input_tokens, 340)

@@ -13,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from ccm.accounting.book import UsageBook
 from ccm.accounting.counters import Combination
 from ccm.accounting.document import UsageFileError, from_document, serialize, to_document
-from tests.accounting.fixtures import (
+from tests.accounting.samples import load_book, small_book
+from tests.fixtures import (
     NOW,
     OPUS,
     PREMIUM,
@@ -26,9 +27,7 @@ from tests.accounting.fixtures import (
     WEEK_2_KEY,
     clock_at,
     counts,
-    load_book,
     record,
-    small_book,
 )
 
 

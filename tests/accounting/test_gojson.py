@@ -15,16 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from ccm.accounting.book import UsageBook
 from ccm.accounting.document import serialize, to_document
 from ccm.accounting.gojson import ZERO_TIME, encode, format_rfc3339, parse_rfc3339
-from tests.accounting.fixtures import (
-    EXPECTED_EMPTY_BOOK,
-    EXPECTED_SMALL_BOOK,
-    NOW,
-    UTC,
-    UTC_PLUS_8,
-    clock_at,
-    record,
-    small_book,
-)
+from tests.accounting.samples import EXPECTED_EMPTY_BOOK, EXPECTED_SMALL_BOOK, small_book
+from tests.fixtures import NOW, UTC, UTC_PLUS_8, clock_at, record
 
 
 class SerializeTests(SynchronousTestCase):

@@ -25,10 +25,9 @@ from ccm.accounting.meter import (
     JSONBodyUsage,
     TokenUsage,
 )
+from tests.accounting.samples import MESSAGE_BODY, MESSAGE_USAGE
+from tests.fixtures import HAIKU, OPUS, SONNET
 
-SONNET = "claude-sonnet-4-5-20250929"
-OPUS = "claude-opus-4-8"
-HAIKU = "claude-haiku-4-5-20251001"
 MIB = 1024 * 1024
 
 
@@ -993,30 +992,6 @@ class BoundedMemoryTests(SynchronousTestCase):
         self.assertEqual(scanner.buffered_bytes, 0)
         scanner.feed(TEXT_STREAM)
         self.assertEqual(scanner.finish(), TEXT_FINAL)
-
-
-# The non-streaming response of anthropic-wire.md section 1.2, with cache
-# writes of both lifetimes.
-MESSAGE_BODY = (
-    b'{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant",'
-    b'"model":"claude-sonnet-4-5-20250929",'
-    b'"content":[{"type":"text","text":"Hi! \xe2\x98\x83"}],'
-    b'"stop_reason":"end_turn","stop_sequence":null,'
-    b'"usage":{"input_tokens":12,"cache_creation_input_tokens":4000,'
-    b'"cache_read_input_tokens":25000,'
-    b'"cache_creation":{"ephemeral_5m_input_tokens":1000,'
-    b'"ephemeral_1h_input_tokens":3000},'
-    b'"output_tokens":5,"service_tier":"standard"}}'
-)
-MESSAGE_USAGE = TokenUsage(
-    model=SONNET,
-    input_tokens=12,
-    output_tokens=5,
-    cache_read_input_tokens=25000,
-    cache_creation_input_tokens=4000,
-    cache_creation_5m_input_tokens=1000,
-    cache_creation_1h_input_tokens=3000,
-)
 
 
 class JSONBodyUsageTests(SynchronousTestCase):

@@ -10,7 +10,8 @@ import json
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.accounting.tokens import TOKEN_FIELDS, TokenCounts, TokenUsage, usage_from_message
-from tests.accounting.test_meter import HAIKU, MESSAGE_BODY, MESSAGE_USAGE, OPUS, SONNET
+from tests.accounting.samples import MESSAGE_BODY, MESSAGE_USAGE
+from tests.fixtures import HAIKU, OPUS, SONNET
 
 
 class UsageFromMessageTests(SynchronousTestCase):

@@ -17,9 +17,8 @@ from ccm.accounting.book import UsageBook
 from ccm.accounting.counters import Combination
 from ccm.accounting.document import serialize
 from ccm.accounting.usagefile import FIRST_SAVE_DELAY_SECONDS, UsageFile, UsageSaverService
-from tests.accounting.fixtures import (
-    EXPECTED_EMPTY_BOOK,
-    EXPECTED_SMALL_BOOK,
+from tests.accounting.samples import EXPECTED_EMPTY_BOOK, EXPECTED_SMALL_BOOK, small_book
+from tests.fixtures import (
     NOW,
     OPUS,
     PREMIUM,
@@ -30,7 +29,6 @@ from tests.accounting.fixtures import (
     clock_at,
     counts,
     record,
-    small_book,
     usage_record,
 )
 

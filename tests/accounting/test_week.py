@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
 from ccm.accounting.week import WEEK_SECONDS, week_start_from_headers
-from tests.accounting.fixtures import WEEK_1, WEEK_2
+from tests.fixtures import WEEK_1, WEEK_2
 
 
 def reset_headers(*values: bytes) -> Headers:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.config.test_load import ProblemsTestMixin, problems_of, service_of
+from tests.config.parsing import ProblemsTestMixin, problems_of, service_of
 
 
 class HeadersTests(SynchronousTestCase, ProblemsTestMixin):

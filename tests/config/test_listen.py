@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.config.model import DEFAULT_ENDPOINT, AddressListener, EndpointListener, TLSConfig
 from ccm.config.load import parse_config
-from tests.config.test_load import SOURCE, ProblemsTestMixin, service_of
+from tests.config.parsing import SOURCE, ProblemsTestMixin, service_of
 
 
 class ListenerTests(SynchronousTestCase, ProblemsTestMixin):

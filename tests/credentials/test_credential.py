@@ -33,6 +33,7 @@ from ccm.credentials.oauth import REFRESH_TIMEOUT_SECONDS, TokenEndpoint, TokenG
 from ccm.pool.windows import MemoryWindowState, Plan
 from ccm.credentials.watch import DEBOUNCE_SECONDS, POLL_INTERVAL_SECONDS, FileWatcher
 from tests.fake_anthropic import FakeAnthropic
+from tests.fixtures import expiry_ms, write_credentials
 
 START_TIME = 1_790_000_000.0
 TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
@@ -120,18 +121,15 @@ class CredentialTestCase(SynchronousTestCase):
         Write a credentials file whose token expires C{expires_in_seconds}
         from now, with unknown keys a real file may hold.
         """
-        oauth: dict[str, Any] = {
-            "accessToken": access,
-            "refreshToken": refresh,
-            "expiresAt": int((self.clock.seconds() + expires_in_seconds) * 1000),
-            "scopes": ["user:inference"],
-            "subscriptionType": "max",
-            "rateLimitTier": "default_claude_max_20x",
-        }
-        oauth.update(extra)
-        document = {"claudeAiOauth": oauth, "otherTool": {"keep": True}}
-        with open(self.path, "w") as handle:
-            json.dump(document, handle)
+        write_credentials(
+            self.path,
+            access,
+            refresh,
+            expiry_ms(expires_in_seconds, now=self.clock.seconds()),
+            scopes=["user:inference"],
+            oauth=extra,
+            extra={"otherTool": {"keep": True}},
+        )
 
     def read_file(self) -> dict[str, Any]:
         """

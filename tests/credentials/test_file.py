@@ -9,7 +9,6 @@ import errno
 import json
 import os
 import stat
-from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -20,6 +19,7 @@ from ccm.credentials.file import (
     OAuthTokens,
     default_credential_path,
 )
+from tests.fixtures import credentials_document, write_credentials, write_document
 
 ACCESS = "sk-ant-oat01-secret-access-token"
 REFRESH = "sk-ant-ort01-secret-refresh-token"
@@ -31,23 +31,6 @@ ROOT_SKIP = (
     "CheckWritableTests.test_unwritable_directory_reported and by "
     "tests.credentials.test_credential with an unwritable store)"
 )
-
-
-def good_document(**oauth: Any) -> dict[str, Any]:
-    """
-    A credentials document as Claude Code writes it, with unknown keys at
-    both levels; C{oauth} overrides entries of C{claudeAiOauth}.
-    """
-    fields: dict[str, Any] = {
-        "accessToken": ACCESS,
-        "refreshToken": REFRESH,
-        "expiresAt": EXPIRES_AT_MS,
-        "scopes": ["user:inference", "user:profile"],
-        "subscriptionType": "max",
-        "rateLimitTier": "default_claude_max_20x",
-    }
-    fields.update(oauth)
-    return {"claudeAiOauth": fields, "mcpOAuth": {"server": {"token": "kept"}}}
 
 
 class CredentialFileTestCase(SynchronousTestCase):
@@ -65,9 +48,7 @@ class CredentialFileTestCase(SynchronousTestCase):
         """
         Put C{data} in the credentials file with C{mode}.
         """
-        with open(self.path, "wb") as handle:
-            handle.write(data)
-        os.chmod(self.path, mode)
+        write_document(self.path, data, mode)
 
     def write_document(self, document: object, mode: int = 0o600) -> None:
         """
@@ -136,7 +117,7 @@ class ReadTests(CredentialFileTestCase):
         """
         Tokens, expiry, subscription type and rate-limit tier are read.
         """
-        self.write_document(good_document())
+        self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS))
         tokens = self.store.read()
         self.assertEqual(
             tokens,
@@ -154,7 +135,7 @@ class ReadTests(CredentialFileTestCase):
         The repr of the tokens, which may end up in a log or traceback,
         shows neither token.
         """
-        self.write_document(good_document())
+        self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS))
         text = repr(self.store.read())
         self.assertIn(str(EXPIRES_AT_MS), text)
         self.assertNotIn(ACCESS, text)
@@ -169,7 +150,11 @@ class ReadTests(CredentialFileTestCase):
         self.write_document({"claudeAiOauth": {"accessToken": ACCESS}})
         self.assertEqual(self.store.read(), OAuthTokens(ACCESS, "", 0))
         self.write_document(
-            good_document(expiresAt=1.5e12, subscriptionType=None, rateLimitTier=7)
+            credentials_document(
+                ACCESS,
+                REFRESH,
+                oauth={"expiresAt": 1.5e12, "subscriptionType": None, "rateLimitTier": 7},
+            )
         )
         tokens = self.store.read()
         self.assertEqual(tokens.expires_at_ms, 1_500_000_000_000)
@@ -241,7 +226,9 @@ class ReadTests(CredentialFileTestCase):
         A missing, empty or non-string access token is refused.
         """
         for value in (None, "", 12, ["x"]):
-            document = good_document(accessToken=value)
+            document = credentials_document(
+                ACCESS, REFRESH, EXPIRES_AT_MS, oauth={"accessToken": value}
+            )
             if value is None:
                 del document["claudeAiOauth"]["accessToken"]
             self.write_document(document)
@@ -252,10 +239,12 @@ class ReadTests(CredentialFileTestCase):
         A refresh token that is not a string, or an expiry that is not a
         number (booleans included), is refused naming the field.
         """
-        self.write_document(good_document(refreshToken=42))
+        self.write_document(
+            credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS, oauth={"refreshToken": 42})
+        )
         self.assert_read_fails("claudeAiOauth.refreshToken is not a string")
         for value in ("1790003600000", True, None, {}):
-            self.write_document(good_document(expiresAt=value))
+            self.write_document(credentials_document(ACCESS, REFRESH, oauth={"expiresAt": value}))
             self.assert_read_fails("claudeAiOauth.expiresAt is not a number")
 
     def test_unreadable(self) -> None:
@@ -323,19 +312,22 @@ class WriteTokensTests(CredentialFileTestCase):
         Only the three token fields change; every other key, at the top
         level and inside C{claudeAiOauth}, is kept with its value.
         """
-        document = good_document(isMax=True, futureField={"nested": [1, 2]})
-        document["unknownTopLevel"] = 7
-        self.write_document(document)
+        unknown_oauth = {"isMax": True, "futureField": {"nested": [1, 2]}}
+        unknown_top_level = {"mcpOAuth": {"server": {"token": "kept"}}, "unknownTopLevel": 7}
+        self.write_document(
+            credentials_document(
+                ACCESS, REFRESH, EXPIRES_AT_MS, oauth=unknown_oauth, extra=unknown_top_level
+            )
+        )
         self.store.write_tokens(self.new_tokens())
         written = json.loads(self.read_raw())
-        expected = good_document(
-            isMax=True,
-            futureField={"nested": [1, 2]},
-            accessToken="new-access",
-            refreshToken="new-refresh",
-            expiresAt=EXPIRES_AT_MS + 28_800_000,
+        expected = credentials_document(
+            "new-access",
+            "new-refresh",
+            EXPIRES_AT_MS + 28_800_000,
+            oauth=unknown_oauth,
+            extra=unknown_top_level,
         )
-        expected["unknownTopLevel"] = 7
         self.assertEqual(written, expected)
         self.assertEqual(
             self.store.read(),
@@ -353,7 +345,7 @@ class WriteTokensTests(CredentialFileTestCase):
         The file keeps its permission bits, whatever they are.
         """
         for mode in (0o640, 0o600, 0o644):
-            self.write_document(good_document(), mode=mode)
+            self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS), mode=mode)
             self.store.write_tokens(self.new_tokens())
             self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), mode, oct(mode))
 
@@ -362,7 +354,7 @@ class WriteTokensTests(CredentialFileTestCase):
         The new content is a new file renamed over the old one (a reader
         never sees a half-written file), and no temporary file is left.
         """
-        self.write_document(good_document())
+        self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS))
         before = os.stat(self.path).st_ino
         self.store.write_tokens(self.new_tokens())
         self.assertNotEqual(os.stat(self.path).st_ino, before)
@@ -374,7 +366,7 @@ class WriteTokensTests(CredentialFileTestCase):
         the original file is untouched, no temporary file is left, and the
         error names the file but no token.
         """
-        self.write_document(good_document())
+        self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS))
         original = self.read_raw()
 
         def failing_fsync(descriptor: int) -> None:
@@ -423,9 +415,7 @@ class WriteTokensTests(CredentialFileTestCase):
         real_directory = os.path.abspath(self.mktemp())
         os.makedirs(real_directory)
         real_path = os.path.join(real_directory, "claude-credentials.json")
-        with open(real_path, "w") as handle:
-            json.dump(good_document(), handle)
-        os.chmod(real_path, 0o640)
+        write_credentials(real_path, ACCESS, REFRESH, EXPIRES_AT_MS, mode=0o640)
         os.symlink(real_path, self.path)
         self.store.write_tokens(self.new_tokens())
         self.assertTrue(os.path.islink(self.path))
@@ -440,7 +430,7 @@ class WriteTokensTests(CredentialFileTestCase):
         When the directory refuses new files, the write fails cleanly and
         the original file is untouched.
         """
-        self.write_document(good_document())
+        self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS))
         original = self.read_raw()
         os.chmod(self.directory, 0o500)
         self.addCleanup(os.chmod, self.directory, 0o700)
@@ -474,7 +464,7 @@ class CheckWritableTests(CredentialFileTestCase):
         """
         A writable file in a writable directory passes.
         """
-        self.write_document(good_document())
+        self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS))
         self.assertIsNone(self.store.check_writable())
 
     def test_missing_file_refused(self) -> None:
@@ -491,7 +481,7 @@ class CheckWritableTests(CredentialFileTestCase):
         fails.  The system's answer is simulated so that this holds when
         the tests run as root.
         """
-        self.write_document(good_document())
+        self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS))
         checked: list[str] = []
 
         def access(path: str, mode: int) -> bool:
@@ -506,7 +496,7 @@ class CheckWritableTests(CredentialFileTestCase):
         """
         A read-only file is refused.
         """
-        self.write_document(good_document(), mode=0o400)
+        self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS), mode=0o400)
         self.assert_refused()
 
     def test_read_only_directory(self) -> None:
@@ -514,7 +504,7 @@ class CheckWritableTests(CredentialFileTestCase):
         A writable file in a read-only directory is refused, since the
         atomic replacement needs to create a file beside it.
         """
-        self.write_document(good_document())
+        self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS))
         os.chmod(self.directory, 0o500)
         self.addCleanup(os.chmod, self.directory, 0o700)
         self.assert_refused()

@@ -4,9 +4,10 @@ credentials in the macOS keychain, read through C{keyring}, with the file as
 fallback (the choice L{ccm.credentials.store.credential_store_for} makes) and
 write-backs off the reactor.
 
-The keychain is a real C{keyring} backend class holding items in a dict,
-so the tests run on Linux; write-backs go through a runner that records
-each call and either runs it at once or waits to be released.
+The keychain is a real C{keyring} backend class holding items in a dict
+(L{tests.credentials.fake_keyring}), so the tests run on Linux; write-backs
+go through a runner that records each call and either runs it at once or
+waits to be released.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import json
 import os
 from typing import Any, Callable
 
-from keyring.backend import KeyringBackend
 from keyring.backends import fail as fail_backend
-from keyring.compat import properties
 from keyring.errors import KeyringError, PasswordSetError
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import Clock
@@ -31,6 +30,8 @@ from ccm.credentials.credential import REFRESH_RETRY_SECONDS, Credential, Creden
 from ccm.credentials.keychain import KEYCHAIN_SERVICE, KeychainStore, keychain_account, keychain_service_name
 from ccm.credentials.oauth import RefreshError, TokenGrant
 from ccm.credentials.store import credential_store_for
+from tests.credentials.fake_keyring import DictKeyring
+from tests.fixtures import credentials_json, write_document
 
 START_TIME = 1_790_000_000.0
 ACCESS = "sk-ant-oat01-keychain-access"
@@ -42,59 +43,6 @@ LOGIN_REFRESH = "sk-ant-ort01-keychain-login-refresh"
 TOKEN_PREFIX = "sk-ant-"
 USER = "alice"
 HOME = "/Users/alice"
-
-
-class DictKeyring(KeyringBackend):
-    """
-    A keyring backend keeping generic passwords in a dict, as the macOS
-    keychain keeps them by service and account.  C{failure}, when set, is
-    raised by every call.
-    """
-
-    @properties.classproperty
-    def priority(cls) -> float:
-        """
-        Low but viable, so it is never chosen over a real backend.
-        """
-        return 0.1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-        self.failure: Exception | None = None
-        self.set_failure: Exception | None = None
-        self.calls: list[tuple[str, str, str]] = []
-
-    def get_password(self, service: str, username: str) -> str | None:
-        """
-        The stored item, or None as keyring returns for a missing one.
-        """
-        self.calls.append(("get", service, username))
-        if self.failure is not None:
-            raise self.failure
-        return self.items.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        """
-        Store the item.
-        """
-        self.calls.append(("set", service, username))
-        if self.failure is not None:
-            raise self.failure
-        if self.set_failure is not None:
-            raise self.set_failure
-        self.items[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        """
-        Remove the item.
-        """
-        del self.items[(service, username)]
-
-
-# keyring registers every backend class it sees as a candidate for
-# keyring.get_keyring(); this one is for these tests only.
-KeyringBackend._classes.discard(DictKeyring)  # type: ignore[attr-defined]
 
 
 class RecordingRunner:
@@ -129,28 +77,6 @@ class RecordingRunner:
         How many held functions have not run yet.
         """
         return len(self._held)
-
-
-def credentials_json(
-    access: str = ACCESS, refresh: str = REFRESH, expires_at_ms: int = 0, **extra: Any
-) -> str:
-    """
-    A credentials document as Claude Code stores it, with unknown keys.
-    """
-    document: dict[str, Any] = {
-        "claudeAiOauth": {
-            "accessToken": access,
-            "refreshToken": refresh,
-            "expiresAt": expires_at_ms,
-            "scopes": ["user:inference", "user:profile"],
-            "subscriptionType": "max",
-            "rateLimitTier": "default_claude_max_20x",
-            "futureField": {"kept": True},
-        },
-        "mcpOAuth": {"server": "value"},
-    }
-    document.update(extra)
-    return json.dumps(document)
 
 
 class KeychainTestCase(SynchronousTestCase):
@@ -199,10 +125,7 @@ class KeychainTestCase(SynchronousTestCase):
         """
         Write the default credentials file; return its path.
         """
-        path = os.path.join(self.home, ".claude", ".credentials.json")
-        with open(path, "w") as handle:
-            handle.write(content)
-        return path
+        return write_document(os.path.join(self.home, ".claude", ".credentials.json"), content)
 
     def put_item(self, content: str, service: str = KEYCHAIN_SERVICE) -> None:
         """
@@ -288,7 +211,7 @@ class ReadTests(KeychainTestCase):
         On macOS with no path, an existing item is used: its tokens are read
         from the service and account Claude Code uses.
         """
-        self.put_item(credentials_json())
+        self.put_item(credentials_json(ACCESS, REFRESH))
         store = self.store_for()
         self.assertIsInstance(store, KeychainStore)
         tokens = store.read()
@@ -308,7 +231,7 @@ class ReadTests(KeychainTestCase):
         self.environ["CLAUDE_CONFIG_DIR"] = config_dir
         service = keychain_service_name(self.environ, self.home)
         self.assertNotEqual(service, KEYCHAIN_SERVICE)
-        self.put_item(credentials_json(), service=service)
+        self.put_item(credentials_json(ACCESS, REFRESH), service=service)
         store = self.store_for()
         assert isinstance(store, KeychainStore)
         self.assertEqual(store.service, service)
@@ -321,7 +244,7 @@ class ReadTests(KeychainTestCase):
         """
         After loading, reads never call the keychain (it would block).
         """
-        self.put_item(credentials_json())
+        self.put_item(credentials_json(ACCESS, REFRESH))
         store = self.store_for()
         calls = list(self.backend.calls)
         store.read()
@@ -333,7 +256,7 @@ class ReadTests(KeychainTestCase):
         """
         Without the item, the default credentials file is used.
         """
-        path = self.write_file(credentials_json(access="sk-ant-oat01-from-file"))
+        path = self.write_file(credentials_json("sk-ant-oat01-from-file", REFRESH))
         store = self.store_for()
         self.assertIsInstance(store, CredentialFile)
         self.assertEqual(store.path, path)
@@ -345,7 +268,7 @@ class ReadTests(KeychainTestCase):
         A host with no usable keyring (keyring's own fail backend raises
         NoKeyringError) logs a warning and uses the file.
         """
-        path = self.write_file(credentials_json())
+        path = self.write_file(credentials_json(ACCESS, REFRESH))
         store = credential_store_for(
             "", self.environ, self.home, "darwin", keyring_backend=fail_backend.Keyring()
         )
@@ -361,7 +284,7 @@ class ReadTests(KeychainTestCase):
         Any other keychain error (a locked keychain) also falls back to the
         file, logged.
         """
-        self.write_file(credentials_json())
+        self.write_file(credentials_json(ACCESS, REFRESH))
         self.backend.failure = KeyringError("keychain is locked")
         store = self.store_for()
         self.assertIsInstance(store, CredentialFile)
@@ -371,7 +294,7 @@ class ReadTests(KeychainTestCase):
         """
         An item that is not JSON, or has no C{claudeAiOauth}, is not used.
         """
-        self.write_file(credentials_json())
+        self.write_file(credentials_json(ACCESS, REFRESH))
         for content in ["not json", json.dumps({"other": 1})]:
             self.put_item(content)
             self.assertIsInstance(self.store_for(), CredentialFile)
@@ -384,7 +307,7 @@ class ReadTests(KeychainTestCase):
         import keyring
 
         self.patch(keyring, "get_keyring", lambda: self.backend)
-        self.put_item(credentials_json())
+        self.put_item(credentials_json(ACCESS, REFRESH))
         store = credential_store_for("", self.environ, self.home, "darwin")
         assert isinstance(store, KeychainStore)
         self.assertIs(store.backend, self.backend)
@@ -395,7 +318,7 @@ class ReadTests(KeychainTestCase):
         With C{credential_path} set, only that file is used; the keychain is
         not queried even on macOS.
         """
-        self.put_item(credentials_json())
+        self.put_item(credentials_json(ACCESS, REFRESH))
         store = self.store_for(path="/srv/ccm/credentials.json")
         self.assertIsInstance(store, CredentialFile)
         self.assertEqual(store.path, "/srv/ccm/credentials.json")
@@ -406,7 +329,7 @@ class ReadTests(KeychainTestCase):
         On other systems the default file is used and the keychain is not
         queried.
         """
-        self.put_item(credentials_json())
+        self.put_item(credentials_json(ACCESS, REFRESH))
         store = self.store_for(platform="linux")
         self.assertIsInstance(store, CredentialFile)
         self.assertEqual(store.path, os.path.join(self.home, ".claude", ".credentials.json"))
@@ -431,11 +354,12 @@ class WriteTests(KeychainTestCase):
     Writing refreshed tokens back to the item.
     """
 
-    def loaded_store(self) -> KeychainStore:
+    def loaded_store(self, **fields: Any) -> KeychainStore:
         """
-        A keychain store loaded from an item with unknown keys.
+        A keychain store loaded from an item; C{fields} as for
+        L{credentials_json}, unknown keys for example.
         """
-        self.put_item(credentials_json())
+        self.put_item(credentials_json(ACCESS, REFRESH, **fields))
         store = self.store_for()
         assert isinstance(store, KeychainStore)
         return store
@@ -445,7 +369,9 @@ class WriteTests(KeychainTestCase):
         Refreshed tokens are written back in the runner (a thread), to the
         same service and account, compactly, keeping every other key.
         """
-        store = self.loaded_store()
+        store = self.loaded_store(
+            oauth={"futureField": {"kept": True}}, extra={"mcpOAuth": {"server": "value"}}
+        )
         store.write_tokens(store.read().refreshed(NEW_ACCESS, NEW_REFRESH, 1234))
         self.assertEqual(len(self.runner.calls), 1)
         self.assertIn(("set", KEYCHAIN_SERVICE, USER), self.backend.calls)
@@ -482,7 +408,7 @@ class WriteTests(KeychainTestCase):
         start-up survive.
         """
         store = self.loaded_store()
-        self.put_item(credentials_json(addedLater="yes"))
+        self.put_item(credentials_json(ACCESS, REFRESH, extra={"addedLater": "yes"}))
         store.write_tokens(store.read().refreshed(NEW_ACCESS, NEW_REFRESH, 1234))
         document = self.stored_item()
         self.assertEqual(document["addedLater"], "yes")
@@ -493,7 +419,7 @@ class WriteTests(KeychainTestCase):
         An item deleted since start-up is written again from the in-memory
         copy, with its unknown keys.
         """
-        store = self.loaded_store()
+        store = self.loaded_store(extra={"mcpOAuth": {"server": "value"}})
         del self.backend.items[(KEYCHAIN_SERVICE, USER)]
         store.write_tokens(store.read().refreshed(NEW_ACCESS, NEW_REFRESH, 1234))
         document = self.stored_item()
@@ -549,7 +475,7 @@ class FetchTests(KeychainTestCase):
         """
         A keychain store loaded from an item, with a holding runner.
         """
-        self.put_item(credentials_json())
+        self.put_item(credentials_json(ACCESS, REFRESH))
         self.runner.hold = True
         store = self.store_for()
         assert isinstance(store, KeychainStore)
@@ -561,7 +487,7 @@ class FetchTests(KeychainTestCase):
         in-memory copy with the item Claude Code changed.
         """
         store = self.loaded_store()
-        self.put_item(credentials_json(access=NEW_ACCESS, refresh=NEW_REFRESH))
+        self.put_item(credentials_json(NEW_ACCESS, NEW_REFRESH))
         calls = len(self.backend.calls)
         fetched = store.fetch()
         self.assertEqual(len(self.backend.calls), calls)
@@ -597,7 +523,7 @@ class FetchTests(KeychainTestCase):
         A fetch that read the item before a refresh, but whose result
         arrives after that refresh's write finished, is ignored too.
         """
-        self.put_item(credentials_json())
+        self.put_item(credentials_json(ACCESS, REFRESH))
         results: list[tuple[object, Deferred[Any]]] = []
 
         def run_now_answer_later(function: Callable[[], Any]) -> Deferred[Any]:
@@ -646,7 +572,9 @@ class CredentialEndToEndTests(KeychainTestCase):
         clock = Clock()
         clock.advance(START_TIME)
         expired_ms = int((START_TIME - 10) * 1000)
-        self.put_item(credentials_json(expires_at_ms=expired_ms))
+        self.put_item(
+            credentials_json(ACCESS, REFRESH, expired_ms, oauth={"futureField": {"kept": True}})
+        )
         store = self.store_for()
         assert isinstance(store, KeychainStore)
         refreshed_with: list[str] = []
@@ -708,7 +636,7 @@ class CatchUpTests(KeychainTestCase):
         """
         A credential loaded from an item whose token is about to expire.
         """
-        self.put_item(credentials_json(expires_at_ms=self.expiring_ms()))
+        self.put_item(credentials_json(ACCESS, REFRESH, self.expiring_ms()))
         store = self.store_for()
         assert isinstance(store, KeychainStore)
         credential = Credential("mac", store, self.refresh, self.clock)  # type: ignore[arg-type]
@@ -724,7 +652,7 @@ class CatchUpTests(KeychainTestCase):
         """
         credential, store = self.loaded_credential()
         later_ms = int((self.clock.seconds() + 3600) * 1000)
-        self.put_item(credentials_json(access=LOGIN_ACCESS, refresh=LOGIN_REFRESH, expires_at_ms=later_ms))
+        self.put_item(credentials_json(LOGIN_ACCESS, LOGIN_REFRESH, later_ms))
         self.assertEqual(self.successResultOf(credential.access_token()), LOGIN_ACCESS)
         self.assertEqual(self.refreshed_with, [])
         self.assertEqual(store.read().refresh_token, LOGIN_REFRESH)
@@ -737,7 +665,7 @@ class CatchUpTests(KeychainTestCase):
         written back.
         """
         credential, _ = self.loaded_credential()
-        self.put_item(credentials_json(access=LOGIN_ACCESS, refresh=LOGIN_REFRESH, expires_at_ms=self.expiring_ms()))
+        self.put_item(credentials_json(LOGIN_ACCESS, LOGIN_REFRESH, self.expiring_ms()))
         self.assertEqual(self.successResultOf(credential.access_token()), NEW_ACCESS)
         self.assertEqual(self.refreshed_with, [LOGIN_REFRESH])
         self.assertEqual(self.stored_item()["claudeAiOauth"]["refreshToken"], NEW_REFRESH)
@@ -748,7 +676,7 @@ class CatchUpTests(KeychainTestCase):
         Mac is picked up by the next background refresh attempt: the
         credential serves again without a restart.
         """
-        self.put_item(credentials_json(expires_at_ms=int((START_TIME - 10) * 1000)))
+        self.put_item(credentials_json(ACCESS, REFRESH, int((START_TIME - 10) * 1000)))
         store = self.store_for()
         credential = Credential("mac", store, self.refresh, self.clock)  # type: ignore[arg-type]
         credential.reload()
@@ -756,7 +684,7 @@ class CatchUpTests(KeychainTestCase):
         self.failureResultOf(credential.access_token(), CredentialUnavailable)
         self.assertFalse(credential.available)
         later_ms = int((self.clock.seconds() + 8 * 3600) * 1000)
-        self.put_item(credentials_json(access=LOGIN_ACCESS, refresh=LOGIN_REFRESH, expires_at_ms=later_ms))
+        self.put_item(credentials_json(LOGIN_ACCESS, LOGIN_REFRESH, later_ms))
         self.clock.advance(REFRESH_RETRY_SECONDS)
         self.assertEqual(self.successResultOf(credential.refresh()).access_token, LOGIN_ACCESS)
         self.assertTrue(credential.available)

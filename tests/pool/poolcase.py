@@ -5,7 +5,6 @@ tests of pools and their members.
 
 from __future__ import annotations
 
-import json
 import os
 
 from twisted.internet.defer import Deferred
@@ -18,6 +17,7 @@ from twisted.web.http_headers import Headers
 from ccm.credentials.credential import Credential
 from ccm.credentials.file import CredentialFile
 from ccm.pool.member import PoolMember
+from tests.fixtures import expiry_ms, write_credentials
 
 NOW = 1_790_000_000.0
 HOUR = 3600.0
@@ -53,20 +53,14 @@ class PoolTestCase(SynchronousTestCase):
         """
         A loaded credential named C{tag} with a token valid for a day.
         """
-        path = os.path.join(self.directory, tag + ".json")
-        with open(path, "w") as handle:
-            json.dump(
-                {
-                    "claudeAiOauth": {
-                        "accessToken": f"sk-ant-oat01-{tag}",
-                        "refreshToken": f"sk-ant-ort01-{tag}",
-                        "expiresAt": int((NOW + 86400) * 1000),
-                        "subscriptionType": plan,
-                        "rateLimitTier": tier,
-                    }
-                },
-                handle,
-            )
+        path = write_credentials(
+            os.path.join(self.directory, tag + ".json"),
+            f"sk-ant-oat01-{tag}",
+            f"sk-ant-ort01-{tag}",
+            expiry_ms(86400, now=NOW),
+            subscription_type=plan,
+            rate_limit_tier=tier,
+        )
         credential = Credential(tag, CredentialFile(path), lambda token: Deferred(), self.clock)
         credential.reload()
         return credential

@@ -31,7 +31,7 @@ from tests.fake_anthropic import (
     FakeAnthropic,
     allowed_unified_headers,
 )
-from tests.proxyharness import write_credentials
+from tests.fixtures import write_credentials
 
 START_TIME = 1_790_000_000.0
 UPSTREAM_URL = "http://api.fake.test"

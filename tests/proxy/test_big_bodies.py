@@ -24,7 +24,8 @@ from ccm.config.model import (
 )
 from ccm.proxy.resource import IN_MEMORY_BODY_BYTES
 from tests.fake_anthropic import FakeAnthropic, error_reply, text_reply
-from tests.proxyharness import serve_on_loopback, write_credentials
+from tests.fixtures import write_credentials
+from tests.proxyharness import serve_on_loopback
 
 TOKEN = "ak-ccm-big-body"
 SECOND_ACCESS = "sk-ant-oat01-big-body-second"

@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from ccm.credentials.credential import Credential
 from ccm.proxy.context import Route
 from tests.fake_anthropic import error_reply, text_reply
-from tests.proxy.test_resource import MESSAGE_BODY, send_message
-from tests.proxy.test_usage import USAGE, Recorder
+from tests.fixtures import MemoryRecorder
+from tests.proxy.messages import MESSAGE_BODY, USAGE, send_message
 from tests.proxyharness import MAIN, SECOND, SECOND_ACCESS_TOKEN, ProxyHarness
 
 
@@ -30,7 +30,7 @@ class RouteTests(SynchronousTestCase):
         C{main} (which counts usage) to C{second} (which does not), nothing
         is recorded; a request C{main} answers is.
         """
-        recorder = Recorder()
+        recorder = MemoryRecorder()
         harness = ProxyHarness(self, balancer="fallback", recorder=recorder)
         harness.fake.extra_access_tokens.add(SECOND_ACCESS_TOKEN)
         harness.fake.enqueue(
@@ -102,7 +102,7 @@ class LogFieldTests(SynchronousTestCase):
         The per-request line has the status, duration, bytes and token
         counts as numbers, and renders as docs/running.md shows it.
         """
-        harness = ProxyHarness(self, recorder=Recorder())
+        harness = ProxyHarness(self, recorder=MemoryRecorder())
         harness.fake.enqueue(text_reply("Hello", usage=USAGE))
         body = harness.body_of(harness.messages(dict(MESSAGE_BODY, stream=True)))
         [event] = [

@@ -40,6 +40,8 @@ from tests.fake_anthropic import (
     midstream_error_reply,
     text_reply,
 )
+from tests.fixtures import write_credentials
+from tests.proxy.messages import MESSAGE_BODY, STREAM_BODY, parse_sse, send_message, start_stream
 from tests.proxyharness import (
     ALICE_TOKEN,
     BOB_TOKEN,
@@ -49,15 +51,7 @@ from tests.proxyharness import (
     ScriptedUpstream,
     raw_request,
     serve_on_loopback,
-    write_credentials,
 )
-
-MESSAGE_BODY = {
-    "model": "claude-sonnet-4-5-20250929",
-    "max_tokens": 64,
-    "messages": [{"role": "user", "content": "Say hi"}],
-}
-STREAM_BODY = dict(MESSAGE_BODY, stream=True)
 
 # Headers a CDN or reverse proxy in front of ccm adds about its own hop.
 CDN_REQUEST_HEADERS = {
@@ -83,55 +77,6 @@ STRIPPED_RESPONSE_HEADERS = {
     "x-forwarded-for": "10.1.2.3",
     "true-client-ip": "10.1.2.3",
 }
-
-
-def send_message(
-    harness: ProxyHarness, document: dict[str, Any] = MESSAGE_BODY
-) -> Deferred[Any]:
-    """
-    Start a C{POST /v1/messages} with a JSON body.
-    """
-    return harness.send(
-        "POST",
-        "/v1/messages",
-        json.dumps(document).encode("utf-8"),
-        {"content-type": "application/json"},
-    )
-
-
-def start_stream(harness: ProxyHarness) -> tuple[ReplyHandle, Any]:
-    """
-    Send a streaming request answered by a manual reply, start the reply
-    with one event, and return the reply's handle and the client's
-    response.
-    """
-    reply = manual_reply()
-    harness.fake.enqueue(reply)
-    d = harness.send(
-        "POST",
-        "/v1/messages?beta=true",
-        json.dumps(STREAM_BODY).encode("utf-8"),
-        {"content-type": "application/json"},
-    )
-    assert reply.handle is not None
-    reply.handle.start(content_type="text/event-stream; charset=utf-8")
-    reply.handle.event("message_start", {"type": "message_start", "message": {}})
-    harness.flush()
-    response = harness.testcase.successResultOf(d)
-    return reply.handle, response
-
-
-def parse_sse(body: bytes) -> list[tuple[str, dict[str, Any]]]:
-    """
-    Split an event-stream body into (name, data) pairs.
-    """
-    events = []
-    for block in body.split(b"\n\n"):
-        if not block:
-            continue
-        fields = dict(line.split(b": ", 1) for line in block.split(b"\n"))
-        events.append((fields[b"event"].decode("utf-8"), json.loads(fields[b"data"])))
-    return events
 
 
 class ForwardingTests(SynchronousTestCase):

@@ -20,9 +20,9 @@ from twisted.web.client import ResponseFailed
 from ccm.credentials.credential import Credential
 from ccm.accounting.meter import TokenUsage
 from tests.fake_anthropic import ReplyHandle, format_event, hang_reply, manual_reply, text_reply
+from tests.fixtures import MemoryRecorder
+from tests.proxy.messages import MESSAGE_BODY, STREAM_BODY, parse_sse, send_message, start_stream
 from tests.proxyharness import FakeUpstreamResponse, ProxyHarness, ScriptedUpstream
-from tests.proxy.test_resource import MESSAGE_BODY, STREAM_BODY, parse_sse, send_message, start_stream
-from tests.proxy.test_usage import Recorder
 
 MODEL = "claude-sonnet-4-5-20250929"
 START_USAGE = {"input_tokens": 120, "cache_read_input_tokens": 4000, "output_tokens": 1}
@@ -111,7 +111,7 @@ class CutTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.recorder = Recorder()
+        self.recorder = MemoryRecorder()
         self.harness = ProxyHarness(self, idle_timeout=600.0, recorder=self.recorder)
 
     def open_stream(self) -> tuple[ReplyHandle, list[bytes], Deferred[None]]:
@@ -296,7 +296,7 @@ class CutTests(SynchronousTestCase):
         upstream connection's end that follows, are neither relayed nor
         counted again: the client's body ends with the error event.
         """
-        recorder = Recorder()
+        recorder = MemoryRecorder()
         upstream = ScriptedUpstream()
         harness = ProxyHarness(self, http_client=upstream, recorder=recorder)
         d = harness.send(

@@ -53,6 +53,7 @@ from ccm.build import build_service
 from ccm.upstream.client import BytesProducer
 from tests import certs, e2e
 from tests.fake_anthropic import FakeAnthropic, text_reply
+from tests.fixtures import expiry_ms, write_credentials
 from tests.upstream.handshakes import HTTP_DETOUR, HandshakeCase, Recorder
 
 
@@ -219,10 +220,7 @@ class ServiceDetourTests(unittest.SynchronousTestCase):
 
     def credential(self, tag: str, detour: Detour | None) -> Any:
         path = os.path.join(self.directory, f"{tag}.json")
-        document = e2e.credentials_document(
-            f"sk-ant-oat01-{tag}", f"sk-ant-ort01-{tag}", e2e.epoch_ms(86400)
-        )
-        e2e.write_credentials(path, document)
+        write_credentials(path, f"sk-ant-oat01-{tag}", f"sk-ant-ort01-{tag}", expiry_ms(86400))
         return DefaultCredentialConfig(tag=tag, credential_path=path, detour=detour)
 
     def flush(self) -> None:
@@ -459,11 +457,8 @@ class _DetourProcessCase(unittest.TestCase):
         os.makedirs(directory)
         credential_path = os.path.join(directory, ".credentials.json")
         self.secrets = [self.fake.access_token, self.fake.refresh_token, CCM_USER]
-        e2e.write_credentials(
-            credential_path,
-            e2e.credentials_document(
-                self.fake.access_token, self.fake.refresh_token, e2e.epoch_ms(expires_in)
-            ),
+        write_credentials(
+            credential_path, self.fake.access_token, self.fake.refresh_token, expiry_ms(expires_in)
         )
         config = e2e.ccm_config(
             self.fake_url, credential_path, [{"name": "alice", "token": CCM_USER}]

@@ -28,6 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from ccm.config.model import ServiceConfig
 from ccm.web.paths import PathRefused, forwarded_target, normalize_path
 from tests.e2e import serve_fake_anthropic
+from tests.fixtures import write_credentials
 from tests.proxyharness import (
     ALICE,
     ALICE_TOKEN,
@@ -38,7 +39,6 @@ from tests.proxyharness import (
     parse_raw_response,
     raw_request,
     serve_on_loopback,
-    write_credentials,
 )
 
 # What a secret in a query string looks like; it must never be logged.

@@ -20,6 +20,8 @@ from tests.fake_anthropic import (
     midstream_error_reply,
     text_reply,
 )
+from tests.fixtures import MemoryRecorder
+from tests.proxy.messages import USAGE
 from tests.proxyharness import BOB_TOKEN, ProxyHarness
 
 MODEL = "claude-sonnet-4-5-20250929"
@@ -32,13 +34,6 @@ BODY = {
         {"role": "user", "content": "Again"},
     ],
 }
-USAGE = {
-    "input_tokens": 21,
-    "cache_read_input_tokens": 300,
-    "cache_creation_input_tokens": 50,
-    "cache_creation": {"ephemeral_5m_input_tokens": 20, "ephemeral_1h_input_tokens": 30},
-    "output_tokens": 9,
-}
 EXPECTED = TokenUsage(
     model=MODEL,
     input_tokens=21,
@@ -50,28 +45,13 @@ EXPECTED = TokenUsage(
 )
 
 
-class Recorder:
-    """
-    A usage recorder that keeps what it is given.
-    """
-
-    def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
-
-    def record(self, record: UsageRecord) -> None:
-        """
-        Keep C{record}.
-        """
-        self.records.append(record)
-
-
 class ProxyUsageTests(SynchronousTestCase):
     """
     The proxy counts the tokens of successful Messages API responses.
     """
 
     def setUp(self) -> None:
-        self.recorder = Recorder()
+        self.recorder = MemoryRecorder()
         self.harness = ProxyHarness(self, recorder=self.recorder)
 
     def request(self, stream: bool, **headers: Any) -> bytes:

@@ -1,0 +1,314 @@
+"""
+Tests for C{python -m ccm} (L{ccm.__main__}): the C{usage} command prints a
+usages file as tables or as JSON, with its exit codes and messages, and never
+changes the file it reads.  The tables themselves are tested in
+L{tests.accounting.test_report}.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+
+from twisted.internet.defer import Deferred
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+import ccm
+from ccm.__main__ import main
+from ccm.accounting.document import serialize
+from tests.accounting.samples import (
+    BY_MODEL,
+    BY_USER,
+    BY_WEEK,
+    FULL_REPORT,
+    HEADER,
+    PATH,
+    SING_BOX_FILE,
+    sample_book,
+)
+from tests.fixtures import UTC, UTC_PLUS_8
+
+
+class CommandLineTests(SynchronousTestCase):
+    """
+    L{ccm.__main__.main}, run in the test's process.
+    """
+
+    def setUp(self) -> None:
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+        self.path = os.path.join(self.directory, "usages.json")
+
+    def run_main(self, *argv: str) -> tuple[int, str, str]:
+        """
+        Run the command line with C{argv} in UTC+8.
+
+        :return: the exit status, the output and the error output.
+        """
+        stdout, stderr = io.StringIO(), io.StringIO()
+        status = main(list(argv), stdout, stderr, tz=UTC_PLUS_8)
+        return status, stdout.getvalue(), stderr.getvalue()
+
+    def write(self, content: bytes) -> None:
+        """
+        Write the usages file.
+        """
+        with open(self.path, "wb") as handle:
+            handle.write(content)
+
+    def assert_refused(self, content: bytes | None, *reason: str) -> None:
+        """
+        The command fails with status 1 and one line naming the file and
+        the C{reason} parts, prints nothing on stdout, and leaves the
+        directory exactly as it was (the file's bytes included).
+        """
+        if content is not None:
+            self.write(content)
+        before = sorted(os.listdir(self.directory))
+        status, out, err = self.run_main("usage", self.path)
+        self.assertEqual((status, out), (1, ""))
+        self.assertTrue(err.endswith("\n"), err)
+        self.assertEqual(err.count("\n"), 1, err)
+        self.assertTrue(err.startswith("python -m ccm usage: "), err)
+        self.assertIn(repr(self.path), err)
+        for part in reason:
+            self.assertIn(part, err)
+        self.assertNotIn("Traceback", err)
+        self.assertEqual(sorted(os.listdir(self.directory)), before)
+        if content is not None:
+            with open(self.path, "rb") as handle:
+                self.assertEqual(handle.read(), content)
+
+    def test_report(self) -> None:
+        """
+        C{usage PATH} prints the whole report of the file and exits 0; the
+        file is left as it was.
+        """
+        content = serialize(sample_book().snapshot(), UTC_PLUS_8)
+        self.write(content)
+        status, out, err = self.run_main("usage", self.path)
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(out, FULL_REPORT.replace(PATH, self.path))
+        with open(self.path, "rb") as handle:
+            self.assertEqual(handle.read(), content)
+
+    def test_by_options(self) -> None:
+        """
+        C{--by user}, C{--by model}, C{--by week} print one table each and
+        C{--by all} all three.
+        """
+        self.write(serialize(sample_book().snapshot(), UTC_PLUS_8))
+        header = HEADER.replace(PATH, self.path) + "\n"
+        for by, expected in [
+            ("user", header + BY_USER),
+            ("model", header + BY_MODEL),
+            ("week", header + BY_WEEK),
+            ("all", FULL_REPORT.replace(PATH, self.path)),
+        ]:
+            self.assertEqual(self.run_main("usage", self.path, "--by", by), (0, expected, ""))
+
+    def test_json(self) -> None:
+        """
+        C{--json} prints the file's document with its costs computed now,
+        not those stored in the file; the file is left as it was.
+        """
+        self.write(SING_BOX_FILE)
+        status, out, err = self.run_main("usage", "--json", self.path)
+        self.assertEqual((status, err), (0, ""))
+        self.assertTrue(out.endswith("}\n"))
+        document = json.loads(out)
+        self.assertEqual(document["last_updated"], "2026-03-14T21:15:13.123456789+08:00")
+        self.assertEqual(document["costs"], {"total_usd": 0.72, "by_user": {"alice": 0.72}})
+        [combination] = document["combinations"]
+        self.assertEqual(combination["total"]["cost_usd"], 0.72)
+        self.assertEqual(combination["by_user"]["alice"]["cost_usd"], 0.72)
+        self.assertEqual(combination["total"]["cache_read_input_tokens"], 900_000)
+        with open(self.path, "rb") as handle:
+            self.assertEqual(handle.read(), SING_BOX_FILE)
+
+    def test_empty_file_document(self) -> None:
+        """
+        A file with no combinations (as ccm writes at its first shutdown)
+        says that nothing has been recorded.
+        """
+        self.write(
+            b'{\n  "last_updated": "0001-01-01T00:00:00Z",\n'
+            b'  "costs": {\n    "total_usd": 0,\n    "by_user": {}\n  },\n  "combinations": []\n}'
+        )
+        self.assertEqual(
+            self.run_main("usage", self.path),
+            (0, f"Usage recorded in {self.path}, last updated never\nNo usage has been recorded yet.\n", ""),
+        )
+
+    def test_missing_file(self) -> None:
+        """
+        A missing file is an error (status 1, one line) and is not created.
+        """
+        self.assert_refused(None, "cannot read", "No such file or directory")
+        self.assertFalse(os.path.exists(self.path))
+
+    def test_directory(self) -> None:
+        """
+        A directory given as the file is an error, not a traceback.
+        """
+        os.mkdir(self.path)
+        self.assert_refused(None, "cannot read")
+
+    def test_device(self) -> None:
+        """
+        A device given as the file (one that could be read for ever) is
+        refused without being read.
+        """
+        status, out, err = self.run_main("usage", os.devnull)
+        self.assertEqual(
+            (status, out, err),
+            (1, "", f"python -m ccm usage: cannot use {os.devnull!r}: it is not a regular file\n"),
+        )
+
+    def test_not_json(self) -> None:
+        """
+        A file that is not JSON is an error; it is neither changed nor moved
+        aside.
+        """
+        self.assert_refused(b'{"combinations": [', "not valid JSON", "line 1")
+
+    def test_not_utf8(self) -> None:
+        """
+        A file that is not UTF-8 is an error; it is left alone.
+        """
+        self.assert_refused(b'{"last_updated": "\xff"}', "not UTF-8")
+
+    def test_deeply_nested(self) -> None:
+        """
+        JSON nested too deeply to decode is an error, not a traceback.
+        """
+        self.assert_refused(b"[" * 200_000 + b"]" * 200_000, "not valid JSON")
+
+    def test_wrong_structure(self) -> None:
+        """
+        JSON without the usages structure is an error naming the problem;
+        the file is left alone.
+        """
+        self.assert_refused(
+            b'{"combinations": {"model": "x"}}', "does not hold usage statistics", "combinations"
+        )
+        self.assert_refused(b"[]", "does not hold usage statistics")
+        self.assert_refused(
+            b'{"combinations": [{"model": "claude-opus-4-8", "total": {"input_tokens": -5}}]}',
+            "combinations[0].total.input_tokens",
+        )
+
+    def test_not_a_usages_file(self) -> None:
+        """
+        A JSON object that is not a usages file (an empty object, a ccm
+        configuration, which is named as such) is refused with one line and
+        status 1, without repeating what it holds; a real usages file is
+        read normally afterwards.
+        """
+        self.assert_refused(
+            b"{}",
+            'does not hold usage statistics (no "combinations" key, which every usages file has',
+        )
+        configuration = json.dumps(
+            {"listen_port": 8080, "users": [{"name": "alice", "token": "ccm-token-in-config"}]}
+        ).encode()
+        self.assert_refused(configuration, "it looks like a ccm configuration")
+        status, out, err = self.run_main("usage", self.path)
+        self.assertNotIn("ccm-token-in-config", out + err)
+        self.write(b'{"last_updated": "0001-01-01T00:00:00Z", "combinations": []}')
+        status, out, err = self.run_main("usage", self.path)
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("No usage has been recorded yet.", out)
+
+    def test_counts_too_large_to_price(self) -> None:
+        """
+        Token counts beyond 64 bits (no real file has them) are refused
+        with one line, not a traceback.
+        """
+        huge = b"9" * 400
+        self.assert_refused(
+            b'{"combinations": [{"model": "claude-opus-4-8", "context_window": 200000, '
+            b'"total": {"input_tokens": ' + huge + b"}}]}",
+            "must be a non-negative 64-bit integer",
+        )
+
+    def test_no_command(self) -> None:
+        """
+        Without a command, the usage is printed on stderr and the status is
+        2.
+        """
+        status, out, err = self.run_main()
+        self.assertEqual((status, out), (2, ""))
+        self.assertIn("usage: python -m ccm", err)
+        self.assertIn("required", err)
+
+    def test_bad_by(self) -> None:
+        """
+        An unknown C{--by} value is refused with status 2 before the file
+        is read.
+        """
+        status, out, err = self.run_main("usage", self.path, "--by", "day")
+        self.assertEqual((status, out), (2, ""))
+        self.assertIn("invalid choice: 'day'", err)
+
+    def test_help(self) -> None:
+        """
+        C{usage --help} describes the command on stdout and exits 0.
+        """
+        status, out, err = self.run_main("usage", "--help")
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("--by {user,model,week,all}", out)
+        self.assertIn("--json", out)
+
+
+class SubprocessTests(TestCase):
+    """
+    C{python -m ccm usage} as a real process.
+    """
+
+    def test_smoke(self) -> Deferred[None]:
+        """
+        C{python -m ccm usage PATH --by user} run from the source tree
+        prints the table by user and exits 0; a missing file exits 1 with
+        one line on stderr.
+        """
+        from twisted.internet import reactor
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "usages.json")
+        with open(path, "wb") as handle:
+            handle.write(serialize(sample_book().snapshot(), UTC))
+        source_root = os.path.dirname(os.path.dirname(os.path.abspath(ccm.__file__)))
+        environment = {"TZ": "UTC", "PYTHONPATH": source_root}
+
+        def run(*arguments: str) -> Deferred[tuple[bytes, bytes, int]]:
+            return getProcessOutputAndValue(
+                sys.executable,
+                ["-m", "ccm", "usage", *arguments],
+                env=environment,
+                path=source_root,
+                reactor=reactor,
+            )
+
+        def check_success(result: tuple[bytes, bytes, int]) -> Deferred[tuple[bytes, bytes, int]]:
+            out, err, code = result
+            self.assertEqual((code, err), (0, b""))
+            expected = (
+                f"Usage recorded in {path}, last updated 2026-03-14T13:15:13.25Z\n\n" + BY_USER
+            ).encode("utf-8")
+            self.assertEqual(out, expected)
+            return run(os.path.join(directory, "missing.json"))
+
+        def check_missing(result: tuple[bytes, bytes, int]) -> None:
+            out, err, code = result
+            self.assertEqual((code, out), (1, b""))
+            self.assertEqual(err.count(b"\n"), 1, err)
+            self.assertIn(b"No such file or directory", err)
+            self.assertNotIn(b"Traceback", err)
+
+        done: Deferred[None] = run(path, "--by", "user").addCallback(check_success).addCallback(check_missing)
+        return done
