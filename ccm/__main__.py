@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.accounting.test_report -*-
+# -*- test-case-name: tests.test_main -*-
 """
 ccm's command line, for what is not the service itself (that runs under
 C{twistd ccm}).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.config.test_load -*-
+# -*- test-case-name: tests.config.test_connections -*-
 """
 Parse a service's connection bounds (C{request_head_timeout},
 C{max_connections}, ...) into one L{ConnectionLimits}.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.config.test_load -*-
+# -*- test-case-name: tests.config.test_credentials -*-
 """
 Parse a service's C{credentials} list (default credentials, balancers and
 fallbacks) and its C{users}, and check how they refer to each other.

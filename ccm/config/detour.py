@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.config.test_load -*-
+# -*- test-case-name: tests.config.test_detour -*-
 """
 Parse where a service or credential sends its upstream traffic: a detour,
 given as a proxy URL or as the tag of an entry of a sing-box document's

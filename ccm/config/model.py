@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.config.test_load -*-
+# -*- test-case-name: tests.config.test_model -*-
 """
 The configuration model: frozen, typed objects describing one or more ccm
 services.  L{ccm.config.load} builds them from JSON and validates them.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.config.test_load -*-
+# -*- test-case-name: tests.config.test_reader -*-
 """
 Typed reading of JSON objects with precise problem reports.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.proxy.test_usage -*-
+# -*- test-case-name: tests.proxy.test_metering -*-
 """
 The tokens of one proxied response, for the usage file: a meter reads
 them out of the body while it is relayed, and they are recorded once the
