@@ -50,7 +50,7 @@ from ccm.proxy.context import Route, Timeouts
 from ccm.proxy.resource import ProxyResource
 from ccm.service import CcmService
 from ccm.upstream.client import MakeClient, clients_per_detour, make_http_client, proxy_detour
-from ccm.user_pools import UserPools
+from ccm.pool.users import UserPools
 from ccm.web.auth import Authenticator
 from ccm.web.listening import ListeningService, endpoint_for
 from ccm.web.site import CcmSite, build_root

@@ -27,7 +27,7 @@ from ccm.credentials.credential import Credential
 from ccm.pool.select import BalancerPool, PoolMember
 from ccm.pool.select import Pool
 from ccm.proxy.resource import ProxyResource
-from ccm.user_pools import UserPools
+from ccm.pool.users import UserPools
 from ccm.web.auth import Authenticator
 from ccm.web.listening import ListeningService
 from ccm.web.site import CcmSite
