@@ -149,7 +149,7 @@ def build_service(
         site=site,
         background=background,
         listeners=listeners,
-        close_connections=[
+        close_upstream=[
             *([close_http] if close_http is not None else []),
             *(pool.closeCachedConnections for pool in detour_pools),
         ],

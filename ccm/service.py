@@ -32,6 +32,10 @@ from ccm.web.auth import Authenticator
 from ccm.web.listening import ListeningService
 from ccm.web.site import CcmSite
 
+#: How long a shutdown waits for client connections to send what they
+#: hold and close, before it aborts those whose clients do not read.
+CLIENT_CLOSE_TIMEOUT_SECONDS = 2.0
+
 
 def _stop_all(services: Iterable[IService]) -> Deferred[Any]:
     """
@@ -67,11 +71,13 @@ class CcmService(MultiService):
     :param members: each credential's place in the pools, by tag.
     :param user_pools: the pool of each caller.
     :param authenticator: who may call.
+    :param site: the site, whose client connections are closed after the
+        drain.
     :param background: the services that work behind the requests (usage
         savers, file watchers, the token refresher, usage pollers), started
         in this order and stopped in the reverse one, after the drain.
     :param listeners: where it listens, stopped first.
-    :param close_connections: close the upstream connection pools, last.
+    :param close_upstream: close the upstream connection pools, last.
     """
 
     log = Logger()
@@ -88,7 +94,7 @@ class CcmService(MultiService):
         site: CcmSite,
         background: Sequence[IService],
         listeners: Sequence[ListeningService],
-        close_connections: Sequence[Callable[[], object]],
+        close_upstream: Sequence[Callable[[], object]],
     ) -> None:
         super().__init__()
         self.config = config
@@ -99,7 +105,7 @@ class CcmService(MultiService):
         self.proxy = proxy
         self.site = site
         self.listeners = list(listeners)
-        self._close_connections = close_connections
+        self._close_upstream = close_upstream
         self._credentials_loaded = False
         for child in (*background, *listeners):
             child.setServiceParent(self)
@@ -192,15 +198,39 @@ class CcmService(MultiService):
 
     def stopService(self) -> Deferred[Any]:
         """
-        Stop in order: stop listening, give the requests in progress up to
-        C{shutdown_grace} to finish, then stop the background services (the
-        usage savers save what those requests used) and close upstream
-        connections.
+        Stop in order:
+
+          1. stop listening, so no connection comes in any more;
+          2. give the requests in progress up to C{shutdown_grace} to
+             finish, then end those still running (L{ProxyResource.drain}):
+             each one's last bytes are then written to its connection and
+             its usage is recorded;
+          3. close the client connections (L{CcmSite.close_connections}):
+             each sends what it still holds, then closes, within
+             L{CLIENT_CLOSE_TIMEOUT_SECONDS}.  Left to the reactor, which
+             drops connections without sending what they hold when it
+             stops, the end of the last responses could be lost;
+          4. stop the background services in reverse order, the usage
+             savers last: their final save writes what every request used;
+          5. close the upstream connections.
+
+        The clients' connections are closed after the drain, so that the
+        ended requests' last bytes are written before the close flushes
+        them, and before the usage savers stop, not while they do, so that
+        whatever a closing connection still ends (a request the drain does
+        not follow, one whose abort was pending) is over before their
+        final save.  The upstream connections go last, when no request
+        can use them.
         """
         Service.stopService(self)
         background = [child for child in reversed(list(self)) if child not in self.listeners]
         stopped = _stop_all(self.listeners)
         stopped.addCallback(lambda _: self.proxy.drain(self.config.shutdown_grace))
+        stopped.addCallback(lambda _: self.site.close_connections(CLIENT_CLOSE_TIMEOUT_SECONDS))
+        # Neither fails, unless by a bug; the usage savers must save anyway.
+        stopped.addErrback(
+            lambda failure: self.log.failure("ending the client connections failed", failure)
+        )
         stopped.addCallback(lambda _: _stop_all(background))
         stopped.addBoth(lambda _: self._close_all())
         return stopped
@@ -215,5 +245,5 @@ class CcmService(MultiService):
         return self.proxy.cut()
 
     def _close_all(self) -> Deferred[Any]:
-        closing = [close() for close in self._close_connections]
+        closing = [close() for close in self._close_upstream]
         return DeferredList([d for d in closing if isinstance(d, Deferred)], consumeErrors=True)

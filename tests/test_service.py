@@ -12,8 +12,10 @@ from treq.testing import StubTreq
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.web.auth import Caller
@@ -24,7 +26,7 @@ from ccm.credentials.keychain import KeychainStore, keychain_service_name
 from ccm.pool.select import BalancerPool
 from ccm.config.changes import plan_reload
 from ccm.build import build_service
-from ccm.service import CcmService
+from ccm.service import CLIENT_CLOSE_TIMEOUT_SECONDS, CcmService
 from ccm.credentials.watch import FileWatcher
 from tests.credentials.fake_keyring import DictKeyring
 from tests.fixtures import credentials_json, write_credentials
@@ -350,6 +352,21 @@ class _Proxy:
         return 2
 
 
+class _Site:
+    """
+    Stands in for the site: closing its client connections waits until the
+    test fires it.
+    """
+
+    def __init__(self, events: list[str]) -> None:
+        self._events = events
+        self.closed: Deferred[None] = Deferred()
+
+    def close_connections(self, timeout: float) -> Deferred[None]:
+        self._events.append(f"close clients {timeout:g}s")
+        return self.closed
+
+
 class StartStopTests(SynchronousTestCase):
     """
     L{CcmService} orders the start and the stop of its parts.
@@ -358,6 +375,7 @@ class StartStopTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.events: list[str] = []
         self.proxy = _Proxy(self.events)
+        self.site = _Site(self.events)
         self.service = CcmService(
             ServiceConfig(where="", shutdown_grace=7.0),
             credentials=[_Credential(self.events)],  # type: ignore[list-item]
@@ -365,10 +383,10 @@ class StartStopTests(SynchronousTestCase):
             user_pools=None,  # type: ignore[arg-type]
             authenticator=None,  # type: ignore[arg-type]
             proxy=self.proxy,  # type: ignore[arg-type]
-            site=None,  # type: ignore[arg-type]
+            site=self.site,  # type: ignore[arg-type]
             background=[_Part("saver", self.events), _Part("poller", self.events)],
             listeners=[_Part("listener", self.events)],  # type: ignore[list-item]
-            close_connections=[lambda: self.events.append("close pools")],
+            close_upstream=[lambda: self.events.append("close pools")],
         )
 
     def test_start(self) -> None:
@@ -384,8 +402,10 @@ class StartStopTests(SynchronousTestCase):
     def test_stop(self) -> None:
         """
         Stopping stops listening, waits for the drain of the requests in
-        progress for the shutdown grace, then stops the background parts
-        in reverse order and closes the upstream connection pools.
+        progress for the shutdown grace, then for the client connections
+        to close (bounded by L{CLIENT_CLOSE_TIMEOUT_SECONDS}), then stops
+        the background parts in reverse order, so that the usage saver
+        stops last, and closes the upstream connection pools.
         """
         self.service.startService()
         del self.events[:]
@@ -393,10 +413,70 @@ class StartStopTests(SynchronousTestCase):
         self.assertEqual(self.events, ["stop listener", "drain 7s"])
         self.assertNoResult(stopped)
         self.proxy.drained.callback(None)
+        close = f"close clients {CLIENT_CLOSE_TIMEOUT_SECONDS:g}s"
+        self.assertEqual(self.events, ["stop listener", "drain 7s", close])
+        self.assertNoResult(stopped)
+        self.site.closed.callback(None)
         self.successResultOf(stopped)
         self.assertEqual(
-            self.events, ["stop listener", "drain 7s", "stop poller", "stop saver", "close pools"]
+            self.events,
+            [
+                "stop listener",
+                "drain 7s",
+                close,
+                "stop poller",
+                "stop saver",
+                "close pools",
+            ],
         )
+
+    def test_stop_after_failed_close(self) -> None:
+        """
+        Should closing the client connections fail, the failure is logged
+        and the stop goes on: the usage saver still saves, and the
+        upstream pools are closed.
+        """
+        self.service.startService()
+        del self.events[:]
+        stopped = self.service.stopService()
+        self.proxy.drained.callback(None)
+        self.site.closed.errback(RuntimeError("a bug"))
+        self.successResultOf(stopped)
+        self.assertEqual(
+            self.events[-3:], ["stop poller", "stop saver", "close pools"]
+        )
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_built_service_closes_clients(self) -> None:
+        """
+        A service made by L{build_service} closes its site's client
+        connections when it stops, and its stop is over once they are
+        closed.
+        """
+        home = os.path.abspath(self.mktemp())
+        os.makedirs(home)
+        reactor = MemoryReactorClock()
+        service = build_service(
+            ServiceConfig(where=""),
+            reactor=reactor,
+            http_client=object(),
+            environ={},
+            home=home,
+            watch_with_inotify=False,
+            platform="linux",
+        )
+        service.startService()
+        channel = service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+        assert channel is not None
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        stopped = service.stopService()
+        self.assertTrue(transport.disconnecting)
+        self.assertNoResult(stopped)
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(stopped)
+        self.assertFalse(transport.disconnected)  # Closed, not aborted.
+        self.assertEqual(reactor.getDelayedCalls(), [])
 
     def test_end_requests_now(self) -> None:
         """

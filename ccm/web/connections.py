@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from typing import Callable
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, Request
@@ -65,6 +65,9 @@ class CcmChannel(HTTPChannel):
     L{CcmSite} sets C{limits}, C{clock}, C{gate} and C{release} before the
     connection is made.
     """
+
+    #: A client's connection, which can be aborted.
+    transport: ITCPTransport | None
 
     limits = ConnectionLimits()
     clock: IReactorTime | None = None

@@ -8,13 +8,17 @@ both work on the path as L{ccm.web.paths.normalize_path} makes it, once, at the
 root.  The site keeps request bodies within the configured limit and keeps
 its access log quiet: ccm logs one line of its own per proxied request.
 Its connections follow L{ccm.web.connections} (deadlines for slow clients) and
-L{ccm.web.admission} (caps for greedy ones).
+L{ccm.web.admission} (caps for greedy ones), and it knows which are open
+(L{OpenChannels}), so that a shutdown closes them properly.
 """
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
 from urllib.parse import unquote_to_bytes
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -185,6 +189,84 @@ class LimitedRequest(Request):
         super().handleContentChunk(data)
 
 
+class OpenChannels:
+    """
+    The open channels of one site, each from when the site builds it for
+    a new connection until that connection is lost, so that a shutdown
+    can close them itself (L{close}): the reactor, when it stops, drops
+    every connection without sending what it still holds, which could be
+    the end of the last responses.
+
+    :param clock: the time for the bound of L{close}.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._channels: set[CcmChannel] = set()
+        self._waiting: list[Deferred[None]] = []
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    def add(self, channel: CcmChannel) -> Callable[[], None]:
+        """
+        Hold C{channel} as open; return what lets it go, to be called when
+        its connection is lost (more than once is harmless).
+        """
+        self._channels.add(channel)
+        return partial(self._forget, channel)
+
+    def _forget(self, channel: CcmChannel) -> None:
+        self._channels.discard(channel)
+        if not self._channels:
+            waiting, self._waiting = self._waiting, []
+            for waiter in waiting:
+                waiter.callback(None)
+
+    def close(self, timeout: float) -> Deferred[None]:
+        """
+        Close every open connection gracefully: each one sends what it
+        still holds, then closes (L{HTTPChannel.loseConnection}), so an
+        idle one closes at once and one still being written once its
+        client has read the rest.  Those still open after C{timeout}
+        seconds, whose clients do not read, are aborted: a shutdown does
+        not wait for them.
+
+        :return: a Deferred that fires, never failing, when every
+            connection is closed.
+        """
+        for channel in list(self._channels):
+            if channel.transport is None:
+                self._forget(channel)  # Built but never connected.
+            else:
+                channel.loseConnection()
+        closed = self._when_empty()
+        closed.addTimeout(timeout, self._clock, onTimeoutCancel=self._abort_rest)
+        # An aborted connection is lost in the reactor's next turn.
+        return closed.addCallback(lambda _: self._when_empty())
+
+    def _when_empty(self) -> Deferred[None]:
+        if not self._channels:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred(self._waiting.remove)
+        self._waiting.append(waiter)
+        return waiter
+
+    def _abort_rest(self, result: None | Failure, timeout: float) -> None:
+        self.log.warn(
+            "{count} client connection(s) not closed within {timeout} seconds; "
+            "aborting them",
+            count=len(self._channels),
+            timeout=timeout,
+        )
+        for channel in list(self._channels):
+            transport = channel.transport
+            assert transport is not None  # close() forgot the others
+            transport.abortConnection()
+
+
 class CcmSite(Site):
     """
     The site of one ccm service.
@@ -220,6 +302,7 @@ class CcmSite(Site):
         self.max_request_body = max_request_body
         self.connection_limits = connection_limits
         self.connections = ConnectionGate(self.reactor)
+        self.channels = OpenChannels(self.reactor)
 
     # A refused connection gets a protocol of its own rather than a channel,
     # which twisted.web's annotation does not foresee.
@@ -238,8 +321,26 @@ class CcmSite(Site):
         channel.limits = limits
         channel.clock = self.reactor
         channel.gate = self.connections
-        channel.release = self.connections.opened(key)
+        uncount = self.connections.opened(key)
+        forget = self.channels.add(channel)
+
+        def release() -> None:
+            uncount()
+            forget()
+
+        channel.release = release
         return channel
+
+    def close_connections(self, timeout: float) -> Deferred[None]:
+        """
+        Close the open connections at shutdown, each after it sent what it
+        holds, aborting those still open after C{timeout} seconds; see
+        L{OpenChannels.close}.
+
+        :return: a Deferred that fires, never failing, when they are all
+            closed.
+        """
+        return self.channels.close(timeout)
 
     def log(self, request: http.Request) -> None:
         """

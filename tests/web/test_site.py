@@ -7,15 +7,23 @@ it.
 from __future__ import annotations
 
 import json
+from typing import Iterable
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from ccm.config.model import ConnectionLimits
 from ccm.credentials.credential import Credential
 from ccm.pool.select import SingleCredentialPool
+from ccm.web.connections import CcmChannel
 from ccm.web.site import CcmSite
 from tests.proxyharness import (
     ALICE_TOKEN,
@@ -315,3 +323,214 @@ class CrashTests(SynchronousTestCase):
         self.assertNotIn(b"internal error", connection.transport.value())
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         connection.close()
+
+
+class SendBufferTransport(StringTransport):
+    """
+    A client's TCP connection as the reactor holds it: what ccm writes
+    waits in a send buffer (C{unsent}) until the client reads it
+    (L{client_reads}), and only what was read is in L{value}.  After
+    C{loseConnection} the connection closes once that buffer is empty, in
+    the reactor's next turn; C{abortConnection} drops the buffer and
+    closes in the next turn too.
+
+    :param turns: runs what the reactor does in its next turn: a clock of
+        its own, so that a test can tell a turn from timed calls.
+    """
+
+    def __init__(self, turns: Clock) -> None:
+        super().__init__(peerAddress=IPv4Address("TCP", "192.0.2.8", 40000))
+        self._turns = turns
+        self.unsent = b""
+        self.aborted = False
+        self.protocol: Protocol | None = None
+
+    def write(self, data: bytes) -> None:
+        if not self.aborted:
+            self.unsent += data
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def client_reads(self) -> None:
+        """
+        The client reads everything sent so far.
+        """
+        self.io.write(self.unsent)
+        self.unsent = b""
+        self._close_if_flushed()
+
+    def loseConnection(self) -> None:
+        super().loseConnection()
+        self._close_if_flushed()
+
+    def abortConnection(self) -> None:
+        self.aborted = self.disconnecting = True
+        self.unsent = b""
+        self._turns.callLater(0, self._lost, ConnectionAborted())
+
+    def _close_if_flushed(self) -> None:
+        if self.disconnecting and not self.unsent and not self.aborted:
+            self._turns.callLater(0, self._lost, ConnectionDone())
+
+    def _lost(self, reason: Exception) -> None:
+        if self.connected:
+            self.connected = False
+            assert self.protocol is not None
+            self.protocol.connectionLost(Failure(reason))
+
+
+class _Hello(Resource):
+    """
+    Answers every request with C{hello}.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return b"hello"
+
+
+class CloseConnectionsTests(SynchronousTestCase):
+    """
+    L{CcmSite} knows its open connections (L{OpenChannels}) and closes
+    them at shutdown with L{CcmSite.close_connections}: each sends what it
+    still holds, then closes; those whose client does not read are
+    aborted after the timeout.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.turns = Clock()
+        self.site = CcmSite(
+            _Hello(),
+            max_request_body=1024,
+            reactor=self.clock,
+            connection_limits=ConnectionLimits(max_connections=2),
+        )
+
+    def connect(self) -> tuple[Protocol, SendBufferTransport]:
+        """
+        A new client connection to the site.
+        """
+        transport = SendBufferTransport(self.turns)
+        channel = self.site.buildProtocol(transport.getPeer())
+        assert channel is not None
+        transport.protocol = channel
+        channel.makeConnection(transport)
+        return channel, transport
+
+    def request(self, channel: Protocol) -> None:
+        """
+        The client sends a request, which the site answers at once.
+        """
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: ccm.test\r\n\r\n")
+
+    def test_open_connections_held(self) -> None:
+        """
+        The site holds each connection from when it is made until it is
+        lost; a connection refused over a cap is not held, and the
+        connection counts of the gate agree.
+        """
+        self.assertEqual(len(self.site.channels), 0)
+        first, first_transport = self.connect()
+        self.connect()
+        self.assertEqual(len(self.site.channels), 2)
+        refused = self.site.buildProtocol(first_transport.getPeer())
+        self.assertNotIsInstance(refused, CcmChannel)
+        self.assertEqual(len(self.site.channels), 2)
+        first.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(self.site.channels), 1)
+        self.assertEqual(self.site.connections.open, 1)
+
+    def test_nothing_open(self) -> None:
+        """
+        With no connection open, closing is over at once and leaves no
+        timer behind.
+        """
+        self.successResultOf(self.site.close_connections(2.0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_idle_closed_at_once(self) -> None:
+        """
+        An idle kept-alive connection, and one with no request yet, close
+        in the reactor's next turn, cleanly, and no timer is left.
+        """
+        idle, idle_transport = self.connect()
+        self.request(idle)
+        idle_transport.client_reads()
+        _, fresh_transport = self.connect()
+        closed = self.site.close_connections(2.0)
+        self.assertNoResult(closed)
+        self.turns.advance(0)
+        self.successResultOf(closed)
+        for transport in (idle_transport, fresh_transport):
+            self.assertFalse(transport.connected)
+            self.assertFalse(transport.aborted)
+        self.assertEqual(len(self.site.channels), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_response_flushed_then_closed(self) -> None:
+        """
+        A connection whose answer is still in its send buffer is not cut:
+        the close waits until the client has read all of it, then the
+        connection closes cleanly.
+        """
+        channel, transport = self.connect()
+        self.request(channel)
+        self.assertIn(b"hello", transport.unsent)
+        closed = self.site.close_connections(2.0)
+        self.clock.advance(1.5)
+        self.assertNoResult(closed)
+        self.assertTrue(transport.connected)
+        transport.client_reads()
+        self.assertNoResult(closed)
+        self.turns.advance(0)
+        self.successResultOf(closed)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertTrue(transport.value().endswith(b"hello"))
+        self.assertFalse(transport.aborted)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.turns.getDelayedCalls(), [])
+
+    def test_client_not_reading_aborted(self) -> None:
+        """
+        A client that reads nothing does not hold the shutdown: after the
+        timeout its connection is aborted, with one warning, and the close
+        is over once the aborted connection is lost; connections that
+        closed in time were not aborted.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        stuck, stuck_transport = self.connect()
+        self.request(stuck)
+        _, idle_transport = self.connect()
+        closed = self.site.close_connections(2.0)
+        self.turns.advance(0)
+        self.clock.advance(1.9)
+        self.assertNoResult(closed)
+        self.assertFalse(stuck_transport.aborted)
+        self.clock.advance(0.1)
+        self.assertTrue(stuck_transport.aborted)
+        self.assertFalse(idle_transport.aborted)
+        self.assertNoResult(closed)
+        self.turns.advance(0)
+        self.successResultOf(closed)
+        self.assertFalse(stuck_transport.connected)
+        [warning] = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual((warning["count"], warning["timeout"]), (1, 2.0))
+        self.assertEqual(
+            formatEvent(warning),
+            "1 client connection(s) not closed within 2.0 seconds; aborting them",
+        )
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unconnected_channel(self) -> None:
+        """
+        A channel the site built but that was never connected has nothing
+        to close, and does not hold the close.
+        """
+        channel = self.site.buildProtocol(IPv4Address("TCP", "192.0.2.9", 1))
+        self.assertIsInstance(channel, CcmChannel)
+        self.successResultOf(self.site.close_connections(2.0))
+        self.assertEqual(len(self.site.channels), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
