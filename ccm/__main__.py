@@ -1,10 +1,10 @@
 # -*- test-case-name: tests.test_main -*-
 """
 ccm's command line, for what is not the service itself (that runs under
-C{twistd ccm}).
+``twistd ccm``).
 
-C{python -m ccm usage PATH [--by user|model|week|all] [--json]} prints a
-usages file as tables, or with C{--json} as the file's document with its
+``python -m ccm usage PATH [--by user|model|week|all] [--json]`` prints a
+usages file as tables, or with ``--json`` as the file's document with its
 costs computed now.  The file is only read, never written, moved or locked,
 so it is safe to run while ccm is saving it.
 """
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def read_usage(path: str) -> UsageSnapshot:
     """
-    Read the usages file at C{path}, without changing anything on disk.
+    Read the usages file at ``path``, without changing anything on disk.
 
     :raises OSError: when it cannot be read.
     :raises ValueError: when it is not a usages file, with a message for
@@ -83,7 +83,7 @@ def main(
     :param stdout: where the output goes.
     :param stderr: where usage messages and errors go.
     :param tz: the time zone of the dates shown; the local one when
-        C{None}.
+        ``None``.
     :return: the exit status: 0 on success, 1 when the file cannot be
         used, 2 for a wrong command line.
     """

@@ -2,7 +2,7 @@
 """
 What ccm says about a service when it starts: where each credential's
 tokens come from, how many users it has, and the URL clients should set as
-C{ANTHROPIC_BASE_URL}.  Started on its defaults, ccm is then understandable
+``ANTHROPIC_BASE_URL``.  Started on its defaults, ccm is then understandable
 from its first log lines alone.
 """
 
@@ -35,7 +35,7 @@ def _is_wildcard(address: str) -> bool:
 def _endpoint_parts(description: str) -> tuple[str, list[str], dict[str, str]]:
     """
     An endpoint string's type, positional arguments and keyword arguments,
-    with C{\\:} unescaped, as Twisted reads them.
+    with ``\\:`` unescaped, as Twisted reads them.
     """
     kind, _, rest = description.partition(":")
     positional: list[str] = []
@@ -51,8 +51,8 @@ def _endpoint_parts(description: str) -> tuple[str, list[str], dict[str, str]]:
 
 def _target(listener: Listener) -> tuple[str, str, str] | None:
     """
-    The scheme, address and port clients connect to for C{listener}, or
-    C{None} when it is no TCP listener (a UNIX socket, a systemd socket).
+    The scheme, address and port clients connect to for ``listener``, or
+    ``None`` when it is no TCP listener (a UNIX socket, a systemd socket).
     """
     if isinstance(listener, AddressListener):
         scheme = "http" if listener.tls is None else "https"
@@ -67,9 +67,9 @@ def _target(listener: Listener) -> tuple[str, str, str] | None:
 
 def base_url(listener: Listener, host_name: str) -> str | None:
     """
-    The C{ANTHROPIC_BASE_URL} that reaches C{listener}, or C{None} when it is
-    no TCP listener.  A wildcard address (C{0.0.0.0}, C{::}) becomes
-    C{host_name}; a port of 0 is written L{CHOSEN_PORT}.
+    The ``ANTHROPIC_BASE_URL`` that reaches ``listener``, or ``None`` when it is
+    no TCP listener.  A wildcard address (``0.0.0.0``, ``::``) becomes
+    ``host_name``; a port of 0 is written :obj:`CHOSEN_PORT`.
 
     :param host_name: this machine's name.
     """
@@ -140,10 +140,10 @@ def log_startup(
     log: Logger, config: ServiceConfig, stores: Iterable[tuple[str, str]], host_name: str = ""
 ) -> None:
     """
-    Log L{startup_lines} for a service, one event per line.
+    Log :obj:`startup_lines` for a service, one event per line.
 
-    :param stores: as for L{startup_lines}.
-    :param host_name: this machine's name; L{socket.gethostname} when empty.
+    :param stores: as for :obj:`startup_lines`.
+    :param host_name: this machine's name; :obj:`socket.gethostname` when empty.
     """
     for line in startup_lines(config, stores, host_name or socket.gethostname()):
         log.info("{line}", line=line)

@@ -3,7 +3,7 @@
 The one place that builds a ccm service from its configuration: it reads
 what must be read at start-up (keychain logins, usage files, TLS keys and
 certificates) and wires the parts together, in named steps.
-L{build_service} is called by L{ccm.tap.makeService} and, with fakes, by
+:obj:`build_service` is called by :obj:`ccm.tap.makeService` and, with fakes, by
 the tests.
 """
 
@@ -63,7 +63,7 @@ _Result = TypeVar("_Result")
 class ServiceReactor(IReactorTime, IReactorTCP, IReactorSSL, IReactorThreads, IReactorFDSet):
     """
     What a service needs of the reactor, for type checking only (as treq's
-    C{_ITreqReactor}): time, TCP and TLS connections and listeners, the
+    ``_ITreqReactor``): time, TCP and TLS connections and listeners, the
     thread pool of keychain calls, and file descriptors for inotify.  The
     reactors Twisted installs provide all of it.
     """
@@ -85,23 +85,23 @@ def build_service(
     usage_recorders: Mapping[str, UsageRecorder] | None = None,
 ) -> CcmService:
     """
-    Build the service C{config} describes, ready to start.
+    Build the service ``config`` describes, ready to start.
 
     :param reactor: the reactor: its time, its network and its threads.
     :param http_client: the client of upstream requests without a detour.
     :param close_http: closes that client's connections at shutdown.
     :param environ: the environment, for the default credentials file.
-    :param home: the home directory, for the same (C{~} by default).
+    :param home: the home directory, for the same (``~`` by default).
     :param watch_with_inotify: whether credentials files are watched with
         inotify (Linux) rather than polled.
     :param make_client: builds the client of a proxy detour, one per
         distinct detour; its pool is closed at shutdown.
-    :param platform: the operating system (C{sys.platform}); on macOS a
-        credential without C{credential_path} is read from the keychain
-        first, through C{keyring_backend} (the system's by default).
+    :param platform: the operating system (``sys.platform``); on macOS a
+        credential without ``credential_path`` is read from the keychain
+        first, through ``keyring_backend`` (the system's by default).
     :param timeouts: how long the proxy waits for the upstream.
     :param usage_recorders: where to count the usage of some credentials,
-        by tag, instead of their C{usages_path} files (tests).
+        by tag, instead of their ``usages_path`` files (tests).
     """
     credential_configs = config.default_credentials()
     detours = {c.tag: proxy_detour(c.detour) for c in credential_configs}
@@ -160,7 +160,7 @@ def build_service(
 
 def _in_threads_of(reactor: IReactorThreads) -> RunInThread:
     """
-    Run blocking calls (the keychain's) in C{reactor}'s thread pool.
+    Run blocking calls (the keychain's) in ``reactor``'s thread pool.
     """
 
     def in_thread(work: Callable[[], _Result]) -> Deferred[_Result]:
@@ -210,7 +210,7 @@ def _usage_savers(
     credential_configs: Sequence[DefaultCredentialConfig], clock: IReactorTime
 ) -> dict[str, UsageSaverService]:
     """
-    A saver of its usage file for each credential with a C{usages_path};
+    A saver of its usage file for each credential with a ``usages_path``;
     each file is loaded here (and moved aside when it cannot be read).
     """
     savers = {}

@@ -1,11 +1,11 @@
 # -*- test-case-name: tests.test_files -*-
 """
 The files ccm keeps, read and written one way: a JSON file is read by
-L{read_json_file}, which explains in words why one cannot be used, and every
+:obj:`read_json_file`, which explains in words why one cannot be used, and every
 file ccm writes (refreshed credentials, usage) is replaced atomically by
-L{replace_file}.
+:obj:`replace_file`.
 
-Twisted's C{FilePath.setContent} renames a temporary sibling too, but it
+Twisted's ``FilePath.setContent`` renames a temporary sibling too, but it
 neither flushes the data to disk nor keeps the file's mode, which both
 matter here: a crash must not leave half a credentials file, and a
 credentials file must not become readable by others.
@@ -26,28 +26,28 @@ class JSONFileError(Exception):
     """
     A JSON file cannot be read, or what it holds is not JSON.
 
-    Its text is a sentence naming the file, such as C{config.json is not
-    valid JSON at line 3 column 21: Expecting ',' delimiter}; a caller that
+    Its text is a sentence naming the file, such as ``config.json is not
+    valid JSON at line 3 column 21: Expecting ',' delimiter``; a caller that
     words its messages its own way finds the parts in the attributes.  None
     of them quotes the file's content, which may hold tokens.
 
     :ivar path: the file, as given.
     :ivar reason: what is wrong, worded to follow the file's name:
-        C{cannot be read: Permission denied}, C{is not a regular file},
-        C{is empty},
-        C{is not valid JSON at line 3 column 21: Expecting ',' delimiter},
-        C{is not valid JSON (not UTF-8 text)},
-        C{is not valid JSON (nested too deeply)} or
-        C{is not valid JSON (a number has too many digits)}.
-    :ivar os_error: why the file could not be read, or C{None} when it was
+        ``cannot be read: Permission denied``, ``is not a regular file``,
+        ``is empty``,
+        ``is not valid JSON at line 3 column 21: Expecting ',' delimiter``,
+        ``is not valid JSON (not UTF-8 text)``,
+        ``is not valid JSON (nested too deeply)`` or
+        ``is not valid JSON (a number has too many digits)``.
+    :ivar os_error: why the file could not be read, or ``None`` when it was
         read.
     :ivar line: the line of a JSON syntax error (an empty file has one at
-        line 1 column 1), or C{None}.
-    :ivar column: the column of that error, or C{None}.
+        line 1 column 1), or ``None``.
+    :ivar column: the column of that error, or ``None``.
     :ivar detail: what is wrong with the content in a few words: the JSON
-        decoder's message (C{Expecting value}) when C{line} is set, else
-        C{not UTF-8 text}, C{nested too deeply} or C{a number has too many
-        digits}; C{""} when the file could not be read.
+        decoder's message (``Expecting value``) when ``line`` is set, else
+        ``not UTF-8 text``, ``nested too deeply`` or ``a number has too many
+        digits``; ``""`` when the file could not be read.
     """
 
     def __init__(
@@ -71,12 +71,12 @@ class JSONFileError(Exception):
 
 def read_json_file(path: str, regular_file_only: bool = False) -> object:
     """
-    The decoded content of the JSON file at C{path} (UTF-8, or UTF-16 or
-    UTF-32 as C{json.loads} detects it).
+    The decoded content of the JSON file at ``path`` (UTF-8, or UTF-16 or
+    UTF-32 as ``json.loads`` detects it).
 
     :param regular_file_only: refuse anything but a regular file (reason
-        C{is not a regular file}), such as a device, which could be read
-        for ever; by default a pipe (C{--config <(...)}) is read too.
+        ``is not a regular file``), such as a device, which could be read
+        for ever; by default a pipe (``--config <(...)``) is read too.
     :raises JSONFileError: when the file cannot be read, is empty or blank,
         is not text or not JSON, or is nested or holds numbers beyond what
         Python's decoder takes.  Never another error for the content.
@@ -117,17 +117,17 @@ def _not_valid(path: str, detail: str) -> JSONFileError:
 
 def replace_file(path: str, data: bytes, mode: int | None = None) -> None:
     """
-    Replace the file at C{path} with C{data} atomically: write a temporary
+    Replace the file at ``path`` with ``data`` atomically: write a temporary
     file beside it, flush it to disk, and rename it over the target, so
     that a reader sees the old content or the new, never a part.
 
-    A symbolic link at C{path} is written through: the file it names is
+    A symbolic link at ``path`` is written through: the file it names is
     replaced and the link stays, so every user of that file sees the new
     content.
 
     :param mode: the new file's permission bits; by default those of the
-        file it replaces, or L{NEW_FILE_MODE} when there is none.
-    :raises OSError: when any step fails, naming C{path} (C{filename}); the
+        file it replaces, or :obj:`NEW_FILE_MODE` when there is none.
+    :raises OSError: when any step fails, naming ``path`` (``filename``); the
         target is then unchanged and no temporary file is left.
     """
     target = os.path.realpath(path)

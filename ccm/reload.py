@@ -3,8 +3,8 @@
 The reload itself: read the configuration file again, log what changes,
 and apply what can change in place to the running services.
 
-What changes is decided by L{ccm.config.changes.plan_reload}, without I/O;
-this module is the wiring around it, started by SIGHUP (L{ccm.signals}).
+What changes is decided by :obj:`ccm.config.changes.plan_reload`, without I/O;
+this module is the wiring around it, started by SIGHUP (:obj:`ccm.signals`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Reloader:
     running services.
 
     :param load: reads and validates the configuration file; raises
-        L{ConfigError} with one line per problem.
+        :obj:`ConfigError` with one line per problem.
     :param services: the running services, in the order of the file.
     """
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_service -*-
 """
 One running ccm service: the order in which its parts start and stop, and
-what a reload changes in place.  L{ccm.build.build_service} makes the
+what a reload changes in place.  :obj:`ccm.build.build_service` makes the
 parts and hands them over.
 """
 
@@ -39,7 +39,7 @@ CLIENT_CLOSE_TIMEOUT_SECONDS = 2.0
 
 def _stop_all(services: Iterable[IService]) -> Deferred[Any]:
     """
-    Stop C{services} together, as L{MultiService} stops its children.
+    Stop ``services`` together, as :obj:`MultiService` stops its children.
     """
     return DeferredList([maybeDeferred(s.stopService) for s in services], consumeErrors=True)
 
@@ -133,8 +133,8 @@ class CcmService(MultiService):
 
     def reconfigure(self, config: ServiceConfig) -> None:
         """
-        Run with C{config} from now on, for what can change in place (see
-        L{ccm.reload}, which also decides what C{config} holds): users and
+        Run with ``config`` from now on, for what can change in place (see
+        :obj:`ccm.reload`, which also decides what ``config`` holds): users and
         the pools they use, headers and the body limit, the credentials'
         pause thresholds, the balancers' members and strategies, the
         connection bounds of new connections, and the shutdown grace.
@@ -201,13 +201,13 @@ class CcmService(MultiService):
         Stop in order:
 
           1. stop listening, so no connection comes in any more;
-          2. give the requests in progress up to C{shutdown_grace} to
-             finish, then end those still running (L{ProxyResource.drain}):
+          2. give the requests in progress up to ``shutdown_grace`` to
+             finish, then end those still running (:obj:`ProxyResource.drain`):
              each one's last bytes are then written to its connection and
              its usage is recorded;
-          3. close the client connections (L{CcmSite.close_connections}):
+          3. close the client connections (:obj:`CcmSite.close_connections`):
              each sends what it still holds, then closes, within
-             L{CLIENT_CLOSE_TIMEOUT_SECONDS}.  Left to the reactor, which
+             :obj:`CLIENT_CLOSE_TIMEOUT_SECONDS`.  Left to the reactor, which
              drops connections without sending what they hold when it
              stops, the end of the last responses could be lost;
           4. stop the background services in reverse order, the usage
@@ -238,7 +238,7 @@ class CcmService(MultiService):
     def end_requests_now(self) -> int:
         """
         End the requests in progress now (a second stop signal), so that a
-        shutdown's wait for them is over; see L{ProxyResource.cut}.
+        shutdown's wait for them is over; see :obj:`ProxyResource.cut`.
 
         :return: how many were ended.
         """

@@ -2,18 +2,18 @@
 """
 What ccm does on signals, on top of what the reactor does.
 
-  - SIGHUP reloads the configuration (L{ccm.reload}) instead of killing
+  - SIGHUP reloads the configuration (:obj:`ccm.reload`) instead of killing
     the process.
   - The first SIGINT or SIGTERM is the reactor's: it logs the signal and
-    stops the reactor, and the services drain (C{shutdown_grace}).
+    stops the reactor, and the services drain (``shutdown_grace``).
   - A second one ends the drain at once: the requests still in progress
     are ended properly and their usage saved, with one log line.  Without
     this, the reactor's handler would try to stop the reactor again and
-    log a C{ReactorNotRunning} traceback, while the drain went on.
+    log a ``ReactorNotRunning`` traceback, while the drain went on.
 
 Signal handlers run between two Python instructions of the reactor
 thread, possibly in the middle of its work, so they only hand the work to
-the reactor with C{callFromThread}, as the reactor's own handlers do.
+the reactor with ``callFromThread``, as the reactor's own handlers do.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ SignalHandler = Callable[[int, Optional[FrameType]], object]
 class SignalsReactor(IReactorCore, IReactorFromThreads):
     """
     What the handlers need of the reactor, for type checking only (as
-    treq's C{_ITreqReactor}): its system events and C{callFromThread}.
+    treq's ``_ITreqReactor``): its system events and ``callFromThread``.
     """
 
 
 class SignalModule(Protocol):
     """
-    The parts of the L{signal} module the handlers use.
+    The parts of the :obj:`signal` module the handlers use.
     """
 
     @property
@@ -63,7 +63,7 @@ class SignalHandlers:
     ccm's handlers for SIGHUP, and for SIGINT and SIGTERM after the first.
 
     :param reactor: the reactor whose thread does the work
-        (C{callFromThread}).
+        (``callFromThread``).
     :param reload: re-reads the configuration.
     :param stop_now: ends the requests in progress now, so the shutdown's
         wait for them is over; returns how many there were.
@@ -83,10 +83,10 @@ class SignalHandlers:
         """
         Install the handlers; call once the reactor runs, after it installed
         its own.  SIGINT and SIGTERM are only taken over where the reactor
-        handles them (not under C{installSignalHandlers=False}, nor for a
+        handles them (not under ``installSignalHandlers=False``, nor for a
         SIGINT that a debugger owns).
 
-        :param signals: the L{signal} module, or a fake in tests.
+        :param signals: the :obj:`signal` module, or a fake in tests.
         """
         for number, name in ((signals.SIGINT, "SIGINT"), (signals.SIGTERM, "SIGTERM")):
             previous = signals.getsignal(number)
@@ -99,10 +99,10 @@ class SignalHandlers:
     def install_hangup(self, signals: SignalModule = signal_module) -> None:
         """
         Make SIGHUP reload.  This may be done before the reactor runs, as
-        the work waits in C{callFromThread}'s queue until it does; it
+        the work waits in ``callFromThread``'s queue until it does; it
         should, as SIGHUP's default action ends the process.
 
-        :param signals: the L{signal} module, or a fake in tests.
+        :param signals: the :obj:`signal` module, or a fake in tests.
         """
         signals.signal(signals.SIGHUP, self._hangup)
 

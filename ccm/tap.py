@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_tap -*-
 """
-The twistd plugin's options and service: C{twistd -n ccm --config
-config.json}.  This is the one place that reads the configuration file and
-touches the global reactor; L{ccm.build} wires each service's parts.
+The twistd plugin's options and service: ``twistd -n ccm --config
+config.json``.  This is the one place that reads the configuration file and
+touches the global reactor; :obj:`ccm.build` wires each service's parts.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ log = Logger(namespace="ccm")
 
 class Options(usage.Options):
     """
-    Command-line options of C{twistd ccm}.
+    Command-line options of ``twistd ccm``.
     """
 
     synopsis = "[--config FILE] [--listen ENDPOINT ...]"
@@ -73,7 +73,7 @@ class Options(usage.Options):
     def read_config(self) -> Config:
         """
         Read the configuration file (or take the defaults) and apply
-        C{--listen}: at start-up, and again for each SIGHUP.
+        ``--listen``: at start-up, and again for each SIGHUP.
 
         :raises ConfigError: with one line per problem.
         """
@@ -97,7 +97,7 @@ class Options(usage.Options):
 
 class _ProcessReactor(ServiceReactor, SignalsReactor):
     """
-    What L{makeService} needs of the reactor, for type checking only: what
+    What :obj:`makeService` needs of the reactor, for type checking only: what
     each service needs, and what the signal handlers need.
     """
 

@@ -3,9 +3,9 @@
 Durations and sizes as people write them in the configuration, and as ccm
 writes them back in messages.
 
-Durations follow Go's C{time.ParseDuration} (C{"500ms"}, C{"60s"},
-C{"1h30m"}) because sing-box configurations are written that way; sizes
-accept a plain byte count or a number with a unit (C{"64MiB"}).
+Durations follow Go's ``time.ParseDuration`` (``"500ms"``, ``"60s"``,
+``"1h30m"``) because sing-box configurations are written that way; sizes
+accept a plain byte count or a number with a unit (``"64MiB"``).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def parse_duration(text: str) -> float:
 
 def parse_size(value: int | str) -> int:
     """
-    Parse a byte count given as an integer or as a string such as C{"64MiB"}.
+    Parse a byte count given as an integer or as a string such as ``"64MiB"``.
 
     :raises ValueError: with a message fit for a configuration error.
     """
@@ -96,8 +96,8 @@ def parse_size(value: int | str) -> int:
 
 def format_duration(seconds: float) -> str:
     """
-    Format a duration for people, coarsely: C{"950ms"}, C{"42s"},
-    C{"3m20s"}, C{"2h13m"}, C{"3d4h"}.
+    Format a duration for people, coarsely: ``"950ms"``, ``"42s"``,
+    ``"3m20s"``, ``"2h13m"``, ``"3d4h"``.
     """
     if seconds < 1:
         return f"{max(0, int(seconds * 1000))}ms"

@@ -88,10 +88,10 @@ def _certificate(
 def make_pki(algorithm: str = "ec") -> TestPKI:
     """
     Make a root CA, an intermediate signed by it, and a server certificate
-    for C{localhost}/C{127.0.0.1} signed by the intermediate.
+    for ``localhost``/``127.0.0.1`` signed by the intermediate.
 
-    :param algorithm: C{"ec"} (P-256, the default) or C{"ed25519"}, for
-        every key made, including C{other_key_pem}.
+    :param algorithm: ``"ec"`` (P-256, the default) or ``"ed25519"``, for
+        every key made, including ``other_key_pem``.
     """
     root_key, intermediate_key, server_key = (_key(algorithm) for _ in range(3))
     root = _certificate("ccm test root", root_key, "ccm test root", root_key, ca=True)
@@ -113,7 +113,7 @@ def make_pki(algorithm: str = "ec") -> TestPKI:
 
 def encrypted_key_pem(key_pem: bytes, password: bytes) -> bytes:
     """
-    The same private key as C{key_pem}, as PEM encrypted with C{password}.
+    The same private key as ``key_pem``, as PEM encrypted with ``password``.
     """
     key = serialization.load_pem_private_key(key_pem, password=None)
     return key.private_bytes(

@@ -2,30 +2,30 @@
 """
 Helpers for end-to-end tests that run real processes on the real reactor.
 
-Everything here is meant to be used from a L{twisted.trial.unittest.TestCase}
-(not C{SynchronousTestCase}): processes are started with
-C{reactor.spawnProcess} and observed with L{ProcessProtocol}s, nothing
+Everything here is meant to be used from a :obj:`twisted.trial.unittest.TestCase`
+(not ``SynchronousTestCase``): processes are started with
+``reactor.spawnProcess`` and observed with :obj:`ProcessProtocol` instances, nothing
 blocks, and every process started through these helpers is killed (if still
 running) and reaped in the test's cleanup, so a test that fails or times out
 leaves neither a dirty reactor nor stray processes behind.
 
 The main entry points:
 
-  - L{start_ccm}: run C{twistd -n ccm --config ...} from the source tree and
-    wait until it listens; L{run_ccm_expecting_exit} for start-up failures.
-  - L{run_claude}: run the real Claude Code CLI (C{claude -p ...}) in an
+  - :obj:`start_ccm`: run ``twistd -n ccm --config ...`` from the source tree and
+    wait until it listens; :obj:`run_ccm_expecting_exit` for start-up failures.
+  - :obj:`run_claude`: run the real Claude Code CLI (``claude -p ...``) in an
     isolated environment against a base URL (see anthropic-wire.md section 7).
-  - L{run_python_script}: run a Python snippet in a separate interpreter, e.g.
-    to drive the real C{anthropic} SDK.
-  - L{claude_bin} and L{skip_or_fail_without}: locate the CLI, and skip when
-    it is missing (or fail under C{CI=true}).
-  - L{serve_fake_anthropic} (built on L{serve_resource}): the fake upstream
-    of L{tests.fake_anthropic} on a free loopback port, cleaned up with the
-    test; L{ccm_config} to point a ccm process at it, with a credentials
-    file from L{tests.fixtures.write_credentials}.
+  - :obj:`run_python_script`: run a Python snippet in a separate interpreter, e.g.
+    to drive the real ``anthropic`` SDK.
+  - :obj:`claude_bin` and :obj:`skip_or_fail_without`: locate the CLI, and skip when
+    it is missing (or fail under ``CI=true``).
+  - :obj:`serve_fake_anthropic` (built on :obj:`serve_resource`): the fake upstream
+    of :obj:`tests.fake_anthropic` on a free loopback port, cleaned up with the
+    test; :obj:`ccm_config` to point a ccm process at it, with a credentials
+    file from :obj:`tests.fixtures.write_credentials`.
 
-Child processes do not inherit proxy variables (C{http_proxy} and friends) nor
-C{ANTHROPIC_*} / C{CLAUDE_*} variables from the environment running the tests;
+Child processes do not inherit proxy variables (``http_proxy`` and friends) nor
+``ANTHROPIC_*`` / ``CLAUDE_*`` variables from the environment running the tests;
 tests that need them pass them explicitly.
 """
 
@@ -54,20 +54,20 @@ from twisted.web.server import Site
 
 from tests.fake_anthropic import FakeAnthropic
 
-#: The repository root (the directory holding C{ccm/} and C{tests/}).
+#: The repository root (the directory holding ``ccm/`` and ``tests/``).
 REPO_ROOT: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: How long L{start_ccm} waits for the "starting on <port>" log line.
+#: How long :obj:`start_ccm` waits for the "starting on <port>" log line.
 CCM_START_TIMEOUT_SECONDS: float = 20.0
 
-#: How long L{run_ccm_expecting_exit} waits for ccm to exit by itself.
+#: How long :obj:`run_ccm_expecting_exit` waits for ccm to exit by itself.
 CCM_EXIT_TIMEOUT_SECONDS: float = 30.0
 
 #: How long a stop waits after SIGTERM before sending SIGKILL.
 KILL_AFTER_SECONDS: float = 10.0
 
-#: What L{CcmProcess.stop} returns after a clean SIGTERM shutdown: twistd
-#: (like C{twist}) re-raises the signal it stopped on, so it dies "by
+#: What :obj:`CcmProcess.stop` returns after a clean SIGTERM shutdown: twistd
+#: (like ``twist``) re-raises the signal it stopped on, so it dies "by
 #: SIGTERM" even when everything went fine.
 TERMINATED_BY_SIGTERM: int = -signal.SIGTERM
 
@@ -113,7 +113,7 @@ def _base_env() -> dict[str, str]:
 
 def _apply_overrides(env: dict[str, str], overrides: EnvOverrides) -> dict[str, str]:
     """
-    Apply C{overrides} to C{env} in place: a C{None} value removes the name.
+    Apply ``overrides`` to ``env`` in place: a ``None`` value removes the name.
     """
     for name, value in (overrides or {}).items():
         if value is None:
@@ -125,7 +125,7 @@ def _apply_overrides(env: dict[str, str], overrides: EnvOverrides) -> dict[str, 
 
 def _fresh_dir(testcase: unittest.TestCase) -> str:
     """
-    Create and return an absolute, empty directory unique to C{testcase}.
+    Create and return an absolute, empty directory unique to ``testcase``.
     """
     path = os.path.abspath(testcase.mktemp())
     os.makedirs(path)
@@ -138,8 +138,8 @@ def _decode(data: bytes) -> str:
 
 def _exit_code(reason: Failure) -> int:
     """
-    Turn the reason given to C{processEnded} into a return code; like
-    L{subprocess}, death by signal N is reported as C{-N}.
+    Turn the reason given to ``processEnded`` into a return code; like
+    :obj:`subprocess`, death by signal N is reported as ``-N``.
     """
     value = reason.value
     if isinstance(value, ProcessDone):
@@ -154,9 +154,9 @@ def _exit_code(reason: Failure) -> int:
 
 def find_twistd() -> str:
     """
-    Return the C{twistd} script installed next to the running interpreter.
+    Return the ``twistd`` script installed next to the running interpreter.
 
-    @raise RuntimeError: when there is none; that is an installation error,
+    :raises RuntimeError: when there is none; that is an installation error,
         not a reason to skip.
     """
     path = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -173,8 +173,8 @@ def free_port() -> int:
     """
     Return a TCP port on 127.0.0.1 that was free a moment ago.
 
-    Racy by nature; prefer C{tcp:0:interface=127.0.0.1} and reading the port
-    back (as L{start_ccm} does).
+    Racy by nature; prefer ``tcp:0:interface=127.0.0.1`` and reading the port
+    back (as :obj:`start_ccm` does).
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -185,7 +185,7 @@ class _Collector(ProcessProtocol):
     """
     Collect a child's stdout and stderr and report its end.
 
-    @ivar ended: fires with the exit code (see L{_exit_code}) once the process
+    :ivar ended: fires with the exit code (see :obj:`_exit_code`) once the process
         has exited and its pipes are closed.
     """
 
@@ -297,7 +297,7 @@ class _Child:
 
     def stop(self, kill_after: float = KILL_AFTER_SECONDS) -> Deferred[int]:
         """
-        SIGTERM the process, SIGKILL it after C{kill_after} seconds, and
+        SIGTERM the process, SIGKILL it after ``kill_after`` seconds, and
         return a Deferred firing with its exit code once it is reaped.
         Safe to call more than once, and after the process ended.
         """
@@ -321,8 +321,8 @@ def _with_timeout(
     on_timeout: Callable[[], Any],
 ) -> Deferred[Any]:
     """
-    Run C{on_timeout} if C{d} has not fired after C{seconds}; the timer is
-    cancelled when C{d} fires first.
+    Run ``on_timeout`` if ``d`` has not fired after ``seconds``; the timer is
+    cancelled when ``d`` fires first.
     """
     timer: IDelayedCall = _reactor().callLater(seconds, on_timeout)
 
@@ -342,8 +342,8 @@ def _write_config(
     testcase: unittest.TestCase, config: Union[Mapping[str, Any], str]
 ) -> tuple[str, str]:
     """
-    Write C{config} (a mapping, dumped as JSON, or raw text) to C{config.json}
-    in a fresh directory and return C{(directory, path)}.
+    Write ``config`` (a mapping, dumped as JSON, or raw text) to ``config.json``
+    in a fresh directory and return ``(directory, path)``.
     """
     directory = _fresh_dir(testcase)
     path = os.path.join(directory, "config.json")
@@ -363,11 +363,11 @@ def _ccm_args(path: str, extra_args: Iterable[str]) -> list[str]:
 
 def _twistd_env(directory: str, env: EnvOverrides) -> dict[str, str]:
     """
-    The environment for twistd: C{PYTHONPATH} starts with the repository
-    root so the source tree's C{ccm} and C{twisted/plugins/ccm_plugin.py}
-    win over any installed copy; C{HOME} is an empty C{home} directory under
-    C{directory} and the C{XDG_*} base directories are unset, so ccm never
-    sees (let alone refreshes) the real C{~/.claude/.credentials.json} or
+    The environment for twistd: ``PYTHONPATH`` starts with the repository
+    root so the source tree's ``ccm`` and ``twisted/plugins/ccm_plugin.py``
+    win over any installed copy; ``HOME`` is an empty ``home`` directory under
+    ``directory`` and the ``XDG_*`` base directories are unset, so ccm never
+    sees (let alone refreshes) the real ``~/.claude/.credentials.json`` or
     keyring of whoever runs the tests.
     """
     home = os.path.join(directory, "home")
@@ -382,16 +382,16 @@ def _twistd_env(directory: str, env: EnvOverrides) -> dict[str, str]:
 
 class CcmProcess:
     """
-    A running C{twistd -n} process (normally ccm) started by L{start_ccm} or
-    L{start_twistd}.
+    A running ``twistd -n`` process (normally ccm) started by :obj:`start_ccm` or
+    :obj:`start_twistd`.
 
-    @ivar port: the TCP port it listens on (read from its log).
-    @ivar url: C{http://127.0.0.1:<port>}.
-    @ivar directory: the process's working directory (holding C{config.json}
-        when started by L{start_ccm}, and C{home/}, its C{HOME}).
-    @ivar home: its C{HOME} directory (unless C{env} overrode it).
-    @ivar config_path: absolute path of the config file, or C{None}.
-    @ivar pid: the process id.
+    :ivar port: the TCP port it listens on (read from its log).
+    :ivar url: ``http://127.0.0.1:<port>``.
+    :ivar directory: the process's working directory (holding ``config.json``
+        when started by :obj:`start_ccm`, and ``home/``, its ``HOME``).
+    :ivar home: its ``HOME`` directory (unless ``env`` overrode it).
+    :ivar config_path: absolute path of the config file, or ``None``.
+    :ivar pid: the process id.
     """
 
     port: int
@@ -466,7 +466,7 @@ class CcmProcess:
     def exited(self) -> Deferred[int]:
         """
         A new Deferred firing with the exit code when the process ends
-        (C{-N} when killed by signal N).
+        (``-N`` when killed by signal N).
         """
         return self._child.wait()
 
@@ -480,7 +480,7 @@ class CcmProcess:
     @property
     def was_killed(self) -> bool:
         """
-        Whether L{stop} had to resort to SIGKILL.
+        Whether :obj:`stop` had to resort to SIGKILL.
         """
         return self._child.was_killed
 
@@ -504,18 +504,18 @@ class CcmProcess:
 
     def signal(self, name: str) -> None:
         """
-        Send signal C{name} (e.g. C{"HUP"}) to the process.
+        Send signal ``name`` (e.g. ``"HUP"``) to the process.
         """
         self._child.transport.signalProcess(name)
 
     def stop(self) -> Deferred[int]:
         """
-        SIGTERM the process, SIGKILL it after L{KILL_AFTER_SECONDS}, and fire
+        SIGTERM the process, SIGKILL it after :obj:`KILL_AFTER_SECONDS`, and fire
         with its exit code once it has been reaped. Idempotent; also
         registered as a cleanup of the test that started it.
 
-        A clean shutdown of twistd gives L{TERMINATED_BY_SIGTERM} (C{-15}),
-        not 0 (see there); a forced one gives C{-9} and sets L{was_killed}.
+        A clean shutdown of twistd gives :obj:`TERMINATED_BY_SIGTERM` (``-15``),
+        not 0 (see there); a forced one gives ``-9`` and sets :obj:`was_killed`.
         """
         return self._child.stop()
 
@@ -528,11 +528,11 @@ def start_twistd(
     timeout: float = CCM_START_TIMEOUT_SECONDS,
 ) -> Deferred[CcmProcess]:
     """
-    Start C{twistd -n --pidfile= *plugin_args} in a fresh directory and wait
-    until it logs C{starting on <port>}. L{start_ccm} is this with the ccm
-    plugin; the harness's own tests use Twisted's C{web} plugin.
+    Start ``twistd -n --pidfile= *plugin_args`` in a fresh directory and wait
+    until it logs ``starting on <port>``. :obj:`start_ccm` is this with the ccm
+    plugin; the harness's own tests use Twisted's ``web`` plugin.
 
-    @return: fires with the L{CcmProcess}, or fails with an C{AssertionError}
+    :return: fires with the :obj:`CcmProcess`, or fails with an ``AssertionError``
         carrying the output if the process exits or times out first.
     """
     proc = CcmProcess(
@@ -554,21 +554,21 @@ def start_ccm(
     timeout: float = CCM_START_TIMEOUT_SECONDS,
 ) -> Deferred[CcmProcess]:
     """
-    Start C{twistd -n --pidfile= ccm --config <file> *extra_args} from the
-    source tree and wait until it logs C{starting on <port>}.
+    Start ``twistd -n --pidfile= ccm --config <file> *extra_args`` from the
+    source tree and wait until it logs ``starting on <port>``.
 
-    The config should listen on C{tcp:0:interface=127.0.0.1} so the OS picks
-    the port. The process is stopped in C{testcase}'s cleanup.
+    The config should listen on ``tcp:0:interface=127.0.0.1`` so the OS picks
+    the port. The process is stopped in ``testcase``'s cleanup.
 
-    @param config: the configuration; a mapping is written as JSON, a string
-        is written as is, to C{config.json} in a fresh directory, which is
+    :param config: the configuration; a mapping is written as JSON, a string
+        is written as is, to ``config.json`` in a fresh directory, which is
         also the working directory.
-    @param extra_args: more arguments after C{--config <file>}.
-    @param env: changes to the child's environment (C{None} values remove a
-        variable); by default C{PYTHONPATH} starts with the repository root
-        and C{HOME} is C{<directory>/home}, empty (see L{_twistd_env}).
-    @param timeout: seconds to wait for the port before failing.
-    @return: fires with the L{CcmProcess}, or fails with an C{AssertionError}
+    :param extra_args: more arguments after ``--config <file>``.
+    :param env: changes to the child's environment (``None`` values remove a
+        variable); by default ``PYTHONPATH`` starts with the repository root
+        and ``HOME`` is ``<directory>/home``, empty (see :obj:`_twistd_env`).
+    :param timeout: seconds to wait for the port before failing.
+    :return: fires with the :obj:`CcmProcess`, or fails with an ``AssertionError``
         carrying ccm's output if it exits or times out first.
     """
     directory, path = _write_config(testcase, config)
@@ -591,12 +591,12 @@ def run_twistd_expecting_exit(
     timeout: float = CCM_EXIT_TIMEOUT_SECONDS,
 ) -> Deferred[tuple[int, str, str]]:
     """
-    Run C{twistd -n --pidfile= *plugin_args} and wait for it to exit by
+    Run ``twistd -n --pidfile= *plugin_args`` and wait for it to exit by
     itself.
 
-    @return: fires with C{(exit_code, stdout, stderr)}; fails with
-        L{ProcessTimeout} (after killing it) if it is still running after
-        C{timeout} seconds.
+    :return: fires with ``(exit_code, stdout, stderr)``; fails with
+        :obj:`ProcessTimeout` (after killing it) if it is still running after
+        ``timeout`` seconds.
     """
     if cwd is None:
         cwd = _fresh_dir(testcase)
@@ -616,9 +616,9 @@ def run_ccm_expecting_exit(
     Run ccm with a configuration it is expected to reject (a mapping is
     written as JSON, a string as is), and wait for it to exit by itself.
 
-    @return: fires with C{(exit_code, stdout, stderr)}; fails with
-        L{ProcessTimeout} (after killing it) if ccm is still running after
-        C{timeout} seconds.
+    :return: fires with ``(exit_code, stdout, stderr)``; fails with
+        :obj:`ProcessTimeout` (after killing it) if ccm is still running after
+        ``timeout`` seconds.
     """
     directory, path = _write_config(testcase, config_or_raw_text)
     return run_twistd_expecting_exit(
@@ -633,14 +633,14 @@ def run_ccm_expecting_exit(
 @dataclass(frozen=True)
 class ClaudeResult:
     """
-    The outcome of one L{run_claude} call.
+    The outcome of one :obj:`run_claude` call.
     """
 
     rc: int
     stdout: str
     stderr: str
-    #: The C{HOME} and working directory the CLI ran with (pass them back to
-    #: L{run_claude} to continue a conversation).
+    #: The ``HOME`` and working directory the CLI ran with (pass them back to
+    #: :obj:`run_claude` to continue a conversation).
     home: str = ""
     cwd: str = ""
 
@@ -653,8 +653,8 @@ class ProcessTimeout(AssertionError):
 
 def _run_to_completion(child: _Child, timeout: float, what: str) -> Deferred[tuple[int, str, str]]:
     """
-    Wait for C{child} to end; after C{timeout} seconds kill it and fail with
-    L{ProcessTimeout} carrying its output.
+    Wait for ``child`` to end; after ``timeout`` seconds kill it and fail with
+    :obj:`ProcessTimeout` carrying its output.
     """
     result: Deferred[tuple[int, str, str]] = Deferred()
     state = {"timed_out": False}
@@ -686,8 +686,8 @@ def _run_to_completion(child: _Child, timeout: float, what: str) -> Deferred[tup
 
 def claude_bin() -> Optional[str]:
     """
-    Locate the Claude Code CLI: C{$CCM_CLAUDE_BIN}, else the copy
-    C{./scripts/test} installs in C{.cache/claude}, else C{None}.
+    Locate the Claude Code CLI: ``$CCM_CLAUDE_BIN``, else the copy
+    ``./scripts/test`` installs in ``.cache/claude``, else ``None``.
     """
     configured = os.environ.get("CCM_CLAUDE_BIN")
     if configured:
@@ -705,7 +705,7 @@ SCRIPTS_TEST_INSTALLS_IT = "./scripts/test installs it"
 def debian_package(package: str) -> str:
     """
     How to get a tool that comes from a Debian package, for skip messages:
-    C{.ci/run} installs the package, C{./scripts/test} does not.
+    ``.ci/run`` installs the package, ``./scripts/test`` does not.
     """
     return f"install the Debian package {package} (bash .ci/run does; ./scripts/test does not)"
 
@@ -716,13 +716,13 @@ def skip_or_fail_without(
     """
     Make sure an external tool is available.
 
-    @param tool_path: where the tool should be (C{None} when not found).
-    @param name: a human name for messages.
-    @param how_to_get: the end of the message: how to install the tool.
-    @return: C{tool_path} when it is an executable file.
+    :param tool_path: where the tool should be (``None`` when not found).
+    :param name: a human name for messages.
+    :param how_to_get: the end of the message: how to install the tool.
+    :return: ``tool_path`` when it is an executable file.
     @raise unittest.SkipTest: when it is missing, unless the environment has
-        C{CI=true}.
-    @raise unittest.FailTest: when it is missing and C{CI=true}: CI must never
+        ``CI=true``.
+    @raise unittest.FailTest: when it is missing and ``CI=true``: CI must never
         silently skip real-client tests.
     """
     if tool_path and os.path.isfile(tool_path) and os.access(tool_path, os.X_OK):
@@ -760,25 +760,25 @@ def run_claude(
     cwd: Optional[str] = None,
 ) -> Deferred[ClaudeResult]:
     """
-    Run C{claude -p <prompt> *args} against C{base_url} in a clean,
-    isolated environment: nothing inherited, a fresh C{HOME} (kept under
-    C{_trial_temp} for post-mortems), stdin at EOF, and a fresh empty working
+    Run ``claude -p <prompt> *args`` against ``base_url`` in a clean,
+    isolated environment: nothing inherited, a fresh ``HOME`` (kept under
+    ``_trial_temp`` for post-mortems), stdin at EOF, and a fresh empty working
     directory outside the repository (removed afterwards).
 
-    Skips (or fails under C{CI=true}) when the CLI is not installed.
+    Skips (or fails under ``CI=true``) when the CLI is not installed.
 
-    @param token: sent as C{ANTHROPIC_AUTH_TOKEN} (C{Authorization: Bearer});
-        C{None} sets nothing (e.g. to pass C{CLAUDE_CODE_OAUTH_TOKEN} or
-        C{ANTHROPIC_API_KEY} through C{extra_env} instead).
-    @param extra_env: added to / overriding the environment; a C{None} value
+    :param token: sent as ``ANTHROPIC_AUTH_TOKEN`` (``Authorization: Bearer``);
+        ``None`` sets nothing (e.g. to pass ``CLAUDE_CODE_OAUTH_TOKEN`` or
+        ``ANTHROPIC_API_KEY`` through ``extra_env`` instead).
+    :param extra_env: added to / overriding the environment; a ``None`` value
         removes a variable.
-    @param timeout: seconds before the CLI is killed and the call fails with
-        L{ProcessTimeout}.
-    @param home: reuse this C{HOME} (e.g. C{previous.home}) instead of a fresh
-        one; with C{cwd=previous.cwd} too, C{--continue} / C{--resume} work
+    :param timeout: seconds before the CLI is killed and the call fails with
+        :obj:`ProcessTimeout`.
+    :param home: reuse this ``HOME`` (e.g. ``previous.home``) instead of a fresh
+        one; with ``cwd=previous.cwd`` too, ``--continue`` / ``--resume`` work
         (the CLI files sessions by home and working directory).
-    @param cwd: run in this directory instead of a fresh one.
-    @return: fires with a L{ClaudeResult}; a non-zero exit is not an error.
+    :param cwd: run in this directory instead of a fresh one.
+    :return: fires with a :obj:`ClaudeResult`; a non-zero exit is not an error.
     """
     binary = skip_or_fail_without(claude_bin(), "Claude Code CLI")
     if home is None:
@@ -810,13 +810,13 @@ def run_python_script(
     timeout: float = 60,
 ) -> Deferred[tuple[int, str, str]]:
     """
-    Run C{sys.executable -c source} in a fresh working directory, e.g. to
-    drive the real C{anthropic} SDK in a separate process.
+    Run ``sys.executable -c source`` in a fresh working directory, e.g. to
+    drive the real ``anthropic`` SDK in a separate process.
 
-    @param env: changes to the inherited environment (which has no proxy or
-        C{ANTHROPIC_*}/C{CLAUDE_*} variables); C{None} values remove.
-    @return: fires with C{(rc, stdout, stderr)}; fails with L{ProcessTimeout}
-        (after killing it) if it runs longer than C{timeout} seconds.
+    :param env: changes to the inherited environment (which has no proxy or
+        ``ANTHROPIC_*``/``CLAUDE_*`` variables); ``None`` values remove.
+    :return: fires with ``(rc, stdout, stderr)``; fails with :obj:`ProcessTimeout`
+        (after killing it) if it runs longer than ``timeout`` seconds.
     """
     full_env = _base_env()
     full_env["PYTHONUNBUFFERED"] = "1"
@@ -871,11 +871,11 @@ class _TrackingFactory(WrappingFactory):
 
 def serve_resource(testcase: unittest.TestCase, resource: IResource) -> str:
     """
-    Serve C{resource} on a free port of 127.0.0.1 on the real reactor for
-    the rest of C{testcase}; its cleanup stops listening and closes every
+    Serve ``resource`` on a free port of 127.0.0.1 on the real reactor for
+    the rest of ``testcase``; its cleanup stops listening and closes every
     connection (waiting until they are gone).
 
-    @return: the base URL, C{http://127.0.0.1:<port>}.
+    :return: the base URL, ``http://127.0.0.1:<port>``.
     """
     site = Site(resource)
     site.noisy = False
@@ -888,10 +888,10 @@ def serve_resource(testcase: unittest.TestCase, resource: IResource) -> str:
 
 def serve_fake_anthropic(testcase: unittest.TestCase) -> tuple[FakeAnthropic, str]:
     """
-    Run a L{FakeAnthropic} (timed by the real reactor) on a free loopback
-    port for the rest of C{testcase}; open replies are aborted in cleanup.
+    Run a :obj:`FakeAnthropic` (timed by the real reactor) on a free loopback
+    port for the rest of ``testcase``; open replies are aborted in cleanup.
 
-    @return: the fake and its base URL.
+    :return: the fake and its base URL.
     """
     fake = FakeAnthropic(_reactor())
     url = serve_resource(testcase, fake.resource())
@@ -906,7 +906,7 @@ def ccm_config(
 ) -> dict[str, Any]:
     """
     A ccm configuration listening on a free loopback port, with the fake at
-    C{upstream_url} as both the API and the OAuth token endpoint.
+    ``upstream_url`` as both the API and the OAuth token endpoint.
     """
     return {
         "endpoint": "tcp:0:interface=127.0.0.1",

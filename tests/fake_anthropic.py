@@ -2,10 +2,10 @@
 """
 A fake Anthropic API for ccm's tests.
 
-L{FakeAnthropic} serves the parts of the Anthropic API that ccm and Claude
+:obj:`FakeAnthropic` serves the parts of the Anthropic API that ccm and Claude
 Code talk to (``/v1/messages``, ``/v1/messages/count_tokens``,
 ``/v1/models``, the OAuth token endpoint, ``/api/oauth/usage`` and
-``/api/oauth/profile``) as one L{twisted.web.resource.Resource}.  The same
+``/api/oauth/profile``) as one :obj:`twisted.web.resource.Resource`.  The same
 resource works in synchronous unit tests::
 
     fake = FakeAnthropic(clock)
@@ -15,10 +15,10 @@ and on the real reactor for end-to-end tests::
 
     port = reactor.listenTCP(0, Site(fake.resource()), interface="127.0.0.1")
 
-Answers to ``POST /v1/messages`` are scripted with L{FakeAnthropic.enqueue}
-and the reply constructors of this module (L{text_reply}, L{error_reply},
-L{manual_reply}, ...).  Every request is recorded as a L{RecordedRequest}.
-All timing goes through the clock given to L{FakeAnthropic}; this module
+Answers to ``POST /v1/messages`` are scripted with :obj:`FakeAnthropic.enqueue`
+and the reply constructors of this module (:obj:`text_reply`, :obj:`error_reply`,
+:obj:`manual_reply`, ...).  Every request is recorded as a :obj:`RecordedRequest`.
+All timing goes through the clock given to :obj:`FakeAnthropic`; this module
 never imports the global reactor.
 
 The wire shapes follow the real API (SSE events, usage fields, unified
@@ -144,7 +144,7 @@ def _iso(epoch_seconds: float) -> str:
 
 def _split(text: str, parts: int = 3) -> list[str]:
     """
-    Cut C{text} into at most C{parts} consecutive, non-empty pieces (one
+    Cut ``text`` into at most ``parts`` consecutive, non-empty pieces (one
     empty piece for an empty text).
     """
     if not text:
@@ -164,10 +164,10 @@ class RecordedRequest:
     :ivar headers: lower-cased header names mapped to all their values, in
         order.
     :ivar body: the raw request body.
-    :ivar disconnected: C{True} once the connection closed before the reply
+    :ivar disconnected: ``True`` once the connection closed before the reply
         finished (the client went away, or the reply itself cut it).
     :ivar request_id: the ``request-id`` header sent back
-        (``req_fake_<n>``, C{n} counting requests from 1).
+        (``req_fake_<n>``, ``n`` counting requests from 1).
     """
 
     method: str
@@ -179,7 +179,7 @@ class RecordedRequest:
 
     def header(self, name: str) -> str | None:
         """
-        :return: the first value of header C{name} (any case), or C{None}.
+        :return: the first value of header ``name`` (any case), or ``None``.
         """
         values = self.headers.get(name.lower())
         return values[0] if values else None
@@ -198,15 +198,15 @@ class ReplyHandle:
     here, and nothing is written once the reply finished, was aborted, or
     the connection went away.
 
-    :ivar request: the server-side L{twisted.web.server.Request}.
-    :ivar recorded: the L{RecordedRequest} of this request.
+    :ivar request: the server-side :obj:`twisted.web.server.Request`.
+    :ivar recorded: the :obj:`RecordedRequest` of this request.
     :ivar number: the request's arrival number, counting from 1.
     :ivar default_headers: headers sent with the response unless
-        L{start} is given other values (``request-id``, and the unified
+        :obj:`start` is given other values (``request-id``, and the unified
         rate-limit headers on ``/v1/messages``).
     :ivar started: whether the status line and headers were sent.
     :ivar finished: whether the response was completed normally.
-    :ivar aborted: whether L{abort} cut the connection.
+    :ivar aborted: whether :obj:`abort` cut the connection.
     :ivar disconnected: whether the connection closed before the response
         was finished.
     """
@@ -233,7 +233,7 @@ class ReplyHandle:
 
     def on_end(self, hook: Callable[[], None]) -> None:
         """
-        Call C{hook} once when the reply is over (right away if it is).
+        Call ``hook`` once when the reply is over (right away if it is).
         """
         if self._ended:
             hook()
@@ -250,7 +250,7 @@ class ReplyHandle:
         Send the status line and headers now (once; later calls do nothing).
 
         :param status: the HTTP status code.
-        :param headers: headers added on top of L{default_headers}.
+        :param headers: headers added on top of :obj:`default_headers`.
         :param content_type: the ``content-type``; event streams also get
             ``cache-control: no-cache``.
         """
@@ -269,9 +269,9 @@ class ReplyHandle:
 
     def event(self, name: str, data: dict[str, Any]) -> bool:
         """
-        Write one SSE event with its own C{request.write}.
+        Write one SSE event with its own ``request.write``.
 
-        :return: C{True} if it was written, C{False} if the reply is over.
+        :return: ``True`` if it was written, ``False`` if the reply is over.
         """
         return self.write(format_event(name, data))
 
@@ -279,7 +279,7 @@ class ReplyHandle:
         """
         Write raw body bytes (starting a default event stream if needed).
 
-        :return: C{True} if they were written, C{False} if the reply is over.
+        :return: ``True`` if they were written, ``False`` if the reply is over.
         """
         if self.done:
             return False
@@ -303,9 +303,9 @@ class ReplyHandle:
         Close the connection without completing the response, so the client
         sees an incomplete body.
 
-        :param immediately: C{False} (the default) flushes what was already
-            written and then closes (C{loseConnection}), so the client does
-            receive it; C{True} uses C{abortConnection}, which on a real TCP
+        :param immediately: ``False`` (the default) flushes what was already
+            written and then closes (``loseConnection``), so the client does
+            receive it; ``True`` uses ``abortConnection``, which on a real TCP
             connection also discards writes not yet sent.
         """
         if self.done:
@@ -351,7 +351,7 @@ class ReplyHandle:
 @dataclass
 class _Block:
     """
-    One content block: its final form, its C{content_block_start} form and
+    One content block: its final form, its ``content_block_start`` form and
     its deltas.
     """
 
@@ -518,10 +518,10 @@ class Reply:
     """
     One scripted answer to a ``POST /v1/messages`` request; build them with
     the module's reply constructors and pass them to
-    L{FakeAnthropic.enqueue}.
+    :obj:`FakeAnthropic.enqueue`.
 
-    :ivar handle: the L{ReplyHandle} of the request this reply answered
-        (C{None} until a request arrived).
+    :ivar handle: the :obj:`ReplyHandle` of the request this reply answered
+        (``None`` until a request arrived).
     """
 
     def __init__(self) -> None:
@@ -567,14 +567,14 @@ def text_reply(
     usage: dict[str, Any] | None = None,
 ) -> Reply:
     """
-    A plain text answer, streamed (in a few C{text_delta}s) or not, as the
+    A plain text answer, streamed (in a few ``text_delta`` events) or not, as the
     request asks.
 
     :param model: the model to report; defaults to the request's model.
     :param usage: overrides for the usage fields.  The input-side fields
-        appear in C{message_start} and C{message_delta}; C{output_tokens} is
-        the final count (C{message_delta} and the non-streaming message),
-        while C{message_start} reports a provisional C{output_tokens} of 1.
+        appear in ``message_start`` and ``message_delta``; ``output_tokens`` is
+        the final count (``message_delta`` and the non-streaming message),
+        while ``message_start`` reports a provisional ``output_tokens`` of 1.
         Defaults: 12 input tokens, no cache, about one output token per four
         characters.
     """
@@ -589,7 +589,7 @@ def thinking_reply(
     usage: dict[str, Any] | None = None,
 ) -> Reply:
     """
-    A thinking block (C{thinking_delta}s and one C{signature_delta}),
+    A thinking block (``thinking_delta`` events and one ``signature_delta``),
     then a text block.
     """
 
@@ -609,8 +609,8 @@ def tool_use_reply(
     usage: dict[str, Any] | None = None,
 ) -> Reply:
     """
-    A C{tool_use} block with C{stop_reason} C{tool_use}; streamed as
-    C{input_json_delta} chunks, the first one empty.
+    A ``tool_use`` block with ``stop_reason`` ``tool_use``; streamed as
+    ``input_json_delta`` chunks, the first one empty.
 
     :param tool_id: defaults to ``toolu_fake_<n>``.
     """
@@ -654,8 +654,8 @@ def error_reply(
     An error response in the API's error shape, whatever the request asked.
 
     :param headers: when given, exactly these headers (plus ``request-id``)
-        are sent, replacing the fake's unified headers; pass C{{}} for a 429
-        without unified headers (a transient throttle).  When C{None}, a 429
+        are sent, replacing the fake's unified headers; pass ``{}`` for a 429
+        without unified headers (a transient throttle).  When ``None``, a 429
         carries the unified "rejected" headers (5 h window) and a matching
         ``retry-after``; other statuses carry the fake's unified headers.
     """
@@ -687,8 +687,8 @@ def midstream_error_reply(
     error_type: str = "overloaded_error", message: str = "Overloaded"
 ) -> Reply:
     """
-    Streaming: a 200 with C{message_start}, then an C{error} event, then
-    the end of the body.  Non-streaming: the same as L{text_reply}.
+    Streaming: a 200 with ``message_start``, then an ``error`` event, then
+    the end of the body.  Non-streaming: the same as :obj:`text_reply`.
     """
     return _MidstreamErrorReply(error_type, message)
 
@@ -714,10 +714,10 @@ class _CutStreamReply(Reply):
 
 def cut_stream_reply(after_events: int = 2) -> Reply:
     """
-    Streaming: write C{after_events} events of a text reply, then close the
+    Streaming: write ``after_events`` events of a text reply, then close the
     connection without finishing the chunked body.  Non-streaming: declare
-    the full C{content-length}, write half of the JSON, then close.  The
-    close flushes what was written first (see L{ReplyHandle.abort}).
+    the full ``content-length``, write half of the JSON, then close.  The
+    close flushes what was written first (see :obj:`ReplyHandle.abort`).
     """
     return _CutStreamReply(after_events)
 
@@ -729,17 +729,17 @@ class _SilentReply(Reply):
 
 def hang_reply() -> Reply:
     """
-    Never write anything; the handle stays in L{FakeAnthropic.open_streams}
-    until the client goes away (or L{FakeAnthropic.abort_all}).
+    Never write anything; the handle stays in :obj:`FakeAnthropic.open_streams`
+    until the client goes away (or :obj:`FakeAnthropic.abort_all`).
     """
     return _SilentReply()
 
 
 def manual_reply() -> Reply:
     """
-    Let the test drive the response through C{reply.handle} (a
-    L{ReplyHandle}, set when the request arrives): C{start}, C{event},
-    C{write}, C{finish}, C{abort}.  Nothing is sent until the test does so.
+    Let the test drive the response through ``reply.handle`` (a
+    :obj:`ReplyHandle`, set when the request arrives): ``start``, ``event``,
+    ``write``, ``finish``, ``abort``.  Nothing is sent until the test does so.
     """
     return _SilentReply()
 
@@ -779,10 +779,10 @@ class _SlowStreamReply(Reply):
 
 def slow_stream_reply(interval_seconds: float, events: int = 10) -> Reply:
     """
-    A text reply of C{events} text deltas (``"tick 1 "``, ...), paced on the
-    fake's clock: C{message_start} goes out at once, every later event
-    C{interval_seconds} after the previous one.  A non-streaming request
-    gets the whole message after C{interval_seconds * events}.  Pending
+    A text reply of ``events`` text deltas (``"tick 1 "``, ...), paced on the
+    fake's clock: ``message_start`` goes out at once, every later event
+    ``interval_seconds`` after the previous one.  A non-streaming request
+    gets the whole message after ``interval_seconds * events``.  Pending
     calls are cancelled when the reply ends early.
     """
     return _SlowStreamReply(interval_seconds, events)
@@ -826,25 +826,25 @@ class FakeAnthropic:
     :ivar open_streams: handles of ``/v1/messages`` replies not over yet.
     :ivar default_reply: the reply used when nothing is enqueued.
     :ivar extra_access_tokens: further bearers accepted like
-        C{access_token}, so one fake can stand for several subscriptions.
+        ``access_token``, so one fake can stand for several subscriptions.
     :ivar usage_mode: how ``GET /api/oauth/usage`` answers an authorized
-        request: ``"ok"`` (200 with L{usage_body}, else a body derived from
-        L{unified_headers}), ``"rate_limited"`` (429, with a
-        ``retry-after`` of L{usage_retry_after} when that is not C{None}),
+        request: ``"ok"`` (200 with :obj:`usage_body`, else a body derived from
+        :obj:`unified_headers`), ``"rate_limited"`` (429, with a
+        ``retry-after`` of :obj:`usage_retry_after` when that is not ``None``),
         ``"server_error"`` (500), ``"malformed"`` (200 with a body that is
         not JSON), ``"hang"`` (never answers) or ``"hang_body"`` (sends the
         200 headers and part of the body, then nothing).
     :ivar usage_retry_after: the ``retry-after`` value of a
-        ``"rate_limited"`` usage answer, sent as given; C{None} sends none.
-    :ivar usage_body: when not C{None}, the exact JSON body of a 200 usage
+        ``"rate_limited"`` usage answer, sent as given; ``None`` sends none.
+    :ivar usage_body: when not ``None``, the exact JSON body of a 200 usage
         answer (for nulls and figures the headers cannot express).
     :ivar profile_mode: how ``GET /api/oauth/profile`` answers an
-        authorized request: ``"ok"`` (200 with L{profile}),
+        authorized request: ``"ok"`` (200 with :obj:`profile`),
         ``"server_error"`` (500) or ``"hang"`` (never answers).
     :ivar profile: the JSON body of a 200 profile answer (a Max 20x
         account unless changed).
     :ivar unified_headers_by_token: per bearer token, headers that replace
-        L{unified_headers} on that subscription's ``/v1/messages``
+        :obj:`unified_headers` on that subscription's ``/v1/messages``
         responses, so two subscriptions can report different usage.
     """
 
@@ -878,7 +878,7 @@ class FakeAnthropic:
 
     def resource(self) -> IResource:
         """
-        :return: the root resource to serve or to wrap in C{StubTreq}.
+        :return: the root resource to serve or to wrap in ``StubTreq``.
         """
         return _FakeRoot(self)
 
@@ -967,7 +967,7 @@ class FakeAnthropic:
 
     def _json_object(self, handle: ReplyHandle) -> dict[str, Any] | None:
         """
-        Parse the body as a JSON object, or answer 400 and return C{None}.
+        Parse the body as a JSON object, or answer 400 and return ``None``.
         """
         try:
             body = handle.recorded.json()
@@ -1112,7 +1112,7 @@ class FakeAnthropic:
 
     def _usage_body(self) -> dict[str, Any]:
         """
-        The ``/api/oauth/usage`` body, consistent with L{unified_headers}
+        The ``/api/oauth/usage`` body, consistent with :obj:`unified_headers`
         (percentages 0-100 and ISO 8601 resets).
         """
 

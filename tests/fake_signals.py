@@ -1,5 +1,5 @@
 """
-A stand-in for the L{signal} module, for the tests of the signal handlers
+A stand-in for the :obj:`signal` module, for the tests of the signal handlers
 and of the service tree that installs them.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 class FakeSignals:
     """
-    The parts of the L{signal} module the handlers use, with the handlers
+    The parts of the :obj:`signal` module the handlers use, with the handlers
     kept in a dict.
     """
 
@@ -34,6 +34,6 @@ class FakeSignals:
 
     def deliver(self, number: int) -> None:
         """
-        Deliver signal C{number} to its handler.
+        Deliver signal ``number`` to its handler.
         """
         self.handlers[number](number, None)

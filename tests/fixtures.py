@@ -1,20 +1,20 @@
 """
 The one place the tests make Claude Code credentials and usage records.
 
-Credentials: L{credentials_document} is the content of a credentials file
-or keychain item as Claude Code writes it (its C{claudeAiOauth} object),
-L{credentials_json} the same as text, L{write_credentials} a credentials
-file holding given tokens, L{write_document} any content written to a file
-with a mode, and L{expiry_ms} an C{expiresAt} value.  A test about one of
+Credentials: :obj:`credentials_document` is the content of a credentials file
+or keychain item as Claude Code writes it (its ``claudeAiOauth`` object),
+:obj:`credentials_json` the same as text, :obj:`write_credentials` a credentials
+file holding given tokens, :obj:`write_document` any content written to a file
+with a mode, and :obj:`expiry_ms` an ``expiresAt`` value.  A test about one of
 the values passes it by keyword; unknown keys a test expects ccm to keep
-are given with C{oauth} or C{extra} in that test::
+are given with ``oauth`` or ``extra`` in that test::
 
     write_credentials(path, ACCESS, REFRESH, expiry_ms(3600, now=START_TIME))
     credentials_document(extra={"mcpOAuth": {"server": "kept"}})
 
-Usage records, for the accounting tests and the proxy's: L{usage_record}
-and L{record} with token counts by name, L{counts}, the times and models
-they default to, a clock showing those times, and L{MemoryRecorder}, a
+Usage records, for the accounting tests and the proxy's: :obj:`usage_record`
+and :obj:`record` with token counts by name, :obj:`counts`, the times and models
+they default to, a clock showing those times, and :obj:`MemoryRecorder`, a
 usage recorder keeping what it is given.
 """
 
@@ -36,7 +36,7 @@ from ccm.accounting.week import WEEK_SECONDS
 # Credentials.
 
 #: The tokens of a document whose test does not give its own.  Every token
-#: in the tests starts with C{sk-ant-}, so that logs can be searched for any.
+#: in the tests starts with ``sk-ant-``, so that logs can be searched for any.
 ACCESS_TOKEN = "sk-ant-oat01-fixture-access-token"
 REFRESH_TOKEN = "sk-ant-ort01-fixture-refresh-token"
 #: What Claude Code's login grants, and its plan for a Max subscription.
@@ -49,8 +49,8 @@ CREDENTIALS_MODE = 0o600
 
 def expiry_ms(seconds_from_now: float, now: float | None = None) -> int:
     """
-    A C{claudeAiOauth.expiresAt} value: milliseconds since the epoch,
-    C{seconds_from_now} after C{now} (negative for the past).
+    A ``claudeAiOauth.expiresAt`` value: milliseconds since the epoch,
+    ``seconds_from_now`` after ``now`` (negative for the past).
 
     :param now: seconds since the epoch, as a test's clock shows them; the
         wall clock's time by default, for a real ccm process.
@@ -74,12 +74,12 @@ def credentials_document(
     """
     A Claude Code credentials document for a Max subscription.
 
-    :param expires_at_ms: when the access token expires (see L{expiry_ms});
+    :param expires_at_ms: when the access token expires (see :obj:`expiry_ms`);
         0, the default, is never.
-    :param oauth: entries of C{claudeAiOauth}, spelled as in the file, to
+    :param oauth: entries of ``claudeAiOauth``, spelled as in the file, to
         add or to put in place of the ones above (a value of the wrong
         type, for a test of what ccm refuses).
-    :param extra: top-level entries besides C{claudeAiOauth}.
+    :param extra: top-level entries besides ``claudeAiOauth``.
     :return: a new document, which the caller may change.
     """
     fields: dict[str, Any] = {
@@ -101,8 +101,8 @@ def credentials_json(
     **fields: Any,
 ) -> str:
     """
-    L{credentials_document} as JSON text, as a keychain item holds it;
-    C{fields} as for L{credentials_document}.
+    :obj:`credentials_document` as JSON text, as a keychain item holds it;
+    ``fields`` as for :obj:`credentials_document`.
     """
     return json.dumps(credentials_document(access_token, refresh_token, expires_at_ms, **fields))
 
@@ -114,7 +114,7 @@ def write_document(
     Write a file (a mapping as JSON, text or bytes as they are) and set its
     mode.
 
-    :return: C{path}.
+    :return: ``path``.
     """
     if isinstance(document, Mapping):
         document = json.dumps(document)
@@ -135,10 +135,10 @@ def write_credentials(
     **fields: Any,
 ) -> str:
     """
-    Write a credentials file holding the given tokens; C{fields} as for
-    L{credentials_document}.
+    Write a credentials file holding the given tokens; ``fields`` as for
+    :obj:`credentials_document`.
 
-    :return: C{path}.
+    :return: ``path``.
     """
     document = credentials_document(access_token, refresh_token, expires_at_ms, **fields)
     return write_document(path, document, mode)
@@ -146,7 +146,7 @@ def write_credentials(
 
 def _copy(entries: Mapping[str, object]) -> dict[str, Any]:
     """
-    A deep copy of C{entries}, so that no two documents share a value.
+    A deep copy of ``entries``, so that no two documents share a value.
     """
     return copy.deepcopy(dict(entries))
 
@@ -175,7 +175,7 @@ PREMIUM = 1_000_000
 
 def clock_at(seconds: float = NOW) -> Clock:
     """
-    A fake clock showing C{seconds}.
+    A fake clock showing ``seconds``.
     """
     clock = Clock()
     clock.advance(seconds)
@@ -193,11 +193,11 @@ def usage_record(
     **token_counts: int,
 ) -> UsageRecord:
     """
-    A record of one response with the given token counts (a L{TokenUsage}
+    A record of one response with the given token counts (a :obj:`TokenUsage`
     without model, as the proxy gives the model separately).
 
     :param tokens: the usage object itself, for a test about what becomes
-        of it; otherwise one is made of C{token_counts}.
+        of it; otherwise one is made of ``token_counts``.
     """
     return UsageRecord(
         model=model,
@@ -211,7 +211,7 @@ def usage_record(
 
 def record(recorder: UsageRecorder, **fields: Any) -> None:
     """
-    Record one response in C{recorder}; C{fields} as for L{usage_record}.
+    Record one response in ``recorder``; ``fields`` as for :obj:`usage_record`.
     """
     recorder.record(usage_record(**fields))
 
@@ -236,6 +236,6 @@ class MemoryRecorder:
 
     def record(self, record: UsageRecord) -> None:
         """
-        Keep C{record}.
+        Keep ``record``.
         """
         self.records.append(record)

@@ -1,12 +1,12 @@
 """
 Shared fixtures for the proxy's tests.
 
-L{ProxyHarness} builds one service with L{ccm.build.build_service}, as
-C{twistd ccm} does, without a reactor: its credential reads a credentials
+:obj:`ProxyHarness` builds one service with :obj:`ccm.build.build_service`, as
+``twistd ccm`` does, without a reactor: its credential reads a credentials
 file in a temporary directory, and it listens nowhere.  The upstream is a
-L{FakeAnthropic} reached through a L{StubTreq}, the client is another
-L{StubTreq} in front of the service's resource tree, and time is a
-L{Clock}::
+:obj:`FakeAnthropic` reached through a :obj:`StubTreq`, the client is another
+:obj:`StubTreq` in front of the service's resource tree, and time is a
+:obj:`Clock`::
 
     harness = ProxyHarness(self)
     response = harness.response("POST", "/v1/messages", body)
@@ -74,21 +74,21 @@ POOL = "pool"
 
 class ProxyHarness:
     """
-    A ccm service in front of a fake Anthropic API, on a L{Clock}.
+    A ccm service in front of a fake Anthropic API, on a :obj:`Clock`.
 
     :ivar clock: the clock of the service and the fake.
-    :ivar fake: the L{FakeAnthropic} upstream, which also answers token
-        refreshes (with a 500, unless the test changes C{token_mode}).
-    :ivar upstream: the L{StubTreq} the service uses as its HTTP client
-        (unless C{http_client} was given).
-    :ivar service: the L{CcmService}, built but not started.
+    :ivar fake: the :obj:`FakeAnthropic` upstream, which also answers token
+        refreshes (with a 500, unless the test changes ``token_mode``).
+    :ivar upstream: the :obj:`StubTreq` the service uses as its HTTP client
+        (unless ``http_client`` was given).
+    :ivar service: the :obj:`CcmService`, built but not started.
     :ivar proxy: its proxy resource.
-    :ivar client: a L{StubTreq} in front of the service's root.
-    :ivar credential: the L{Credential} C{main}, serving every caller.
-    :ivar credentials: every credential of the service (C{main}, and
-        C{second} in a balancer harness).
-    :ivar pool: the pool serving every caller: C{main} alone, or the
-        balancer C{pool}.
+    :ivar client: a :obj:`StubTreq` in front of the service's root.
+    :ivar credential: the :obj:`Credential` ``main``, serving every caller.
+    :ivar credentials: every credential of the service (``main``, and
+        ``second`` in a balancer harness).
+    :ivar pool: the pool serving every caller: ``main`` alone, or the
+        balancer ``pool``.
     :ivar callers: every caller the service authenticated, in order.
     :ivar server_requests: every request that reached the proxy resource,
         in arrival order (the server side, as ccm sees it).
@@ -111,11 +111,11 @@ class ProxyHarness:
         balancer: str | None = None,
     ) -> None:
         """
-        :param recorder: where the usage of C{main} is counted; by default
+        :param recorder: where the usage of ``main`` is counted; by default
             it is not.
-        :param balancer: the strategy of a balancer C{pool} over C{main}
-            and C{second} (whose file holds L{SECOND_ACCESS_TOKEN}), to
-            serve every caller instead of C{main} alone.
+        :param balancer: the strategy of a balancer ``pool`` over ``main``
+            and ``second`` (whose file holds :obj:`SECOND_ACCESS_TOKEN`), to
+            serve every caller instead of ``main`` alone.
         """
         self.testcase = testcase
         self.clock = Clock()
@@ -248,7 +248,7 @@ class ProxyHarness:
         """
         Start a client request to ccm and flush.
 
-        :param token: sent as C{Authorization: Bearer}; C{None} sends none.
+        :param token: sent as ``Authorization: Bearer``; ``None`` sends none.
         :param headers: extra request headers (a name maps to a string or a
             list of strings).
         """
@@ -282,7 +282,7 @@ class ProxyHarness:
         self, document: dict[str, Any], headers: dict[str, Any] | None = None
     ) -> IResponse:
         """
-        C{POST /v1/messages?beta=true} with a JSON body, as Claude Code does.
+        ``POST /v1/messages?beta=true`` with a JSON body, as Claude Code does.
         """
         all_headers = {
             "content-type": "application/json",
@@ -312,8 +312,8 @@ class ProxyHarness:
 
     def ccm_error(self, response: IResponse, status: int, error_type: str) -> dict[str, Any]:
         """
-        Check that C{response} is an error ccm made itself, in the Anthropic
-        shape, and return its C{error} object.
+        Check that ``response`` is an error ccm made itself, in the Anthropic
+        shape, and return its ``error`` object.
         """
         testcase = self.testcase
         testcase.assertEqual(response.code, status)
@@ -339,7 +339,7 @@ class ProxyHarness:
 
     def log_texts(self, min_level: LogLevel = LogLevel.debug) -> list[str]:
         """
-        The formatted text of every captured log event at C{min_level} or
+        The formatted text of every captured log event at ``min_level`` or
         above.
         """
         return [
@@ -374,7 +374,7 @@ def serve_on_loopback(
     testcase: SynchronousTestCase, reactor: Any, config: ServiceConfig
 ) -> tuple[CcmService, int]:
     """
-    Build the service C{config} describes on the real reactor, with the
+    Build the service ``config`` describes on the real reactor, with the
     real upstream client, load its credentials and serve its site on a
     loopback port, until the test ends; for the few tests that need real
     sockets.  Its background services do not run.
@@ -404,7 +404,7 @@ def serve_on_loopback(
 @dataclass
 class UpstreamCall:
     """
-    One request the proxy made through a L{ScriptedUpstream}.
+    One request the proxy made through a :obj:`ScriptedUpstream`.
     """
 
     method: str
@@ -417,8 +417,8 @@ class UpstreamCall:
 class ScriptedUpstream:
     """
     An upstream HTTP client the test answers itself: each request gets a
-    fresh, pending Deferred (cancelling it marks the call C{cancelled} and
-    fails it with C{CancelledError}), or C{result} when one is given.
+    fresh, pending Deferred (cancelling it marks the call ``cancelled`` and
+    fails it with ``CancelledError``), or ``result`` when one is given.
     """
 
     def __init__(self, result: Deferred[Any] | None = None) -> None:
@@ -438,8 +438,8 @@ class ScriptedUpstream:
 class FakeUpstreamResponse:
     """
     An upstream response whose body the test delivers by hand through
-    C{protocol}, the proxy's body protocol, connected to C{transport} (a
-    L{StringTransport} that records pause, resume and stop).
+    ``protocol``, the proxy's body protocol, connected to ``transport`` (a
+    :obj:`StringTransport` that records pause, resume and stop).
     """
 
     def __init__(
@@ -484,7 +484,7 @@ class RawResponse:
 
 def parse_raw_response(data: bytes) -> RawResponse | None:
     """
-    Parse the first response in C{data}; C{None} before its headers are
+    Parse the first response in ``data``; ``None`` before its headers are
     complete.
     """
     head, separator, rest = data.partition(b"\r\n\r\n")
@@ -517,7 +517,7 @@ def parse_raw_response(data: bytes) -> RawResponse | None:
 
 class RawConnection:
     """
-    One client connection to a real site, over a L{StringTransport}.
+    One client connection to a real site, over a :obj:`StringTransport`.
     """
 
     def __init__(
@@ -559,8 +559,8 @@ def raw_request(
     token: str | None = ALICE_TOKEN,
 ) -> bytes:
     """
-    The bytes of an HTTP/1.1 request with a C{Content-Length} (unless
-    C{headers} sets C{Transfer-Encoding}, in which case C{body} must be
+    The bytes of an HTTP/1.1 request with a ``Content-Length`` (unless
+    ``headers`` sets ``Transfer-Encoding``, in which case ``body`` must be
     encoded already).
     """
     lines = [f"{method} {target} HTTP/1.1", "Host: ccm.test"]

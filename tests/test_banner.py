@@ -1,6 +1,6 @@
 """
-Tests for L{ccm.banner}: what ccm logs about a service as it starts, and
-that L{ccm.build.build_service} logs it before anything else it says.
+Tests for :obj:`ccm.banner`: what ccm logs about a service as it starts, and
+that :obj:`ccm.build.build_service` logs it before anything else it says.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ USER_TOKEN = "ccm-token-banner-7c1e"
 
 class BaseURLTests(SynchronousTestCase):
     """
-    L{base_url} turns a listener into the URL clients set as
-    C{ANTHROPIC_BASE_URL}.
+    :obj:`base_url` turns a listener into the URL clients set as
+    ``ANTHROPIC_BASE_URL``.
     """
 
     def assert_urls(self, cases: list[tuple[object, str | None]]) -> None:
@@ -39,7 +39,7 @@ class BaseURLTests(SynchronousTestCase):
     def test_address_listeners(self) -> None:
         """
         Listen fields give their address, in brackets for IPv6, or this
-        machine's name for a wildcard address; TLS makes it C{https}.
+        machine's name for a wildcard address; TLS makes it ``https``.
         """
         tls = TLSConfig(certificate_path="c.pem", key_path="k.pem")
         self.assert_urls(
@@ -78,7 +78,7 @@ class BaseURLTests(SynchronousTestCase):
 
 class StartupLinesTests(SynchronousTestCase):
     """
-    L{startup_lines} says where each credential's tokens come from, how
+    :obj:`startup_lines` says where each credential's tokens come from, how
     many users there are, and what URL clients set.
     """
 
@@ -157,13 +157,13 @@ class StartupLinesTests(SynchronousTestCase):
 
 class ServiceLogsStartupTests(SynchronousTestCase):
     """
-    L{build_service} logs the start-up lines as it builds a service, first
+    :obj:`build_service` logs the start-up lines as it builds a service, first
     of all its messages, with the credentials file it will really read.
     """
 
     def test_defaults_logged_first(self) -> None:
         """
-        On the defaults with C{--listen} beyond loopback, the lines name the
+        On the defaults with ``--listen`` beyond loopback, the lines name the
         default credentials file under the home directory and this
         machine's name, and come before the warning about anonymous access.
         """

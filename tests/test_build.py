@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.build.build_service}: what it reads while building, and
+Tests for :obj:`ccm.build.build_service`: what it reads while building, and
 how it wires the parts of a service, on a memory reactor.
 """
 
@@ -118,7 +118,7 @@ class BuildTests(SynchronousTestCase):
     def test_poll_interval_of_the_most_eager_balancer(self) -> None:
         """
         The usage poller polls as often as the balancer with the shortest
-        C{poll_interval} asks.
+        ``poll_interval`` asks.
         """
         [poller] = [c for c in self.build(poll_interval=25.0) if isinstance(c, UsagePoller)]
         self.assertEqual(poller.step, 25.0)

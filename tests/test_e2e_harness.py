@@ -1,5 +1,5 @@
 """
-Tests for L{tests.e2e}, the end-to-end harness itself.
+Tests for :obj:`tests.e2e`, the end-to-end harness itself.
 
 None of these need ccm: they check that the helpers run processes on the real
 reactor, report output and exit codes, enforce timeouts, clean up after
@@ -84,7 +84,7 @@ PONG_MESSAGE: dict[str, Any] = {
 
 class _Root(Resource):
     """
-    C{/}: answers C{GET} and C{HEAD} (the CLI's connectivity probe).
+    ``/``: answers ``GET`` and ``HEAD`` (the CLI's connectivity probe).
     """
 
     def __init__(self, seen: list[tuple[str, str, dict[str, str]]]) -> None:
@@ -99,8 +99,8 @@ class _Root(Resource):
 
 class _Messages(Resource):
     """
-    C{POST /v1/messages}: always answers "pong", as SSE when the body asks
-    for C{"stream": true} and as one JSON message otherwise.
+    ``POST /v1/messages``: always answers "pong", as SSE when the body asks
+    for ``"stream": true`` and as one JSON message otherwise.
     """
 
     isLeaf = True
@@ -134,13 +134,13 @@ def _describe(request: Request) -> tuple[str, str, dict[str, str]]:
 
 class HarnessTests(unittest.TestCase):
     """
-    The process helpers of L{tests.e2e}, on the real reactor.
+    The process helpers of :obj:`tests.e2e`, on the real reactor.
     """
 
     @inlineCallbacks
     def test_python_script_output_and_exit_code(self) -> Any:
         """
-        L{e2e.run_python_script} runs C{source} with the current interpreter
+        :obj:`e2e.run_python_script` runs ``source`` with the current interpreter
         and fires with its exit code, stdout and stderr.
         """
         rc, out, err = yield e2e.run_python_script(
@@ -152,8 +152,8 @@ class HarnessTests(unittest.TestCase):
     @inlineCallbacks
     def test_python_script_environment(self) -> Any:
         """
-        L{e2e.run_python_script} does not pass down proxy or C{ANTHROPIC_*}
-        variables, applies C{env}, and gives the script EOF on stdin.
+        :obj:`e2e.run_python_script` does not pass down proxy or ``ANTHROPIC_*``
+        variables, applies ``env``, and gives the script EOF on stdin.
         """
         self.patch(os, "environ", dict(os.environ))
         os.environ["HTTPS_PROXY"] = "http://127.0.0.1:9"
@@ -171,8 +171,8 @@ class HarnessTests(unittest.TestCase):
     @inlineCallbacks
     def test_python_script_timeout(self) -> Any:
         """
-        A script running longer than C{timeout} is killed and the call fails
-        with L{e2e.ProcessTimeout} carrying what it printed.
+        A script running longer than ``timeout`` is killed and the call fails
+        with :obj:`e2e.ProcessTimeout` carrying what it printed.
         """
         d = e2e.run_python_script(
             self,
@@ -210,7 +210,7 @@ class HarnessTests(unittest.TestCase):
 
     def test_find_twistd(self) -> None:
         """
-        L{e2e.find_twistd} finds the C{twistd} script of this interpreter's
+        :obj:`e2e.find_twistd` finds the ``twistd`` script of this interpreter's
         environment.
         """
         path = e2e.find_twistd()
@@ -219,7 +219,7 @@ class HarnessTests(unittest.TestCase):
 
     def test_skip_or_fail_without(self) -> None:
         """
-        A missing tool means a skip, except under C{CI=true}, where it is a
+        A missing tool means a skip, except under ``CI=true``, where it is a
         failure; a present tool's path is returned.
         """
         self.patch(os, "environ", dict(os.environ))
@@ -246,17 +246,17 @@ class HarnessTests(unittest.TestCase):
 
 class TwistdTests(unittest.TestCase):
     """
-    L{e2e.start_twistd} and L{e2e.run_twistd_expecting_exit} (the machinery
-    behind L{e2e.start_ccm} and L{e2e.run_ccm_expecting_exit}), exercised
-    with Twisted's own C{web} plugin so that no ccm code is needed.
+    :obj:`e2e.start_twistd` and :obj:`e2e.run_twistd_expecting_exit` (the machinery
+    behind :obj:`e2e.start_ccm` and :obj:`e2e.run_ccm_expecting_exit`), exercised
+    with Twisted's own ``web`` plugin so that no ccm code is needed.
     """
 
     @inlineCallbacks
     def test_start_serve_stop(self) -> Any:
         """
         The port is read from the "starting on" log line, the server answers
-        there, and C{stop} ends it cleanly with SIGTERM: twistd re-raises the
-        signal, so the code is L{e2e.TERMINATED_BY_SIGTERM}, and C{exited}
+        there, and ``stop`` ends it cleanly with SIGTERM: twistd re-raises the
+        signal, so the code is :obj:`e2e.TERMINATED_BY_SIGTERM`, and ``exited``
         fires with it too.
         """
         docroot = os.path.abspath(self.mktemp())
@@ -298,7 +298,7 @@ class TwistdTests(unittest.TestCase):
     @inlineCallbacks
     def test_exit_before_listening(self) -> Any:
         """
-        When twistd exits before logging a port, L{e2e.start_twistd} fails at
+        When twistd exits before logging a port, :obj:`e2e.start_twistd` fails at
         once with its output instead of waiting for the timeout.
         """
         d = e2e.start_twistd(self, ["web", "--listen", "tcp:notaport"])
@@ -309,7 +309,7 @@ class TwistdTests(unittest.TestCase):
     @inlineCallbacks
     def test_expecting_exit(self) -> Any:
         """
-        L{e2e.run_twistd_expecting_exit} reports a usage error's non-zero
+        :obj:`e2e.run_twistd_expecting_exit` reports a usage error's non-zero
         exit code and the message.
         """
         rc, out, err = yield e2e.run_twistd_expecting_exit(self, ["web", "--no-such-option"])
@@ -319,7 +319,7 @@ class TwistdTests(unittest.TestCase):
 
 class RealClaudeTests(unittest.TestCase):
     """
-    The real Claude Code CLI, driven by L{e2e.run_claude}, against a tiny
+    The real Claude Code CLI, driven by :obj:`e2e.run_claude`, against a tiny
     server on the real reactor.
     """
 
@@ -336,7 +336,7 @@ class RealClaudeTests(unittest.TestCase):
     @inlineCallbacks
     def test_pong(self) -> Any:
         """
-        C{claude -p} prints the streamed text and exits 0; it only talks to
+        ``claude -p`` prints the streamed text and exits 0; it only talks to
         the base URL, with the token as a bearer credential.
         """
         result = yield e2e.run_claude(self, self.base_url, "harness-token", "ping")
@@ -355,7 +355,7 @@ class RealClaudeTests(unittest.TestCase):
     @inlineCallbacks
     def test_json_output(self) -> Any:
         """
-        Extra C{args} reach the CLI: C{--output-format json} yields one JSON
+        Extra ``args`` reach the CLI: ``--output-format json`` yields one JSON
         result object holding the text.
         """
         result = yield e2e.run_claude(
@@ -372,7 +372,7 @@ class RealClaudeTests(unittest.TestCase):
     @inlineCallbacks
     def test_continue_in_same_home(self) -> Any:
         """
-        Passing a result's C{home} and C{cwd} back lets C{--continue} find
+        Passing a result's ``home`` and ``cwd`` back lets ``--continue`` find
         the earlier conversation: the second request carries the first turn
         and the same session id.
         """
@@ -398,7 +398,7 @@ class RealClaudeTests(unittest.TestCase):
     def test_api_error_exit_code(self) -> Any:
         """
         An unreachable base URL makes the CLI exit non-zero (no retries, since
-        C{CLAUDE_CODE_MAX_RETRIES=0}) well within the timeout.
+        ``CLAUDE_CODE_MAX_RETRIES=0``) well within the timeout.
         """
         port = e2e.free_port()
         result = yield e2e.run_claude(

@@ -1,5 +1,5 @@
 """
-End-to-end tests of credential pools: a real C{twistd -n ccm} process with
+End-to-end tests of credential pools: a real ``twistd -n ccm`` process with
 two subscriptions, driven by the real Claude Code CLI, in front of one fake
 upstream that accepts both subscriptions' tokens.
 """
@@ -25,14 +25,14 @@ SESSION_2 = "22222222-2222-4222-8222-222222222222"
 
 def message_posts(fake: FakeAnthropic) -> list[RecordedRequest]:
     """
-    The C{POST /v1/messages} requests the fake received.
+    The ``POST /v1/messages`` requests the fake received.
     """
     return [r for r in fake.requests if r.method == "POST" and r.path.startswith("/v1/messages")]
 
 
 class PoolTests(unittest.TestCase):
     """
-    Two subscriptions, C{a} and C{b}, in a balancer used by alice.
+    Two subscriptions, ``a`` and ``b``, in a balancer used by alice.
     """
 
     timeout = 300
@@ -41,7 +41,7 @@ class PoolTests(unittest.TestCase):
     def start(self, strategy: str, reserve_5h_a: int = 0) -> Any:
         """
         Start the fake and ccm with a balancer of the given strategy, and
-        the given 5-hour reserve on credential C{a}.
+        the given 5-hour reserve on credential ``a``.
         """
         self.fake, url = e2e.serve_fake_anthropic(self)
         self.fake.extra_access_tokens.add(SECOND_ACCESS)
@@ -74,7 +74,7 @@ class PoolTests(unittest.TestCase):
     @inlineCallbacks
     def test_round_robin_sessions_stay_put(self) -> Any:
         """
-        Under C{round_robin}, two Claude Code sessions land on different
+        Under ``round_robin``, two Claude Code sessions land on different
         subscriptions, and each one's second turn stays on its own.
         """
         yield self.start("round_robin")

@@ -1,7 +1,7 @@
 """
-End-to-end tests of the proxy: a real C{twistd -n ccm} process between real
-clients (the Claude Code CLI and the C{anthropic} Python SDK) and the fake
-Anthropic upstream of L{tests.fake_anthropic}, all on loopback.
+End-to-end tests of the proxy: a real ``twistd -n ccm`` process between real
+clients (the Claude Code CLI and the ``anthropic`` Python SDK) and the fake
+Anthropic upstream of :obj:`tests.fake_anthropic`, all on loopback.
 
 Every test also checks, once ccm has stopped, that nothing ccm printed
 contains a secret (the subscription's OAuth tokens, any client's token) or a
@@ -49,7 +49,7 @@ SUBSCRIBER_CACHE_BETA = "extended-cache-ttl-2025-04-11"
 
 def betas_of(request: RecordedRequest) -> list[str]:
     """
-    Every item of every C{anthropic-beta} header of C{request}, in order.
+    Every item of every ``anthropic-beta`` header of ``request``, in order.
     """
     return [
         item.strip()
@@ -61,7 +61,7 @@ def betas_of(request: RecordedRequest) -> list[str]:
 
 def api_requests(fake: FakeAnthropic) -> list[RecordedRequest]:
     """
-    The requests the fake received on the API (C{/v1/...}), leaving out
+    The requests the fake received on the API (``/v1/...``), leaving out
     ccm's background usage polls.
     """
     return [r for r in fake.requests if r.path.startswith("/v1/")]
@@ -69,7 +69,7 @@ def api_requests(fake: FakeAnthropic) -> list[RecordedRequest]:
 
 def message_posts(fake: FakeAnthropic) -> list[RecordedRequest]:
     """
-    The C{POST /v1/messages} requests the fake received (any query).
+    The ``POST /v1/messages`` requests the fake received (any query).
     """
     return [
         r
@@ -81,7 +81,7 @@ def message_posts(fake: FakeAnthropic) -> list[RecordedRequest]:
 class _CcmWithFakeUpstream(unittest.TestCase):
     """
     Each test gets a fresh fake upstream and a ccm process in front of it,
-    with a valid subscription credential and the users of L{USERS}.
+    with a valid subscription credential and the users of :obj:`USERS`.
     """
 
     timeout = 300
@@ -121,7 +121,7 @@ class _CcmWithFakeUpstream(unittest.TestCase):
     @inlineCallbacks
     def wait_for_ccm_output(self, text: str, timeout: float = 5.0) -> Any:
         """
-        Wait until ccm has printed C{text} (its log reaches us through a
+        Wait until ccm has printed ``text`` (its log reaches us through a
         pipe, a little after the client got its answer).
         """
         waited = 0.0
@@ -132,7 +132,7 @@ class _CcmWithFakeUpstream(unittest.TestCase):
 
     def assert_oauth_only(self, request: RecordedRequest) -> None:
         """
-        C{request} reached the fake with the subscription's bearer token,
+        ``request`` reached the fake with the subscription's bearer token,
         the OAuth beta exactly once, and no API key.
         """
         self.assertEqual(request.headers.get("authorization"), ["Bearer " + self.fake.access_token])
@@ -155,13 +155,13 @@ class _CcmWithFakeUpstream(unittest.TestCase):
 
 class ClaudeCodeTests(_CcmWithFakeUpstream):
     """
-    The real Claude Code CLI (C{claude -p}) through ccm.
+    The real Claude Code CLI (``claude -p``) through ccm.
     """
 
     @inlineCallbacks
     def test_print_streams_through_ccm(self) -> Any:
         """
-        C{claude -p} with a ccm token prints the upstream's text and exits 0;
+        ``claude -p`` with a ccm token prints the upstream's text and exits 0;
         the upstream got one streaming request on the CLI's own path (query
         kept), with the subscription's bearer token, the OAuth beta once
         beside the CLI's betas, and never the client's token.
@@ -183,7 +183,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
     @inlineCallbacks
     def test_json_output(self) -> Any:
         """
-        C{claude -p --output-format json} reports a successful result
+        ``claude -p --output-format json`` reports a successful result
         holding the upstream's text.
         """
         self.fake.enqueue(text_reply("Answer as JSON."))
@@ -198,10 +198,10 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
     @inlineCallbacks
     def test_non_streaming_fallback_after_midstream_error(self) -> Any:
         """
-        When the stream ends with an C{api_error} event after
-        C{message_start}, the CLI asks again without streaming and prints
+        When the stream ends with an ``api_error`` event after
+        ``message_start``, the CLI asks again without streaming and prints
         that reply's text: ccm relays the error event as it came and serves
-        the non-streaming request too.  (An C{overloaded_error} event would
+        the non-streaming request too.  (An ``overloaded_error`` event would
         make the CLI retry with streaming instead.)
         """
         self.fake.enqueue(
@@ -216,7 +216,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
     def test_non_streaming_fallback_after_upstream_cut(self) -> Any:
         """
         When the upstream connection breaks in the middle of a stream, ccm
-        ends the client's stream with an SSE C{error} event of its own, and
+        ends the client's stream with an SSE ``error`` event of its own, and
         the CLI falls back to a non-streaming request, which succeeds.
         """
         self.fake.enqueue(cut_stream_reply(after_events=3), text_reply("Fallback answer."))
@@ -239,8 +239,8 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
     @inlineCallbacks
     def test_tool_round_trip(self) -> Any:
         """
-        A C{tool_use} answer makes the CLI run the tool and send its output
-        back as a C{tool_result} through ccm, then print the final text.
+        A ``tool_use`` answer makes the CLI run the tool and send its output
+        back as a ``tool_result`` through ccm, then print the final text.
         """
         self.fake.enqueue(
             tool_use_reply("Bash", {"command": "echo e2e-tool-ok", "description": "echo"}),
@@ -307,7 +307,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
     @inlineCallbacks
     def test_api_key_with_user_token(self) -> Any:
         """
-        C{ANTHROPIC_API_KEY} set to a user's token (sent as C{x-api-key})
+        ``ANTHROPIC_API_KEY`` set to a user's token (sent as ``x-api-key``)
         is accepted; the upstream gets the OAuth bearer and no API key.
         """
         self.fake.enqueue(text_reply("Hello, API key user."))
@@ -325,7 +325,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
     @inlineCallbacks
     def test_subscriber_mode_client(self) -> Any:
         """
-        A CLI in subscriber mode (C{CLAUDE_CODE_OAUTH_TOKEN} set to a ccm
+        A CLI in subscriber mode (``CLAUDE_CODE_OAUTH_TOKEN`` set to a ccm
         token) sends the OAuth beta itself: upstream still sees it exactly
         once, next to the CLI's other subscriber beta.
         """
@@ -395,14 +395,14 @@ print(json.dumps(out))
 
 class AnthropicSDKTests(_CcmWithFakeUpstream):
     """
-    The real C{anthropic} Python SDK (which sends its API key as a bearer
+    The real ``anthropic`` Python SDK (which sends its API key as a bearer
     token) through ccm.
     """
 
     @inlineCallbacks
     def run_sdk(self, body: str) -> Any:
         """
-        Run C{SDK_PRELUDE + body} against ccm with alice's token; fire with
+        Run ``SDK_PRELUDE + body`` against ccm with alice's token; fire with
         the JSON object it printed.
         """
         rc, out, err = yield e2e.run_python_script(
@@ -420,8 +420,8 @@ class AnthropicSDKTests(_CcmWithFakeUpstream):
     @inlineCallbacks
     def test_create_stream_count_tokens_models(self) -> Any:
         """
-        Non-streaming C{messages.create}, C{messages.stream} (text and final
-        message with usage), C{messages.count_tokens} and C{models.list}
+        Non-streaming ``messages.create``, ``messages.stream`` (text and final
+        message with usage), ``messages.count_tokens`` and ``models.list``
         all work through ccm, each sent upstream with the OAuth bearer.
         """
         self.fake.enqueue(text_reply("Not streamed."), text_reply("Streamed."))
@@ -462,10 +462,10 @@ class AnthropicSDKTests(_CcmWithFakeUpstream):
     def test_upstream_errors_reach_the_sdk(self) -> Any:
         """
         An upstream 529 reaches the SDK unchanged (status, error body,
-        C{request-id}) as C{OverloadedError}.  A 429 saying the subscription
+        ``request-id``) as ``OverloadedError``.  A 429 saying the subscription
         is out of quota is the pool's to answer: with no other credential,
-        the SDK gets ccm's own C{RateLimitError} with C{retry-after} until
-        the window resets and C{x-should-retry: false}.
+        the SDK gets ccm's own ``RateLimitError`` with ``retry-after`` until
+        the window resets and ``x-should-retry: false``.
         """
         self.fake.enqueue(
             error_reply(529, "overloaded_error", "Overloaded"),

@@ -1,10 +1,10 @@
 """
-End-to-end tests of the ccm service as a real C{twistd -n ccm} process:
+End-to-end tests of the ccm service as a real ``twistd -n ccm`` process:
 start-up failures, the credentials file coming and going while it runs,
 token refresh against the fake OAuth endpoint, and shutdown.
 
-Requests come from this test process (a plain L{twisted.web.client.Agent});
-the upstream is the fake of L{tests.fake_anthropic}.  Every test that starts
+Requests come from this test process (a plain :obj:`twisted.web.client.Agent`);
+the upstream is the fake of :obj:`tests.fake_anthropic`.  Every test that starts
 ccm also checks, once it has stopped, that its output holds no secret (OAuth
 tokens, user tokens) and no traceback.
 """
@@ -54,7 +54,7 @@ class ClientReply:
 
     def header(self, name: str) -> str | None:
         """
-        The first value of header C{name}, or C{None}.
+        The first value of header ``name``, or ``None``.
         """
         values = self.headers.getRawHeaders(name)
         return values[0] if values else None
@@ -97,7 +97,7 @@ class _ServiceTestCase(unittest.TestCase):
     def write_credentials(self, expires_in_seconds: float, mode: int = 0o600, **fields: Any) -> None:
         """
         Write a credentials file holding the fake's current tokens;
-        C{fields} as for L{fixtures.credentials_document}.
+        ``fields`` as for :obj:`fixtures.credentials_document`.
         """
         self.note_fake_tokens()
         fixtures.write_credentials(
@@ -137,9 +137,9 @@ class _ServiceTestCase(unittest.TestCase):
     @inlineCallbacks
     def post_message(self) -> Any:
         """
-        Send a non-streaming C{POST /v1/messages} to ccm as alice.
+        Send a non-streaming ``POST /v1/messages`` to ccm as alice.
 
-        :return: a Deferred firing with the L{ClientReply}.
+        :return: a Deferred firing with the :obj:`ClientReply`.
         """
         assert self.ccm is not None
         body = json.dumps(
@@ -165,7 +165,7 @@ class _ServiceTestCase(unittest.TestCase):
     def poll_until(self, predicate: Callable[[ClientReply], bool], what: str) -> Any:
         """
         Send requests every 0.1 s until one gets a reply satisfying
-        C{predicate}; fail after L{FILE_CHANGE_TIMEOUT_SECONDS}.
+        ``predicate``; fail after :obj:`FILE_CHANGE_TIMEOUT_SECONDS`.
 
         :return: a Deferred firing with that reply.
         """
@@ -185,8 +185,8 @@ class _ServiceTestCase(unittest.TestCase):
 
     def assert_unavailable(self, reply: ClientReply, *fragments: str) -> None:
         """
-        C{reply} is ccm's own 503 for a credential it cannot use, telling
-        clients not to retry, with every one of C{fragments} in its message.
+        ``reply`` is ccm's own 503 for a credential it cannot use, telling
+        clients not to retry, with every one of ``fragments`` in its message.
         """
         self.assertEqual(reply.code, 503, reply)
         self.assertEqual(reply.header("x-should-retry"), "false")
@@ -247,7 +247,7 @@ class StartupFailureTests(_ServiceTestCase):
     @inlineCallbacks
     def test_usage_directory_missing(self) -> Any:
         """
-        A credential's C{usages_path} in a directory that does not exist
+        A credential's ``usages_path`` in a directory that does not exist
         makes twistd exit non-zero at start-up with one line naming the
         JSON path and the directory, instead of losing the usage at
         shutdown; no traceback, and nothing listens.
@@ -404,7 +404,7 @@ class RefreshTests(_ServiceTestCase):
         """
         When the token endpoint rejects the refresh token of an expired
         credential, requests get a 503 telling the operator to log in
-        again with C{claude /login}, and never reach the upstream.
+        again with ``claude /login``, and never reach the upstream.
         """
         self.fake.token_mode = "invalid_grant"
         self.write_credentials(expires_in_seconds=-3600)
@@ -447,18 +447,18 @@ class ShutdownTests(_ServiceTestCase):
 
 class DefaultsTests(_ServiceTestCase):
     """
-    C{twistd -n ccm} without C{--config}, as the README's first command
+    ``twistd -n ccm`` without ``--config``, as the README's first command
     runs it.
     """
 
     @inlineCallbacks
     def test_starts_on_defaults(self) -> Any:
         """
-        Without C{--config}, in an empty C{HOME}, ccm starts on its
+        Without ``--config``, in an empty ``HOME``, ccm starts on its
         defaults, and its first log lines name the credentials file it
         uses, say that it has no users and give the URL clients set; a
         request to that URL reaches ccm, which answers that the file is
-        missing.  (C{--listen} only moves it off port 8080, which another
+        missing.  (``--listen`` only moves it off port 8080, which another
         program may hold.)
         """
         port = e2e.free_port()

@@ -1,11 +1,11 @@
 """
-End-to-end tests of signals with a real C{twistd -n ccm} process: SIGHUP
+End-to-end tests of signals with a real ``twistd -n ccm`` process: SIGHUP
 reloads the configuration file while requests keep flowing, and a second
 SIGTERM during the shutdown drain stops at once, ending the stream still
 running properly and saving its usage.
 
-Requests come from this test process (L{twisted.web.client.Agent}, a new
-connection each); the upstream is the fake of L{tests.fake_anthropic}.
+Requests come from this test process (:obj:`twisted.web.client.Agent`, a new
+connection each); the upstream is the fake of :obj:`tests.fake_anthropic`.
 Every test checks that ccm's output holds no secret and no traceback.
 """
 
@@ -41,8 +41,8 @@ WAIT_SECONDS = 10.0
 
 class _Collect(Protocol):
     """
-    Collect a response body; C{done} fires with the body and whether it
-    ended cleanly (L{ResponseDone}, not a cut connection).
+    Collect a response body; ``done`` fires with the body and whether it
+    ended cleanly (:obj:`ResponseDone`, not a cut connection).
     """
 
     def __init__(self) -> None:
@@ -90,7 +90,7 @@ class _SignalTestCase(unittest.TestCase):
 
     def config(self, users: list[dict[str, str]], **keys: Any) -> dict[str, Any]:
         """
-        A configuration for ccm with C{users} and more C{keys}.
+        A configuration for ccm with ``users`` and more ``keys``.
         """
         config = e2e.ccm_config(self.fake_url, self.credential_path, users)
         config["usages_path"] = self.usages_path
@@ -125,7 +125,7 @@ class _SignalTestCase(unittest.TestCase):
     @inlineCallbacks
     def wait_for(self, *texts: str, count: int = 1) -> Any:
         """
-        Wait until ccm's output holds C{texts}, together, C{count} times.
+        Wait until ccm's output holds ``texts``, together, ``count`` times.
         """
         assert self.ccm is not None
         deadline = time.monotonic() + WAIT_SECONDS
@@ -147,7 +147,7 @@ class _SignalTestCase(unittest.TestCase):
 
     def request(self, token: str, stream: bool = False, url: str | None = None) -> Deferred[Any]:
         """
-        Send C{POST /v1/messages} with C{token} on a new connection.
+        Send ``POST /v1/messages`` with ``token`` on a new connection.
         """
         assert self.ccm is not None
         body = json.dumps(
@@ -179,8 +179,8 @@ class _SignalTestCase(unittest.TestCase):
     @inlineCallbacks
     def open_stream(self, usage: dict[str, int]) -> Any:
         """
-        A streaming request by alice whose C{message_start} (reporting
-        C{usage}) reached ccm; fires with the reply's handle and a
+        A streaming request by alice whose ``message_start`` (reporting
+        ``usage``) reached ccm; fires with the reply's handle and a
         collector of the body.
         """
         reply = manual_reply()
@@ -337,7 +337,7 @@ class SecondSignalTests(_SignalTestCase):
         With a stream running and a long grace, SIGTERM starts the drain
         and a second SIGTERM ends it: ccm exits promptly with one log line
         about it and no traceback, the client receives an SSE
-        C{overloaded_error} event and a clean end of body, and the stream's
+        ``overloaded_error`` event and a clean end of body, and the stream's
         usage is saved.
         """
         yield self.start(self.config([{"name": "alice", "token": ALICE}], shutdown_grace="5m"))

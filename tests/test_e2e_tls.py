@@ -1,15 +1,15 @@
 """
-End-to-end tests of TLS listening: a real C{twistd -n ccm} process serving
-HTTPS from the sing-box C{tls} object (certificate files or inline arrays of
-lines) and from an C{ssl:} endpoint string, with a certificate chain made by
-L{tests.certs} (root, intermediate, server).
+End-to-end tests of TLS listening: a real ``twistd -n ccm`` process serving
+HTTPS from the sing-box ``tls`` object (certificate files or inline arrays of
+lines) and from an ``ssl:`` endpoint string, with a certificate chain made by
+:obj:`tests.certs` (root, intermediate, server).
 
 The clients trust only the test root, so every successful handshake proves
-that ccm serves the intermediate: a treq-style L{Agent} in this process, and
-the real Claude Code CLI with C{NODE_EXTRA_CA_CERTS}.  Ed25519 chains work
-too, and ALPN only ever settles on C{http/1.1}.  Start-up failures (missing
-file, mismatched key, not PEM, encrypted key, ACME/ECH/REALITY, an C{alpn}
-list without C{http/1.1}) must end the process with a clear message and no
+that ccm serves the intermediate: a treq-style :obj:`Agent` in this process, and
+the real Claude Code CLI with ``NODE_EXTRA_CA_CERTS``.  Ed25519 chains work
+too, and ALPN only ever settles on ``http/1.1``.  Start-up failures (missing
+file, mismatched key, not PEM, encrypted key, ACME/ECH/REALITY, an ``alpn``
+list without ``http/1.1``) must end the process with a clear message and no
 traceback.
 """
 
@@ -47,8 +47,8 @@ MODEL = "claude-sonnet-4-5-20250929"
 @implementer(IPolicyForHTTPS)
 class _TrustTestRoot:
     """
-    An HTTPS policy for L{Agent} that trusts only the test root CA (not the
-    system's) and checks the server's name against C{localhost}.
+    An HTTPS policy for :obj:`Agent` that trusts only the test root CA (not the
+    system's) and checks the server's name against ``localhost``.
     """
 
     def __init__(self, root_pem: bytes) -> None:
@@ -72,7 +72,7 @@ class _TLSTestCase(unittest.TestCase):
     """
 
     timeout = 300
-    #: The key algorithm of the test certificate chain (see L{make_pki}).
+    #: The key algorithm of the test certificate chain (see :obj:`make_pki`).
     algorithm = "ec"
 
     def setUp(self) -> None:
@@ -95,7 +95,7 @@ class _TLSTestCase(unittest.TestCase):
 
     def write(self, name: str, content: bytes) -> str:
         """
-        Write C{content} to C{name} in the test's directory; return its path.
+        Write ``content`` to ``name`` in the test's directory; return its path.
         """
         path = os.path.join(self.directory, name)
         with open(path, "wb") as handle:
@@ -105,7 +105,7 @@ class _TLSTestCase(unittest.TestCase):
     def config_with_tls(self, tls: dict[str, Any]) -> dict[str, Any]:
         """
         A ccm configuration in front of the fake, listening with the sing-box
-        listen fields on a free loopback port with this C{tls} object.
+        listen fields on a free loopback port with this ``tls`` object.
         """
         config = e2e.ccm_config(self.fake_url, self.credential_path, USERS)
         del config["endpoint"]
@@ -114,7 +114,7 @@ class _TLSTestCase(unittest.TestCase):
 
     def config_with_endpoint(self, endpoint: str) -> dict[str, Any]:
         """
-        A ccm configuration in front of the fake listening on C{endpoint}.
+        A ccm configuration in front of the fake listening on ``endpoint``.
         """
         config = e2e.ccm_config(self.fake_url, self.credential_path, USERS)
         config["endpoint"] = endpoint
@@ -155,7 +155,7 @@ class _TLSTestCase(unittest.TestCase):
         """
         Send one request to ccm over HTTPS, trusting only the test root.
 
-        :return: a Deferred firing with C{(code, headers, body)}.
+        :return: a Deferred firing with ``(code, headers, body)``.
         """
         pool = HTTPConnectionPool(reactor, persistent=True)
         self.addCleanup(pool.closeCachedConnections)
@@ -179,7 +179,7 @@ class _TLSTestCase(unittest.TestCase):
     @inlineCallbacks
     def assert_serves_https(self) -> Any:
         """
-        ccm answers C{/} with its JSON 404 and proxies a C{/v1/messages}
+        ccm answers ``/`` with its JSON 404 and proxies a ``/v1/messages``
         request to the fake, over HTTPS verified against the test root.
         """
         code, headers, body = yield self.request(b"GET", "/")
@@ -201,7 +201,7 @@ class _TLSTestCase(unittest.TestCase):
     def assert_claude_code_works(self) -> Any:
         """
         The real Claude Code CLI, trusting the test root through
-        C{NODE_EXTRA_CA_CERTS}, gets the fake's answer through ccm over HTTPS.
+        ``NODE_EXTRA_CA_CERTS``, gets the fake's answer through ccm over HTTPS.
         """
         self.fake.enqueue(text_reply("Hello from TLS ccm."))
         result = yield e2e.run_claude(
@@ -218,13 +218,13 @@ class _TLSTestCase(unittest.TestCase):
 
 class TLSObjectTests(_TLSTestCase):
     """
-    ccm listening with the sing-box C{tls} object.
+    ccm listening with the sing-box ``tls`` object.
     """
 
     @inlineCallbacks
     def test_certificate_files_served_with_intermediate(self) -> Any:
         """
-        With C{certificate_path} holding the server certificate followed by
+        With ``certificate_path`` holding the server certificate followed by
         the intermediate, a client trusting only the root gets ccm's JSON 404
         and a proxied message: the intermediate is served.
         """
@@ -239,7 +239,7 @@ class TLSObjectTests(_TLSTestCase):
     def test_claude_code_with_certificate_files(self) -> Any:
         """
         The real Claude Code CLI works through ccm serving TLS from
-        certificate files, trusting the test root by C{NODE_EXTRA_CA_CERTS}.
+        certificate files, trusting the test root by ``NODE_EXTRA_CA_CERTS``.
         """
         yield self.start_ccm(
             self.config_with_tls(
@@ -251,8 +251,8 @@ class TLSObjectTests(_TLSTestCase):
     @inlineCallbacks
     def test_claude_code_with_inline_certificate_and_key(self) -> Any:
         """
-        Inline C{certificate} and C{key} arrays of lines (chain included),
-        with C{min_version}, serve the real Claude Code CLI and a client
+        Inline ``certificate`` and ``key`` arrays of lines (chain included),
+        with ``min_version``, serve the real Claude Code CLI and a client
         trusting only the root.
         """
         yield self.start_ccm(
@@ -293,14 +293,14 @@ class _Handshake(Protocol):
 
 class ALPNTests(_TLSTestCase):
     """
-    ccm offers the ALPN protocols of the C{tls} object.
+    ccm offers the ALPN protocols of the ``tls`` object.
     """
 
     @inlineCallbacks
     def test_http_1_1_negotiated_when_h2_listed(self) -> Any:
         """
-        With the usual sing-box C{alpn: ["h2", "http/1.1"]}, a client
-        offering C{h2} first still gets C{http/1.1} (ccm serves HTTP/1.1
+        With the usual sing-box ``alpn: ["h2", "http/1.1"]``, a client
+        offering ``h2`` first still gets ``http/1.1`` (ccm serves HTTP/1.1
         only), and requests work as usual.
         """
         yield self.start_ccm(
@@ -371,13 +371,13 @@ class Ed25519Tests(_TLSTestCase):
 
 class SSLEndpointTests(_TLSTestCase):
     """
-    ccm listening on an C{ssl:} endpoint string.
+    ccm listening on an ``ssl:`` endpoint string.
     """
 
     @inlineCallbacks
     def test_ssl_endpoint_with_extra_chain(self) -> Any:
         """
-        An C{ssl:} endpoint with C{extraCertChain} serves the intermediate:
+        An ``ssl:`` endpoint with ``extraCertChain`` serves the intermediate:
         both a client trusting only the root and the real Claude Code CLI
         get through.
         """
@@ -401,7 +401,7 @@ class StartupFailureTests(_TLSTestCase):
     def assert_refused(self, config: dict[str, Any], *fragments: str) -> Any:
         """
         ccm exits by itself, non-zero, without a traceback or key material,
-        and its output holds every one of C{fragments}.
+        and its output holds every one of ``fragments``.
 
         :return: a Deferred firing with the output.
         """
@@ -418,7 +418,7 @@ class StartupFailureTests(_TLSTestCase):
     @inlineCallbacks
     def test_missing_certificate_file(self) -> Any:
         """
-        A C{certificate_path} that does not exist is a configuration error
+        A ``certificate_path`` that does not exist is a configuration error
         naming the JSON path of the key and the file.
         """
         missing = os.path.join(self.directory, "no-such-cert.pem")
@@ -496,7 +496,7 @@ class StartupFailureTests(_TLSTestCase):
     @inlineCallbacks
     def test_ssl_endpoint_with_mismatched_key(self) -> Any:
         """
-        An C{ssl:} endpoint whose key is not the certificate's is refused as
+        An ``ssl:`` endpoint whose key is not the certificate's is refused as
         an invalid endpoint, with OpenSSL's reason and no traceback.
         """
         other_key = self.write("other.key", self.pki.other_key_pem)
@@ -513,7 +513,7 @@ class StartupFailureTests(_TLSTestCase):
     @inlineCallbacks
     def test_acme_refused(self) -> Any:
         """
-        A C{tls} object asking for ACME is refused with a message naming
+        A ``tls`` object asking for ACME is refused with a message naming
         the key and saying it is not supported.
         """
         yield self.assert_refused(
@@ -525,7 +525,7 @@ class StartupFailureTests(_TLSTestCase):
     @inlineCallbacks
     def test_alpn_without_http_1_1_refused(self) -> Any:
         """
-        An C{alpn} list without C{http/1.1} is refused at start-up, as a
+        An ``alpn`` list without ``http/1.1`` is refused at start-up, as a
         configuration error naming its JSON path: ccm could not serve any
         client that agreed to it.
         """
@@ -544,7 +544,7 @@ class StartupFailureTests(_TLSTestCase):
     @inlineCallbacks
     def test_ech_refused(self) -> Any:
         """
-        A C{tls} object asking for ECH is refused as not supported, even
+        A ``tls`` object asking for ECH is refused as not supported, even
         with a usable certificate and key.
         """
         yield self.assert_refused(
@@ -563,7 +563,7 @@ class StartupFailureTests(_TLSTestCase):
     @inlineCallbacks
     def test_reality_refused(self) -> Any:
         """
-        A C{tls} object asking for REALITY is refused as not supported.
+        A ``tls`` object asking for REALITY is refused as not supported.
         """
         yield self.assert_refused(
             self.config_with_tls({"enabled": True, "reality": {"enabled": True}}),

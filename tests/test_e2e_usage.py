@@ -1,6 +1,6 @@
 """
-End-to-end tests of usage accounting: a real C{twistd -n ccm} process with
-a C{usages_path}, real Claude Code CLI and SDK requests through it, and the
+End-to-end tests of usage accounting: a real ``twistd -n ccm`` process with
+a ``usages_path``, real Claude Code CLI and SDK requests through it, and the
 usage file it leaves behind when it shuts down.
 """
 
@@ -48,8 +48,8 @@ BOB_USAGE = {
 
 class _Collect(Protocol):
     """
-    Collect a response body and fire C{started} at the first bytes;
-    C{clean} says whether the body ended properly.
+    Collect a response body and fire ``started`` at the first bytes;
+    ``clean`` says whether the body ended properly.
     """
 
     def __init__(self) -> None:
@@ -79,7 +79,7 @@ class UsageFileTests(unittest.TestCase):
     def start(self, existing: dict[str, Any] | None = None, grace: str | None = None) -> Any:
         """
         Start the fake upstream and ccm with a usage file (optionally
-        already holding C{existing}), and C{grace} as its C{shutdown_grace}
+        already holding ``existing``), and ``grace`` as its ``shutdown_grace``
         if given.
         """
         self.fake, fake_url = e2e.serve_fake_anthropic(self)
@@ -189,7 +189,7 @@ class UsageFileTests(unittest.TestCase):
     def open_stream(self, message_id: str, usage: dict[str, int]) -> Any:
         """
         Start a streaming request by alice, answered by a manual reply that
-        has sent its C{message_start} (with C{usage}); fire with the reply's
+        has sent its ``message_start`` (with ``usage``); fire with the reply's
         handle and a collector of the body, once the first bytes arrived.
         """
         reply = manual_reply()
@@ -233,7 +233,7 @@ class UsageFileTests(unittest.TestCase):
         A stream still open when ccm is stopped, and still open when the
         shutdown grace period ends, counts the tokens its first event
         reported: shutdown does not lose it.  The client gets an SSE
-        C{error} event saying ccm is restarting, and a clean end of body.
+        ``error`` event saying ccm is restarting, and a clean end of body.
         """
         yield self.start(grace="1s")
         _, collector = yield self.open_stream(

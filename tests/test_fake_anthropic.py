@@ -1,5 +1,5 @@
 """
-Tests for L{tests.fake_anthropic}: the fake API must itself behave as
+Tests for :obj:`tests.fake_anthropic`: the fake API must itself behave as
 documented before other tests rely on it.
 """
 
@@ -58,7 +58,7 @@ def parse_event(chunk: bytes) -> tuple[str, dict[str, Any]]:
 
 class FakeTestCase(SynchronousTestCase):
     """
-    A fake on a L{Clock}, reached through L{StubTreq}.
+    A fake on a :obj:`Clock`, reached through :obj:`StubTreq`.
     """
 
     def setUp(self) -> None:
@@ -131,7 +131,7 @@ class RecordingTests(FakeTestCase):
     def test_request_recorded(self) -> None:
         """
         Method, path with query, lower-cased multi-valued headers and body are
-        recorded; C{header} is case-insensitive and C{json} parses the body.
+        recorded; ``header`` is case-insensitive and ``json`` parses the body.
         """
         body = {"model": "claude-haiku-4-5", "messages": [], "max_tokens": 5}
         headers = dict(OAUTH_HEADERS, **{"X-Custom": "one"})
@@ -155,7 +155,7 @@ class RecordingTests(FakeTestCase):
 
     def test_request_ids(self) -> None:
         """
-        Every response, on any path, carries C{request-id: req_fake_<n>}
+        Every response, on any path, carries ``request-id: req_fake_<n>``
         counting requests from 1, also recorded on the request.
         """
         first = self.messages({"model": "m"})
@@ -180,7 +180,7 @@ class RecordingTests(FakeTestCase):
 
     def test_token_requests(self) -> None:
         """
-        C{token_requests} holds only C{POST /v1/oauth/token}; C{requests}
+        ``token_requests`` holds only ``POST /v1/oauth/token``; ``requests``
         holds everything.
         """
         self.messages({"model": "m"})
@@ -209,7 +209,7 @@ class AuthTests(FakeTestCase):
 
     def test_missing_beta(self) -> None:
         """
-        Without C{oauth-2025-04-20} in C{anthropic-beta} the answer is the
+        Without ``oauth-2025-04-20`` in ``anthropic-beta`` the answer is the
         real API's "OAuth ... not supported" 401.
         """
         headers = dict(OAUTH_HEADERS, **{"anthropic-beta": "claude-code-20250219"})
@@ -229,7 +229,7 @@ class AuthTests(FakeTestCase):
 
     def test_x_api_key_rejected(self) -> None:
         """
-        Any C{x-api-key} header is rejected even next to a valid bearer.
+        Any ``x-api-key`` header is rejected even next to a valid bearer.
         """
         headers = dict(OAUTH_HEADERS, **{"x-api-key": "sk-ant-api03-client"})
         self.assert_unauthorized(self.messages({"model": "m"}, headers), "invalid x-api-key")
@@ -267,7 +267,7 @@ class AuthTests(FakeTestCase):
 
 class NonStreamingTests(FakeTestCase):
     """
-    Requests without C{"stream": true} get one Message JSON.
+    Requests without ``"stream": true`` get one Message JSON.
     """
 
     def test_default_text(self) -> None:
@@ -301,7 +301,7 @@ class NonStreamingTests(FakeTestCase):
 
     def test_model_and_usage_override(self) -> None:
         """
-        C{model} and C{usage} given to C{text_reply} replace the defaults;
+        ``model`` and ``usage`` given to ``text_reply`` replace the defaults;
         a cache write without a split counts as 5 minute cache.
         """
         usage = {
@@ -322,7 +322,7 @@ class NonStreamingTests(FakeTestCase):
 
     def test_thinking(self) -> None:
         """
-        C{thinking_reply} gives a signed thinking block, then text.
+        ``thinking_reply`` gives a signed thinking block, then text.
         """
         self.fake.enqueue(thinking_reply("hmm", "ok"))
         content = self.json_of(self.messages({"model": "m"}))["content"]
@@ -333,7 +333,7 @@ class NonStreamingTests(FakeTestCase):
 
     def test_tool_use(self) -> None:
         """
-        C{tool_use_reply} gives a tool_use block and stop_reason tool_use.
+        ``tool_use_reply`` gives a tool_use block and stop_reason tool_use.
         """
         self.fake.enqueue(tool_use_reply("Bash", {"command": "ls"}, tool_id="toolu_1"))
         body = self.json_of(self.messages({"model": "m"}))
@@ -369,8 +369,8 @@ class NonStreamingTests(FakeTestCase):
 
 class StreamingTests(FakeTestCase):
     """
-    Requests with C{"stream": true} get the SSE event sequence of the real
-    API, one C{request.write} per event.
+    Requests with ``"stream": true`` get the SSE event sequence of the real
+    API, one ``request.write`` per event.
     """
 
     def test_text_events(self) -> None:
@@ -472,7 +472,7 @@ class StreamingTests(FakeTestCase):
 
 class HeaderTests(FakeTestCase):
     """
-    Unified rate-limit headers on C{/v1/messages} responses.
+    Unified rate-limit headers on ``/v1/messages`` responses.
     """
 
     def test_default_unified(self) -> None:
@@ -492,7 +492,7 @@ class HeaderTests(FakeTestCase):
 
     def test_custom_unified(self) -> None:
         """
-        Replacing C{unified_headers} changes what streaming responses carry.
+        Replacing ``unified_headers`` changes what streaming responses carry.
         """
         self.fake.unified_headers = {UNIFIED + "status": "allowed_warning"}
         response = self.messages({"model": "m", "stream": True})
@@ -502,8 +502,8 @@ class HeaderTests(FakeTestCase):
 
     def test_unified_by_token(self) -> None:
         """
-        C{unified_headers_by_token} gives one subscription's responses their
-        own headers; other tokens keep C{unified_headers}.
+        ``unified_headers_by_token`` gives one subscription's responses their
+        own headers; other tokens keep ``unified_headers``.
         """
         self.fake.extra_access_tokens = {"sk-ant-oat01-second"}
         self.fake.unified_headers_by_token = {
@@ -518,7 +518,7 @@ class HeaderTests(FakeTestCase):
 
 class ErrorReplyTests(FakeTestCase):
     """
-    C{error_reply} answers with the API's error shape.
+    ``error_reply`` answers with the API's error shape.
     """
 
     def test_rate_limited(self) -> None:
@@ -547,7 +547,7 @@ class ErrorReplyTests(FakeTestCase):
 
     def test_explicit_headers(self) -> None:
         """
-        Explicit headers replace the unified set; C{{}} gives a 429 without
+        Explicit headers replace the unified set; ``{}`` gives a 429 without
         any unified header (a transient throttle).
         """
         self.fake.enqueue(error_reply(429, "rate_limit_error", "slow down", headers={}))
@@ -570,7 +570,7 @@ class ErrorReplyTests(FakeTestCase):
 
 class MidstreamErrorTests(FakeTestCase):
     """
-    C{midstream_error_reply} fails inside a 200 stream.
+    ``midstream_error_reply`` fails inside a 200 stream.
     """
 
     def test_streaming(self) -> None:
@@ -602,7 +602,7 @@ class MidstreamErrorTests(FakeTestCase):
 
 class CutStreamTests(FakeTestCase):
     """
-    C{cut_stream_reply} drops the connection mid-body.
+    ``cut_stream_reply`` drops the connection mid-body.
     """
 
     def test_streaming(self) -> None:
@@ -636,7 +636,7 @@ class CutStreamTests(FakeTestCase):
 
 class HangReplyTests(FakeTestCase):
     """
-    C{hang_reply} never answers.
+    ``hang_reply`` never answers.
     """
 
     def test_hang_then_client_gives_up(self) -> None:
@@ -661,7 +661,7 @@ class HangReplyTests(FakeTestCase):
 
 class ManualReplyTests(FakeTestCase):
     """
-    C{manual_reply} lets the test drive the response.
+    ``manual_reply`` lets the test drive the response.
     """
 
     def setUp(self) -> None:
@@ -672,8 +672,8 @@ class ManualReplyTests(FakeTestCase):
 
     def test_driven(self) -> None:
         """
-        The handle appears on arrival; C{start} sends headers, each C{event}
-        reaches the client at once as its own chunk, C{finish} ends the body.
+        The handle appears on arrival; ``start`` sends headers, each ``event``
+        reaches the client at once as its own chunk, ``finish`` ends the body.
         """
         handle = self.reply.handle
         assert handle is not None
@@ -703,7 +703,7 @@ class ManualReplyTests(FakeTestCase):
 
     def test_abort(self) -> None:
         """
-        C{abort} cuts the body after what was written; nothing is written
+        ``abort`` cuts the body after what was written; nothing is written
         afterwards.
         """
         handle = self.reply.handle
@@ -746,7 +746,7 @@ class ManualReplyTests(FakeTestCase):
 
 class SlowStreamTests(FakeTestCase):
     """
-    C{slow_stream_reply} paces events on the injected clock.
+    ``slow_stream_reply`` paces events on the injected clock.
     """
 
     def test_paced(self) -> None:
@@ -813,7 +813,7 @@ class OtherEndpointTests(FakeTestCase):
 
     def test_count_tokens(self) -> None:
         """
-        count_tokens answers C{input_tokens} derived from the body length.
+        count_tokens answers ``input_tokens`` derived from the body length.
         """
         messages = [{"role": "user", "content": "x" * 400}]
         raw = json.dumps({"model": "m", "messages": messages}).encode()
@@ -859,7 +859,7 @@ class OtherEndpointTests(FakeTestCase):
 
     def test_usage_body_override(self) -> None:
         """
-        C{usage_body}, when set, is the usage answer as given.
+        ``usage_body``, when set, is the usage answer as given.
         """
         self.fake.usage_body = {
             "five_hour": None,
@@ -871,8 +871,8 @@ class OtherEndpointTests(FakeTestCase):
 
     def test_usage_rate_limited(self) -> None:
         """
-        C{usage_mode = "rate_limited"} answers 429 with C{usage_retry_after}
-        as C{retry-after}, or without that header when it is C{None}.
+        ``usage_mode = "rate_limited"`` answers 429 with ``usage_retry_after``
+        as ``retry-after``, or without that header when it is ``None``.
         """
         self.fake.usage_mode = "rate_limited"
         response = self.request("GET", "/api/oauth/usage")
@@ -885,8 +885,8 @@ class OtherEndpointTests(FakeTestCase):
 
     def test_usage_server_error_and_malformed(self) -> None:
         """
-        C{"server_error"} answers 500 in the API's error shape;
-        C{"malformed"} answers 200 with a body that is not JSON.
+        ``"server_error"`` answers 500 in the API's error shape;
+        ``"malformed"`` answers 200 with a body that is not JSON.
         """
         self.fake.usage_mode = "server_error"
         response = self.request("GET", "/api/oauth/usage")
@@ -902,7 +902,7 @@ class OtherEndpointTests(FakeTestCase):
 
     def test_usage_hang(self) -> None:
         """
-        C{"hang"} never answers; C{"hang_body"} sends the headers and part
+        ``"hang"`` never answers; ``"hang_body"`` sends the headers and part
         of the body, then nothing.  Both requests stay open until the
         client gives up.
         """
@@ -930,8 +930,8 @@ class OtherEndpointTests(FakeTestCase):
 
     def test_profile_modes(self) -> None:
         """
-        C{profile} is the profile answer; C{profile_mode = "server_error"}
-        answers 500 and C{"hang"} never answers.
+        ``profile`` is the profile answer; ``profile_mode = "server_error"``
+        answers 500 and ``"hang"`` never answers.
         """
         self.fake.profile["organization"]["organization_type"] = "claude_pro"
         body = self.json_of(self.request("GET", "/api/oauth/profile"))
@@ -949,7 +949,7 @@ class OtherEndpointTests(FakeTestCase):
 
     def test_profile_copy(self) -> None:
         """
-        Changing one fake's C{profile} leaves other fakes' alone.
+        Changing one fake's ``profile`` leaves other fakes' alone.
         """
         self.fake.profile["organization"]["organization_type"] = "claude_team"
         other = FakeAnthropic(self.clock)
@@ -957,7 +957,7 @@ class OtherEndpointTests(FakeTestCase):
 
     def test_extra_access_tokens(self) -> None:
         """
-        Tokens in C{extra_access_tokens} are accepted like C{access_token};
+        Tokens in ``extra_access_tokens`` are accepted like ``access_token``;
         others are not.
         """
         self.fake.extra_access_tokens = {"sk-ant-oat01-second"}
@@ -969,7 +969,7 @@ class OtherEndpointTests(FakeTestCase):
 
 class TokenEndpointTests(FakeTestCase):
     """
-    C{POST /v1/oauth/token} and its modes.
+    ``POST /v1/oauth/token`` and its modes.
     """
 
     def refresh_body(self, refresh_token: str = REFRESH_TOKEN, **extra: str) -> dict[str, str]:
@@ -1069,7 +1069,7 @@ class TokenEndpointTests(FakeTestCase):
 
 class RealReactorTests(TestCase):
     """
-    The fake served by a real L{Site} on loopback.
+    The fake served by a real :obj:`Site` on loopback.
     """
 
     def setUp(self) -> None:

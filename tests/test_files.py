@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.files}: reading a JSON file with an explanation of what is
+Tests for :obj:`ccm.files`: reading a JSON file with an explanation of what is
 wrong with it, and replacing a file atomically.
 """
 
@@ -16,7 +16,7 @@ from ccm.files import NEW_FILE_MODE, JSONFileError, read_json_file, replace_file
 
 class ReadJSONFileTests(SynchronousTestCase):
     """
-    L{read_json_file} decodes a JSON file or says, in one sentence naming
+    :obj:`read_json_file` decodes a JSON file or says, in one sentence naming
     it, why it cannot.
     """
 
@@ -27,14 +27,14 @@ class ReadJSONFileTests(SynchronousTestCase):
 
     def write(self, data: bytes) -> None:
         """
-        Make the file hold C{data}.
+        Make the file hold ``data``.
         """
         with open(self.path, "wb") as handle:
             handle.write(data)
 
     def assert_fails(self, reason: str) -> JSONFileError:
         """
-        Reading the file fails with C{reason}, in a message naming the file.
+        Reading the file fails with ``reason``, in a message naming the file.
         """
         error = self.assertRaises(JSONFileError, read_json_file, self.path)
         self.assertEqual((error.path, error.reason), (self.path, reason))
@@ -44,7 +44,7 @@ class ReadJSONFileTests(SynchronousTestCase):
     def test_decodes(self) -> None:
         """
         A JSON file gives its decoded content, whatever the top-level type;
-        UTF-8 with a byte order mark and UTF-16 are read as C{json.loads}
+        UTF-8 with a byte order mark and UTF-16 are read as ``json.loads``
         reads them.
         """
         for data, expected in (
@@ -77,7 +77,7 @@ class ReadJSONFileTests(SynchronousTestCase):
 
     def test_regular_file_only(self) -> None:
         """
-        With C{regular_file_only}, a device is refused before it is read,
+        With ``regular_file_only``, a device is refused before it is read,
         while a regular file is read as usual; without it, a device is read.
         """
         error = self.assertRaises(JSONFileError, read_json_file, os.devnull, regular_file_only=True)
@@ -141,7 +141,7 @@ class ReadJSONFileTests(SynchronousTestCase):
 
 class ReplaceFileTests(SynchronousTestCase):
     """
-    L{replace_file} replaces a file in one step or not at all.
+    :obj:`replace_file` replaces a file in one step or not at all.
     """
 
     def setUp(self) -> None:
@@ -150,21 +150,21 @@ class ReplaceFileTests(SynchronousTestCase):
 
     def read(self, path: str) -> bytes:
         """
-        The bytes of the file at C{path}.
+        The bytes of the file at ``path``.
         """
         with open(path, "rb") as handle:
             return handle.read()
 
     def mode(self, path: str) -> int:
         """
-        The permission bits of the file at C{path}.
+        The permission bits of the file at ``path``.
         """
         return stat.S_IMODE(os.stat(path).st_mode)
 
     def test_new_file_mode(self) -> None:
         """
         A new file gets exactly the requested mode, not the umask's; without
-        one it gets L{NEW_FILE_MODE}, 0600.
+        one it gets :obj:`NEW_FILE_MODE`, 0600.
         """
         path = os.path.join(self.directory, "new.json")
         replace_file(path, b"{}", NEW_FILE_MODE)

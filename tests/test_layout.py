@@ -1,6 +1,6 @@
 """
-Tests for the layout of the C{ccm} package: every module names its tests
-in a C{test-case-name} header that imports, no module but L{ccm.tap}
+Tests for the layout of the ``ccm`` package: every module names its tests
+in a ``test-case-name`` header that imports, no module but :obj:`ccm.tap`
 imports the global reactor, no module grows past the style guide's
 ceiling of 400 lines, and no modules import each other in a circle.
 
@@ -30,8 +30,8 @@ _HEADER = re.compile(r"# -\*- test-case-name: (?P<names>[\w.,]+) -\*-\Z")
 
 def package_modules(root: FilePath[str], package: str) -> dict[str, FilePath[str]]:
     """
-    Every Python module under C{root}, the directory of C{package}, by
-    dotted name (a package by the name of its C{__init__}).
+    Every Python module under ``root``, the directory of ``package``, by
+    dotted name (a package by the name of its ``__init__``).
     """
     modules = {}
     for path in root.walk():
@@ -47,7 +47,7 @@ def package_modules(root: FilePath[str], package: str) -> dict[str, FilePath[str
 def named_tests(source: str) -> list[str] | None:
     """
     The test modules a module's first line names, or None when that line
-    is not a C{test-case-name} header.
+    is not a ``test-case-name`` header.
     """
     first = source.split("\n", 1)[0]
     match = _HEADER.match(first)
@@ -58,7 +58,7 @@ def named_tests(source: str) -> list[str] | None:
 
 def header_problems(module: str, source: str) -> list[str]:
     """
-    What is wrong with C{module}'s C{test-case-name} header: missing, or
+    What is wrong with ``module``'s ``test-case-name`` header: missing, or
     naming a test module that does not import.
     """
     names = named_tests(source)
@@ -75,7 +75,7 @@ def header_problems(module: str, source: str) -> list[str]:
 
 def imports_global_reactor(source: str) -> bool:
     """
-    Whether C{source} imports C{twisted.internet.reactor}, at module level
+    Whether ``source`` imports ``twisted.internet.reactor``, at module level
     or inside a function.
     """
     for node in ast.walk(ast.parse(source)):
@@ -94,8 +94,8 @@ def imports_global_reactor(source: str) -> bool:
 
 def ccm_imports(source: str, modules: Collection[str]) -> set[str]:
     """
-    The modules of C{modules} that C{source} imports, at module level or
-    inside a function: C{from a.b import c} imports C{a.b}, and C{a.b.c}
+    The modules of ``modules`` that ``source`` imports, at module level or
+    inside a function: ``from a.b import c`` imports ``a.b``, and ``a.b.c``
     too when that is a module.
     """
     imported = set()
@@ -112,7 +112,7 @@ def ccm_imports(source: str, modules: Collection[str]) -> set[str]:
 
 def import_cycle(graph: Mapping[str, Collection[str]]) -> list[str] | None:
     """
-    One circle of imports in C{graph} (each module to those it imports),
+    One circle of imports in ``graph`` (each module to those it imports),
     as the modules along it with the first repeated at the end, or None
     when there is none.
     """
@@ -177,7 +177,7 @@ class CheckerTests(SynchronousTestCase):
     def test_global_reactor_imports(self) -> None:
         """
         Each way of importing the global reactor is found, also inside a
-        function; importing other names of C{twisted.internet} is not.
+        function; importing other names of ``twisted.internet`` is not.
         """
         for source in (
             "from twisted.internet import reactor\n",
@@ -241,7 +241,7 @@ class LayoutTests(SynchronousTestCase):
 
     def test_test_case_names(self) -> None:
         """
-        Every module starts with a C{test-case-name} header, and every test
+        Every module starts with a ``test-case-name`` header, and every test
         module it names imports.
         """
         problems = [
@@ -253,7 +253,7 @@ class LayoutTests(SynchronousTestCase):
 
     def test_only_tap_imports_the_global_reactor(self) -> None:
         """
-        No module but L{ccm.tap} imports the global reactor: everything
+        No module but :obj:`ccm.tap` imports the global reactor: everything
         else is given the reactor, or a clock, it uses.
         """
         importers = sorted(
@@ -263,7 +263,7 @@ class LayoutTests(SynchronousTestCase):
 
     def test_module_size(self) -> None:
         """
-        No module is longer than L{MAX_MODULE_LINES}.
+        No module is longer than :obj:`MAX_MODULE_LINES`.
         """
         long_modules = {
             name: source.count("\n")

@@ -1,8 +1,8 @@
 """
-Tests for C{python -m ccm} (L{ccm.__main__}): the C{usage} command prints a
+Tests for ``python -m ccm`` (:obj:`ccm.__main__`): the ``usage`` command prints a
 usages file as tables or as JSON, with its exit codes and messages, and never
 changes the file it reads.  The tables themselves are tested in
-L{tests.accounting.test_report}.
+:obj:`tests.accounting.test_report`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from tests.fixtures import UTC, UTC_PLUS_8
 
 class CommandLineTests(SynchronousTestCase):
     """
-    L{ccm.__main__.main}, run in the test's process.
+    :obj:`ccm.__main__.main`, run in the test's process.
     """
 
     def setUp(self) -> None:
@@ -44,7 +44,7 @@ class CommandLineTests(SynchronousTestCase):
 
     def run_main(self, *argv: str) -> tuple[int, str, str]:
         """
-        Run the command line with C{argv} in UTC+8.
+        Run the command line with ``argv`` in UTC+8.
 
         :return: the exit status, the output and the error output.
         """
@@ -62,7 +62,7 @@ class CommandLineTests(SynchronousTestCase):
     def assert_refused(self, content: bytes | None, *reason: str) -> None:
         """
         The command fails with status 1 and one line naming the file and
-        the C{reason} parts, prints nothing on stdout, and leaves the
+        the ``reason`` parts, prints nothing on stdout, and leaves the
         directory exactly as it was (the file's bytes included).
         """
         if content is not None:
@@ -84,7 +84,7 @@ class CommandLineTests(SynchronousTestCase):
 
     def test_report(self) -> None:
         """
-        C{usage PATH} prints the whole report of the file and exits 0; the
+        ``usage PATH`` prints the whole report of the file and exits 0; the
         file is left as it was.
         """
         content = serialize(sample_book().snapshot(), UTC_PLUS_8)
@@ -97,8 +97,8 @@ class CommandLineTests(SynchronousTestCase):
 
     def test_by_options(self) -> None:
         """
-        C{--by user}, C{--by model}, C{--by week} print one table each and
-        C{--by all} all three.
+        ``--by user``, ``--by model``, ``--by week`` print one table each and
+        ``--by all`` all three.
         """
         self.write(serialize(sample_book().snapshot(), UTC_PLUS_8))
         header = HEADER.replace(PATH, self.path) + "\n"
@@ -112,7 +112,7 @@ class CommandLineTests(SynchronousTestCase):
 
     def test_json(self) -> None:
         """
-        C{--json} prints the file's document with its costs computed now,
+        ``--json`` prints the file's document with its costs computed now,
         not those stored in the file; the file is left as it was.
         """
         self.write(SING_BOX_FILE)
@@ -247,7 +247,7 @@ class CommandLineTests(SynchronousTestCase):
 
     def test_bad_by(self) -> None:
         """
-        An unknown C{--by} value is refused with status 2 before the file
+        An unknown ``--by`` value is refused with status 2 before the file
         is read.
         """
         status, out, err = self.run_main("usage", self.path, "--by", "day")
@@ -256,7 +256,7 @@ class CommandLineTests(SynchronousTestCase):
 
     def test_help(self) -> None:
         """
-        C{usage --help} describes the command on stdout and exits 0.
+        ``usage --help`` describes the command on stdout and exits 0.
         """
         status, out, err = self.run_main("usage", "--help")
         self.assertEqual((status, err), (0, ""))
@@ -266,12 +266,12 @@ class CommandLineTests(SynchronousTestCase):
 
 class SubprocessTests(TestCase):
     """
-    C{python -m ccm usage} as a real process.
+    ``python -m ccm usage`` as a real process.
     """
 
     def test_smoke(self) -> Deferred[None]:
         """
-        C{python -m ccm usage PATH --by user} run from the source tree
+        ``python -m ccm usage PATH --by user`` run from the source tree
         prints the table by user and exits 0; a missing file exits 1 with
         one line on stderr.
         """

@@ -1,7 +1,7 @@
 """
-Tests for L{ccm.reload}: the L{Reloader} reads the file again, logs what
+Tests for :obj:`ccm.reload`: the :obj:`Reloader` reads the file again, logs what
 happens, and reconfigures the running services with what applies.  The
-configurations are those of L{tests.config.test_changes}, built in memory
+configurations are those of :obj:`tests.config.test_changes`, built in memory
 as the file would give them.
 """
 
@@ -37,7 +37,7 @@ class FakeService:
 
 class ReloaderTests(SynchronousTestCase):
     """
-    L{Reloader} reads the file, logs what happens, and reconfigures the
+    :obj:`Reloader` reads the file, logs what happens, and reconfigures the
     services.
     """
 
@@ -48,8 +48,8 @@ class ReloaderTests(SynchronousTestCase):
 
     def reloader(self, *results: Any) -> Reloader:
         """
-        A reloader whose file gives C{results}, one per reload (a
-        L{ConfigError} is raised).
+        A reloader whose file gives ``results``, one per reload (a
+        :obj:`ConfigError` is raised).
         """
         queue = list(results)
 

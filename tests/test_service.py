@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.service.CcmService}, built by L{ccm.build.build_service}: how
+Tests for :obj:`ccm.service.CcmService`, built by :obj:`ccm.build.build_service`: how
 a configured service is assembled, and reconfigured by a reload.
 """
 
@@ -40,13 +40,13 @@ FAR_EXPIRY_MS = 4_102_444_800_000
 
 class KeychainWiringTests(SynchronousTestCase):
     """
-    On macOS, a credential without C{credential_path} comes from the
+    On macOS, a credential without ``credential_path`` comes from the
     keychain when Claude Code keeps it there.
     """
 
     def build(self, backend: DictKeyring, platform: str) -> CcmService:
         """
-        A service with the default credential, as on C{platform}.
+        A service with the default credential, as on ``platform``.
         """
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
@@ -118,7 +118,7 @@ class KeychainWiringTests(SynchronousTestCase):
 
 class ReconfigureTests(SynchronousTestCase):
     """
-    L{CcmService.reconfigure} swaps in what a reloaded configuration
+    :obj:`CcmService.reconfigure` swaps in what a reloaded configuration
     changes in place, without rebuilding credentials, listeners or usage
     savers.
     """
@@ -148,7 +148,7 @@ class ReconfigureTests(SynchronousTestCase):
 
     def start(self, document: dict[str, Any]) -> None:
         """
-        Build and start the service C{document} describes, on a memory
+        Build and start the service ``document`` describes, on a memory
         reactor, and a client in front of its resources.
         """
         self.service = build_service(
@@ -169,7 +169,7 @@ class ReconfigureTests(SynchronousTestCase):
 
     def reload(self, document: dict[str, Any]) -> None:
         """
-        Reconfigure the service as a reload of C{document} would.
+        Reconfigure the service as a reload of ``document`` would.
         """
         plan = plan_reload([self.service.config], parse_config(document, source="config.json"))
         self.assertEqual(plan.restart, ())
@@ -178,7 +178,7 @@ class ReconfigureTests(SynchronousTestCase):
 
     def status_code(self, token: str) -> int:
         """
-        The status of C{GET /ccm/v1/status} with C{token}.
+        The status of ``GET /ccm/v1/status`` with ``token``.
         """
         response = self.successResultOf(
             self.client.get(
@@ -282,7 +282,7 @@ class ConnectionLimitsWiringTests(SynchronousTestCase):
 
     def test_site_limits(self) -> None:
         """
-        The site holds the configured L{ConnectionLimits} and gives them to
+        The site holds the configured :obj:`ConnectionLimits` and gives them to
         each new connection.
         """
         home = os.path.abspath(self.mktemp())
@@ -369,7 +369,7 @@ class _Site:
 
 class StartStopTests(SynchronousTestCase):
     """
-    L{CcmService} orders the start and the stop of its parts.
+    :obj:`CcmService` orders the start and the stop of its parts.
     """
 
     def setUp(self) -> None:
@@ -403,7 +403,7 @@ class StartStopTests(SynchronousTestCase):
         """
         Stopping stops listening, waits for the drain of the requests in
         progress for the shutdown grace, then for the client connections
-        to close (bounded by L{CLIENT_CLOSE_TIMEOUT_SECONDS}), then stops
+        to close (bounded by :obj:`CLIENT_CLOSE_TIMEOUT_SECONDS`), then stops
         the background parts in reverse order, so that the usage saver
         stops last, and closes the upstream connection pools.
         """
@@ -449,7 +449,7 @@ class StartStopTests(SynchronousTestCase):
 
     def test_built_service_closes_clients(self) -> None:
         """
-        A service made by L{build_service} closes its site's client
+        A service made by :obj:`build_service` closes its site's client
         connections when it stops, and its stop is over once they are
         closed.
         """

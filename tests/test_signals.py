@@ -1,8 +1,8 @@
 """
-Tests for L{ccm.signals}: SIGHUP reloads, the first SIGINT or SIGTERM is
+Tests for :obj:`ccm.signals`: SIGHUP reloads, the first SIGINT or SIGTERM is
 the reactor's, a second one ends the drain at once; all of the work
 happens in the reactor thread.  Signals are delivered by calling the
-handlers a fake C{signal} module was given.
+handlers a fake ``signal`` module was given.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from tests.fake_signals import FakeSignals
 
 class FakeReactor:
     """
-    What the handlers need of a reactor: C{callFromThread}, queued until
-    L{run_queued}, and system event triggers.
+    What the handlers need of a reactor: ``callFromThread``, queued until
+    :obj:`run_queued`, and system event triggers.
     """
 
     def __init__(self) -> None:
@@ -43,7 +43,7 @@ class FakeReactor:
 
 class SignalHandlersTests(SynchronousTestCase):
     """
-    L{SignalHandlers} on top of the reactor's own handlers.
+    :obj:`SignalHandlers` on top of the reactor's own handlers.
     """
 
     def setUp(self) -> None:
@@ -66,7 +66,7 @@ class SignalHandlersTests(SynchronousTestCase):
 
     def install(self, handlers: dict[int, Any] | None = None) -> FakeSignals:
         """
-        Install ccm's handlers over C{handlers}, by default the reactor's
+        Install ccm's handlers over ``handlers``, by default the reactor's
         for SIGINT and SIGTERM.
         """
         if handlers is None:
@@ -107,7 +107,7 @@ class SignalHandlersTests(SynchronousTestCase):
     def test_second_stop_signal_stops_now(self) -> None:
         """
         A second SIGINT or SIGTERM does not reach the reactor's handler (it
-        would log a C{ReactorNotRunning} traceback): it ends the requests
+        would log a ``ReactorNotRunning`` traceback): it ends the requests
         in progress from the reactor thread, with one log line.
         """
         signals = self.install()
@@ -156,7 +156,7 @@ class SignalHandlersTests(SynchronousTestCase):
 
     def test_hangup_before_the_reactor_runs(self) -> None:
         """
-        L{SignalHandlers.install_hangup} takes over SIGHUP alone (its
+        :obj:`SignalHandlers.install_hangup` takes over SIGHUP alone (its
         default action would end the process before the reactor runs);
         the reload waits for the reactor thread.
         """

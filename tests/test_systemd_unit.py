@@ -1,7 +1,7 @@
 """
-Tests for C{contrib/ccm.service}, the systemd unit: it runs ccm the way the
+Tests for ``contrib/ccm.service``, the systemd unit: it runs ccm the way the
 style guide and the deployment guide say, keeps its state writable under
-the hardening, and passes C{systemd-analyze verify} where that tool exists.
+the hardening, and passes ``systemd-analyze verify`` where that tool exists.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ STATE_DIRECTORY = "/var/lib/ccm"
 
 def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
     """
-    Parse a systemd unit file into C{{section: {key: [values...]}}}.
+    Parse a systemd unit file into ``{section: {key: [values...]}}``.
 
     Keys may repeat (systemd accumulates most of them), so every value is
-    kept in order.  Comments (C{#} or C{;} at the start of a line) and blank
+    kept in order.  Comments (``#`` or ``;`` at the start of a line) and blank
     lines are skipped, and a trailing backslash continues a line.
     """
     sections: dict[str, dict[str, list[str]]] = {}
@@ -90,7 +90,7 @@ class ParseUnitTests(SynchronousTestCase):
 
 class UnitContentTests(SynchronousTestCase):
     """
-    The essentials of C{contrib/ccm.service}.
+    The essentials of ``contrib/ccm.service``.
     """
 
     def setUp(self) -> None:
@@ -110,8 +110,8 @@ class UnitContentTests(SynchronousTestCase):
 
     def test_runs_twistd_in_the_foreground(self) -> None:
         """
-        ExecStart runs the venv's twistd with C{-n --pidfile=} and then the
-        ccm plugin with an absolute C{--config} path.
+        ExecStart runs the venv's twistd with ``-n --pidfile=`` and then the
+        ccm plugin with an absolute ``--config`` path.
         """
         argv = self.exec_start()
         self.assertEqual(argv[0], "/opt/ccm/venv/bin/twistd")
@@ -141,21 +141,21 @@ class UnitContentTests(SynchronousTestCase):
 
     def test_reload_sends_sighup(self) -> None:
         """
-        C{systemctl reload ccm} sends SIGHUP to the main process, which
+        ``systemctl reload ccm`` sends SIGHUP to the main process, which
         makes ccm read its configuration again.
         """
         self.assertEqual(shlex.split(self.single("ExecReload")), ["/bin/kill", "-HUP", "$MAINPID"])
 
     def test_simple_service(self) -> None:
         """
-        C{Type=simple}: twistd has no sd_notify support, so the unit must
+        ``Type=simple``: twistd has no sd_notify support, so the unit must
         not wait for a readiness notification.
         """
         self.assertEqual(self.single("Type"), "simple")
 
     def test_private_files(self) -> None:
         """
-        C{UMask=0077}, because C{twistd -n} does not set that umask itself.
+        ``UMask=0077``, because ``twistd -n`` does not set that umask itself.
         """
         self.assertEqual(self.single("UMask"), "0077")
 
@@ -192,7 +192,7 @@ class UnitContentTests(SynchronousTestCase):
 
     def test_credentials_in_state_directory(self) -> None:
         """
-        C{CLAUDE_CONFIG_DIR} puts the credentials file, which ccm must
+        ``CLAUDE_CONFIG_DIR`` puts the credentials file, which ccm must
         rewrite when it refreshes tokens, inside the writable state
         directory, while home directories are hidden.
         """
@@ -230,22 +230,22 @@ class UnitContentTests(SynchronousTestCase):
     def test_address_families(self) -> None:
         """
         Only IPv4, IPv6 and Unix sockets may be created: enough to serve
-        clients, reach the API and use C{unix:} endpoints.
+        clients, reach the API and use ``unix:`` endpoints.
         """
         families = set(self.single("RestrictAddressFamilies").split())
         self.assertEqual(families, {"AF_INET", "AF_INET6", "AF_UNIX"})
 
     def test_write_execute_memory_allowed(self) -> None:
         """
-        C{MemoryDenyWriteExecute} is not enabled: pyOpenSSL's callbacks
-        (made with cffi's C{ffi.callback}) need writable executable memory,
+        ``MemoryDenyWriteExecute`` is not enabled: pyOpenSSL's callbacks
+        (made with cffi's ``ffi.callback``) need writable executable memory,
         and every TLS connection would fail without it.
         """
         self.assertNotIn("yes", self.service.get("MemoryDenyWriteExecute", []))
 
     def test_installed_for_boot(self) -> None:
         """
-        C{systemctl enable} starts it at boot, after the network is up.
+        ``systemctl enable`` starts it at boot, after the network is up.
         """
         self.assertEqual(self.unit["Install"]["WantedBy"], ["multi-user.target"])
         self.assertIn("network-online.target", self.unit["Unit"]["After"])
@@ -254,7 +254,7 @@ class UnitContentTests(SynchronousTestCase):
 
 class SystemdAnalyzeTests(SynchronousTestCase):
     """
-    C{systemd-analyze verify} on the unit, where the tool is installed.
+    ``systemd-analyze verify`` on the unit, where the tool is installed.
     """
 
     def setUp(self) -> None:

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.tap}, the twistd plugin: option parsing, configuration
+Tests for :obj:`ccm.tap`, the twistd plugin: option parsing, configuration
 errors, and the service tree it builds, run on a memory reactor.
 """
 
@@ -70,7 +70,7 @@ class TapTestMixin:
     def service_document(self, **fields: Any) -> dict[str, Any]:
         """
         A valid bare service object using a credential file in a temporary
-        directory, listening on 127.0.0.1:9123 unless C{fields} say
+        directory, listening on 127.0.0.1:9123 unless ``fields`` say
         otherwise.
         """
         document: dict[str, Any] = {
@@ -89,7 +89,7 @@ class TapTestMixin:
 
     def parse_fails(self, *arguments: str) -> str:
         """
-        Parse C{arguments}, which must end the program with a message; return
+        Parse ``arguments``, which must end the program with a message; return
         the message.
         """
         with self.assertRaises(SystemExit) as caught:  # type: ignore[attr-defined]
@@ -106,7 +106,7 @@ class PluginTests(SynchronousTestCase):
 
     def test_discovered(self) -> None:
         """
-        twistd finds a service maker called C{ccm} that uses L{ccm.tap}.
+        twistd finds a service maker called ``ccm`` that uses :obj:`ccm.tap`.
         """
         makers = {p.tapname: p for p in getPlugins(IServiceMaker)}
         self.assertIn("ccm", makers)
@@ -117,20 +117,20 @@ class PluginTests(SynchronousTestCase):
 
 class OptionsTests(TapTestMixin, SynchronousTestCase):
     """
-    L{Options} loads the configuration and applies C{--listen}; any problem
+    :obj:`Options` loads the configuration and applies ``--listen``; any problem
     ends the program with the problem lines only.
     """
 
     def test_no_config(self) -> None:
         """
-        Without C{--config} the default configuration is used.
+        Without ``--config`` the default configuration is used.
         """
         options = self.parse()
         self.assertEqual(options["ccm-config"], default_config())
 
     def test_config_file(self) -> None:
         """
-        C{--config} loads and validates the file.
+        ``--config`` loads and validates the file.
         """
         path = self.write_config({"listen_port": 9001, "users": [{"name": "a", "token": "t"}]})
         for arguments in (("--config", path), ("-c", path), (f"--config={path}",)):
@@ -172,7 +172,7 @@ class OptionsTests(TapTestMixin, SynchronousTestCase):
 
     def test_usage_directory_missing(self) -> None:
         """
-        A C{usages_path} in a directory that does not exist ends the program
+        A ``usages_path`` in a directory that does not exist ends the program
         at start-up with one line naming its JSON path, before anything
         listens or runs.
         """
@@ -198,14 +198,14 @@ class OptionsTests(TapTestMixin, SynchronousTestCase):
 
     def test_empty_config_path(self) -> None:
         """
-        An empty C{--config} is a file that cannot be read, not a request
+        An empty ``--config`` is a file that cannot be read, not a request
         for the defaults.
         """
         self.assertEqual(self.parse_fails("--config", ""), "--config: the file name is empty")
 
     def test_listen_overrides(self) -> None:
         """
-        C{--listen}, repeatable, replaces the configured listeners and keeps
+        ``--listen``, repeatable, replaces the configured listeners and keeps
         everything else.
         """
         path = self.write_config(self.service_document())
@@ -229,7 +229,7 @@ class OptionsTests(TapTestMixin, SynchronousTestCase):
 
     def test_listen_without_config(self) -> None:
         """
-        C{--listen} also overrides the default listener.
+        ``--listen`` also overrides the default listener.
         """
         [service] = self.parse("--listen", "tcp:7002")["ccm-config"].services
         self.assertEqual(service.listeners, (EndpointListener("tcp:7002"),))
@@ -247,7 +247,7 @@ class OptionsTests(TapTestMixin, SynchronousTestCase):
 
     def test_listen_with_several_services(self) -> None:
         """
-        C{--listen} is refused when the document has several ccm services:
+        ``--listen`` is refused when the document has several ccm services:
         which one it would apply to is ambiguous.
         """
         path = self.write_config(
@@ -266,7 +266,7 @@ class OptionsTests(TapTestMixin, SynchronousTestCase):
 
 class MakeServiceTests(TapTestMixin, SynchronousTestCase):
     """
-    L{makeService} builds the configured services; started on a memory
+    :obj:`makeService` builds the configured services; started on a memory
     reactor they listen where configured and stop cleanly.
     """
 
@@ -289,7 +289,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
 
     def stop(self, service: IService, reactor: MemoryReactorClock) -> None:
         """
-        Stop C{service} and check it left nothing behind on C{reactor}.
+        Stop ``service`` and check it left nothing behind on ``reactor``.
         """
         self.successResultOf(service.stopService())
         self.assertEqual(reactor.getDelayedCalls(), [])
@@ -323,7 +323,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
     def test_freezes_startup_objects_once_running(self) -> None:
         """
         Once the reactor runs, the process's start-up objects are moved out
-        of the garbage collector's sight (C{gc.freeze}), so a full
+        of the garbage collector's sight (``gc.freeze``), so a full
         collection under load does not scan them and stall open streams.
         """
         options = self.parse("--config", self.write_config(self.service_document()))
@@ -353,7 +353,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
 
     def test_listen_option(self) -> None:
         """
-        C{--listen} endpoints are what the service listens on, IPv6
+        ``--listen`` endpoints are what the service listens on, IPv6
         included.
         """
         options = self.parse(
@@ -391,8 +391,8 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
 
     def test_defaults(self) -> None:
         """
-        Without C{--config} the service listens on 127.0.0.1:8080 and uses
-        the credential file in C{$CLAUDE_CONFIG_DIR}.
+        Without ``--config`` the service listens on 127.0.0.1:8080 and uses
+        the credential file in ``$CLAUDE_CONFIG_DIR``.
         """
         directory = self.make_directory()
         self.write_credentials(directory)
@@ -459,7 +459,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
         """
         A credentials list builds one credential per default entry and a
         pool per balancer (with its rebalance threshold); each user is
-        served by the pool their C{credential} names, and a caller without
+        served by the pool their ``credential`` names, and a caller without
         users by the first entry.
         """
         directory = self.make_directory()
@@ -505,7 +505,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
     def test_seed_examples_start(self) -> None:
         """
         Both server examples of the sing-box documentation start: the first
-        with one subscription, the second with subscriptions C{a} and C{b}
+        with one subscription, the second with subscriptions ``a`` and ``b``
         and a pool (their credential files do not exist, so they are
         unavailable until they appear).  Only their file paths are moved
         into a temporary directory, so the test touches nothing outside it.
@@ -542,7 +542,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
     def test_detour_through_proxy_starts(self) -> None:
         """
         A detour through a proxy is accepted and the service starts; a
-        sing-box C{direct} outbound is the same as no detour and starts.
+        sing-box ``direct`` outbound is the same as no detour and starts.
         """
         path = self.write_config(self.service_document(detour="http://127.0.0.1:3128"))
         service = makeService(self.parse("--config", path), reactor=MemoryReactorClock())
@@ -575,8 +575,8 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
 
 class ThreadedMemoryReactor(MemoryReactorClock):
     """
-    A memory reactor with C{callFromThread}, whose calls wait for
-    L{run_from_thread}.
+    A memory reactor with ``callFromThread``, whose calls wait for
+    :obj:`run_from_thread`.
     """
 
     def __init__(self) -> None:
@@ -594,7 +594,7 @@ class ThreadedMemoryReactor(MemoryReactorClock):
 
 class SignalWiringTests(TapTestMixin, SynchronousTestCase):
     """
-    L{makeService} installs, once the reactor runs, the handlers that make
+    :obj:`makeService` installs, once the reactor runs, the handlers that make
     SIGHUP reload the configuration file and a second stop signal end the
     requests in progress.
     """
@@ -604,8 +604,8 @@ class SignalWiringTests(TapTestMixin, SynchronousTestCase):
 
     def started(self, *arguments: str) -> tuple[IService, ThreadedMemoryReactor, FakeSignals]:
         """
-        The services of C{twistd ccm *arguments}, started, with the signal
-        handlers installed on a fake C{signal} module.
+        The services of ``twistd ccm *arguments``, started, with the signal
+        handlers installed on a fake ``signal`` module.
         """
         reactor = ThreadedMemoryReactor()
         service = makeService(self.parse(*arguments), reactor=reactor)
@@ -625,7 +625,7 @@ class SignalWiringTests(TapTestMixin, SynchronousTestCase):
     def test_hangup_rereads_the_file(self) -> None:
         """
         After the file gets a new token for alice, SIGHUP makes the service
-        accept only the new one; the C{--listen} override still holds, so
+        accept only the new one; the ``--listen`` override still holds, so
         the listener does not count as changed.
         """
         document = self.service_document()

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.units}: Go-style durations, byte sizes, and the coarse
+Tests for :obj:`ccm.units`: Go-style durations, byte sizes, and the coarse
 durations ccm writes in messages.
 """
 
@@ -12,33 +12,33 @@ from ccm.units import format_duration, parse_duration, parse_size
 
 class ParseDurationTests(SynchronousTestCase):
     """
-    L{parse_duration} reads durations the way Go's C{time.ParseDuration}
+    :obj:`parse_duration` reads durations the way Go's ``time.ParseDuration``
     does, in seconds.
     """
 
     def test_milliseconds(self) -> None:
         """
-        C{"500ms"} is half a second.
+        ``"500ms"`` is half a second.
         """
         self.assertEqual(parse_duration("500ms"), 0.5)
 
     def test_seconds(self) -> None:
         """
-        C{"60s"} is sixty seconds.
+        ``"60s"`` is sixty seconds.
         """
         self.assertEqual(parse_duration("60s"), 60.0)
 
     def test_minutes_and_hours(self) -> None:
         """
-        C{"5m"} and C{"1h"} are 300 and 3600 seconds.
+        ``"5m"`` and ``"1h"`` are 300 and 3600 seconds.
         """
         self.assertEqual(parse_duration("5m"), 300.0)
         self.assertEqual(parse_duration("1h"), 3600.0)
 
     def test_compound(self) -> None:
         """
-        Several number-and-unit parts add up: C{"1h30m"} is 5400 seconds and
-        C{"1h2m3s4ms"} is 3723.004 seconds.
+        Several number-and-unit parts add up: ``"1h30m"`` is 5400 seconds and
+        ``"1h2m3s4ms"`` is 3723.004 seconds.
         """
         self.assertEqual(parse_duration("1h30m"), 5400.0)
         self.assertAlmostEqual(parse_duration("1h2m3s4ms"), 3723.004)
@@ -46,21 +46,21 @@ class ParseDurationTests(SynchronousTestCase):
     def test_fraction(self) -> None:
         """
         Fractional numbers are accepted, with or without a leading digit:
-        C{"1.5h"} is 5400 seconds and C{".5s"} is half a second.
+        ``"1.5h"`` is 5400 seconds and ``".5s"`` is half a second.
         """
         self.assertEqual(parse_duration("1.5h"), 5400.0)
         self.assertEqual(parse_duration(".5s"), 0.5)
 
     def test_zero_without_unit(self) -> None:
         """
-        A bare C{"0"} is the one number Go accepts without a unit.
+        A bare ``"0"`` is the one number Go accepts without a unit.
         """
         self.assertEqual(parse_duration("0"), 0.0)
         self.assertEqual(parse_duration("0s"), 0.0)
 
     def test_signs(self) -> None:
         """
-        A leading C{-} negates the duration and a leading C{+} is allowed.
+        A leading ``-`` negates the duration and a leading ``+`` is allowed.
         """
         self.assertEqual(parse_duration("-1s"), -1.0)
         self.assertEqual(parse_duration("-1h30m"), -5400.0)
@@ -68,8 +68,8 @@ class ParseDurationTests(SynchronousTestCase):
 
     def test_micro_and_nanoseconds(self) -> None:
         """
-        Microseconds are spelled C{us}, with the micro sign or with the Greek
-        letter mu, as Go allows; nanoseconds are C{ns}.
+        Microseconds are spelled ``us``, with the micro sign or with the Greek
+        letter mu, as Go allows; nanoseconds are ``ns``.
         """
         self.assertAlmostEqual(parse_duration("3us"), 3e-6)
         self.assertAlmostEqual(parse_duration("3\u00b5s"), 3e-6)
@@ -99,7 +99,7 @@ class ParseDurationTests(SynchronousTestCase):
 
 class ParseSizeTests(SynchronousTestCase):
     """
-    L{parse_size} reads byte counts given as numbers or with a unit.
+    :obj:`parse_size` reads byte counts given as numbers or with a unit.
     """
 
     def test_integer(self) -> None:
@@ -119,7 +119,7 @@ class ParseSizeTests(SynchronousTestCase):
 
     def test_binary_units(self) -> None:
         """
-        C{KiB}, C{MiB} and C{GiB} are powers of 1024, in any case.
+        ``KiB``, ``MiB`` and ``GiB`` are powers of 1024, in any case.
         """
         self.assertEqual(parse_size("64MiB"), 64 * 1024 * 1024)
         self.assertEqual(parse_size("64mib"), 64 * 1024 * 1024)
@@ -128,7 +128,7 @@ class ParseSizeTests(SynchronousTestCase):
 
     def test_decimal_units(self) -> None:
         """
-        C{kB}, C{MB} and C{GB} (and the bare letters) are powers of 1000.
+        ``kB``, ``MB`` and ``GB`` (and the bare letters) are powers of 1000.
         """
         self.assertEqual(parse_size("10MB"), 10_000_000)
         self.assertEqual(parse_size("1k"), 1000)
@@ -136,7 +136,7 @@ class ParseSizeTests(SynchronousTestCase):
 
     def test_plain_number_string(self) -> None:
         """
-        A string of digits, with or without C{B}, is a byte count; blanks
+        A string of digits, with or without ``B``, is a byte count; blanks
         around the number and the unit are allowed.
         """
         self.assertEqual(parse_size("4096"), 4096)
@@ -157,7 +157,7 @@ class ParseSizeTests(SynchronousTestCase):
 
 class FormatDurationTests(SynchronousTestCase):
     """
-    L{format_duration} writes durations coarsely for people, switching unit
+    :obj:`format_duration` writes durations coarsely for people, switching unit
     at each boundary.
     """
 
@@ -172,7 +172,7 @@ class FormatDurationTests(SynchronousTestCase):
 
     def test_negative_is_zero(self) -> None:
         """
-        A negative duration (a reset already past) is written as C{0ms}.
+        A negative duration (a reset already past) is written as ``0ms``.
         """
         self.assertEqual(format_duration(-5), "0ms")
 

@@ -2,9 +2,9 @@
 """
 Usage accounting in memory: who used how many tokens of which model.
 
-Usage is kept per I{combination} of model, context window and weekly
+Usage is kept per *combination* of model, context window and weekly
 cycle, in total and per user, as the reference's usages file keeps it
-(L{ccm.accounting.document}); L{ccm.accounting.usagefile} keeps it on disk
+(:obj:`ccm.accounting.document`); :obj:`ccm.accounting.usagefile` keeps it on disk
 across restarts.
 """
 
@@ -23,10 +23,10 @@ from ccm.accounting.gojson import LATEST_TIMESTAMP
 class UsageBook:
     """
     All usage recorded in one usages file, in memory: the
-    L{ccm.accounting.counters.UsageCounters} of a single ccm process.
+    :obj:`ccm.accounting.counters.UsageCounters` of a single ccm process.
 
     :ivar combinations: the combinations, in the order they were first seen.
-    :ivar last_updated: Unix seconds of the last record, or C{None} when
+    :ivar last_updated: Unix seconds of the last record, or ``None`` when
         nothing was ever recorded (written as Go's zero time).
     """
 
@@ -36,7 +36,7 @@ class UsageBook:
         """
         :param clock: tells the time of each record.
         :param loaded: what a usages file held, to count on from; nothing
-            when C{None}.
+            when ``None``.
         """
         self._clock = clock
         if loaded is None:
@@ -55,9 +55,9 @@ class UsageBook:
         Count one response: one request, its messages and its tokens, in the
         combination's total and, for a named user, in theirs.
 
-        A record without a model or with a context window C{<= 0} is
+        A record without a model or with a context window ``<= 0`` is
         ignored; a week start that cannot be written down counts as
-        untagged.  When the tokens' C{cache_creation_input_tokens} is 0,
+        untagged.  When the tokens' ``cache_creation_input_tokens`` is 0,
         the sum of the 5-minute and 1-hour writes is counted instead.
         """
         if not record.model or record.context_window <= 0:

@@ -1,13 +1,13 @@
 # -*- test-case-name: tests.accounting.test_book -*-
 """
 The seam of usage accounting: what the proxy records about a response
-(L{UsageRecord}), to whom (a L{UsageRecorder}), what a usages file holds
-(L{Combination}s of L{UsageCounts}, taken together in a L{UsageSnapshot}),
-and the small interface of the counters behind it (L{UsageCounters}).
+(:obj:`UsageRecord`), to whom (a :obj:`UsageRecorder`), what a usages file holds
+(each :obj:`Combination` with its :obj:`UsageCounts`, taken together in a :obj:`UsageSnapshot`),
+and the small interface of the counters behind it (:obj:`UsageCounters`).
 
-L{ccm.accounting.book.UsageBook} keeps the counters in memory; a store
+:obj:`ccm.accounting.book.UsageBook` keeps the counters in memory; a store
 shared by several ccm processes can take its place behind
-L{UsageCounters} without the proxy or the saver noticing.
+:obj:`UsageCounters` without the proxy or the saver noticing.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ class UsageRecord:
     What one response used, as the proxy records it.
 
     :ivar model: The model that answered; an empty one is not counted.
-    :ivar context_window: 200000 or 1000000; C{<= 0} is not counted.
+    :ivar context_window: 200000 or 1000000; ``<= 0`` is not counted.
     :ivar week_start_unix: The weekly cycle (Unix seconds; 0: untagged).
-    :ivar user: The configured user name, C{""} when anonymous (counted in
+    :ivar user: The configured user name, ``""`` when anonymous (counted in
         the total only).
     :ivar tokens: The tokens of the response.
     :ivar messages: The number of messages in the request.
@@ -75,7 +75,7 @@ class UsageCounts:
 
     def __sub__(self, other: UsageCounts) -> UsageCounts:
         """
-        These counts less C{other}'s, field by field (possibly negative).
+        These counts less ``other``'s, field by field (possibly negative).
         """
         return UsageCounts(
             self.request_count - other.request_count,
@@ -94,7 +94,7 @@ class UsageCounts:
 class Combination:
     """
     The usage of one model at one context window in one weekly cycle
-    (C{week_start_unix} 0: untagged), in total and per user.
+    (``week_start_unix`` 0: untagged), in total and per user.
     """
 
     model: str
@@ -111,11 +111,11 @@ class UsageSnapshot:
     a copy: later records do not change it.
 
     :ivar combinations: The combinations, in the order they were first seen.
-    :ivar last_updated: Unix seconds of the last record, or C{None} when
+    :ivar last_updated: Unix seconds of the last record, or ``None`` when
         nothing was ever recorded (written as Go's zero time).
-    :ivar last_updated_ns: The exact Unix nanoseconds of C{last_updated} as
+    :ivar last_updated_ns: The exact Unix nanoseconds of ``last_updated`` as
         a file gave them, which a float cannot hold, so that a file is
-        written back unchanged; C{None} once something was recorded.
+        written back unchanged; ``None`` once something was recorded.
     :ivar revision: How many records the counters have taken since they
         were made or loaded: a snapshot with the revision of the last one
         saved holds nothing new.
@@ -130,7 +130,7 @@ class UsageSnapshot:
 class UsageCounters(UsageRecorder, Protocol):
     """
     The counters of one usages file: the proxy's records go in
-    (L{UsageRecorder.record}), and the saver takes L{snapshot}s out to
+    (:obj:`UsageRecorder.record`), and the saver takes a :obj:`snapshot` out to
     write them.
     """
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.accounting.test_document -*-
 """
-The usages file's document: a L{UsageSnapshot} as the JSON the reference
-writes (sing-box C{ccm}, C{usages_path}), and back.
+The usages file's document: a :obj:`UsageSnapshot` as the JSON the reference
+writes (sing-box ``ccm``, ``usages_path``), and back.
 
 The format is the reference's key for key, so a file written by sing-box
 loads here and keeps counting, and one written here loads there.  Costs
@@ -57,9 +57,9 @@ class UsageFileError(Exception):
 
 def serialize(snapshot: UsageSnapshot, tz: datetime.tzinfo | None = None) -> bytes:
     """
-    The usages file's bytes as Go writes them (L{ccm.accounting.gojson}).
+    The usages file's bytes as Go writes them (:obj:`ccm.accounting.gojson`).
 
-    :param tz: as for L{to_document}.
+    :param tz: as for :obj:`to_document`.
     """
     return encode(to_document(snapshot, tz))
 
@@ -71,8 +71,8 @@ def to_document(snapshot: UsageSnapshot, tz: datetime.tzinfo | None = None) -> d
     rounded half-up to cents, and every aggregate is the sum of rounded
     parts, rounded again.
 
-    :param tz: the time zone of C{last_updated} and of the week keys;
-        the local one when C{None}.
+    :param tz: the time zone of ``last_updated`` and of the week keys;
+        the local one when ``None``.
     """
     total_usd = 0.0
     by_user: dict[str, float] = {}
@@ -124,7 +124,7 @@ def to_document(snapshot: UsageSnapshot, tz: datetime.tzinfo | None = None) -> d
 def _counts_document(counts: UsageCounts, cost: float) -> dict[str, Any]:
     """
     The file's statistics object: the counts in the reference's key order,
-    the cache-write split only when non-zero, then C{cost_usd}.
+    the cache-write split only when non-zero, then ``cost_usd``.
     """
     document: dict[str, Any] = {
         "request_count": counts.request_count,
@@ -144,8 +144,8 @@ def _rounded(amounts: dict[str, float]) -> dict[str, float]:
 
 def week_key(week_start_unix: int, tz: datetime.tzinfo | None) -> str:
     """
-    The key of a weekly cycle in the file's costs: its start in C{tz}, as
-    C{2026-03-09 08:00:00 UTC+8} (C{UTC+5:30} with minutes, C{UTC+0} for
+    The key of a weekly cycle in the file's costs: its start in ``tz``, as
+    ``2026-03-09 08:00:00 UTC+8`` (``UTC+5:30`` with minutes, ``UTC+0`` for
     UTC).
     """
     moment = in_zone(week_start_unix, tz)
@@ -161,11 +161,11 @@ def week_key(week_start_unix: int, tz: datetime.tzinfo | None) -> str:
 
 def from_document(document: object) -> UsageSnapshot:
     """
-    What a usages document recorded.  Only C{last_updated} and the
+    What a usages document recorded.  Only ``last_updated`` and the
     combinations' model, context window, week, total and per-user counts
     are read; costs and unknown keys are ignored.
 
-    C{combinations} must be present, as in every file ccm or sing-box
+    ``combinations`` must be present, as in every file ccm or sing-box
     writes (for an empty book too), so that another JSON object, such as
     a configuration, is never taken for an empty usages file.
 

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.accounting.test_gojson -*-
 """
 JSON and times written as Go writes them, so that a usages file written
-here is byte for byte the one sing-box would write: Go's C{encoding/json}
-with two-space indentation, and C{time.Time} in RFC 3339 with nanoseconds.
+here is byte for byte the one sing-box would write: Go's ``encoding/json``
+with two-space indentation, and ``time.Time`` in RFC 3339 with nanoseconds.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ _GO_ESCAPE = re.compile("[<>&\u2028\u2029]")
 
 def encode(document: Any) -> bytes:
     """
-    C{document} as Go's C{json.MarshalIndent(document, "", "  ")} writes it:
+    ``document`` as Go's ``json.MarshalIndent(document, "", "  ")`` writes it:
     UTF-8, indented by two spaces, no trailing newline, integral floats
-    without C{.0}, C{<>&} and the line separators escaped, and lone
+    without ``.0``, ``<>&`` and the line separators escaped, and lone
     surrogates (which Go cannot hold) replaced by U+FFFD.
     """
     text = json.dumps(_go_numbers(document), indent=2, ensure_ascii=False)
@@ -54,8 +54,8 @@ def encode(document: Any) -> bytes:
 
 def _go_numbers(value: Any) -> Any:
     """
-    C{value} with every integral float made an C{int}, so that it is
-    written C{12} like Go does, not C{12.0}.
+    ``value`` with every integral float made an ``int``, so that it is
+    written ``12`` like Go does, not ``12.0``.
     """
     if isinstance(value, float):
         return int(value) if value.is_integer() else value
@@ -68,15 +68,15 @@ def _go_numbers(value: Any) -> Any:
 
 def in_zone(seconds: int, tz: datetime.tzinfo | None) -> datetime.datetime:
     """
-    The moment C{seconds} after the epoch in C{tz}, the local time zone when
-    C{None}.
+    The moment ``seconds`` after the epoch in ``tz``, the local time zone when
+    ``None``.
     """
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).astimezone(tz)
 
 
 def offset_minutes(moment: datetime.datetime) -> int:
     """
-    The offset of C{moment}'s time zone from UTC in minutes.
+    The offset of ``moment``'s time zone from UTC in minutes.
     """
     offset = moment.utcoffset() or datetime.timedelta(0)
     return int(offset.total_seconds()) // 60
@@ -84,12 +84,12 @@ def offset_minutes(moment: datetime.datetime) -> int:
 
 def format_rfc3339(time: float | int | None, tz: datetime.tzinfo | None) -> str:
     """
-    Go's C{time.RFC3339Nano}: the fraction trimmed of trailing zeros, C{Z}
-    for a zero offset; Go's zero time for C{None} and for a time outside
+    Go's ``time.RFC3339Nano``: the fraction trimmed of trailing zeros, ``Z``
+    for a zero offset; Go's zero time for ``None`` and for a time outside
     the years Go writes.
 
     :param time: Unix seconds as a float, or Unix nanoseconds as an int.
-    :param tz: the time zone to write it in; the local one when C{None}.
+    :param tz: the time zone to write it in; the local one when ``None``.
     """
     if isinstance(time, int):
         whole, nanoseconds = divmod(time, 1_000_000_000)
@@ -121,7 +121,7 @@ def format_rfc3339(time: float | int | None, tz: datetime.tzinfo | None) -> str:
 def parse_rfc3339(value: object) -> int | None:
     """
     Unix nanoseconds from an RFC 3339 timestamp with up to nine fractional
-    digits; C{None} for Go's zero time and for anything that does not parse
+    digits; ``None`` for Go's zero time and for anything that does not parse
     or lies outside the years Go writes.
     """
     if not isinstance(value, str):

@@ -3,13 +3,13 @@
 Token usage read from Anthropic Messages API responses while they are
 relayed.
 
-A streaming response (C{text/event-stream}) is scanned incrementally by
-L{EventStreamUsage}: it is given a copy of every chunk sent to the client and
+A streaming response (``text/event-stream``) is scanned incrementally by
+:obj:`EventStreamUsage`: it is given a copy of every chunk sent to the client and
 keeps only an incomplete line and the data of the current event, both
 bounded.  A non-streaming response is collected, up to a limit, by
-L{JSONBodyUsage} and read once at the end.  Both give a L{TokenUsage}: the
-model and the figures of L{ccm.accounting.tokens}, which also says how the
-API's C{usage} objects are read.
+:obj:`JSONBodyUsage` and read once at the end.  Both give a :obj:`TokenUsage`: the
+model and the figures of :obj:`ccm.accounting.tokens`, which also says how the
+API's ``usage`` objects are read.
 """
 
 from __future__ import annotations
@@ -35,17 +35,17 @@ class EventStreamUsage:
     Incremental scanner of a server-sent event stream for usage; it is fed a
     copy of each relayed chunk.
 
-    Lines end with C{LF}, C{CRLF} or C{CR}, and chunks may end anywhere,
+    Lines end with ``LF``, ``CRLF`` or ``CR``, and chunks may end anywhere,
     including inside a line ending or a UTF-8 sequence: an incomplete line
     is kept as bytes until its end arrives.  A blank line ends an event; its
-    C{data} lines are joined with C{LF}; other fields and comments are
-    ignored, the event's kind being the C{type} of its JSON data.  Only the
-    data of events that look like C{message_start} or C{message_delta} is
+    ``data`` lines are joined with ``LF``; other fields and comments are
+    ignored, the event's kind being the ``type`` of its JSON data.  Only the
+    data of events that look like ``message_start`` or ``message_delta`` is
     decoded.
 
-    Memory is bounded: a line longer than L{MAX_LINE_BYTES} is dropped
+    Memory is bounded: a line longer than :obj:`MAX_LINE_BYTES` is dropped
     (the bytes up to its end are skipped) and so is the event that contains
-    it; an event whose data exceeds L{MAX_EVENT_DATA_BYTES} is dropped too.
+    it; an event whose data exceeds :obj:`MAX_EVENT_DATA_BYTES` is dropped too.
     The outcome never depends on how the stream was cut into chunks.
     """
 
@@ -72,8 +72,8 @@ class EventStreamUsage:
     def buffered_bytes(self) -> int:
         """
         How many bytes are held for an incomplete line and the data of the
-        current event; never more than L{MAX_LINE_BYTES} plus
-        L{MAX_EVENT_DATA_BYTES}.
+        current event; never more than :obj:`MAX_LINE_BYTES` plus
+        :obj:`MAX_EVENT_DATA_BYTES`.
         """
         return self._tail_size + self._data_size
 
@@ -82,7 +82,7 @@ class EventStreamUsage:
         Scan the next chunk of the stream.
 
         :param data: The bytes relayed, exactly as received.  Ignored after
-            L{finish}.
+            :obj:`finish`.
         """
         if self._finished or not data:
             return

@@ -3,8 +3,8 @@
 What tokens cost: Anthropic's list prices per model family, as data, and
 the cost formula of the usage file.
 
-Prices are USD per million tokens.  A dated model id (C{claude-opus-4-5-
-20251101}) resolves to its family; the long-context premium applies only to
+Prices are USD per million tokens.  A dated model id (``claude-opus-4-5-
+20251101``) resolves to its family; the long-context premium applies only to
 the models that still have one (Sonnet 4 and 4.5 with the 1M-context beta
 and more than 200k input tokens); an unknown model, including a newer
 version of a known family, is priced by its family word, or as Sonnet, and
@@ -79,8 +79,8 @@ class Family:
 def _family(name: str, prefixes: tuple[str, ...], standard: Prices, long_context: Prices | None = None) -> Family:
     """
     A family covering exactly its ids, their dated forms
-    (C{-20250929}, C{@20250929}) and C{-latest}: a newer version such as
-    C{claude-opus-4-9} is not mistaken for C{claude-opus-4}.
+    (``-20250929``, ``@20250929``) and ``-latest``: a newer version such as
+    ``claude-opus-4-9`` is not mistaken for ``claude-opus-4``.
     """
     alternatives = "|".join(re.escape(p) for p in prefixes)
     suffix = r"(?:-\d{8}|@\d{8}|-latest)?"
@@ -142,7 +142,7 @@ def family_of(model: str) -> Family | None:
 
 def prices_for(model: str, context_window: int) -> Prices:
     """
-    The prices for C{model} at C{context_window}; the long-context prices
+    The prices for ``model`` at ``context_window``; the long-context prices
     apply only where the family still has them.
     """
     family = family_of(model)
@@ -180,7 +180,7 @@ def context_window_for(total_input_tokens: int, client_betas: list[str]) -> int:
 
 def cost_usd(prices: Prices, tokens: TokenCounts) -> float:
     """
-    The unrounded cost in USD of C{tokens}.  Cache writes are priced by
+    The unrounded cost in USD of ``tokens``.  Cache writes are priced by
     their lifetime when the split is known; figures recorded without it
     (older files) are priced as 5-minute writes.
     """
@@ -202,7 +202,7 @@ def cost_usd(prices: Prices, tokens: TokenCounts) -> float:
 def round_cents(amount: float) -> float:
     """
     Round to cents with halves away from zero, exactly as the reference
-    does (Go's C{math.Round(x*100)/100}); Python's C{round} would round
+    does (Go's ``math.Round(x*100)/100``); Python's ``round`` would round
     halves to even.
     """
     scaled = amount * 100

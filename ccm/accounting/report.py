@@ -5,10 +5,10 @@ model and by week.
 
 The figures are those of the file as ccm would write it now: the counts
 are the snapshot's, and every cost is taken from the document
-L{ccm.accounting.document.to_document} makes of it, so the report and the
+:obj:`ccm.accounting.document.to_document` makes of it, so the report and the
 file always agree and the price formula lives in one place.  Traffic
 without a user (the combination totals less the users' parts) is shown as
-C{(anonymous)}.
+``(anonymous)``.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _shown(counts: UsageCounts) -> tuple[int, ...]:
 
 def context_window_label(context_window: int) -> str:
     """
-    A context window for people: C{200k}, C{1M}.
+    A context window for people: ``200k``, ``1M``.
     """
     if context_window > 0 and context_window % 1_000_000 == 0:
         return f"{context_window // 1_000_000}M"
@@ -86,8 +86,8 @@ def context_window_label(context_window: int) -> str:
 
 def week_label(week_start_unix: int, tz: datetime.tzinfo | None) -> str:
     """
-    The date a weekly cycle starts on in C{tz} (the local time zone when
-    C{None}), such as C{2026-03-09}; C{(no week)} for untagged usage.
+    The date a weekly cycle starts on in ``tz`` (the local time zone when
+    ``None``), such as ``2026-03-09``; ``(no week)`` for untagged usage.
     """
     if week_start_unix <= 0:
         return NO_WEEK
@@ -102,8 +102,8 @@ Priced = tuple[Combination, Mapping[str, Any]]
 
 def priced(usage: UsageSnapshot, document: Mapping[str, Any]) -> list[Priced]:
     """
-    Each combination of C{usage} with its entry in C{document}, the
-    document L{to_document} made of C{usage}, which lists the combinations
+    Each combination of ``usage`` with its entry in ``document``, the
+    document :obj:`to_document` made of ``usage``, which lists the combinations
     in the same order.
     """
     return list(zip(usage.combinations, document["combinations"]))
@@ -111,7 +111,7 @@ def priced(usage: UsageSnapshot, document: Mapping[str, Any]) -> list[Priced]:
 
 def rows_by_user(combinations: Iterable[Priced]) -> list[Row]:
     """
-    One row per user, plus C{(anonymous)} when the totals hold usage no
+    One row per user, plus ``(anonymous)`` when the totals hold usage no
     user accounts for.
     """
     rows: dict[str, Row] = {}
@@ -154,7 +154,7 @@ def rows_by_model(combinations: Iterable[Priced]) -> list[Row]:
 
 def rows_by_week(combinations: Iterable[Priced], tz: datetime.tzinfo | None) -> list[Row]:
     """
-    One row per week start date in C{tz}, all models together.
+    One row per week start date in ``tz``, all models together.
     """
     return _group(combinations, lambda combination: (week_label(combination.week_start_unix, tz),))
 
@@ -167,7 +167,7 @@ def format_table(
 ) -> list[str]:
     """
     A fixed-width table: the title, a header, the rows by cost (highest
-    first, then by label), and a total row whose cost is C{total_usd}.
+    first, then by label), and a total row whose cost is ``total_usd``.
     """
     ordered = sorted(rows, key=lambda row: (-round_cents(row.cost_usd), row.labels))
     total = Row(("total",) + ("",) * (len(label_headers) - 1))
@@ -201,10 +201,10 @@ def format_report(
 
     :param usage: what the file holds.
     :param path: the file's path, for the header.
-    :param by: C{"user"}, C{"model"} or C{"week"} for that table alone,
-        C{"all"} for the three.
+    :param by: ``"user"``, ``"model"`` or ``"week"`` for that table alone,
+        ``"all"`` for the three.
     :param tz: the time zone of the dates shown; the local one when
-        C{None}.
+        ``None``.
     :return: the text, ending with a newline.
     """
     if by != "all" and by not in SECTIONS:
@@ -231,7 +231,7 @@ def format_report(
 
 def _at_least_zero(counts: UsageCounts) -> UsageCounts:
     """
-    C{counts} with every negative figure made 0.
+    ``counts`` with every negative figure made 0.
     """
     return UsageCounts(
         max(0, counts.request_count),
@@ -259,9 +259,9 @@ def _cells(row: Row) -> tuple[str, ...]:
 
 def _printable(text: str, limit: int | None) -> str:
     """
-    C{text} safe to print on a terminal: characters that are not printable
-    (control characters, line breaks) escaped, and at most C{limit}
-    characters of it, with C{…} when shortened.
+    ``text`` safe to print on a terminal: characters that are not printable
+    (control characters, line breaks) escaped, and at most ``limit``
+    characters of it, with ``…`` when shortened.
     """
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "\u2026"

@@ -2,13 +2,13 @@
 """
 Token counts: the one set of figures that the meters read out of a
 response, the book adds up per combination and user, the usages file keeps
-and the report shows, and how the Messages API reports them in a C{usage}
+and the report shows, and how the Messages API reports them in a ``usage``
 object.
 
-Usage semantics follow the API and the official SDK: C{message_start}
+Usage semantics follow the API and the official SDK: ``message_start``
 carries the input-side figures, including the split of cache writes by
-lifetime (C{cache_creation.ephemeral_5m_input_tokens} and
-C{ephemeral_1h_input_tokens}); C{message_delta} figures are cumulative, so a
+lifetime (``cache_creation.ephemeral_5m_input_tokens`` and
+``ephemeral_1h_input_tokens``); ``message_delta`` figures are cumulative, so a
 field it carries replaces the earlier value and a field it omits leaves it.
 Only non-negative integers count; anything else is ignored, never raised.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeGuard
 
 #: The names of the counts, in the usages file's key order; each is a
-#: field of L{TokenCounts} and a key of the file's statistics objects.
+#: field of :obj:`TokenCounts` and a key of the file's statistics objects.
 TOKEN_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -62,14 +62,14 @@ class TokenCounts:
 
     def __sub__(self, other: TokenCounts) -> TokenCounts:
         """
-        These counts less C{other}'s, field by field (possibly negative).
+        These counts less ``other``'s, field by field (possibly negative).
         """
         return TokenCounts(*(getattr(self, name) - getattr(other, name) for name in TOKEN_FIELDS))
 
     def counts(self) -> TokenCounts:
         """
-        The counts alone, as a new L{TokenCounts} (without the model of a
-        L{TokenUsage}).
+        The counts alone, as a new :obj:`TokenCounts` (without the model of a
+        :obj:`TokenUsage`).
         """
         return TokenCounts(*(getattr(self, name) for name in TOKEN_FIELDS))
 
@@ -99,7 +99,7 @@ class TokenUsage(TokenCounts):
     """
     The token counts of one response, and the model that answered it.
 
-    :ivar model: The model that answered, or C{""} when unknown.
+    :ivar model: The model that answered, or ``""`` when unknown.
     """
 
     model: str = ""
@@ -107,19 +107,19 @@ class TokenUsage(TokenCounts):
 
 def _is_count(value: object) -> TypeGuard[int]:
     """
-    Whether C{value} is a token count: a non-negative C{int} that is not a
-    C{bool}.
+    Whether ``value`` is a token count: a non-negative ``int`` that is not a
+    ``bool``.
     """
     return type(value) is int and value >= 0
 
 
 def apply_usage(target: TokenCounts, usage: object) -> None:
     """
-    Copy the valid counts of an API C{usage} object onto C{target}, leaving
+    Copy the valid counts of an API ``usage`` object onto ``target``, leaving
     the fields that are absent or invalid as they were.
 
     :param target: The counts to update.
-    :param usage: The decoded C{usage} member; anything but a C{dict} is
+    :param usage: The decoded ``usage`` member; anything but a ``dict`` is
         ignored.
     """
     if not isinstance(usage, dict):
@@ -144,7 +144,7 @@ def usage_from_message(document: object) -> TokenUsage:
 
     Cache writes reported without their lifetime split leave both parts at
     zero, so that they are priced as 5-minute writes.  Nothing malformed
-    raises: missing or invalid parts give C{""} and zeros.
+    raises: missing or invalid parts give ``""`` and zeros.
 
     :param document: The decoded JSON body.
     :return: The usage found.

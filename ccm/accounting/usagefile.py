@@ -29,7 +29,7 @@ SAVE_INTERVAL_SECONDS = 60.0
 
 def usage_path_problem(path: str) -> str | None:
     """
-    Why a usage file could never be saved at C{path}, or C{None} when it
+    Why a usage file could never be saved at ``path``, or ``None`` when it
     can: its directory must exist and be writable, since every save writes
     a temporary file there and renames it over the file.  Checked at
     start-up, because a save that fails is only noticed at shutdown, when
@@ -62,7 +62,7 @@ class UsageFile:
     :param clock: the clock of the books it loads and of the names of
         files moved aside.
     :param tz: the time zone of the timestamps and week keys it writes; the
-        local one when C{None}, like the reference.
+        local one when ``None``, like the reference.
     """
 
     log = Logger()
@@ -77,10 +77,10 @@ class UsageFile:
         """
         The book the file holds.  A missing file gives an empty book.  A
         file that cannot be read, is not JSON or does not have the usages
-        structure is renamed aside (to C{<path>.corrupt-<UTC time>}), with a
+        structure is renamed aside (to ``<path>.corrupt-<UTC time>``), with a
         warning naming both paths, and an empty book is returned: it is
         never overwritten.  If it cannot even be moved aside, an error is
-        logged and L{save} refuses to replace it.
+        logged and :obj:`save` refuses to replace it.
         """
         try:
             loaded = from_document(read_json_file(self.path))
@@ -156,10 +156,10 @@ FIRST_SAVE_DELAY_SECONDS = 5.0
 class UsageSaverService(TimerService):
     """
     The recorder of one usages file: counts each response in its counters
-    and saves them to the file every C{interval} seconds when something was
+    and saves them to the file every ``interval`` seconds when something was
     recorded, and once more at shutdown.  The first usage recorded after
     start-up, or after an interval without a save, is saved
-    L{FIRST_SAVE_DELAY_SECONDS} later instead of waiting for the next tick.
+    :obj:`FIRST_SAVE_DELAY_SECONDS` later instead of waiting for the next tick.
     A failed save is logged and retried at the next tick.
     """
 
@@ -226,7 +226,7 @@ class UsageSaverService(TimerService):
 
     def _save(self, only_if_changed: bool = False) -> None:
         """
-        Write a snapshot of the counters, unless C{only_if_changed} and
+        Write a snapshot of the counters, unless ``only_if_changed`` and
         nothing was recorded since the last successful save.  Never raises.
         """
         try:

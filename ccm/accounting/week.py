@@ -5,7 +5,7 @@ rate-limit window as the response's headers give it.
 
 This reads a rate-limit header, but for accounting: it tags usage as the
 reference does (the reset time less a week, rounded), whatever the pool
-makes of the same header (L{ccm.pool.windows}), and a tag must be a time
+makes of the same header (:obj:`ccm.pool.windows`), and a tag must be a time
 the usages file can hold.
 """
 
@@ -28,7 +28,7 @@ _DIGITS = re.compile(r"[0-9]+")
 def week_start_from_headers(headers: Headers) -> int:
     """
     The start of the weekly cycle a response belongs to: the
-    C{anthropic-ratelimit-unified-7d-reset} time (Unix seconds) less a week,
+    ``anthropic-ratelimit-unified-7d-reset`` time (Unix seconds) less a week,
     rounded to the nearest hour, because the reset time jitters from one
     response to the next and each distinct value would start a combination
     of its own.

@@ -3,14 +3,14 @@
 What re-reading the configuration file changes.
 
 SIGHUP makes ccm read its configuration file again.  Settings that only
-shape new requests (users and their tokens, C{headers}, reserves and
+shape new requests (users and their tokens, ``headers``, reserves and
 limits, balancing strategies, ...) apply in place; settings the running
 objects were built from (listeners and TLS, credential and usage files,
 detours, upstream URLs) need a restart: each such difference is reported
 on its own line and the running value stays.
 
 The comparison is pure, on configuration objects, without a reactor or a
-file: L{ccm.reload.Reloader} reads the file and applies the plan.  The
+file: :obj:`ccm.reload.Reloader` reads the file and applies the plan.  The
 tables below classify every field of the configuration model; a field
 added to the model must be added to its table (the tests check that none
 is missing), which is all a new restart-only setting needs.
@@ -41,7 +41,7 @@ APPLY = "applies in place"
 RESTART = "needs a restart"
 #: Says which entry this is (its place or tag), not how it behaves.
 IDENTITY = "identifies the entry"
-#: A list compared entry by entry (see L{_merge_credentials}, L{_merge_users}).
+#: A list compared entry by entry (see :obj:`_merge_credentials`, :obj:`_merge_users`).
 ENTRIES = "compared entry by entry"
 
 SERVICE_FIELDS: Mapping[str, str] = {
@@ -131,9 +131,9 @@ _Entry = TypeVar("_Entry", ServiceConfig, DefaultCredentialConfig, BalancerCrede
 
 def _json_key(name: str, old: object, new: object) -> str:
     """
-    The configuration key that holds field C{name}: the field's own name,
-    except for the listeners, which come from C{endpoint}, from C{listen}
-    and C{listen_port}, or from C{tls}.
+    The configuration key that holds field ``name``: the field's own name,
+    except for the listeners, which come from ``endpoint``, from ``listen``
+    and ``listen_port``, or from ``tls``.
     """
     if name != "listeners":
         return name
@@ -150,7 +150,7 @@ def _changed_keys(name: str, old: object, new: object) -> list[str]:
     """
     The configuration keys behind a changed field: the field's own name,
     except for the connection bounds, which are several service keys held
-    in one object (L{ConnectionLimits}, whose fields are named as the keys).
+    in one object (:obj:`ConnectionLimits`, whose fields are named as the keys).
     """
     if name != "connection_limits":
         return [name]
@@ -164,8 +164,8 @@ def _changed_keys(name: str, old: object, new: object) -> list[str]:
 
 def _merge(running: _Entry, loaded: _Entry, table: Mapping[str, str], where: str, notes: _Notes) -> _Entry:
     """
-    C{loaded}, with the running value of every field that needs a restart
-    and differs; L{ENTRIES} fields keep the running value, for the caller.
+    ``loaded``, with the running value of every field that needs a restart
+    and differs; :obj:`ENTRIES` fields keep the running value, for the caller.
     """
     values = {}
     for model_field in dataclasses.fields(running):
@@ -187,7 +187,7 @@ def _merge_credentials(
     running: ServiceConfig, loaded: ServiceConfig, notes: _Notes
 ) -> tuple[CredentialConfig, ...]:
     """
-    The running C{credentials} list, entry by entry, with what applies of
+    The running ``credentials`` list, entry by entry, with what applies of
     the loaded one: entries are matched by tag; adding, removing or
     retyping one needs a restart.
     """
@@ -231,8 +231,8 @@ def _merge_users(
     notes: _Notes,
 ) -> tuple[UserConfig, ...]:
     """
-    The loaded C{users}, matched with the running ones by name; a user's
-    C{credential} applies only when it names an entry of C{credentials}
+    The loaded ``users``, matched with the running ones by name; a user's
+    ``credential`` applies only when it names an entry of ``credentials``
     (what runs), as the pool behind a new entry does not exist yet.
     """
     path = json_path(loaded.where, "users")
@@ -273,8 +273,8 @@ def _merge_users(
 
 def plan_service(running: ServiceConfig, loaded: ServiceConfig, notes: _Notes) -> ServiceConfig:
     """
-    The configuration one running service changes to: C{loaded} where it
-    applies in place, C{running} where a restart is needed.
+    The configuration one running service changes to: ``loaded`` where it
+    applies in place, ``running`` where a restart is needed.
     """
     merged = _merge(running, loaded, SERVICE_FIELDS, loaded.where, notes)
     credentials = _merge_credentials(running, loaded, notes)
@@ -314,7 +314,7 @@ def _pair_services(
 
 def plan_reload(running: Sequence[ServiceConfig], loaded: Config) -> ReloadPlan:
     """
-    Compare the running services' configurations with C{loaded}, the
+    Compare the running services' configurations with ``loaded``, the
     configuration file read again.
     """
     notes = _Notes(loaded.source)

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.config.test_connections -*-
 """
-Parse a service's connection bounds (C{request_head_timeout},
-C{max_connections}, ...) into one L{ConnectionLimits}.
+Parse a service's connection bounds (``request_head_timeout``,
+``max_connections``, ...) into one :obj:`ConnectionLimits`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ CONNECTION_KEYS = (
     "max_request_head",
 )
 
-#: The smallest C{max_request_head}: below it even a bare request with a
+#: The smallest ``max_request_head``: below it even a bare request with a
 #: token and Claude Code's usual headers would not fit.
 MIN_REQUEST_HEAD_BYTES = 1024
 
@@ -40,7 +40,7 @@ _MAX_COUNT = 2**31 - 1
 
 def parse_connection_limits(reader: ObjectReader) -> ConnectionLimits:
     """
-    Read the connection bounds of the service object behind C{reader},
+    Read the connection bounds of the service object behind ``reader``,
     reporting each problem with its JSON path.
     """
     max_connections = _count(reader, "max_connections", DEFAULT_MAX_CONNECTIONS)
@@ -95,7 +95,7 @@ def _size(
 ) -> int:
     """
     A byte count given as a whole number or a size string, not below
-    C{minimum}.
+    ``minimum``.
     """
     value = reader.obj.get(key)
     if value is None:

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.config.test_credentials -*-
 """
-Parse a service's C{credentials} list (default credentials, balancers and
-fallbacks) and its C{users}, and check how they refer to each other.
+Parse a service's ``credentials`` list (default credentials, balancers and
+fallbacks) and its ``users``, and check how they refer to each other.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def parse_credentials(
     problems: Problems,
 ) -> tuple[CredentialConfig, ...]:
     """
-    The service's C{credentials} list, each entry checked, and the pools'
+    The service's ``credentials`` list, each entry checked, and the pools'
     references to their members and the usage files checked across entries.
     """
     entries = reader.objects("credentials")
@@ -210,8 +210,8 @@ def parse_users(
     warnings: list[str],
 ) -> tuple[UserConfig, ...]:
     """
-    The service's C{users}: unique names and tokens, each user's
-    C{credential} naming an entry of C{credentials} when there is a list.
+    The service's ``users``: unique names and tokens, each user's
+    ``credential`` naming an entry of ``credentials`` when there is a list.
     """
     tags = {c.tag for c in credentials}
     users = []

@@ -2,7 +2,7 @@
 """
 Parse where a service or credential sends its upstream traffic: a detour,
 given as a proxy URL or as the tag of an entry of a sing-box document's
-C{outbounds}.
+``outbounds``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def parse_detour(
     problems: Problems,
 ) -> Detour | None:
     """
-    The detour named by C{key}: a proxy URL or an outbound's tag (checked
+    The detour named by ``key``: a proxy URL or an outbound's tag (checked
     only now, as other outbounds may be for sing-box's other uses); None for
     no detour or a problem.
     """

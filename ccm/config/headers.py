@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.config.test_headers -*-
 """
-The C{headers} option: extra headers ccm sends upstream with every request.
+The ``headers`` option: extra headers ccm sends upstream with every request.
 
 Names must be HTTP tokens and values Latin-1 text on one line; headers
 that ccm itself sets, or that would break the connection or leak a
@@ -29,7 +29,7 @@ _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
 
 def parse_headers(reader: ObjectReader, problems: Problems) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """
-    The C{headers} option of the service object C{reader} reads: each name
+    The ``headers`` option of the service object ``reader`` reads: each name
     with its values, in order.
     """
     obj = reader.object("headers")
@@ -65,9 +65,9 @@ def parse_headers(reader: ObjectReader, problems: Problems) -> tuple[tuple[str, 
 
 def _why_not_settable(name: str) -> str | None:
     """
-    Why the C{headers} option cannot set the header C{name} (an HTTP
-    token), or C{None} when it can: the client credentials and hop-by-hop
-    headers are those L{ccm.proxy.headers} strips from clients' requests.
+    Why the ``headers`` option cannot set the header ``name`` (an HTTP
+    token), or ``None`` when it can: the client credentials and hop-by-hop
+    headers are those :obj:`ccm.proxy.headers` strips from clients' requests.
     """
     lowered = name.lower()
     if lowered == "authorization":

@@ -1,12 +1,12 @@
 # -*- test-case-name: tests.config.test_listen -*-
 """
 Where a service listens, as its configuration says: Twisted endpoint
-strings (C{endpoint}), or the sing-box listen fields (C{listen},
-C{listen_port}) with an optional sing-box inbound C{tls} object.
+strings (``endpoint``), or the sing-box listen fields (``listen``,
+``listen_port``) with an optional sing-box inbound ``tls`` object.
 
 Everything about listeners that can be checked without binding is checked
-here, the TLS files' existence included, so that L{ccm.web.listening} only
-turns a valid L{Listener} into a Twisted endpoint.
+here, the TLS files' existence included, so that :obj:`ccm.web.listening` only
+turns a valid :obj:`Listener` into a Twisted endpoint.
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ _TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 
 def parse_listeners(reader: ObjectReader, problems: Problems) -> tuple[Listener, ...]:
     """
-    The listeners of the service object C{reader} reads: its C{endpoint}
-    strings, else its listen fields, else L{DEFAULT_ENDPOINT}.
+    The listeners of the service object ``reader`` reads: its ``endpoint``
+    strings, else its listen fields, else :obj:`DEFAULT_ENDPOINT`.
     """
     endpoints = reader.strings("endpoint")
     uses_listen_fields = any(reader.has(k) for k in (*LISTEN_KEYS, "tls"))
@@ -108,7 +108,7 @@ def parse_listeners(reader: ObjectReader, problems: Problems) -> tuple[Listener,
 
 def check_endpoint(description: str, path: str, problems: Problems) -> None:
     """
-    Report C{description} if Twisted cannot parse it as a server endpoint.
+    Report ``description`` if Twisted cannot parse it as a server endpoint.
     """
     try:
         # Parsing only stores the reactor (Twisted leaves it untyped);

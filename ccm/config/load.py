@@ -3,16 +3,16 @@
 Load and validate a ccm configuration file.
 
 Two document shapes are accepted so that existing sing-box configurations
-work unchanged: a sing-box document C{{"services": [{"type": "ccm", ...}],
-"outbounds": [...]}}, where every ccm service is served, and one bare ccm
+work unchanged: a sing-box document ``{"services": [{"type": "ccm", ...}],
+"outbounds": [...]}``, where every ccm service is served, and one bare ccm
 service object.  Every problem is reported, one line each, naming the file
 and the JSON path; a configuration with problems starts nothing.
 
 This module reads the documents and the service object's own keys (URLs,
-the body limit); L{ccm.config.listen} reads its listeners,
-L{ccm.config.headers} its C{headers},
-L{ccm.config.credentials} its credentials and users,
-L{ccm.config.detour} its detours and L{ccm.config.connections} its
+the body limit); :obj:`ccm.config.listen` reads its listeners,
+:obj:`ccm.config.headers` its ``headers``,
+:obj:`ccm.config.credentials` its credentials and users,
+:obj:`ccm.config.detour` its detours and :obj:`ccm.config.connections` its
 connection bounds.
 """
 
@@ -63,7 +63,7 @@ _SERVICE_KEYS = (
 
 def load_config(path: str) -> Config:
     """
-    Read and validate the configuration file at C{path}.
+    Read and validate the configuration file at ``path``.
 
     :raises ConfigError: listing every problem, each naming the file and the
         JSON path of the offending value.
@@ -109,10 +109,10 @@ def parse_config(document: object, source: str) -> Config:
 
 def check_usage_paths(config: Config) -> None:
     """
-    Make sure every usage file of C{config} could be saved, so that a wrong
-    C{usages_path} stops start-up instead of losing the usage at shutdown.
-    This looks at the file system, so L{load_config} does it after
-    L{parse_config}.
+    Make sure every usage file of ``config`` could be saved, so that a wrong
+    ``usages_path`` stops start-up instead of losing the usage at shutdown.
+    This looks at the file system, so :obj:`load_config` does it after
+    :obj:`parse_config`.
 
     :raises ConfigError: one line per unusable path, naming its JSON path.
     """

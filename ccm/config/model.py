@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.config.test_model -*-
 """
 The configuration model: frozen, typed objects describing one or more ccm
-services.  L{ccm.config.load} builds them from JSON and validates them.
+services.  :obj:`ccm.config.load` builds them from JSON and validates them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ DEFAULT_MAX_REQUEST_HEAD_BYTES = 32 * 1024
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1"
 DEFAULT_LISTEN_PORT = 8080
 DEFAULT_ENDPOINT = f"tcp:{DEFAULT_LISTEN_PORT}:interface={DEFAULT_LISTEN_ADDRESS}"
-#: The one ALPN protocol ccm serves; a C{tls.alpn} list must include it.
+#: The one ALPN protocol ccm serves; a ``tls.alpn`` list must include it.
 SERVED_ALPN_PROTOCOL = "http/1.1"
 
 STRATEGIES = ("least_used", "round_robin", "random", "fallback")
@@ -35,7 +35,7 @@ STRATEGIES = ("least_used", "round_robin", "random", "fallback")
 
 class ConfigError(Exception):
     """
-    The configuration cannot be used; C{problems} holds one line per problem.
+    The configuration cannot be used; ``problems`` holds one line per problem.
     """
 
     def __init__(self, problems: list[str]) -> None:
@@ -64,7 +64,7 @@ class Detour:
 @dataclass(frozen=True)
 class TLSConfig:
     """
-    The sing-box inbound C{tls} object, reduced to what ccm serves: a
+    The sing-box inbound ``tls`` object, reduced to what ccm serves: a
     certificate chain and its key, from files or inline PEM text.
     """
 
@@ -74,14 +74,14 @@ class TLSConfig:
     key_pem: str = field(default="", repr=False)
     min_version: str = ""
     max_version: str = ""
-    #: Empty, or a list holding L{SERVED_ALPN_PROTOCOL}.
+    #: Empty, or a list holding :obj:`SERVED_ALPN_PROTOCOL`.
     alpn: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class EndpointListener:
     """
-    A Twisted server endpoint string such as C{tcp:8080:interface=127.0.0.1}.
+    A Twisted server endpoint string such as ``tcp:8080:interface=127.0.0.1``.
     """
 
     description: str
@@ -104,7 +104,7 @@ Listener = Union[EndpointListener, AddressListener]
 @dataclass(frozen=True)
 class UserConfig:
     """
-    A person allowed to use the service with C{token}.
+    A person allowed to use the service with ``token``.
     """
 
     name: str
@@ -148,7 +148,7 @@ class DefaultCredentialConfig:
 class BalancerCredentialConfig:
     """
     A pool of default credentials and the strategy that spreads sessions over
-    them (the sing-box C{fallback} type is a balancer with the C{fallback}
+    them (the sing-box ``fallback`` type is a balancer with the ``fallback``
     strategy).
     """
 
@@ -167,14 +167,14 @@ class ConnectionLimits:
     """
     How long and how many connections a service keeps: the bounds that
     stop slow or greedy clients from holding descriptors.  Zero turns a
-    bound off, except for C{keep_alive_timeout} and C{max_request_head},
+    bound off, except for ``keep_alive_timeout`` and ``max_request_head``,
     which the configuration keeps positive.
 
     :ivar request_head_timeout: seconds for a request's line and headers
         to arrive, counted from the connection or from the first byte
         after a kept-alive connection's idle time.
     :ivar request_body_min_rate: bytes per second a body must average
-        after C{request_body_grace}.
+        after ``request_body_grace``.
     :ivar request_body_grace: seconds a body gets before its rate counts.
     :ivar keep_alive_timeout: seconds an idle kept-alive connection stays
         open after its last response.
@@ -217,14 +217,14 @@ class ServiceConfig:
     @property
     def multi_credential(self) -> bool:
         """
-        Whether the C{credentials} list is in use.
+        Whether the ``credentials`` list is in use.
         """
         return bool(self.credentials)
 
     def default_credentials(self) -> tuple[DefaultCredentialConfig, ...]:
         """
-        The subscriptions this service holds: the C{credentials} entries of
-        the default type, or the single legacy credential tagged C{default}.
+        The subscriptions this service holds: the ``credentials`` entries of
+        the default type, or the single legacy credential tagged ``default``.
         """
         if not self.credentials:
             return (
@@ -253,7 +253,7 @@ class Config:
 
 def default_config() -> Config:
     """
-    The configuration used without C{--config}: one service on loopback port
+    The configuration used without ``--config``: one service on loopback port
     8080 with the default credential file, no users and no usage file.
     """
     return Config(source="(defaults)", services=(ServiceConfig(where=""),))

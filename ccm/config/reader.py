@@ -2,8 +2,8 @@
 """
 Typed reading of JSON objects with precise problem reports.
 
-An L{ObjectReader} reads one JSON object; every wrong type, bad value or
-unknown key becomes one line in a shared L{Problems} list, naming the JSON
+An :obj:`ObjectReader` reads one JSON object; every wrong type, bad value or
+unknown key becomes one line in a shared :obj:`Problems` list, naming the JSON
 path, so a configuration is checked in one pass and all its problems are
 reported together.
 """
@@ -20,8 +20,8 @@ T = TypeVar("T")
 
 def json_path(parent: str, key: str | int) -> str:
     """
-    Extend a JSON path: C{json_path("services[0]", "users")} is
-    C{"services[0].users"}, and an integer key adds an index.
+    Extend a JSON path: ``json_path("services[0]", "users")`` is
+    ``"services[0].users"``, and an integer key adds an index.
     """
     if isinstance(key, int):
         return f"{parent}[{key}]"
@@ -58,7 +58,7 @@ class Problems:
 
     def add(self, path: str, message: str) -> None:
         """
-        Record that the value at C{path} is wrong, and why.
+        Record that the value at ``path`` is wrong, and why.
         """
         where = f"{self.source}: {path}" if path else self.source
         line = f"{where}: {message}"
@@ -74,9 +74,9 @@ class ObjectReader:
     """
     Read typed fields out of one JSON object, reporting problems by path.
 
-    Every key not in C{known} is reported as unknown, with the closest known
-    key suggested.  Keys in C{ignored} are accepted and collected in
-    L{ignored_present} so the caller can warn about them.
+    Every key not in ``known`` is reported as unknown, with the closest known
+    key suggested.  Keys in ``ignored`` are accepted and collected in
+    :obj:`ignored_present` so the caller can warn about them.
     """
 
     def __init__(
@@ -102,13 +102,13 @@ class ObjectReader:
 
     def where(self, key: str) -> str:
         """
-        The JSON path of C{key} in this object.
+        The JSON path of ``key`` in this object.
         """
         return json_path(self.path, key)
 
     def has(self, key: str) -> bool:
         """
-        Whether C{key} is present and not null.
+        Whether ``key`` is present and not null.
         """
         return self.obj.get(key) is not None
 
@@ -139,7 +139,7 @@ class ObjectReader:
         self, key: str, default: int, minimum: int, maximum: int, bounds: str = ""
     ) -> int:
         """
-        An integer field within C{minimum}..C{maximum}; C{bounds} overrides
+        An integer field within ``minimum``..``maximum``; ``bounds`` overrides
         the wording of the range in the message.
         """
         value = self.obj.get(key)
@@ -157,7 +157,7 @@ class ObjectReader:
 
     def number(self, key: str, default: float, minimum: float) -> float:
         """
-        A number field not below C{minimum}.
+        A number field not below ``minimum``.
         """
         value = self.obj.get(key)
         if value is None:
@@ -176,8 +176,8 @@ class ObjectReader:
 
     def duration(self, key: str, default: float, allow_zero: bool = False) -> float:
         """
-        A positive Go-style duration string such as C{"60s"}, in seconds;
-        with C{allow_zero}, C{"0s"} too.
+        A positive Go-style duration string such as ``"60s"``, in seconds;
+        with ``allow_zero``, ``"0s"`` too.
         """
         text = self.string(key)
         if not text:

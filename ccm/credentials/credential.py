@@ -2,7 +2,7 @@
 """
 A subscription ccm can serve with: its OAuth tokens, kept fresh.
 
-A L{Credential} follows its credentials file (it may appear, change or
+A :obj:`Credential` follows its credentials file (it may appear, change or
 vanish at any time), hands out an access token that is valid for at least
 another minute, and refreshes it when needed: one refresh at a time,
 re-reading the file first in case Claude Code already refreshed it, and
@@ -10,16 +10,16 @@ refusing to refresh when the rotated tokens could not be saved.  When it
 cannot serve, it says why in words a person can act on.
 
 The credential also holds the subscription's window state
-(L{ccm.pool.windows.WindowState}) and the log of its state changes
-(L{ccm.pool.statelog.CredentialStateLog}), although both live in
-L{ccm.pool}.  The windows are a fact about the subscription, not about a
+(:obj:`ccm.pool.windows.WindowState`) and the log of its state changes
+(:obj:`ccm.pool.statelog.CredentialStateLog`), although both live in
+:obj:`ccm.pool`.  The windows are a fact about the subscription, not about a
 pool: one credential serves its own pool and any balancer that lists it,
 its plan weight combines the file's plan with the profile's, and the
 exchange and the usage poller update the windows of the credential they
 used, whichever pool chose it.  So the credential is their one owner
 (injected, so that a shared store can replace the in-memory state), and
 the pools read them through it.  The modules live with the pools, their
-readers, and import nothing of L{ccm.credentials}: the imports go one way,
+readers, and import nothing of :obj:`ccm.credentials`: the imports go one way,
 the credential to those leaves and the pools to the credential.
 """
 
@@ -54,11 +54,11 @@ class Credential:
     """
     One subscription's OAuth credential, backed by its credentials file.
 
-    Its changes of state are logged by its L{state_log}.
+    Its changes of state are logged by its :obj:`state_log`.
 
-    :param refresh: exchanges a refresh token for a L{TokenGrant}.
+    :param refresh: exchanges a refresh token for a :obj:`TokenGrant`.
     :param rate_limits: the subscription's window state, which the proxy
-        and the usage poller update; a new L{MemoryWindowState} by default.
+        and the usage poller update; a new :obj:`MemoryWindowState` by default.
     """
 
     def __init__(
@@ -161,7 +161,7 @@ class Credential:
 
     def _remaining(self, tokens: OAuthTokens) -> float | None:
         """
-        The seconds C{tokens} stay valid, or None when they never expire.
+        The seconds ``tokens`` stay valid, or None when they never expire.
         """
         if tokens.expires_at_ms == 0:
             return None
@@ -190,7 +190,7 @@ class Credential:
         An access token valid for at least another minute, refreshing first
         if needed.
 
-        :return: a Deferred failing with L{CredentialUnavailable} when the
+        :return: a Deferred failing with :obj:`CredentialUnavailable` when the
             credential cannot serve.
         """
         tokens = self.tokens
@@ -206,7 +206,7 @@ class Credential:
         Refresh the tokens; concurrent callers share one refresh.
 
         :return: a Deferred firing with the new tokens, or failing with
-            L{CredentialUnavailable}.
+            :obj:`CredentialUnavailable`.
         """
         waiter: Deferred[OAuthTokens] = Deferred()
         self._waiters.append(waiter)

@@ -3,7 +3,7 @@
 The Claude Code credentials file: where it is, what it holds, and how to
 write refreshed tokens back without losing anything.
 
-The file is Claude Code's own (C{~/.claude/.credentials.json}); other
+The file is Claude Code's own (``~/.claude/.credentials.json``); other
 programs, Claude Code first of all, may rewrite it at any time.  ccm
 therefore re-reads it before changing it, keeps every key it does not know,
 keeps the file's mode, and replaces it atomically.  A file ccm cannot parse
@@ -34,7 +34,7 @@ class CredentialFileError(Exception):
 @dataclass(frozen=True)
 class OAuthTokens:
     """
-    The OAuth state of one subscription, as stored under C{claudeAiOauth}.
+    The OAuth state of one subscription, as stored under ``claudeAiOauth``.
     """
 
     access_token: str = field(repr=False)
@@ -45,8 +45,8 @@ class OAuthTokens:
 
     def expires_within(self, now_seconds: float, margin_seconds: float) -> bool:
         """
-        Whether the access token expires less than C{margin_seconds} from
-        C{now_seconds}; a zero expiry means it never expires.
+        Whether the access token expires less than ``margin_seconds`` from
+        ``now_seconds``; a zero expiry means it never expires.
         """
         if self.expires_at_ms == 0:
             return False
@@ -56,7 +56,7 @@ class OAuthTokens:
         self, access_token: str, refresh_token: str, expires_at_ms: int
     ) -> OAuthTokens:
         """
-        These tokens after a refresh; an empty C{refresh_token} keeps the
+        These tokens after a refresh; an empty ``refresh_token`` keeps the
         current one, as the OAuth server may not rotate it.
         """
         return replace(
@@ -69,8 +69,8 @@ class OAuthTokens:
 
 def default_credential_path(environ: Mapping[str, str], home: str) -> str:
     """
-    Where Claude Code keeps its credentials: C{$CLAUDE_CONFIG_DIR} when set,
-    else C{~/.claude}.
+    Where Claude Code keeps its credentials: ``$CLAUDE_CONFIG_DIR`` when set,
+    else ``~/.claude``.
     """
     config_dir = environ.get("CLAUDE_CONFIG_DIR", "")
     if config_dir:
@@ -144,7 +144,7 @@ class CredentialFile:
 
     def catch_up(self) -> Deferred[None]:
         """
-        Nothing to do: L{read} reads the file itself every time.
+        Nothing to do: :obj:`read` reads the file itself every time.
         """
         return succeed(None)
 

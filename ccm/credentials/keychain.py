@@ -1,20 +1,20 @@
 # -*- test-case-name: tests.credentials.test_keychain -*-
 """
-Claude Code's credentials in the macOS keychain, through C{keyring}.
+Claude Code's credentials in the macOS keychain, through ``keyring``.
 
 On macOS, Claude Code keeps its OAuth tokens in a generic password item
-(service C{Claude Code-credentials}, account = the user name) holding the
-same JSON as the credentials file.  With no C{credential_path} configured,
+(service ``Claude Code-credentials``, account = the user name) holding the
+same JSON as the credentials file.  With no ``credential_path`` configured,
 ccm reads that item first and falls back to the file
-(L{ccm.credentials.store.credential_store_for} chooses); refreshed tokens are
+(:obj:`ccm.credentials.store.credential_store_for` chooses); refreshed tokens are
 written back where they were read.
 
 Keychain calls block (and may even prompt to unlock), so they never run on
-the reactor: L{KeychainStore.load} fetches the item once at start-up, the
+the reactor: :obj:`KeychainStore.load` fetches the item once at start-up, the
 store then serves reads from its in-memory copy, fetches it again in a
 thread before each refresh (Claude Code on the same Mac may have refreshed,
 rotating the refresh token, or logged in again), and write-backs run in a
-thread too, through an injected runner (C{deferToThread} by default).
+thread too, through an injected runner (``deferToThread`` by default).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ _Result = TypeVar("_Result")
 
 class RunInThread(Protocol):
     """
-    Runs a blocking call off the reactor thread, as L{deferToThread} does.
+    Runs a blocking call off the reactor thread, as :obj:`deferToThread` does.
     """
 
     def __call__(self, work: Callable[[], _Result], /) -> Deferred[_Result]: ...
@@ -49,10 +49,10 @@ class RunInThread(Protocol):
 
 def keychain_service_name(environ: Mapping[str, str], home: str) -> str:
     """
-    The keychain service Claude Code uses: C{Claude Code-credentials}, with
-    C{-} and the first 8 hex digits of the SHA-256 of C{CLAUDE_CONFIG_DIR}
+    The keychain service Claude Code uses: ``Claude Code-credentials``, with
+    ``-`` and the first 8 hex digits of the SHA-256 of ``CLAUDE_CONFIG_DIR``
     appended when that is set and differs, as a string, from
-    C{<home>/.claude}.
+    ``<home>/.claude``.
     """
     config_dir = environ.get("CLAUDE_CONFIG_DIR", "")
     if not config_dir or config_dir == os.path.join(home, ".claude"):
@@ -70,7 +70,7 @@ def keychain_account(environ: Mapping[str, str]) -> str:
 
 def describe_error(error: BaseException | Failure, secrets: tuple[str, ...] = ()) -> str:
     """
-    An error (or the error of a L{Failure}) for a log line: its class and
+    An error (or the error of a :obj:`Failure`) for a log line: its class and
     message, with any token removed.
     """
     if isinstance(error, Failure):
@@ -87,10 +87,10 @@ def describe_error(error: BaseException | Failure, secrets: tuple[str, ...] = ()
 class KeychainStore:
     """
     One keychain item holding Claude Code's credentials JSON, with the same
-    interface as L{ccm.credentials.file.CredentialFile}
-    (L{ccm.credentials.store.CredentialStore}).
+    interface as :obj:`ccm.credentials.file.CredentialFile`
+    (:obj:`ccm.credentials.store.CredentialStore`).
 
-    :param backend: a C{keyring} backend; C{keyring.get_keyring()} in
+    :param backend: a ``keyring`` backend; ``keyring.get_keyring()`` in
         production.
     :param run_in_thread: runs a blocking call off the reactor and returns a
         Deferred of its result.

@@ -2,8 +2,8 @@
 """
 The OAuth refresh request, as the real Claude Code client makes it.
 
-A JSON body with C{grant_type}, C{refresh_token}, C{client_id} and
-C{scope} goes to the token endpoint; a 200 carries the new access token, a
+A JSON body with ``grant_type``, ``refresh_token``, ``client_id`` and
+``scope`` goes to the token endpoint; a 200 carries the new access token, a
 possibly rotated refresh token and the lifetime in seconds.
 """
 
@@ -49,7 +49,7 @@ class TokenGrant:
 
 class RefreshError(Exception):
     """
-    The refresh failed.  C{permanent} is true when the refresh token itself
+    The refresh failed.  ``permanent`` is true when the refresh token itself
     was rejected, so only a new login helps.
     """
 
@@ -60,9 +60,9 @@ class RefreshError(Exception):
 
 def is_cancellation(error: BaseException) -> bool:
     """
-    Whether C{error} means the request was cancelled: treq reports a
-    cancelled request as C{ResponseNeverReceived} wrapping
-    C{CancelledError}.
+    Whether ``error`` means the request was cancelled: treq reports a
+    cancelled request as ``ResponseNeverReceived`` wrapping
+    ``CancelledError``.
     """
     if isinstance(error, CancelledError):
         return True
@@ -155,10 +155,10 @@ class TokenEndpoint:
 
     def refresh(self, refresh_token: str) -> Deferred[TokenGrant]:
         """
-        Exchange C{refresh_token} for new tokens.
+        Exchange ``refresh_token`` for new tokens.
 
-        :return: a Deferred firing with a L{TokenGrant}, or failing with
-            L{RefreshError} (also after C{timeout_seconds} without an
+        :return: a Deferred firing with a :obj:`TokenGrant`, or failing with
+            :obj:`RefreshError` (also after ``timeout_seconds`` without an
             answer).
         """
         attempt = Deferred.fromCoroutine(

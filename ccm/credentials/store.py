@@ -36,19 +36,19 @@ class CredentialStore(Protocol):
     def read(self) -> OAuthTokens:
         """
         The stored tokens; raises
-        L{ccm.credentials.file.CredentialFileError} saying why not.
+        :obj:`ccm.credentials.file.CredentialFileError` saying why not.
         """
 
     def catch_up(self) -> Deferred[None]:
         """
-        Make L{read} see what other programs stored since; called before a
+        Make :obj:`read` see what other programs stored since; called before a
         refresh, which must start from the newest refresh token.  Never
         fails.
         """
 
     def check_writable(self) -> None:
         """
-        Raise L{ccm.credentials.file.CredentialFileError} when refreshed
+        Raise :obj:`ccm.credentials.file.CredentialFileError` when refreshed
         tokens could not be saved.
         """
 
@@ -68,13 +68,13 @@ def credential_store_for(
 ) -> Union[CredentialFile, KeychainStore]:
     """
     Where a default credential's tokens live.  An explicit
-    C{credential_path}, or any system but macOS, means that file (or the
+    ``credential_path``, or any system but macOS, means that file (or the
     default one).  On macOS without a path, the keychain item is used when
     it exists and holds credentials; otherwise, or when the keychain cannot
     be queried (logged), the default file.  Blocking: call at start-up only.
 
-    :param platform: C{sys.platform}.
-    :param keyring_backend: defaults to C{keyring.get_keyring()}.
+    :param platform: ``sys.platform``.
+    :param keyring_backend: defaults to ``keyring.get_keyring()``.
     """
     if credential_path or platform != MACOS_PLATFORM:
         return CredentialFile(credential_path or default_credential_path(environ, home))

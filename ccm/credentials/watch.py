@@ -40,7 +40,7 @@ def _signature(path: str) -> _Signature:
 
 class FileWatcher(Service):
     """
-    Call C{on_change} (debounced) whenever the file at C{path} may have
+    Call ``on_change`` (debounced) whenever the file at ``path`` may have
     changed, including its creation and deletion.
 
     :param reactor: the reactor, for inotify; None to always poll.

@@ -3,7 +3,7 @@
 What the API's rate-limit numbers can mean: reading a number out of header
 text, and the bounds a utilization, a reset time or a delay must be within
 to be used.  Each check says why a value cannot be used, in words for the
-warning that ignores it (see L{ccm.pool.figures.FigureReader}), or None
+warning that ignores it (see :obj:`ccm.pool.figures.FigureReader`), or None
 when it can.
 """
 
@@ -54,7 +54,7 @@ def utilization_problem(percent: float) -> str | None:
 
 def reset_problem(moment: float, now: float) -> str | None:
     """
-    Why a reset time (Unix seconds) cannot be used at C{now}, or None when
+    Why a reset time (Unix seconds) cannot be used at ``now``, or None when
     it can.
     """
     if not math.isfinite(moment):
@@ -68,7 +68,7 @@ def reset_problem(moment: float, now: float) -> str | None:
 
 def delay_problem(seconds: float) -> str | None:
     """
-    Why a delay asked for by a C{retry-after} cannot be used, or None when
+    Why a delay asked for by a ``retry-after`` cannot be used, or None when
     it can.
     """
     if math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER_SECONDS:
@@ -78,8 +78,8 @@ def delay_problem(seconds: float) -> str | None:
 
 def parse_delay(text: str, now: float) -> float | None:
     """
-    The seconds a C{retry-after} asks to wait: a number of seconds, or the
-    time from C{now} to an HTTP date; None when it is neither.
+    The seconds a ``retry-after`` asks to wait: a number of seconds, or the
+    time from ``now`` to an HTTP date; None when it is neither.
     """
     seconds = parse_number(text)
     if seconds is not None or not text:

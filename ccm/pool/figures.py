@@ -2,12 +2,12 @@
 """
 Reading the API's rate-limit figures defensively: the unified rate-limit
 headers of a response, the delay a 429 asks for, and the figures of a usage
-poll.  Every number is held to what the API can mean (L{ccm.pool.bounds});
+poll.  Every number is held to what the API can mean (:obj:`ccm.pool.bounds`);
 one that is malformed or out of bounds is ignored with a warning, never
 used, so it cannot break a request.
 
-A L{FigureReader} only reads: what the figures do to a subscription's
-windows is for L{ccm.pool.windows.MemoryWindowState} to decide.
+A :obj:`FigureReader` only reads: what the figures do to a subscription's
+windows is for :obj:`ccm.pool.windows.MemoryWindowState` to decide.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class WindowReading:
 class Limit:
     """
     What a 429 out of quota says: the subscription is unusable until
-    C{until} (Unix seconds), because of C{window} (None when the 429 names
+    ``until`` (Unix seconds), because of ``window`` (None when the 429 names
     no window).
     """
 
@@ -79,7 +79,7 @@ class Limit:
 
 class FigureReader:
     """
-    Reads the rate-limit figures of one credential, labelled C{label} in
+    Reads the rate-limit figures of one credential, labelled ``label`` in
     warnings.  It keeps only when each bad value was last warned about.
     """
 
@@ -92,8 +92,8 @@ class FigureReader:
 
     def _ignore(self, name: str, text: str, problem: str, now: float) -> None:
         """
-        Log that the value C{text} of C{name} is ignored: a warning the
-        first time in L{BAD_VALUE_WARNING_SECONDS}, else at debug level.
+        Log that the value ``text`` of ``name`` is ignored: a warning the
+        first time in :obj:`BAD_VALUE_WARNING_SECONDS`, else at debug level.
         """
         last = self._warned_at.get(name)
         level = LogLevel.debug
@@ -118,8 +118,8 @@ class FigureReader:
         parse: Callable[[str], float | None] = parse_number,
     ) -> float | None:
         """
-        The number in header C{name}, or None when it is absent or is
-        ignored (unreadable, or C{problem_of} finds a problem with it).
+        The number in header ``name``, or None when it is absent or is
+        ignored (unreadable, or ``problem_of`` finds a problem with it).
         """
         values = headers.getRawHeaders(name)
         if not values:
@@ -137,14 +137,14 @@ class FigureReader:
 
     def status(self, headers: Headers) -> str | None:
         """
-        The unified rate-limit status (C{allowed}, C{allowed_warning},
-        C{rejected}), or None when absent.
+        The unified rate-limit status (``allowed``, ``allowed_warning``,
+        ``rejected``), or None when absent.
         """
         return self._header(headers, b"status")
 
     def window(self, headers: Headers, name: WindowName, now: float) -> WindowReading | None:
         """
-        What a response's headers say about window C{name}: utilization
+        What a response's headers say about window ``name``: utilization
         (sent as a fraction, read as a percentage rounded up, as the
         reference does, and at most 100) and reset; None when neither is
         there and usable.
@@ -163,8 +163,8 @@ class FigureReader:
 
     def retry_after(self, headers: Headers, now: float) -> float | None:
         """
-        The delay a response asks for, in seconds: C{retry-after-ms} (which
-        the SDKs read first), else C{retry-after} (seconds, or an HTTP
+        The delay a response asks for, in seconds: ``retry-after-ms`` (which
+        the SDKs read first), else ``retry-after`` (seconds, or an HTTP
         date); None when neither is present and within bounds.
         """
         milliseconds = self._read(
@@ -185,7 +185,7 @@ class FigureReader:
         What a 429 says.  One that carries the unified rate-limit headers
         means the subscription is out of quota until the binding window
         resets, taken from the representative claim's reset, else the
-        overall reset, else C{retry-after-ms} or C{retry-after}, else one
+        overall reset, else ``retry-after-ms`` or ``retry-after``, else one
         minute.  One without them is a passing capacity throttle: None.
         """
         claim = (self._header(headers, b"representative-claim") or "").lower()
@@ -222,7 +222,7 @@ class FigureReader:
         self, name: WindowName, figures: tuple[float, float] | None, now: float
     ) -> WindowReading | None:
         """
-        Window C{name} of a usage poll, given as (percent used, reset in
+        Window ``name`` of a usage poll, given as (percent used, reset in
         Unix seconds or 0 when unknown): a figure out of bounds is ignored
         with a warning, the other still counts.  None for a window the poll
         did not report.

@@ -39,7 +39,7 @@ class PoolMember:
 
     def state(self, now: float) -> MemberState:
         """
-        Whether this credential can serve at C{now}.
+        Whether this credential can serve at ``now``.
         """
         credential = self.credential
         problem = credential.unavailable_reason
@@ -65,7 +65,7 @@ class PoolMember:
 
     def observe(self, now: float) -> MemberState:
         """
-        L{state}, reported to the credential's state log, which logs it
+        :obj:`state`, reported to the credential's state log, which logs it
         when it changed.
         """
         state = self.state(now)
@@ -107,10 +107,10 @@ def pool_status(members: Sequence[PoolMember], now: float) -> dict[str, float]:
     headroom below its caps.  Unlike the reference, a member that cannot
     serve now (unavailable, rate-limited by a 429, or paused at a
     threshold) contributes none, so it reads as full instead of showing the
-    figures it had before it hit the wall; C{plan_weight} counts only the
+    figures it had before it hit the wall; ``plan_weight`` counts only the
     members that can serve, and is 0 when none can.
 
-    C{five_hour_reset} and C{weekly_reset} say when that figure next drops,
+    ``five_hour_reset`` and ``weekly_reset`` say when that figure next drops,
     in whole Unix seconds (0 when no time is known): the earliest of the
     members' resets, where the reset of a member that can serve is its
     window's, and that of one that cannot is the time it can serve again

@@ -2,9 +2,9 @@
 """
 Background polls of each subscription's usage, never on the request path.
 
-Every C{interval} a L{UsagePoller} asks C{/api/oauth/usage} how much of each
+Every ``interval`` a :obj:`UsagePoller` asks ``/api/oauth/usage`` how much of each
 credential's 5-hour and weekly windows is used, and hands the figures to the
-credential's L{WindowState<ccm.pool.windows.WindowState>}.  A credential is left alone while it cannot
+credential's :obj:`ccm.pool.windows.WindowState`.  A credential is left alone while it cannot
 serve, while its response headers kept its state fresh, while the usage
 endpoint asked (with a 429) to be left alone, and after failed polls (1, 2,
 4, then every 5 minutes).  A failed poll changes nothing: the last known
@@ -76,7 +76,7 @@ class _PollState:
     backoff_until: float = 0.0
     # No poll before this time: the usage endpoint answered 429.
     retry_at: float = 0.0
-    # The C{updated_at} our last successful poll set, and when that poll
+    # The ``updated_at`` our last successful poll set, and when that poll
     # began: a tick counts freshness from the start of our own poll.
     applied_at: float | None = None
     applied_started_at: float = 0.0
@@ -88,9 +88,9 @@ class UsagePoller(TimerService):
     Poll the usage of every credential in the background.
 
     :param credentials: the credentials to poll.
-    :param http_client: a treq C{HTTPClient} (or C{StubTreq}).
+    :param http_client: a treq ``HTTPClient`` (or ``StubTreq``).
     :param clock: the clock for the loop, timeouts and backoff.
-    :param upstream_url: the API base URL, e.g. C{https://api.anthropic.com}.
+    :param upstream_url: the API base URL, e.g. ``https://api.anthropic.com``.
     :param interval: seconds between polls of one credential.
     :param timeout: seconds one request, headers and body, may take.
     """
@@ -206,11 +206,11 @@ class UsagePoller(TimerService):
 
     def _get(self, path: str, token: str, *, beta: bool) -> Deferred[tuple[int, Headers, bytes]]:
         """
-        GET C{path} upstream with C{token}, headers and body within the
+        GET ``path`` upstream with ``token``, headers and body within the
         timeout.
 
         :return: a Deferred firing with the status, headers and body, or
-            failing with L{PollError} (or L{CancelledError} when cancelled).
+            failing with :obj:`PollError` (or :obj:`CancelledError` when cancelled).
         """
         attempt = Deferred.fromCoroutine(self._fetch(path, token, beta))
 

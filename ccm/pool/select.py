@@ -5,7 +5,7 @@ Which subscription serves a request.
 A pool chooses, for each request, the credential that serves it: a single
 credential, or a balancer over several that keeps each Claude Code session
 on one subscription (its prompt cache stays warm) and moves it only when
-that subscription stops being usable (see L{ccm.pool.member}).
+that subscription stops being usable (see :obj:`ccm.pool.member`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class Pool(Protocol):
 
     def select(self, session_id: str, exclude: Iterable[str] = ()) -> Credential:
         """
-        The credential to serve a request of session C{session_id}
-        (possibly empty), never one of C{exclude} (those already tried).
+        The credential to serve a request of session ``session_id``
+        (possibly empty), never one of ``exclude`` (those already tried).
 
         :raises APIError: when no credential can serve.
         """
@@ -49,7 +49,7 @@ class Pool(Protocol):
     def status(self) -> dict[str, float]:
         """
         The caller's view of the pool, for the status endpoint; see
-        L{pool_status}.
+        :obj:`pool_status`.
         """
 
 
@@ -72,7 +72,7 @@ class _MemberPool:
     def status(self) -> dict[str, float]:
         """
         The caller's view of the pool, for the status endpoint; see
-        L{pool_status}.
+        :obj:`pool_status`.
         """
         return pool_status(self._members, self._clock.seconds())
 
@@ -90,7 +90,7 @@ class SingleCredentialPool(_MemberPool):
 
     def select(self, session_id: str, exclude: Iterable[str] = ()) -> Credential:
         """
-        The credential to serve a request of session C{session_id}.
+        The credential to serve a request of session ``session_id``.
 
         :raises APIError: when it cannot serve (503 when it is not loaded,
             429 while it is rate-limited or paused).
@@ -108,12 +108,12 @@ class SingleCredentialPool(_MemberPool):
 
 class BalancerPool(_MemberPool):
     """
-    Spread sessions over several credentials with a strategy: C{least_used}
+    Spread sessions over several credentials with a strategy: ``least_used``
     (most weekly headroom, weighted by plan and by how soon the weekly
-    window resets), C{round_robin}, C{random}, or C{fallback} (the first
+    window resets), ``round_robin``, ``random``, or ``fallback`` (the first
     usable in order, back to earlier ones as soon as they are usable).
     Sessions stay on their credential while it is usable; under
-    C{least_used} with a C{rebalance_threshold}, also until its weekly
+    ``least_used`` with a ``rebalance_threshold``, also until its weekly
     utilization runs too far ahead of the best pick's.
     """
 
@@ -130,12 +130,12 @@ class BalancerPool(_MemberPool):
         sessions: SessionTable | None = None,
     ) -> None:
         """
-        :param rebalance_threshold: under C{least_used}, how many points of
+        :param rebalance_threshold: under ``least_used``, how many points of
             weekly utilization (divided by the plan weight) a session's
             credential may be ahead of the best pick before its sessions
             move; 0 never moves them while they are usable.
         :param sessions: where this pool remembers which credential each
-            session is on; a new L{MemorySessionTable} by default.
+            session is on; a new :obj:`MemorySessionTable` by default.
         """
         super().__init__(members, clock)
         self.tag = tag
@@ -149,7 +149,7 @@ class BalancerPool(_MemberPool):
         self, members: Sequence[PoolMember], strategy: str, rebalance_threshold: float
     ) -> None:
         """
-        Balance over C{members} with C{strategy} from the next request on (a
+        Balance over ``members`` with ``strategy`` from the next request on (a
         reloaded configuration).  Sessions stay where they are while their
         credential is still a usable member.
         """
@@ -159,8 +159,8 @@ class BalancerPool(_MemberPool):
 
     def select(self, session_id: str, exclude: Iterable[str] = ()) -> Credential:
         """
-        The credential for a request of session C{session_id} (possibly
-        empty), never one of C{exclude} (those already tried).
+        The credential for a request of session ``session_id`` (possibly
+        empty), never one of ``exclude`` (those already tried).
 
         :raises APIError: when no credential can serve.
         """
@@ -216,9 +216,9 @@ class BalancerPool(_MemberPool):
         self, current: PoolMember, usable: list[PoolMember], now: float
     ) -> PoolMember | None:
         """
-        Where the sessions of C{current} should move, or None to stay: the
-        least-used pick, when C{current}'s weekly utilization is ahead of
-        it by more than C{rebalance_threshold} divided by C{current}'s plan
+        Where the sessions of ``current`` should move, or None to stay: the
+        least-used pick, when ``current``'s weekly utilization is ahead of
+        it by more than ``rebalance_threshold`` divided by ``current``'s plan
         weight (bigger plans tolerate less, as their points are worth more).
         """
         if self.strategy != "least_used" or self.rebalance_threshold <= 0:
@@ -263,7 +263,7 @@ def _least_used_score(member: PoolMember, now: float) -> float:
     """
     Remaining weekly headroom times plan weight, raised for credentials
     whose weekly window resets sooner (capacity that would otherwise
-    expire unused).  Ties go to the earlier credential, as C{max} keeps the
+    expire unused).  Ties go to the earlier credential, as ``max`` keeps the
     first of equal scores.
     """
     weekly = member.credential.rate_limits.weekly

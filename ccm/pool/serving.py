@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.pool.test_serving -*-
 """
-Whether a credential can serve now, and if not, why (an L{Unusable}
+Whether a credential can serve now, and if not, why (an :obj:`Unusable`
 reason) and until when.  The words people read, in errors and in the log,
 are derived from the reason; no decision is taken on them.
 """
@@ -42,7 +42,7 @@ PAUSED_IN = {WindowName.FIVE_HOUR: Unusable.PAUSED_5H, WindowName.WEEKLY: Unusab
 
 def when(moment: float, now: float) -> str:
     """
-    A time for people: C{2026-11-25 15:00 UTC (in 2h13m)}.
+    A time for people: ``2026-11-25 15:00 UTC (in 2h13m)``.
     """
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(moment))
     return f"{stamp} (in {format_duration(max(0.0, moment - now))})"
@@ -51,9 +51,9 @@ def when(moment: float, now: float) -> str:
 @dataclass(frozen=True)
 class MemberState:
     """
-    Whether a credential can serve at time C{at}: C{reason} is None when it
-    can.  C{until} is when it can serve again (0 when unknown); C{problem}
-    says why it is L{Unusable.UNAVAILABLE}; C{utilization} and C{cap} are
+    Whether a credential can serve at time ``at``: ``reason`` is None when it
+    can.  ``until`` is when it can serve again (0 when unknown); ``problem``
+    says why it is :obj:`Unusable.UNAVAILABLE`; ``utilization`` and ``cap`` are
     the figures of a pause (percent).
 
     Two states are equal when they say the same, whenever they were taken.

@@ -5,11 +5,11 @@ which subscription each conversation is on, so a balancer can keep a
 conversation on one subscription and its prompt cache warm.
 
 Claude Code names its session in three ways, depending on its version: the
-C{X-Claude-Code-Session-Id} header (2.1.86 and later), a C{session_id}
-inside C{metadata.user_id} when that is a JSON string (2.1.78 and later),
-and a C{..._session_<id>} suffix of C{metadata.user_id} (older versions).
+``X-Claude-Code-Session-Id`` header (2.1.86 and later), a ``session_id``
+inside ``metadata.user_id`` when that is a JSON string (2.1.78 and later),
+and a ``..._session_<id>`` suffix of ``metadata.user_id`` (older versions).
 
-A balancer remembers its sessions in a L{SessionTable}: entries unused for a
+A balancer remembers its sessions in a :obj:`SessionTable`: entries unused for a
 day are forgotten, and the table is bounded.
 """
 
@@ -64,7 +64,7 @@ def session_id_of(headers: Headers | None, body: dict[str, Any] | None) -> str:
 class SessionTable(Protocol):
     """
     Which credential each session of one balancer is on: the seam where a
-    store shared by several ccm processes can replace L{MemorySessionTable}.
+    store shared by several ccm processes can replace :obj:`MemorySessionTable`.
 
     It is synchronous by design, so that no request waits for a store: a
     shared implementation keeps a local copy in step with the other
@@ -73,30 +73,30 @@ class SessionTable(Protocol):
 
     def credential_of(self, session_id: str, now: float) -> str | None:
         """
-        The tag of the credential session C{session_id} is on, or None when
+        The tag of the credential session ``session_id`` is on, or None when
         it is on none (never assigned, or forgotten).
         """
 
     def assign(self, session_id: str, tag: str, now: float) -> None:
         """
-        Put session C{session_id} on credential C{tag}, used at C{now}.
+        Put session ``session_id`` on credential ``tag``, used at ``now``.
         """
 
     def forget(self, session_id: str) -> None:
         """
-        Unassign session C{session_id}.
+        Unassign session ``session_id``.
         """
 
     def forget_credential(self, tag: str) -> None:
         """
-        Unassign every session on credential C{tag}.
+        Unassign every session on credential ``tag``.
         """
 
 
 class MemorySessionTable:
     """
     A session table in this process's memory: entries unused for
-    C{idle_seconds} are forgotten, and past C{max_sessions} the least
+    ``idle_seconds`` are forgotten, and past ``max_sessions`` the least
     recently used ones go first.
     """
 
@@ -117,7 +117,7 @@ class MemorySessionTable:
 
     def credential_of(self, session_id: str, now: float) -> str | None:
         """
-        The tag of the credential session C{session_id} is on; idle entries
+        The tag of the credential session ``session_id`` is on; idle entries
         are forgotten first.
         """
         self._expire(now)
@@ -126,7 +126,7 @@ class MemorySessionTable:
 
     def assign(self, session_id: str, tag: str, now: float) -> None:
         """
-        Put session C{session_id} on credential C{tag}, as its most recent
+        Put session ``session_id`` on credential ``tag``, as its most recent
         use; the oldest entries go past the bound.
         """
         self._sessions[session_id] = (tag, now)
@@ -135,13 +135,13 @@ class MemorySessionTable:
 
     def forget(self, session_id: str) -> None:
         """
-        Unassign session C{session_id}, if assigned.
+        Unassign session ``session_id``, if assigned.
         """
         self._sessions.pop(session_id, None)
 
     def forget_credential(self, tag: str) -> None:
         """
-        Unassign every session on credential C{tag}: each is placed anew
+        Unassign every session on credential ``tag``: each is placed anew
         at its next request.
         """
         for session, (assigned, _) in list(self._sessions.items()):

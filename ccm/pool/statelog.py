@@ -5,7 +5,7 @@ file loaded or lost, its token refreshed, whether it can serve (paused,
 rate-limited, usable again), its plan, and whether its usage polls work.
 
 The credential, its pool member and the usage poller tell a
-L{CredentialStateLog} what happened; it decides whether that is news and
+:obj:`CredentialStateLog` what happened; it decides whether that is news and
 says it in the words docs/running.md documents.  Each line carries its
 figures as fields of their own, numbers as numbers, beside the words.
 """
@@ -20,7 +20,7 @@ from ccm.units import format_duration
 
 def _validity(expires_in: float | None) -> str:
     """
-    How long a token is valid, in words: C{ever}, or a short duration.
+    How long a token is valid, in words: ``ever``, or a short duration.
     """
     return "ever" if expires_in is None else format_duration(expires_in)
 
@@ -44,7 +44,7 @@ class CredentialStateLog:
 
     def available(self, plan: str, expires_in: float | None) -> None:
         """
-        The credential has tokens again, valid for C{expires_in} seconds
+        The credential has tokens again, valid for ``expires_in`` seconds
         (None: a token that never expires).
         """
         # This line says it can serve: a request finding it so is no news.
@@ -70,14 +70,14 @@ class CredentialStateLog:
 
     def unavailable(self, problem: str) -> None:
         """
-        The credential cannot serve because of C{problem} (its file is
+        The credential cannot serve because of ``problem`` (its file is
         missing or broken, for example).
         """
         self.serving(MemberState(Unusable.UNAVAILABLE, problem=problem))
 
     def serving(self, state: MemberState) -> None:
         """
-        The credential was found in C{state}: a warning when it stops being
+        The credential was found in ``state``: a warning when it stops being
         usable, with the reason, and a note when it is usable again.
         """
         before = self._reported
@@ -106,7 +106,7 @@ class CredentialStateLog:
 
     def refreshed(self, expires_in: float | None) -> None:
         """
-        A refresh worked; the new token is valid for C{expires_in} seconds
+        A refresh worked; the new token is valid for ``expires_in`` seconds
         (None: it never expires).
         """
         self.log.info(
@@ -126,7 +126,7 @@ class CredentialStateLog:
 
     def refresh_failed(self, problem: str) -> None:
         """
-        A refresh failed, or was refused, because of C{problem}.
+        A refresh failed, or was refused, because of ``problem``.
         """
         self.log.error("credential {tag}: {problem}", tag=self.tag, problem=problem)
 
@@ -142,7 +142,7 @@ class CredentialStateLog:
 
     def plan_learned(self, subscription_type: str, rate_limit_tier: str, weight: float) -> None:
         """
-        The OAuth profile told the plan; the credential weighs C{weight}.
+        The OAuth profile told the plan; the credential weighs ``weight``.
         """
         self.log.info(
             "credential {tag}: plan {plan} ({tier}), weight {weight:g}",
@@ -154,8 +154,8 @@ class CredentialStateLog:
 
     def poll_failed(self, reason: str, failures: int, delay: float) -> None:
         """
-        A usage poll failed, the C{failures}th in a row; the next one is in
-        C{delay} seconds.  Only the first of a row is a warning.
+        A usage poll failed, number ``failures`` in a row; the next one is in
+        ``delay`` seconds.  Only the first of a row is a warning.
         """
         if failures == 1:
             self.log.warn(
@@ -179,7 +179,7 @@ class CredentialStateLog:
 
     def poll_works_again(self, failures: int) -> None:
         """
-        A usage poll worked after C{failures} failed ones.
+        A usage poll worked after ``failures`` failed ones.
         """
         self.log.info(
             "usage poll of {tag} works again after {failures} failed",
@@ -189,7 +189,7 @@ class CredentialStateLog:
 
     def poll_rate_limited(self, delay: float) -> None:
         """
-        The usage endpoint answered 429; the next poll is in C{delay}
+        The usage endpoint answered 429; the next poll is in ``delay``
         seconds.
         """
         self.log.debug(

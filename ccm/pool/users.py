@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_service -*-
 """
-Which pool serves each caller: the one its user's C{credential} names, or,
-without a C{credentials} list (or without users), the service's only
+Which pool serves each caller: the one its user's ``credential`` names, or,
+without a ``credentials`` list (or without users), the service's only
 pool.  The proxy and the status endpoint both ask here.
 """
 
@@ -21,8 +21,8 @@ class UserPools:
     :param pools: every pool of the service (single credentials and
         balancers), by tag.
     :param default: the pool of anonymous callers, and of every user when
-        C{by_name} is false.
-    :param by_name: whether users name their pool (a C{credentials} list
+        ``by_name`` is false.
+    :param by_name: whether users name their pool (a ``credentials`` list
         is configured).
     :param users: the configured users.
     """
@@ -42,8 +42,8 @@ class UserPools:
 
     def set_users(self, users: Sequence[UserConfig]) -> None:
         """
-        Serve C{users} from now on (a reloaded configuration); each names a
-        pool of L{pools} when users name their pool.
+        Serve ``users`` from now on (a reloaded configuration); each names a
+        pool of :obj:`pools` when users name their pool.
         """
         self._of_user = {
             user.name: self.pools[user.credential] if self._by_name else self.default
@@ -52,7 +52,7 @@ class UserPools:
 
     def pool_for(self, caller: Caller) -> Pool:
         """
-        The pool that serves C{caller}.
+        The pool that serves ``caller``.
         """
         if caller.user is None:
             return self.default

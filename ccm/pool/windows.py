@@ -5,8 +5,8 @@ A subscription's window state, and its one owner.
 The state is the 5-hour and weekly windows (how much of each is used, and
 when it resets), the limit a 429 out of quota set, and the plan the OAuth
 profile reported.  The proxy feeds it response headers and 429s, the usage
-poller its polls and the profile; the pools only read it.  A L{WindowState}
-changes only through its C{observe_*} and C{apply_*} methods, and its
+poller its polls and the profile; the pools only read it.  A :obj:`WindowState`
+changes only through its ``observe_*`` and ``apply_*`` methods, and its
 queries change nothing: a limit whose time has passed reads as over, and
 stays recorded until a write replaces it.
 """
@@ -37,7 +37,7 @@ class Window:
 class Plan:
     """
     A subscription's plan as the OAuth profile reports it: its type
-    (C{max}, C{pro}, ...) and rate-limit tier, empty when unknown.
+    (``max``, ``pro``, ...) and rate-limit tier, empty when unknown.
     """
 
     subscription_type: str = ""
@@ -59,11 +59,11 @@ def plan_weight(subscription_type: str, rate_limit_tier: str) -> float:
 class WindowState(Protocol):
     """
     The window state of one subscription: the seam where a store shared by
-    several ccm processes can replace L{MemoryWindowState}.
+    several ccm processes can replace :obj:`MemoryWindowState`.
 
     It is synchronous by design, so that no request waits for a store: a
     shared implementation keeps a local copy in step with the other
-    processes and writes behind.  A L{typing.Protocol}, not a zope
+    processes and writes behind.  A :obj:`typing.Protocol`, not a zope
     interface: implementations are plain objects handed in by the builder,
     checked by mypy where they are passed, with nothing to adapt or
     register.
@@ -96,7 +96,7 @@ class WindowState(Protocol):
 
     def limit(self, now: float) -> Limit | None:
         """
-        The limit a 429 set that is still in force at C{now}, or None.
+        The limit a 429 set that is still in force at ``now``, or None.
         """
 
     def is_limited(self, now: float) -> bool:
@@ -108,7 +108,7 @@ class WindowState(Protocol):
     def retry_after(self, headers: Headers, now: float) -> float | None:
         """
         The delay a response asks for, in seconds, or None; see
-        L{FigureReader.retry_after}.
+        :obj:`FigureReader.retry_after`.
         """
 
     def observe(self, headers: Headers, now: float) -> bool:
@@ -146,7 +146,7 @@ class MemoryWindowState:
     """
     The window state of one subscription, held in this process's memory.
     Every figure read into it, from headers or polls, is checked against
-    the bounds of L{ccm.pool.figures} first.
+    the bounds of :obj:`ccm.pool.figures` first.
 
     :param label: the credential's tag, for warnings about bad figures.
     """
@@ -188,26 +188,26 @@ class MemoryWindowState:
 
     def limit(self, now: float) -> Limit | None:
         """
-        The limit a 429 set, while it is in force at C{now}.
+        The limit a 429 set, while it is in force at ``now``.
         """
         limit = self._limit
         return limit if limit is not None and limit.until > now else None
 
     def is_limited(self, now: float) -> bool:
         """
-        Whether a 429's limit is in force at C{now}.
+        Whether a 429's limit is in force at ``now``.
         """
         return self.limit(now) is not None
 
     def retry_after(self, headers: Headers, now: float) -> float | None:
         """
-        The delay a response asks for; see L{FigureReader.retry_after}.
+        The delay a response asks for; see :obj:`FigureReader.retry_after`.
         """
         return self._reader.retry_after(headers, now)
 
     def _merge(self, name: WindowName, reading: WindowReading) -> None:
         """
-        Take what a response said about window C{name}: within one window,
+        Take what a response said about window ``name``: within one window,
         utilization only grows; a later reset time starts a new window.
         """
         window = self._windows[name]
@@ -224,7 +224,7 @@ class MemoryWindowState:
         """
         Update from a response's unified rate-limit headers.  Within one
         window, utilization only grows; a later reset time starts a new
-        window.  A status of C{allowed} (or C{allowed_warning}) ends a
+        window.  A status of ``allowed`` (or ``allowed_warning``) ends a
         429's limit: the window is open again.
 
         :return: whether any usable header was present.
@@ -243,9 +243,9 @@ class MemoryWindowState:
 
     def observe_rejection(self, headers: Headers, now: float) -> float | None:
         """
-        Read a 429: its rate-limit headers as L{observe} does, and, when it
+        Read a 429: its rate-limit headers as :obj:`observe` does, and, when it
         is out of quota, a limit until the binding window resets (see
-        L{FigureReader.rejection}); an earlier limit still in force that
+        :obj:`FigureReader.rejection`); an earlier limit still in force that
         ends later keeps its end.  A passing capacity throttle sets no
         limit.
 

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.proxy.test_exchange -*-
 """
 What a proxied request needs from the service around it, as one small
-object: L{ExchangeContext}, which L{ccm.proxy.resource.ProxyResource} hands
-to each L{ccm.proxy.exchange.Exchange} it starts, with the L{Route} of
+object: :obj:`ExchangeContext`, which :obj:`ccm.proxy.resource.ProxyResource` hands
+to each :obj:`ccm.proxy.exchange.Exchange` it starts, with the :obj:`Route` of
 every credential (its upstream client and its usage recorder).
 
 The protocols below say what the proxy needs from its collaborators: a
@@ -29,7 +29,7 @@ RESPONSE_HEADER_TIMEOUT_SECONDS = 600.0
 # upstream connection is dead.
 STREAM_IDLE_TIMEOUT_SECONDS = 300.0
 
-#: The configured C{headers}: each name with the values it is set to.
+#: The configured ``headers``: each name with the values it is set to.
 HeaderRules = tuple[tuple[str, tuple[str, ...]], ...]
 
 
@@ -66,8 +66,8 @@ class Route:
 
     :ivar http_client: the client of the credential's detour (or the direct
         one).
-    :ivar recorder: where to count the usage, or C{None} not to count it
-        (no C{usages_path}).
+    :ivar recorder: where to count the usage, or ``None`` not to count it
+        (no ``usages_path``).
     """
 
     http_client: HTTPClient
@@ -84,8 +84,8 @@ class ExchangeContext:
     :ivar log: where requests are logged.
     :ivar timeouts: how long to wait for the upstream.
     :ivar upstream_url: the API's base URL, without a trailing slash.
-    :ivar extra_headers: the configured C{headers}.
-    :ivar routes: the L{Route} of each credential, by tag.
+    :ivar extra_headers: the configured ``headers``.
+    :ivar routes: the :obj:`Route` of each credential, by tag.
     :ivar cooperator: runs the producers that stream large request bodies
         from twisted.web's temporary files.
     """

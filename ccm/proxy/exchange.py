@@ -3,10 +3,10 @@
 One proxied request, from choosing a credential to the last byte: the
 pool's choice, a retry on another credential after a 429, the upstream
 request under its response-header timeout, the answer relayed with
-L{ccm.proxy.relay.Relay}, its usage counted, and one log line.
+:obj:`ccm.proxy.relay.Relay`, its usage counted, and one log line.
 
 Everything the exchange needs from the service comes in its
-L{ExchangeContext}; the resource that starts it learns of its end through
+:obj:`ExchangeContext`; the resource that starts it learns of its end through
 a callback, and so does the exchange of its relay's.
 """
 
@@ -241,7 +241,7 @@ class Exchange:
 
     def _body_ended(self, problem: str | None, warn: bool) -> None:
         """
-        The relay ended the body (see L{Relay}): count what it used, and
+        The relay ended the body (see :obj:`Relay`): count what it used, and
         note why it ended early.
         """
         if self._metered is not None:
@@ -272,8 +272,8 @@ class Exchange:
     def _crashed(self, failure: Failure) -> None:
         """
         A bug in ccm: log it, and end the client's request rather than
-        leave it hanging, as L{ccm.web.site.LimitedRequest} does for bugs
-        in C{render}.
+        leave it hanging, as :obj:`ccm.web.site.LimitedRequest` does for bugs
+        in ``render``.
         """
         self._context.log.failure(
             "proxying {path} failed", failure=failure, path=self.request.path
@@ -292,7 +292,7 @@ class Exchange:
     def cut(self) -> None:
         """
         ccm is stopping and cannot wait any longer: end this request now
-        (see L{ccm.proxy.resource.ProxyResource.cut}).
+        (see :obj:`ccm.proxy.resource.ProxyResource.cut`).
         """
         if self._client_gone:
             return

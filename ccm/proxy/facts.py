@@ -2,7 +2,7 @@
 """
 What ccm reads from a client's request before sending it on: the model
 and the number of messages (for the log and the usage file), the session
-(for sticky pools) and the C{anthropic-beta} values.
+(for sticky pools) and the ``anthropic-beta`` values.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ class RequestFacts:
     """
     What ccm learnt from a request.
 
-    :ivar model: the body's C{model}, or empty.
-    :ivar messages: how many C{messages} the body holds.
+    :ivar model: the body's ``model``, or empty.
+    :ivar messages: how many ``messages`` the body holds.
     :ivar session_id: the session the request belongs to, or empty.
-    :ivar betas: the C{anthropic-beta} header values, as sent.
+    :ivar betas: the ``anthropic-beta`` header values, as sent.
     """
 
     model: str
@@ -60,7 +60,7 @@ def _parse_body(body: bytes, content_type: bytes | None) -> dict[str, Any] | Non
 
 def request_facts(request: Request, body: bytes | IO[bytes]) -> RequestFacts:
     """
-    Read the facts of C{request}.  A body too large to hold in memory (a
+    Read the facts of ``request``.  A body too large to hold in memory (a
     file) is not parsed: its session comes from the header, its model from
     the response.
     """

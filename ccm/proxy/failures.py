@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.proxy.test_failures -*-
 """
 What a client is told when its upstream request failed before any response
-came: L{upstream_error}, a pure mapping from the failure to ccm's own
-error, and L{ResponseHeadersTimedOut}, the failure of a request whose
+came: :obj:`upstream_error`, a pure mapping from the failure to ccm's own
+error, and :obj:`ResponseHeadersTimedOut`, the failure of a request whose
 response headers did not come in time.
 """
 
@@ -20,7 +20,7 @@ from ccm.web.errors import APIError
 
 class ResponseHeadersTimedOut(Exception):
     """
-    The upstream sent no response headers within C{timeout} seconds.
+    The upstream sent no response headers within ``timeout`` seconds.
     """
 
     def __init__(self, timeout: float) -> None:
@@ -30,9 +30,9 @@ class ResponseHeadersTimedOut(Exception):
 
 def headers_timed_out(result: object, timeout: float) -> NoReturn:
     """
-    The C{onTimeoutCancel} of L{twisted.internet.defer.Deferred.addTimeout}
+    The ``onTimeoutCancel`` of :obj:`twisted.internet.defer.Deferred.addTimeout`
     for the response headers: whatever the cancelled request gave, it
-    failed with L{ResponseHeadersTimedOut}.
+    failed with :obj:`ResponseHeadersTimedOut`.
     """
     raise ResponseHeadersTimedOut(timeout)
 

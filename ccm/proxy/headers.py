@@ -87,7 +87,7 @@ def _copy_without(headers: Headers, dropped: frozenset[bytes]) -> Headers:
 
 def merge_betas(values: Iterable[str]) -> str:
     """
-    Merge C{anthropic-beta} header values into one list: items in their
+    Merge ``anthropic-beta`` header values into one list: items in their
     first order, without repeats, with the OAuth flag present exactly once
     (first, when the client did not send it).
     """
@@ -112,7 +112,7 @@ def upstream_request_headers(
 
     :param client_headers: the headers the client sent to ccm.
     :param access_token: the subscription's OAuth access token.
-    :param extra: the configured C{headers} option; each replaces what the
+    :param extra: the configured ``headers`` option; each replaces what the
         client sent under the same name.
     """
     outgoing = _copy_without(client_headers, _REQUEST_DROPPED | CLIENT_CREDENTIAL_HEADERS)

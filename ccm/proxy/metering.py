@@ -36,10 +36,10 @@ class ResponseUsage:
         cls, recorder: UsageRecorder | None, response: IResponse, content_type: bytes
     ) -> ResponseUsage | None:
         """
-        The usage of C{response} when it is to be counted: only successful
+        The usage of ``response`` when it is to be counted: only successful
         Messages API answers (event streams and JSON) carry usage.
 
-        :param recorder: where to record it; C{None} counts nothing.
+        :param recorder: where to record it; ``None`` counts nothing.
         :param content_type: the response's content type, lower-cased.
         """
         if recorder is None or response.code != 200:
@@ -60,7 +60,7 @@ class ResponseUsage:
         :param facts: the request's facts (its model, when the response
             names none, and its betas).
         :param user: the caller's name.
-        :return: the usage, or C{None} when there was none to record.
+        :return: the usage, or ``None`` when there was none to record.
         """
         usage = self.meter.finish()
         model = usage.model or facts.model

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.proxy.test_resource,tests.proxy.test_backpressure,tests.proxy.test_shutdown -*-
 """
-The body protocols of upstream responses: L{Relay} writes a body to the
-client as it arrives, L{Discard} drops one nobody wants; and L{KeepOpen},
+The body protocols of upstream responses: :obj:`Relay` writes a body to the
+client as it arrives, :obj:`Discard` drops one nobody wants; and :obj:`KeepOpen`,
 a request body file that survives being sent.
 
 The relay registers the upstream transport as the client request's
@@ -35,7 +35,7 @@ STREAM_ENDED_BY_SHUTDOWN = ("overloaded_error", "ccm is restarting; retry the re
 
 class KeepOpen:
     """
-    A file whose C{close} does nothing: L{twisted.web.client.FileBodyProducer}
+    A file whose ``close`` does nothing: :obj:`twisted.web.client.FileBodyProducer`
     closes what it has read, and a retry must read the request body again.
     """
 
@@ -57,10 +57,10 @@ class KeepOpen:
 
 def _stop_producing(protocol: Protocol) -> None:
     """
-    Drop the rest of the upstream body C{protocol} receives.
-    L{IResponse.deliverBody<twisted.web.iweb.IResponse.deliverBody>} makes
-    its transport an L{IPushProducer}, which C{Protocol.transport} (an
-    C{ITransport} or None) does not say.
+    Drop the rest of the upstream body ``protocol`` receives.
+    :obj:`twisted.web.iweb.IResponse.deliverBody` makes
+    its transport an :obj:`IPushProducer`, which ``Protocol.transport`` (an
+    ``ITransport`` or None) does not say.
     """
     cast(IPushProducer, protocol.transport).stopProducing()
 
@@ -89,7 +89,7 @@ class Relay(TimeoutMixin, Protocol):
     :param sent: called with the number of bytes each time some are
         written to the client.
     :param ended: called once, before the client's response ends, with why
-        the body ended early (C{None} when it is complete) and whether that
+        the body ended early (``None`` when it is complete) and whether that
         deserves a warning.
     """
 
@@ -121,7 +121,7 @@ class Relay(TimeoutMixin, Protocol):
     def callLater(self, period: float, func: Callable[[], None]) -> IDelayedCall:
         """
         The idle timeout runs on the exchange's clock, not on the global
-        reactor (L{TimeoutMixin}'s default).
+        reactor (:obj:`TimeoutMixin`'s default).
         """
         return self._clock.callLater(period, func)
 
@@ -182,13 +182,13 @@ class Relay(TimeoutMixin, Protocol):
     ) -> None:
         """
         Report the end, then end the response for the client: cleanly when
-        C{problem} is None, else, for an event stream, with an SSE C{error}
+        ``problem`` is None, else, for an event stream, with an SSE ``error``
         event and a proper end, and for any other body by aborting the
         connection.
 
         :param sse_error: the error's type and message; by default an
-            C{api_error} naming C{problem}.
-        :param warn: whether C{problem} deserves a warning.
+            ``api_error`` naming ``problem``.
+        :param warn: whether ``problem`` deserves a warning.
         """
         self.ended = True
         self.setTimeout(None)

@@ -1,18 +1,18 @@
 # -*- test-case-name: tests.proxy.test_resource -*-
 """
-The proxy resource: a client's C{/v1/...} request, sent upstream with the
+The proxy resource: a client's ``/v1/...`` request, sent upstream with the
 subscription's OAuth token, and the response streamed back untouched.
 
 The resource is the gate: it refuses what ccm does not forward (other
 paths and methods, requests during a shutdown, callers without a valid
 token, bodies over the limit), then hands the request to an
-L{ccm.proxy.exchange.Exchange} with its L{ExchangeContext}, and keeps
+:obj:`ccm.proxy.exchange.Exchange` with its :obj:`ExchangeContext`, and keeps
 track of the exchanges in progress so that a shutdown can wait for them
-(L{ProxyResource.drain}) or end them (L{ProxyResource.cut}).
+(:obj:`ProxyResource.drain`) or end them (:obj:`ProxyResource.cut`).
 
 Each upstream chunk is written to the client the moment it arrives, with
 real backpressure: a slow client pauses the upstream connection instead of
-growing memory (L{ccm.proxy.relay}).  A client that goes away cancels its
+growing memory (:obj:`ccm.proxy.relay`).  A client that goes away cancels its
 upstream request.  Upstream statuses and bodies pass through unchanged;
 only ccm's own errors are made up here, in the Anthropic shape.
 """
@@ -63,7 +63,7 @@ SHUTTING_DOWN = APIError(
 
 def _content(request: Request) -> IO[bytes]:
     """
-    The stored request body; twisted.web sets it before C{render}.
+    The stored request body; twisted.web sets it before ``render``.
     """
     content: IO[bytes] | None = request.content
     assert content is not None
@@ -93,12 +93,12 @@ def _peer(request: Request) -> str:
 
 class ProxyResource(Resource):
     """
-    Proxy C{/v1/...} to the upstream API as the caller's subscription.
+    Proxy ``/v1/...`` to the upstream API as the caller's subscription.
 
     :param pool_for: the pool that serves a caller.
-    :param routes: the L{Route} of each credential, by tag.
+    :param routes: the :obj:`Route` of each credential, by tag.
     :param upstream_url: the API's base URL.
-    :param extra_headers: the configured C{headers}.
+    :param extra_headers: the configured ``headers``.
     :param max_request_body: the largest body forwarded, in bytes.
     """
 
@@ -155,8 +155,8 @@ class ProxyResource(Resource):
     def drain(self, grace: float) -> Deferred[None]:
         """
         Refuse new requests, and wait for those in progress to finish, for
-        at most C{grace} seconds; for a shutdown that does not cut a
-        generation short.  Those still running then are ended (L{cut}).
+        at most ``grace`` seconds; for a shutdown that does not cut a
+        generation short.  Those still running then are ended (:obj:`cut`).
 
         :return: a Deferred that fires when they all finished or were
             ended, never failing.
@@ -221,7 +221,7 @@ class ProxyResource(Resource):
 
     def _finished(self, exchange: Exchange) -> None:
         """
-        C{exchange} is over: a drain waiting for the last one is too.
+        ``exchange`` is over: a drain waiting for the last one is too.
         """
         self._in_progress.discard(exchange)
         if not self._in_progress:
@@ -232,7 +232,7 @@ class ProxyResource(Resource):
         """
         Forward the request, or answer it with ccm's own error.
 
-        C{request.path} is the normalized path L{ccm.web.site.Root} routed
+        ``request.path`` is the normalized path :obj:`ccm.web.site.Root` routed
         on; refusals of the path and of the method come before any
         authentication or upstream work.
         """

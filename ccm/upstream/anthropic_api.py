@@ -1,13 +1,13 @@
 # -*- test-case-name: tests.upstream.test_anthropic_api -*-
 """
 The Anthropic API calls ccm makes on its own, besides proxying: the OAuth
-token refresh, the usage poll (C{/api/oauth/usage}) and the profile fetch
-(C{/api/oauth/profile}).
+token refresh, the usage poll (``/api/oauth/usage``) and the profile fetch
+(``/api/oauth/profile``).
 
 Here are the request headers they share, as the real Claude Code client
 sends them, a bounded reader of their answers, and the parsers of the
 usage and profile answers.  The parsers check only the shape of an answer;
-whether its numbers are plausible is for L{ccm.pool.figures} to judge.
+whether its numbers are plausible is for :obj:`ccm.pool.figures` to judge.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def token_request_headers() -> Headers:
 
 def account_request_headers(access_token: str, *, beta: bool) -> Headers:
     """
-    The headers of a request about the account of C{access_token} (its
-    usage or its profile): the OAuth bearer, and with C{beta} the OAuth
+    The headers of a request about the account of ``access_token`` (its
+    usage or its profile): the OAuth bearer, and with ``beta`` the OAuth
     beta flag, which the usage endpoint requires.
     """
     headers = _claude_code_headers()
@@ -96,7 +96,7 @@ class AnswerTooLarge(Exception):
 class _StoppableResponse(proxyForInterface(IResponse)):  # type: ignore[misc]
     """
     A response that remembers the protocol its body goes to, so that
-    reading the body can be given up: L{treq.collect} has no canceller.
+    reading the body can be given up: :obj:`treq.collect` has no canceller.
     """
 
     _protocol: IProtocol | None = None
@@ -116,8 +116,8 @@ class _StoppableResponse(proxyForInterface(IResponse)):  # type: ignore[misc]
 
 def read_answer(response: IResponse, limit: int = MAX_ANSWER_BYTES) -> Deferred[bytes]:
     """
-    The body of C{response}, at most C{limit} bytes: a longer one fails
-    with L{AnswerTooLarge} and its connection is closed, as is the
+    The body of ``response``, at most ``limit`` bytes: a longer one fails
+    with :obj:`AnswerTooLarge` and its connection is closed, as is the
     connection of a read that is cancelled.
     """
     chunks: list[bytes] = []
@@ -146,14 +146,14 @@ def read_answer(response: IResponse, limit: int = MAX_ANSWER_BYTES) -> Deferred[
 def parse_iso_8601(value: str) -> float:
     """
     Unix seconds from an ISO 8601 timestamp such as
-    C{2026-08-14T22:29:59.777251+00:00} or C{2026-08-14T22:29:59Z}; one
+    ``2026-08-14T22:29:59.777251+00:00`` or ``2026-08-14T22:29:59Z``; one
     without an offset is taken as UTC.
 
-    Not C{datetime.fromisoformat}: ccm supports Python 3.10, whose
-    C{fromisoformat} refuses C{Z}, offsets without a colon and fractions
+    Not ``datetime.fromisoformat``: ccm supports Python 3.10, whose
+    ``fromisoformat`` refuses ``Z``, offsets without a colon and fractions
     of other than 3 or 6 digits (3.11 accepts them all).
 
-    :raise ValueError: when C{value} is not such a timestamp.
+    :raise ValueError: when ``value`` is not such a timestamp.
     """
     match = _ISO_8601.fullmatch(value.strip())
     if match is None:
@@ -169,7 +169,7 @@ def parse_iso_8601(value: str) -> float:
 
 def _window(document: dict[str, Any], key: str) -> WindowFigures | None:
     """
-    One window of a usage answer; C{None} for a null window.
+    One window of a usage answer; ``None`` for a null window.
 
     :raise ValueError: when the window is malformed.
     """
@@ -205,8 +205,8 @@ def _json_object(body: bytes) -> object:
 
 def parse_usage(body: bytes) -> tuple[WindowFigures | None, WindowFigures | None]:
     """
-    The 5-hour and weekly windows of a C{/api/oauth/usage} answer, each as
-    (percent used, reset in Unix seconds or 0) or C{None} when null.
+    The 5-hour and weekly windows of a ``/api/oauth/usage`` answer, each as
+    (percent used, reset in Unix seconds or 0) or ``None`` when null.
 
     :raise ValueError: when the answer is not the expected JSON.
     """
@@ -218,9 +218,9 @@ def parse_usage(body: bytes) -> tuple[WindowFigures | None, WindowFigures | None
 
 def plan_from_profile(document: object) -> tuple[str, str] | None:
     """
-    The subscription type (C{max}, C{pro}, C{team}, C{enterprise}, or the
-    organization type without its C{claude_} prefix) and rate-limit tier of
-    a C{/api/oauth/profile} answer; C{None} when it names no organization.
+    The subscription type (``max``, ``pro``, ``team``, ``enterprise``, or the
+    organization type without its ``claude_`` prefix) and rate-limit tier of
+    a ``/api/oauth/profile`` answer; ``None`` when it names no organization.
     """
     if not isinstance(document, dict):
         return None
@@ -236,7 +236,7 @@ def plan_from_profile(document: object) -> tuple[str, str] | None:
 
 def parse_profile(body: bytes) -> tuple[str, str] | None:
     """
-    L{plan_from_profile} of a C{/api/oauth/profile} answer's body.
+    :obj:`plan_from_profile` of a ``/api/oauth/profile`` answer's body.
 
     :raise ValueError: when the answer is not JSON.
     """

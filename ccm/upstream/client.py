@@ -62,7 +62,7 @@ class BytesProducer:
 
 def body_producer(data: object) -> IBodyProducer:
     """
-    Adapt request data for treq: bytes become a L{BytesProducer}.
+    Adapt request data for treq: bytes become a :obj:`BytesProducer`.
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -82,7 +82,7 @@ class NoCookies(IndexableCookieJar):
 
     def set_cookie(self, cookie: Cookie) -> None:
         """
-        Drop C{cookie}: every way into a jar ends here.
+        Drop ``cookie``: every way into a jar ends here.
         """
 
 
@@ -91,8 +91,8 @@ class _QuietClientFactory(_HTTP11ClientFactory):
     The pool's connection factory, without a log line per connection.
 
     Twisted has no public way to quiet it (twisted/twisted#9330): the pool
-    builds a factory per connection from its private C{_factory}, a
-    private class whose C{noisy} is on, so both are named here.
+    builds a factory per connection from its private ``_factory``, a
+    private class whose ``noisy`` is on, so both are named here.
     """
 
     noisy = False
@@ -106,8 +106,8 @@ def make_http_client(
     shutdown.
 
     :param reactor: provides TCP connections, name resolution and time.
-    :param detour: the proxy to reach the upstream through; C{None} or a
-        C{direct} detour connects directly.
+    :param detour: the proxy to reach the upstream through; ``None`` or a
+        ``direct`` detour connects directly.
     """
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = MAX_IDLE_CONNECTIONS
@@ -136,8 +136,8 @@ MakeClient = Callable[[IReactorTime, Detour], tuple[HTTPClient, HTTPConnectionPo
 
 def proxy_detour(detour: Detour | None) -> Detour | None:
     """
-    The proxy C{detour} goes through, or C{None} when it connects directly
-    (no detour, or a sing-box C{direct} outbound).
+    The proxy ``detour`` goes through, or ``None`` when it connects directly
+    (no detour, or a sing-box ``direct`` outbound).
     """
     return None if detour is None or detour.kind == "direct" else detour
 
@@ -149,7 +149,7 @@ def clients_per_detour(
     make_client: MakeClient,
 ) -> tuple[dict[Detour | None, HTTPClient], list[HTTPConnectionPool]]:
     """
-    One upstream client per distinct detour (C{None}: the direct one), so
+    One upstream client per distinct detour (``None``: the direct one), so
     that every upstream call of a credential takes its detour; and the
     connection pools of the detours' clients.
     """

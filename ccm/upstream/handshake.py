@@ -4,8 +4,8 @@ What the HTTP CONNECT and SOCKS5 handshakes share: a protocol that talks to
 the proxy until the tunnel is open, then hands the connection to the
 protocol that asked for it and forwards everything to it.
 
-L{ccm.upstream.http_connect} and L{ccm.upstream.socks5} provide the two
-conversations; L{ccm.upstream.tunnel} connects to the proxy and names the
+:obj:`ccm.upstream.http_connect` and :obj:`ccm.upstream.socks5` provide the two
+conversations; :obj:`ccm.upstream.tunnel` connects to the proxy and names the
 detour in the errors.
 """
 
@@ -43,22 +43,22 @@ class MalformedAnswer(Exception):
 
 def bracketed(host: str) -> str:
     """
-    C{host} as it goes before C{:port}: IPv6 addresses in brackets.
+    ``host`` as it goes before ``:port``: IPv6 addresses in brackets.
     """
     return f"[{host}]" if ":" in host else host
 
 
 class ProxyHandshake(Protocol):
     """
-    Talk to the proxy until the tunnel to C{host}:C{port} is open, then
-    forward everything to the protocol C{factory} builds.
+    Talk to the proxy until the tunnel to ``host``:``port`` is open, then
+    forward everything to the protocol ``factory`` builds.
 
-    Subclasses send the first message in L{start} and read the proxy's
-    answers, accumulated in C{buffer}, in L{advance}; they end with
-    L{tunnel_open} or L{fail}.
+    Subclasses send the first message in :obj:`start` and read the proxy's
+    answers, accumulated in ``buffer``, in :obj:`advance`; they end with
+    :obj:`tunnel_open` or :obj:`fail`.
 
     :ivar connected_deferred: fires with the wrapped protocol once the
-        tunnel is open, or fails with L{HandshakeFailed}.  Cancelling it
+        tunnel is open, or fails with :obj:`HandshakeFailed`.  Cancelling it
         aborts the handshake.
     """
 
@@ -117,7 +117,7 @@ class ProxyHandshake(Protocol):
 
     def advance(self) -> None:
         """
-        Read what the proxy answered so far, from C{buffer}.
+        Read what the proxy answered so far, from ``buffer``.
 
         :raises MalformedAnswer: when the answer breaks the protocol.
         """
@@ -134,7 +134,7 @@ class ProxyHandshake(Protocol):
 
     def fail(self, reason: str) -> None:
         """
-        Give up: close the connection and errback with C{reason}.
+        Give up: close the connection and errback with ``reason``.
         """
         if self._done:
             return
@@ -146,7 +146,7 @@ class ProxyHandshake(Protocol):
     def tunnel_open(self, rest: bytes) -> None:
         """
         The proxy opened the tunnel: connect the wrapped protocol to this
-        connection and give it C{rest}, what followed the proxy's answer.
+        connection and give it ``rest``, what followed the proxy's answer.
         """
         self._done = True
         assert self.transport is not None

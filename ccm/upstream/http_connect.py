@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.upstream.test_http_connect -*-
 """
 The HTTP CONNECT handshake (RFC 9110 section 9.3.6): ask an HTTP proxy for
-a tunnel to C{host:port}, with Basic credentials when the detour has a
+a tunnel to ``host:port``, with Basic credentials when the detour has a
 username.
 """
 
@@ -14,7 +14,7 @@ from ccm.upstream.handshake import MalformedAnswer, ProxyHandshake
 
 class HTTPConnectHandshake(ProxyHandshake):
     """
-    Send C{CONNECT host:port}; a 2xx answer opens the tunnel, anything else
+    Send ``CONNECT host:port``; a 2xx answer opens the tunnel, anything else
     fails it with the proxy's status.
     """
 

@@ -2,20 +2,20 @@
 """
 Reaching the upstream through a detour: an HTTP CONNECT or SOCKS5 proxy.
 
-L{DetourEndpoint} is a client endpoint that connects to the proxy, asks it
-for a tunnel to the real host (L{ccm.upstream.http_connect},
-L{ccm.upstream.socks5}) and then hands the raw tunnel to the protocol it was
-asked to connect.  L{DetourEndpointFactory} makes an
-L{twisted.web.client.Agent} use it; for C{https} it wraps the tunnel in TLS
+:obj:`DetourEndpoint` is a client endpoint that connects to the proxy, asks it
+for a tunnel to the real host (:obj:`ccm.upstream.http_connect`,
+:obj:`ccm.upstream.socks5`) and then hands the raw tunnel to the protocol it was
+asked to connect.  :obj:`DetourEndpointFactory` makes an
+:obj:`twisted.web.client.Agent` use it; for ``https`` it wraps the tunnel in TLS
 for the real API host name, so the certificate is still verified against
 that name.
 
-Every failure errbacks the connection attempt with a L{DetourError} whose
+Every failure errbacks the connection attempt with a :obj:`DetourError` whose
 message names the detour (its tag or password-free URL), never its password.
 
 The handshakes are written here because no library fits: Twisted has no
-CONNECT-tunnelling agent (its C{ProxyAgent} sends absolute-form requests to
-an HTTP proxy, with no C{https} through it), txtorcon's SOCKS5 offers no
+CONNECT-tunnelling agent (its ``ProxyAgent`` sends absolute-form requests to
+an HTTP proxy, with no ``https`` through it), txtorcon's SOCKS5 offers no
 username/password authentication and no HTTP CONNECT, txsocksx is
 unmaintained and python-socks does not run on Twisted.
 """
@@ -86,10 +86,10 @@ class _HandshakeFactory(Factory):
 @implementer(IStreamClientEndpoint)
 class DetourEndpoint:
     """
-    Connect to C{host}:C{port} through the proxy C{detour}.
+    Connect to ``host``:``port`` through the proxy ``detour``.
 
     :param reactor: provides TCP connections, name resolution and time.
-    :param detour: an C{http} or C{socks5} detour.
+    :param detour: an ``http`` or ``socks5`` detour.
     :param timeout: seconds for the whole connection: reaching the proxy and
         the handshake.
     """
@@ -118,7 +118,7 @@ class DetourEndpoint:
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         """
-        Reach the proxy, then open the tunnel, all within C{timeout}.
+        Reach the proxy, then open the tunnel, all within ``timeout``.
         Cancelling the attempt stops the connection to the proxy, or aborts
         the handshake.
         """
@@ -156,9 +156,9 @@ class DetourEndpoint:
 @implementer(IAgentEndpointFactory)
 class DetourEndpointFactory:
     """
-    Endpoints for an L{twisted.web.client.Agent} that reach every host
-    through C{detour}; C{https} is TLS to the real host, verified by
-    C{tls_policy}, inside the tunnel.
+    Endpoints for an :obj:`twisted.web.client.Agent` that reach every host
+    through ``detour``; ``https`` is TLS to the real host, verified by
+    ``tls_policy``, inside the tunnel.
     """
 
     def __init__(

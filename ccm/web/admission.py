@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.web.test_connections -*-
 """
-Which connections a site takes: at most C{max_connections} open, and at
-most C{max_connections_per_address} from one client.  A connection over a
-cap gets a 503 that tells clients to retry (L{RefusedConnection}).  Also
+Which connections a site takes: at most ``max_connections`` open, and at
+most ``max_connections_per_address`` from one client.  A connection over a
+cap gets a 503 that tells clients to retry (:obj:`RefusedConnection`).  Also
 the throttled log of what happens to connections, so that a flood of bad
 clients cannot flood the log.
 """
@@ -32,7 +32,7 @@ LINGER_SECONDS = 5.0
 #: descriptors through refusals.
 MAX_LINGERING_REFUSALS = 64
 
-#: The C{retry-after} of a refusal: long enough for a connection to free up.
+#: The ``retry-after`` of a refusal: long enough for a connection to free up.
 REFUSAL_RETRY_AFTER_SECONDS = 2
 
 #: At most one log line of each kind in this many seconds; the next line
@@ -42,9 +42,9 @@ LOG_INTERVAL_SECONDS = 10.0
 
 def address_key(address: IAddress | None) -> str | None:
     """
-    The client that C{max_connections_per_address} counts: an IPv4
+    The client that ``max_connections_per_address`` counts: an IPv4
     address, or the /64 of an IPv6 address (one host's privacy addresses
-    share it); C{None} for addresses that name no IP host (UNIX sockets).
+    share it); ``None`` for addresses that name no IP host (UNIX sockets).
     """
     host = getattr(address, "host", None)
     if not isinstance(host, str):
@@ -89,7 +89,7 @@ class ConnectionGate:
 
     def refusal(self, limits: ConnectionLimits, key: str | None) -> APIError | None:
         """
-        The 503 for a new connection from C{key}, or C{None} if it may open.
+        The 503 for a new connection from ``key``, or ``None`` if it may open.
         """
         if limits.max_connections and self.open >= limits.max_connections:
             message = (
@@ -120,7 +120,7 @@ class ConnectionGate:
 
     def opened(self, key: str | None) -> Callable[[], None]:
         """
-        Count a connection from C{key} as open; return what uncounts it,
+        Count a connection from ``key`` as open; return what uncounts it,
         to be called once when it closes.
         """
         self.open += 1
@@ -145,7 +145,7 @@ class ConnectionGate:
 
     def refuse(self, error: APIError, address: IAddress | None) -> Protocol:
         """
-        The protocol for a refused connection: one that answers C{error}
+        The protocol for a refused connection: one that answers ``error``
         and lingers, or, with too many lingering already, one that drops
         the connection.
         """
@@ -161,8 +161,8 @@ class ConnectionGate:
 
     def report(self, kind: str, address: IAddress | None, reason: str) -> None:
         """
-        Log what happened to a connection from C{address}, at most once
-        per L{LOG_INTERVAL_SECONDS} for each C{kind}.
+        Log what happened to a connection from ``address``, at most once
+        per :obj:`LOG_INTERVAL_SECONDS` for each ``kind``.
         """
         now = self.clock.seconds()
         last = self._logged_at.get(kind)
@@ -192,11 +192,11 @@ class ConnectionGate:
 class RefusedConnection(Protocol):
     """
     A connection over a cap.  It answers the client's first bytes with a
-    503, then reads and discards the rest for L{LINGER_SECONDS} or until
+    503, then reads and discards the rest for :obj:`LINGER_SECONDS` or until
     the client closes.
 
-    Twisted's own caps (L{twisted.protocols.policies.LimitTotalConnectionsFactory},
-    L{LimitConnectionsByPeer}) drop the connection without a word, and
+    Twisted's own caps (:obj:`twisted.protocols.policies.LimitTotalConnectionsFactory`,
+    :obj:`LimitConnectionsByPeer`) drop the connection without a word, and
     clients see a reset they cannot tell from a network fault.  Waiting for
     the request before answering keeps the answer where clients look for
     it; lingering keeps unread request bytes from resetting the connection

@@ -2,12 +2,12 @@
 """
 Who is calling: matching a client's token against the configured users.
 
-A client authenticates with C{Authorization: Bearer <token>} (what Claude
-Code sends for C{ANTHROPIC_AUTH_TOKEN}) or with C{x-api-key: <token>} when
-that value is a user's token (what C{ANTHROPIC_API_KEY} clients send).
+A client authenticates with ``Authorization: Bearer <token>`` (what Claude
+Code sends for ``ANTHROPIC_AUTH_TOKEN``) or with ``x-api-key: <token>`` when
+that value is a user's token (what ``ANTHROPIC_API_KEY`` clients send).
 Any other API key is refused: ccm never forwards one.  Two
-C{Authorization} headers, or headers naming different users, are refused as
-ambiguous.  Every refusal is a 401 with C{x-should-retry: false} whose
+``Authorization`` headers, or headers naming different users, are refused as
+ambiguous.  Every refusal is a 401 with ``x-should-retry: false`` whose
 message names the header used and sends the user to the ccm operator.
 Tokens are compared in constant time and never appear in messages or logs.
 """
@@ -70,7 +70,7 @@ _TWO_USERS = _refusal(
 
 def _not_recognised(header: str) -> APIError:
     """
-    The 401 for a token, sent in C{header}, that is no user's: it names the
+    The 401 for a token, sent in ``header``, that is no user's: it names the
     header and the client setting behind it, never the token.
     """
     return _refusal(
@@ -83,7 +83,7 @@ def _not_recognised(header: str) -> APIError:
 class Caller:
     """
     The authenticated caller: a configured user, or anonymous when no users
-    are configured (C{user} is None).
+    are configured (``user`` is None).
     """
 
     user: UserConfig | None
@@ -113,7 +113,7 @@ class Authenticator:
 
     def set_users(self, users: Sequence[UserConfig]) -> None:
         """
-        Accept the tokens of C{users}, and only those, from now on (a
+        Accept the tokens of ``users``, and only those, from now on (a
         reloaded configuration).
         """
         self._users = [(_digest(u.token), u) for u in users]
@@ -127,7 +127,7 @@ class Authenticator:
 
     def _match(self, token: str) -> UserConfig | None:
         """
-        The user whose token is C{token}; every user is compared, in
+        The user whose token is ``token``; every user is compared, in
         constant time, so timing reveals nothing about near misses.
         """
         presented = _digest(token)
@@ -139,9 +139,9 @@ class Authenticator:
 
     def authenticate(self, headers: Headers) -> Caller:
         """
-        Identify the caller of a request with C{headers}.
+        Identify the caller of a request with ``headers``.
 
-        :raises APIError: 401 (with C{x-should-retry: false}) when the
+        :raises APIError: 401 (with ``x-should-retry: false``) when the
             request must be refused.
         """
         authorization = headers.getRawHeaders(b"authorization", [])

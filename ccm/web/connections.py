@@ -2,18 +2,18 @@
 """
 How long a connection may take: deadlines for slow clients.
 
-L{CcmChannel} replaces twisted.web's idle timer, which every byte restarts
+:obj:`CcmChannel` replaces twisted.web's idle timer, which every byte restarts
 (a client sending its head one byte a second kept a connection for hours),
 with deadlines that bytes do not move: the request head within
-C{request_head_timeout}, the body at C{request_body_min_rate} after
-C{request_body_grace}, an idle kept-alive connection for
-C{keep_alive_timeout}.  A head over C{max_request_head} gets a 431 instead
+``request_head_timeout``, the body at ``request_body_min_rate`` after
+``request_body_grace``, an idle kept-alive connection for
+``keep_alive_timeout``.  A head over ``max_request_head`` gets a 431 instead
 of a silent close.  While a request is being answered no deadline runs: a
 response being streamed, to a slow reader too, is never cut here.
 
 A connection answered with an error (408, 431) reads and discards what the
-client still sends for L{LINGER_SECONDS} before it closes, as a refused one
-does (L{ccm.web.admission}).  The caps on open connections are there too.
+client still sends for :obj:`LINGER_SECONDS` before it closes, as a refused one
+does (:obj:`ccm.web.admission`).  The caps on open connections are there too.
 """
 
 from __future__ import annotations
@@ -55,14 +55,14 @@ class CcmChannel(HTTPChannel):
     An HTTP/1.1 channel whose deadlines follow the phase of the connection
     (see the module docstring) and whose oversized heads get a 431.
 
-    The one timer of L{TimeoutMixin} holds the deadline of the current
-    phase; L{resetTimeout}, which twisted.web calls on every byte, does
+    The one timer of :obj:`TimeoutMixin` holds the deadline of the current
+    phase; :obj:`resetTimeout`, which twisted.web calls on every byte, does
     nothing.  When the client stops reading what ccm sends, twisted.web
     stops reading from it; the deadline of the head, body or idle phase
     then stops too, and resumes where it was, so that a client reading a
     response slowly is never cut for a slow request.
 
-    L{CcmSite} sets C{limits}, C{clock}, C{gate} and C{release} before the
+    :obj:`CcmSite` sets ``limits``, ``clock``, ``gate`` and ``release`` before the
     connection is made.
     """
 
@@ -243,7 +243,7 @@ class CcmChannel(HTTPChannel):
 
     def _answer(self, error: APIError) -> None:
         """
-        Answer C{error} and linger, reading and discarding, before closing.
+        Answer ``error`` and linger, reading and discarding, before closing.
         """
         self._report("closed", error.message)
         self.persistent = False
@@ -254,7 +254,7 @@ class CcmChannel(HTTPChannel):
     def _close(self) -> None:
         """
         Close as twisted.web closes a timed-out connection: cleanly, and by
-        force if that has not worked within C{abortTimeout}.
+        force if that has not worked within ``abortTimeout``.
         """
         self.setTimeout(None)
         if self.abortTimeout is not None and self._abortingCall is None:

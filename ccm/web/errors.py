@@ -2,9 +2,9 @@
 """
 Errors that ccm itself answers with, in the Anthropic API's shape.
 
-Clients (Claude Code, the SDKs) understand C{{"type": "error", "error":
-{"type": ..., "message": ...}, "request_id": ...}}, so every response ccm
-makes up uses it, with a C{request-id} header carrying an id ccm generated.
+Clients (Claude Code, the SDKs) understand ``{"type": "error", "error":
+{"type": ..., "message": ...}, "request_id": ...}``, so every response ccm
+makes up uses it, with a ``request-id`` header carrying an id ccm generated.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ REQUEST_ID_HEADER = b"request-id"
 def new_request_id() -> str:
     """
     A fresh id for a response ccm makes, distinguishable from Anthropic's
-    C{req_...} ids.
+    ``req_...`` ids.
     """
     return "ccm_" + secrets.token_hex(12)
 
@@ -59,8 +59,8 @@ def error_body(error_type: str, message: str, request_id: str) -> bytes:
 
 def render_error(request: IRequest, error: APIError) -> bytes:
     """
-    Set the status and headers of C{request} for C{error} and return the
-    body, for a C{render} method to return.
+    Set the status and headers of ``request`` for ``error`` and return the
+    body, for a ``render`` method to return.
     """
     request_id = new_request_id()
     request.setResponseCode(error.status)
@@ -76,7 +76,7 @@ def render_error(request: IRequest, error: APIError) -> bytes:
 
 def send_error(request: IRequest, error: APIError) -> None:
     """
-    Answer an asynchronously handled request with C{error} and finish it.
+    Answer an asynchronously handled request with ``error`` and finish it.
     """
     body = render_error(request, error)
     request.write(body)
@@ -92,7 +92,7 @@ INTERNAL_ERROR = APIError(500, "api_error", "internal error in ccm")
 def answer_bug(request: Request) -> None:
     """
     End a request whose handling hit a bug in ccm, once the bug is logged:
-    with a 500 C{api_error} when nothing of the answer was sent yet (the
+    with a 500 ``api_error`` when nothing of the answer was sent yet (the
     headers set so far belonged to an answer that will not come, and are
     dropped), else by aborting the connection, so that a truncated answer
     cannot pass for a whole one.  The request must not be finished, nor
@@ -113,7 +113,7 @@ _REASONS = {431: b"Request Header Fields Too Large"}
 
 def error_response(error: APIError) -> bytes:
     """
-    A whole HTTP/1.1 response for C{error} that closes the connection, for
+    A whole HTTP/1.1 response for ``error`` that closes the connection, for
     answers given below twisted.web's request handling: a refused
     connection, a request head that is too large or too slow.
     """

@@ -101,7 +101,7 @@ def _load_key(key_pem: bytes, source: str) -> tuple[crypto.PKey, bytes]:
     Load an unencrypted PEM private key, never prompting for a passphrase
     and never quoting key material in errors.
 
-    :return: the key, and its public key as DER (see L{_public_key_der}).
+    :return: the key, and its public key as DER (see :obj:`_public_key_der`).
     """
     prefix = f"cannot load the TLS certificate or key: the key ({source})"
     try:
@@ -131,7 +131,7 @@ def _public_key_der(public_key: PublicKeyTypes) -> bytes:
 
 def tls_options(tls: TLSConfig) -> ssl.CertificateOptions:
     """
-    Server TLS options for a sing-box C{tls} object: the first certificate
+    Server TLS options for a sing-box ``tls`` object: the first certificate
     in the chain is the server's, the rest are served as intermediates.
     """
     chain_pem = _read_pem(tls.certificate_pem, tls.certificate_path, "certificate")
@@ -175,8 +175,8 @@ def endpoint_for(reactor: IReactorTCP, listener: Listener) -> IStreamServerEndpo
     """
     The Twisted endpoint for one listener.
 
-    :param reactor: listens on TCP, with TLS for a listener with C{tls}
-        (L{twisted.internet.interfaces.IReactorSSL}), or as an endpoint string says.
+    :param reactor: listens on TCP, with TLS for a listener with ``tls``
+        (:obj:`twisted.internet.interfaces.IReactorSSL`), or as an endpoint string says.
     :raises ListenError: when TLS material cannot be loaded.
     """
     if isinstance(listener, EndpointListener):
@@ -214,9 +214,9 @@ class ListeningService(StreamServerEndpointService):
         Stop listening, if listening started, after a sibling failed to
         bind: start-up is being aborted.
 
-        (L{stopService} cannot do it: it fails on a service that never
-        started listening, so this reads the private C{_waitingForPort}
-        that L{StreamServerEndpointService} keeps the listening attempt in.)
+        (:obj:`stopService` cannot do it: it fails on a service that never
+        started listening, so this reads the private ``_waitingForPort``
+        that :obj:`StreamServerEndpointService` keeps the listening attempt in.)
         """
         waiting = self._waitingForPort
         self._waitingForPort = None

@@ -4,33 +4,33 @@ The request target ccm forwards: the one normalization of a request path,
 shared by routing and forwarding, and the query string that goes with it.
 
 A client's path is normalized once, by the root of the resource tree
-(L{ccm.web.site.Root}), before any other resource sees it.  The tree routes
+(:obj:`ccm.web.site.Root`), before any other resource sees it.  The tree routes
 on the result and the proxy sends the same result upstream, so the path ccm
 checks is the path the upstream gets.  Normalizing follows RFC 3986 section
-6.2.2: percent-escapes of unreserved characters are decoded (C{%2e} is
-C{.}, C{%7E} is C{~}), the other escapes are written in upper case, and dot
-segments are removed as section 5.2.4 says.  What comes out holds no C{.}
-or C{..} segment and no escaped dot, so a front end or an upstream that
+6.2.2: percent-escapes of unreserved characters are decoded (``%2e`` is
+``.``, ``%7E`` is ``~``), the other escapes are written in upper case, and dot
+segments are removed as section 5.2.4 says.  What comes out holds no ``.``
+or ``..`` segment and no escaped dot, so a front end or an upstream that
 resolves dot segments, or decodes once more, has nothing left to resolve.
 
-Some paths are refused instead, with L{PathRefused}; ccm answers them with
+Some paths are refused instead, with :obj:`PathRefused`; ccm answers them with
 its 404 and never forwards them:
 
  - a request target that is not a path (the absolute form
-   C{http://host/v1/...}, or C{*});
- - a byte that RFC 3986 does not allow in a path, such as C{\\}, a space,
-   a control character or a non-ASCII byte, and a C{%} not followed by two
+   ``http://host/v1/...``, or ``*``);
+ - a byte that RFC 3986 does not allow in a path, such as ``\\``, a space,
+   a control character or a non-ASCII byte, and a ``%`` not followed by two
    hex digits;
- - an escaped C{/}, C{\\}, NUL or C{%} (C{%2F}, C{%5C}, C{%00}, C{%25}):
+ - an escaped ``/``, ``\\``, NUL or ``%`` (``%2F``, ``%5C``, ``%00``, ``%25``):
    they mean one thing to ccm and another to a server that decodes them,
    or decodes twice;
- - a C{..} that would climb above the first segment (C{/v1/../api/...}):
+ - a ``..`` that would climb above the first segment (``/v1/../api/...``):
    the first segment as written decides which part of ccm answers, never a
    later segment;
- - a dot segment carrying parameters (C{..;x}), which some servers read as
-   C{..}.
+ - a dot segment carrying parameters (``..;x``), which some servers read as
+   ``..``.
 
-The query string is forwarded as the client wrote it (L{forwarded_target}).
+The query string is forwarded as the client wrote it (:obj:`forwarded_target`).
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def normalize_path(path: bytes) -> bytes:
     """
     Normalize a request path (without its query string).
 
-    :param path: the path as the client sent it, C{request.path}.
-    :return: the normalized path, starting with C{/}; normalizing it again
+    :param path: the path as the client sent it, ``request.path``.
+    :return: the normalized path, starting with ``/``; normalizing it again
         changes nothing.
     :raise PathRefused: for a path ccm does not serve whatever it names.
     """
@@ -73,7 +73,7 @@ def normalize_path(path: bytes) -> bytes:
 
 def _decode_unreserved(path: bytes) -> bytes:
     """
-    Check every byte of C{path}, decode the escapes of unreserved
+    Check every byte of ``path``, decode the escapes of unreserved
     characters and write the other escapes in upper case.
     """
     normalized = bytearray()
@@ -103,7 +103,7 @@ def _decode_unreserved(path: bytes) -> bytes:
 def _remove_dot_segments(path: bytes) -> bytes:
     """
     RFC 3986 section 5.2.4 for an absolute path, segment by segment, with
-    a C{..} above the first segment refused rather than dropped.
+    a ``..`` above the first segment refused rather than dropped.
     """
     segments = path.split(b"/")[1:]
     kept: list[bytes] = []
@@ -132,14 +132,14 @@ def forwarded_target(path: bytes, uri: bytes) -> bytes:
     query string of the target the client sent.
 
     The query is kept byte for byte, malformed escapes included; only the
-    bytes a URL cannot hold (a space, C{"}, C{#}, C{<}, a backslash, a
+    bytes a URL cannot hold (a space, ``"``, ``#``, ``<``, a backslash, a
     brace, a control or non-ASCII byte) are percent-escaped, so that what ccm
-    builds is what the HTTP client sends (a raw C{#} would otherwise cut the
+    builds is what the HTTP client sends (a raw ``#`` would otherwise cut the
     query short).  These never come from a client library, which escapes
     them itself.
 
-    :param path: the normalized path, from L{normalize_path}.
-    :param uri: the request target as the client sent it, C{request.uri}.
+    :param path: the normalized path, from :obj:`normalize_path`.
+    :param uri: the request target as the client sent it, ``request.uri``.
     :return: an ASCII request target in origin form.
     """
     _, question_mark, query = uri.partition(b"?")

@@ -2,14 +2,14 @@
 """
 The resource tree and the site that serves it.
 
-C{/v1/...} is proxied, C{/ccm/v1/status} reports the caller's pool, and
+``/v1/...`` is proxied, ``/ccm/v1/status`` reports the caller's pool, and
 everything else is a 404 in the Anthropic shape.  Routing and the proxy
-both work on the path as L{ccm.web.paths.normalize_path} makes it, once, at the
+both work on the path as :obj:`ccm.web.paths.normalize_path` makes it, once, at the
 root.  The site keeps request bodies within the configured limit and keeps
 its access log quiet: ccm logs one line of its own per proxied request.
-Its connections follow L{ccm.web.connections} (deadlines for slow clients) and
-L{ccm.web.admission} (caps for greedy ones), and it knows which are open
-(L{OpenChannels}), so that a shutdown closes them properly.
+Its connections follow :obj:`ccm.web.connections` (deadlines for slow clients) and
+:obj:`ccm.web.admission` (caps for greedy ones), and it knows which are open
+(:obj:`OpenChannels`), so that a shutdown closes them properly.
 """
 
 from __future__ import annotations
@@ -64,17 +64,17 @@ class Directory(Resource):
 class Root(Resource):
     """
     The root of ccm's URL space: it normalizes the request path, then routes
-    the normalized path through C{tree}.
+    the normalized path through ``tree``.
 
     This is the one place a path is normalized.  The normalized path
-    replaces C{request.path}, and C{prepath} and C{postpath} are split from
+    replaces ``request.path``, and ``prepath`` and ``postpath`` are split from
     it the way twisted.web splits them, so every resource below, the proxy
     included, routes, forwards and logs the same path (as
-    L{twisted.web.rewrite} rules do, by rewriting the request before the
-    tree sees it).  C{request.uri} keeps the target as the client sent it;
+    :obj:`twisted.web.rewrite` rules do, by rewriting the request before the
+    tree sees it).  ``request.uri`` keeps the target as the client sent it;
     the proxy takes only the query string from it.
 
-    A path that L{normalize_path} refuses is answered with ccm's 404 before
+    A path that :obj:`normalize_path` refuses is answered with ccm's 404 before
     any resource, authentication or upstream work, and logged as a warning
     without its query string.
     """
@@ -136,11 +136,11 @@ def build_root(proxy: IResource, status: IResource) -> Resource:
 class LimitedRequest(Request):
     """
     A request that stops storing its body once it exceeds the site's
-    C{max_request_body}; the proxy then answers 413 without reading it.
+    ``max_request_body``; the proxy then answers 413 without reading it.
 
     It is also the safety net for bugs: an exception escaping a resource's
-    C{render} is logged with its traceback and answered in the Anthropic
-    shape (see L{processingFailed}), not with twisted.web's HTML page.
+    ``render`` is logged with its traceback and answered in the Anthropic
+    shape (see :obj:`processingFailed`), not with twisted.web's HTML page.
     """
 
     body_too_large = False
@@ -149,8 +149,8 @@ class LimitedRequest(Request):
 
     def processingFailed(self, reason: Failure) -> Failure:
         """
-        Log the traceback of an exception that escaped C{render}, then
-        answer 500 C{api_error} with a request id when nothing was sent
+        Log the traceback of an exception that escaped ``render``, then
+        answer 500 ``api_error`` with a request id when nothing was sent
         yet, or abort the connection when part of the answer was.
         """
         self._crash_log.failure(
@@ -193,11 +193,11 @@ class OpenChannels:
     """
     The open channels of one site, each from when the site builds it for
     a new connection until that connection is lost, so that a shutdown
-    can close them itself (L{close}): the reactor, when it stops, drops
+    can close them itself (:obj:`close`): the reactor, when it stops, drops
     every connection without sending what it still holds, which could be
     the end of the last responses.
 
-    :param clock: the time for the bound of L{close}.
+    :param clock: the time for the bound of :obj:`close`.
     """
 
     log = Logger()
@@ -212,7 +212,7 @@ class OpenChannels:
 
     def add(self, channel: CcmChannel) -> Callable[[], None]:
         """
-        Hold C{channel} as open; return what lets it go, to be called when
+        Hold ``channel`` as open; return what lets it go, to be called when
         its connection is lost (more than once is harmless).
         """
         self._channels.add(channel)
@@ -228,9 +228,9 @@ class OpenChannels:
     def close(self, timeout: float) -> Deferred[None]:
         """
         Close every open connection gracefully: each one sends what it
-        still holds, then closes (L{HTTPChannel.loseConnection}), so an
+        still holds, then closes (:obj:`HTTPChannel.loseConnection`), so an
         idle one closes at once and one still being written once its
-        client has read the rest.  Those still open after C{timeout}
+        client has read the rest.  Those still open after ``timeout``
         seconds, whose clients do not read, are aborted: a shutdown does
         not wait for them.
 
@@ -272,14 +272,14 @@ class CcmSite(Site):
     The site of one ccm service.
 
     Request bodies are never parsed as form submissions: ccm forwards them
-    untouched (a multipart upload to C{/v1/files} is the upstream's to
+    untouched (a multipart upload to ``/v1/files`` is the upstream's to
     read, not twisted.web's).
 
     :param reactor: the clock for connection timeouts; the global reactor
-        when C{None}.
+        when ``None``.
     :param connection_limits: the bounds of each new connection; a
         connection keeps those it opened with, so replacing
-        C{connection_limits} applies new ones to new connections.
+        ``connection_limits`` applies new ones to new connections.
     """
 
     requestFactory = LimitedRequest
@@ -334,8 +334,8 @@ class CcmSite(Site):
     def close_connections(self, timeout: float) -> Deferred[None]:
         """
         Close the open connections at shutdown, each after it sent what it
-        holds, aborting those still open after C{timeout} seconds; see
-        L{OpenChannels.close}.
+        holds, aborting those still open after ``timeout`` seconds; see
+        :obj:`OpenChannels.close`.
 
         :return: a Deferred that fires, never failing, when they are all
             closed.

@@ -1,13 +1,13 @@
 # -*- test-case-name: tests.web.test_status -*-
 """
-C{GET /ccm/v1/status}: how much of the caller's pool is used.
+``GET /ccm/v1/status``: how much of the caller's pool is used.
 
-The answer has the reference's three fields, C{five_hour_utilization},
-C{weekly_utilization} (percent, measured against each credential's pause
+The answer has the reference's three fields, ``five_hour_utilization``,
+``weekly_utilization`` (percent, measured against each credential's pause
 threshold, a credential that cannot serve counting as full) and
-C{plan_weight}, plus C{five_hour_reset} and C{weekly_reset} (Unix seconds,
+``plan_weight``, plus ``five_hour_reset`` and ``weekly_reset`` (Unix seconds,
 0 when unknown), as the newest sing-box has them; see
-L{ccm.pool.member.pool_status}.
+:obj:`ccm.pool.member.pool_status`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class StatusResource(Resource):
 
     def render(self, request: Request) -> bytes:
         if request.postpath:
-            # Only the exact path: not C{/ccm/v1/status/} or below it.
+            # Only the exact path: not ``/ccm/v1/status/`` or below it.
             return render_error(request, NOT_FOUND)
         if request.method != b"GET":
             return render_error(request, _METHOD_NOT_ALLOWED)

@@ -3,7 +3,7 @@ Samples the accounting tests share: the small book and the usages file it
 is written as, the empty book's file, a non-streaming Messages API response
 with its usage, and the sample book of the report and the command line with
 its report.  The records, times and models they are made of come from
-L{tests.fixtures}.
+:obj:`tests.fixtures`.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ EXPECTED_EMPTY_BOOK = """{
 
 def small_book(clock: Clock) -> UsageBook:
     """
-    The book of L{EXPECTED_SMALL_BOOK}.
+    The book of :obj:`EXPECTED_SMALL_BOOK`.
     """
     book = UsageBook(clock)
     # 200*5 + 40000*25 = 1001000 -> 1.001 -> 1
@@ -243,7 +243,7 @@ def record_response(
     **counts: int,
 ) -> None:
     """
-    Record one response of two messages in C{book}.
+    Record one response of two messages in ``book``.
     """
     record(book, model=model, context_window=context_window, week=week, user=user, messages=2, **counts)
 

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.accounting.book}: counting usage per combination and user in
+Tests for :obj:`ccm.accounting.book`: counting usage per combination and user in
 memory, and the snapshots the saver writes.
 """
 
@@ -26,7 +26,7 @@ from tests.fixtures import (
 
 class RecordTests(SynchronousTestCase):
     """
-    L{UsageBook.record} adds one response to its combination, in total and
+    :obj:`UsageBook.record` adds one response to its combination, in total and
     per user.
     """
 
@@ -46,7 +46,7 @@ class RecordTests(SynchronousTestCase):
     def test_totals_and_users(self) -> None:
         """
         Every response counts in the combination's total; a named user's
-        also in theirs; anonymous traffic (user C{""}) only in the total.
+        also in theirs; anonymous traffic (user ``""``) only in the total.
         """
         record(self.book, user="alice", messages=3, input_tokens=10, output_tokens=100,
                cache_read_input_tokens=1000, cache_creation_input_tokens=50,
@@ -97,7 +97,7 @@ class RecordTests(SynchronousTestCase):
 
     def test_cache_creation_normalised(self) -> None:
         """
-        A response whose C{cache_creation_input_tokens} is 0 counts the sum
+        A response whose ``cache_creation_input_tokens`` is 0 counts the sum
         of its 5-minute and 1-hour writes there; a non-zero figure is kept
         as reported.  The caller's usage object is not changed.
         """
@@ -161,7 +161,7 @@ class RecordTests(SynchronousTestCase):
 
     def test_last_updated_and_revision(self) -> None:
         """
-        Each record sets C{last_updated} to the clock's time and advances
+        Each record sets ``last_updated`` to the clock's time and advances
         the book's revision, so the saver sees it changed.
         """
         record(self.book, input_tokens=1)
@@ -175,7 +175,7 @@ class RecordTests(SynchronousTestCase):
 
 class SnapshotTests(SynchronousTestCase):
     """
-    L{UsageBook.snapshot} is a copy of the book, and a book made from a
+    :obj:`UsageBook.snapshot` is a copy of the book, and a book made from a
     snapshot counts on from a copy of it.
     """
 

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.accounting.document}: the costs of the usages file's
+Tests for :obj:`ccm.accounting.document`: the costs of the usages file's
 document, and reading a document back.
 """
 
@@ -33,7 +33,7 @@ from tests.fixtures import (
 
 def single_cost(model: str, context_window: int, **counts: int) -> Any:
     """
-    The cost written for a book holding one response with C{counts}.
+    The cost written for a book holding one response with ``counts``.
     """
     book = UsageBook(clock_at())
     record(book, model=model, context_window=context_window, week=0, **counts)
@@ -43,7 +43,7 @@ def single_cost(model: str, context_window: int, **counts: int) -> Any:
 
 class CostTests(SynchronousTestCase):
     """
-    L{to_document} prices each combination with the price table
+    :obj:`to_document` prices each combination with the price table
     and aggregates the rounded costs like the reference.
     """
 
@@ -184,8 +184,8 @@ class CostTests(SynchronousTestCase):
 
     def test_no_week(self) -> None:
         """
-        Without any tagged combination, C{by_week} and C{by_user_and_week}
-        are omitted, while C{by_user} is present (empty when anonymous).
+        Without any tagged combination, ``by_week`` and ``by_user_and_week``
+        are omitted, while ``by_user`` is present (empty when anonymous).
         """
         book = UsageBook(clock_at())
         record(book, week=0, user="", output_tokens=4000)
@@ -239,7 +239,7 @@ class RoundTripTests(SynchronousTestCase):
 
 class FromDocumentTests(SynchronousTestCase):
     """
-    L{from_document} reads what it needs and rejects a wrong
+    :obj:`from_document` reads what it needs and rejects a wrong
     structure with a message naming the JSON path.
     """
 
@@ -259,8 +259,8 @@ class FromDocumentTests(SynchronousTestCase):
 
     def test_last_updated(self) -> None:
         """
-        C{last_updated} is read as RFC 3339 in any offset; Go's zero time,
-        a missing value and anything unparseable give C{None}.
+        ``last_updated`` is read as RFC 3339 in any offset; Go's zero time,
+        a missing value and anything unparseable give ``None``.
         """
         for text, expected in (
             ("2026-03-14T13:15:13Z", 1_773_494_113.0),
@@ -280,7 +280,7 @@ class FromDocumentTests(SynchronousTestCase):
 
     def test_not_a_usages_file(self) -> None:
         """
-        A JSON object without C{combinations}, which every usages file has,
+        A JSON object without ``combinations``, which every usages file has,
         is not taken for an empty usages file; a configuration is named as
         such.
         """
@@ -305,7 +305,7 @@ class FromDocumentTests(SynchronousTestCase):
 
     def test_wrong_structure(self) -> None:
         """
-        Each structural error raises L{UsageFileError} naming where it is.
+        Each structural error raises :obj:`UsageFileError` naming where it is.
         """
         def combination(**changes: Any) -> dict[str, Any]:
             base: dict[str, Any] = {"model": OPUS, "context_window": STANDARD, "total": {}}

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.accounting.gojson}: the usages file written byte for byte as
+Tests for :obj:`ccm.accounting.gojson`: the usages file written byte for byte as
 sing-box (Go) writes it.
 """
 
@@ -21,15 +21,15 @@ from tests.fixtures import NOW, UTC, UTC_PLUS_8, clock_at, record
 
 class SerializeTests(SynchronousTestCase):
     """
-    L{UsageBook.serialize} writes the file byte for byte as sing-box does.
+    :obj:`UsageBook.serialize` writes the file byte for byte as sing-box does.
     """
 
     def test_small_book(self) -> None:
         """
         Two-space indentation, the reference's key order, zero 5m/1h fields
-        omitted, integral costs without C{.0}, the week omitted when 0,
-        C{by_user} always present, no trailing newline, and
-        C{last_updated} with a trimmed fraction and the zone's offset.
+        omitted, integral costs without ``.0``, the week omitted when 0,
+        ``by_user`` always present, no trailing newline, and
+        ``last_updated`` with a trimmed fraction and the zone's offset.
         """
         self.assertEqual(serialize(small_book(clock_at()).snapshot(), UTC_PLUS_8), EXPECTED_SMALL_BOOK.encode())
 
@@ -42,9 +42,9 @@ class SerializeTests(SynchronousTestCase):
 
     def test_time_zones(self) -> None:
         """
-        C{last_updated} is RFC 3339 with nanoseconds trimmed of trailing
-        zeros (none at all for whole seconds) and C{Z} for UTC; week keys
-        give the offset as C{UTC+0}, C{UTC-5} or C{UTC+5:30}.
+        ``last_updated`` is RFC 3339 with nanoseconds trimmed of trailing
+        zeros (none at all for whole seconds) and ``Z`` for UTC; week keys
+        give the offset as ``UTC+0``, ``UTC-5`` or ``UTC+5:30``.
         """
         cases = [
             (UTC, NOW, "2026-03-14T13:15:13.25Z", "2026-03-09 00:00:00 UTC+0"),
@@ -94,7 +94,7 @@ class SerializeTests(SynchronousTestCase):
 
     def test_strings_escaped_like_go(self) -> None:
         """
-        Non-ASCII names are written as UTF-8; C{<}, C{>} and C{&} are
+        Non-ASCII names are written as UTF-8; ``<``, ``>`` and ``&`` are
         escaped as Go's encoder does; the result is valid JSON naming the
         same user.
         """
@@ -118,12 +118,12 @@ class SerializeTests(SynchronousTestCase):
 
 class EncodeTests(SynchronousTestCase):
     """
-    L{encode} writes any document as Go's C{MarshalIndent} does.
+    :obj:`encode` writes any document as Go's ``MarshalIndent`` does.
     """
 
     def test_numbers(self) -> None:
         """
-        Integral floats lose their C{.0}, at any depth; other numbers are
+        Integral floats lose their ``.0``, at any depth; other numbers are
         written as Python writes them.
         """
         self.assertEqual(
@@ -133,7 +133,7 @@ class EncodeTests(SynchronousTestCase):
 
     def test_strings(self) -> None:
         """
-        C{<>&} and the two line separators are escaped, other characters
+        ``<>&`` and the two line separators are escaped, other characters
         written as UTF-8, and a lone surrogate, which Go cannot hold, is
         replaced by U+FFFD.
         """
@@ -147,8 +147,8 @@ class EncodeTests(SynchronousTestCase):
 
 class TimeTests(SynchronousTestCase):
     """
-    L{format_rfc3339} and L{parse_rfc3339} write and read Go's
-    C{time.RFC3339Nano}.
+    :obj:`format_rfc3339` and :obj:`parse_rfc3339` write and read Go's
+    ``time.RFC3339Nano``.
     """
 
     def test_round_trip(self) -> None:
@@ -164,7 +164,7 @@ class TimeTests(SynchronousTestCase):
     def test_outside_go_years(self) -> None:
         """
         Times Go cannot write (before year 1, after 9999, not finite) and
-        C{None} are written as Go's zero time, which reads back as C{None}.
+        ``None`` are written as Go's zero time, which reads back as ``None``.
         """
         for time_value in (None, float("nan"), float("inf"), -1e12, 1e12, 10**30):
             self.assertEqual(format_rfc3339(time_value, UTC), ZERO_TIME, time_value)

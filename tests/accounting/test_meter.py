@@ -1,9 +1,9 @@
 """
-Tests for L{ccm.accounting.meter}: token usage read from streamed and non-streamed
+Tests for :obj:`ccm.accounting.meter`: token usage read from streamed and non-streamed
 Messages API responses.
 
 The streams are built from the event shapes the API really sends
-(C{anthropic-wire.md} section 1.3).  Every expected figure is written out by
+(``anthropic-wire.md`` section 1.3).  Every expected figure is written out by
 hand; the central property is that however a stream is cut into chunks
 (at every byte, one byte at a time, at random places) the figures are those
 of the whole stream.
@@ -47,8 +47,8 @@ def sse_stream(
     data_prefix: bytes = b"data: ",
 ) -> bytes:
     """
-    An event stream: for each payload an C{event:} line named after its
-    C{type}, a C{data:} line and a blank line.
+    An event stream: for each payload an ``event:`` line named after its
+    ``type``, a ``data:`` line and a blank line.
     """
     out = []
     for payload in events:
@@ -59,7 +59,7 @@ def sse_stream(
 
 def message_start(model: str, usage: dict[str, Any]) -> dict[str, Any]:
     """
-    A C{message_start} event.
+    A ``message_start`` event.
     """
     return {
         "type": "message_start",
@@ -80,7 +80,7 @@ def message_delta(
     usage: dict[str, Any], stop_reason: str = "end_turn"
 ) -> dict[str, Any]:
     """
-    A C{message_delta} event.
+    A ``message_delta`` event.
     """
     return {
         "type": "message_delta",
@@ -91,7 +91,7 @@ def message_delta(
 
 def text_block(index: int, *texts: str) -> list[dict[str, Any]]:
     """
-    A text content block streamed as C{text_delta}s.
+    A text content block streamed as ``text_delta`` events.
     """
     return (
         [
@@ -526,7 +526,7 @@ NON_ASCII_FINAL = TokenUsage(model=SONNET, input_tokens=11, output_tokens=19)
 
 def feed_chunks(chunks: list[bytes]) -> TokenUsage:
     """
-    Feed C{chunks} to a new L{EventStreamUsage} and finish it.
+    Feed ``chunks`` to a new :obj:`EventStreamUsage` and finish it.
     """
     scanner = EventStreamUsage()
     for chunk in chunks:
@@ -536,7 +536,7 @@ def feed_chunks(chunks: list[bytes]) -> TokenUsage:
 
 def random_chunks(data: bytes, rng: random.Random) -> list[bytes]:
     """
-    Cut C{data} at a random number of random places.
+    Cut ``data`` at a random number of random places.
     """
     count = rng.randint(1, min(60, len(data) - 1))
     cuts = sorted(rng.sample(range(1, len(data)), count))
@@ -552,8 +552,8 @@ class StreamTestCase(SynchronousTestCase):
 
     def assert_any_chunking_gives(self, stream: bytes, expected: TokenUsage) -> None:
         """
-        Feeding C{stream} whole, split in two at every byte position, one
-        byte at a time, and in random chunks (fixed seed) gives C{expected}.
+        Feeding ``stream`` whole, split in two at every byte position, one
+        byte at a time, and in random chunks (fixed seed) gives ``expected``.
         """
         self.assertEqual(feed_chunks([stream]), expected)
         for position in range(len(stream) + 1):
@@ -577,29 +577,29 @@ class RecordedStreamTests(StreamTestCase):
     def test_text(self) -> None:
         """
         A plain text answer: model, input and cache figures (with the 5-minute
-        split) from C{message_start}, output from C{message_delta}.
+        split) from ``message_start``, output from ``message_delta``.
         """
         self.assert_any_chunking_gives(TEXT_STREAM, TEXT_FINAL)
 
     def test_thinking(self) -> None:
         """
         Thinking deltas and a signature delta do not count; output is the
-        C{message_delta} total, which includes thinking.
+        ``message_delta`` total, which includes thinking.
         """
         self.assert_any_chunking_gives(THINKING_STREAM, THINKING_FINAL)
 
     def test_tool_use(self) -> None:
         """
-        A tool_use block streamed as C{input_json_delta}s does not count, and
-        a C{message_delta} that carries only C{output_tokens} leaves the
-        C{message_start} cache figures as they were.
+        A tool_use block streamed as ``input_json_delta`` events does not count, and
+        a ``message_delta`` that carries only ``output_tokens`` leaves the
+        ``message_start`` cache figures as they were.
         """
         self.assert_any_chunking_gives(TOOL_USE_STREAM, TOOL_USE_FINAL)
 
     def test_one_hour_cache_write(self) -> None:
         """
         A 1-hour cache write is reported as such: the split of
-        C{message_start} survives a C{message_delta} that repeats the total
+        ``message_start`` survives a ``message_delta`` that repeats the total
         without the split.
         """
         self.assert_any_chunking_gives(ONE_HOUR_CACHE_STREAM, ONE_HOUR_CACHE_FINAL)
@@ -614,23 +614,23 @@ class RecordedStreamTests(StreamTestCase):
 
     def test_delta_replaces_input_and_cache(self) -> None:
         """
-        Input and cache figures in C{message_delta} replace those of
-        C{message_start} (they are cumulative, never added), including the
+        Input and cache figures in ``message_delta`` replace those of
+        ``message_start`` (they are cumulative, never added), including the
         lifetime split.
         """
         self.assert_any_chunking_gives(REPLACING_DELTA_STREAM, REPLACING_DELTA_FINAL)
 
     def test_ping_unknown_and_comment_lines(self) -> None:
         """
-        Pings, comments, C{id:} and C{retry:} fields, C{[DONE]}, unknown
+        Pings, comments, ``id:`` and ``retry:`` fields, ``[DONE]``, unknown
         event types carrying usage-like members and text that quotes a
-        C{message_delta} change nothing.
+        ``message_delta`` change nothing.
         """
         self.assert_any_chunking_gives(INTERLEAVED_STREAM, INTERLEAVED_FINAL)
 
     def test_error_event(self) -> None:
         """
-        A mid-stream C{error} event does not erase what C{message_start}
+        A mid-stream ``error`` event does not erase what ``message_start``
         counted.
         """
         self.assert_any_chunking_gives(ERROR_STREAM, ERROR_FINAL)
@@ -650,13 +650,13 @@ class RecordedStreamTests(StreamTestCase):
 
     def test_data_without_space(self) -> None:
         """
-        C{data:} lines without a space after the colon are read.
+        ``data:`` lines without a space after the colon are read.
         """
         self.assert_any_chunking_gives(NO_SPACE_STREAM, SMALL_FINAL)
 
     def test_multiline_data(self) -> None:
         """
-        An event whose JSON spans several C{data:} lines is read whole.
+        An event whose JSON spans several ``data:`` lines is read whole.
         """
         self.assert_any_chunking_gives(MULTILINE_STREAM, MULTILINE_FINAL)
 
@@ -683,7 +683,7 @@ class RecordedStreamTests(StreamTestCase):
     def test_byte_order_mark(self) -> None:
         """
         A byte order mark at the start of the stream is skipped, so a first
-        line that is a C{data:} line is still read.
+        line that is a ``data:`` line is still read.
         """
         stream = (
             b"\xef\xbb\xbfdata: "
@@ -703,7 +703,7 @@ class EarlyEndTests(SynchronousTestCase):
 
     def test_cut_before_message_delta(self) -> None:
         """
-        Cut before C{message_delta}: the C{message_start} figures, with the
+        Cut before ``message_delta``: the ``message_start`` figures, with the
         provisional output count.
         """
         cut = TEXT_STREAM.index(b"event: message_delta")
@@ -711,15 +711,15 @@ class EarlyEndTests(SynchronousTestCase):
 
     def test_cut_inside_message_delta(self) -> None:
         """
-        Cut in the middle of the C{message_delta} data: the cut event is
-        ignored and the C{message_start} figures stand.
+        Cut in the middle of the ``message_delta`` data: the cut event is
+        ignored and the ``message_start`` figures stand.
         """
         cut = TEXT_STREAM.index(b'"output_tokens":566') + 10
         self.assertEqual(feed_chunks([TEXT_STREAM[:cut]]), TEXT_START)
 
     def test_cut_right_after_message_start(self) -> None:
         """
-        Cut right after the C{message_start} data line, before the blank
+        Cut right after the ``message_start`` data line, before the blank
         line, or even before that line's newline: the event is still read.
         """
         start_json = encode(message_start(SONNET, TEXT_START_USAGE))
@@ -730,7 +730,7 @@ class EarlyEndTests(SynchronousTestCase):
 
     def test_cut_inside_message_start(self) -> None:
         """
-        Cut inside the C{message_start} data: nothing is known yet.
+        Cut inside the ``message_start`` data: nothing is known yet.
         """
         cut = TEXT_STREAM.index(b'"cache_read_input_tokens"')
         self.assertEqual(feed_chunks([TEXT_STREAM[:cut]]), TokenUsage())
@@ -738,8 +738,8 @@ class EarlyEndTests(SynchronousTestCase):
 
     def test_every_cut(self) -> None:
         """
-        For a cut at every position: nothing before the C{message_start}
-        JSON is complete, its figures until the C{message_delta} JSON is
+        For a cut at every position: nothing before the ``message_start``
+        JSON is complete, its figures until the ``message_delta`` JSON is
         complete, the final figures afterwards; the same when the prefix
         arrives in two chunks.
         """
@@ -763,7 +763,7 @@ class EarlyEndTests(SynchronousTestCase):
 
     def test_usage_while_streaming(self) -> None:
         """
-        C{usage} gives the current figures before the stream ends.
+        ``usage`` gives the current figures before the stream ends.
         """
         scanner = EventStreamUsage()
         self.assertEqual(scanner.usage, TokenUsage())
@@ -776,8 +776,8 @@ class EarlyEndTests(SynchronousTestCase):
 
     def test_finish_is_final(self) -> None:
         """
-        A second C{finish} returns the same figures, bytes fed after
-        C{finish} are ignored, and the figures returned are copies the
+        A second ``finish`` returns the same figures, bytes fed after
+        ``finish`` are ignored, and the figures returned are copies the
         caller may change.
         """
         scanner = EventStreamUsage()
@@ -859,7 +859,7 @@ class MalformedStreamTests(StreamTestCase):
 
     def test_data_lines_joined_with_lf(self) -> None:
         """
-        The C{data:} lines of an event are joined with LF, not glued: a
+        The ``data:`` lines of an event are joined with LF, not glued: a
         number cut across two lines does not parse, so the event is ignored.
         """
         stream = sse_stream(
@@ -874,14 +874,14 @@ class MalformedStreamTests(StreamTestCase):
 
     def test_only_usage_events_decoded(self) -> None:
         """
-        Only the data of C{message_start} and C{message_delta} events is
+        Only the data of ``message_start`` and ``message_delta`` events is
         JSON-decoded; text deltas, pings and stops are not.
         """
         decoded: list[bytes] = []
 
         class CountingJSON:
             """
-            A stand-in for the C{json} module that records what it decodes.
+            A stand-in for the ``json`` module that records what it decodes.
             """
 
             @staticmethod
@@ -904,7 +904,7 @@ class BoundedMemoryTests(SynchronousTestCase):
     def test_long_line_is_dropped(self) -> None:
         """
         3 MiB without a newline never make the scanner hold more than
-        L{MAX_LINE_BYTES}; the over-long line (a C{message_delta} that would
+        :obj:`MAX_LINE_BYTES`; the over-long line (a ``message_delta`` that would
         otherwise count) is skipped up to its newline and parsing resumes
         after it.
         """
@@ -936,7 +936,7 @@ class BoundedMemoryTests(SynchronousTestCase):
 
     def test_line_at_the_limit_is_kept(self) -> None:
         """
-        A data line of exactly L{MAX_LINE_BYTES} bytes is read, and one
+        A data line of exactly :obj:`MAX_LINE_BYTES` bytes is read, and one
         byte more is dropped, however it is cut.
         """
         prefix = b'data: {"type":"message_delta","usage":{"output_tokens":44},"pad":"'
@@ -980,7 +980,7 @@ class BoundedMemoryTests(SynchronousTestCase):
     def test_event_data_is_bounded(self) -> None:
         """
         An event whose data lines add up to more than
-        L{MAX_EVENT_DATA_BYTES} is dropped without holding more than that;
+        :obj:`MAX_EVENT_DATA_BYTES` is dropped without holding more than that;
         the next event is read.
         """
         scanner = EventStreamUsage()
@@ -996,7 +996,7 @@ class BoundedMemoryTests(SynchronousTestCase):
 
 class JSONBodyUsageTests(SynchronousTestCase):
     """
-    L{JSONBodyUsage} collects a non-streaming body, within a limit.
+    :obj:`JSONBodyUsage` collects a non-streaming body, within a limit.
     """
 
     def test_random_chunks(self) -> None:
@@ -1030,7 +1030,7 @@ class JSONBodyUsageTests(SynchronousTestCase):
     def test_overflow(self) -> None:
         """
         Past the limit the bytes are dropped, more bytes are not kept,
-        C{overflowed} is set and the usage is empty.
+        ``overflowed`` is set and the usage is empty.
         """
         collector = JSONBodyUsage(limit_bytes=len(MESSAGE_BODY) - 1)
         collector.feed(MESSAGE_BODY[:100])
@@ -1080,7 +1080,7 @@ class JSONBodyUsageTests(SynchronousTestCase):
 
     def test_finish_twice(self) -> None:
         """
-        A second C{finish} returns the same usage and frees the body.
+        A second ``finish`` returns the same usage and frees the body.
         """
         collector = JSONBodyUsage()
         collector.feed(MESSAGE_BODY)

@@ -1,10 +1,10 @@
 """
-Tests for L{ccm.accounting.pricing}: which prices each model id resolves to, what one
+Tests for :obj:`ccm.accounting.pricing`: which prices each model id resolves to, what one
 request costs, when the long-context premium applies, how models missing
 from the table are priced and reported, and cent rounding.
 
 Expected figures come from the official price table (reference
-C{anthropic-wire.md} sections 5.1 and 5.3) and are worked out by hand in the
+``anthropic-wire.md`` sections 5.1 and 5.3) and are worked out by hand in the
 comments; no expected value is computed by the code under test.
 """
 
@@ -107,8 +107,8 @@ def request_cost(
     context_window: int = STANDARD_CONTEXT_WINDOW,
 ) -> float:
     """
-    The unrounded cost of one response of C{model}, with
-    C{cache_creation_input_tokens} defaulting to the sum of the split.
+    The unrounded cost of one response of ``model``, with
+    ``cache_creation_input_tokens`` defaulting to the sum of the split.
     """
     return cost_usd(
         prices_for(model, context_window),
@@ -125,7 +125,7 @@ def request_cost(
 
 class PricesForTests(SynchronousTestCase):
     """
-    Tests for L{prices_for} and L{family_of} on the models of the table.
+    Tests for :obj:`prices_for` and :obj:`family_of` on the models of the table.
     """
 
     def setUp(self) -> None:
@@ -168,9 +168,9 @@ class PricesForTests(SynchronousTestCase):
 
     def test_family_matches_whole_version(self) -> None:
         """
-        A family covers its own ids, dated or C{-latest}, and nothing else:
-        a newer version (C{claude-opus-4-9}) or a longer version number
-        (C{claude-opus-4-50}, C{claude-sonnet-5-50}) is not priced as the
+        A family covers its own ids, dated or ``-latest``, and nothing else:
+        a newer version (``claude-opus-4-9``) or a longer version number
+        (``claude-opus-4-50``, ``claude-sonnet-5-50``) is not priced as the
         older family it starts with, but as an unknown model of its word,
         at that word's current prices, and logged.
         """
@@ -204,7 +204,7 @@ class PricesForTests(SynchronousTestCase):
 
 class CostTests(SynchronousTestCase):
     """
-    Tests for L{cost_usd}: one realistic request per family, input, output,
+    Tests for :obj:`cost_usd`: one realistic request per family, input, output,
     cache reads and both kinds of cache writes.
     """
 
@@ -354,7 +354,7 @@ class CostTests(SynchronousTestCase):
 
     def test_split_ignores_cache_creation_total(self) -> None:
         """
-        When the split is known, C{cache_creation_input_tokens} is ignored,
+        When the split is known, ``cache_creation_input_tokens`` is ignored,
         even when it disagrees with the split; a split with only 1-hour
         writes is priced at the 1-hour rate.
         """
@@ -374,13 +374,13 @@ class CostTests(SynchronousTestCase):
 
 class LongContextTests(SynchronousTestCase):
     """
-    Tests for L{context_window_for} and the long-context premium.
+    Tests for :obj:`context_window_for` and the long-context premium.
     """
 
     def test_beta_and_more_than_200k(self) -> None:
         """
         The 1M window is used when an item of the beta header starts with
-        C{context-1m} and the prompt is over 200,000 tokens.
+        ``context-1m`` and the prompt is over 200,000 tokens.
         """
         self.assertEqual(
             context_window_for(200_001, ["context-1m-2025-08-07"]), PREMIUM_CONTEXT_WINDOW
@@ -416,7 +416,7 @@ class LongContextTests(SynchronousTestCase):
 
     def test_beta_in_any_header_value(self) -> None:
         """
-        The beta counts in any of several C{anthropic-beta} values, not only
+        The beta counts in any of several ``anthropic-beta`` values, not only
         the first.
         """
         betas = ["claude-code-20250219", "oauth-2025-04-20", "context-1m-2025-08-07"]
@@ -424,7 +424,7 @@ class LongContextTests(SynchronousTestCase):
 
     def test_item_must_start_with_prefix(self) -> None:
         """
-        An item that merely contains C{context-1m} further in does not
+        An item that merely contains ``context-1m`` further in does not
         count.
         """
         self.assertEqual(
@@ -539,13 +539,13 @@ class UnknownModelTests(SynchronousTestCase):
 
 class RoundCentsTests(SynchronousTestCase):
     """
-    Tests for L{round_cents}.
+    Tests for :obj:`round_cents`.
     """
 
     def test_halves_away_from_zero(self) -> None:
         """
-        Halves round away from zero, unlike Python's C{round}: 0.125 ->
-        0.13 (C{round} gives 0.12), 0.005 -> 0.01, -0.125 -> -0.13.
+        Halves round away from zero, unlike Python's ``round``: 0.125 ->
+        0.13 (``round`` gives 0.12), 0.005 -> 0.01, -0.125 -> -0.13.
         """
         self.assertEqual(round_cents(0.125), 0.13)
         self.assertEqual(round_cents(0.005), 0.01)
@@ -556,7 +556,7 @@ class RoundCentsTests(SynchronousTestCase):
     def test_binary_float_below_half(self) -> None:
         """
         Values whose binary float lies just below a half round down, as
-        Go's C{math.Round(x*100)/100} does: 1.005 * 100 is
+        Go's ``math.Round(x*100)/100`` does: 1.005 * 100 is
         100.49999999999999 in binary, so 1.005 -> 1.0.
         """
         self.assertEqual(round_cents(1.005), 1.0)

@@ -1,9 +1,9 @@
 """
-Tests for L{ccm.accounting.report}: the tables by user, model and week of a
+Tests for :obj:`ccm.accounting.report`: the tables by user, model and week of a
 usages file.  The command line that prints them is tested in
-L{tests.test_main}.
+:obj:`tests.test_main`.
 
-The sample book's costs (L{tests.accounting.samples.sample_book}) are worked
+The sample book's costs (:obj:`tests.accounting.samples.sample_book`) are worked
 out by hand there from the official prices (Opus 4.8: 5/25/0.5/6.25/10 USD
 per million tokens for input, output, cache read, 5-minute and 1-hour
 writes; Sonnet 4.5 in the 1M window: 6/22.5/0.6/7.5/12), each combination
@@ -38,7 +38,7 @@ UTC_MINUS_5 = datetime.timezone(datetime.timedelta(hours=-5))
 
 class FormatReportTests(SynchronousTestCase):
     """
-    L{format_report} prints a book as tables.
+    :obj:`format_report` prints a book as tables.
     """
 
     def test_all_sections(self) -> None:
@@ -52,19 +52,19 @@ class FormatReportTests(SynchronousTestCase):
 
     def test_by_user(self) -> None:
         """
-        C{by="user"} prints the header and the table by user alone.
+        ``by="user"`` prints the header and the table by user alone.
         """
         self.assertEqual(format_report(sample_book().snapshot(), PATH, "user", UTC_PLUS_8), HEADER + "\n" + BY_USER)
 
     def test_by_model(self) -> None:
         """
-        C{by="model"} prints the header and the table by model alone.
+        ``by="model"`` prints the header and the table by model alone.
         """
         self.assertEqual(format_report(sample_book().snapshot(), PATH, "model", UTC_PLUS_8), HEADER + "\n" + BY_MODEL)
 
     def test_by_week(self) -> None:
         """
-        C{by="week"} prints the header and the table by week alone.
+        ``by="week"`` prints the header and the table by week alone.
         """
         self.assertEqual(format_report(sample_book().snapshot(), PATH, "week", UTC_PLUS_8), HEADER + "\n" + BY_WEEK)
 
@@ -100,7 +100,7 @@ class FormatReportTests(SynchronousTestCase):
     def test_empty_combinations_with_time(self) -> None:
         """
         A file that has a time but no combinations also says nothing has
-        been recorded, for every C{by}.
+        been recorded, for every ``by``.
         """
         usage = from_document({"last_updated": "2026-03-14T13:15:13Z", "combinations": []})
         for by in ("all", "user", "model", "week"):
@@ -112,7 +112,7 @@ class FormatReportTests(SynchronousTestCase):
 
     def test_no_anonymous_row_when_users_cover_everything(self) -> None:
         """
-        Without anonymous traffic there is no C{(anonymous)} row.
+        Without anonymous traffic there is no ``(anonymous)`` row.
         """
         book = UsageBook(clock_at())
         # Opus 4.8: 10,000 x 5 + 2,000 x 25 = 100,000 -> 0.10.
@@ -175,8 +175,8 @@ class FormatReportTests(SynchronousTestCase):
 
     def test_anonymous_only_and_untagged_week(self) -> None:
         """
-        Without users all traffic is C{(anonymous)}; usage without a weekly
-        cycle is shown as C{(no week)}.
+        Without users all traffic is ``(anonymous)``; usage without a weekly
+        cycle is shown as ``(no week)``.
         """
         book = UsageBook(clock_at())
         # Haiku 4.5: 1,000,000 x 1 + 200,000 x 5 = 2,000,000 -> 2.00.
@@ -267,7 +267,7 @@ class FormatReportTests(SynchronousTestCase):
     def test_week_label(self) -> None:
         """
         A week is labelled with its start date in the time zone; an
-        untagged one as C{(no week)}.
+        untagged one as ``(no week)``.
         """
         self.assertEqual(week_label(WEEK_1, UTC_PLUS_8), "2026-03-09")
         self.assertEqual(week_label(WEEK_1, UTC_MINUS_5), "2026-03-08")

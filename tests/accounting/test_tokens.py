@@ -1,6 +1,6 @@
 """
-Tests for L{ccm.accounting.tokens}: the token counts and how they are read
-out of a Messages API response's C{usage} object.
+Tests for :obj:`ccm.accounting.tokens`: the token counts and how they are read
+out of a Messages API response's ``usage`` object.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tests.fixtures import HAIKU, OPUS, SONNET
 
 class UsageFromMessageTests(SynchronousTestCase):
     """
-    L{usage_from_message} reads a decoded non-streaming response.
+    :obj:`usage_from_message` reads a decoded non-streaming response.
     """
 
     def test_real_body(self) -> None:
@@ -113,7 +113,7 @@ class UsageFromMessageTests(SynchronousTestCase):
 
 class TokenUsageTests(SynchronousTestCase):
     """
-    The derived figures of L{TokenUsage}.
+    The derived figures of :obj:`TokenUsage`.
     """
 
     def test_total_input_tokens(self) -> None:
@@ -147,7 +147,7 @@ class TokenUsageTests(SynchronousTestCase):
 
 class TokenCountsTests(SynchronousTestCase):
     """
-    L{TokenCounts} adds up and subtracts field by field.
+    :obj:`TokenCounts` adds up and subtracts field by field.
     """
 
     def test_fields(self) -> None:
@@ -169,7 +169,7 @@ class TokenCountsTests(SynchronousTestCase):
     def test_arithmetic(self) -> None:
         """
         Sums and differences are taken field by field and are plain counts,
-        also of a L{TokenUsage}, whose model they drop; neither operand
+        also of a :obj:`TokenUsage`, whose model they drop; neither operand
         changes.
         """
         usage = TokenUsage(1, 2, 3, 4, 5, 6, model=SONNET)

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.accounting.usagefile}: loading usages files (sing-box's
+Tests for :obj:`ccm.accounting.usagefile`: loading usages files (sing-box's
 included, corrupt ones moved aside), atomic saves, and the saver service.
 """
 
@@ -123,8 +123,8 @@ class SingBoxFileTests(SynchronousTestCase):
 
     def test_loads(self) -> None:
         """
-        The combinations and C{last_updated} are read; the missing week is
-        0 and the missing C{by_user} empty.
+        The combinations and ``last_updated`` are read; the missing week is
+        0 and the missing ``by_user`` empty.
         """
         book = self.file.load()
         self.assertEqual(
@@ -208,8 +208,8 @@ class SingBoxExactTests(SynchronousTestCase):
     def test_same_bytes(self) -> None:
         """
         Loading and saving a file as sing-box writes it, with correct
-        costs and C{by_user} present, reproduces it byte for byte,
-        C{last_updated} nanoseconds included.
+        costs and ``by_user`` present, reproduces it byte for byte,
+        ``last_updated`` nanoseconds included.
         """
         current = (
             SINGBOX_SAMPLE.replace("99.99", "3.5")
@@ -243,14 +243,14 @@ class UsageFileTestCase(SynchronousTestCase):
 
     def write(self, data: bytes, path: str | None = None) -> None:
         """
-        Put C{data} in the usage file (or at C{path}).
+        Put ``data`` in the usage file (or at ``path``).
         """
         with open(path or self.path, "wb") as handle:
             handle.write(data)
 
     def read(self, path: str | None = None) -> bytes:
         """
-        The bytes of the usage file (or of C{path}).
+        The bytes of the usage file (or of ``path``).
         """
         with open(path or self.path, "rb") as handle:
             return handle.read()
@@ -262,7 +262,7 @@ ASIDE_SUFFIX = ".corrupt-20260314T131513Z"
 
 class LoadTests(UsageFileTestCase):
     """
-    L{UsageFile.load} reads the book, and moves a broken file aside instead
+    :obj:`UsageFile.load` reads the book, and moves a broken file aside instead
     of ever overwriting it.
     """
 
@@ -341,7 +341,7 @@ class LoadTests(UsageFileTestCase):
 
     def test_configuration_never_overwritten(self) -> None:
         """
-        A C{usages_path} pointing at a JSON object that is no usages file,
+        A ``usages_path`` pointing at a JSON object that is no usages file,
         such as ccm's configuration, is moved aside intact rather than
         loaded as an empty book and overwritten by the next save.
         """
@@ -364,7 +364,7 @@ class LoadTests(UsageFileTestCase):
 
     def test_name_taken(self) -> None:
         """
-        When the aside name is taken, C{-1}, C{-2}… are added; nothing
+        When the aside name is taken, ``-1``, ``-2``… are added; nothing
         existing is overwritten.
         """
         base = self.path + ASIDE_SUFFIX
@@ -416,7 +416,7 @@ class LoadTests(UsageFileTestCase):
 
 class SaveTests(UsageFileTestCase):
     """
-    L{UsageFile.save} replaces the file atomically.
+    :obj:`UsageFile.save` replaces the file atomically.
     """
 
     def test_writes_serialized_book(self) -> None:
@@ -465,7 +465,7 @@ class SaveTests(UsageFileTestCase):
 
     def test_directory_gone(self) -> None:
         """
-        When the directory has disappeared, saving raises L{OSError},
+        When the directory has disappeared, saving raises :obj:`OSError`,
         creates nothing and leaves the book as it was.
         """
         book = small_book(self.clock)
@@ -498,7 +498,7 @@ class SaveTests(UsageFileTestCase):
 
 class UsageSaverServiceTests(UsageFileTestCase):
     """
-    L{UsageSaverService} saves every minute when something changed and
+    :obj:`UsageSaverService` saves every minute when something changed and
     once more at shutdown.
     """
 

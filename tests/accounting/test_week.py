@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.accounting.week}: the weekly cycle a response is counted in.
+Tests for :obj:`ccm.accounting.week`: the weekly cycle a response is counted in.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def reset_headers(*values: bytes) -> Headers:
 
 class WeekStartFromHeadersTests(SynchronousTestCase):
     """
-    L{week_start_from_headers} tags a response with its weekly cycle.
+    :obj:`week_start_from_headers` tags a response with its weekly cycle.
     """
 
     def test_valid(self) -> None:

@@ -1,6 +1,6 @@
 """
 Shared by the configuration tests and the plugin's: the examples of the
-seed documentation, verbatim, a bare service object with a C{credentials}
+seed documentation, verbatim, a bare service object with a ``credentials``
 list, and parsing a document into its one service or into its problem
 lines.
 """
@@ -117,7 +117,7 @@ SOURCE = "config.json"
 
 def problems_of(document: object) -> list[str]:
     """
-    The problem lines L{parse_config} reports for C{document}; fails the
+    The problem lines :obj:`parse_config` reports for ``document``; fails the
     calling test (through the exception) when there are none.
     """
     try:
@@ -129,7 +129,7 @@ def problems_of(document: object) -> list[str]:
 
 def service_of(document: dict[str, Any]) -> ServiceConfig:
     """
-    The only service of a valid C{document}.
+    The only service of a valid ``document``.
     """
     config = parse_config(document, source=SOURCE)
     assert len(config.services) == 1, config.services
@@ -138,7 +138,7 @@ def service_of(document: dict[str, Any]) -> ServiceConfig:
 
 def multi(*credentials: dict[str, Any], **service: Any) -> dict[str, Any]:
     """
-    A bare service object with a C{credentials} list.
+    A bare service object with a ``credentials`` list.
     """
     return {"credentials": list(credentials), **service}
 
@@ -150,12 +150,12 @@ class ProblemsTestMixin:
 
     def assert_problems(self, document: object, expected: list[str]) -> None:
         """
-        C{document} is refused with exactly the C{expected} lines, in order.
+        ``document`` is refused with exactly the ``expected`` lines, in order.
         """
         self.assertEqual(problems_of(document), expected)  # type: ignore[attr-defined]
 
     def assert_problem(self, document: object, expected: str) -> None:
         """
-        C{document} is refused with C{expected} as its one problem line.
+        ``document`` is refused with ``expected`` as its one problem line.
         """
         self.assert_problems(document, [expected])

@@ -1,8 +1,8 @@
 """
-Tests for L{ccm.config.changes}: which differences between the running
+Tests for :obj:`ccm.config.changes`: which differences between the running
 configuration and the file read again apply in place, and which need a
 restart (and keep their running value).  Configurations are built in
-memory with L{ccm.config.load.parse_config}, as the file would give them.
+memory with :obj:`ccm.config.load.parse_config`, as the file would give them.
 """
 
 from __future__ import annotations
@@ -69,14 +69,14 @@ MULTI = {
 
 def load(document: dict[str, Any]) -> Config:
     """
-    The configuration C{document} describes, as read from C{config.json}.
+    The configuration ``document`` describes, as read from ``config.json``.
     """
     return parse_config(document, source="config.json")
 
 
 def edited(document: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """
-    A deep copy of a bare service document with C{changes} applied.
+    A deep copy of a bare service document with ``changes`` applied.
     """
     result = copy.deepcopy(document)
     result.update(changes)
@@ -85,7 +85,7 @@ def edited(document: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 def multi_edited(**changes: Any) -> dict[str, Any]:
     """
-    A deep copy of L{MULTI} with C{changes} applied to its service.
+    A deep copy of :obj:`MULTI` with ``changes`` applied to its service.
     """
     result = copy.deepcopy(MULTI)
     result["services"][0].update(changes)
@@ -139,7 +139,7 @@ class PlanTestMixin:
 
     def plan(self, running: dict[str, Any], loaded: dict[str, Any]) -> Any:
         """
-        The plan for reloading C{loaded} over C{running}; no line of it
+        The plan for reloading ``loaded`` over ``running``; no line of it
         holds a secret.
         """
         plan = plan_reload(load(running).services, load(loaded))
@@ -189,7 +189,7 @@ class SingleCredentialPlanTests(PlanTestMixin, SynchronousTestCase):
 
     def test_in_place_settings(self) -> None:
         """
-        C{headers}, C{max_request_body} and C{shutdown_grace} apply.
+        ``headers``, ``max_request_body`` and ``shutdown_grace`` apply.
         """
         loaded = edited(
             SINGLE, headers={"x-team": "blue"}, max_request_body="1MiB", shutdown_grace="5s"
@@ -256,7 +256,7 @@ class SingleCredentialPlanTests(PlanTestMixin, SynchronousTestCase):
     def test_listen_fields_and_tls(self) -> None:
         """
         With the sing-box listen fields, a new port is reported as
-        C{listen}, and new TLS files as C{tls}.
+        ``listen``, and new TLS files as ``tls``.
         """
         running = {"listen": "127.0.0.1", "listen_port": 8443, "credential_path": "/c.json"}
         plan = self.plan(running, dict(running, listen_port=9443))
@@ -280,7 +280,7 @@ class SingleCredentialPlanTests(PlanTestMixin, SynchronousTestCase):
 
     def test_switch_to_credentials_list(self) -> None:
         """
-        Moving from C{credential_path} to a C{credentials} list needs a
+        Moving from ``credential_path`` to a ``credentials`` list needs a
         restart; the users (who now name a credential) keep serving from
         the running one.
         """
@@ -403,7 +403,7 @@ class MultiCredentialPlanTests(PlanTestMixin, SynchronousTestCase):
 
     def test_poll_interval_needs_restart(self) -> None:
         """
-        A balancer's C{poll_interval} needs a restart.
+        A balancer's ``poll_interval`` needs a restart.
         """
         loaded = copy.deepcopy(MULTI)
         loaded["services"][0]["credentials"][2]["poll_interval"] = "30s"

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.config.connections}: a service's connection bounds.
+Tests for :obj:`ccm.config.connections`: a service's connection bounds.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from tests.config.parsing import ProblemsTestMixin, problems_of, service_of
 
 class ConnectionLimitsTests(SynchronousTestCase, ProblemsTestMixin):
     """
-    The connection bounds (C{request_head_timeout}, C{request_body_min_rate},
-    C{request_body_grace}, C{keep_alive_timeout}, C{max_connections},
-    C{max_connections_per_address}, C{max_request_head}) are read into one
-    L{ConnectionLimits}, each with its default and its checks.
+    The connection bounds (``request_head_timeout``, ``request_body_min_rate``,
+    ``request_body_grace``, ``keep_alive_timeout``, ``max_connections``,
+    ``max_connections_per_address``, ``max_request_head``) are read into one
+    :obj:`ConnectionLimits`, each with its default and its checks.
     """
 
     def test_defaults(self) -> None:
@@ -131,7 +131,7 @@ class ConnectionLimitsTests(SynchronousTestCase, ProblemsTestMixin):
     def test_bad_sizes(self) -> None:
         """
         The sizes refuse fractions, booleans, words and negative numbers;
-        C{max_request_head} must be at least 1 KiB.
+        ``max_request_head`` must be at least 1 KiB.
         """
         self.assert_problem(
             {"request_body_min_rate": 1.5},
@@ -172,7 +172,7 @@ class ConnectionLimitsTests(SynchronousTestCase, ProblemsTestMixin):
     def test_per_address_follows_a_lower_total(self) -> None:
         """
         Without its own value, the per-address cap is the total cap when
-        that is below the default, so lowering C{max_connections} alone is
+        that is below the default, so lowering ``max_connections`` alone is
         not an error.
         """
         limits = service_of({"max_connections": 10}).connection_limits

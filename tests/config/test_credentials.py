@@ -1,6 +1,6 @@
 """
-Tests for L{ccm.config.credentials}: a service's C{credentials} list (default
-credentials, balancers and fallbacks) and its C{users}, and the rules of the
+Tests for :obj:`ccm.config.credentials`: a service's ``credentials`` list (default
+credentials, balancers and fallbacks) and its ``users``, and the rules of the
 reference on how they refer to each other.
 """
 
@@ -33,7 +33,7 @@ class ReferenceValidationTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_credential_path_with_credentials(self) -> None:
         """
-        A top-level C{credential_path} is refused in multi-credential mode.
+        A top-level ``credential_path`` is refused in multi-credential mode.
         """
         self.assert_problem(
             multi({"tag": "a"}, credential_path="/x/.credentials.json"),
@@ -42,7 +42,7 @@ class ReferenceValidationTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_usages_path_with_credentials(self) -> None:
         """
-        A top-level C{usages_path} is refused in multi-credential mode.
+        A top-level ``usages_path`` is refused in multi-credential mode.
         """
         self.assert_problem(
             multi({"tag": "a"}, usages_path="usages.json"),
@@ -52,7 +52,7 @@ class ReferenceValidationTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_detour_with_credentials(self) -> None:
         """
-        A top-level C{detour} is refused in multi-credential mode.
+        A top-level ``detour`` is refused in multi-credential mode.
         """
         self.assert_problem(
             multi({"tag": "a"}, detour="http://127.0.0.1:3128"),
@@ -86,7 +86,7 @@ class ReferenceValidationTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_reserve_above_99(self) -> None:
         """
-        C{reserve_5h} and C{reserve_weekly} above 99 are refused, and so is
+        ``reserve_5h`` and ``reserve_weekly`` above 99 are refused, and so is
         a negative reserve; 99 itself and 0 (not set) are accepted.
         """
         self.assert_problems(
@@ -108,7 +108,7 @@ class ReferenceValidationTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_limit_above_100(self) -> None:
         """
-        C{limit_5h} and C{limit_weekly} above 100 are refused; 100 is
+        ``limit_5h`` and ``limit_weekly`` above 100 are refused; 100 is
         accepted and becomes the cap.
         """
         self.assert_problems(
@@ -165,7 +165,7 @@ class ReferenceValidationTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_negative_rebalance_threshold(self) -> None:
         """
-        A negative C{rebalance_threshold} is refused; zero and positive
+        A negative ``rebalance_threshold`` is refused; zero and positive
         values are kept.
         """
         self.assert_problem(
@@ -270,7 +270,7 @@ class ReferenceValidationTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_single_member_as_string(self) -> None:
         """
-        Like sing-box, a pool's C{credentials} may be a single string.
+        Like sing-box, a pool's ``credentials`` may be a single string.
         """
         service = service_of(
             multi({"tag": "a"}, {"tag": "p", "type": "balancer", "credentials": "a"})
@@ -303,7 +303,7 @@ class ReferenceValidationTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_user_external_fields_refused(self) -> None:
         """
-        The users' C{external_credential} and C{allow_external_usage} are
+        The users' ``external_credential`` and ``allow_external_usage`` are
         refused, not silently ignored.
         """
         self.assert_problems(
@@ -359,7 +359,7 @@ class StrategyTests(SynchronousTestCase):
 
     def test_fallback_type(self) -> None:
         """
-        C{type: fallback} is a balancer with the fallback strategy.
+        ``type: fallback`` is a balancer with the fallback strategy.
         """
         self.assertEqual(self.strategy({"type": "fallback"}), "fallback")
 
@@ -403,7 +403,7 @@ class StrategyTests(SynchronousTestCase):
 
 class PollIntervalTests(SynchronousTestCase, ProblemsTestMixin):
     """
-    C{poll_interval} is a positive Go-style duration, 60 seconds by default
+    ``poll_interval`` is a positive Go-style duration, 60 seconds by default
     as documented.
     """
 
@@ -412,7 +412,7 @@ class PollIntervalTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_default(self) -> None:
         """
-        Without C{poll_interval} a pool polls every 60 seconds.
+        Without ``poll_interval`` a pool polls every 60 seconds.
         """
         pool = service_of(self.pool()).credentials[1]
         assert isinstance(pool, BalancerCredentialConfig)
@@ -588,7 +588,7 @@ class UserTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_credential_in_single_mode(self) -> None:
         """
-        A user's C{credential} without a credentials list is ignored with a
+        A user's ``credential`` without a credentials list is ignored with a
         warning naming where it is.
         """
         config = parse_config(

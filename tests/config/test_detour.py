@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.config.detour}: where a service or credential sends its
+Tests for :obj:`ccm.config.detour`: where a service or credential sends its
 upstream traffic, as a proxy URL or the tag of a sing-box outbound.
 """
 
@@ -16,7 +16,7 @@ from tests.config.parsing import SOURCE, ProblemsTestMixin, problems_of, service
 
 class DetourTests(SynchronousTestCase, ProblemsTestMixin):
     """
-    C{detour}: a proxy URL or the tag of a sing-box outbound.
+    ``detour``: a proxy URL or the tag of a sing-box outbound.
     """
 
     def detour_of(self, document: dict[str, Any]) -> Detour | None:

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.config.headers}: the C{headers} option, extra headers sent
+Tests for :obj:`ccm.config.headers`: the ``headers`` option, extra headers sent
 upstream.
 """
 
@@ -12,7 +12,7 @@ from tests.config.parsing import ProblemsTestMixin, problems_of, service_of
 
 class HeadersTests(SynchronousTestCase, ProblemsTestMixin):
     """
-    The C{headers} option: extra headers sent upstream.
+    The ``headers`` option: extra headers sent upstream.
     """
 
     def test_string_and_array_values(self) -> None:
@@ -85,8 +85,8 @@ class HeadersTests(SynchronousTestCase, ProblemsTestMixin):
         """
         The client credentials and hop-by-hop headers that cannot be set are
         those the proxy strips from clients' requests, so the obsolete
-        C{Trailers} is refused too, and a header the proxy only drops from
-        clients, such as C{Accept-Encoding}, can be set.
+        ``Trailers`` is refused too, and a header the proxy only drops from
+        clients, such as ``Accept-Encoding``, can be set.
         """
         self.assert_problem(
             {"headers": {"Trailers": "x"}},

@@ -1,6 +1,6 @@
 """
-Tests for L{ccm.config.listen}: where a service listens, from the sing-box
-listen fields, its C{tls} object, or Twisted endpoint strings.
+Tests for :obj:`ccm.config.listen`: where a service listens, from the sing-box
+listen fields, its ``tls`` object, or Twisted endpoint strings.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ListenerTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_listen_fields(self) -> None:
         """
-        C{listen} and C{listen_port} give an address listener; each defaults
+        ``listen`` and ``listen_port`` give an address listener; each defaults
         to loopback and 8080 when the other is given.
         """
         self.assertEqual(
@@ -48,7 +48,7 @@ class ListenerTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_listen_address(self) -> None:
         """
-        C{listen} must be an IP address.
+        ``listen`` must be an IP address.
         """
         for address in ("localhost", "", "1.2.3.4.5"):
             self.assert_problem(
@@ -59,7 +59,7 @@ class ListenerTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_listen_port_range(self) -> None:
         """
-        C{listen_port} is a TCP port number.
+        ``listen_port`` is a TCP port number.
         """
         self.assert_problem(
             {"listen_port": 65536},
@@ -71,7 +71,7 @@ class ListenerTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_endpoint_string(self) -> None:
         """
-        C{endpoint} may be one Twisted endpoint string.
+        ``endpoint`` may be one Twisted endpoint string.
         """
         self.assertEqual(
             service_of({"endpoint": "tcp:9000:interface=127.0.0.1"}).listeners,
@@ -80,7 +80,7 @@ class ListenerTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_endpoint_list(self) -> None:
         """
-        C{endpoint} may be a list of endpoint strings, all served.
+        ``endpoint`` may be a list of endpoint strings, all served.
         """
         self.assertEqual(
             service_of(
@@ -110,8 +110,8 @@ class ListenerTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_endpoint_with_listen_fields(self) -> None:
         """
-        C{endpoint} cannot be combined with C{listen}, C{listen_port} or
-        C{tls}.
+        ``endpoint`` cannot be combined with ``listen``, ``listen_port`` or
+        ``tls``.
         """
         for extra in ({"listen": "0.0.0.0"}, {"listen_port": 1}, {"tls": {"enabled": False}}):
             self.assert_problem(
@@ -140,7 +140,7 @@ class ListenerTests(SynchronousTestCase, ProblemsTestMixin):
 
 class TLSTests(SynchronousTestCase, ProblemsTestMixin):
     """
-    The sing-box inbound C{tls} object.
+    The sing-box inbound ``tls`` object.
     """
 
     def setUp(self) -> None:
@@ -159,7 +159,7 @@ class TLSTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_disabled(self) -> None:
         """
-        A disabled or empty C{tls} object means plain HTTP, whatever it
+        A disabled or empty ``tls`` object means plain HTTP, whatever it
         holds.
         """
         self.assertIsNone(self.tls_of({}))
@@ -310,8 +310,8 @@ class TLSTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_alpn_needs_http_1_1(self) -> None:
         """
-        An C{alpn} list must offer C{http/1.1}, the only protocol ccm
-        serves; sing-box's usual C{["h2", "http/1.1"]} is accepted.
+        An ``alpn`` list must offer ``http/1.1``, the only protocol ccm
+        serves; sing-box's usual ``["h2", "http/1.1"]`` is accepted.
         """
         base = {"enabled": True, "certificate_path": self.cert, "key_path": self.key}
         self.assert_problems(
@@ -324,7 +324,7 @@ class TLSTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_bad_versions(self) -> None:
         """
-        TLS versions are C{1.0} to C{1.3}.
+        TLS versions are ``1.0`` to ``1.3``.
         """
         self.assert_problems(
             {

@@ -1,13 +1,13 @@
 """
-Tests for L{ccm.config.load}: loading and validating a configuration file,
+Tests for :obj:`ccm.config.load`: loading and validating a configuration file,
 the seed documentation's examples, both document shapes, every problem
 reported in one pass, the check of usage file paths, and the service's own
-options (C{upstream_url}, C{oauth_token_url}, C{max_request_body},
-C{shutdown_grace}).  The parts a document is made of have the tests of their
-modules: L{tests.config.test_model}, L{tests.config.test_reader},
-L{tests.config.test_credentials}, L{tests.config.test_detour},
-L{tests.config.test_connections}, L{tests.config.test_listen} and
-L{tests.config.test_headers}.
+options (``upstream_url``, ``oauth_token_url``, ``max_request_body``,
+``shutdown_grace``).  The parts a document is made of have the tests of their
+modules: :obj:`tests.config.test_model`, :obj:`tests.config.test_reader`,
+:obj:`tests.config.test_credentials`, :obj:`tests.config.test_detour`,
+:obj:`tests.config.test_connections`, :obj:`tests.config.test_listen` and
+:obj:`tests.config.test_headers`.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ class SeedExampleTests(SynchronousTestCase):
 
     def load(self, text: str) -> Config:
         """
-        Parse an example as L{load_config} does, without the check of the
+        Parse an example as :obj:`load_config` does, without the check of the
         usage files' directories: the examples name directories (such as
-        C{/data}) that need not exist here.  L{UsagePathCheckTests} covers
+        ``/data``) that need not exist here.  :obj:`UsagePathCheckTests` covers
         that check.
         """
         return parse_config(json.loads(text), source="config.json")
@@ -202,7 +202,7 @@ class DocumentShapeTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_bare_service_object(self) -> None:
         """
-        A bare ccm service object, with or without C{type}, is one service
+        A bare ccm service object, with or without ``type``, is one service
         whose JSON paths have no prefix.
         """
         for document in ({"listen_port": 9000}, {"type": "ccm", "listen_port": 9000}):
@@ -216,7 +216,7 @@ class DocumentShapeTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_bare_object_of_another_type(self) -> None:
         """
-        A bare object whose C{type} is not C{ccm} is refused, with a hint
+        A bare object whose ``type`` is not ``ccm`` is refused, with a hint
         about the sing-box document shape.
         """
         [line] = problems_of({"type": "shadowsocks", "listen_port": 8388})
@@ -262,7 +262,7 @@ class DocumentShapeTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_services_not_an_array(self) -> None:
         """
-        C{services} must be an array of objects.
+        ``services`` must be an array of objects.
         """
         self.assert_problem(
             {"services": {"type": "ccm"}},
@@ -275,7 +275,7 @@ class DocumentShapeTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_outbounds_not_an_array(self) -> None:
         """
-        C{outbounds}, when present, must be an array.
+        ``outbounds``, when present, must be an array.
         """
         self.assert_problem(
             {"services": [{"type": "ccm"}], "outbounds": {"direct": {}}},
@@ -296,7 +296,7 @@ class DocumentShapeTests(SynchronousTestCase, ProblemsTestMixin):
 
     def test_load_file(self) -> None:
         """
-        L{load_config} reads a file and names it by its base name in the
+        :obj:`load_config` reads a file and names it by its base name in the
         configuration and in its problems.
         """
         path = self.write(b'{"listen_port": 9001}')
@@ -424,7 +424,7 @@ class OnePassTests(SynchronousTestCase):
 
 class UsagePathCheckTests(SynchronousTestCase):
     """
-    L{load_config} refuses a C{usages_path} whose directory is missing or
+    :obj:`load_config` refuses a ``usages_path`` whose directory is missing or
     not writable, naming its JSON path, so that start-up fails instead of
     the usage being lost at shutdown.
     """
@@ -445,7 +445,7 @@ class UsagePathCheckTests(SynchronousTestCase):
 
     def test_missing_directory(self) -> None:
         """
-        A service-level C{usages_path} in a directory that does not exist
+        A service-level ``usages_path`` in a directory that does not exist
         is one problem line naming the key, the path and the directory;
         nothing is created.
         """
@@ -463,7 +463,7 @@ class UsagePathCheckTests(SynchronousTestCase):
 
     def test_credential_paths(self) -> None:
         """
-        In a sing-box document, each credential's C{usages_path} is checked
+        In a sing-box document, each credential's ``usages_path`` is checked
         and named by its own JSON path; good ones pass silently.
         """
         good = os.path.join(self.directory, "a.json")
@@ -500,7 +500,7 @@ class UsagePathCheckTests(SynchronousTestCase):
 
     def test_path_is_a_directory(self) -> None:
         """
-        A C{usages_path} naming a directory is refused with a suggestion.
+        A ``usages_path`` naming a directory is refused with a suggestion.
         """
         [line] = self.load_fails({"usages_path": self.directory})
         self.assertEqual(
@@ -550,7 +550,7 @@ class UsagePathCheckTests(SynchronousTestCase):
     def test_problems_of_parsing_come_first(self) -> None:
         """
         A document with other problems reports those, and the file system
-        is not looked at: L{parse_config} alone never touches it.
+        is not looked at: :obj:`parse_config` alone never touches it.
         """
         missing = os.path.join(self.directory, "nowhere", "usages.json")
         self.assertEqual(
@@ -564,7 +564,7 @@ class UsagePathCheckTests(SynchronousTestCase):
 
 class URLTests(SynchronousTestCase, ProblemsTestMixin):
     """
-    C{upstream_url} and C{oauth_token_url}.
+    ``upstream_url`` and ``oauth_token_url``.
     """
 
     def test_defaults(self) -> None:
@@ -619,7 +619,7 @@ class URLTests(SynchronousTestCase, ProblemsTestMixin):
 
 class MaxRequestBodyTests(SynchronousTestCase, ProblemsTestMixin):
     """
-    C{max_request_body}: a byte count or a size with a unit, 64 MiB by
+    ``max_request_body``: a byte count or a size with a unit, 64 MiB by
     default.
     """
 
@@ -665,7 +665,7 @@ class MaxRequestBodyTests(SynchronousTestCase, ProblemsTestMixin):
 
 class ShutdownGraceTests(SynchronousTestCase, ProblemsTestMixin):
     """
-    C{shutdown_grace}: how long a shutdown waits for requests in progress,
+    ``shutdown_grace``: how long a shutdown waits for requests in progress,
     a duration string, 30 seconds by default; zero turns the wait off.
     """
 

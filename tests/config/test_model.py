@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.config.model}: the frozen configuration model.
+Tests for :obj:`ccm.config.model`: the frozen configuration model.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.config.parsing import SOURCE, multi
 
 class ModelTests(SynchronousTestCase):
     """
-    The configuration model in L{ccm.config.model}.
+    The configuration model in :obj:`ccm.config.model`.
     """
 
     def test_frozen(self) -> None:
@@ -62,7 +62,7 @@ class ModelTests(SynchronousTestCase):
     def test_legacy_default_credential(self) -> None:
         """
         Without a credentials list the service has one credential tagged
-        C{default} built from the top-level fields, capped at 99 %.
+        ``default`` built from the top-level fields, capped at 99 %.
         """
         detour = Detour("http", "h", 1, name="http://h:1")
         service = ServiceConfig(
@@ -105,7 +105,7 @@ class ModelTests(SynchronousTestCase):
 
     def test_config_error(self) -> None:
         """
-        L{ConfigError} keeps its problem lines and reads as them.
+        :obj:`ConfigError` keeps its problem lines and reads as them.
         """
         error = ConfigError(["a.json: x: bad", "a.json: y: worse"])
         self.assertEqual(error.problems, ["a.json: x: bad", "a.json: y: worse"])
@@ -113,7 +113,7 @@ class ModelTests(SynchronousTestCase):
 
     def test_default_config(self) -> None:
         """
-        The configuration without C{--config} is one service on loopback
+        The configuration without ``--config`` is one service on loopback
         port 8080 with the default credential file, no users and no usage
         file.
         """

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.config.reader}: values of the wrong JSON type and unknown keys,
+Tests for :obj:`ccm.config.reader`: values of the wrong JSON type and unknown keys,
 each reported once with its JSON path, wherever they are in a document.
 """
 
@@ -143,7 +143,7 @@ class WrongTypeTests(SynchronousTestCase, ProblemsTestMixin):
     def test_never_crashes(self) -> None:
         """
         Whatever JSON value any field holds, the result is a configuration
-        or a L{ConfigError}, never another exception.
+        or a :obj:`ConfigError`, never another exception.
         """
         values: list[object] = [
             5,

@@ -12,7 +12,7 @@ from keyring.compat import properties
 class DictKeyring(KeyringBackend):
     """
     A keyring backend keeping generic passwords in a dict, as the macOS
-    keychain keeps them by service and account.  C{failure}, when set, is
+    keychain keeps them by service and account.  ``failure``, when set, is
     raised by every call.
     """
 

@@ -1,9 +1,9 @@
 """
-Tests for L{ccm.credentials.credential}: a subscription's credential following its
+Tests for :obj:`ccm.credentials.credential`: a subscription's credential following its
 file, refreshing its token, and saying why it cannot serve.
 
-The credential uses a real L{CredentialFile} in a temporary directory and
-the fake token endpoint through L{StubTreq}; time is a L{Clock}.
+The credential uses a real :obj:`CredentialFile` in a temporary directory and
+the fake token endpoint through :obj:`StubTreq`; time is a :obj:`Clock`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class ReadOnlyCredentialFile(CredentialFile):
 
     def check_writable(self) -> None:
         """
-        Refuse, as L{CredentialFile.check_writable} does for a read-only
+        Refuse, as :obj:`CredentialFile.check_writable` does for a read-only
         file.
         """
         raise CredentialFileError(
@@ -102,7 +102,7 @@ class CredentialTestCase(SynchronousTestCase):
 
     def logged(self, level: LogLevel | None = None) -> list[str]:
         """
-        The formatted log messages so far, of C{level} if given.
+        The formatted log messages so far, of ``level`` if given.
         """
         return [
             formatEvent(event)
@@ -118,7 +118,7 @@ class CredentialTestCase(SynchronousTestCase):
         **extra: Any,
     ) -> None:
         """
-        Write a credentials file whose token expires C{expires_in_seconds}
+        Write a credentials file whose token expires ``expires_in_seconds``
         from now, with unknown keys a real file may hold.
         """
         write_credentials(
@@ -151,7 +151,7 @@ class CredentialTestCase(SynchronousTestCase):
     def assert_unavailable(self, *fragments: str) -> str:
         """
         The credential cannot serve: it says so, and asking it for a token
-        fails with the same reason, which contains each of C{fragments}.
+        fails with the same reason, which contains each of ``fragments``.
 
         :return: the reason.
         """
@@ -186,7 +186,7 @@ class CredentialTestCase(SynchronousTestCase):
 
 class LoadingTests(CredentialTestCase):
     """
-    L{Credential.reload} follows the file as it appears, changes and
+    :obj:`Credential.reload` follows the file as it appears, changes and
     disappears.
     """
 
@@ -201,7 +201,7 @@ class LoadingTests(CredentialTestCase):
     def test_missing_file(self) -> None:
         """
         Without the file (the service may start before it exists) the
-        credential is unavailable, naming the file and C{claude /login},
+        credential is unavailable, naming the file and ``claude /login``,
         and a warning says so once.
         """
         self.credential.reload()
@@ -285,7 +285,7 @@ class LoadingTests(CredentialTestCase):
 
     def test_broken_files(self) -> None:
         """
-        An empty file, invalid JSON and a file without C{claudeAiOauth}
+        An empty file, invalid JSON and a file without ``claudeAiOauth``
         each make the credential unavailable with a reason saying which,
         and a good file afterwards brings it back.
         """
@@ -319,7 +319,7 @@ class LoadingTests(CredentialTestCase):
 
 class RefreshTests(CredentialTestCase):
     """
-    L{Credential.access_token} refreshes a token close to expiry: once for
+    :obj:`Credential.access_token` refreshes a token close to expiry: once for
     all callers, after re-reading the file, and saving the result.
     """
 
@@ -593,7 +593,7 @@ class RefreshFailureTests(CredentialTestCase):
     def test_invalid_grant(self) -> None:
         """
         A rejected refresh token makes an expired credential unavailable
-        with advice to run C{claude /login}; further requests within the
+        with advice to run ``claude /login``; further requests within the
         retry delay fail at once without another token request.
         """
         self.fake.token_mode = "invalid_grant"
@@ -695,13 +695,13 @@ class RefreshFailureTests(CredentialTestCase):
 
 class UnavailableErrorTests(CredentialTestCase):
     """
-    L{Credential.unavailable_error} is what a client gets when the
+    :obj:`Credential.unavailable_error` is what a client gets when the
     credential cannot serve.
     """
 
     def test_shape(self) -> None:
         """
-        It is a 503 C{api_error} telling clients not to retry, with the
+        It is a 503 ``api_error`` telling clients not to retry, with the
         reason in the message.
         """
         self.credential.reload()
@@ -719,7 +719,7 @@ class UnavailableErrorTests(CredentialTestCase):
 
 class WatchedCredentialTests(CredentialTestCase):
     """
-    A credential reloaded by a L{FileWatcher}, as the service wires them:
+    A credential reloaded by a :obj:`FileWatcher`, as the service wires them:
     the service may start before the file exists, and follows it without a
     restart.
     """
@@ -765,7 +765,7 @@ class RejectedRefreshTokenTests(CredentialTestCase):
 
     def test_rejected_token_not_retried(self) -> None:
         """
-        After C{invalid_grant} the credential stays unavailable past the
+        After ``invalid_grant`` the credential stays unavailable past the
         retry delay without another token request, and logs the rejection
         only once.
         """

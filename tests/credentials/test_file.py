@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.credentials.file}: finding, reading and safely rewriting
+Tests for :obj:`ccm.credentials.file`: finding, reading and safely rewriting
 Claude Code's credentials file.
 """
 
@@ -46,13 +46,13 @@ class CredentialFileTestCase(SynchronousTestCase):
 
     def write_raw(self, data: bytes, mode: int = 0o600) -> None:
         """
-        Put C{data} in the credentials file with C{mode}.
+        Put ``data`` in the credentials file with ``mode``.
         """
         write_document(self.path, data, mode)
 
     def write_document(self, document: object, mode: int = 0o600) -> None:
         """
-        Put C{document}, as JSON, in the credentials file.
+        Put ``document``, as JSON, in the credentials file.
         """
         self.write_raw(json.dumps(document, indent=2).encode("utf-8"), mode)
 
@@ -66,7 +66,7 @@ class CredentialFileTestCase(SynchronousTestCase):
     def assert_read_fails(self, *fragments: str) -> str:
         """
         Reading fails with a message naming the file and containing each of
-        C{fragments}, and never any token.
+        ``fragments``, and never any token.
 
         :return: the message.
         """
@@ -82,26 +82,26 @@ class CredentialFileTestCase(SynchronousTestCase):
 
 class DefaultPathTests(SynchronousTestCase):
     """
-    L{default_credential_path} finds the file where Claude Code keeps it.
+    :obj:`default_credential_path` finds the file where Claude Code keeps it.
     """
 
     def test_config_dir(self) -> None:
         """
-        C{CLAUDE_CONFIG_DIR}, when set, holds the file.
+        ``CLAUDE_CONFIG_DIR``, when set, holds the file.
         """
         path = default_credential_path({"CLAUDE_CONFIG_DIR": "/srv/claude"}, "/home/u")
         self.assertEqual(path, "/srv/claude/.credentials.json")
 
     def test_home(self) -> None:
         """
-        Without C{CLAUDE_CONFIG_DIR} the file is C{~/.claude/.credentials.json}.
+        Without ``CLAUDE_CONFIG_DIR`` the file is ``~/.claude/.credentials.json``.
         """
         path = default_credential_path({"HOME": "/elsewhere"}, "/home/u")
         self.assertEqual(path, "/home/u/.claude/.credentials.json")
 
     def test_empty_config_dir(self) -> None:
         """
-        An empty C{CLAUDE_CONFIG_DIR} counts as unset.
+        An empty ``CLAUDE_CONFIG_DIR`` counts as unset.
         """
         path = default_credential_path({"CLAUDE_CONFIG_DIR": ""}, "/home/u")
         self.assertEqual(path, "/home/u/.claude/.credentials.json")
@@ -109,7 +109,7 @@ class DefaultPathTests(SynchronousTestCase):
 
 class ReadTests(CredentialFileTestCase):
     """
-    L{CredentialFile.read} returns the tokens of a good file and explains,
+    :obj:`CredentialFile.read` returns the tokens of a good file and explains,
     without quoting it, what is wrong with a bad one.
     """
 
@@ -214,8 +214,8 @@ class ReadTests(CredentialFileTestCase):
 
     def test_no_oauth_section(self) -> None:
         """
-        A file without a C{claudeAiOauth} object (for example one with only
-        an API key) says to log in with C{claude /login}.
+        A file without a ``claudeAiOauth`` object (for example one with only
+        an API key) says to log in with ``claude /login``.
         """
         for document in ({"primaryApiKey": "x"}, {"claudeAiOauth": "x"}, {"claudeAiOauth": None}):
             self.write_document(document)
@@ -258,12 +258,12 @@ class ReadTests(CredentialFileTestCase):
 
 class TokensTests(SynchronousTestCase):
     """
-    L{OAuthTokens} knows when it expires and how it looks after a refresh.
+    :obj:`OAuthTokens` knows when it expires and how it looks after a refresh.
     """
 
     def test_expires_within(self) -> None:
         """
-        A token expires within the margin once C{now} reaches the expiry
+        A token expires within the margin once ``now`` reaches the expiry
         minus the margin, and not a moment before.
         """
         tokens = OAuthTokens(ACCESS, REFRESH, expires_at_ms=1_000_000)
@@ -297,7 +297,7 @@ class TokensTests(SynchronousTestCase):
 
 class WriteTokensTests(CredentialFileTestCase):
     """
-    L{CredentialFile.write_tokens} saves refreshed tokens without losing
+    :obj:`CredentialFile.write_tokens` saves refreshed tokens without losing
     anything and without ever leaving a broken or partial file.
     """
 
@@ -310,7 +310,7 @@ class WriteTokensTests(CredentialFileTestCase):
     def test_keeps_unknown_keys(self) -> None:
         """
         Only the three token fields change; every other key, at the top
-        level and inside C{claudeAiOauth}, is kept with its value.
+        level and inside ``claudeAiOauth``, is kept with its value.
         """
         unknown_oauth = {"isMax": True, "futureField": {"nested": [1, 2]}}
         unknown_top_level = {"mcpOAuth": {"server": {"token": "kept"}}, "unknownTopLevel": 7}
@@ -446,7 +446,7 @@ class WriteTokensTests(CredentialFileTestCase):
 
 class CheckWritableTests(CredentialFileTestCase):
     """
-    L{CredentialFile.check_writable} refuses when refreshed tokens could not
+    :obj:`CredentialFile.check_writable` refuses when refreshed tokens could not
     be saved.
     """
 

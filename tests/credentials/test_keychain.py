@@ -1,11 +1,11 @@
 """
-Tests for L{ccm.credentials.keychain} and L{ccm.credentials.store}: Claude Code's
-credentials in the macOS keychain, read through C{keyring}, with the file as
-fallback (the choice L{ccm.credentials.store.credential_store_for} makes) and
+Tests for :obj:`ccm.credentials.keychain` and :obj:`ccm.credentials.store`: Claude Code's
+credentials in the macOS keychain, read through ``keyring``, with the file as
+fallback (the choice :obj:`ccm.credentials.store.credential_store_for` makes) and
 write-backs off the reactor.
 
-The keychain is a real C{keyring} backend class holding items in a dict
-(L{tests.credentials.fake_keyring}), so the tests run on Linux; write-backs
+The keychain is a real ``keyring`` backend class holding items in a dict
+(:obj:`tests.credentials.fake_keyring`), so the tests run on Linux; write-backs
 go through a runner that records each call and either runs it at once or
 waits to be released.
 """
@@ -47,8 +47,8 @@ HOME = "/Users/alice"
 
 class RecordingRunner:
     """
-    Stands in for C{deferToThread}: records each function and runs it at
-    once, or, with C{hold}, only when the test calls L{release}.
+    Stands in for ``deferToThread``: records each function and runs it at
+    once, or, with ``hold``, only when the test calls :obj:`release`.
     """
 
     def __init__(self, hold: bool = False) -> None:
@@ -109,7 +109,7 @@ class KeychainTestCase(SynchronousTestCase):
 
     def store_for(self, platform: str = "darwin", path: str = "") -> CredentialFile | KeychainStore:
         """
-        The store L{credential_store_for} picks with the dict keyring and
+        The store :obj:`credential_store_for` picks with the dict keyring and
         the recording runner.
         """
         return credential_store_for(
@@ -148,13 +148,13 @@ class ServiceNameTests(SynchronousTestCase):
 
     def test_default_service(self) -> None:
         """
-        Without C{CLAUDE_CONFIG_DIR} the service is C{Claude Code-credentials}.
+        Without ``CLAUDE_CONFIG_DIR`` the service is ``Claude Code-credentials``.
         """
         self.assertEqual(keychain_service_name({}, HOME), "Claude Code-credentials")
 
     def test_empty_config_dir(self) -> None:
         """
-        An empty C{CLAUDE_CONFIG_DIR} counts as unset.
+        An empty ``CLAUDE_CONFIG_DIR`` counts as unset.
         """
         self.assertEqual(
             keychain_service_name({"CLAUDE_CONFIG_DIR": ""}, HOME), "Claude Code-credentials"
@@ -162,7 +162,7 @@ class ServiceNameTests(SynchronousTestCase):
 
     def test_config_dir_suffix(self) -> None:
         """
-        A C{CLAUDE_CONFIG_DIR} elsewhere appends C{-} and the first 8 hex
+        A ``CLAUDE_CONFIG_DIR`` elsewhere appends ``-`` and the first 8 hex
         digits of its SHA-256.
         """
         config_dir = "/Users/alice/work-claude"
@@ -173,7 +173,7 @@ class ServiceNameTests(SynchronousTestCase):
 
     def test_config_dir_equal_to_default(self) -> None:
         """
-        A C{CLAUDE_CONFIG_DIR} equal to C{<home>/.claude} gets no suffix.
+        A ``CLAUDE_CONFIG_DIR`` equal to ``<home>/.claude`` gets no suffix.
         """
         self.assertEqual(
             keychain_service_name({"CLAUDE_CONFIG_DIR": HOME + "/.claude"}, HOME),
@@ -193,7 +193,7 @@ class ServiceNameTests(SynchronousTestCase):
 
     def test_account_is_user(self) -> None:
         """
-        The account is C{$USER}, else the login name from C{getpass}.
+        The account is ``$USER``, else the login name from ``getpass``.
         """
         import getpass
 
@@ -224,7 +224,7 @@ class ReadTests(KeychainTestCase):
 
     def test_suffixed_service(self) -> None:
         """
-        With C{CLAUDE_CONFIG_DIR} elsewhere, the suffixed item is read, and
+        With ``CLAUDE_CONFIG_DIR`` elsewhere, the suffixed item is read, and
         the fallback file is under that directory.
         """
         config_dir = os.path.join(self.home, "other")
@@ -292,7 +292,7 @@ class ReadTests(KeychainTestCase):
 
     def test_unusable_item_falls_back_to_file(self) -> None:
         """
-        An item that is not JSON, or has no C{claudeAiOauth}, is not used.
+        An item that is not JSON, or has no ``claudeAiOauth``, is not used.
         """
         self.write_file(credentials_json(ACCESS, REFRESH))
         for content in ["not json", json.dumps({"other": 1})]:
@@ -301,7 +301,7 @@ class ReadTests(KeychainTestCase):
 
     def test_default_backend(self) -> None:
         """
-        Without an injected backend, the one C{keyring.get_keyring()}
+        Without an injected backend, the one ``keyring.get_keyring()``
         chooses is used.
         """
         import keyring
@@ -315,7 +315,7 @@ class ReadTests(KeychainTestCase):
 
     def test_explicit_path_skips_keychain(self) -> None:
         """
-        With C{credential_path} set, only that file is used; the keychain is
+        With ``credential_path`` set, only that file is used; the keychain is
         not queried even on macOS.
         """
         self.put_item(credentials_json(ACCESS, REFRESH))
@@ -356,8 +356,8 @@ class WriteTests(KeychainTestCase):
 
     def loaded_store(self, **fields: Any) -> KeychainStore:
         """
-        A keychain store loaded from an item; C{fields} as for
-        L{credentials_json}, unknown keys for example.
+        A keychain store loaded from an item; ``fields`` as for
+        :obj:`credentials_json`, unknown keys for example.
         """
         self.put_item(credentials_json(ACCESS, REFRESH, **fields))
         store = self.store_for()
@@ -560,7 +560,7 @@ class FetchTests(KeychainTestCase):
 
 class CredentialEndToEndTests(KeychainTestCase):
     """
-    A L{Credential} using the keychain store as it would the file.
+    A :obj:`Credential` using the keychain store as it would the file.
     """
 
     def test_reload_refresh_write_back(self) -> None:
@@ -672,7 +672,7 @@ class CatchUpTests(KeychainTestCase):
 
     def test_new_login_after_rejected_refresh_token(self) -> None:
         """
-        After the refresh token was rejected, a new C{claude /login} on the
+        After the refresh token was rejected, a new ``claude /login`` on the
         Mac is picked up by the next background refresh attempt: the
         credential serves again without a restart.
         """
@@ -707,7 +707,7 @@ class CatchUpTests(KeychainTestCase):
 
     def test_logout_makes_the_credential_unavailable(self) -> None:
         """
-        An item deleted since start-up (C{claude /logout}) makes the refresh
+        An item deleted since start-up (``claude /logout``) makes the refresh
         fail and the credential unavailable, as a deleted file does.
         """
         credential, _ = self.loaded_credential()

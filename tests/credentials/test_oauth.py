@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.credentials.oauth}: the OAuth refresh request and how its answers and
+Tests for :obj:`ccm.credentials.oauth`: the OAuth refresh request and how its answers and
 failures are understood.
 """
 
@@ -34,7 +34,7 @@ START_TIME = 1_790_000_000.0
 
 def canned(status: int, body: object) -> StubTreq:
     """
-    A client whose every request is answered with C{status} and C{body}
+    A client whose every request is answered with ``status`` and ``body``
     (JSON-encoded unless it is bytes already).
     """
     raw = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
@@ -49,7 +49,7 @@ def canned(status: int, body: object) -> StubTreq:
 
 class TokenEndpointTests(SynchronousTestCase):
     """
-    L{TokenEndpoint.refresh} against the fake token endpoint.
+    :obj:`TokenEndpoint.refresh` against the fake token endpoint.
     """
 
     def setUp(self) -> None:
@@ -70,7 +70,7 @@ class TokenEndpointTests(SynchronousTestCase):
 
     def assert_refresh_error(self, attempt: Deferred[TokenGrant], permanent: bool) -> str:
         """
-        The attempt failed with a L{RefreshError} of the given permanence
+        The attempt failed with a :obj:`RefreshError` of the given permanence
         whose message does not contain the refresh token.
 
         :return: the message.
@@ -149,7 +149,7 @@ class TokenEndpointTests(SynchronousTestCase):
 
     def test_unusable_lifetime(self) -> None:
         """
-        A missing, zero, negative, non-numeric or boolean C{expires_in} is
+        A missing, zero, negative, non-numeric or boolean ``expires_in`` is
         replaced by a fallback lifetime, so ccm does not refresh on every
         request; a fractional one is truncated.
         """
@@ -187,7 +187,7 @@ class TokenEndpointTests(SynchronousTestCase):
 
     def test_invalid_grant(self) -> None:
         """
-        A 400 C{invalid_grant} is permanent: only a new login helps.  The
+        A 400 ``invalid_grant`` is permanent: only a new login helps.  The
         message names the status and OAuth error, and not the token or the
         server's description.
         """
@@ -214,7 +214,7 @@ class TokenEndpointTests(SynchronousTestCase):
 
     def test_other_statuses(self) -> None:
         """
-        Only an OAuth error code such as C{invalid_client} is permanent: a
+        Only an OAuth error code such as ``invalid_client`` is permanent: a
         bare 400, 401 or 403 (which a CDN in front of the token endpoint may
         send) and a 429 or 502 are not; an Anthropic-shaped error body's
         type is used as the code; a redirect is not followed.
@@ -294,7 +294,7 @@ class TokenEndpointTests(SynchronousTestCase):
     def test_caller_cancels(self) -> None:
         """
         Cancelling the refresh cancels the request; it fails with
-        L{CancelledError} (not a timeout) and leaves no timer.
+        :obj:`CancelledError` (not a timeout) and leaves no timer.
         """
         self.fake.token_mode = "hang"
         attempt = self.refresh()
@@ -306,19 +306,19 @@ class TokenEndpointTests(SynchronousTestCase):
 
 class IsCancellationTests(SynchronousTestCase):
     """
-    L{is_cancellation} recognises a cancelled request however treq reports
+    :obj:`is_cancellation` recognises a cancelled request however treq reports
     it.
     """
 
     def test_cancelled(self) -> None:
         """
-        A plain L{CancelledError} is a cancellation.
+        A plain :obj:`CancelledError` is a cancellation.
         """
         self.assertTrue(is_cancellation(CancelledError()))
 
     def test_wrapped(self) -> None:
         """
-        A L{ResponseNeverReceived} is a cancellation only when one of its
+        A :obj:`ResponseNeverReceived` is a cancellation only when one of its
         reasons is.
         """
         self.assertTrue(

@@ -1,9 +1,9 @@
 """
-Tests for L{ccm.credentials.refresher}: the background refresher renews
+Tests for :obj:`ccm.credentials.refresher`: the background refresher renews
 tokens before they expire, idle credentials included, and never stops.
 
-The credentials are those of L{CredentialTestCase}: a real file in a
-temporary directory and the fake token endpoint; time is a L{Clock}.
+The credentials are those of :obj:`CredentialTestCase`: a real file in a
+temporary directory and the fake token endpoint; time is a :obj:`Clock`.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from tests.credentials.test_credential import CredentialTestCase
 
 class TokenRefreshServiceTests(CredentialTestCase):
     """
-    L{TokenRefreshService} refreshes tokens before they expire, idle
+    :obj:`TokenRefreshService` refreshes tokens before they expire, idle
     credentials included, and never stops doing so.
     """
 
     def start(self, *credentials: Credential) -> TokenRefreshService:
         """
-        Start a refresh service for C{credentials} (by default the test's
+        Start a refresh service for ``credentials`` (by default the test's
         credential), stopped again at the end of the test.
         """
         service = TokenRefreshService(credentials or [self.credential], self.clock)
@@ -42,7 +42,7 @@ class TokenRefreshServiceTests(CredentialTestCase):
 
     def tick(self, seconds: float = REFRESH_CHECK_INTERVAL_SECONDS) -> None:
         """
-        Let C{seconds} pass and the token endpoint answer.
+        Let ``seconds`` pass and the token endpoint answer.
         """
         self.clock.advance(seconds)
         self.http.flush()

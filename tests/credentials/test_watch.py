@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.credentials.watch}: noticing that a file was created, changed, moved
+Tests for :obj:`ccm.credentials.watch`: noticing that a file was created, changed, moved
 into place or deleted, by polling on a fake clock and with inotify on the
 real reactor.
 """
@@ -25,7 +25,7 @@ QUIET_SECONDS = 0.3
 
 def write_file(path: str, data: bytes) -> None:
     """
-    Write C{data} to C{path} in place.
+    Write ``data`` to ``path`` in place.
     """
     with open(path, "wb") as handle:
         handle.write(data)
@@ -33,7 +33,7 @@ def write_file(path: str, data: bytes) -> None:
 
 def replace_file(path: str, data: bytes) -> None:
     """
-    Write C{data} beside C{path} and move it into place, as atomic writers
+    Write ``data`` beside ``path`` and move it into place, as atomic writers
     (Claude Code, ccm) do.
     """
     temporary = path + ".tmp"
@@ -43,7 +43,7 @@ def replace_file(path: str, data: bytes) -> None:
 
 class PollingTests(SynchronousTestCase):
     """
-    Without a reactor, L{FileWatcher} polls the file's status on the clock
+    Without a reactor, :obj:`FileWatcher` polls the file's status on the clock
     and calls back once, debounced, per change.
     """
 
@@ -212,7 +212,7 @@ class PollingTests(SynchronousTestCase):
 
 class InotifyTests(TestCase):
     """
-    With a reactor on Linux, L{FileWatcher} watches the file's directory
+    With a reactor on Linux, :obj:`FileWatcher` watches the file's directory
     with inotify and reacts without waiting for a poll.  These tests run on
     the real reactor.
     """

@@ -25,7 +25,7 @@ HOUR = 3600.0
 
 def headers(**values: str) -> Headers:
     """
-    Unified rate-limit headers, named by their suffix with C{_} for C{-}.
+    Unified rate-limit headers, named by their suffix with ``_`` for ``-``.
     """
     result = Headers()
     for name, value in values.items():
@@ -51,7 +51,7 @@ class PoolTestCase(SynchronousTestCase):
 
     def credential(self, tag: str, plan: str = "max", tier: str = "default_claude_max_20x") -> Credential:
         """
-        A loaded credential named C{tag} with a token valid for a day.
+        A loaded credential named ``tag`` with a token valid for a day.
         """
         path = write_credentials(
             os.path.join(self.directory, tag + ".json"),
@@ -67,7 +67,7 @@ class PoolTestCase(SynchronousTestCase):
 
     def members(self, *tags: str) -> list[PoolMember]:
         """
-        Pool members for credentials named C{tags}, with default caps.
+        Pool members for credentials named ``tags``, with default caps.
         """
         return [PoolMember(self.credential(tag)) for tag in tags]
 

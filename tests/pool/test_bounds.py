@@ -1,7 +1,7 @@
 """
-Tests for L{ccm.pool.bounds}: which numbers the API can mean, and the words
+Tests for :obj:`ccm.pool.bounds`: which numbers the API can mean, and the words
 that say why one cannot be used.  How a reader ignores such a value is
-tested in L{tests.pool.test_figures}.
+tested in :obj:`tests.pool.test_figures`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ NOW = 1_790_000_000.0
 
 class ParseTests(SynchronousTestCase):
     """
-    L{parse_number} and L{parse_delay} read numbers out of header text.
+    :obj:`parse_number` and :obj:`parse_delay` read numbers out of header text.
     """
 
     def test_parse_number(self) -> None:
@@ -55,7 +55,7 @@ class BoundsTests(SynchronousTestCase):
 
     def test_utilization(self) -> None:
         """
-        A utilization is a percentage from 0 to L{MAX_UTILIZATION_PERCENT}.
+        A utilization is a percentage from 0 to :obj:`MAX_UTILIZATION_PERCENT`.
         """
         for percent in (0.0, 100.0, MAX_UTILIZATION_PERCENT):
             self.assertIsNone(utilization_problem(percent), percent)
@@ -81,7 +81,7 @@ class BoundsTests(SynchronousTestCase):
 
     def test_delay(self) -> None:
         """
-        A delay is from 0 to L{MAX_RETRY_AFTER_SECONDS}, as long as a
+        A delay is from 0 to :obj:`MAX_RETRY_AFTER_SECONDS`, as long as a
         window can last.
         """
         for seconds in (0.0, 60.0, MAX_RETRY_AFTER_SECONDS):

@@ -1,7 +1,7 @@
 """
-Tests for L{ccm.pool.figures}: reading rate-limit figures defensively,
+Tests for :obj:`ccm.pool.figures`: reading rate-limit figures defensively,
 without changing any state.  How they change a subscription's windows is
-tested in L{tests.pool.test_windows}.
+tested in :obj:`tests.pool.test_windows`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ NOW = 1_790_000_000.0
 
 def response_headers(**values: str) -> Headers:
     """
-    Headers with each unified rate-limit header named by its suffix, C{_}
-    for C{-}; C{retry_after} stands for C{retry-after}.
+    Headers with each unified rate-limit header named by its suffix, ``_``
+    for ``-``; ``retry_after`` stands for ``retry-after``.
     """
     headers = Headers()
     for name, value in values.items():
@@ -39,7 +39,7 @@ def response_headers(**values: str) -> Headers:
 
 class FigureReaderTests(SynchronousTestCase):
     """
-    L{FigureReader}: figures in, plain values out.
+    :obj:`FigureReader`: figures in, plain values out.
     """
 
     def setUp(self) -> None:
@@ -90,7 +90,7 @@ class FigureReaderTests(SynchronousTestCase):
 
     def test_retry_after(self) -> None:
         """
-        C{retry-after} in seconds is read; a bad one is None, with a
+        ``retry-after`` in seconds is read; a bad one is None, with a
         warning.
         """
         self.assertEqual(self.reader.retry_after(response_headers(retry_after="42"), NOW), 42.0)

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.pool.member}: when a credential of a pool can serve, what a
+Tests for :obj:`ccm.pool.member`: when a credential of a pool can serve, what a
 pool answers when none can, and the members' combined status.
 """
 
@@ -14,7 +14,7 @@ from tests.pool.poolcase import HOUR, NOW, PoolTestCase, headers
 
 class MemberStateTests(PoolTestCase):
     """
-    L{PoolMember.state}: loaded, not rate-limited, under both thresholds.
+    :obj:`PoolMember.state`: loaded, not rate-limited, under both thresholds.
     """
 
     def test_usable(self) -> None:
@@ -56,7 +56,7 @@ class MemberStateTests(PoolTestCase):
     def test_hard_limit_from_429(self) -> None:
         """
         A 429 with the unified headers makes the credential unusable until
-        the binding window resets (claim C{five_hour} or C{5h}); the limit
+        the binding window resets (claim ``five_hour`` or ``5h``); the limit
         clears itself at that time.
         """
         [member] = self.members("a")
@@ -85,8 +85,8 @@ class MemberStateTests(PoolTestCase):
 
     def test_weekly_claim_and_fallbacks(self) -> None:
         """
-        A weekly claim (C{seven_day_opus}, C{7d}) uses the weekly reset;
-        without a usable claim reset the overall reset, then C{retry-after},
+        A weekly claim (``seven_day_opus``, ``7d``) uses the weekly reset;
+        without a usable claim reset the overall reset, then ``retry-after``,
         then one minute.
         """
         limits = self.credential("a").rate_limits
@@ -152,7 +152,7 @@ class MemberStateTests(PoolTestCase):
 
 class ExhaustedErrorTests(PoolTestCase):
     """
-    L{exhausted_error}: what a pool answers when none of its members can
+    :obj:`exhausted_error`: what a pool answers when none of its members can
     serve, decided by why each cannot.
     """
 
@@ -190,7 +190,7 @@ class ExhaustedErrorTests(PoolTestCase):
 
     def test_observe_reports_to_the_credential_log(self) -> None:
         """
-        L{PoolMember.observe} gives the state, and the credential's state
+        :obj:`PoolMember.observe` gives the state, and the credential's state
         log hears of it: a new pause is logged.
         """
         [member] = self.members("a")
@@ -205,7 +205,7 @@ class ExhaustedErrorTests(PoolTestCase):
 
 class PoolStatusTests(PoolTestCase):
     """
-    L{pool_status}: the figures of the status endpoint.
+    :obj:`pool_status`: the figures of the status endpoint.
     """
 
     def test_status(self) -> None:
@@ -228,7 +228,7 @@ class PoolStatusTests(PoolTestCase):
         """
         A member that cannot serve (rate-limited by a 429, paused at its
         threshold, or unavailable) counts as full in both windows, whatever
-        figures it had, and leaves C{plan_weight}; the resets are the
+        figures it had, and leaves ``plan_weight``; the resets are the
         earliest ones, where a member that cannot serve resets in both
         windows when it can serve again.
         """

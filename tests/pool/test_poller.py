@@ -1,7 +1,7 @@
 """
-Tests for L{ccm.pool.poller}: background usage polls of each credential, their
+Tests for :obj:`ccm.pool.poller`: background usage polls of each credential, their
 skips, backoff, timeouts and the profile fetch, against the fake Anthropic
-API on a L{Clock}.
+API on a :obj:`Clock`.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) ->
 
 class _SlowClient:
     """
-    An HTTP client that sends each request C{delay} seconds late on C{clock}
-    (so its answer arrives that late), through C{inner}.
+    An HTTP client that sends each request ``delay`` seconds late on ``clock``
+    (so its answer arrives that late), through ``inner``.
     """
 
     def __init__(self, inner: Any, clock: Clock, delay: float) -> None:
@@ -81,8 +81,8 @@ class _Unreachable:
 
 class PollingTestCase(SynchronousTestCase):
     """
-    A fake API reached through L{StubTreq}, credentials over temporary
-    files, and a L{Clock} at L{START_TIME}.
+    A fake API reached through :obj:`StubTreq`, credentials over temporary
+    files, and a :obj:`Clock` at :obj:`START_TIME`.
     """
 
     def setUp(self) -> None:
@@ -113,8 +113,8 @@ class PollingTestCase(SynchronousTestCase):
         rate_limit_tier: str = "default_claude_max_20x",
     ) -> Credential:
         """
-        A loaded L{Credential} over its own credentials file (none when
-        C{write} is false), holding the fake's access token by default.
+        A loaded :obj:`Credential` over its own credentials file (none when
+        ``write`` is false), holding the fake's access token by default.
         """
         path = os.path.join(self.directory, tag + ".json")
         if write:
@@ -138,7 +138,7 @@ class PollingTestCase(SynchronousTestCase):
         http_client: Any = None,
     ) -> UsagePoller:
         """
-        A poller of C{credentials}, stopped at cleanup if still running.
+        A poller of ``credentials``, stopped at cleanup if still running.
         """
         poller = UsagePoller(
             credentials,
@@ -165,21 +165,21 @@ class PollingTestCase(SynchronousTestCase):
 
     def advance(self, seconds: float) -> None:
         """
-        Let C{seconds} pass, then flush.
+        Let ``seconds`` pass, then flush.
         """
         self.clock.advance(seconds)
         self.flush()
 
     def start(self, poller: UsagePoller) -> None:
         """
-        Start C{poller} (its first round of polls runs at once) and flush.
+        Start ``poller`` (its first round of polls runs at once) and flush.
         """
         poller.startService()
         self.flush()
 
     def stop(self, poller: UsagePoller) -> None:
         """
-        Stop C{poller}; check that the stop completes (polls in flight are
+        Stop ``poller``; check that the stop completes (polls in flight are
         cancelled, not waited for) and that no timer is left behind.
         """
         stopped = poller.stopService()
@@ -190,14 +190,14 @@ class PollingTestCase(SynchronousTestCase):
 
     def requests(self, path: str = USAGE_PATH) -> list[Any]:
         """
-        The fake's requests to C{path}.
+        The fake's requests to ``path``.
         """
         return [request for request in self.fake.requests if request.path == path]
 
     def poll_times(self, minutes: int, path: str = USAGE_PATH) -> list[float]:
         """
-        Advance minute by minute for C{minutes} minutes and return the
-        offsets from L{START_TIME} at which requests to C{path} were made,
+        Advance minute by minute for ``minutes`` minutes and return the
+        offsets from :obj:`START_TIME` at which requests to ``path`` were made,
         those made before included.
         """
         times = [0.0] * len(self.requests(path))
@@ -209,7 +209,7 @@ class PollingTestCase(SynchronousTestCase):
 
     def messages(self, level: LogLevel | None = None) -> list[str]:
         """
-        The text of every log event so far, of C{level} when given.
+        The text of every log event so far, of ``level`` when given.
         """
         return [
             formatEvent(event)
@@ -461,7 +461,7 @@ class RateLimitTests(PollingTestCase):
 
     def test_retry_after(self) -> None:
         """
-        A 429 holds polls back for its C{retry-after}; it is no failure: no
+        A 429 holds polls back for its ``retry-after``; it is no failure: no
         warning, the credential stays usable and its state unchanged.
         """
         self.fake.usage_mode = "rate_limited"
@@ -480,7 +480,7 @@ class RateLimitTests(PollingTestCase):
 
     def test_without_retry_after(self) -> None:
         """
-        A 429 without C{retry-after} holds polls back for 60 seconds.
+        A 429 without ``retry-after`` holds polls back for 60 seconds.
         """
         self.fake.usage_mode = "rate_limited"
         poller = self.poller(self.credential(), interval=30)
@@ -497,7 +497,7 @@ class RateLimitTests(PollingTestCase):
 
     def test_malformed_retry_after(self) -> None:
         """
-        A C{retry-after} that is not a number of seconds (here an HTTP date)
+        A ``retry-after`` that is not a number of seconds (here an HTTP date)
         counts as 60 seconds.
         """
         self.fake.usage_mode = "rate_limited"
@@ -512,7 +512,7 @@ class RateLimitTests(PollingTestCase):
 
     def test_retry_after_capped(self) -> None:
         """
-        A long C{retry-after} holds polls back for an hour at most.
+        A long ``retry-after`` holds polls back for an hour at most.
         """
         self.fake.usage_mode = "rate_limited"
         self.fake.usage_retry_after = "7200"
@@ -531,7 +531,7 @@ class BoundsTests(PollingTestCase):
 
     def test_absurd_retry_after(self) -> None:
         """
-        A C{retry-after} of 400 or 5000 digits, or of more than ten days, is
+        A ``retry-after`` of 400 or 5000 digits, or of more than ten days, is
         ignored with one warning (repeats within the hour at debug level):
         polls wait the default minute, and the next good answer applies.
         """
@@ -556,7 +556,7 @@ class BoundsTests(PollingTestCase):
 
     def test_absurd_figures(self) -> None:
         """
-        A utilization of C{1e308} percent, a negative one and a reset a
+        A utilization of ``1e308`` percent, a negative one and a reset a
         century ahead are ignored with a warning each, the sane figures of
         the same answer apply, and the next poll works.
         """
@@ -591,8 +591,8 @@ class FailureTests(PollingTestCase):
 
     def assert_backoff(self, mode: str, reason: str) -> None:
         """
-        After a good first poll, polls failing in C{mode} come 1, 2, 4, 5
-        and 5 minutes apart, keep the state, warn once naming C{reason}, and
+        After a good first poll, polls failing in ``mode`` come 1, 2, 4, 5
+        and 5 minutes apart, keep the state, warn once naming ``reason``, and
         a success ends the backoff.
         """
         credential = self.credential()
@@ -768,7 +768,7 @@ class FailureTests(PollingTestCase):
 
 class ProfileTests(PollingTestCase):
     """
-    The plan from C{/api/oauth/profile}.
+    The plan from ``/api/oauth/profile``.
     """
 
     def test_fetched_once(self) -> None:

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.pool.select}: how pools choose among their credentials.
+Tests for :obj:`ccm.pool.select`: how pools choose among their credentials.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class SingleCredentialPoolTests(PoolTestCase):
     def test_serves_while_usable(self) -> None:
         """
         The credential serves while usable; rate-limited it gives a 429
-        with C{retry-after} and C{x-should-retry: false} naming its state;
+        with ``retry-after`` and ``x-should-retry: false`` naming its state;
         unloaded it gives a 503.
         """
         [member] = self.members("a")
@@ -116,7 +116,7 @@ class SingleCredentialPoolTests(PoolTestCase):
 
 class PoolProtocolTests(PoolTestCase):
     """
-    Both pools provide the L{Pool} protocol the proxy and the status
+    Both pools provide the :obj:`Pool` protocol the proxy and the status
     endpoint use.
     """
 
@@ -144,7 +144,7 @@ class BalancerPoolTests(PoolTestCase):
 
     def test_round_robin_and_stickiness(self) -> None:
         """
-        Under C{round_robin} new sessions go to the credentials in turn and
+        Under ``round_robin`` new sessions go to the credentials in turn and
         each session stays where it was assigned.
         """
         members = self.members("a", "b")
@@ -177,7 +177,7 @@ class BalancerPoolTests(PoolTestCase):
 
     def test_rebalance_threshold(self) -> None:
         """
-        Under C{least_used} with a C{rebalance_threshold}, a session stays
+        Under ``least_used`` with a ``rebalance_threshold``, a session stays
         on its credential while its weekly utilization is at most that many
         points (divided by the plan weight) above the best pick's; beyond,
         it moves, with every other session on that credential, and the move
@@ -222,7 +222,7 @@ class BalancerPoolTests(PoolTestCase):
 
     def test_rebalance_only_under_least_used(self) -> None:
         """
-        Other strategies ignore C{rebalance_threshold}, and 0 (the default)
+        Other strategies ignore ``rebalance_threshold``, and 0 (the default)
         never moves a usable session.
         """
         for strategy, threshold in (("round_robin", 10.0), ("random", 10.0), ("least_used", 0.0)):
@@ -235,7 +235,7 @@ class BalancerPoolTests(PoolTestCase):
 
     def test_least_used(self) -> None:
         """
-        C{least_used} prefers weekly headroom times plan weight times the
+        ``least_used`` prefers weekly headroom times plan weight times the
         urgency of the weekly reset.
         """
         a = PoolMember(self.credential("a", "pro", ""))
@@ -258,7 +258,7 @@ class BalancerPoolTests(PoolTestCase):
 
     def test_random(self) -> None:
         """
-        C{random} picks among the usable credentials with the given
+        ``random`` picks among the usable credentials with the given
         random source.
         """
         members = self.members("a", "b", "c")
@@ -271,7 +271,7 @@ class BalancerPoolTests(PoolTestCase):
 
     def test_fallback_returns_to_earlier(self) -> None:
         """
-        C{fallback} takes the first usable credential in order and goes back
+        ``fallback`` takes the first usable credential in order and goes back
         to an earlier one as soon as it is usable again, sessions or not.
         """
         members = self.members("a", "b")

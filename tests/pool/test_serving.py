@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.pool.serving}: a credential's serving state, its reason, and
+Tests for :obj:`ccm.pool.serving`: a credential's serving state, its reason, and
 the words derived from it.
 """
 
@@ -16,7 +16,7 @@ NOW = 1_790_000_000.0
 
 class MemberStateTests(SynchronousTestCase):
     """
-    L{MemberState}: usable or not, and its description.
+    :obj:`MemberState`: usable or not, and its description.
     """
 
     def test_usable(self) -> None:

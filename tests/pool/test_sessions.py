@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.pool.sessions}: the Claude Code session a request belongs to,
+Tests for :obj:`ccm.pool.sessions`: the Claude Code session a request belongs to,
 and the table of which credential each session is on.
 """
 
@@ -29,21 +29,21 @@ LEGACY_USER_ID = (
 
 def session_header(*values: str) -> Headers:
     """
-    Headers with C{X-Claude-Code-Session-Id} set to C{values}.
+    Headers with ``X-Claude-Code-Session-Id`` set to ``values``.
     """
     return Headers({b"X-Claude-Code-Session-Id": [v.encode("latin-1") for v in values]})
 
 
 def body_with_user_id(user_id: Any) -> dict[str, Any]:
     """
-    A Messages request body whose C{metadata.user_id} is C{user_id}.
+    A Messages request body whose ``metadata.user_id`` is ``user_id``.
     """
     return {"model": "claude-sonnet-4-5-20250929", "metadata": {"user_id": user_id}}
 
 
 def json_user_id(**fields: Any) -> str:
     """
-    A C{metadata.user_id} in the JSON form of Claude Code 2.1.78 and later.
+    A ``metadata.user_id`` in the JSON form of Claude Code 2.1.78 and later.
     """
     document = {"device_id": "59855df6" * 8, "account_uuid": ""}
     document.update(fields)
@@ -52,12 +52,12 @@ def json_user_id(**fields: Any) -> str:
 
 class SessionIdTests(SynchronousTestCase):
     """
-    L{session_id_of} in each of Claude Code's forms and their precedence.
+    :obj:`session_id_of` in each of Claude Code's forms and their precedence.
     """
 
     def test_header(self) -> None:
         """
-        The C{X-Claude-Code-Session-Id} header names the session.
+        The ``X-Claude-Code-Session-Id`` header names the session.
         """
         self.assertEqual(session_id_of(session_header(HEADER_ID), None), HEADER_ID)
 
@@ -69,15 +69,15 @@ class SessionIdTests(SynchronousTestCase):
 
     def test_json_user_id(self) -> None:
         """
-        A JSON C{metadata.user_id} names the session in its C{session_id}.
+        A JSON ``metadata.user_id`` names the session in its ``session_id``.
         """
         body = body_with_user_id(json_user_id(session_id=JSON_ID))
         self.assertEqual(session_id_of(Headers(), body), JSON_ID)
 
     def test_legacy_suffix(self) -> None:
         """
-        The legacy C{user_..._account_..._session_<id>} form names the
-        session after its last C{_session_}.
+        The legacy ``user_..._account_..._session_<id>`` form names the
+        session after its last ``_session_``.
         """
         self.assertEqual(session_id_of(None, body_with_user_id(LEGACY_USER_ID)), LEGACY_ID)
         self.assertEqual(
@@ -95,8 +95,8 @@ class SessionIdTests(SynchronousTestCase):
 
     def test_json_wins_over_suffix_inside_it(self) -> None:
         """
-        A JSON C{user_id} whose other fields contain C{_session_} still
-        yields its C{session_id}.
+        A JSON ``user_id`` whose other fields contain ``_session_`` still
+        yields its ``session_id``.
         """
         body = body_with_user_id(json_user_id(session_id=JSON_ID, note="x_session_wrong"))
         self.assertEqual(session_id_of(None, body), JSON_ID)
@@ -162,7 +162,7 @@ class SessionIdTests(SynchronousTestCase):
 
     def test_broken_json_with_suffix(self) -> None:
         """
-        A C{user_id} that looks like JSON but is not falls back to the
+        A ``user_id`` that looks like JSON but is not falls back to the
         legacy suffix.
         """
         body = body_with_user_id("{broken_session_abc")
@@ -174,7 +174,7 @@ NOW = 1_790_000_000.0
 
 class MemorySessionTableTests(SynchronousTestCase):
     """
-    L{MemorySessionTable}: assignments, forgotten when idle for a day or
+    :obj:`MemorySessionTable`: assignments, forgotten when idle for a day or
     when the table is full.
     """
 

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.pool.statelog}: each change of a credential's state logged
+Tests for :obj:`ccm.pool.statelog`: each change of a credential's state logged
 once, in the documented words, with its figures as fields.
 """
 
@@ -19,7 +19,7 @@ NOW = 1_790_000_000.0
 
 class CredentialStateLogTests(SynchronousTestCase):
     """
-    L{CredentialStateLog}: what it logs, and what it does not repeat.
+    :obj:`CredentialStateLog`: what it logs, and what it does not repeat.
     """
 
     def setUp(self) -> None:
@@ -28,7 +28,7 @@ class CredentialStateLogTests(SynchronousTestCase):
 
     def lines(self, level: LogLevel | None = None) -> list[str]:
         """
-        The text of what was logged, at C{level} or any.
+        The text of what was logged, at ``level`` or any.
         """
         return [
             formatEvent(e) for e in self.events if level is None or e["log_level"] == level

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.pool.windows}: a subscription's window state, fed with
+Tests for :obj:`ccm.pool.windows`: a subscription's window state, fed with
 unified rate-limit headers read defensively, 429s and polls, and the plan
 weight table.
 """
@@ -25,8 +25,8 @@ WEEKLY_RESET = 1_790_500_000
 def unified(**values: str) -> Headers:
     """
     Build response headers holding unified rate-limit headers: the keyword
-    C{h5_utilization} stands for C{anthropic-ratelimit-unified-5h-utilization},
-    C{d7_reset} for C{...-7d-reset}, and so on.
+    ``h5_utilization`` stands for ``anthropic-ratelimit-unified-5h-utilization``,
+    ``d7_reset`` for ``...-7d-reset``, and so on.
     """
     headers = Headers()
     for key, value in values.items():
@@ -38,7 +38,7 @@ def unified(**values: str) -> Headers:
 
 class ObserveTests(SynchronousTestCase):
     """
-    L{MemoryWindowState.observe} turns header fractions into percentages that
+    :obj:`MemoryWindowState.observe` turns header fractions into percentages that
     only grow within a window and ignores anything malformed.
     """
 
@@ -55,7 +55,7 @@ class ObserveTests(SynchronousTestCase):
     def test_fraction_becomes_percent(self) -> None:
         """
         A utilization fraction is stored as a percentage, and the reset
-        time as given; both windows are read and C{updated_at} is set.
+        time as given; both windows are read and ``updated_at`` is set.
         """
         seen = self.state.observe(
             unified(
@@ -203,7 +203,7 @@ class ObserveTests(SynchronousTestCase):
 
 class OwnerTests(SynchronousTestCase):
     """
-    L{MemoryWindowState} owns its state: it changes only through its
+    :obj:`MemoryWindowState` owns its state: it changes only through its
     methods, and its queries change nothing.
     """
 
@@ -275,7 +275,7 @@ class OwnerTests(SynchronousTestCase):
 
 class PlanWeightTests(SynchronousTestCase):
     """
-    L{plan_weight} gives a plan's capacity relative to Pro.
+    :obj:`plan_weight` gives a plan's capacity relative to Pro.
     """
 
     def test_table(self) -> None:
@@ -302,11 +302,11 @@ class PlanWeightTests(SynchronousTestCase):
 
 def rejection(**values: str) -> Headers:
     """
-    The headers of a 429 out of quota: unified status C{rejected} and
-    whatever C{values} add, where C{retry_after} and C{retry_after_ms}
-    stand for C{retry-after} and C{retry-after-ms}, and any other keyword
-    for a unified header (C{h5_reset} for C{...-5h-reset}, C{reset} for
-    C{...-reset}, C{claim} for C{...-representative-claim}).
+    The headers of a 429 out of quota: unified status ``rejected`` and
+    whatever ``values`` add, where ``retry_after`` and ``retry_after_ms``
+    stand for ``retry-after`` and ``retry-after-ms``, and any other keyword
+    for a unified header (``h5_reset`` for ``...-5h-reset``, ``reset`` for
+    ``...-reset``, ``claim`` for ``...-representative-claim``).
     """
     headers = Headers()
     headers.addRawHeader(PREFIX + "status", "rejected")
@@ -343,7 +343,7 @@ class AbsurdNumberTests(SynchronousTestCase):
 
     def test_huge_utilization(self) -> None:
         """
-        A utilization of C{1e308} (or anything above 10, that is 1000 %) is
+        A utilization of ``1e308`` (or anything above 10, that is 1000 %) is
         ignored with a warning; the window keeps its earlier figure.
         """
         self.state.observe(unified(h5_utilization="0.30"), NOW)
@@ -357,7 +357,7 @@ class AbsurdNumberTests(SynchronousTestCase):
 
     def test_utilization_over_full_clamped(self) -> None:
         """
-        A utilization a little over 1 (the API sends C{1.01} at times) is
+        A utilization a little over 1 (the API sends ``1.01`` at times) is
         real: it counts as a full window, 100 %, without a warning.
         """
         self.state.observe(unified(d7_utilization="1.01"), NOW)
@@ -368,7 +368,7 @@ class AbsurdNumberTests(SynchronousTestCase):
 
     def test_reset_out_of_range(self) -> None:
         """
-        A reset time more than ten days ahead (C{1e308}, a year away) or
+        A reset time more than ten days ahead (``1e308``, a year away) or
         more than a day in the past is ignored with a warning; one within
         those bounds is kept.
         """
@@ -383,8 +383,8 @@ class AbsurdNumberTests(SynchronousTestCase):
 
     def test_huge_reset_in_rejection(self) -> None:
         """
-        A 429 whose claimed window and overall reset are C{1e308} falls
-        back to C{retry-after}, so the limit ends at a real time, which
+        A 429 whose claimed window and overall reset are ``1e308`` falls
+        back to ``retry-after``, so the limit ends at a real time, which
         can be written down.
         """
         until = self.state.observe_rejection(
@@ -401,7 +401,7 @@ class AbsurdNumberTests(SynchronousTestCase):
 
     def test_huge_retry_after(self) -> None:
         """
-        A C{retry-after} of 400 digits (or more than ten days) is ignored
+        A ``retry-after`` of 400 digits (or more than ten days) is ignored
         with a warning: the limit lasts the default minute.
         """
         for digits in ("9" * 400, "9" * 5000, str(11 * 86400)):
@@ -415,9 +415,9 @@ class AbsurdNumberTests(SynchronousTestCase):
 
     def test_retry_after_ms(self) -> None:
         """
-        C{retry-after-ms}, which the SDKs prefer, is read before
-        C{retry-after}; an absurd one is ignored with a warning and
-        C{retry-after} is used instead.
+        ``retry-after-ms``, which the SDKs prefer, is read before
+        ``retry-after``; an absurd one is ignored with a warning and
+        ``retry-after`` is used instead.
         """
         self.assertEqual(
             self.state.observe_rejection(
@@ -437,7 +437,7 @@ class AbsurdNumberTests(SynchronousTestCase):
 
     def test_retry_after_http_date(self) -> None:
         """
-        C{retry-after} may be an HTTP date, as HTTP allows; a date within
+        ``retry-after`` may be an HTTP date, as HTTP allows; a date within
         ten days is used.
         """
         # NOW is 2026-09-21T14:13:20Z.

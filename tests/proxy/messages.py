@@ -1,5 +1,5 @@
 """
-Messages API requests the proxy tests send through a L{ProxyHarness}, a
+Messages API requests the proxy tests send through a :obj:`ProxyHarness`, a
 usage object for the fake's replies to report, and reading a streamed
 answer.
 """
@@ -34,7 +34,7 @@ def send_message(
     harness: ProxyHarness, document: dict[str, Any] = MESSAGE_BODY
 ) -> Deferred[Any]:
     """
-    Start a C{POST /v1/messages} with a JSON body.
+    Start a ``POST /v1/messages`` with a JSON body.
     """
     return harness.send(
         "POST",

@@ -1,11 +1,11 @@
 """
-Backpressure and body limits on a real L{CcmSite}: a slow client pauses the
+Backpressure and body limits on a real :obj:`CcmSite`: a slow client pauses the
 upstream connection instead of growing memory, and request bodies over
-C{max_request_body} are neither stored nor sent upstream.
+``max_request_body`` are neither stored nor sent upstream.
 
-The client side is a real L{HTTPChannel} over a L{StringTransport}; the
-upstream side is a L{ScriptedUpstream} whose response body is delivered
-over another L{StringTransport}, whose C{producerState} shows what the proxy
+The client side is a real :obj:`HTTPChannel` over a :obj:`StringTransport`; the
+upstream side is a :obj:`ScriptedUpstream` whose response body is delivered
+over another :obj:`StringTransport`, whose ``producerState`` shows what the proxy
 asked of the upstream connection.
 """
 
@@ -161,15 +161,15 @@ class BackpressureTests(SynchronousTestCase):
 
 class BodyLimitTests(SynchronousTestCase):
     """
-    L{LimitedRequest} and the proxy keep request bodies within
-    C{max_request_body}.
+    :obj:`LimitedRequest` and the proxy keep request bodies within
+    ``max_request_body``.
     """
 
     def send(
         self, data: bytes, limit: int = 40
     ) -> tuple[ProxyHarness, ScriptedUpstream, RawConnection]:
         """
-        Send raw request bytes to a site with body limit C{limit}.
+        Send raw request bytes to a site with body limit ``limit``.
         """
         upstream = ScriptedUpstream()
         harness = ProxyHarness(self, http_client=upstream, max_request_body=limit)
@@ -200,7 +200,7 @@ class BodyLimitTests(SynchronousTestCase):
 
     def test_declared_length_over_limit(self) -> None:
         """
-        A C{Content-Length} over the limit gets 413 and the body is not
+        A ``Content-Length`` over the limit gets 413 and the body is not
         stored.
         """
         self.assert_refused(*self.send(raw_request("POST", "/v1/messages", b"x" * 41)))

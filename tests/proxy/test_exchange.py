@@ -1,8 +1,8 @@
 """
-Tests for L{ccm.proxy.exchange} and its L{ccm.proxy.context}: a proxied
+Tests for :obj:`ccm.proxy.exchange` and its :obj:`ccm.proxy.context`: a proxied
 request uses the route of the credential that serves it, and keeps the
 context it started with.  (Most of the exchange's behaviour is tested
-through the resource, in L{tests.proxy.test_resource}.)
+through the resource, in :obj:`tests.proxy.test_resource`.)
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from tests.proxyharness import MAIN, SECOND, SECOND_ACCESS_TOKEN, ProxyHarness
 
 class RouteTests(SynchronousTestCase):
     """
-    Each credential's requests take its own L{Route}.
+    Each credential's requests take its own :obj:`Route`.
     """
 
     def test_usage_counted_by_the_serving_credential(self) -> None:
         """
         The usage of a request is recorded by the recorder of the
         credential that answered it: after a 429 moved the request from
-        C{main} (which counts usage) to C{second} (which does not), nothing
-        is recorded; a request C{main} answers is.
+        ``main`` (which counts usage) to ``second`` (which does not), nothing
+        is recorded; a request ``main`` answers is.
         """
         recorder = MemoryRecorder()
         harness = ProxyHarness(self, balancer="fallback", recorder=recorder)

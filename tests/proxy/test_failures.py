@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.proxy.failures}: what a client is told when its upstream
+Tests for :obj:`ccm.proxy.failures`: what a client is told when its upstream
 request failed before any response came, without a proxy around it.
 """
 
@@ -26,20 +26,20 @@ UPSTREAM = "https://api.example.test"
 
 def error_for(exception: BaseException) -> APIError:
     """
-    The error for an upstream request that failed with C{exception}.
+    The error for an upstream request that failed with ``exception``.
     """
     return upstream_error(Failure(exception), UPSTREAM)
 
 
 class UpstreamErrorTests(SynchronousTestCase):
     """
-    L{upstream_error} maps each kind of failure to a status, an Anthropic
+    :obj:`upstream_error` maps each kind of failure to a status, an Anthropic
     error type and a message naming the upstream.
     """
 
     def test_response_headers_timed_out(self) -> None:
         """
-        Headers that did not come in time give 504 C{timeout_error} with
+        Headers that did not come in time give 504 ``timeout_error`` with
         the timeout, as a whole number of seconds when it is one.
         """
         self.assertEqual(
@@ -51,7 +51,7 @@ class UpstreamErrorTests(SynchronousTestCase):
     def test_connect_timeouts(self) -> None:
         """
         A connection attempt that timed out, in either of Twisted's ways,
-        gives 504 C{timeout_error}.
+        gives 504 ``timeout_error``.
         """
         for exception in (net_error.TimeoutError(), net_error.TCPTimedOutError()):
             self.assertEqual(
@@ -61,7 +61,7 @@ class UpstreamErrorTests(SynchronousTestCase):
 
     def test_detour(self) -> None:
         """
-        A detour that failed gives 502 C{api_error} naming the detour and
+        A detour that failed gives 502 ``api_error`` naming the detour and
         its reason, not Twisted's generic connection message.
         """
         self.assertEqual(
@@ -77,7 +77,7 @@ class UpstreamErrorTests(SynchronousTestCase):
     def test_cannot_connect(self) -> None:
         """
         A refused connection or a name that does not resolve gives 502
-        C{api_error} with the failure's message, or its type without one.
+        ``api_error`` with the failure's message, or its type without one.
         """
         refused = error_for(net_error.ConnectionRefusedError())
         self.assertEqual((refused.status, refused.error_type), (502, "api_error"))
@@ -90,7 +90,7 @@ class UpstreamErrorTests(SynchronousTestCase):
 
     def test_cancelled(self) -> None:
         """
-        A cancellation, bare or as treq reports it, gives 502 C{api_error}.
+        A cancellation, bare or as treq reports it, gives 502 ``api_error``.
         """
         for exception in (
             CancelledError(),
@@ -121,14 +121,14 @@ class UpstreamErrorTests(SynchronousTestCase):
 
 class HeadersTimedOutTests(SynchronousTestCase):
     """
-    L{headers_timed_out} turns L{Deferred.addTimeout}'s cancellation into
-    L{ResponseHeadersTimedOut}.
+    :obj:`headers_timed_out` turns :obj:`Deferred.addTimeout`'s cancellation into
+    :obj:`ResponseHeadersTimedOut`.
     """
 
     def test_timeout(self) -> None:
         """
-        A request timed out by C{addTimeout} fails with
-        L{ResponseHeadersTimedOut} carrying the timeout, and leaves no
+        A request timed out by ``addTimeout`` fails with
+        :obj:`ResponseHeadersTimedOut` carrying the timeout, and leaves no
         timer.
         """
         clock = Clock()

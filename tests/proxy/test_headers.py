@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.proxy.headers}: what a client's request loses and gains on its way
+Tests for :obj:`ccm.proxy.headers`: what a client's request loses and gains on its way
 upstream, and what an upstream response loses on its way back.
 """
 
@@ -44,7 +44,7 @@ def build(**values: str | list[str]) -> Headers:
 
 class MergeBetasTests(SynchronousTestCase):
     """
-    L{merge_betas} joins C{anthropic-beta} values.
+    :obj:`merge_betas` joins ``anthropic-beta`` values.
     """
 
     def test_oauth_added_first(self) -> None:
@@ -85,12 +85,12 @@ class MergeBetasTests(SynchronousTestCase):
 
 class UpstreamRequestHeadersTests(SynchronousTestCase):
     """
-    L{upstream_request_headers} builds what is sent upstream.
+    :obj:`upstream_request_headers` builds what is sent upstream.
     """
 
     def test_authorization_is_oauth(self) -> None:
         """
-        The client's C{Authorization} is replaced by the subscription's
+        The client's ``Authorization`` is replaced by the subscription's
         bearer token.
         """
         result = table(
@@ -111,7 +111,7 @@ class UpstreamRequestHeadersTests(SynchronousTestCase):
     def test_hop_by_hop_dropped(self) -> None:
         """
         The RFC 9110 connection headers, and every header the client's
-        C{Connection} names, are dropped.
+        ``Connection`` names, are dropped.
         """
         client = build(
             connection=["keep-alive, X-Private", "x-other"],
@@ -131,8 +131,8 @@ class UpstreamRequestHeadersTests(SynchronousTestCase):
 
     def test_connection_cannot_drop_oauth(self) -> None:
         """
-        A C{Connection} header naming C{Authorization} or
-        C{anthropic-beta} cannot remove the OAuth token or flag.
+        A ``Connection`` header naming ``Authorization`` or
+        ``anthropic-beta`` cannot remove the OAuth token or flag.
         """
         client = build(connection="authorization, anthropic-beta", anthropic_beta="x-1")
         result = table(upstream_request_headers(client, ACCESS_TOKEN))
@@ -179,7 +179,7 @@ class UpstreamRequestHeadersTests(SynchronousTestCase):
 
     def test_betas_merged(self) -> None:
         """
-        Several C{anthropic-beta} headers become one value with the OAuth
+        Several ``anthropic-beta`` headers become one value with the OAuth
         flag exactly once.
         """
         client = build(anthropic_beta=["b-1,oauth-2025-04-20", "b-2, b-1"])
@@ -202,7 +202,7 @@ class UpstreamRequestHeadersTests(SynchronousTestCase):
 
     def test_headers_option_beta_keeps_oauth(self) -> None:
         """
-        An C{anthropic-beta} set by the C{headers} option replaces the
+        An ``anthropic-beta`` set by the ``headers`` option replaces the
         client's and still gets the OAuth flag exactly once.
         """
         client = build(anthropic_beta="claude-code-20250219")
@@ -217,7 +217,7 @@ class UpstreamRequestHeadersTests(SynchronousTestCase):
 
     def test_headers_option_cannot_set_authorization(self) -> None:
         """
-        The C{headers} option cannot override the OAuth C{Authorization}.
+        The ``headers`` option cannot override the OAuth ``Authorization``.
         """
         result = table(
             upstream_request_headers(
@@ -239,7 +239,7 @@ class UpstreamRequestHeadersTests(SynchronousTestCase):
 
 class ClientResponseHeadersTests(SynchronousTestCase):
     """
-    L{client_response_headers} cleans an upstream response's headers.
+    :obj:`client_response_headers` cleans an upstream response's headers.
     """
 
     def test_kept_unchanged(self) -> None:
@@ -260,7 +260,7 @@ class ClientResponseHeadersTests(SynchronousTestCase):
 
     def test_dropped(self) -> None:
         """
-        Hop-by-hop (and those named in C{Connection}), CDN, cookie and
+        Hop-by-hop (and those named in ``Connection``), CDN, cookie and
         length headers are dropped.
         """
         upstream = build(
@@ -280,7 +280,7 @@ class ClientResponseHeadersTests(SynchronousTestCase):
 
     def test_empty_content_encoding_dropped(self) -> None:
         """
-        The empty C{Content-Encoding} the HTTP client's decoder leaves when
+        The empty ``Content-Encoding`` the HTTP client's decoder leaves when
         the upstream sent none is not passed on.
         """
         upstream = build(content_encoding="", request_id="req_1")

@@ -1,5 +1,5 @@
 """
-Tests for usage counting in the proxy (L{ccm.proxy.metering}): what the proxy
+Tests for usage counting in the proxy (:obj:`ccm.proxy.metering`): what the proxy
 hands to its usage recorder for each kind of response, however the response
 ends.
 """
@@ -200,7 +200,7 @@ class NoUsageTests(SynchronousTestCase):
 
     def test_default_counts_nothing(self) -> None:
         """
-        A credential without a recorder (no C{usages_path}) relays
+        A credential without a recorder (no ``usages_path``) relays
         responses and keeps no meter.
         """
         harness = ProxyHarness(self)

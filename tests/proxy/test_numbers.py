@@ -1,5 +1,5 @@
 """
-Tests for how L{ccm.proxy.resource} survives absurd numbers in the upstream's
+Tests for how :obj:`ccm.proxy.resource` survives absurd numbers in the upstream's
 rate-limit headers: the fake upstream sends them, the client still gets an
 answer in the Anthropic shape, and no state they leave behind breaks a
 later request or the status endpoint.
@@ -33,8 +33,8 @@ def quota_429(harness: ProxyHarness, **changes: str | None) -> Any:
     A reply of the fake: a 429 out of quota on the 5-hour window, as the
     fake sends it but without a utilization figure (which would keep the
     credential paused after the limit, until a poll), with the headers in
-    C{changes} set (C{None} removes one); a name that does not start with
-    C{retry-after} is the suffix of a unified header (C{5h-reset}).
+    ``changes`` set (``None`` removes one); a name that does not start with
+    ``retry-after`` is the suffix of a unified header (``5h-reset``).
     """
     headers = rejected_unified_headers(harness.clock.seconds())
     del headers[UNIFIED_PREFIX + "5h-utilization"]
@@ -78,7 +78,7 @@ class AbsurdHeaderTests(SynchronousTestCase):
 
     def test_huge_utilization(self) -> None:
         """
-        C{5h-utilization: 1e308} on successful answers: each answer reaches
+        ``5h-utilization: 1e308`` on successful answers: each answer reaches
         the client unchanged, the figure is ignored with one warning for the
         lot, and the next requests work.
         """
@@ -100,7 +100,7 @@ class AbsurdHeaderTests(SynchronousTestCase):
 
     def test_huge_retry_after(self) -> None:
         """
-        A 429 out of quota whose only delay is a 400-digit C{retry-after}:
+        A 429 out of quota whose only delay is a 400-digit ``retry-after``:
         the client gets ccm's own 429, the credential is set aside for the
         default minute (not for ever), and after it the next requests work.
         """
@@ -119,7 +119,7 @@ class AbsurdHeaderTests(SynchronousTestCase):
 
     def test_huge_retry_after_ms(self) -> None:
         """
-        An absurd C{retry-after-ms} is ignored in favour of C{retry-after}.
+        An absurd ``retry-after-ms`` is ignored in favour of ``retry-after``.
         """
         harness = ProxyHarness(self)
         harness.fake.enqueue(
@@ -136,8 +136,8 @@ class AbsurdHeaderTests(SynchronousTestCase):
 
     def test_huge_reset(self) -> None:
         """
-        A 429 whose reset times are C{1e308}: the client gets ccm's own 429
-        (the limit runs for C{retry-after}), so do requests during the
+        A 429 whose reset times are ``1e308``: the client gets ccm's own 429
+        (the limit runs for ``retry-after``), so do requests during the
         limit, without an upstream call and in JSON, never as an HTML
         "Processing Failed" page; the status shows the wall with its end;
         after it the next requests work.

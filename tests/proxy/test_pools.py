@@ -1,5 +1,5 @@
 """
-Tests for how L{ccm.proxy.resource} uses pools of several credentials: a 429 moves
+Tests for how :obj:`ccm.proxy.resource` uses pools of several credentials: a 429 moves
 the request to another credential before any byte reached the client, and
 when nothing can serve the client gets an honest 429.
 """
@@ -80,7 +80,7 @@ class PoolProxyTests(SynchronousTestCase):
 
     def answer(self, index: int, response: FakeUpstreamResponse, body: bytes = b"") -> None:
         """
-        Answer upstream call C{index} with C{response} and C{body}.
+        Answer upstream call ``index`` with ``response`` and ``body``.
         """
         self.upstream.calls[index].result.callback(response)
         self.harness.flush()
@@ -92,7 +92,7 @@ class PoolProxyTests(SynchronousTestCase):
 
     def bearer(self, index: int) -> str:
         """
-        The bearer token upstream call C{index} carried.
+        The bearer token upstream call ``index`` carried.
         """
         headers = self.upstream.calls[index].kwargs["headers"]
         return headers.getRawHeaders(b"authorization")[0].decode("ascii")
@@ -126,7 +126,7 @@ class PoolProxyTests(SynchronousTestCase):
         """
         When every credential answers 429 out of quota, each is tried once
         and the client gets ccm's 429 with the time to the earliest reset
-        and C{x-should-retry: false}, naming each credential's state.
+        and ``x-should-retry: false``, naming each credential's state.
         """
         d = self.send()
         self.answer(0, quota_429(3600))
@@ -177,7 +177,7 @@ class SingleCredentialProxyTests(SynchronousTestCase):
     def test_quota_429_answered_by_ccm(self) -> None:
         """
         The only credential's 429 out of quota gives ccm's 429 with
-        C{retry-after} and C{x-should-retry: false}; the next request is
+        ``retry-after`` and ``x-should-retry: false``; the next request is
         refused without an upstream call until the reset.
         """
         upstream = ScriptedUpstream()

@@ -1,11 +1,11 @@
 """
-Tests for L{ccm.proxy.resource}: a client's C{/v1/...} request goes upstream with the
+Tests for :obj:`ccm.proxy.resource`: a client's ``/v1/...`` request goes upstream with the
 subscription's OAuth token, and the answer comes back untouched, chunk by
 chunk; ccm's own errors have the Anthropic shape.
 
-Everything runs through two L{StubTreq}s on a L{Clock} (see
-L{tests.proxyharness}); backpressure, which L{StubTreq} cannot show, is in
-L{tests.proxy.test_backpressure}.
+Everything runs through two :obj:`StubTreq` clients on a :obj:`Clock` (see
+:obj:`tests.proxyharness`); backpressure, which :obj:`StubTreq` cannot show, is in
+:obj:`tests.proxy.test_backpressure`.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class ForwardingTests(SynchronousTestCase):
 
     def test_oauth_beta_added_exactly_once(self) -> None:
         """
-        All of the client's C{anthropic-beta} values are merged in order,
+        All of the client's ``anthropic-beta`` values are merged in order,
         without repeats, with the OAuth flag once.
         """
         harness = ProxyHarness(self)
@@ -161,7 +161,7 @@ class ForwardingTests(SynchronousTestCase):
 
     def test_oauth_beta_added_when_client_sends_none(self) -> None:
         """
-        A request without C{anthropic-beta} still carries the OAuth flag.
+        A request without ``anthropic-beta`` still carries the OAuth flag.
         """
         harness = ProxyHarness(self)
         harness.messages(MESSAGE_BODY)
@@ -188,7 +188,7 @@ class ForwardingTests(SynchronousTestCase):
     def test_hygiene_headers_dropped(self) -> None:
         """
         Cookies, CDN headers, hop-by-hop headers (including those named in
-        C{Connection}) and proxy credentials are not forwarded.
+        ``Connection``) and proxy credentials are not forwarded.
         """
         harness = ProxyHarness(self)
         dropped = dict(CDN_REQUEST_HEADERS)
@@ -216,7 +216,7 @@ class ForwardingTests(SynchronousTestCase):
 
     def test_client_accept_encoding_not_forwarded(self) -> None:
         """
-        The client's C{Accept-Encoding} is replaced by the one the upstream
+        The client's ``Accept-Encoding`` is replaced by the one the upstream
         client decodes itself.
         """
         harness = ProxyHarness(self)
@@ -225,7 +225,7 @@ class ForwardingTests(SynchronousTestCase):
 
     def test_user_api_key_not_forwarded(self) -> None:
         """
-        A client that authenticates with C{x-api-key} set to its ccm token
+        A client that authenticates with ``x-api-key`` set to its ccm token
         is served, and neither its key nor its token goes upstream.
         """
         harness = ProxyHarness(self)
@@ -249,8 +249,8 @@ class ForwardingTests(SynchronousTestCase):
 
     def test_headers_option_applied(self) -> None:
         """
-        The C{headers} option replaces what the client sent under the same
-        name; an C{anthropic-beta} set there still gets the OAuth flag once.
+        The ``headers`` option replaces what the client sent under the same
+        name; an ``anthropic-beta`` set there still gets the OAuth flag once.
         """
         harness = ProxyHarness(
             self,
@@ -289,7 +289,7 @@ class ForwardingTests(SynchronousTestCase):
 
     def test_body_within_limit_forwarded(self) -> None:
         """
-        A body of exactly C{max_request_body} bytes is forwarded.
+        A body of exactly ``max_request_body`` bytes is forwarded.
         """
         harness = ProxyHarness(self, max_request_body=40)
         body = b'{"model":"m","pad":"' + b"x" * 18 + b'"}'
@@ -310,8 +310,8 @@ class ResponseTests(SynchronousTestCase):
         self, harness: ProxyHarness, status: int, headers: dict[str, str], body: bytes
     ) -> tuple[Any, ReplyHandle]:
         """
-        Send a request and answer it with exactly C{status}, C{headers} and
-        C{body}.
+        Send a request and answer it with exactly ``status``, ``headers`` and
+        ``body``.
         """
         reply = manual_reply()
         harness.fake.enqueue(reply)
@@ -328,7 +328,7 @@ class ResponseTests(SynchronousTestCase):
         Upstream error statuses reach the client unchanged, with their
         headers and byte-identical bodies.  (A 429 that marks the
         subscription out of quota is the pool's to answer:
-        L{RateLimitTests}.)
+        :obj:`RateLimitTests`.)
         """
         for status in (400, 401, 403, 404, 413, 500, 529):
             harness = ProxyHarness(self)
@@ -384,7 +384,7 @@ class ResponseTests(SynchronousTestCase):
 
     def test_no_content_type_stays_absent(self) -> None:
         """
-        ccm adds no C{Content-Type} of its own to an upstream response that
+        ccm adds no ``Content-Type`` of its own to an upstream response that
         has none.
         """
         harness = ProxyHarness(self)
@@ -493,7 +493,7 @@ class StreamingTests(SynchronousTestCase):
     def test_full_stream(self) -> None:
         """
         A complete streamed message arrives as the upstream's events, in
-        order, with C{text/event-stream}.
+        order, with ``text/event-stream``.
         """
         harness = ProxyHarness(self)
         harness.fake.enqueue(text_reply("Hello, world"))
@@ -511,7 +511,7 @@ class StreamingTests(SynchronousTestCase):
 
     def test_upstream_error_event_passed_through(self) -> None:
         """
-        An C{error} event the upstream sends inside a 200 stream is relayed
+        An ``error`` event the upstream sends inside a 200 stream is relayed
         as it is, and ccm adds nothing after it.
         """
         harness = ProxyHarness(self)
@@ -532,7 +532,7 @@ class RefusalTests(SynchronousTestCase):
 
     def test_missing_token(self) -> None:
         """
-        Without a token the answer is 401 C{authentication_error}, and
+        Without a token the answer is 401 ``authentication_error``, and
         nothing goes upstream.
         """
         harness = ProxyHarness(self)
@@ -559,8 +559,8 @@ class RefusalTests(SynchronousTestCase):
 
     def test_refusals_are_final_and_name_the_operator(self) -> None:
         """
-        Every 401 (no token, a wrong one, two C{Authorization} headers, the
-        tokens of two users) carries C{x-should-retry: false} and a message
+        Every 401 (no token, a wrong one, two ``Authorization`` headers, the
+        tokens of two users) carries ``x-should-retry: false`` and a message
         sending the user to the ccm operator, logs the refusal without any
         token, sends nothing upstream, and leaves the next valid request
         working.
@@ -594,7 +594,7 @@ class RefusalTests(SynchronousTestCase):
 
     def test_foreign_api_key_refused(self) -> None:
         """
-        An C{x-api-key} that is not a ccm token is refused with 401 and never
+        An ``x-api-key`` that is not a ccm token is refused with 401 and never
         forwarded, even alongside a valid bearer token.
         """
         harness = ProxyHarness(self)
@@ -610,7 +610,7 @@ class RefusalTests(SynchronousTestCase):
 
     def test_api_key_refused_in_anonymous_mode(self) -> None:
         """
-        Without users, an C{api-key} header is still refused and never
+        Without users, an ``api-key`` header is still refused and never
         forwarded.
         """
         harness = ProxyHarness(self, users=())
@@ -644,8 +644,8 @@ class RefusalTests(SynchronousTestCase):
 
     def test_body_over_limit(self) -> None:
         """
-        A body larger than C{max_request_body} gets 413
-        C{request_too_large} and no upstream request.
+        A body larger than ``max_request_body`` gets 413
+        ``request_too_large`` and no upstream request.
         """
         harness = ProxyHarness(self, max_request_body=40)
         response = harness.response(
@@ -667,8 +667,8 @@ class RefusalTests(SynchronousTestCase):
 
     def test_path_outside_v1(self) -> None:
         """
-        The proxy resource itself refuses a path that is not under C{/v1/}
-        (here C{/v1} without the slash) with 404.
+        The proxy resource itself refuses a path that is not under ``/v1/``
+        (here ``/v1`` without the slash) with 404.
         """
         harness = ProxyHarness(self)
         response = harness.response("GET", "/v1")
@@ -677,8 +677,8 @@ class RefusalTests(SynchronousTestCase):
 
     def test_credential_unavailable(self) -> None:
         """
-        Without a credentials file the answer is 503 C{api_error} with
-        C{x-should-retry: false} and a message saying what is wrong.
+        Without a credentials file the answer is 503 ``api_error`` with
+        ``x-should-retry: false`` and a message saying what is wrong.
         """
         harness = ProxyHarness(self, write_credential_file=False)
         response = harness.messages(MESSAGE_BODY)
@@ -691,7 +691,7 @@ class RefusalTests(SynchronousTestCase):
     def test_token_failure(self) -> None:
         """
         An unexpected failure getting the access token is logged and
-        answered with 500 C{api_error}.
+        answered with 500 ``api_error``.
         """
         harness = ProxyHarness(self)
         self.patch(
@@ -707,7 +707,7 @@ class RefusalTests(SynchronousTestCase):
         """
         An unexpected error while building the upstream request (here an
         access token that cannot go into a header) is logged and answered
-        with 500 C{api_error} instead of leaving the client waiting.
+        with 500 ``api_error`` instead of leaving the client waiting.
         """
         harness = ProxyHarness(self)
         self.patch(Credential, "access_token", lambda credential: succeed("t\u00f6ken"))
@@ -726,7 +726,7 @@ class MethodTests(SynchronousTestCase):
 
     def test_api_methods_forwarded(self) -> None:
         """
-        C{GET}, C{HEAD}, C{POST}, C{PUT}, C{PATCH} and C{DELETE} go upstream
+        ``GET``, ``HEAD``, ``POST``, ``PUT``, ``PATCH`` and ``DELETE`` go upstream
         with their method.
         """
         harness = ProxyHarness(self)
@@ -738,8 +738,8 @@ class MethodTests(SynchronousTestCase):
 
     def test_head_keeps_working(self) -> None:
         """
-        A C{HEAD} under C{/v1/} is forwarded and answered without a body,
-        and the C{HEAD} of the base URL is still ccm's bodiless 404.
+        A ``HEAD`` under ``/v1/`` is forwarded and answered without a body,
+        and the ``HEAD`` of the base URL is still ccm's bodiless 404.
         """
         harness = ProxyHarness(self)
         response = harness.response("HEAD", "/v1/models")
@@ -752,7 +752,7 @@ class MethodTests(SynchronousTestCase):
 
     def test_other_methods_refused(self) -> None:
         """
-        Any other method gets 405 C{invalid_request_error} with C{Allow}
+        Any other method gets 405 ``invalid_request_error`` with ``Allow``
         listing the forwarded methods, before authentication, logged as
         refused without the query string; nothing goes upstream, the next
         request works, and no token is in the answer or the log.
@@ -792,7 +792,7 @@ class MethodTests(SynchronousTestCase):
 
     def test_lower_case_method_refused(self) -> None:
         """
-        Methods are case-sensitive: a raw C{get} is not C{GET}, and gets
+        Methods are case-sensitive: a raw ``get`` is not ``GET``, and gets
         405 on a connection that then serves the next request.
         """
         harness = ProxyHarness(self)
@@ -820,7 +820,7 @@ class UpstreamFailureTests(SynchronousTestCase):
 
     def connect_failure(self, error: Exception, status: int, error_type: str) -> str:
         """
-        Answer a request with an upstream client failing with C{error} and
+        Answer a request with an upstream client failing with ``error`` and
         check the ccm error; return its message.
         """
         client = ScriptedUpstream(fail(error))
@@ -838,7 +838,7 @@ class UpstreamFailureTests(SynchronousTestCase):
 
     def test_connection_refused(self) -> None:
         """
-        An upstream refusing connections gives 502 C{api_error} naming the
+        An upstream refusing connections gives 502 ``api_error`` naming the
         upstream.
         """
         message = self.connect_failure(net_error.ConnectionRefusedError(), 502, "api_error")
@@ -846,13 +846,13 @@ class UpstreamFailureTests(SynchronousTestCase):
 
     def test_dns_failure(self) -> None:
         """
-        An upstream name that does not resolve gives 502 C{api_error}.
+        An upstream name that does not resolve gives 502 ``api_error``.
         """
         self.connect_failure(net_error.DNSLookupError("api.fake.test"), 502, "api_error")
 
     def test_connect_timeout(self) -> None:
         """
-        A connection attempt that times out gives 504 C{timeout_error}.
+        A connection attempt that times out gives 504 ``timeout_error``.
         """
         message = self.connect_failure(net_error.TimeoutError(), 504, "timeout_error")
         self.assertIn("timed out", message)
@@ -860,7 +860,7 @@ class UpstreamFailureTests(SynchronousTestCase):
     def test_cancelled_elsewhere(self) -> None:
         """
         An upstream request cancelled by something other than ccm's own
-        timers gives 502 C{api_error}.
+        timers gives 502 ``api_error``.
         """
         client = ScriptedUpstream(fail(CancelledError()))
         harness = ProxyHarness(self, http_client=client)
@@ -868,8 +868,8 @@ class UpstreamFailureTests(SynchronousTestCase):
 
     def test_upstream_hangs_before_headers(self) -> None:
         """
-        An upstream that sends no headers within C{header_timeout} is cut
-        off and the client gets 504 C{timeout_error}.
+        An upstream that sends no headers within ``header_timeout`` is cut
+        off and the client gets 504 ``timeout_error``.
         """
         harness = ProxyHarness(self, header_timeout=30.0)
         harness.fake.enqueue(hang_reply())
@@ -900,7 +900,7 @@ class UpstreamFailureTests(SynchronousTestCase):
     def test_upstream_closes_before_answering(self) -> None:
         """
         An upstream that closes the connection before any response gives
-        502 C{api_error}.
+        502 ``api_error``.
         """
         harness = ProxyHarness(self)
         reply = manual_reply()
@@ -917,7 +917,7 @@ class UpstreamFailureTests(SynchronousTestCase):
     def test_stream_cut_midway(self) -> None:
         """
         An event stream the upstream breaks off reaches the client up to
-        the break, followed by an SSE C{error} event from ccm.
+        the break, followed by an SSE ``error`` event from ccm.
         """
         harness = ProxyHarness(self)
         harness.fake.enqueue(cut_stream_reply(after_events=2))
@@ -939,7 +939,7 @@ class UpstreamFailureTests(SynchronousTestCase):
 
     def test_stream_cut_inside_an_event(self) -> None:
         """
-        When the break falls inside an event, ccm's C{error} event starts
+        When the break falls inside an event, ccm's ``error`` event starts
         on a fresh event boundary.
         """
         harness = ProxyHarness(self)
@@ -974,8 +974,8 @@ class UpstreamFailureTests(SynchronousTestCase):
 
     def test_stream_stalls(self) -> None:
         """
-        A stream silent for C{idle_timeout} is cut off upstream and ended
-        for the client with an SSE C{error} event.
+        A stream silent for ``idle_timeout`` is cut off upstream and ended
+        for the client with an SSE ``error`` event.
         """
         harness = ProxyHarness(self, idle_timeout=120.0)
         handle, response = start_stream(harness)
@@ -995,7 +995,7 @@ class UpstreamFailureTests(SynchronousTestCase):
 
     def test_json_body_stalls(self) -> None:
         """
-        A non-stream body that stalls for C{idle_timeout} is cut off
+        A non-stream body that stalls for ``idle_timeout`` is cut off
         upstream, and the client's connection is aborted rather than the
         truncated body finished cleanly.
         """
@@ -1019,7 +1019,7 @@ class UpstreamFailureTests(SynchronousTestCase):
     def test_header_timeout_while_connecting(self) -> None:
         """
         When the header timeout cancels a request that is still connecting,
-        the client gets 504 C{timeout_error}, not a connection error.
+        the client gets 504 ``timeout_error``, not a connection error.
         """
 
         def cancelled_while_connecting(d: Deferred[Any]) -> None:
@@ -1206,7 +1206,7 @@ class SessionTests(SynchronousTestCase):
 
     def test_session_header(self) -> None:
         """
-        The C{X-Claude-Code-Session-Id} header is the session the pool is
+        The ``X-Claude-Code-Session-Id`` header is the session the pool is
         asked to serve.
         """
         harness = ProxyHarness(self)
@@ -1216,7 +1216,7 @@ class SessionTests(SynchronousTestCase):
 
     def test_session_in_body(self) -> None:
         """
-        A JSON body's C{metadata.user_id} names the session when there is
+        A JSON body's ``metadata.user_id`` names the session when there is
         no header.
         """
         harness = ProxyHarness(self)

@@ -1,6 +1,6 @@
 """
-Tests for the proxy at shutdown (L{ccm.proxy.resource.ProxyResource.drain} and
-L{ccm.proxy.resource.ProxyResource.cut}): new requests are refused, those in
+Tests for the proxy at shutdown (:obj:`ccm.proxy.resource.ProxyResource.drain` and
+:obj:`ccm.proxy.resource.ProxyResource.cut`): new requests are refused, those in
 progress may finish within the grace period, and those still running then
 are ended properly: a stream with an SSE error event and a clean end, a
 request still waiting for the upstream with a 503, a half-sent JSON body
@@ -116,7 +116,7 @@ class CutTests(SynchronousTestCase):
 
     def open_stream(self) -> tuple[ReplyHandle, list[bytes], Deferred[None]]:
         """
-        A stream whose C{message_start} (reporting L{START_USAGE}) reached
+        A stream whose ``message_start`` (reporting :obj:`START_USAGE`) reached
         the client, and the client reading it.
         """
         reply = manual_reply()
@@ -140,7 +140,7 @@ class CutTests(SynchronousTestCase):
     def test_stream_gets_error_event_at_grace_end(self) -> None:
         """
         A stream still running when the grace period ends gets an SSE
-        C{error} event (C{overloaded_error}, saying ccm is restarting) and a
+        ``error`` event (``overloaded_error``, saying ccm is restarting) and a
         clean end of body; its upstream request is dropped, the usage its
         first event reported is counted, the drain is over, and one
         warning says how many requests were ended.
@@ -183,7 +183,7 @@ class CutTests(SynchronousTestCase):
     def test_waiting_for_headers_gets_503(self) -> None:
         """
         A request still waiting for the upstream's response headers gets
-        ccm's 503 (C{api_error}, C{x-should-retry: true}, saying ccm is
+        ccm's 503 (``api_error``, ``x-should-retry: true``, saying ccm is
         restarting), and its upstream request is cancelled.
         """
         harness = self.harness
@@ -253,7 +253,7 @@ class CutTests(SynchronousTestCase):
 
     def test_cut_ends_the_drain_at_once(self) -> None:
         """
-        L{ProxyResource.cut} (a second stop signal) ends a waiting drain
+        :obj:`ProxyResource.cut` (a second stop signal) ends a waiting drain
         before its grace period, with no timer left; requests that
         finished before are untouched, and the stream in progress gets its
         error event.

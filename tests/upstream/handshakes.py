@@ -1,7 +1,7 @@
 """
 Shared by the tests of the detour handshakes: detours to play with, the
 protocol a caller connects through them, and a test case that connects a
-L{ccm.upstream.tunnel.DetourEndpoint} on a memory reactor and plays the
+:obj:`ccm.upstream.tunnel.DetourEndpoint` on a memory reactor and plays the
 proxy.
 """
 
@@ -45,7 +45,7 @@ class Recorder(Protocol):
 
 class HandshakeCase(unittest.SynchronousTestCase):
     """
-    Connect a L{DetourEndpoint} on a memory reactor and play the proxy.
+    Connect a :obj:`DetourEndpoint` on a memory reactor and play the proxy.
     """
 
     def connect(
@@ -63,7 +63,7 @@ class HandshakeCase(unittest.SynchronousTestCase):
 
     def assert_failed(self, connected: Deferred[IProtocol], *fragments: str) -> DetourError:
         """
-        C{connected} failed with a L{DetourError} whose message holds every
+        ``connected`` failed with a :obj:`DetourError` whose message holds every
         fragment and never the password.
         """
         error = self.failureResultOf(connected, DetourError).value

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.upstream.anthropic_api}: the request headers of ccm's own
+Tests for :obj:`ccm.upstream.anthropic_api`: the request headers of ccm's own
 calls to the Anthropic API, and the parsers of the usage and profile
 answers.
 """
@@ -78,7 +78,7 @@ class RequestHeadersTests(SynchronousTestCase):
 
 class _Answer(Resource):
     """
-    Answers with C{body}, and with C{hang} keeps the response open after
+    Answers with ``body``, and with ``hang`` keeps the response open after
     it; remembers each request and whether its connection was lost.
     """
 
@@ -102,12 +102,12 @@ class _Answer(Resource):
 
 class ReadAnswerTests(SynchronousTestCase):
     """
-    L{read_answer}: a body read whole, within a bound.
+    :obj:`read_answer`: a body read whole, within a bound.
     """
 
     def answer(self, resource: _Answer, limit: int) -> tuple[StubTreq, Deferred[bytes]]:
         """
-        Ask C{resource} and start reading its answer, at most C{limit}
+        Ask ``resource`` and start reading its answer, at most ``limit``
         bytes.
         """
         http = StubTreq(resource)
@@ -156,7 +156,7 @@ class ParseTests(SynchronousTestCase):
 
     def test_iso_8601(self) -> None:
         """
-        Offsets, C{Z}, no offset (UTC) and any number of fractional digits
+        Offsets, ``Z``, no offset (UTC) and any number of fractional digits
         are understood.
         """
         base = utc(2026, 8, 14, 22, 29, 59)
@@ -173,7 +173,7 @@ class ParseTests(SynchronousTestCase):
 
     def test_iso_8601_invalid(self) -> None:
         """
-        Anything else is a L{ValueError}.
+        Anything else is a :obj:`ValueError`.
         """
         for text in ("", "yesterday", "1790000000", "2026-13-01T00:00:00Z", "2026-08-14 22:29"):
             self.assertRaises(ValueError, parse_iso_8601, text)
@@ -181,7 +181,7 @@ class ParseTests(SynchronousTestCase):
     def test_usage_numbers_left_to_bounds(self) -> None:
         """
         Numbers of the right type come back as they are, however absurd:
-        the window state judges them (see L{tests.pool.test_poller.BoundsTests}).
+        the window state judges them (see :obj:`tests.pool.test_poller.BoundsTests`).
         """
         self.assertEqual(
             parse_usage(b'{"five_hour": {"utilization": -1}, "seven_day": {"utilization": 1e308}}'),
@@ -191,7 +191,7 @@ class ParseTests(SynchronousTestCase):
     def test_usage(self) -> None:
         """
         The two windows come back as (percent, reset); null buckets as
-        C{None}.
+        ``None``.
         """
         self.assertEqual(
             parse_usage(
@@ -205,7 +205,7 @@ class ParseTests(SynchronousTestCase):
     def test_usage_malformed(self) -> None:
         """
         Bodies that are not the usage object, or windows of the wrong shape,
-        are a L{ValueError}.
+        are a :obj:`ValueError`.
         """
         for body in (
             b"",
@@ -220,8 +220,8 @@ class ParseTests(SynchronousTestCase):
     def test_plan_from_profile(self) -> None:
         """
         Organization types map to plan names, unknown ones lose their
-        C{claude_} prefix, and a profile without an organization gives
-        C{None}.
+        ``claude_`` prefix, and a profile without an organization gives
+        ``None``.
         """
         def plan(kind: object, tier: object = "t") -> tuple[str, str] | None:
             return plan_from_profile(
@@ -244,7 +244,7 @@ class ParseTests(SynchronousTestCase):
     def test_parse_profile(self) -> None:
         """
         A profile answer's body gives the plan of its organization; one that
-        is not JSON is a L{ValueError} saying so.
+        is not JSON is a :obj:`ValueError` saying so.
         """
         self.assertEqual(
             parse_profile(b'{"organization": {"organization_type": "claude_max"}}'),

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.upstream.client}: the HTTP client ccm talks to the upstream API
+Tests for :obj:`ccm.upstream.client`: the HTTP client ccm talks to the upstream API
 with keeps no cookies and sends in-memory bodies in one piece.
 """
 
@@ -34,7 +34,7 @@ from ccm.upstream.client import (
 
 class CookieSettingResource(Resource):
     """
-    Sets a cookie on every response and records the C{Cookie} headers it
+    Sets a cookie on every response and records the ``Cookie`` headers it
     receives, and every body.
     """
 
@@ -57,7 +57,7 @@ class CookieSettingResource(Resource):
 
 class FakeResponseInfo:
     """
-    The C{info()} of a urllib response, for L{CookieJar.extract_cookies}.
+    The ``info()`` of a urllib response, for :obj:`CookieJar.extract_cookies`.
     """
 
     def __init__(self, set_cookies: list[str]) -> None:
@@ -71,7 +71,7 @@ class FakeResponseInfo:
 
 class FakeURLResponse:
     """
-    A urllib response carrying C{Set-Cookie} headers.
+    A urllib response carrying ``Set-Cookie`` headers.
     """
 
     def __init__(self, set_cookies: list[str]) -> None:
@@ -83,12 +83,12 @@ class FakeURLResponse:
 
 class NoCookiesTests(SynchronousTestCase):
     """
-    L{NoCookies} never keeps a cookie.
+    :obj:`NoCookies` never keeps a cookie.
     """
 
     def test_extract_stores_nothing(self) -> None:
         """
-        C{Set-Cookie} headers of a response are not stored, for any domain.
+        ``Set-Cookie`` headers of a response are not stored, for any domain.
         """
         jar = NoCookies()
         for url in ("https://api.anthropic.com/v1/messages", "http://127.0.0.1:8080/"):
@@ -110,14 +110,14 @@ class NoCookiesTests(SynchronousTestCase):
 
     def test_treqs_jar_type(self) -> None:
         """
-        L{NoCookies} is the cookie jar type treq's L{HTTPClient} takes.
+        :obj:`NoCookies` is the cookie jar type treq's :obj:`HTTPClient` takes.
         """
         self.assertIsInstance(NoCookies(), IndexableCookieJar)
 
     def test_set_cookie_stores_nothing(self) -> None:
         """
         A cookie put in the jar by hand (as treq does with a request's
-        C{cookies=}) is not kept either.
+        ``cookies=``) is not kept either.
         """
         jar = NoCookies()
         jar.set_cookie(scoped_cookie("https://api.anthropic.com", "a", "b"))
@@ -125,7 +125,7 @@ class NoCookiesTests(SynchronousTestCase):
 
     def test_cookies_not_replayed(self) -> None:
         """
-        Through a treq client with L{NoCookies}, a cookie set by one
+        Through a treq client with :obj:`NoCookies`, a cookie set by one
         response is not sent with the next request.
         """
         resource = CookieSettingResource()
@@ -142,13 +142,13 @@ class NoCookiesTests(SynchronousTestCase):
 
 class BytesProducerTests(SynchronousTestCase):
     """
-    L{BytesProducer} hands a body to the connection in one write.
+    :obj:`BytesProducer` hands a body to the connection in one write.
     """
 
     def test_length(self) -> None:
         """
         The length is known up front, so the request has a
-        C{Content-Length}.
+        ``Content-Length``.
         """
         self.assertEqual(BytesProducer(b"").length, 0)
         self.assertEqual(BytesProducer(b"\x00" * 70000).length, 70000)
@@ -186,12 +186,12 @@ class BytesProducerTests(SynchronousTestCase):
 
 class BodyProducerTests(SynchronousTestCase):
     """
-    L{body_producer} adapts request data for treq.
+    :obj:`body_producer` adapts request data for treq.
     """
 
     def test_bytes(self) -> None:
         """
-        Bytes become a L{BytesProducer}.
+        Bytes become a :obj:`BytesProducer`.
         """
         producer = body_producer(b"abc")
         self.assertIsInstance(producer, BytesProducer)
@@ -224,7 +224,7 @@ class BodyProducerTests(SynchronousTestCase):
 
 class MakeHTTPClientTests(SynchronousTestCase):
     """
-    L{make_http_client} builds the upstream client on the given reactor.
+    :obj:`make_http_client` builds the upstream client on the given reactor.
     """
 
     def test_pool_and_jar(self) -> None:
@@ -275,13 +275,13 @@ class MakeHTTPClientTests(SynchronousTestCase):
 
 class ClientsPerDetourTests(SynchronousTestCase):
     """
-    L{proxy_detour} and L{clients_per_detour}: which client each detour's
+    :obj:`proxy_detour` and :obj:`clients_per_detour`: which client each detour's
     upstream calls take.
     """
 
     def test_proxy_detour(self) -> None:
         """
-        A proxy is a detour; no detour and a sing-box C{direct} outbound
+        A proxy is a detour; no detour and a sing-box ``direct`` outbound
         connect directly.
         """
         proxy = Detour("socks5", "127.0.0.1", 1080, name="socks-out")

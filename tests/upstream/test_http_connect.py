@@ -1,6 +1,6 @@
 """
-Tests for L{ccm.upstream.http_connect}: the HTTP CONNECT handshake, on a
-memory transport, through L{ccm.upstream.tunnel.DetourEndpoint}.
+Tests for :obj:`ccm.upstream.http_connect`: the HTTP CONNECT handshake, on a
+memory transport, through :obj:`ccm.upstream.tunnel.DetourEndpoint`.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class HTTPConnectTests(HandshakeCase):
 
     def test_answer_too_long(self) -> None:
         """
-        A proxy answer that grows past L{MAX_HANDSHAKE_BYTES} without
+        A proxy answer that grows past :obj:`MAX_HANDSHAKE_BYTES` without
         ending fails the connection and closes it.
         """
         _, connected, transport, handshake = self.connect(HTTP_DETOUR)

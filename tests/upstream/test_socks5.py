@@ -1,6 +1,6 @@
 """
-Tests for L{ccm.upstream.socks5}: the SOCKS5 handshake (RFC 1928, RFC
-1929), on a memory transport, through L{ccm.upstream.tunnel.DetourEndpoint}.
+Tests for :obj:`ccm.upstream.socks5`: the SOCKS5 handshake (RFC 1928, RFC
+1929), on a memory transport, through :obj:`ccm.upstream.tunnel.DetourEndpoint`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """
-Tests for outbound detours (L{ccm.upstream.tunnel}): the endpoint's
+Tests for outbound detours (:obj:`ccm.upstream.tunnel`): the endpoint's
 timeout and cancellation on a memory reactor (the HTTP CONNECT and SOCKS5
-handshakes have their own modules), L{ccm.build.build_service} choosing a client
+handshakes have their own modules), :obj:`ccm.build.build_service` choosing a client
 per detour, TLS verified through a real tunnel, and a real ccm process
 reaching the fake upstream through real proxy servers (tinyproxy for HTTP
-CONNECT, microsocks for SOCKS5: Debian packages that C{.ci/run} installs and
-C{./scripts/test} does not) started on loopback ports.  Without them, the
-tests that need them are skipped, or fail under C{CI=true}.
+CONNECT, microsocks for SOCKS5: Debian packages that ``.ci/run`` installs and
+``./scripts/test`` does not) started on loopback ports.  Without them, the
+tests that need them are skipped, or fail under ``CI=true``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from tests.upstream.handshakes import HTTP_DETOUR, HandshakeCase, Recorder
 
 class DetourEndpointTests(HandshakeCase):
     """
-    L{DetourEndpoint}: reaching the proxy, the timeout of the whole
+    :obj:`DetourEndpoint`: reaching the proxy, the timeout of the whole
     connection, and cancellation.
     """
 
@@ -105,7 +105,7 @@ class DetourEndpointTests(HandshakeCase):
     def test_cancel_says_so(self) -> None:
         """
         A connection cancelled during the handshake fails with a
-        L{DetourError} naming the detour and the cancellation.
+        :obj:`DetourError` naming the detour and the cancellation.
         """
         _, connected, _, _ = self.connect(HTTP_DETOUR)
         connected.cancel()
@@ -130,7 +130,7 @@ class DetourEndpointTests(HandshakeCase):
     def test_cancel_reaching_the_proxy(self) -> None:
         """
         Cancelling before the proxy accepted the connection stops the
-        attempt and fails with a L{DetourError} naming the proxy.
+        attempt and fails with a :obj:`DetourError` naming the proxy.
         """
         clock = MemoryReactorClock()
         endpoint = DetourEndpoint(clock, HTTP_DETOUR, "api.example.com", 443)
@@ -144,12 +144,12 @@ class DetourEndpointTests(HandshakeCase):
 
 class EndpointFactoryTests(HandshakeCase):
     """
-    L{DetourEndpointFactory}: the endpoints an Agent uses.
+    :obj:`DetourEndpointFactory`: the endpoints an Agent uses.
     """
 
     def test_http_is_the_tunnel(self) -> None:
         """
-        An C{http} URL gets a tunnel to its own host and port.
+        An ``http`` URL gets a tunnel to its own host and port.
         """
         factory = DetourEndpointFactory(MemoryReactorClock(), HTTP_DETOUR)
         endpoint = factory.endpointForURI(URI.fromBytes(b"http://upstream.example:8080/v1"))
@@ -158,7 +158,7 @@ class EndpointFactoryTests(HandshakeCase):
 
     def test_https_speaks_tls_to_the_real_host(self) -> None:
         """
-        For an C{https} URL, TLS starts inside the tunnel once it is open,
+        For an ``https`` URL, TLS starts inside the tunnel once it is open,
         with the real API host name (SNI), not the proxy's.
         """
         clock = MemoryReactorClock()
@@ -192,7 +192,7 @@ class _StubPool:
 
 class ServiceDetourTests(unittest.SynchronousTestCase):
     """
-    L{build_service} builds one client per distinct detour and sends every
+    :obj:`build_service` builds one client per distinct detour and sends every
     upstream call of a credential through its detour's client.
     """
 
@@ -315,7 +315,7 @@ PROXY_SOURCE = "127.0.0.2"
 
 class _PeerRecorder(Resource):
     """
-    Serve C{inner}, noting each request's peer address.
+    Serve ``inner``, noting each request's peer address.
     """
 
     isLeaf = True
@@ -335,7 +335,7 @@ class _PeerRecorder(Resource):
 @inlineCallbacks
 def _wait_for_listening(port: int, child: Any, timeout: float = 10.0) -> Any:
     """
-    Wait until something accepts connections on 127.0.0.1:C{port}.
+    Wait until something accepts connections on 127.0.0.1:``port``.
     """
     waited = 0.0
     while True:
@@ -362,8 +362,8 @@ TOOL_PATH = "/usr/bin:/usr/sbin:/bin"
 
 def _binary(name: str) -> str:
     """
-    The proxy server C{name} (also its Debian package's name), or a skip
-    (a failure under C{CI=true}) saying how to install it.
+    The proxy server ``name`` (also its Debian package's name), or a skip
+    (a failure under ``CI=true``) saying how to install it.
     """
     return e2e.skip_or_fail_without(
         shutil.which(name, path=TOOL_PATH), name, e2e.debian_package(name)
@@ -374,7 +374,7 @@ def _binary(name: str) -> str:
 def start_tinyproxy(testcase: unittest.TestCase, allow_port: int, password: str | None) -> Any:
     """
     Start tinyproxy on a free loopback port, allowing CONNECT to
-    C{allow_port} and asking for C{PROXY_USER}/C{password} when given.
+    ``allow_port`` and asking for ``PROXY_USER``/``password`` when given.
 
     :return: fires with the port.
     """
@@ -406,7 +406,7 @@ def start_tinyproxy(testcase: unittest.TestCase, allow_port: int, password: str 
 def start_microsocks(testcase: unittest.TestCase, password: str | None) -> Any:
     """
     Start microsocks on a free loopback port, asking for
-    C{PROXY_USER}/C{password} when given.
+    ``PROXY_USER``/``password`` when given.
 
     :return: fires with the port.
     """
@@ -669,8 +669,8 @@ class TLSThroughTunnelTests(unittest.TestCase):
 class WithoutProxyServersTests(unittest.SynchronousTestCase):
     """
     On a machine without tinyproxy and microsocks (a fresh clone tested
-    with C{./scripts/test}), the tests that need them skip, saying how to
-    install them, before starting anything; under C{CI=true} they fail.
+    with ``./scripts/test``), the tests that need them skip, saying how to
+    install them, before starting anything; under ``CI=true`` they fail.
     """
 
     def setUp(self) -> None:
@@ -688,8 +688,8 @@ class WithoutProxyServersTests(unittest.SynchronousTestCase):
     def test_proxy_servers_skip(self) -> None:
         """
         Starting either proxy server (what every process test of
-        L{HTTPConnectProcessTests} and L{Socks5ProcessTests} that needs one
-        does first) skips with the package to install; under C{CI=true} it
+        :obj:`HTTPConnectProcessTests` and :obj:`Socks5ProcessTests` that needs one
+        does first) skips with the package to install; under ``CI=true`` it
         fails with the same words.
         """
         for name, start in (

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.web.auth}: who a request comes from, by its bearer token or a
+Tests for :obj:`ccm.web.auth`: who a request comes from, by its bearer token or a
 user token sent as an API key, compared in constant time.
 """
 
@@ -38,7 +38,7 @@ def headers(**values: str | list[str]) -> Headers:
 
 class AuthenticateTests(SynchronousTestCase):
     """
-    L{Authenticator.authenticate} with users configured.
+    :obj:`Authenticator.authenticate` with users configured.
     """
 
     def setUp(self) -> None:
@@ -46,10 +46,10 @@ class AuthenticateTests(SynchronousTestCase):
 
     def refused(self, request_headers: Headers, *secrets: str) -> APIError:
         """
-        Check that C{request_headers} are refused with a 401
-        C{authentication_error} that tells the client not to retry, sends
-        the user to the ccm operator rather than to C{/login}, and mentions
-        none of C{secrets}; and that a valid request is still accepted
+        Check that ``request_headers`` are refused with a 401
+        ``authentication_error`` that tells the client not to retry, sends
+        the user to the ccm operator rather than to ``/login``, and mentions
+        none of ``secrets``; and that a valid request is still accepted
         afterwards.
         """
         error = self.assertRaises(APIError, self.authenticator.authenticate, request_headers)
@@ -67,7 +67,7 @@ class AuthenticateTests(SynchronousTestCase):
 
     def test_bearer(self) -> None:
         """
-        C{Authorization: Bearer <token>} identifies the user with that
+        ``Authorization: Bearer <token>`` identifies the user with that
         token.
         """
         caller = self.authenticator.authenticate(headers(authorization=f"Bearer {BOB.token}"))
@@ -89,8 +89,8 @@ class AuthenticateTests(SynchronousTestCase):
 
     def test_x_api_key_with_user_token(self) -> None:
         """
-        An C{x-api-key} (or C{api-key}) equal to a user's token identifies
-        that user, so C{ANTHROPIC_API_KEY} clients work.
+        An ``x-api-key`` (or ``api-key``) equal to a user's token identifies
+        that user, so ``ANTHROPIC_API_KEY`` clients work.
         """
         authenticate = self.authenticator.authenticate
         self.assertEqual(authenticate(headers(x_api_key=CAROL.token)).user, CAROL)
@@ -185,7 +185,7 @@ class AuthenticateTests(SynchronousTestCase):
 
     def test_other_schemes_refused(self) -> None:
         """
-        C{Basic} and other schemes are refused, even when they carry a
+        ``Basic`` and other schemes are refused, even when they carry a
         user's token.
         """
         for value in (f"Basic {ALICE.token}", f"Token {ALICE.token}", ALICE.token):
@@ -194,7 +194,7 @@ class AuthenticateTests(SynchronousTestCase):
 
     def test_two_authorization_headers(self) -> None:
         """
-        Two C{Authorization} headers are refused as ambiguous, whichever
+        Two ``Authorization`` headers are refused as ambiguous, whichever
         users' tokens they hold, even the same one twice.
         """
         for values in (
@@ -215,7 +215,7 @@ class AuthenticateTests(SynchronousTestCase):
 
 class ConstantTimeTests(SynchronousTestCase):
     """
-    Tokens are compared with L{hmac.compare_digest}, against every user.
+    Tokens are compared with :obj:`hmac.compare_digest`, against every user.
     """
 
     def setUp(self) -> None:
@@ -255,7 +255,7 @@ class ConstantTimeTests(SynchronousTestCase):
 
 class AnonymousTests(SynchronousTestCase):
     """
-    L{Authenticator.authenticate} with no users configured.
+    :obj:`Authenticator.authenticate` with no users configured.
     """
 
     def setUp(self) -> None:
@@ -278,7 +278,7 @@ class AnonymousTests(SynchronousTestCase):
 
     def test_any_authorization_accepted(self) -> None:
         """
-        Whatever C{Authorization} a client sends (it is never forwarded),
+        Whatever ``Authorization`` a client sends (it is never forwarded),
         it is served anonymously.
         """
         for value in ("Bearer whatever", "Basic dXNlcjpwYXNz", "garbage", ["Bearer a", "Bearer b"]):

@@ -1,8 +1,8 @@
 """
-Tests for L{ccm.web.connections} and L{ccm.web.admission}: the deadlines of a
+Tests for :obj:`ccm.web.connections` and :obj:`ccm.web.admission`: the deadlines of a
 connection (request head, body progress, keep-alive idle time), the 431 for
-oversized heads, and the caps on open connections, on a real L{CcmSite} fed raw HTTP over a
-L{StringTransport} with time on a L{Clock}.
+oversized heads, and the caps on open connections, on a real :obj:`CcmSite` fed raw HTTP over a
+:obj:`StringTransport` with time on a :obj:`Clock`.
 
 Each bad input is followed by a normal request on a new connection, which
 must be served, and by a check that no token reached the log.
@@ -51,7 +51,7 @@ HOST = "192.0.2.7"
 
 def post_head(length: int) -> bytes:
     """
-    The head of a C{POST /v1/messages} announcing C{length} body bytes.
+    The head of a ``POST /v1/messages`` announcing ``length`` body bytes.
     """
     head = raw_request("POST", "/v1/messages", b"", {"Content-Type": "application/json"})
     return head.replace(b"Content-Length: 0\r\n", b"Content-Length: %d\r\n" % (length,))
@@ -61,8 +61,8 @@ def check_error(
     testcase: SynchronousTestCase, response: RawResponse | None, status: int, error_type: str
 ) -> dict[str, Any]:
     """
-    Check that C{response} is a whole error response ccm made, in the
-    Anthropic shape, that closes the connection; return its C{error}.
+    Check that ``response`` is a whole error response ccm made, in the
+    Anthropic shape, that closes the connection; return its ``error``.
     """
     assert response is not None
     testcase.assertEqual(response.status, status)
@@ -82,7 +82,7 @@ def check_error(
 class Scene:
     """
     A ccm site with the given connection bounds in front of a
-    L{ScriptedUpstream}, on the harness's clock.
+    :obj:`ScriptedUpstream`, on the harness's clock.
     """
 
     def __init__(
@@ -96,13 +96,13 @@ class Scene:
 
     def connect(self, host: str = HOST, port: int = 40000) -> RawConnection:
         """
-        A new client connection from C{host}.
+        A new client connection from ``host``.
         """
         return RawConnection(self.site, IPv4Address("TCP", host, port))
 
     def assert_serves(self, host: str = HOST) -> None:
         """
-        A new connection from C{host} gets its status request answered.
+        A new connection from ``host`` gets its status request answered.
         """
         connection = self.connect(host, 41000)
         self.testcase.assertIsInstance(connection.channel, CcmChannel)
@@ -125,7 +125,7 @@ class Scene:
 
     def finish(self, *connections: RawConnection) -> None:
         """
-        Close C{connections}, then check that the next request is served,
+        Close ``connections``, then check that the next request is served,
         that no timer is left, and that no token was logged.
         """
         for connection in connections:
@@ -138,7 +138,7 @@ class Scene:
 
 class HeadDeadlineTests(SynchronousTestCase):
     """
-    A request head must arrive within C{request_head_timeout} of the
+    A request head must arrive within ``request_head_timeout`` of the
     connection, or of its first byte after an idle time; bytes do not
     extend it.
     """
@@ -249,7 +249,7 @@ class HeadDeadlineTests(SynchronousTestCase):
 
     def test_configured_deadline(self) -> None:
         """
-        C{request_head_timeout} sets the deadline.
+        ``request_head_timeout`` sets the deadline.
         """
         scene = Scene(self, request_head_timeout=5.0)
         connection = scene.connect()
@@ -264,7 +264,7 @@ class HeadDeadlineTests(SynchronousTestCase):
 
     def test_turned_off(self) -> None:
         """
-        With C{request_head_timeout} at zero no timer waits for a head.
+        With ``request_head_timeout`` at zero no timer waits for a head.
         """
         scene = Scene(self, request_head_timeout=0.0)
         connection = scene.connect()
@@ -280,7 +280,7 @@ class HeadDeadlineTests(SynchronousTestCase):
 
 class KeepAliveTests(SynchronousTestCase):
     """
-    An idle kept-alive connection closes after C{keep_alive_timeout}; a
+    An idle kept-alive connection closes after ``keep_alive_timeout``; a
     response being written, to a slow reader too, is not idle time.
     """
 
@@ -318,7 +318,7 @@ class KeepAliveTests(SynchronousTestCase):
 
     def test_configured_idle_bound(self) -> None:
         """
-        C{keep_alive_timeout} sets how long an idle connection stays.
+        ``keep_alive_timeout`` sets how long an idle connection stays.
         """
         scene = Scene(self, keep_alive_timeout=600.0)
         connection = scene.connect()
@@ -388,8 +388,8 @@ class KeepAliveTests(SynchronousTestCase):
 
 class BodyRateTests(SynchronousTestCase):
     """
-    A request body gets C{request_body_grace} plus one second for every
-    C{request_body_min_rate} bytes it has sent; one that falls behind is
+    A request body gets ``request_body_grace`` plus one second for every
+    ``request_body_min_rate`` bytes it has sent; one that falls behind is
     answered with a 408.
     """
 
@@ -475,7 +475,7 @@ class BodyRateTests(SynchronousTestCase):
 
     def test_configured_rate_and_grace(self) -> None:
         """
-        C{request_body_min_rate} and C{request_body_grace} set the rule:
+        ``request_body_min_rate`` and ``request_body_grace`` set the rule:
         with 100 bytes a second after 5 seconds, 300 bytes last 8 seconds.
         """
         scene = Scene(self, request_body_min_rate=100, request_body_grace=5.0)
@@ -491,7 +491,7 @@ class BodyRateTests(SynchronousTestCase):
 
     def test_turned_off(self) -> None:
         """
-        With C{request_body_min_rate} at zero a body may stall for as long
+        With ``request_body_min_rate`` at zero a body may stall for as long
         as it likes.
         """
         scene = Scene(self, request_body_min_rate=0)
@@ -505,7 +505,7 @@ class BodyRateTests(SynchronousTestCase):
 
     def test_oversized_body_still_413(self) -> None:
         """
-        A body over C{max_request_body} still gets its 413, and the rate
+        A body over ``max_request_body`` still gets its 413, and the rate
         rule does not get in the way of a body sent in time.
         """
         scene = Scene(self, max_request_body=40)
@@ -521,13 +521,13 @@ class BodyRateTests(SynchronousTestCase):
 
 class HeadSizeTests(SynchronousTestCase):
     """
-    A request head over C{max_request_head} gets a 431 in the Anthropic
+    A request head over ``max_request_head`` gets a 431 in the Anthropic
     shape instead of a closed connection.
     """
 
     def assert_431(self, scene: Scene, connection: RawConnection, limit: int = 32768) -> None:
         """
-        C{connection} was answered with the 431 for C{limit}, discards
+        ``connection`` was answered with the 431 for ``limit``, discards
         what follows and closes after lingering.
         """
         response = connection.response()
@@ -611,7 +611,7 @@ class HeadSizeTests(SynchronousTestCase):
 
     def test_configured_limit(self) -> None:
         """
-        C{max_request_head} sets the limit.
+        ``max_request_head`` sets the limit.
         """
         scene = Scene(self, max_request_head=2048)
         connection = scene.connect()
@@ -621,14 +621,14 @@ class HeadSizeTests(SynchronousTestCase):
 
 class ConnectionCapTests(SynchronousTestCase):
     """
-    Connections over C{max_connections} or C{max_connections_per_address}
+    Connections over ``max_connections`` or ``max_connections_per_address``
     are refused with a 503 that tells clients to retry.
     """
 
     def assert_refused(self, connection: RawConnection, setting: str) -> None:
         """
-        C{connection} was refused: it answers its request with the 503
-        naming C{setting}.
+        ``connection`` was refused: it answers its request with the 503
+        naming ``setting``.
         """
         self.assertIsInstance(connection.channel, RefusedConnection)
         self.assertEqual(connection.transport.value(), b"")
@@ -646,7 +646,7 @@ class ConnectionCapTests(SynchronousTestCase):
 
     def test_total_cap(self) -> None:
         """
-        With C{max_connections} open, the next connection is refused; once
+        With ``max_connections`` open, the next connection is refused; once
         one closes, a new one is served.
         """
         scene = Scene(self, max_connections=2, max_connections_per_address=0)
@@ -666,7 +666,7 @@ class ConnectionCapTests(SynchronousTestCase):
 
     def test_per_address_cap(self) -> None:
         """
-        With C{max_connections_per_address} open from one address, the next
+        With ``max_connections_per_address`` open from one address, the next
         from there is refused while other addresses are served.
         """
         scene = Scene(self, max_connections_per_address=2)
@@ -736,7 +736,7 @@ class ConnectionCapTests(SynchronousTestCase):
 
     def test_lingering_refusals_bounded(self) -> None:
         """
-        Past L{MAX_LINGERING_REFUSALS} lingering refusals, a refused
+        Past :obj:`MAX_LINGERING_REFUSALS` lingering refusals, a refused
         connection is dropped at once without an answer.
         """
         scene = Scene(self, max_connections=1, max_connections_per_address=0)
@@ -774,7 +774,7 @@ class ConnectionCapTests(SynchronousTestCase):
 
     def test_new_limits_for_new_connections(self) -> None:
         """
-        Replacing the site's C{connection_limits} changes the bounds of new
+        Replacing the site's ``connection_limits`` changes the bounds of new
         connections, while open ones keep theirs.
         """
         scene = Scene(self)
@@ -809,7 +809,7 @@ class ConnectionCapTests(SynchronousTestCase):
 
 class ConnectionGateTests(SynchronousTestCase):
     """
-    L{ConnectionGate} counting, without a site.
+    :obj:`ConnectionGate` counting, without a site.
     """
 
     def test_release_once(self) -> None:
@@ -836,7 +836,7 @@ class ConnectionGateTests(SynchronousTestCase):
 
 class AddressKeyTests(SynchronousTestCase):
     """
-    L{address_key}: what the per-address cap counts.
+    :obj:`address_key`: what the per-address cap counts.
     """
 
     def test_keys(self) -> None:
@@ -860,8 +860,8 @@ class AddressKeyTests(SynchronousTestCase):
 class Collector(Protocol):
     """
     A raw HTTP client connection: it collects what the server sends, fires
-    C{answered} with the first whole response (or C{None} if the connection
-    closes without one), and C{closed} with all the bytes once the
+    ``answered`` with the first whole response (or ``None`` if the connection
+    closes without one), and ``closed`` with all the bytes once the
     connection is gone.
     """
 
@@ -884,7 +884,7 @@ class Collector(Protocol):
 
 async def until(condition: Callable[[], bool], what: str) -> None:
     """
-    Wait on the real reactor, for at most five seconds, until C{condition}
+    Wait on the real reactor, for at most five seconds, until ``condition``
     holds.
     """
     for _ in range(500):
@@ -931,7 +931,7 @@ class LoopbackTests(TestCase):
 
     async def close(self, collector: Collector) -> None:
         """
-        Close C{collector}'s connection, if it is open, and wait for it.
+        Close ``collector``'s connection, if it is open, and wait for it.
         """
         if not collector.closed.called:
             collector.transport.loseConnection()  # type: ignore[union-attr]
@@ -992,7 +992,7 @@ class LoopbackTests(TestCase):
 
     async def test_refused_connection(self) -> None:
         """
-        Over C{max_connections}, a client reads a whole 503 telling it to
+        Over ``max_connections``, a client reads a whole 503 telling it to
         retry; once a connection closes, the next one is served.
         """
         scene = self.listen(max_connections=1, max_connections_per_address=0)

@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.web.errors}: the errors ccm answers with, in the Anthropic
+Tests for :obj:`ccm.web.errors`: the errors ccm answers with, in the Anthropic
 shape, whether a resource renders them, sends them later, answers a bug,
 or writes a whole response below twisted.web.
 """
@@ -36,7 +36,7 @@ RATE_LIMITED = APIError(
 
 class _Answering(Resource):
     """
-    A leaf resource whose C{render} is C{answer}; it keeps the request.
+    A leaf resource whose ``render`` is ``answer``; it keeps the request.
     """
 
     isLeaf = True
@@ -56,7 +56,7 @@ def _exchange(
 ) -> tuple[StringTransport, _Answering]:
     """
     Send one request to a site on a memory transport whose resource
-    answers with C{answer}; return the transport and the resource.
+    answers with ``answer``; return the transport and the resource.
     """
     resource = _Answering(answer)
     site = Site(resource, reactor=Clock(), timeout=None)
@@ -76,7 +76,7 @@ def _response(transport: StringTransport) -> RawResponse:
 
 class ErrorBodyTests(SynchronousTestCase):
     """
-    L{error_body} and L{new_request_id}.
+    :obj:`error_body` and :obj:`new_request_id`.
     """
 
     def test_shape(self) -> None:
@@ -98,7 +98,7 @@ class ErrorBodyTests(SynchronousTestCase):
 
     def test_request_ids(self) -> None:
         """
-        ccm's request ids start with C{ccm_} (Anthropic's with C{req_}),
+        ccm's request ids start with ``ccm_`` (Anthropic's with ``req_``),
         are hexadecimal after it, and are new each time.
         """
         ids = {new_request_id() for _ in range(100)}
@@ -110,20 +110,20 @@ class ErrorBodyTests(SynchronousTestCase):
 
     def test_str(self) -> None:
         """
-        An L{APIError} reads as its status, type and message.
+        An :obj:`APIError` reads as its status, type and message.
         """
         self.assertEqual(str(RATE_LIMITED), "429 rate_limit_error: every credential is limited")
 
 
 class RenderErrorTests(SynchronousTestCase):
     """
-    L{render_error}: the answer of a C{render} method.
+    :obj:`render_error`: the answer of a ``render`` method.
     """
 
     def test_status_headers_and_body(self) -> None:
         """
         The status, a JSON content type, the error's own headers and a
-        C{request-id} header matching the body's C{request_id}.
+        ``request-id`` header matching the body's ``request_id``.
         """
         transport, _ = _exchange(lambda request: render_error(request, RATE_LIMITED))
         response = _response(transport)
@@ -144,7 +144,7 @@ class RenderErrorTests(SynchronousTestCase):
 
     def test_head_has_no_body(self) -> None:
         """
-        A C{HEAD} request (Claude Code probes its base URL so) gets the
+        A ``HEAD`` request (Claude Code probes its base URL so) gets the
         status and headers without a body.
         """
         rendered: list[bytes] = []
@@ -163,7 +163,7 @@ class RenderErrorTests(SynchronousTestCase):
 
 class SendErrorTests(SynchronousTestCase):
     """
-    L{send_error}: the answer to a request handled asynchronously.
+    :obj:`send_error`: the answer to a request handled asynchronously.
     """
 
     def test_writes_and_finishes(self) -> None:
@@ -183,12 +183,12 @@ class SendErrorTests(SynchronousTestCase):
 
 class AnswerBugTests(SynchronousTestCase):
     """
-    L{answer_bug}: ending a request whose handling hit a bug.
+    :obj:`answer_bug`: ending a request whose handling hit a bug.
     """
 
     def test_nothing_sent_yet(self) -> None:
         """
-        Before anything was sent, the answer is a 500 C{api_error}, without
+        Before anything was sent, the answer is a 500 ``api_error``, without
         the headers set for the answer that will not come.
         """
 
@@ -231,7 +231,7 @@ class AnswerBugTests(SynchronousTestCase):
 
 class ErrorResponseTests(SynchronousTestCase):
     """
-    L{error_response}: a whole HTTP response for an error, in the Anthropic
+    :obj:`error_response`: a whole HTTP response for an error, in the Anthropic
     shape.
     """
 
@@ -239,7 +239,7 @@ class ErrorResponseTests(SynchronousTestCase):
         """
         The response has the status line, the JSON content type, a ccm
         request id matching the body, the error's own headers, a length and
-        C{connection: close}.
+        ``connection: close``.
         """
         data = error_response(
             APIError(431, "request_too_large", "too big", headers=(("x-should-retry", "false"),))

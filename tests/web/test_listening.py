@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.web.listening}: listeners from the configuration turned into
+Tests for :obj:`ccm.web.listening`: listeners from the configuration turned into
 Twisted endpoints, and TLS material loaded into server options.
 """
 
@@ -46,8 +46,8 @@ def handshake(
 ) -> SSL.Connection:
     """
     Run a TLS handshake in memory between a server using
-    C{server_context} and a client that trusts only C{root_pem} and checks
-    the host name C{localhost}; return the client connection.
+    ``server_context`` and a client that trusts only ``root_pem`` and checks
+    the host name ``localhost``; return the client connection.
 
     :raises SSL.Error: when the handshake fails.
     """
@@ -84,13 +84,13 @@ def handshake(
 
 class TLSOptionsTests(SynchronousTestCase):
     """
-    L{tls_options} serves the configured chain with its key, and refuses
+    :obj:`tls_options` serves the configured chain with its key, and refuses
     material that cannot work.
     """
 
     def write(self, name: str, data: bytes) -> str:
         """
-        Write C{data} to a new file called C{name} and return its path.
+        Write ``data`` to a new file called ``name`` and return its path.
         """
         directory = self.mktemp()
         os.makedirs(directory)
@@ -103,7 +103,7 @@ class TLSOptionsTests(SynchronousTestCase):
         """
         A certificate file holding the server certificate and its
         intermediate is served whole: a client that trusts only the root
-        verifies it, for the name C{localhost}.
+        verifies it, for the name ``localhost``.
         """
         material = pki()
         options = tls_options(
@@ -136,7 +136,7 @@ class TLSOptionsTests(SynchronousTestCase):
 
     def test_minimum_version(self) -> None:
         """
-        C{min_version} 1.3 refuses a client that can only speak TLS 1.2,
+        ``min_version`` 1.3 refuses a client that can only speak TLS 1.2,
         which the default options accept.
         """
         material = pki()
@@ -221,7 +221,7 @@ class TLSOptionsTests(SynchronousTestCase):
 
 class EndpointForTests(SynchronousTestCase):
     """
-    L{endpoint_for} builds the endpoint each kind of listener describes.
+    :obj:`endpoint_for` builds the endpoint each kind of listener describes.
     """
 
     def test_endpoint_string(self) -> None:
@@ -234,7 +234,7 @@ class EndpointForTests(SynchronousTestCase):
     def test_address_listeners(self) -> None:
         """
         The sing-box listen fields give a TCP endpoint of the address's
-        family, or a TLS endpoint when C{tls} is set.
+        family, or a TLS endpoint when ``tls`` is set.
         """
         reactor = MemoryReactor()
         self.assertIsInstance(endpoint_for(reactor, AddressListener("0.0.0.0", 8080)), TCP4ServerEndpoint)
@@ -248,7 +248,7 @@ class EndpointForTests(SynchronousTestCase):
 
     def test_listening_binds(self) -> None:
         """
-        A L{ListeningService} listens where its endpoint says when started.
+        A :obj:`ListeningService` listens where its endpoint says when started.
         """
         reactor = MemoryReactor()
         endpoint = endpoint_for(reactor, AddressListener("127.0.0.1", 8124))
@@ -258,7 +258,7 @@ class EndpointForTests(SynchronousTestCase):
 
     def test_abandon(self) -> None:
         """
-        L{ListeningService.abandon} stops a port that is listening, and does
+        :obj:`ListeningService.abandon` stops a port that is listening, and does
         nothing for a service that never started.
         """
 

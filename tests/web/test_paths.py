@@ -1,11 +1,11 @@
 """
-Tests for L{ccm.web.paths} and its wiring: the path ccm routes on is the path
+Tests for :obj:`ccm.web.paths` and its wiring: the path ccm routes on is the path
 it forwards, normalized once; paths that could mean something else to a
 server behind ccm are refused with ccm's 404 and never reach the upstream.
 
 The pure function is tested directly.  Its wiring is tested through the
-proxy harness (L{StubTreq} and raw bytes to a real L{CcmSite} over a
-L{StringTransport}), and once over real loopback sockets, where both
+proxy harness (:obj:`StubTreq` and raw bytes to a real :obj:`CcmSite` over a
+:obj:`StringTransport`), and once over real loopback sockets, where both
 twisted.web's request-line parsing and treq's URL handling are the real
 ones.
 """
@@ -131,12 +131,12 @@ def rfc3986_remove_dot_segments(path: str) -> str:
 
 class NormalizePathTests(SynchronousTestCase):
     """
-    L{normalize_path} on its own.
+    :obj:`normalize_path` on its own.
     """
 
     def assert_normalized(self, path: bytes, expected: bytes) -> None:
         """
-        C{path} normalizes to C{expected}, and C{expected} is a fixed point.
+        ``path`` normalizes to ``expected``, and ``expected`` is a fixed point.
         """
         self.assertEqual(normalize_path(path), expected, path)
         self.assertEqual(normalize_path(expected), expected, expected)
@@ -161,7 +161,7 @@ class NormalizePathTests(SynchronousTestCase):
 
     def test_unreserved_escapes_decoded(self) -> None:
         """
-        Escapes of letters, digits, C{-}, C{.}, C{_} and C{~} are decoded,
+        Escapes of letters, digits, ``-``, ``.``, ``_`` and ``~`` are decoded,
         whatever the case of their hex digits.
         """
         self.assert_normalized(b"/%76%31/%6D%65ssages", b"/v1/messages")
@@ -180,7 +180,7 @@ class NormalizePathTests(SynchronousTestCase):
 
     def test_dot_segments_removed(self) -> None:
         """
-        C{.} and C{..} segments, also escaped, are resolved within the
+        ``.`` and ``..`` segments, also escaped, are resolved within the
         path, keeping a trailing slash where the path ended in one.
         """
         cases = [
@@ -204,7 +204,7 @@ class NormalizePathTests(SynchronousTestCase):
 
     def test_double_slashes_kept(self) -> None:
         """
-        Empty segments are not collapsed: C{//v1/...} is not C{/v1/...}.
+        Empty segments are not collapsed: ``//v1/...`` is not ``/v1/...``.
         """
         self.assert_normalized(b"//v1/messages", b"//v1/messages")
         self.assert_normalized(b"/v1//messages", b"/v1//messages")
@@ -214,7 +214,7 @@ class NormalizePathTests(SynchronousTestCase):
         For every path of up to five segments drawn from plain, empty, dot
         and escaped-dot segments, the result is what RFC 3986 section 5.2.4
         gives, holds no dot segment, and normalizes to itself; or the path
-        is refused because a C{..} climbs above the first segment.
+        is refused because a ``..`` climbs above the first segment.
         """
         alphabet = ["v1", "", ".", "..", "%2e", "%2E%2e", ".%2e"]
         checked = refused = 0
@@ -239,7 +239,7 @@ class NormalizePathTests(SynchronousTestCase):
 
     def test_climbing_refused(self) -> None:
         """
-        A C{..} that would leave the first segment, written plainly or
+        A ``..`` that would leave the first segment, written plainly or
         escaped, is refused rather than resolved.
         """
         for path, reason in REFUSED:
@@ -281,7 +281,7 @@ class NormalizePathTests(SynchronousTestCase):
 
 class ForwardedTargetTests(SynchronousTestCase):
     """
-    L{forwarded_target}: the normalized path with the client's query.
+    :obj:`forwarded_target`: the normalized path with the client's query.
     """
 
     def test_query_kept_byte_for_byte(self) -> None:
@@ -296,7 +296,7 @@ class ForwardedTargetTests(SynchronousTestCase):
 
     def test_no_query(self) -> None:
         """
-        Without a C{?} there is no query; a lone C{?} is kept.
+        Without a ``?`` there is no query; a lone ``?`` is kept.
         """
         self.assertEqual(forwarded_target(b"/v1/models", b"/v1/%6Dodels"), b"/v1/models")
         self.assertEqual(forwarded_target(b"/v1/models", b"/v1/models?"), b"/v1/models?")
@@ -304,7 +304,7 @@ class ForwardedTargetTests(SynchronousTestCase):
     def test_bytes_a_url_cannot_hold_escaped(self) -> None:
         """
         Bytes outside RFC 3986's query characters are percent-escaped (a
-        C{#} would otherwise end the query), and nothing else changes.
+        ``#`` would otherwise end the query), and nothing else changes.
         """
         self.assertEqual(
             forwarded_target(b"/v1/m", b'/v1/m?a=1#b=2&c="<>[\\]^`{|} \x00\xe9'),
@@ -393,7 +393,7 @@ class HarnessRoutingTests(SynchronousTestCase):
 
     def test_head_of_refused_path(self) -> None:
         """
-        A C{HEAD} of a refused path gets the 404 headers and no body.
+        A ``HEAD`` of a refused path gets the 404 headers and no body.
         """
         harness = ProxyHarness(self)
         response = harness.response("HEAD", "/v1/../api/oauth/profile", token=None)
@@ -421,7 +421,7 @@ class HarnessRoutingTests(SynchronousTestCase):
 
 class RawTargetTests(SynchronousTestCase):
     """
-    Raw request lines to a real L{CcmSite} (over a L{StringTransport}):
+    Raw request lines to a real :obj:`CcmSite` (over a :obj:`StringTransport`):
     the bytes twisted.web parses are the bytes the client sent.
     """
 
@@ -429,7 +429,7 @@ class RawTargetTests(SynchronousTestCase):
         self, connection: RawConnection, harness: ProxyHarness, data: bytes
     ) -> RawResponse:
         """
-        Send C{data}, move the upstream along, and return the whole
+        Send ``data``, move the upstream along, and return the whole
         response, clearing it from the transport.
         """
         connection.send(data)
@@ -474,7 +474,7 @@ class RawTargetTests(SynchronousTestCase):
 
     def test_forwarded_targets(self) -> None:
         """
-        Targets that normalize to a path under C{/v1/} go upstream with the
+        Targets that normalize to a path under ``/v1/`` go upstream with the
         normalized path and the query string byte for byte.
         """
         harness = ProxyHarness(self)
@@ -497,7 +497,7 @@ class RawTargetTests(SynchronousTestCase):
 
     def test_v1_without_slash_and_double_slashes(self) -> None:
         """
-        C{/v1} without a slash and C{//v1/...} are ccm's 404; C{/v1//...}
+        ``/v1`` without a slash and ``//v1/...`` are ccm's 404; ``/v1//...``
         goes upstream as written, for the upstream to judge.
         """
         harness = ProxyHarness(self)
@@ -537,7 +537,7 @@ class _RawClient(Protocol):
 
 def split_responses(data: bytes) -> list[RawResponse]:
     """
-    Every response in C{data}, each with a C{Content-Length}, but the last,
+    Every response in ``data``, each with a ``Content-Length``, but the last,
     which may be chunked.
     """
     responses = []
@@ -578,7 +578,7 @@ class WireTests(TestCase):
 
     async def converse(self, *requests: bytes) -> list[RawResponse]:
         """
-        Send C{requests} on one connection (the last one closing it) and
+        Send ``requests`` on one connection (the last one closing it) and
         return the responses.
         """
         client = _RawClient(b"".join(requests))
@@ -603,7 +603,7 @@ class WireTests(TestCase):
 
     async def test_hostile_targets(self) -> None:
         """
-        Each hostile target gets ccm's 404 (or, for C{*}, twisted.web's own
+        Each hostile target gets ccm's 404 (or, for ``*``, twisted.web's own
         answer), the same connection then serves a plain request, and only
         the plain requests reach the upstream.
         """
@@ -653,7 +653,7 @@ class WireTests(TestCase):
 
     async def test_query_bytes_a_url_cannot_hold(self) -> None:
         """
-        A raw C{#}, C{\\} or C{|} in a query reaches the upstream escaped,
+        A raw ``#``, ``\\`` or ``|`` in a query reaches the upstream escaped,
         with the rest of the query after it.
         """
         (response,) = await self.converse(
@@ -664,8 +664,8 @@ class WireTests(TestCase):
 
     async def test_methods_on_the_wire(self) -> None:
         """
-        C{TRACE}, C{CONNECT} and a lower-case C{get} get ccm's 405 with
-        C{Allow}; the connection then serves a plain request, and nothing
+        ``TRACE``, ``CONNECT`` and a lower-case ``get`` get ccm's 405 with
+        ``Allow``; the connection then serves a plain request, and nothing
         but that reaches the upstream.
         """
         responses: list[RawResponse] = []

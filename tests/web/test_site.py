@@ -1,6 +1,6 @@
 """
-Tests for L{ccm.web.site}: the URL space (C{/v1/...} proxied,
-C{/ccm/v1/status}, a JSON 404 for everything else) and the site that serves
+Tests for :obj:`ccm.web.site`: the URL space (``/v1/...`` proxied,
+``/ccm/v1/status``, a JSON 404 for everything else) and the site that serves
 it.
 """
 
@@ -42,8 +42,8 @@ class RoutingTests(SynchronousTestCase):
 
     def test_unknown_paths(self) -> None:
         """
-        Paths outside C{/v1/} and C{/ccm/v1/status} get a 404
-        C{not_found_error} in the Anthropic shape, for any method, and
+        Paths outside ``/v1/`` and ``/ccm/v1/status`` get a 404
+        ``not_found_error`` in the Anthropic shape, for any method, and
         nothing goes upstream.
         """
         harness = ProxyHarness(self)
@@ -77,7 +77,7 @@ class RoutingTests(SynchronousTestCase):
 
     def test_head_probe(self) -> None:
         """
-        Claude Code's C{HEAD} probe of its base URL gets a 404 with ccm's
+        Claude Code's ``HEAD`` probe of its base URL gets a 404 with ccm's
         headers and no body, and twisted.web has nothing to complain about.
         """
         harness = ProxyHarness(self)
@@ -98,7 +98,7 @@ class RoutingTests(SynchronousTestCase):
 
     def test_v1_paths_proxied(self) -> None:
         """
-        Every path under C{/v1/}, with each method the API uses, goes
+        Every path under ``/v1/``, with each method the API uses, goes
         upstream as it is.
         """
         harness = ProxyHarness(self)
@@ -120,7 +120,7 @@ class RoutingTests(SynchronousTestCase):
 
     def test_status_path(self) -> None:
         """
-        C{/ccm/v1/status}, with or without a query string, is the status
+        ``/ccm/v1/status``, with or without a query string, is the status
         endpoint.
         """
         harness = ProxyHarness(self)
@@ -132,7 +132,7 @@ class RoutingTests(SynchronousTestCase):
 
 class SiteTests(SynchronousTestCase):
     """
-    The real L{CcmSite}, fed raw HTTP.
+    The real :obj:`CcmSite`, fed raw HTTP.
     """
 
     def test_absolute_form_request_uri(self) -> None:
@@ -175,7 +175,7 @@ class SiteTests(SynchronousTestCase):
 
     def test_form_bodies_forwarded_untouched(self) -> None:
         """
-        Form and multipart bodies (a C{/v1/files} upload, or a malformed
+        Form and multipart bodies (a ``/v1/files`` upload, or a malformed
         one) are not parsed by the site but forwarded byte for byte.
         """
         upstream = ScriptedUpstream()
@@ -231,7 +231,7 @@ class _WritesThenCrashes(Resource):
 
 class CrashTests(SynchronousTestCase):
     """
-    The safety net of L{CcmSite}'s requests: an exception nobody expected
+    The safety net of :obj:`CcmSite`'s requests: an exception nobody expected
     while a request is handled gives an Anthropic-shaped 500 and a logged
     traceback, never Twisted's HTML page, and leaves nothing behind that
     breaks the next request.
@@ -250,8 +250,8 @@ class CrashTests(SynchronousTestCase):
 
     def test_crash_gives_api_error(self) -> None:
         """
-        A request whose handling raises gets a 500 C{api_error} with a
-        C{ccm_} request id, in JSON; the traceback is logged once, without
+        A request whose handling raises gets a 500 ``api_error`` with a
+        ``ccm_`` request id, in JSON; the traceback is logged once, without
         any token; nothing stays in progress, and the next request on the
         same connection is served.
         """
@@ -328,10 +328,10 @@ class CrashTests(SynchronousTestCase):
 class SendBufferTransport(StringTransport):
     """
     A client's TCP connection as the reactor holds it: what ccm writes
-    waits in a send buffer (C{unsent}) until the client reads it
-    (L{client_reads}), and only what was read is in L{value}.  After
-    C{loseConnection} the connection closes once that buffer is empty, in
-    the reactor's next turn; C{abortConnection} drops the buffer and
+    waits in a send buffer (``unsent``) until the client reads it
+    (:obj:`client_reads`), and only what was read is in :obj:`value`.  After
+    ``loseConnection`` the connection closes once that buffer is empty, in
+    the reactor's next turn; ``abortConnection`` drops the buffer and
     closes in the next turn too.
 
     :param turns: runs what the reactor does in its next turn: a clock of
@@ -382,7 +382,7 @@ class SendBufferTransport(StringTransport):
 
 class _Hello(Resource):
     """
-    Answers every request with C{hello}.
+    Answers every request with ``hello``.
     """
 
     isLeaf = True
@@ -393,8 +393,8 @@ class _Hello(Resource):
 
 class CloseConnectionsTests(SynchronousTestCase):
     """
-    L{CcmSite} knows its open connections (L{OpenChannels}) and closes
-    them at shutdown with L{CcmSite.close_connections}: each sends what it
+    :obj:`CcmSite` knows its open connections (:obj:`OpenChannels`) and closes
+    them at shutdown with :obj:`CcmSite.close_connections`: each sends what it
     still holds, then closes; those whose client does not read are
     aborted after the timeout.
     """

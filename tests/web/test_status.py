@@ -1,5 +1,5 @@
 """
-Tests for L{ccm.web.status}: C{GET /ccm/v1/status} reports the caller's pool in
+Tests for :obj:`ccm.web.status`: ``GET /ccm/v1/status`` reports the caller's pool in
 the reference's shape, with reset times, and tells when its credentials
 cannot serve.
 """
@@ -180,8 +180,8 @@ class StatusTests(SynchronousTestCase):
     def test_requires_authentication(self) -> None:
         """
         With users configured, the status needs one valid token: no token,
-        a wrong one, a foreign API key and two C{Authorization} headers get
-        a 401 with C{x-should-retry: false}, and a valid request still works
+        a wrong one, a foreign API key and two ``Authorization`` headers get
+        a 401 with ``x-should-retry: false``, and a valid request still works
         afterwards.
         """
         harness = ProxyHarness(self)
@@ -201,7 +201,7 @@ class StatusTests(SynchronousTestCase):
 
     def test_api_key_user_token(self) -> None:
         """
-        A user token sent as C{x-api-key} is accepted, as on the proxy.
+        A user token sent as ``x-api-key`` is accepted, as on the proxy.
         """
         harness = ProxyHarness(self)
         response = harness.response(
@@ -220,7 +220,7 @@ class StatusTests(SynchronousTestCase):
 
     def test_other_methods(self) -> None:
         """
-        Methods other than GET get 405 with C{Allow: GET}, before any
+        Methods other than GET get 405 with ``Allow: GET``, before any
         authentication.
         """
         harness = ProxyHarness(self)
