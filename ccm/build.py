@@ -53,7 +53,8 @@ from ccm.upstream.client import MakeClient, clients_per_detour, make_http_client
 from ccm.pool.users import UserPools
 from ccm.web.auth import Authenticator
 from ccm.web.listening import ListeningService, endpoint_for
-from ccm.web.site import CcmSite, build_root
+from ccm.web.site import CcmSite
+from ccm.web.tree import build_root
 from ccm.web.status import StatusResource
 
 

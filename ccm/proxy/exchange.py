@@ -172,7 +172,7 @@ class Exchange:
         headers = upstream_request_headers(
             request.requestHeaders, access_token, context.extra_headers
         )
-        # request.path is normalized (see ccm.web.site.Root); the client's
+        # request.path is normalized (see ccm.web.tree.Root); the client's
         # request target is never sent as it is.
         url = context.upstream_url + forwarded_target(request.path, request.uri).decode("ascii")
         upstream = self._route.http_client.request(

@@ -34,6 +34,7 @@ from ccm.proxy.context import ExchangeContext, HeaderRules, Route, Timeouts
 from ccm.proxy.exchange import Exchange
 from ccm.units import format_duration
 from ccm.web.auth import Authenticator, Caller
+from ccm.web.tree import client_host
 from ccm.web.errors import NOT_FOUND, APIError, render_error
 
 # Request bodies up to this size are read into memory and parsed; larger
@@ -83,12 +84,6 @@ def request_body_size(request: Request) -> int:
     size = content.tell()
     content.seek(position)
     return size
-
-
-def _peer(request: Request) -> str:
-    address = request.getClientAddress()
-    host = getattr(address, "host", None)
-    return str(host) if host is not None else str(address)
 
 
 class ProxyResource(Resource):
@@ -232,7 +227,7 @@ class ProxyResource(Resource):
         """
         Forward the request, or answer it with ccm's own error.
 
-        ``request.path`` is the normalized path :obj:`ccm.web.site.Root` routed
+        ``request.path`` is the normalized path :obj:`ccm.web.tree.Root` routed
         on; refusals of the path and of the method come before any
         authentication or upstream work.
         """
@@ -243,7 +238,7 @@ class ProxyResource(Resource):
                 "refused {method} {path} from {peer}: method not allowed",
                 method=request.method.decode("ascii", "replace"),
                 path=request.path.decode("ascii", "replace"),
-                peer=_peer(request),
+                peer=client_host(request),
             )
             return render_error(request, METHOD_NOT_ALLOWED)
         if self.draining:
@@ -255,7 +250,7 @@ class ProxyResource(Resource):
                 "refused {method} {path} from {peer}: {error}",
                 method=request.method.decode("ascii", "replace"),
                 path=request.path.decode("ascii", "replace"),
-                peer=_peer(request),
+                peer=client_host(request),
                 error=error.message,
             )
             return render_error(request, error)

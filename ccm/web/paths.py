@@ -4,7 +4,7 @@ The request target ccm forwards: the one normalization of a request path,
 shared by routing and forwarding, and the query string that goes with it.
 
 A client's path is normalized once, by the root of the resource tree
-(:obj:`ccm.web.site.Root`), before any other resource sees it.  The tree routes
+(:obj:`ccm.web.tree.Root`), before any other resource sees it.  The tree routes
 on the result and the proxy sends the same result upstream, so the path ccm
 checks is the path the upstream gets.  Normalizing follows RFC 3986 section
 6.2.2: percent-escapes of unreserved characters are decoded (``%2e`` is

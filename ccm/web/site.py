@@ -1,22 +1,18 @@
 # -*- test-case-name: tests.web.test_site -*-
 """
-The resource tree and the site that serves it.
+The site that serves a service's URL tree (:obj:`ccm.web.tree`).
 
-``/v1/...`` is proxied, ``/ccm/v1/status`` reports the caller's pool, and
-everything else is a 404 in the Anthropic shape.  Routing and the proxy
-both work on the path as :obj:`ccm.web.paths.normalize_path` makes it, once, at the
-root.  The site keeps request bodies within the configured limit and keeps
-its access log quiet: ccm logs one line of its own per proxied request.
-Its connections follow :obj:`ccm.web.connections` (deadlines for slow clients) and
-:obj:`ccm.web.admission` (caps for greedy ones), and it knows which are open
-(:obj:`OpenChannels`), so that a shutdown closes them properly.
+The site keeps request bodies within the configured limit and keeps its
+access log quiet: ccm logs one line of its own per proxied request.  Its
+connections follow :obj:`ccm.web.connections` (deadlines for slow clients)
+and :obj:`ccm.web.admission` (caps for greedy ones), and it knows which are
+open (:obj:`OpenChannels`), so that a shutdown closes them properly.
 """
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Callable
-from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -24,113 +20,13 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource, Resource, getChildForRequest
+from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ccm.web.admission import ConnectionGate, address_key
 from ccm.config.model import ConnectionLimits
 from ccm.web.connections import CcmChannel
-from ccm.web.errors import NOT_FOUND, answer_bug, render_error
-from ccm.web.paths import PathRefused, normalize_path
-
-
-class NotFoundResource(Resource):
-    """
-    A 404 in the Anthropic error shape, for any path ccm does not serve.
-    """
-
-    isLeaf = True
-
-    def render(self, request: Request) -> bytes:
-        return render_error(request, NOT_FOUND)
-
-
-_NOT_FOUND = NotFoundResource()
-
-
-class Directory(Resource):
-    """
-    A resource with fixed children and a JSON 404 for anything else.
-    """
-
-    def getChild(self, path: bytes, request: IRequest) -> IResource:
-        return _NOT_FOUND
-
-    def render(self, request: Request) -> bytes:
-        return render_error(request, NOT_FOUND)
-
-
-class Root(Resource):
-    """
-    The root of ccm's URL space: it normalizes the request path, then routes
-    the normalized path through ``tree``.
-
-    This is the one place a path is normalized.  The normalized path
-    replaces ``request.path``, and ``prepath`` and ``postpath`` are split from
-    it the way twisted.web splits them, so every resource below, the proxy
-    included, routes, forwards and logs the same path (as
-    :obj:`twisted.web.rewrite` rules do, by rewriting the request before the
-    tree sees it).  ``request.uri`` keeps the target as the client sent it;
-    the proxy takes only the query string from it.
-
-    A path that :obj:`normalize_path` refuses is answered with ccm's 404 before
-    any resource, authentication or upstream work, and logged as a warning
-    without its query string.
-    """
-
-    isLeaf = True
-    log = Logger()
-
-    def __init__(self, tree: IResource) -> None:
-        """
-        :param tree: the resources to route normalized paths through.
-        """
-        super().__init__()
-        self._tree = tree
-
-    def render(self, request: Request) -> bytes | int:
-        """
-        Render the resource the normalized path names, or ccm's 404 for a
-        refused path.
-        """
-        try:
-            path = normalize_path(request.path)
-        except PathRefused as refusal:
-            self.log.warn(
-                "refused {method} {path} from {peer}: {reason}",
-                method=request.method.decode("ascii", "replace"),
-                path=request.path.decode("ascii", "backslashreplace"),
-                peer=_peer(request),
-                reason=str(refusal),
-            )
-            return render_error(request, NOT_FOUND)
-        request.path = path
-        request.prepath = []
-        request.postpath = [unquote_to_bytes(segment) for segment in path[1:].split(b"/")]
-        resource: IResource = getChildForRequest(self._tree, request)
-        rendered: bytes | int = resource.render(request)
-        return rendered
-
-
-def _peer(request: Request) -> str:
-    address = request.getClientAddress()
-    host = getattr(address, "host", None)
-    return str(host) if host is not None else str(address)
-
-
-def build_root(proxy: IResource, status: IResource) -> Resource:
-    """
-    The root of ccm's URL space.
-    """
-    tree = Directory()
-    tree.putChild(b"v1", proxy)
-    ccm = Directory()
-    ccm_v1 = Directory()
-    tree.putChild(b"ccm", ccm)
-    ccm.putChild(b"v1", ccm_v1)
-    ccm_v1.putChild(b"status", status)
-    return Root(tree)
+from ccm.web.errors import answer_bug
 
 
 class LimitedRequest(Request):
