@@ -74,8 +74,9 @@ class MemberStateTests(PoolTestCase):
         self.assertFalse(state.usable)
         self.assertIs(state.reason, Unusable.RATE_LIMITED_5H)
         self.assertIn("rate-limited (5-hour window) until", state.description)
-        # A poll finds the window used up no more: the limit still holds.
-        limits.apply_poll((0.0, 0.0), None, NOW + HOUR)
+        # A poll started before the 429 finds the window open: stale, the
+        # limit still holds.
+        limits.apply_poll((0.0, 0.0), None, NOW + HOUR, started=NOW - 1)
         self.assertFalse(member.state(NOW + HOUR).usable)
         self.assertTrue(member.state(NOW + 2 * HOUR).usable)
         # Its time passed, a limit reads as over, however often it is read.
@@ -147,6 +148,54 @@ class MemberStateTests(PoolTestCase):
         )
         self.assertFalse(member.state(NOW).usable)
         limits.observe(headers(status="allowed"), NOW + 60)
+        self.assertTrue(member.state(NOW + 60).usable)
+
+
+    def test_pause_heals_when_the_window_resets(self) -> None:
+        """
+        A credential paused at its 5-hour cap can serve again once that
+        window's reset time has passed, with no poll or header; the state
+        log says once that it is usable again.
+        """
+        [member] = self.members("a")
+        member.credential.rate_limits.observe(
+            headers(**{"5h_utilization": "1.0", "5h_reset": str(int(NOW + HOUR))}), NOW
+        )
+        self.assertIs(member.observe(NOW).reason, Unusable.PAUSED_5H)
+        self.assertIs(member.observe(NOW + HOUR - 1).reason, Unusable.PAUSED_5H)
+        self.assertTrue(member.observe(NOW + HOUR).usable)
+        self.assertTrue(member.observe(NOW + HOUR + 1).usable)
+        self.assertEqual(self.logged().count("credential a is usable again"), 1)
+        # Nothing was changed by reading: the window as reported is kept.
+        self.assertEqual(member.credential.rate_limits.five_hour.utilization, 100.0)
+
+    def test_weekly_pause_heals_and_status_counts_it_empty(self) -> None:
+        """
+        A weekly pause ends at the weekly reset, and from then on the status
+        counts that window as a new, empty one.
+        """
+        [member] = self.members("a")
+        member.credential.rate_limits.observe(
+            headers(**{"7d_utilization": "1.0", "7d_reset": str(int(NOW + 24 * HOUR))}), NOW
+        )
+        self.assertEqual(pool_status([member], NOW)["weekly_utilization"], 100.0)
+        self.assertTrue(member.state(NOW + 24 * HOUR).usable)
+        status = pool_status([member], NOW + 24 * HOUR)
+        self.assertEqual((status["weekly_utilization"], status["weekly_reset"]), (1.0, 0))
+
+    def test_poll_clears_limit(self) -> None:
+        """
+        A usage poll started after a 429 that finds its window open lets
+        the credential serve again before the limit's time.
+        """
+        [member] = self.members("a")
+        limits = member.credential.rate_limits
+        limits.observe_rejection(
+            headers(status="rejected", representative_claim="five_hour",
+                    **{"5h_reset": str(int(NOW + 2 * HOUR))}),
+            NOW,
+        )
+        limits.apply_poll((12.0, NOW + 5 * HOUR), None, NOW + 60, started=NOW + 59)
         self.assertTrue(member.state(NOW + 60).usable)
 
 

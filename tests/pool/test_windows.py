@@ -245,10 +245,10 @@ class OwnerTests(SynchronousTestCase):
     def test_allowed_ends_limit(self) -> None:
         """
         A response whose status allows again ends a limit before its time;
-        a poll does not.
+        a poll started before the 429 does not.
         """
         self.state.observe_rejection(rejection(claim="5h", retry_after="600"), NOW)
-        self.state.apply_poll((0.0, 0.0), (0.0, 0.0), NOW + 1)
+        self.state.apply_poll((0.0, 0.0), (0.0, 0.0), NOW + 1, started=NOW - 1)
         self.assertTrue(self.state.is_limited(NOW + 1))
         allowed = Headers({PREFIX + "status": ["allowed_warning"]})
         self.state.observe(allowed, NOW + 2)
@@ -484,3 +484,129 @@ class AbsurdNumberTests(SynchronousTestCase):
         self.assertEqual(len(self.warnings()), 3)
         self.state.observe(unified(h5_utilization="1e308"), NOW + 3600)
         self.assertEqual(len(self.warnings()), 4)
+
+
+class HealingTests(SynchronousTestCase):
+    """
+    A cooldown or pause heals as soon as any signal says the window is open
+    again: its reset time passing, a successful response, a poll that finds
+    the window open.  A ``retry-after`` is held to the window it names.
+    """
+
+    def setUp(self) -> None:
+        self.state = MemoryWindowState("work")
+
+    def test_passed_reset_reads_as_a_new_window(self) -> None:
+        """
+        Once a window's reset time has passed, :obj:`MemoryWindowState.window`
+        reads it as a new, empty window, with no poll or header needed; the
+        read changes nothing, so an earlier time still reads as before.
+        """
+        self.state.observe(unified(h5_utilization="1.0", h5_reset=str(FIVE_HOUR_RESET)), NOW)
+        full = Window(100.0, FIVE_HOUR_RESET)
+        self.assertEqual(self.state.window(WindowName.FIVE_HOUR, FIVE_HOUR_RESET - 1), full)
+        self.assertEqual(self.state.window(WindowName.FIVE_HOUR, FIVE_HOUR_RESET), Window())
+        self.assertEqual(self.state.window(WindowName.FIVE_HOUR, FIVE_HOUR_RESET - 1), full)
+        self.assertEqual(self.state.five_hour, full)
+
+    def test_unknown_reset_never_passes(self) -> None:
+        """
+        A window whose reset time is unknown keeps its figures.
+        """
+        self.state.observe(unified(d7_utilization="0.5"), NOW)
+        self.assertEqual(self.state.window(WindowName.WEEKLY, NOW + 30 * 86400), Window(50.0))
+
+    def test_retry_after_clamped_to_the_window_length(self) -> None:
+        """
+        A 429 whose claim names a window but whose only time is a
+        ``retry-after`` longer than that window is limited for the window's
+        length at most: 5 hours for ``five_hour``, 7 days for ``seven_day``.
+        """
+        until = self.state.observe_rejection(
+            rejection(claim="five_hour", retry_after=str(3 * 86400)), NOW
+        )
+        self.assertEqual(until, NOW + 5 * 3600)
+        state = MemoryWindowState("other")
+        until = state.observe_rejection(rejection(claim="seven_day", retry_after=str(9 * 86400)), NOW)
+        self.assertEqual(until, NOW + 7 * 86400)
+
+    def test_retry_after_clamped_to_the_known_reset(self) -> None:
+        """
+        A ``retry-after`` beyond the reset time already known for the window
+        the claim names ends at that reset.
+        """
+        self.state.observe(unified(h5_utilization="0.9", h5_reset=str(FIVE_HOUR_RESET)), NOW)
+        until = self.state.observe_rejection(
+            rejection(claim="five_hour", retry_after="17000"), NOW + 1
+        )
+        self.assertEqual(until, FIVE_HOUR_RESET)
+        self.assertFalse(self.state.is_limited(FIVE_HOUR_RESET))
+
+    def test_retry_after_without_a_claim_is_not_clamped(self) -> None:
+        """
+        A 429 that names no window keeps the delay it asks for.
+        """
+        until = self.state.observe_rejection(rejection(retry_after=str(2 * 86400)), NOW)
+        self.assertEqual(until, NOW + 2 * 86400)
+
+    def test_success_ends_a_limit(self) -> None:
+        """
+        A successful response on the credential ends a 429's limit, even
+        without unified headers: it was served.
+        """
+        self.state.observe_rejection(rejection(claim="5h", retry_after="600"), NOW)
+        self.assertFalse(self.state.observe_success(Headers(), NOW + 1))
+        self.assertFalse(self.state.is_limited(NOW + 1))
+
+    def test_other_responses_keep_a_limit(self) -> None:
+        """
+        A response that is not a success and says nothing of the status
+        keeps the limit.
+        """
+        self.state.observe_rejection(rejection(claim="5h", retry_after="600"), NOW)
+        self.state.observe(Headers(), NOW + 1)
+        self.assertTrue(self.state.is_limited(NOW + 1))
+
+    def test_open_poll_ends_a_limit(self) -> None:
+        """
+        A poll started after the 429 that finds the limit's window under
+        100% ends the limit.
+        """
+        self.state.observe_rejection(rejection(claim="5h", retry_after="600"), NOW)
+        self.state.apply_poll((40.0, 0.0), None, NOW + 2, started=NOW + 1)
+        self.assertFalse(self.state.is_limited(NOW + 2))
+
+    def test_stale_or_full_poll_keeps_a_limit(self) -> None:
+        """
+        A poll started before the 429, one that finds the window full, and
+        one that does not report the window, all keep the limit.
+        """
+        self.state.observe_rejection(rejection(claim="5h", retry_after="600"), NOW)
+        self.state.apply_poll((40.0, 0.0), None, NOW + 2, started=NOW - 1)
+        self.assertTrue(self.state.is_limited(NOW + 2))
+        self.state.apply_poll((100.0, 0.0), (10.0, 0.0), NOW + 3, started=NOW + 2)
+        self.assertTrue(self.state.is_limited(NOW + 3))
+        self.state.apply_poll(None, (10.0, 0.0), NOW + 4, started=NOW + 3)
+        self.assertTrue(self.state.is_limited(NOW + 4))
+
+    def test_open_poll_ends_a_limit_naming_no_window(self) -> None:
+        """
+        A limit that names no window ends when a later poll finds every
+        window it reports open.
+        """
+        self.state.observe_rejection(rejection(retry_after="600"), NOW)
+        self.state.apply_poll((100.0, 0.0), (10.0, 0.0), NOW + 2, started=NOW + 1)
+        self.assertTrue(self.state.is_limited(NOW + 2))
+        self.state.apply_poll((99.0, 0.0), (10.0, 0.0), NOW + 3, started=NOW + 2)
+        self.assertFalse(self.state.is_limited(NOW + 3))
+
+    def test_bare_429_does_not_mark(self) -> None:
+        """
+        A 429 without unified headers sets no limit, whatever delay it asks
+        for, and changes no window.
+        """
+        self.assertIsNone(
+            self.state.observe_rejection(Headers({"retry-after": ["86400"]}), NOW)
+        )
+        self.assertFalse(self.state.is_limited(NOW))
+        self.assertEqual(self.state.window(WindowName.FIVE_HOUR, NOW), Window())
