@@ -48,6 +48,10 @@ class WindowName(Enum):
     WEEKLY = "weekly"
 
 
+# How long each window is: a limit a 429 sets because of a window cannot
+# outlast it, whatever delay the 429 asks for.
+WINDOW_SECONDS = {WindowName.FIVE_HOUR: 5 * 3600.0, WindowName.WEEKLY: 7 * 86400.0}
+
 # The header key of each window, and its key in a usage poll's answer.
 _HEADER_KEYS = {WindowName.FIVE_HOUR: b"5h", WindowName.WEEKLY: b"7d"}
 _POLL_KEYS = {WindowName.FIVE_HOUR: "five_hour", WindowName.WEEKLY: "seven_day"}
@@ -186,7 +190,10 @@ class FigureReader:
         means the subscription is out of quota until the binding window
         resets, taken from the representative claim's reset, else the
         overall reset, else ``retry-after-ms`` or ``retry-after``, else one
-        minute.  One without them is a passing capacity throttle: None.
+        minute; when the claim names a window, never later than that
+        window's length from ``now`` (:obj:`WINDOW_SECONDS`).  One without
+        them is a passing capacity throttle (a client-shape problem, not
+        exhaustion): None.
         """
         claim = (self._header(headers, b"representative-claim") or "").lower()
         status = self.status(headers)
@@ -210,6 +217,8 @@ class FigureReader:
             resets_at = now + (delay if delay is not None else DEFAULT_LIMIT_SECONDS)
         if status is not None and status not in ("rejected",) and not claim:
             return None
+        if window is not None:
+            resets_at = min(resets_at, now + WINDOW_SECONDS[window])
         return Limit(resets_at, window)
 
     def _header(self, headers: Headers, suffix: bytes) -> str | None:

@@ -5,7 +5,8 @@ its members can, and what the members' windows add up to for the status
 endpoint.
 
 A credential is usable when it is loaded, not rate-limited by a 429, and
-under both of its pause thresholds.
+under both of its pause thresholds; a window whose reset time has passed
+counts as new and empty, so a pause ends at the reset without a poll.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ class PoolMember:
         if limit is not None:
             return MemberState(RATE_LIMITED_IN[limit.window], until=limit.until, at=now)
         for name, window, cap in (
-            (WindowName.FIVE_HOUR, limits.five_hour, self.cap_5h),
-            (WindowName.WEEKLY, limits.weekly, self.cap_weekly),
+            (WindowName.FIVE_HOUR, limits.window(WindowName.FIVE_HOUR, now), self.cap_5h),
+            (WindowName.WEEKLY, limits.window(WindowName.WEEKLY, now), self.cap_weekly),
         ):
             if window.utilization >= cap:
                 return MemberState(
@@ -126,12 +127,14 @@ def pool_status(members: Sequence[PoolMember], now: float) -> dict[str, float]:
         state = member.state(now)
         weight = member.credential.plan_weight
         limits = member.credential.rate_limits
+        five_hour = limits.window(WindowName.FIVE_HOUR, now)
+        weekly = limits.window(WindowName.WEEKLY, now)
         total_weight += weight
         if state.usable:
             usable_weight += weight
-            remaining_5h += max(0.0, member.cap_5h - limits.five_hour.utilization) * weight
-            remaining_weekly += max(0.0, member.cap_weekly - limits.weekly.utilization) * weight
-        for window, resets in ((limits.five_hour, resets_5h), (limits.weekly, resets_weekly)):
+            remaining_5h += max(0.0, member.cap_5h - five_hour.utilization) * weight
+            remaining_weekly += max(0.0, member.cap_weekly - weekly.utilization) * weight
+        for window, resets in ((five_hour, resets_5h), (weekly, resets_weekly)):
             # Full until it can serve again, whatever its own windows say.
             reset = window.resets_at if state.usable else state.until
             if reset > now:

@@ -269,7 +269,7 @@ class UsagePoller(TimerService):
         weekly: WindowFigures | None,
     ) -> None:
         now = self.clock.seconds()
-        credential.rate_limits.apply_poll(five_hour, weekly, now)
+        credential.rate_limits.apply_poll(five_hour, weekly, now, started=started)
         state.applied_at = credential.rate_limits.updated_at
         state.applied_started_at = started
         if state.failures:

@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ccm.credentials.credential import Credential
+from ccm.pool.figures import WindowName
 from ccm.pool.member import PoolMember, exhausted_error, pool_status
 from ccm.pool.sessions import MemorySessionTable, SessionTable
 
@@ -229,8 +230,8 @@ class BalancerPool(_MemberPool):
         weight = current.credential.plan_weight
         threshold = self.rebalance_threshold / weight
         delta = (
-            current.credential.rate_limits.weekly.utilization
-            - better.credential.rate_limits.weekly.utilization
+            current.credential.rate_limits.window(WindowName.WEEKLY, now).utilization
+            - better.credential.rate_limits.window(WindowName.WEEKLY, now).utilization
         )
         if delta <= threshold:
             return None
@@ -266,7 +267,7 @@ def _least_used_score(member: PoolMember, now: float) -> float:
     expire unused).  Ties go to the earlier credential, as ``max`` keeps the
     first of equal scores.
     """
-    weekly = member.credential.rate_limits.weekly
+    weekly = member.credential.rate_limits.window(WindowName.WEEKLY, now)
     score = max(0.0, member.cap_weekly - weekly.utilization) * member.credential.plan_weight
     if weekly.resets_at > now:
         hours = max(1.0, (weekly.resets_at - now) / 3600)

@@ -7,8 +7,13 @@ when it resets), the limit a 429 out of quota set, and the plan the OAuth
 profile reported.  The proxy feeds it response headers and 429s, the usage
 poller its polls and the profile; the pools only read it.  A :obj:`WindowState`
 changes only through its ``observe_*`` and ``apply_*`` methods, and its
-queries change nothing: a limit whose time has passed reads as over, and
-stays recorded until a write replaces it.
+queries change nothing: a limit whose time has passed reads as over, and a
+window whose reset time has passed reads as a new, empty one, while what
+was reported stays recorded until a write replaces it.
+
+Cooldowns heal on any signal that the window is open again: its reset time
+passing, a successful response, a status of ``allowed``, or a poll started
+after the 429 that finds the window under 100%.
 """
 
 from __future__ import annotations
@@ -81,6 +86,12 @@ class WindowState(Protocol):
         The weekly window, as last reported.
         """
 
+    def window(self, name: WindowName, now: float) -> Window:
+        """
+        Window ``name`` as it stands at ``now``, for decisions: as last
+        reported, or a new, empty window once its reset time has passed.
+        """
+
     @property
     def updated_at(self) -> float:
         """
@@ -118,6 +129,14 @@ class WindowState(Protocol):
         :return: whether any usable header was present.
         """
 
+    def observe_success(self, headers: Headers, now: float) -> bool:
+        """
+        Take a successful response: its headers as :obj:`observe` does, and
+        the end of any limit, since the credential served.
+
+        :return: whether any usable header was present.
+        """
+
     def observe_rejection(self, headers: Headers, now: float) -> float | None:
         """
         Take a 429: out of quota, it sets a limit.
@@ -130,10 +149,12 @@ class WindowState(Protocol):
         five_hour: tuple[float, float] | None,
         weekly: tuple[float, float] | None,
         now: float,
+        started: float | None = None,
     ) -> None:
         """
         Take the figures of a usage poll, each (percent used, reset in Unix
-        seconds or 0 when unknown), None for a window it did not report.
+        seconds or 0 when unknown), None for a window it did not report;
+        the poll was sent at ``started`` (``now`` when not given).
         """
 
     def apply_profile(self, plan: Plan) -> None:
@@ -156,6 +177,9 @@ class MemoryWindowState:
         self._windows = {WindowName.FIVE_HOUR: Window(), WindowName.WEEKLY: Window()}
         self._updated_at = 0.0
         self._limit: Limit | None = None
+        # When the 429 that set the limit arrived: only a poll sent after
+        # it can end the limit.
+        self._limit_set_at = 0.0
         self._plan = Plan()
 
     @property
@@ -171,6 +195,17 @@ class MemoryWindowState:
         The weekly window, as last reported.
         """
         return self._windows[WindowName.WEEKLY]
+
+    def window(self, name: WindowName, now: float) -> Window:
+        """
+        Window ``name`` at ``now``: as last reported, or, once its known
+        reset time has passed, a new, empty window (nothing used, reset
+        unknown).  Nothing is changed by the read.
+        """
+        window = self._windows[name]
+        if 0 < window.resets_at <= now:
+            return Window()
+        return window
 
     @property
     def updated_at(self) -> float:
@@ -241,13 +276,26 @@ class MemoryWindowState:
             self._updated_at = now
         return seen
 
+    def observe_success(self, headers: Headers, now: float) -> bool:
+        """
+        Update from a successful response: its headers as :obj:`observe`
+        takes them, and the end of a 429's limit, whatever the headers say,
+        since the credential served.
+
+        :return: whether any usable header was present.
+        """
+        seen = self.observe(headers, now)
+        self._limit = None
+        return seen
+
     def observe_rejection(self, headers: Headers, now: float) -> float | None:
         """
         Read a 429: its rate-limit headers as :obj:`observe` does, and, when it
         is out of quota, a limit until the binding window resets (see
-        :obj:`FigureReader.rejection`); an earlier limit still in force that
-        ends later keeps its end.  A passing capacity throttle sets no
-        limit.
+        :obj:`FigureReader.rejection`), never later than the reset already
+        known for the window it names; an earlier limit still in force that
+        ends later keeps its end.  A passing capacity throttle (no unified
+        headers) sets no limit.
 
         :return: the time the limit ends, or None for a passing throttle.
         """
@@ -255,9 +303,14 @@ class MemoryWindowState:
         rejection = self._reader.rejection(headers, now)
         if rejection is None:
             return None
+        if rejection.window is not None:
+            known = self._windows[rejection.window].resets_at
+            if known > now:
+                rejection = dataclasses.replace(rejection, until=min(rejection.until, known))
         current = self.limit(now)
         until = max(current.until if current is not None else 0.0, rejection.until)
         self._limit = dataclasses.replace(rejection, until=until)
+        self._limit_set_at = now
         return until
 
     def apply_poll(
@@ -265,22 +318,39 @@ class MemoryWindowState:
         five_hour: tuple[float, float] | None,
         weekly: tuple[float, float] | None,
         now: float,
+        started: float | None = None,
     ) -> None:
         """
         Take the figures of a usage poll: they replace what the headers
         said, and may go down.  A figure out of bounds is ignored, the
         others still apply.
+
+        A poll sent at ``started`` (``now`` when not given), after the 429
+        that set a limit, ends that limit when it finds the limit's window
+        under 100% (every window it reports, for a limit naming none).
         """
+        open_windows: dict[WindowName, bool] = {}
         for name, figures in ((WindowName.FIVE_HOUR, five_hour), (WindowName.WEEKLY, weekly)):
             reading = self._reader.poll_window(name, figures, now)
             if reading is None:
                 continue
+            if reading.utilization is not None:
+                open_windows[name] = reading.utilization < 100.0
             window = self._windows[name]
             self._windows[name] = Window(
                 window.utilization if reading.utilization is None else reading.utilization,
                 window.resets_at if reading.resets_at is None else reading.resets_at,
             )
         self._updated_at = now
+        limit = self._limit
+        sent = now if started is None else started
+        if limit is None or sent < self._limit_set_at or not open_windows:
+            return
+        if limit.window is None:
+            if all(open_windows.values()):
+                self._limit = None
+        elif open_windows.get(limit.window, False):
+            self._limit = None
 
     def apply_profile(self, plan: Plan) -> None:
         """

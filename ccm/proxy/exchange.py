@@ -212,7 +212,12 @@ class Exchange:
             return
         if response.code == 429 and self._retry_after_429(credential, response):
             return
-        credential.rate_limits.observe(response.headers, self._context.clock.seconds())
+        now = self._context.clock.seconds()
+        if 200 <= response.code < 300:
+            # It served: whatever limit a 429 set has ended.
+            credential.rate_limits.observe_success(response.headers, now)
+        else:
+            credential.rate_limits.observe(response.headers, now)
         request = self.request
         self._status = response.code
         request.setResponseCode(response.code, response.phrase or None)

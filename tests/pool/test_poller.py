@@ -681,7 +681,7 @@ class FailureTests(PollingTestCase):
         """
         credential = self.credential()
 
-        def broken(*args: object) -> None:
+        def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("bug")
 
         credential.rate_limits.apply_poll = broken  # type: ignore[assignment]
