@@ -157,6 +157,19 @@ class PoolProxyTests(SynchronousTestCase):
         self.assertFalse(self.harness.credential.rate_limits.is_limited(now))
         self.assertFalse(self.second.rate_limits.is_limited(now))
 
+    def test_success_ends_limit(self) -> None:
+        """
+        A 200 on a credential that a 429 set aside meanwhile (a request
+        already on its way there) ends the limit: the credential served.
+        """
+        d = self.send()
+        limits = self.harness.credential.rate_limits
+        limits.observe_rejection(quota_429(3600).headers, START_TIME)
+        self.assertTrue(limits.is_limited(START_TIME + 1))
+        self.answer(0, FakeUpstreamResponse(200), b"event: message_stop\ndata: {}\n\n")
+        self.assertEqual(self.successResultOf(d).code, 200)
+        self.assertFalse(limits.is_limited(START_TIME + 1))
+
     def test_fast_mode_refused_through_pool(self) -> None:
         """
         Fast mode through a balancer is refused before any upstream call:
