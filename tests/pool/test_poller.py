@@ -374,6 +374,58 @@ class PollTests(PollingTestCase):
         self.stop(poller)
 
 
+class HealingTests(PollingTestCase):
+    """
+    A poll sent after a 429 that finds the window open ends the 429's
+    limit; one sent before it, answering after, does not.
+    """
+
+    def limit(self, credential: Credential) -> None:
+        """
+        Set ``credential`` aside with a 429 on its 5-hour window, for an
+        hour, without a reset header (so no window figure is refreshed).
+        """
+        rejected = Headers(
+            {
+                "anthropic-ratelimit-unified-status": ["rejected"],
+                "anthropic-ratelimit-unified-representative-claim": ["five_hour"],
+                "retry-after": ["3600"],
+            }
+        )
+        credential.rate_limits.observe_rejection(rejected, self.clock.seconds())
+
+    def test_later_poll_ends_limit(self) -> None:
+        """
+        The first poll after the 429 finds the 5-hour window at 10%: the
+        credential is no longer limited.
+        """
+        credential = self.credential()
+        poller = self.poller(credential)
+        self.start(poller)
+        self.limit(credential)
+        self.assertTrue(credential.rate_limits.is_limited(self.clock.seconds()))
+        self.advance(60)
+        self.assertEqual(len(self.requests()), 2)
+        self.assertFalse(credential.rate_limits.is_limited(self.clock.seconds()))
+        self.stop(poller)
+
+    def test_poll_sent_before_the_429_keeps_limit(self) -> None:
+        """
+        A poll that was on its way when the 429 came answers with figures
+        older than the 429: the limit stands.
+        """
+        credential = self.credential()
+        slow = _SlowClient(self.http, self.clock, 3.0)
+        poller = self.poller(credential, http_client=slow)
+        self.start(poller)
+        self.advance(1)
+        self.limit(credential)
+        self.advance(2)
+        self.assertEqual(credential.rate_limits.updated_at, START_TIME + 3)
+        self.assertTrue(credential.rate_limits.is_limited(self.clock.seconds()))
+        self.stop(poller)
+
+
 class SkipTests(PollingTestCase):
     """
     Credentials that need no poll are left alone.
