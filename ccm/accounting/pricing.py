@@ -4,11 +4,14 @@ What tokens cost: Anthropic's list prices per model family, as data, and
 the cost formula of the usage file.
 
 Prices are USD per million tokens.  A dated model id (``claude-opus-4-5-
-20251101``) resolves to its family; the long-context premium applies only to
-the models that still have one (Sonnet 4 and 4.5 with the 1M-context beta
-and more than 200k input tokens); an unknown model, including a newer
-version of a known family, is priced by its family word, or as Sonnet, and
-logged once.
+20251101``) resolves to its family.  A request's prompt (input plus cache
+reads and writes) above its family's threshold is in the long-context tier,
+filed under the 1M context window: with the ``context-1m`` beta (200k, for
+every model), or without it for the models whose tier needs no beta (the
+native-1M Opus 5.5 at 200k, Haiku 5.5 at 100k).  The tier has prices of its
+own only for Sonnet 4 and 4.5 and Haiku 5.5.  An unknown model, including a
+newer version of a known family, is priced by its family word, or as
+Sonnet, and logged once per process.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from ccm.accounting.tokens import TokenCounts
 STANDARD_CONTEXT_WINDOW = 200_000
 PREMIUM_CONTEXT_WINDOW = 1_000_000
 LONG_CONTEXT_BETA_PREFIX = "context-1m"
+# Unknown model ids warned about, at most; then one last warning says so.
+MAX_REPORTED_UNKNOWN_MODELS = 100
 
 log = Logger(namespace="ccm.accounting.pricing")
 
@@ -62,21 +67,45 @@ _SONNET_LONG_CONTEXT = _standard(6, 22.5)
 _SONNET_5 = _standard(2, 10, cache_read=0.20)
 _HAIKU_4 = _standard(1, 5)
 _FABLE = _standard(10, 50, cache_read=1.00)
+# Claude Code's /model menu gives only input and output ($8/$40); the cache
+# prices are the usual multipliers, as no source gives Fable 5.2's own.
+_FABLE_5_2 = _standard(8, 40)
+_HAIKU_5_5 = _standard(0.10, 0.50, cache_read=0.01)
+# Prompts over 100k tokens, all tokens of the request (official table).
+_HAIKU_5_5_LONG_PROMPT = _standard(0.50, 2.50, cache_read=0.05)
 
 
 @dataclass(frozen=True)
 class Family:
     """
-    A model family: the model ids it covers and its prices.
+    A model family: the model ids it covers, its prices and its
+    long-context tier.
+
+    :ivar long_context: the prices of the long-context tier, or ``None``
+        when the tier costs the standard prices.
+    :ivar long_context_above_tokens: a prompt of more tokens than this is
+        in the long-context tier.
+    :ivar native_long_context: the tier needs no ``context-1m`` beta: the
+        model has a native 1M window, or a long-prompt price of its own.
     """
 
     name: str
     pattern: re.Pattern[str]
     standard: Prices
     long_context: Prices | None = None
+    long_context_above_tokens: int = STANDARD_CONTEXT_WINDOW
+    native_long_context: bool = False
 
 
-def _family(name: str, prefixes: tuple[str, ...], standard: Prices, long_context: Prices | None = None) -> Family:
+def _family(
+    name: str,
+    prefixes: tuple[str, ...],
+    standard: Prices,
+    long_context: Prices | None = None,
+    *,
+    long_context_above_tokens: int = STANDARD_CONTEXT_WINDOW,
+    native_long_context: bool = False,
+) -> Family:
     """
     A family covering exactly its ids, their dated forms
     (``-20250929``, ``@20250929``) and ``-latest``: a newer version such as
@@ -84,14 +113,25 @@ def _family(name: str, prefixes: tuple[str, ...], standard: Prices, long_context
     """
     alternatives = "|".join(re.escape(p) for p in prefixes)
     suffix = r"(?:-\d{8}|@\d{8}|-latest)?"
-    return Family(name, re.compile(rf"^(?:{alternatives}){suffix}$"), standard, long_context)
+    return Family(
+        name,
+        re.compile(rf"^(?:{alternatives}){suffix}$"),
+        standard,
+        long_context,
+        long_context_above_tokens,
+        native_long_context,
+    )
 
 
 # Most specific first: the first family whose pattern matches wins.
+# Native 1M windows: only Opus 5.5 is known to have one (Claude Code 2.1.332
+# reports ``contextWindow: 1000000`` for it without the beta); the sources
+# say nothing of the other models' windows without the beta.
 FAMILIES: tuple[Family, ...] = (
+    _family("Fable 5.2", ("claude-fable-5-2",), _FABLE_5_2),
     _family("Fable/Mythos 5.1", ("claude-fable-5-1", "claude-mythos-5-1"), _standard(10, 50, cache_read=0.25)),
     _family("Fable/Mythos 5", ("claude-fable-5", "claude-mythos-5"), _FABLE),
-    _family("Opus 5.5", ("claude-opus-5-5",), _standard(4, 20, cache_read=0.20)),
+    _family("Opus 5.5", ("claude-opus-5-5",), _standard(4, 20, cache_read=0.20), native_long_context=True),
     _family(
         "Opus 5 and 4.5-4.8",
         ("claude-opus-5", "claude-opus-4-8", "claude-opus-4-7", "claude-opus-4-6", "claude-opus-4-5"),
@@ -112,7 +152,14 @@ FAMILIES: tuple[Family, ...] = (
         _SONNET_LONG_CONTEXT,
     ),
     _family("Sonnet 3.5-3.7", ("claude-3-7-sonnet", "claude-3-5-sonnet"), _SONNET),
-    _family("Haiku 5.5", ("claude-haiku-5-5",), _standard(0.10, 0.50, cache_read=0.01)),
+    _family(
+        "Haiku 5.5",
+        ("claude-haiku-5-5",),
+        _HAIKU_5_5,
+        _HAIKU_5_5_LONG_PROMPT,
+        long_context_above_tokens=100_000,
+        native_long_context=True,
+    ),
     _family("Haiku 4.5", ("claude-haiku-4-5", "claude-4-5-haiku", "claude-haiku-4"), _HAIKU_4),
     _family("Haiku 3.5", ("claude-3-5-haiku",), _standard(0.80, 4, cache_read=0.08)),
     _family("Haiku 3", ("claude-3-haiku",), Prices(0.25, 1.25, 0.03, 0.30, 0.50)),
@@ -142,8 +189,9 @@ def family_of(model: str) -> Family | None:
 
 def prices_for(model: str, context_window: int) -> Prices:
     """
-    The prices for ``model`` at ``context_window``; the long-context prices
-    apply only where the family still has them.
+    The prices for ``model`` in ``context_window``: the family's
+    long-context prices in the 1M window where it has them, else its
+    standard prices.
     """
     family = family_of(model)
     if family is not None:
@@ -152,24 +200,59 @@ def prices_for(model: str, context_window: int) -> Prices:
         return family.standard
     lowered = model.lower()
     chosen = next((p for word, p in _BY_WORD if word in lowered), _SONNET)
-    if model not in _reported_unknown:
-        _reported_unknown.add(model)
-        log.warn(
-            "model {model!r} is not in ccm's price table; pricing it at "
-            "{input:g}/{output:g} USD per million input/output tokens",
-            model=model[:100],
-            input=chosen.input,
-            output=chosen.output,
-        )
+    _report_unknown(model, chosen)
     return chosen
 
 
-def context_window_for(total_input_tokens: int, client_betas: list[str]) -> int:
+def _report_unknown(model: str, chosen: Prices) -> None:
     """
-    The context window a request used: 1M when the client asked for the
-    1M-context beta and the prompt exceeded 200k tokens, else 200k.
+    Warn once per process about each unknown model id (by its first 100
+    characters), for at most :obj:`MAX_REPORTED_UNKNOWN_MODELS` ids; past
+    that, one last warning says that further ids go unreported.
     """
-    if total_input_tokens > STANDARD_CONTEXT_WINDOW and any(
+    quoted = model[:100]
+    if quoted in _reported_unknown or len(_reported_unknown) > MAX_REPORTED_UNKNOWN_MODELS:
+        return
+    if len(_reported_unknown) == MAX_REPORTED_UNKNOWN_MODELS:
+        # No model is named "" (the book refuses it): a marker that fills
+        # the set past the bound, so this warning is given once.
+        _reported_unknown.add("")
+        log.warn(
+            "{count} models missing from ccm's price table were reported; "
+            "further ones are priced by their family word without a warning",
+            count=MAX_REPORTED_UNKNOWN_MODELS,
+        )
+        return
+    _reported_unknown.add(quoted)
+    log.warn(
+        "model {model!r} is not in ccm's price table; pricing it at "
+        "{input:g}/{output:g} USD per million input/output tokens",
+        model=quoted,
+        input=chosen.input,
+        output=chosen.output,
+    )
+
+
+def context_window_for(model: str, total_input_tokens: int, client_betas: list[str]) -> int:
+    """
+    The context window a request is filed under: 1M when its prompt is in
+    the model's long-context tier, else 200k.
+
+    The tier starts above the family's threshold (200k; 100k for Haiku
+    5.5).  It needs the ``context-1m`` beta, except for the families whose
+    tier is native (Opus 5.5, Haiku 5.5); a model not in the table gets the
+    beta rule at 200k.
+
+    :param total_input_tokens: input plus cache reads and writes.
+    :param client_betas: the request's ``anthropic-beta`` values.
+    """
+    family = family_of(model)
+    threshold = STANDARD_CONTEXT_WINDOW if family is None else family.long_context_above_tokens
+    if total_input_tokens <= threshold:
+        return STANDARD_CONTEXT_WINDOW
+    if family is not None and family.native_long_context:
+        return PREMIUM_CONTEXT_WINDOW
+    if any(
         item.strip().startswith(LONG_CONTEXT_BETA_PREFIX)
         for value in client_betas
         for item in value.split(",")

@@ -66,7 +66,7 @@ class ResponseUsage:
         model = usage.model or facts.model
         if not usage.has_tokens or not model:
             return None
-        context_window = context_window_for(usage.total_input_tokens, list(facts.betas))
+        context_window = context_window_for(model, usage.total_input_tokens, list(facts.betas))
         try:
             self._recorder.record(
                 UsageRecord(

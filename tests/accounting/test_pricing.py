@@ -4,8 +4,8 @@ request costs, when the long-context premium applies, how models missing
 from the table are priced and reported, and cent rounding.
 
 Expected figures come from the official price table (reference
-``anthropic-wire.md`` sections 5.1 and 5.3) and are worked out by hand in the
-comments; no expected value is computed by the code under test.
+``anthropic-wire.md`` sections 5.1 and 5.3; Fable 5.2 from
+``field-2026-12.md`` section 5) and are worked out by hand in the comments; no expected value is computed by the code under test.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ from ccm.accounting.tokens import TokenCounts
 
 # USD per million tokens: input, output, cache read, 5-minute write, 1-hour
 # write, as in the official table (anthropic-wire.md section 5.1).
+# Fable 5.2: Claude Code's /model menu gives $8/$40 (field-2026-12.md
+# section 5); the cache prices are the usual multipliers, 8 x 0.1 = 0.8,
+# 8 x 1.25 = 10, 8 x 2 = 16, as no source gives them.
+FABLE_5_2 = Prices(8, 40, 0.8, 10, 16)
 FABLE_5_1 = Prices(10, 50, 0.25, 12.5, 20)
 FABLE_5 = Prices(10, 50, 1.0, 12.5, 20)
 OPUS_5_5 = Prices(4, 20, 0.2, 5, 8)
@@ -41,6 +45,8 @@ SONNET = Prices(3, 15, 0.3, 3.75, 6)
 # price (5m 1.25 * 6 = 7.5, 1h 2 * 6 = 12, read 0.1 * 6 = 0.6).
 SONNET_LONG_CONTEXT = Prices(6, 22.5, 0.6, 7.5, 12)
 HAIKU_5_5 = Prices(0.1, 0.5, 0.01, 0.125, 0.2)
+# Prompts over 100k tokens (official table, second Haiku 5.5 row).
+HAIKU_5_5_LONG_PROMPT = Prices(0.5, 2.5, 0.05, 0.625, 1)
 HAIKU_4_5 = Prices(1, 5, 0.1, 1.25, 2)
 HAIKU_3_5 = Prices(0.8, 4, 0.08, 1, 1.6)
 HAIKU_3 = Prices(0.25, 1.25, 0.03, 0.3, 0.5)
@@ -49,6 +55,8 @@ HAIKU_3 = Prices(0.25, 1.25, 0.03, 0.3, 0.5)
 # dated id (the real date where one exists, else an invented one of the
 # same shape) and a Vertex-style "@" id.
 KNOWN_MODELS: tuple[tuple[str, Prices], ...] = (
+    ("claude-fable-5-2", FABLE_5_2),
+    ("claude-fable-5-2-20261115", FABLE_5_2),
     ("claude-fable-5-1", FABLE_5_1),
     ("claude-fable-5-1-20261001", FABLE_5_1),
     ("claude-mythos-5-1", FABLE_5_1),
@@ -93,6 +101,9 @@ KNOWN_MODELS: tuple[tuple[str, Prices], ...] = (
     ("claude-3-5-haiku-20241022", HAIKU_3_5),
     ("claude-3-haiku-20240307", HAIKU_3),
 )
+
+
+SONNET_4_5 = "claude-sonnet-4-5-20250929"
 
 
 def request_cost(
@@ -330,6 +341,164 @@ class CostTests(SynchronousTestCase):
         )
         self.assertAlmostEqual(cost, 0.39, places=12)
 
+    def test_fable_5_2(self) -> None:
+        """
+        A Fable 5.2 request costs 8/40 per million input/output tokens, with
+        the cache at the usual multipliers (0.8/10/16).
+        """
+        # 1,000 x 8 = 8,000; 2,000 x 40 = 80,000; 100,000 x 0.8 = 80,000;
+        # 3,000 x 10 = 30,000; 500 x 16 = 8,000.
+        # Sum 206,000 / 1e6 = 0.206.
+        cost = request_cost(
+            "claude-fable-5-2",
+            input_tokens=1_000,
+            output_tokens=2_000,
+            cache_read=100_000,
+            write_5m=3_000,
+            write_1h=500,
+        )
+        self.assertAlmostEqual(cost, 0.206, places=12)
+
+    def test_fable_5(self) -> None:
+        """
+        A Fable 5 (or Mythos 5) request costs 10/50/1/12.5/20 per million
+        tokens.
+        """
+        # 100 x 10 = 1,000; 1,000 x 50 = 50,000; 20,000 x 1 = 20,000;
+        # 800 x 12.5 = 10,000; 250 x 20 = 5,000.
+        # Sum 86,000 / 1e6 = 0.086.
+        for model in ("claude-fable-5", "claude-mythos-5-20260801"):
+            cost = request_cost(
+                model, input_tokens=100, output_tokens=1_000, cache_read=20_000, write_5m=800, write_1h=250
+            )
+            self.assertAlmostEqual(cost, 0.086, places=12)
+
+    def test_opus_5_5(self) -> None:
+        """
+        An Opus 5.5 request costs 4/20/0.2/5/8 per million tokens, in the
+        1M window too (no premium).
+        """
+        # 2,000 x 4 = 8,000; 10,000 x 20 = 200,000; 300,000 x 0.2 = 60,000;
+        # 4,000 x 5 = 20,000; 1,000 x 8 = 8,000.
+        # Sum 296,000 / 1e6 = 0.296.
+        for window in (STANDARD_CONTEXT_WINDOW, PREMIUM_CONTEXT_WINDOW):
+            cost = request_cost(
+                "claude-opus-5-5",
+                input_tokens=2_000,
+                output_tokens=10_000,
+                cache_read=300_000,
+                write_5m=4_000,
+                write_1h=1_000,
+                context_window=window,
+            )
+            self.assertAlmostEqual(cost, 0.296, places=12)
+
+    def test_sonnet_5_5(self) -> None:
+        """
+        A Sonnet 5.5 request costs 2/10/0.1/2.5/4 per million tokens.
+        """
+        # 5,000 x 2 = 10,000; 1,000 x 10 = 10,000; 80,000 x 0.1 = 8,000;
+        # 2,000 x 2.5 = 5,000; 1,500 x 4 = 6,000.
+        # Sum 39,000 / 1e6 = 0.039.
+        cost = request_cost(
+            "claude-sonnet-5-5",
+            input_tokens=5_000,
+            output_tokens=1_000,
+            cache_read=80_000,
+            write_5m=2_000,
+            write_1h=1_500,
+        )
+        self.assertAlmostEqual(cost, 0.039, places=12)
+
+    def test_sonnet_4_6(self) -> None:
+        """
+        A Sonnet 4.6 request costs 3/15/0.3/3.75/6 per million tokens, in
+        the 1M window too (its premium ended on 2026-03-13).
+        """
+        # 1,000 x 3 = 3,000; 1,000 x 15 = 15,000; 10,000 x 0.3 = 3,000;
+        # 1,000 x 3.75 = 3,750; 1,000 x 6 = 6,000.
+        # Sum 30,750 / 1e6 = 0.03075.
+        for window in (STANDARD_CONTEXT_WINDOW, PREMIUM_CONTEXT_WINDOW):
+            cost = request_cost(
+                "claude-sonnet-4-6",
+                input_tokens=1_000,
+                output_tokens=1_000,
+                cache_read=10_000,
+                write_5m=1_000,
+                write_1h=1_000,
+                context_window=window,
+            )
+            self.assertAlmostEqual(cost, 0.03075, places=12)
+
+    def test_sonnet_3_7(self) -> None:
+        """
+        A Sonnet 3.7 request costs 3/15 per million input/output tokens.
+        """
+        # 10,000 x 3 = 30,000; 2,000 x 15 = 30,000. Sum 60,000 / 1e6 = 0.06.
+        cost = request_cost("claude-3-7-sonnet-20250219", input_tokens=10_000, output_tokens=2_000)
+        self.assertAlmostEqual(cost, 0.06, places=12)
+
+    def test_haiku_5_5_up_to_100k(self) -> None:
+        """
+        A Haiku 5.5 request whose prompt is exactly 100,000 tokens is in the
+        standard tier and costs 0.10/0.50/0.01/0.125/0.20 per million tokens.
+        """
+        # Prompt 20,000 + 70,000 + 8,000 + 2,000 = 100,000: not over 100k.
+        self.assertEqual(context_window_for("claude-haiku-5-5", 100_000, []), STANDARD_CONTEXT_WINDOW)
+        # 20,000 x 0.1 = 2,000; 4,000 x 0.5 = 2,000; 70,000 x 0.01 = 700;
+        # 8,000 x 0.125 = 1,000; 2,000 x 0.2 = 400.
+        # Sum 6,100 / 1e6 = 0.0061.
+        cost = request_cost(
+            "claude-haiku-5-5",
+            input_tokens=20_000,
+            output_tokens=4_000,
+            cache_read=70_000,
+            write_5m=8_000,
+            write_1h=2_000,
+            context_window=STANDARD_CONTEXT_WINDOW,
+        )
+        self.assertAlmostEqual(cost, 0.0061, places=12)
+
+    def test_haiku_5_5_over_100k(self) -> None:
+        """
+        A Haiku 5.5 request whose prompt is over 100,000 tokens is filed
+        under the 1M window, without any beta, and all its tokens cost
+        0.50/2.50/0.05/0.625/1 per million.
+        """
+        # Prompt 20,001 + 70,000 + 8,000 + 2,000 = 100,001.
+        self.assertEqual(context_window_for("claude-haiku-5-5", 100_001, []), PREMIUM_CONTEXT_WINDOW)
+        self.assertEqual(prices_for("claude-haiku-5-5-20261101", PREMIUM_CONTEXT_WINDOW), HAIKU_5_5_LONG_PROMPT)
+        # 20,001 x 0.5 = 10,000.5; 4,000 x 2.5 = 10,000; 70,000 x 0.05 = 3,500;
+        # 8,000 x 0.625 = 5,000; 2,000 x 1 = 2,000.
+        # Sum 30,500.5 / 1e6 = 0.0305005.
+        cost = request_cost(
+            "claude-haiku-5-5",
+            input_tokens=20_001,
+            output_tokens=4_000,
+            cache_read=70_000,
+            write_5m=8_000,
+            write_1h=2_000,
+            context_window=PREMIUM_CONTEXT_WINDOW,
+        )
+        self.assertAlmostEqual(cost, 0.0305005, places=12)
+
+    def test_haiku_3_5(self) -> None:
+        """
+        A Haiku 3.5 request costs 0.80/4/0.08/1/1.60 per million tokens.
+        """
+        # 10,000 x 0.8 = 8,000; 2,000 x 4 = 8,000; 50,000 x 0.08 = 4,000;
+        # 3,000 x 1 = 3,000; 5,000 x 1.6 = 8,000.
+        # Sum 31,000 / 1e6 = 0.031.
+        cost = request_cost(
+            "claude-3-5-haiku-20241022",
+            input_tokens=10_000,
+            output_tokens=2_000,
+            cache_read=50_000,
+            write_5m=3_000,
+            write_1h=5_000,
+        )
+        self.assertAlmostEqual(cost, 0.031, places=12)
+
     def test_one_hour_writes_cost_twice_input(self) -> None:
         """
         A million 1-hour cache writes cost 2x the input price, a million
@@ -383,7 +552,7 @@ class LongContextTests(SynchronousTestCase):
         ``context-1m`` and the prompt is over 200,000 tokens.
         """
         self.assertEqual(
-            context_window_for(200_001, ["context-1m-2025-08-07"]), PREMIUM_CONTEXT_WINDOW
+            context_window_for(SONNET_4_5, 200_001, ["context-1m-2025-08-07"]), PREMIUM_CONTEXT_WINDOW
         )
 
     def test_exactly_200k_is_standard(self) -> None:
@@ -392,7 +561,7 @@ class LongContextTests(SynchronousTestCase):
         even with the beta.
         """
         self.assertEqual(
-            context_window_for(200_000, ["context-1m-2025-08-07"]), STANDARD_CONTEXT_WINDOW
+            context_window_for(SONNET_4_5, 200_000, ["context-1m-2025-08-07"]), STANDARD_CONTEXT_WINDOW
         )
 
     def test_no_beta_is_standard(self) -> None:
@@ -400,9 +569,9 @@ class LongContextTests(SynchronousTestCase):
         Without the beta, even a huge prompt is counted in the standard
         window, whether the header is absent or names other betas.
         """
-        self.assertEqual(context_window_for(900_000, []), STANDARD_CONTEXT_WINDOW)
+        self.assertEqual(context_window_for(SONNET_4_5, 900_000, []), STANDARD_CONTEXT_WINDOW)
         self.assertEqual(
-            context_window_for(900_000, ["oauth-2025-04-20,fine-grained-tool-streaming-2025-05-14"]),
+            context_window_for(SONNET_4_5, 900_000, ["oauth-2025-04-20,fine-grained-tool-streaming-2025-05-14"]),
             STANDARD_CONTEXT_WINDOW,
         )
 
@@ -412,7 +581,7 @@ class LongContextTests(SynchronousTestCase):
         the items.
         """
         betas = ["claude-code-20250219 ,  context-1m-2025-08-07 , interleaved-thinking-2025-05-14"]
-        self.assertEqual(context_window_for(250_000, betas), PREMIUM_CONTEXT_WINDOW)
+        self.assertEqual(context_window_for(SONNET_4_5, 250_000, betas), PREMIUM_CONTEXT_WINDOW)
 
     def test_beta_in_any_header_value(self) -> None:
         """
@@ -420,7 +589,7 @@ class LongContextTests(SynchronousTestCase):
         the first.
         """
         betas = ["claude-code-20250219", "oauth-2025-04-20", "context-1m-2025-08-07"]
-        self.assertEqual(context_window_for(250_000, betas), PREMIUM_CONTEXT_WINDOW)
+        self.assertEqual(context_window_for(SONNET_4_5, 250_000, betas), PREMIUM_CONTEXT_WINDOW)
 
     def test_item_must_start_with_prefix(self) -> None:
         """
@@ -428,8 +597,44 @@ class LongContextTests(SynchronousTestCase):
         count.
         """
         self.assertEqual(
-            context_window_for(250_000, ["x-context-1m-2025-08-07"]), STANDARD_CONTEXT_WINDOW
+            context_window_for(SONNET_4_5, 250_000, ["x-context-1m-2025-08-07"]), STANDARD_CONTEXT_WINDOW
         )
+
+    def test_native_1m_without_beta(self) -> None:
+        """
+        Opus 5.5 has a native 1M window: a prompt over 200,000 tokens is
+        filed under 1M without the beta, one of exactly 200,000 under 200k.
+        """
+        self.assertEqual(context_window_for("claude-opus-5-5", 200_001, []), PREMIUM_CONTEXT_WINDOW)
+        self.assertEqual(
+            context_window_for("claude-opus-5-5-20260901", 900_000, ["claude-code-20250219"]), PREMIUM_CONTEXT_WINDOW
+        )
+        self.assertEqual(context_window_for("claude-opus-5-5", 200_000, []), STANDARD_CONTEXT_WINDOW)
+
+    def test_beta_needed_by_other_models(self) -> None:
+        """
+        Models not known to have a native 1M window (Opus 4.8, Sonnet 5,
+        Fable 5.2) and models missing from the table need the beta for
+        the 1M window, above 200,000 tokens.
+        """
+        for model in ("claude-opus-4-8", "claude-sonnet-5", "claude-fable-5-2", "claude-opus-9"):
+            self.assertEqual(context_window_for(model, 250_000, []), STANDARD_CONTEXT_WINDOW)
+            self.assertEqual(
+                context_window_for(model, 250_000, ["context-1m-2025-08-07"]), PREMIUM_CONTEXT_WINDOW
+            )
+            self.assertEqual(
+                context_window_for(model, 200_000, ["context-1m-2025-08-07"]), STANDARD_CONTEXT_WINDOW
+            )
+
+    def test_threshold_is_200k_with_beta(self) -> None:
+        """
+        With the beta, Sonnet 4.5 stays in the standard tier up to 200,000
+        tokens; Haiku 5.5's tier starts above 100,000, beta or not.
+        """
+        betas = ["context-1m-2025-08-07"]
+        self.assertEqual(context_window_for(SONNET_4_5, 150_000, betas), STANDARD_CONTEXT_WINDOW)
+        self.assertEqual(context_window_for("claude-haiku-5-5", 150_000, betas), PREMIUM_CONTEXT_WINDOW)
+        self.assertEqual(context_window_for("claude-haiku-5-5", 150_000, []), PREMIUM_CONTEXT_WINDOW)
 
     def test_premium_prices_for_sonnet_4_and_4_5(self) -> None:
         """
@@ -522,6 +727,23 @@ class UnknownModelTests(SynchronousTestCase):
         self.assertIn("5/25", first)
         self.assertIn("'mystery-model'", second)
         self.assertIn("3/15", second)
+
+    def test_reports_bounded(self) -> None:
+        """
+        At most :obj:`pricing.MAX_REPORTED_UNKNOWN_MODELS` unknown ids are
+        warned about, each once; the next new id gets one last warning
+        saying further ones go unreported, and later ones get none.
+        """
+        self.patch(pricing, "MAX_REPORTED_UNKNOWN_MODELS", 3)
+        for _ in range(2):
+            for index in range(6):
+                self.assertEqual(prices_for(f"claude-opus-{index}-x", STANDARD_CONTEXT_WINDOW), OPUS_CURRENT)
+        self.assertEqual(len(self.events), 4)
+        texts = [formatEvent(event) for event in self.events]
+        self.assertIn("'claude-opus-0-x'", texts[0])
+        self.assertIn("'claude-opus-2-x'", texts[2])
+        self.assertIn("3 models missing", texts[3])
+        self.assertLessEqual(len(pricing._reported_unknown), 4)
 
     def test_log_quotes_at_most_100_characters(self) -> None:
         """

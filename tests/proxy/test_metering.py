@@ -111,6 +111,28 @@ class ProxyUsageTests(SynchronousTestCase):
             [r.context_window for r in self.recorder.records], [1_000_000, 200_000]
         )
 
+    def test_native_long_context(self) -> None:
+        """
+        The window is chosen by the model the response names: an Opus 5.5
+        prompt over 200k tokens is counted in the 1M window without the
+        beta (its window is native), a Haiku 5.5 prompt over 100k tokens
+        too (its long-prompt tier), and a Sonnet 4.5 prompt over 200k
+        without the beta is not.
+        """
+        big = dict(USAGE, cache_read_input_tokens=250_000)
+        medium = dict(USAGE, cache_read_input_tokens=120_000)
+        self.harness.fake.enqueue(
+            text_reply("a", model="claude-opus-5-5", usage=big),
+            text_reply("b", model="claude-haiku-5-5", usage=medium),
+            text_reply("c", usage=big),
+        )
+        for _ in range(3):
+            self.request(stream=True, **{"anthropic-beta": "claude-code-20250219"})
+        self.assertEqual(
+            [(r.model, r.context_window) for r in self.recorder.records],
+            [("claude-opus-5-5", 1_000_000), ("claude-haiku-5-5", 1_000_000), (MODEL, 200_000)],
+        )
+
     def test_errors_not_counted(self) -> None:
         """
         An error status from upstream is passed on and not counted.
