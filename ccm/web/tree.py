@@ -1,8 +1,8 @@
-# -*- test-case-name: tests.web.test_site,tests.web.test_paths -*-
+# -*- test-case-name: tests.web.test_site,tests.web.test_paths,tests.web.test_hello -*-
 """
 The URL tree of a service: ``/v1/...`` is proxied, ``/ccm/v1/status``
-reports the caller's pool, and everything else is a 404 in the Anthropic
-shape.  Routing and the proxy both work on the path as
+reports the caller's pool, ``/api/hello`` answers Claude Code's warm-up
+locally, and everything else is a 404 in the Anthropic shape.  Routing and the proxy both work on the path as
 :obj:`ccm.web.paths.normalize_path` makes it, once, at the root
 (:obj:`Root`).
 """
@@ -17,6 +17,7 @@ from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request
 
 from ccm.web.errors import NOT_FOUND, render_error
+from ccm.web.hello import HelloResource
 from ccm.web.paths import PathRefused, normalize_path
 
 
@@ -111,9 +112,15 @@ def client_host(request: Request) -> str:
 def build_root(proxy: IResource, status: IResource) -> Resource:
     """
     The root of ccm's URL space.
+
+    :param proxy: the resource for ``/v1/...``.
+    :param status: the resource for ``/ccm/v1/status``.
     """
     tree = Directory()
     tree.putChild(b"v1", proxy)
+    api = Directory()
+    tree.putChild(b"api", api)
+    api.putChild(b"hello", HelloResource())
     ccm = Directory()
     ccm_v1 = Directory()
     tree.putChild(b"ccm", ccm)

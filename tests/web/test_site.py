@@ -1,6 +1,6 @@
 """
 Tests for :obj:`ccm.web.site`: the URL space (``/v1/...`` proxied,
-``/ccm/v1/status``, a JSON 404 for everything else) and the site that serves
+``/ccm/v1/status``, ``/api/hello``, a JSON 404 for everything else) and the site that serves
 it.
 """
 
@@ -42,7 +42,7 @@ class RoutingTests(SynchronousTestCase):
 
     def test_unknown_paths(self) -> None:
         """
-        Paths outside ``/v1/`` and ``/ccm/v1/status`` get a 404
+        Paths outside ``/v1/``, ``/ccm/v1/status`` and ``/api/hello`` get a 404
         ``not_found_error`` in the Anthropic shape, for any method, and
         nothing goes upstream.
         """
