@@ -35,7 +35,7 @@ from ccm.proxy.exchange import Exchange
 from ccm.units import format_duration
 from ccm.web.auth import Authenticator, Caller
 from ccm.web.tree import client_host
-from ccm.web.errors import NOT_FOUND, APIError, render_error
+from ccm.web.errors import NOT_FOUND, APIError, method_not_allowed, render_error
 
 # Request bodies up to this size are read into memory and parsed; larger
 # ones (images, documents) are streamed upstream from twisted.web's
@@ -47,12 +47,7 @@ IN_MEMORY_BODY_BYTES = 4 * 1024 * 1024
 # would hand back the OAuth token.
 FORWARDED_METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE")
 
-METHOD_NOT_ALLOWED = APIError(
-    405,
-    "invalid_request_error",
-    "method not allowed",
-    headers=(("allow", ", ".join(method.decode("ascii") for method in FORWARDED_METHODS)),),
-)
+METHOD_NOT_ALLOWED = method_not_allowed(*FORWARDED_METHODS)
 
 SHUTTING_DOWN = APIError(
     503,

@@ -86,6 +86,19 @@ def send_error(request: IRequest, error: APIError) -> None:
 NOT_FOUND = APIError(404, "not_found_error", "Not found")
 
 
+def method_not_allowed(*allowed: bytes) -> APIError:
+    """
+    The 405 for a method a resource does not serve, naming those it does
+    in ``Allow``.
+    """
+    return APIError(
+        405,
+        "invalid_request_error",
+        "method not allowed",
+        headers=(("allow", ", ".join(method.decode("ascii") for method in allowed)),),
+    )
+
+
 INTERNAL_ERROR = APIError(500, "api_error", "internal error in ccm")
 
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from ccm.web.errors import NOT_FOUND, APIError, render_error
+from ccm.web.errors import NOT_FOUND, method_not_allowed, render_error
 
-_METHOD_NOT_ALLOWED = APIError(
-    405, "invalid_request_error", "method not allowed", headers=(("allow", "GET, HEAD"),)
-)
+_METHOD_NOT_ALLOWED = method_not_allowed(b"GET", b"HEAD")
 
 
 class HelloResource(Resource):

@@ -20,12 +20,10 @@ from twisted.web.server import Request
 
 from ccm.web.auth import Authenticator, Caller
 from ccm.pool.select import Pool
-from ccm.web.errors import NOT_FOUND, APIError, render_error
+from ccm.web.errors import NOT_FOUND, APIError, method_not_allowed, render_error
 
 
-_METHOD_NOT_ALLOWED = APIError(
-    405, "invalid_request_error", "method not allowed", headers=(("allow", "GET"),)
-)
+_METHOD_NOT_ALLOWED = method_not_allowed(b"GET")
 
 
 class StatusResource(Resource):

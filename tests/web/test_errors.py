@@ -23,6 +23,7 @@ from ccm.web.errors import (
     answer_bug,
     error_body,
     error_response,
+    method_not_allowed,
     new_request_id,
     render_error,
     send_error,
@@ -72,6 +73,23 @@ def _response(transport: StringTransport) -> RawResponse:
     response = parse_raw_response(transport.value())
     assert response is not None, transport.value()
     return response
+
+
+class MethodNotAllowedTests(SynchronousTestCase):
+    """
+    :obj:`method_not_allowed` is the one 405 every resource answers with.
+    """
+
+    def test_names_the_allowed_methods(self) -> None:
+        """
+        The error is a 405 ``invalid_request_error`` whose ``Allow`` header
+        lists the served methods in order.
+        """
+        error = method_not_allowed(b"GET", b"HEAD")
+        self.assertEqual(
+            (error.status, error.error_type, error.message, error.headers),
+            (405, "invalid_request_error", "method not allowed", (("allow", "GET, HEAD"),)),
+        )
 
 
 class ErrorBodyTests(SynchronousTestCase):
