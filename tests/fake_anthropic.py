@@ -4,9 +4,10 @@ A fake Anthropic API for ccm's tests.
 
 :obj:`FakeAnthropic` serves the parts of the Anthropic API that ccm and Claude
 Code talk to (``/v1/messages``, ``/v1/messages/count_tokens``,
-``/v1/models``, the OAuth token endpoint, ``/api/oauth/usage`` and
-``/api/oauth/profile``) as one :obj:`twisted.web.resource.Resource`.  The same
-resource works in synchronous unit tests::
+``/v1/messages/cache_touch``, ``/v1/models``, the OAuth token endpoint,
+``/api/oauth/usage`` and ``/api/oauth/profile``) as one
+:obj:`twisted.web.resource.Resource`.  The same resource works in synchronous
+unit tests::
 
     fake = FakeAnthropic(clock)
     upstream = StubTreq(fake.resource())
@@ -846,6 +847,10 @@ class FakeAnthropic:
     :ivar unified_headers_by_token: per bearer token, headers that replace
         :obj:`unified_headers` on that subscription's ``/v1/messages``
         responses, so two subscriptions can report different usage.
+    :ivar message_bearers: the request id of every ``/v1/messages`` answer
+        that finished with a 2xx, mapped to the bearer token it was asked
+        with: the subscription holding its prompt cache, which
+        ``POST /v1/messages/cache_touch`` keeps warm.
     """
 
     def __init__(
@@ -872,6 +877,7 @@ class FakeAnthropic:
         self.profile_mode = "ok"
         self.profile: dict[str, Any] = copy.deepcopy(_PROFILE)
         self.unified_headers_by_token: dict[str, dict[str, str]] = {}
+        self.message_bearers: dict[str, str] = {}
         self._replies: deque[Reply] = deque()
         self._live: list[ReplyHandle] = []
         self._rotations = 0
@@ -923,6 +929,8 @@ class FakeAnthropic:
             self._messages(handle)
         elif method == "POST" and path == "/v1/messages/count_tokens":
             self._count_tokens(handle)
+        elif method == "POST" and path == "/v1/messages/cache_touch":
+            self._cache_touch(handle)
         elif method == "GET" and path == "/v1/models":
             self._models(handle)
         elif method == "GET" and path.startswith("/v1/models/"):
@@ -980,10 +988,13 @@ class FakeAnthropic:
             return None
         return body
 
+    def _bearer(self, handle: ReplyHandle) -> str:
+        return (handle.recorded.header("authorization") or "").removeprefix("Bearer ").strip()
+
     def _messages(self, handle: ReplyHandle) -> None:
         if not self._authorized(handle, require_beta=True):
             return
-        token = (handle.recorded.header("authorization") or "").removeprefix("Bearer ").strip()
+        token = self._bearer(handle)
         handle.default_headers.update(
             self.unified_headers_by_token.get(token, self.unified_headers)
         )
@@ -992,6 +1003,7 @@ class FakeAnthropic:
             return
         self.open_streams.append(handle)
         handle.on_end(lambda: _discard(self.open_streams, handle))
+        handle.on_end(lambda: self._note_answer(handle, token))
         reply = self._replies.popleft() if self._replies else self.default_reply
         reply.handle = handle
         reply._respond(self, handle, body)
@@ -1001,6 +1013,30 @@ class FakeAnthropic:
             if self._json_object(handle) is not None:
                 tokens = max(1, len(handle.recorded.body) // 4)
                 handle.respond_json(200, {"input_tokens": tokens})
+
+    def _note_answer(self, handle: ReplyHandle, token: str) -> None:
+        if handle.finished and 200 <= handle.request.code < 300:
+            self.message_bearers[handle.recorded.request_id] = token
+
+    def _cache_touch(self, handle: ReplyHandle) -> None:
+        """
+        Keep the prompt cache of an earlier answer warm: 200 with an empty
+        object (the real body is not documented; Claude Code reads only the
+        status) when the request id names a finished ``/v1/messages``
+        answer of the same subscription, else 404 as for an unknown id.
+        """
+        if not self._authorized(handle, require_beta=True):
+            return
+        body = self._json_object(handle)
+        if body is None:
+            return
+        request_id = body.get("request_id")
+        if not isinstance(request_id, str):
+            self._error(handle, 400, "invalid_request_error", "request_id: Field required")
+        elif self.message_bearers.get(request_id) != self._bearer(handle):
+            self._error(handle, 404, "not_found_error", f"request_id: {request_id} not found")
+        else:
+            handle.respond_json(200, {})
 
     def _models(self, handle: ReplyHandle) -> None:
         if self._authorized(handle, require_beta=True):

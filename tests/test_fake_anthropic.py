@@ -967,6 +967,69 @@ class OtherEndpointTests(FakeTestCase):
         self.assertEqual(self.request("GET", "/api/oauth/usage", headers=third).code, 401)
 
 
+class CacheTouchTests(FakeTestCase):
+    """
+    ``POST /v1/messages/cache_touch``, Claude Code's prompt-cache keepalive.
+    """
+
+    def touch(self, request_id: Any, headers: dict[str, str] | None = None) -> IResponse:
+        body = json.dumps({"request_id": request_id}).encode()
+        return self.request("POST", "/v1/messages/cache_touch?beta=true", body, headers)
+
+    def test_touch_of_an_answer(self) -> None:
+        """
+        A touch naming the request id of a finished ``/v1/messages``
+        answer of the same subscription is a 200 with an empty object.
+        """
+        answer = self.messages({"model": "m"})
+        self.successResultOf(self.collect(answer)[1])
+        [request_id] = answer.headers.getRawHeaders("request-id")
+        response = self.touch(request_id)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.json_of(response), {})
+        self.assertEqual(self.fake.message_bearers, {request_id: ACCESS_TOKEN})
+
+    def test_other_subscription(self) -> None:
+        """
+        Another subscription cannot touch that cache: 404, with a
+        ``request-id`` of its own.
+        """
+        self.fake.extra_access_tokens = {"sk-ant-oat01-second"}
+        answer = self.messages({"model": "m"})
+        self.successResultOf(self.collect(answer)[1])
+        [request_id] = answer.headers.getRawHeaders("request-id")
+        second = dict(OAUTH_HEADERS, authorization="Bearer sk-ant-oat01-second")
+        response = self.touch(request_id, second)
+        self.assertEqual(response.code, 404)
+        self.assertEqual(self.json_of(response)["error"]["type"], "not_found_error")
+        self.assertEqual(response.headers.getRawHeaders("request-id"), ["req_fake_2"])
+
+    def test_unknown_failed_or_unfinished(self) -> None:
+        """
+        An unknown id, the id of an error answer, and that of a stream not
+        finished yet are 404; a body without a string ``request_id`` is 400;
+        a bad bearer is 401.
+        """
+        self.assertEqual(self.touch("req_nowhere").code, 404)
+        self.fake.enqueue(error_reply(529, "overloaded_error", "Overloaded"))
+        failed = self.messages({"model": "m"})
+        self.successResultOf(self.collect(failed)[1])
+        self.assertEqual(self.touch(failed.headers.getRawHeaders("request-id")[0]).code, 404)
+        reply = manual_reply()
+        self.fake.enqueue(reply)
+        pending = self.send("POST", "/v1/messages", json.dumps({"model": "m"}).encode())
+        streaming = self.fake.requests[-1].request_id
+        self.assertEqual(self.touch(streaming).code, 404)
+        assert reply.handle is not None
+        reply.handle.finish()
+        self.client.flush()
+        self.successResultOf(pending)
+        self.assertEqual(self.touch(streaming).code, 200)
+        self.assertEqual(self.touch(7).code, 400)
+        bad = dict(OAUTH_HEADERS, authorization="Bearer nope")
+        self.assertEqual(self.touch("req_fake_2", bad).code, 401)
+
+
 class TokenEndpointTests(FakeTestCase):
     """
     ``POST /v1/oauth/token`` and its modes.

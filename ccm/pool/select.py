@@ -1,11 +1,13 @@
-# -*- test-case-name: tests.pool.test_select -*-
+# -*- test-case-name: tests.pool.test_select,tests.pool.test_affinity -*-
 """
 Which subscription serves a request.
 
 A pool chooses, for each request, the credential that serves it: a single
 credential, or a balancer over several that keeps each Claude Code session
 on one subscription (its prompt cache stays warm) and moves it only when
-that subscription stops being usable (see :obj:`ccm.pool.member`).
+that subscription stops being usable (see :obj:`ccm.pool.member`).  A
+balancer also keeps a conversation's auxiliary calls and sub-agents with it
+(see :obj:`ccm.pool.affinity`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,17 @@ from typing import Iterable, Protocol, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.web.http_headers import Headers
 
 from ccm.credentials.credential import Credential
+from ccm.pool.affinity import (
+    AffinityTable,
+    Call,
+    MemoryAffinityTable,
+    agent_member,
+    note_served,
+    touched_member,
+)
 from ccm.pool.figures import WindowName
 from ccm.pool.member import PoolMember, exhausted_error, pool_status
 from ccm.pool.sessions import MemorySessionTable, SessionTable
@@ -45,6 +56,20 @@ class Pool(Protocol):
         (possibly empty), never one of ``exclude`` (those already tried).
 
         :raises APIError: when no credential can serve.
+        """
+
+    def place(self, call: Call, exclude: Iterable[str] = ()) -> Credential:
+        """
+        The credential to serve ``call``, never one of ``exclude``: as
+        :obj:`select` for its session, and with its sub-agent or the answer
+        whose cache it keeps warm.
+
+        :raises APIError: when no credential can serve it.
+        """
+
+    def served(self, call: Call, tag: str, status: int, headers: Headers) -> None:
+        """
+        Credential ``tag`` answered ``call`` with ``status`` and ``headers``.
         """
 
     def status(self) -> dict[str, float]:
@@ -106,6 +131,17 @@ class SingleCredentialPool(_MemberPool):
             raise exhausted_error(self.members, now)
         return self.member.credential
 
+    def place(self, call: Call, exclude: Iterable[str] = ()) -> Credential:
+        """
+        The credential, for any call: there is only one.
+        """
+        return self.select(call.session_id, exclude)
+
+    def served(self, call: Call, tag: str, status: int, headers: Headers) -> None:
+        """
+        Nothing to remember: every call goes to the one credential.
+        """
+
 
 class BalancerPool(_MemberPool):
     """
@@ -129,6 +165,7 @@ class BalancerPool(_MemberPool):
         rng: random_module.Random | None = None,
         rebalance_threshold: float = 0.0,
         sessions: SessionTable | None = None,
+        affinity: AffinityTable | None = None,
     ) -> None:
         """
         :param rebalance_threshold: under ``least_used``, how many points of
@@ -137,6 +174,9 @@ class BalancerPool(_MemberPool):
             move; 0 never moves them while they are usable.
         :param sessions: where this pool remembers which credential each
             session is on; a new :obj:`MemorySessionTable` by default.
+        :param affinity: where this pool remembers which credential served
+            each recent answer and each sub-agent is on; a new
+            :obj:`MemoryAffinityTable` by default.
         """
         super().__init__(members, clock)
         self.tag = tag
@@ -145,6 +185,7 @@ class BalancerPool(_MemberPool):
         self._random = rng if rng is not None else random_module.Random()
         self._counter = 0
         self._sessions: SessionTable = sessions if sessions is not None else MemorySessionTable()
+        self._affinity: AffinityTable = affinity if affinity is not None else MemoryAffinityTable()
 
     def reconfigure(
         self, members: Sequence[PoolMember], strategy: str, rebalance_threshold: float
@@ -165,43 +206,87 @@ class BalancerPool(_MemberPool):
 
         :raises APIError: when no credential can serve.
         """
+        return self.place(Call(session_id=session_id, is_message=True), exclude)
+
+    def place(self, call: Call, exclude: Iterable[str] = ()) -> Credential:
+        """
+        The credential for ``call``, never one of ``exclude``.  A keepalive
+        goes to the credential that served the answer it names, or nowhere.
+        Under every strategy but ``fallback``, a sub-agent's request goes
+        where the sub-agent is, else where its parent agent is, else where
+        its session is; a session without a usable credential is placed by
+        the strategy.  Only ``/v1/messages`` requests move a session to
+        rebalance; the other calls follow it.
+
+        :raises APIError: when no credential can serve.
+        """
         now = self._clock.seconds()
+        if call.touches:
+            return touched_member(call, self._members, self._affinity, exclude, now).credential
         excluded = set(exclude)
         usable = []
         for member in self._members:
             state = member.observe(now)
             if state.usable and member.tag not in excluded:
                 usable.append(member)
+        session_id = call.session_id
         if not usable:
             if session_id:
                 self._sessions.forget(session_id)
             raise exhausted_error(self._members, now)
         if self.strategy == "fallback":
             return usable[0].credential
+        chosen = agent_member(call, usable, self._affinity, now)
+        if chosen is None:
+            chosen = self._session_member(session_id, usable, now, call.is_message)
+        elif session_id and self._sessions.credential_of(session_id, now) is None:
+            self._sessions.assign(session_id, chosen.tag, now)
+            self._log_assignment(session_id, chosen.tag, None, "with its agent")
+        if call.agent_id:
+            self._affinity.remember_agent(call.agent_id, chosen.tag, now)
+        return chosen.credential
+
+    def served(self, call: Call, tag: str, status: int, headers: Headers) -> None:
+        """
+        Remember which credential served a ``/v1/messages`` answer, or kept
+        one's cache warm, for the keepalives that name it.
+        """
+        note_served(call, tag, status, headers, self._affinity, self._clock.seconds())
+
+    def _session_member(
+        self, session_id: str, usable: list[PoolMember], now: float, may_move: bool
+    ) -> PoolMember:
+        """
+        The member for session ``session_id``: where it is, unless
+        ``may_move`` and a rebalance moves it, or it has no usable credential
+        and the strategy places it.
+        """
         # An empty id is never assigned; asking still lets idle entries go.
         previous = self._sessions.credential_of(session_id, now)
         current = next((m for m in usable if previous and m.tag == previous), None)
         if current is None:
             chosen = self._pick(usable, now)
         else:
-            better = self._rebalance_target(current, usable, now)
+            better = self._rebalance_target(current, usable, now) if may_move else None
             if better is None:
                 self._sessions.assign(session_id, current.tag, now)
-                return current.credential
+                return current
             self._sessions.forget_credential(current.tag)
             chosen = better
         if session_id:
             self._sessions.assign(session_id, chosen.tag, now)
             self._log_assignment(session_id, chosen.tag, previous)
-        return chosen.credential
+        return chosen
 
-    def _log_assignment(self, session_id: str, tag: str, previous: str | None) -> None:
+    def _log_assignment(
+        self, session_id: str, tag: str, previous: str | None, how: str = ""
+    ) -> None:
         if previous is None:
             log.info(
                 "session {session} assigned to credential {tag} ({strategy})",
                 session=session_id[:40],
                 tag=tag,
-                strategy=self.strategy,
+                strategy=how or self.strategy,
             )
         else:
             log.info(

@@ -108,7 +108,7 @@ class Exchange:
         tried yet for it.
         """
         try:
-            self._credential = self._pool.select(self._facts.session_id, exclude=self._tried)
+            self._credential = self._pool.place(self._facts.call, exclude=self._tried)
         except APIError as error:
             self._fail(error)
             return
@@ -128,7 +128,7 @@ class Exchange:
         limited_until = credential.rate_limits.observe_rejection(response.headers, now)
         self._tried.append(credential.tag)
         try:
-            self._pool.select(self._facts.session_id, exclude=self._tried)
+            self._pool.place(self._facts.call, exclude=self._tried)
         except APIError as error:
             if limited_until is None:
                 # A passing capacity throttle, and nowhere else to go: the
@@ -212,6 +212,7 @@ class Exchange:
             return
         if response.code == 429 and self._retry_after_429(credential, response):
             return
+        self._pool.served(self._facts.call, credential.tag, response.code, response.headers)
         now = self._context.clock.seconds()
         if 200 <= response.code < 300:
             # It served: whatever limit a 429 set has ended.

@@ -2,7 +2,8 @@
 """
 What ccm reads from a client's request before sending it on: the model
 and the number of messages (for the log and the usage file), the session
-(for sticky pools) and the ``anthropic-beta`` values.
+and what else a pool places the request by (its :obj:`Call`), and the
+``anthropic-beta`` values.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import IO, Any
 
 from twisted.web.server import Request
 
-from ccm.pool.sessions import session_id_of
+from ccm.pool.affinity import Call, call_of
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,15 @@ class RequestFacts:
     :ivar messages: how many ``messages`` the body holds.
     :ivar session_id: the session the request belongs to, or empty.
     :ivar betas: the ``anthropic-beta`` header values, as sent.
+    :ivar call: what a pool places the request by: its session, sub-agent,
+        and the answer a cache keepalive names.
     """
 
     model: str
     messages: int
     session_id: str
     betas: tuple[str, ...]
+    call: Call = Call()
 
     @property
     def asks_fast_mode(self) -> bool:
@@ -72,9 +76,11 @@ def request_facts(request: Request, body: bytes | IO[bytes]) -> RequestFacts:
     )
     model = document.get("model") if document is not None else None
     messages = document.get("messages") if document is not None else None
+    call = call_of(request.method, request.path, headers, document)
     return RequestFacts(
         model=model if isinstance(model, str) else "",
         messages=len(messages) if isinstance(messages, list) else 0,
-        session_id=session_id_of(headers, document),
+        session_id=call.session_id,
         betas=tuple(v.decode("latin-1") for v in headers.getRawHeaders(b"anthropic-beta", [])),
+        call=call,
     )
