@@ -116,7 +116,7 @@ def build_service(
     savers = _usage_savers(credential_configs, reactor)
     log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
     members = {
-        c.tag: PoolMember(credential, c.cap_5h, c.cap_weekly)
+        c.tag: PoolMember(credential, c.cap_5h, c.cap_weekly, c.allows_extra_usage)
         for c, credential in zip(credential_configs, credentials)
     }
     pools = _pools(config, members, reactor)

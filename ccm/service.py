@@ -136,8 +136,9 @@ class CcmService(MultiService):
         Run with ``config`` from now on, for what can change in place (see
         :obj:`ccm.reload`, which also decides what ``config`` holds): users and
         the pools they use, headers and the body limit, the credentials'
-        pause thresholds, the balancers' members and strategies, the
-        connection bounds of new connections, and the shutdown grace.
+        pause thresholds and extra usage, the balancers' members and
+        strategies, the connection bounds of new connections, and the
+        shutdown grace.
         Requests in progress keep what they started with.
 
         :param config: this service's configuration with only in-place
@@ -148,6 +149,7 @@ class CcmService(MultiService):
                 member = self._members[credential_config.tag]
                 member.cap_5h = credential_config.cap_5h
                 member.cap_weekly = credential_config.cap_weekly
+                member.allow_extra_usage = credential_config.allows_extra_usage
             elif isinstance(credential_config, BalancerCredentialConfig):
                 balancer = self.pools[credential_config.tag]
                 assert isinstance(balancer, BalancerPool)

@@ -131,6 +131,65 @@ def rejected_unified_headers(now: float, *, claim: str = "five_hour") -> dict[st
     return headers
 
 
+def overage_unified_headers(
+    now: float, *, in_use: bool = True, overage_status: str = "allowed"
+) -> dict[str, str]:
+    """
+    Build the unified headers of a subscription whose 5-hour window is used
+    up and which goes on serving from paid extra usage (overage): the plan
+    rejected, extra usage allowed, in use.
+
+    :param now: the current time in epoch seconds.
+    :param in_use: whether ``overage-in-use: true`` is sent (without it,
+        only the rejected plan with extra usage allowed says so).
+    :param overage_status: ``allowed`` or ``allowed_warning``.
+    """
+    headers = rejected_unified_headers(now)
+    del headers[UNIFIED_PREFIX + "overage-disabled-reason"]
+    values = {
+        "overage-status": overage_status,
+        "overage-reset": str(int(now) + 20 * 86400),
+        "overage-utilization": "0.12",
+    }
+    if in_use:
+        values["overage-in-use"] = "true"
+    headers.update({UNIFIED_PREFIX + key: value for key, value in values.items()})
+    return headers
+
+
+def client_rate_limit_headers(now: float) -> dict[str, str]:
+    """
+    Every ``overage-*``, ``slow-*`` and ``grace-*`` unified header that
+    Claude Code 2.1.332 reads, with values of the shapes it parses: what a
+    proxy must pass to the client untouched.
+    """
+    reset = str(int(now) + FIVE_HOUR_SECONDS)
+    values = {
+        "overage-status": "allowed_warning",
+        "overage-disabled-reason": "org_level_disabled_until",
+        "overage-in-use": "true",
+        "overage-reset": str(int(now) + 20 * 86400),
+        "overage-utilization": "0.815",
+        "overage-surpassed-threshold": "0.75",
+        "overage-scope": "group_pool",
+        "overage-group": "7f3c2a10-0000-4000-8000-00000000beef",
+        "overage-period": "monthly",
+        "overage-period-monthly-utilization": "0.42",
+        "overage-period-channel-utilization": "0.07",
+        "overage-daily-cap-paused": "true",
+        "slow-status": "active",
+        "slow-offer": "treatment",
+        "slow-retry-after": "12",
+        "slow-max-wait": "300",
+        "slow-budget-utilization": "0.5",
+        "slow-budget-reset": reset,
+        "grace-status": "eligible",
+        "grace-5h-utilization": "0.0",
+        "grace-7d-utilization": "0.25",
+    }
+    return {UNIFIED_PREFIX + key: value for key, value in values.items()}
+
+
 def _error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:
     return {
         "type": "error",

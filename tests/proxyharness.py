@@ -109,10 +109,13 @@ class ProxyHarness:
         write_credential_file: bool = True,
         recorder: UsageRecorder | None = None,
         balancer: str | None = None,
+        extra_usage: dict[str, str] | None = None,
     ) -> None:
         """
         :param recorder: where the usage of ``main`` is counted; by default
             it is not.
+        :param extra_usage: the ``extra_usage`` of credentials by tag
+            (``main``, ``second``); ``never`` for the others.
         :param balancer: the strategy of a balancer ``pool`` over ``main``
             and ``second`` (whose file holds :obj:`SECOND_ACCESS_TOKEN`), to
             serve every caller instead of ``main`` alone.
@@ -133,8 +136,11 @@ class ProxyHarness:
                 self.fake.refresh_token,
                 int((START_TIME + 86400) * 1000),
             )
+        extra = extra_usage or {}
         credentials: tuple[CredentialConfig, ...] = (
-            DefaultCredentialConfig(MAIN, self.credential_path),
+            DefaultCredentialConfig(
+                MAIN, self.credential_path, extra_usage=extra.get(MAIN, "never")
+            ),
         )
         serving = MAIN
         if balancer is not None:
@@ -149,7 +155,9 @@ class ProxyHarness:
             credentials = (
                 BalancerCredentialConfig(POOL, (MAIN, SECOND), strategy=balancer),
                 *credentials,
-                DefaultCredentialConfig(SECOND, second_path),
+                DefaultCredentialConfig(
+                    SECOND, second_path, extra_usage=extra.get(SECOND, "never")
+                ),
             )
             serving = POOL
         config = ServiceConfig(

@@ -18,11 +18,14 @@ from twisted.web.iweb import IResponse
 
 from tests.fake_anthropic import (
     FakeAnthropic,
+    allowed_unified_headers,
+    client_rate_limit_headers,
     cut_stream_reply,
     error_reply,
     hang_reply,
     manual_reply,
     midstream_error_reply,
+    overage_unified_headers,
     slow_stream_reply,
     text_reply,
     thinking_reply,
@@ -514,6 +517,51 @@ class HeaderTests(FakeTestCase):
         self.assertEqual(response.headers.getRawHeaders(UNIFIED + "5h-utilization"), ["0.91"])
         response = self.messages({"model": "m"})
         self.assertEqual(response.headers.getRawHeaders(UNIFIED + "5h-utilization"), ["0.1"])
+
+    def test_overage(self) -> None:
+        """
+        ``overage_unified_headers`` describe a used-up 5-hour window served
+        from extra usage: plan rejected, extra usage allowed and in use (or
+        not said), no disabled reason; they reach the response as set.
+        """
+        headers = overage_unified_headers(START_TIME)
+        self.assertEqual(headers[UNIFIED + "status"], "rejected")
+        self.assertEqual(headers[UNIFIED + "5h-status"], "rejected")
+        self.assertEqual(headers[UNIFIED + "overage-status"], "allowed")
+        self.assertEqual(headers[UNIFIED + "overage-in-use"], "true")
+        self.assertNotIn(UNIFIED + "overage-disabled-reason", headers)
+        quiet = overage_unified_headers(START_TIME, in_use=False, overage_status="allowed_warning")
+        self.assertNotIn(UNIFIED + "overage-in-use", quiet)
+        self.assertEqual(quiet[UNIFIED + "overage-status"], "allowed_warning")
+        self.assertEqual(
+            allowed_unified_headers(START_TIME)[UNIFIED + "overage-status"], "rejected"
+        )
+        self.fake.unified_headers = headers
+        response = self.messages({"model": "m"})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders(UNIFIED + "overage-in-use"), ["true"])
+
+    def test_client_rate_limit_headers(self) -> None:
+        """
+        ``client_rate_limit_headers`` hold every ``overage-*``, ``slow-*``
+        and ``grace-*`` name Claude Code 2.1.332 reads, all unified.
+        """
+        names = {name[len(UNIFIED):] for name in client_rate_limit_headers(START_TIME)}
+        self.assertEqual(len([n for n in names if n.startswith("overage-")]), 12)
+        self.assertEqual(
+            {n for n in names if not n.startswith("overage-")},
+            {
+                "slow-status",
+                "slow-offer",
+                "slow-retry-after",
+                "slow-max-wait",
+                "slow-budget-utilization",
+                "slow-budget-reset",
+                "grace-status",
+                "grace-5h-utilization",
+                "grace-7d-utilization",
+            },
+        )
 
 
 class ErrorReplyTests(FakeTestCase):

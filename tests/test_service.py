@@ -274,6 +274,28 @@ class ReconfigureTests(SynchronousTestCase):
         warnings = [e for e in self.events if "no users are configured" in formatEvent(e)]
         self.assertEqual(len(warnings), 1)
 
+    def test_extra_usage(self) -> None:
+        """
+        ``extra_usage`` reaches each credential's pool member at start-up
+        and changes there on a reload, in both directions.
+        """
+        allowed = dict(
+            self.document,
+            credentials=[
+                {"tag": "a", "credential_path": self.paths["a"], "extra_usage": "allow"},
+                *self.document["credentials"][1:],
+            ],
+        )
+        self.start(allowed)
+        member_a = self.service.pools["a"].members[0]
+        member_b = self.service.pools["pool"].members[1]
+        self.assertEqual((member_a.allow_extra_usage, member_b.allow_extra_usage), (True, False))
+        self.reload(self.document)
+        self.assertIs(self.service.pools["a"].members[0], member_a)
+        self.assertFalse(member_a.allow_extra_usage)
+        self.reload(allowed)
+        self.assertTrue(member_a.allow_extra_usage)
+
 
 class ConnectionLimitsWiringTests(SynchronousTestCase):
     """

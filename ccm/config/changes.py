@@ -4,7 +4,7 @@ What re-reading the configuration file changes.
 
 SIGHUP makes ccm read its configuration file again.  Settings that only
 shape new requests (users and their tokens, ``headers``, reserves and
-limits, balancing strategies, ...) apply in place; settings the running
+limits, ``extra_usage``, balancing strategies, ...) apply in place; settings the running
 objects were built from (listeners and TLS, credential and usage files,
 detours, upstream URLs) need a restart: each such difference is reported
 on its own line and the running value stays.
@@ -71,6 +71,9 @@ DEFAULT_CREDENTIAL_FIELDS: Mapping[str, str] = {
     "reserve_weekly": APPLY,
     "limit_5h": APPLY,
     "limit_weekly": APPLY,
+    # Read by the credential's pool member at each choice, as the limits
+    # are; the extra-usage facts it judges are kept whatever it says.
+    "extra_usage": APPLY,
 }
 
 BALANCER_FIELDS: Mapping[str, str] = {

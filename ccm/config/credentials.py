@@ -11,6 +11,8 @@ from typing import Any
 
 from ccm.config.model import (
     DEFAULT_POLL_INTERVAL_SECONDS,
+    EXTRA_USAGE_NEVER,
+    EXTRA_USAGE_VALUES,
     BalancerCredentialConfig,
     CredentialConfig,
     DefaultCredentialConfig,
@@ -29,6 +31,7 @@ _DEFAULT_CREDENTIAL_KEYS = (
     "reserve_weekly",
     "limit_5h",
     "limit_weekly",
+    "extra_usage",
 )
 _BALANCER_KEYS = (
     "tag",
@@ -132,8 +135,22 @@ def _parse_default_credential(
         credential_path=reader.string("credential_path"),
         usages_path=reader.string("usages_path"),
         detour=parse_detour(reader, "detour", outbounds, problems),
+        extra_usage=_parse_extra_usage(reader),
         **values,
     )
+
+
+def _parse_extra_usage(reader: ObjectReader) -> str:
+    """
+    A default credential's ``extra_usage``: ``"never"`` (the default) or
+    ``"allow"``, spelled exactly.
+    """
+    value = reader.string("extra_usage", EXTRA_USAGE_NEVER)
+    if value not in EXTRA_USAGE_VALUES:
+        choices = " or ".join(f'"{v}"' for v in EXTRA_USAGE_VALUES)
+        reader.problems.add(reader.where("extra_usage"), f"must be {choices}, got {value!r}")
+        return EXTRA_USAGE_NEVER
+    return value
 
 
 def _parse_balancer(

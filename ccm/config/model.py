@@ -31,6 +31,11 @@ DEFAULT_ENDPOINT = f"tcp:{DEFAULT_LISTEN_PORT}:interface={DEFAULT_LISTEN_ADDRESS
 SERVED_ALPN_PROTOCOL = "http/1.1"
 
 STRATEGIES = ("least_used", "round_robin", "random", "fallback")
+# A default credential's ``extra_usage``: whether it may serve from paid
+# extra usage beyond its plan (docs/configuration.md#extra-usage).
+EXTRA_USAGE_NEVER = "never"
+EXTRA_USAGE_ALLOW = "allow"
+EXTRA_USAGE_VALUES = (EXTRA_USAGE_NEVER, EXTRA_USAGE_ALLOW)
 
 
 class ConfigError(Exception):
@@ -126,13 +131,32 @@ class DefaultCredentialConfig:
     reserve_weekly: int = 0
     limit_5h: int = 0
     limit_weekly: int = 0
+    extra_usage: str = EXTRA_USAGE_NEVER
+
+    @property
+    def allows_extra_usage(self) -> bool:
+        """
+        Whether this credential may serve from paid extra usage.
+        """
+        return self.extra_usage == EXTRA_USAGE_ALLOW
+
+    @property
+    def _margin(self) -> int:
+        """
+        The reserve a credential keeps when none is set: 1% before the
+        plan's end, where the upstream would refuse, except when extra usage
+        is allowed to serve on past it.
+        """
+        return 0 if self.allows_extra_usage else 1
 
     @property
     def cap_5h(self) -> int:
         """
         The 5-hour utilization, in percent, at which this credential pauses.
         """
-        return self.limit_5h if self.limit_5h > 0 else 100 - max(self.reserve_5h, 1)
+        if self.limit_5h > 0:
+            return self.limit_5h
+        return 100 - max(self.reserve_5h, self._margin)
 
     @property
     def cap_weekly(self) -> int:
@@ -141,7 +165,7 @@ class DefaultCredentialConfig:
         """
         if self.limit_weekly > 0:
             return self.limit_weekly
-        return 100 - max(self.reserve_weekly, 1)
+        return 100 - max(self.reserve_weekly, self._margin)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ MAX_UTILIZATION_PERCENT = 1000.0
 # cover a skewed clock; a day in the past covers a stale answer.
 RESET_AHEAD_SECONDS = 10 * 86400.0
 RESET_BEHIND_SECONDS = 86400.0
+# The reset of extra usage (overage) is its spend period's, monthly: a
+# month of 31 days, and a day more for a skewed clock.
+OVERAGE_RESET_AHEAD_SECONDS = 32 * 86400.0
 # A retry-after says when a window resets, so it cannot be longer either.
 MAX_RETRY_AFTER_SECONDS = RESET_AHEAD_SECONDS
 # Number text longer than this is not a number the API sends.
@@ -52,17 +55,19 @@ def utilization_problem(percent: float) -> str | None:
     return f"not a utilization between 0 and {MAX_UTILIZATION_PERCENT:g}%"
 
 
-def reset_problem(moment: float, now: float) -> str | None:
+def reset_problem(
+    moment: float, now: float, ahead: float = RESET_AHEAD_SECONDS
+) -> str | None:
     """
     Why a reset time (Unix seconds) cannot be used at ``now``, or None when
-    it can.
+    it can: at most a day in the past, and at most ``ahead`` seconds ahead.
     """
     if not math.isfinite(moment):
         return "not a time"
     if moment < now - RESET_BEHIND_SECONDS:
         return f"more than {RESET_BEHIND_SECONDS / 86400:g} day(s) in the past"
-    if moment > now + RESET_AHEAD_SECONDS:
-        return f"more than {RESET_AHEAD_SECONDS / 86400:g} days ahead"
+    if moment > now + ahead:
+        return f"more than {ahead / 86400:g} days ahead"
     return None
 
 

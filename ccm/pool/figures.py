@@ -13,6 +13,7 @@ windows is for :obj:`ccm.pool.windows.MemoryWindowState` to decide.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable
@@ -31,6 +32,9 @@ from ccm.pool.bounds import (
 _PREFIX = b"anthropic-ratelimit-unified-"
 # How long a 429 that names no reset time keeps a subscription aside.
 DEFAULT_LIMIT_SECONDS = 60
+
+# A code word in a header, such as ``out_of_credits``.
+_CODE_WORD = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 
 # Each bad value warns once an hour per credential and name; repeats within
 # the hour are logged at debug level, so a flood of bad answers does not
@@ -220,6 +224,40 @@ class FigureReader:
         if window is not None:
             resets_at = min(resets_at, now + WINDOW_SECONDS[window])
         return Limit(resets_at, window)
+
+    def text(self, headers: Headers, suffix: bytes) -> str | None:
+        """
+        The text of unified header ``suffix`` (``status``), stripped, or
+        None when absent.
+        """
+        return self._header(headers, suffix)
+
+    def number(
+        self, headers: Headers, suffix: bytes, now: float, problem_of: Callable[[float], str | None]
+    ) -> float | None:
+        """
+        The number in unified header ``suffix``, or None when it is absent,
+        unreadable, or ``problem_of`` finds a problem with it (warned about).
+        """
+        return self._read(headers, _PREFIX + suffix, now, problem_of)
+
+    def word(
+        self, headers: Headers, suffix: bytes, now: float, words: tuple[str, ...] = ()
+    ) -> str | None:
+        """
+        The lower-cased word in unified header ``suffix``: one of ``words``,
+        or, without them, a code word such as ``out_of_credits``; None when
+        absent or anything else (warned about).
+        """
+        text = self._header(headers, suffix)
+        if text is None:
+            return None
+        word = text.lower()
+        if word in words if words else _CODE_WORD.match(word) is not None:
+            return word
+        problem = f"not one of {', '.join(words)}" if words else "not a code word"
+        self._ignore((_PREFIX + suffix).decode("latin-1"), text, problem, now)
+        return None
 
     def _header(self, headers: Headers, suffix: bytes) -> str | None:
         values = headers.getRawHeaders(_PREFIX + suffix)

@@ -1,12 +1,22 @@
-# -*- test-case-name: tests.pool.test_member -*-
+# -*- test-case-name: tests.pool.test_member,tests.pool.test_extrausage_policy -*-
 """
 A credential in a pool: when it can serve, what a pool answers when none of
 its members can, and what the members' windows add up to for the status
 endpoint.
 
-A credential is usable when it is loaded, not rate-limited by a 429, and
-under both of its pause thresholds; a window whose reset time has passed
-counts as new and empty, so a pause ends at the reset without a poll.
+A credential is usable when it is loaded, not rate-limited by a 429, not
+paused for extra usage, and under both of its pause thresholds; a window
+whose reset time has passed counts as new and empty, so a pause ends at the
+reset without a poll.
+
+Extra usage (paid usage beyond the plan) is the credential's
+``extra_usage`` setting.  Unless it allows it, a credential the upstream
+says draws on extra usage pauses (see :obj:`ccm.pool.extrausage` for how
+long).  With it allowed, those pauses do not apply, and a window used up
+does not pause a credential whose threshold there is 100% (the default
+then) while the upstream says extra usage is available: it serves on,
+from extra usage, and balancers use it only when no member can serve from
+its plan.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from typing import Sequence
 
 from ccm.credentials.credential import Credential
 from ccm.pool.figures import WindowName
-from ccm.pool.serving import PAUSED_IN, RATE_LIMITED_IN, MemberState, Unusable
+from ccm.pool.serving import PAUSED_FOR, PAUSED_IN, RATE_LIMITED_IN, MemberState, Unusable
 from ccm.web.errors import APIError
 
 
@@ -24,12 +34,14 @@ from ccm.web.errors import APIError
 class PoolMember:
     """
     A credential in a pool, with the utilization caps (percent) at which it
-    pauses.  One per credential, shared by every pool that uses it.
+    pauses, and whether it may serve from paid extra usage.  One per
+    credential, shared by every pool that uses it.
     """
 
     credential: Credential
     cap_5h: float = 99.0
     cap_weekly: float = 99.0
+    allow_extra_usage: bool = False
 
     @property
     def tag(self) -> str:
@@ -50,11 +62,20 @@ class PoolMember:
         limit = limits.limit(now)
         if limit is not None:
             return MemberState(RATE_LIMITED_IN[limit.window], until=limit.until, at=now)
+        extra = limits.extra_usage
+        allow = self.allow_extra_usage
+        pause = extra.pause(now)
+        if pause is not None and not allow:
+            return MemberState(PAUSED_FOR[pause.cause], until=pause.until, at=now)
+        beyond_plan = allow and extra.drawing_until > now
         for name, window, cap in (
             (WindowName.FIVE_HOUR, limits.window(WindowName.FIVE_HOUR, now), self.cap_5h),
             (WindowName.WEEKLY, limits.window(WindowName.WEEKLY, now), self.cap_weekly),
         ):
             if window.utilization >= cap:
+                if allow and cap >= 100 and extra.available:
+                    beyond_plan = True
+                    continue
                 return MemberState(
                     PAUSED_IN[name],
                     until=window.resets_at if window.resets_at > now else 0.0,
@@ -62,7 +83,7 @@ class PoolMember:
                     cap=cap,
                     at=now,
                 )
-        return MemberState(at=now)
+        return MemberState(extra_usage=beyond_plan, at=now)
 
     def observe(self, now: float) -> MemberState:
         """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.pool.test_select,tests.pool.test_affinity -*-
+# -*- test-case-name: tests.pool.test_select,tests.pool.test_affinity,tests.pool.test_extrausage_policy -*-
 """
 Which subscription serves a request.
 
@@ -149,6 +149,8 @@ class BalancerPool(_MemberPool):
     (most weekly headroom, weighted by plan and by how soon the weekly
     window resets), ``round_robin``, ``random``, or ``fallback`` (the first
     usable in order, back to earlier ones as soon as they are usable).
+    A member that could serve only from paid extra usage is used only when
+    no other can, and its sessions move to one that serves from its plan.
     Sessions stay on their credential while it is usable; under
     ``least_used`` with a ``rebalance_threshold``, also until its weekly
     utilization runs too far ahead of the best pick's.
@@ -224,11 +226,14 @@ class BalancerPool(_MemberPool):
         if call.touches:
             return touched_member(call, self._members, self._affinity, exclude, now).credential
         excluded = set(exclude)
-        usable = []
+        usable: list[PoolMember] = []
+        # Those that would serve from paid extra usage: only when no other can.
+        beyond_plan: list[PoolMember] = []
         for member in self._members:
             state = member.observe(now)
             if state.usable and member.tag not in excluded:
-                usable.append(member)
+                (beyond_plan if state.extra_usage else usable).append(member)
+        usable = usable or beyond_plan
         session_id = call.session_id
         if not usable:
             if session_id:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ccm.pool.extrausage import PauseCause
 from ccm.pool.figures import WindowName
 from ccm.units import format_duration
 
@@ -30,6 +31,14 @@ class Unusable(Enum):
     # Utilization reached the credential's pause threshold in a window.
     PAUSED_5H = "paused at its 5-hour threshold"
     PAUSED_WEEKLY = "paused at its weekly threshold"
+    # Serving would spend paid extra usage, which its configuration does
+    # not allow: the upstream served an answer from it, or refused a
+    # request as third-party traffic that draws on it.
+    PAUSED_EXTRA_USAGE = "paused: would draw on paid extra usage (extra_usage: never)"
+    PAUSED_THIRD_PARTY = (
+        "paused: the upstream bills its requests to paid extra usage as third-party "
+        "traffic (extra_usage: never)"
+    )
 
 
 RATE_LIMITED_IN = {
@@ -38,6 +47,10 @@ RATE_LIMITED_IN = {
     None: Unusable.RATE_LIMITED,
 }
 PAUSED_IN = {WindowName.FIVE_HOUR: Unusable.PAUSED_5H, WindowName.WEEKLY: Unusable.PAUSED_WEEKLY}
+PAUSED_FOR = {
+    PauseCause.DRAWING: Unusable.PAUSED_EXTRA_USAGE,
+    PauseCause.THIRD_PARTY: Unusable.PAUSED_THIRD_PARTY,
+}
 
 
 def when(moment: float, now: float) -> str:
@@ -54,7 +67,9 @@ class MemberState:
     Whether a credential can serve at time ``at``: ``reason`` is None when it
     can.  ``until`` is when it can serve again (0 when unknown); ``problem``
     says why it is :obj:`Unusable.UNAVAILABLE`; ``utilization`` and ``cap`` are
-    the figures of a pause (percent).
+    the figures of a pause (percent).  ``extra_usage`` is True when the
+    credential can serve, but only from paid extra usage, which its
+    configuration allows.
 
     Two states are equal when they say the same, whenever they were taken.
     """
@@ -64,6 +79,7 @@ class MemberState:
     problem: str = ""
     utilization: float = 0.0
     cap: float = 0.0
+    extra_usage: bool = False
     at: float = field(default=0.0, compare=False)
 
     @property
@@ -80,6 +96,8 @@ class MemberState:
         """
         reason = self.reason
         if reason is None:
+            if self.extra_usage:
+                return "usable, drawing on paid extra usage (extra_usage: allow)"
             return "usable"
         if reason is Unusable.UNAVAILABLE:
             return f"unavailable: {self.problem}"

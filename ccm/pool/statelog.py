@@ -78,14 +78,19 @@ class CredentialStateLog:
     def serving(self, state: MemberState) -> None:
         """
         The credential was found in ``state``: a warning when it stops being
-        usable, with the reason, and a note when it is usable again.
+        usable, with the reason, or starts serving from paid extra usage, and
+        a note when it is usable (or back on its plan) again.
         """
         before = self._reported
         if state == before:
             return
         self._reported = state
         if state.reason is None:
-            if before is not None:
+            if state.extra_usage:
+                self.log.warn("credential {tag} is {state}", tag=self.tag, state=state.description)
+            elif before is not None and before.reason is None:
+                self.log.info("credential {tag} serves from its plan again", tag=self.tag)
+            elif before is not None:
                 self.log.info("credential {tag} is usable again", tag=self.tag)
             return
         self.log.warn(

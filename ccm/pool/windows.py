@@ -3,8 +3,8 @@
 A subscription's window state, and its one owner.
 
 The state is the 5-hour and weekly windows (how much of each is used, and
-when it resets), the limit a 429 out of quota set, and the plan the OAuth
-profile reported.  The proxy feeds it response headers and 429s, the usage
+when it resets), the limit a 429 out of quota set, the plan the OAuth
+profile reported, and extra usage (:obj:`ccm.pool.extrausage`).  The proxy feeds it response headers and 429s, the usage
 poller its polls and the profile; the pools only read it.  A :obj:`WindowState`
 changes only through its ``observe_*`` and ``apply_*`` methods, and its
 queries change nothing: a limit whose time has passed reads as over, and a
@@ -24,6 +24,7 @@ from typing import Protocol
 
 from twisted.web.http_headers import Headers
 
+from ccm.pool.extrausage import ExtraUsage
 from ccm.pool.figures import FigureReader, Limit, WindowName, WindowReading
 
 
@@ -122,9 +123,23 @@ class WindowState(Protocol):
         :obj:`FigureReader.retry_after`.
         """
 
+    @property
+    def extra_usage(self) -> ExtraUsage:
+        """
+        What the upstream last said about extra usage, and its pauses.
+        """
+
+    def observe_extra_usage_refusal(self, now: float) -> float:
+        """
+        Take the upstream's refusal of a request as third-party traffic that
+        draws on extra usage; see :obj:`ExtraUsage.refused`.
+
+        :return: when the refusal pause ends.
+        """
+
     def observe(self, headers: Headers, now: float) -> bool:
         """
-        Take a response's unified rate-limit headers.
+        Take a response's unified rate-limit headers, ``overage-*`` included.
 
         :return: whether any usable header was present.
         """
@@ -181,6 +196,7 @@ class MemoryWindowState:
         # it can end the limit.
         self._limit_set_at = 0.0
         self._plan = Plan()
+        self._extra_usage = ExtraUsage()
 
     @property
     def five_hour(self) -> Window:
@@ -220,6 +236,22 @@ class MemoryWindowState:
         The plan the OAuth profile reported (empty until then).
         """
         return self._plan
+
+    @property
+    def extra_usage(self) -> ExtraUsage:
+        """
+        What the upstream last said about extra usage, and its pauses.
+        """
+        return self._extra_usage
+
+    def observe_extra_usage_refusal(self, now: float) -> float:
+        """
+        A refusal as third-party traffic: a pause until the 5-hour window's
+        known reset (see :obj:`ExtraUsage.refused`).
+        """
+        reset = self.window(WindowName.FIVE_HOUR, now).resets_at
+        self._extra_usage = self._extra_usage.refused(reset, now)
+        return self._extra_usage.refused_until
 
     def limit(self, now: float) -> Limit | None:
         """
@@ -272,6 +304,7 @@ class MemoryWindowState:
                 seen = True
         if self._reader.status(headers) in ("allowed", "allowed_warning"):
             self._limit = None
+        self._extra_usage = self._extra_usage.observed(self._reader, headers, self.window, now)
         if seen:
             self._updated_at = now
         return seen

@@ -522,3 +522,28 @@ class ServiceMatchingTests(PlanTestMixin, SynchronousTestCase):
                 "file); keeping the running value",
             ),
         )
+
+
+class ExtraUsagePlanTests(PlanTestMixin, SynchronousTestCase):
+    """
+    A credential's ``extra_usage`` changes in place, in both directions.
+    """
+
+    def test_extra_usage_applies(self) -> None:
+        """
+        Allowing extra usage on one credential applies, named by its path,
+        and so does going back to ``never``.
+        """
+        allowed = copy.deepcopy(MULTI)
+        allowed["services"][0]["credentials"][1]["extra_usage"] = "allow"
+        config, plan = self.changed(MULTI, allowed)
+        b = {c.tag: c for c in config.credentials}["b"]
+        assert isinstance(b, DefaultCredentialConfig)
+        self.assertEqual(b.extra_usage, "allow")
+        self.assertEqual(plan.applied, ("services[0].credentials[1].extra_usage",))
+        self.assertEqual(plan.restart, ())
+        config, plan = self.changed(allowed, MULTI)
+        b = {c.tag: c for c in config.credentials}["b"]
+        assert isinstance(b, DefaultCredentialConfig)
+        self.assertEqual(b.extra_usage, "never")
+        self.assertEqual(plan.applied, ("services[0].credentials[1].extra_usage",))

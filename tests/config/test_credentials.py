@@ -635,3 +635,81 @@ class UsagesPathTests(SynchronousTestCase, ProblemsTestMixin):
         self.assertEqual(
             [c.usages_path for c in service.default_credentials()], ["a.json", "b.json", "", ""]
         )
+
+
+class ExtraUsageTests(SynchronousTestCase, ProblemsTestMixin):
+    """
+    A default credential's ``extra_usage`` is ``"never"`` unless set to
+    ``"allow"``; anything else is refused with its JSON path.
+    """
+
+    def test_default_is_never(self) -> None:
+        """
+        Without the key, and in single-credential mode, a credential may
+        not serve from paid extra usage.
+        """
+        [credential] = service_of(multi({"tag": "a"})).default_credentials()
+        self.assertEqual(credential.extra_usage, "never")
+        self.assertFalse(credential.allows_extra_usage)
+        [single] = service_of({"type": "ccm"}).default_credentials()
+        self.assertFalse(single.allows_extra_usage)
+
+    def test_values(self) -> None:
+        """
+        ``"never"`` and ``"allow"`` are read as given.
+        """
+        service = service_of(
+            multi({"tag": "a", "extra_usage": "allow"}, {"tag": "b", "extra_usage": "never"})
+        )
+        a, b = service.default_credentials()
+        self.assertEqual((a.extra_usage, a.allows_extra_usage), ("allow", True))
+        self.assertEqual((b.extra_usage, b.allows_extra_usage), ("never", False))
+
+    def test_other_words_refused(self) -> None:
+        """
+        Any other word, other spellings of the two included, is refused,
+        naming the entry.
+        """
+        for value in ("always", "Allow", "", "cap"):
+            self.assert_problem(
+                multi({"tag": "a"}, {"tag": "b", "extra_usage": value}),
+                f"config.json: credentials[1].extra_usage: must be \"never\" or \"allow\", "
+                f"got {value!r}",
+            )
+
+    def test_wrong_type_refused(self) -> None:
+        """
+        A boolean is not one of the two words.
+        """
+        self.assert_problem(
+            multi({"tag": "a", "extra_usage": True}),
+            "config.json: credentials[0].extra_usage: must be a string, got a boolean",
+        )
+
+    def test_not_on_a_balancer(self) -> None:
+        """
+        The key belongs to default credentials: on a balancer it is an
+        unknown key.
+        """
+        pool = {"tag": "p", "type": "balancer", "credentials": ["a"], "extra_usage": "allow"}
+        [line] = problems_of(multi({"tag": "a"}, pool))
+        self.assertTrue(line.startswith("config.json: credentials[1].extra_usage: unknown key"), line)
+
+    def test_thresholds(self) -> None:
+        """
+        Without a reserve or a limit, a credential pauses at 99% under
+        ``never`` and at 100% under ``allow`` (it serves on past the plan's
+        end); a reserve or a limit set is kept either way.
+        """
+        service = service_of(
+            multi(
+                {"tag": "a"},
+                {"tag": "b", "extra_usage": "allow"},
+                {"tag": "c", "extra_usage": "allow", "reserve_5h": 10, "limit_weekly": 95},
+                {"tag": "d", "extra_usage": "allow", "reserve_weekly": 1},
+            )
+        )
+        self.assertEqual(
+            [(c.cap_5h, c.cap_weekly) for c in service.default_credentials()],
+            [(99, 99), (100, 100), (90, 95), (100, 99)],
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.pool.bounds import (
+    OVERAGE_RESET_AHEAD_SECONDS,
     MAX_RETRY_AFTER_SECONDS,
     MAX_UTILIZATION_PERCENT,
     RESET_AHEAD_SECONDS,
@@ -78,6 +79,15 @@ class BoundsTests(SynchronousTestCase):
             reset_problem(NOW + RESET_AHEAD_SECONDS + 1, NOW), "more than 10 days ahead"
         )
         self.assertEqual(reset_problem(float("nan"), NOW), "not a time")
+
+    def test_reset_further_ahead(self) -> None:
+        """
+        A reset allowed further ahead, as extra usage's monthly one is,
+        is held to that bound instead.
+        """
+        ahead = OVERAGE_RESET_AHEAD_SECONDS
+        self.assertIsNone(reset_problem(NOW + ahead, NOW, ahead))
+        self.assertEqual(reset_problem(NOW + ahead + 1, NOW, ahead), "more than 32 days ahead")
 
     def test_delay(self) -> None:
         """
