@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from twisted.web.http_headers import Headers
 
 from ccm.pool.figures import FigureReader, Limit, WindowName, WindowReading
+from ccm.pool.observers import Observer, Observers
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,12 @@ class WindowState(Protocol):
         Take the plan the OAuth profile reported.
         """
 
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """
+        Call ``observer`` after each write from now on (a shared store:
+        other processes' writes too); return what ends the subscription.
+        """
+
 
 class MemoryWindowState:
     """
@@ -181,6 +188,7 @@ class MemoryWindowState:
         # it can end the limit.
         self._limit_set_at = 0.0
         self._plan = Plan()
+        self._observers = Observers()
 
     @property
     def five_hour(self) -> Window:
@@ -274,6 +282,7 @@ class MemoryWindowState:
             self._limit = None
         if seen:
             self._updated_at = now
+        self._observers.notify()
         return seen
 
     def observe_success(self, headers: Headers, now: float) -> bool:
@@ -286,6 +295,7 @@ class MemoryWindowState:
         """
         seen = self.observe(headers, now)
         self._limit = None
+        self._observers.notify()
         return seen
 
     def observe_rejection(self, headers: Headers, now: float) -> float | None:
@@ -311,6 +321,7 @@ class MemoryWindowState:
         until = max(current.until if current is not None else 0.0, rejection.until)
         self._limit = dataclasses.replace(rejection, until=until)
         self._limit_set_at = now
+        self._observers.notify()
         return until
 
     def apply_poll(
@@ -345,15 +356,25 @@ class MemoryWindowState:
         limit = self._limit
         sent = now if started is None else started
         if limit is None or sent < self._limit_set_at or not open_windows:
+            self._observers.notify()
             return
         if limit.window is None:
             if all(open_windows.values()):
                 self._limit = None
         elif open_windows.get(limit.window, False):
             self._limit = None
+        self._observers.notify()
 
     def apply_profile(self, plan: Plan) -> None:
         """
         Remember the plan the OAuth profile reported.
         """
         self._plan = plan
+        self._observers.notify()
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """
+        Call ``observer`` after every ``observe_*`` and ``apply_*`` call from
+        now on; return what ends the subscription.
+        """
+        return self._observers.subscribe(observer)
