@@ -484,3 +484,81 @@ class StartStopTests(SynchronousTestCase):
         """
         self.assertEqual(self.service.end_requests_now(), 2)
         self.assertEqual(self.events, ["cut"])
+
+
+class _Watches:
+    """
+    Stands in for the status watches: ending them is recorded.
+    """
+
+    def __init__(self, events: list[str]) -> None:
+        self._events = events
+
+    def end_all(self) -> int:
+        self._events.append("end watches")
+        return 1
+
+
+class WatchShutdownTests(SynchronousTestCase):
+    """
+    A stopping service ends its status watches, which would otherwise
+    never end, before the drain of the requests in progress.
+    """
+
+    def test_order(self) -> None:
+        """
+        The watches end once listening stopped, before the drain, so that
+        they do not wait for the drain nor it for them.
+        """
+        events: list[str] = []
+        service = CcmService(
+            ServiceConfig(where="", shutdown_grace=7.0),
+            credentials=[],
+            members={},
+            user_pools=None,  # type: ignore[arg-type]
+            authenticator=None,  # type: ignore[arg-type]
+            proxy=_Proxy(events),  # type: ignore[arg-type]
+            site=_Site(events),  # type: ignore[arg-type]
+            watches=_Watches(events),  # type: ignore[arg-type]
+            background=[],
+            listeners=[_Part("listener", events)],  # type: ignore[list-item]
+            close_upstream=[],
+        )
+        service.startService()
+        del events[:]
+        service.stopService()
+        self.assertEqual(events, ["stop listener", "end watches", "drain 7s"])
+
+    def test_built_service_ends_watch(self) -> None:
+        """
+        A service made by :obj:`build_service` ends an open watch properly
+        when it stops (the client sees a complete answer), and its stop
+        does not wait for the watch: it is over once the idle connection
+        closed, leaving no timer.
+        """
+        home = os.path.abspath(self.mktemp())
+        os.makedirs(home)
+        reactor = MemoryReactorClock()
+        service = build_service(
+            ServiceConfig(where=""),
+            reactor=reactor,
+            http_client=object(),
+            environ={},
+            home=home,
+            watch_with_inotify=False,
+            platform="linux",
+        )
+        service.startService()
+        channel = service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+        assert channel is not None
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET /ccm/v1/status?watch=true HTTP/1.1\r\nHost: ccm\r\n\r\n")
+        self.assertIn(b"application/x-ndjson", transport.value())
+        self.assertFalse(transport.value().endswith(b"0\r\n\r\n"))
+        stopped = service.stopService()
+        self.assertTrue(transport.value().endswith(b"0\r\n\r\n"))
+        self.assertTrue(transport.disconnecting)
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(stopped)
+        self.assertEqual(reactor.getDelayedCalls(), [])
