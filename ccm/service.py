@@ -169,6 +169,9 @@ class CcmService(MultiService):
         self.site.max_request_body = config.max_request_body
         self.site.connection_limits = config.connection_limits
         self.config = config
+        if self.watches is not None:
+            # Their answers may differ now, and their users may be gone.
+            self.watches.changed()
         if not was_anonymous:
             self.warn_if_open()
 

@@ -255,6 +255,40 @@ class ReconfigureTests(SynchronousTestCase):
         self.assertEqual(self.service.config.shutdown_grace, 2.0)
         self.assertEqual(self.service.site.connection_limits.max_connections, 10)
 
+    def test_watches_see_a_reload(self) -> None:
+        """
+        A reload tells the open status watches at once: a new reserve
+        sends a line with the new figures, and a removed user's watch ends.
+        """
+        self.start(self.document)
+        reactor = self.service.site.reactor
+        watches = {}
+        for name, token in (("alice", ALICE_TOKEN), ("bob", BOB_TOKEN)):
+            channel = self.service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+            assert channel is not None
+            transport = StringTransport()
+            channel.makeConnection(transport)
+            self.addCleanup(channel.connectionLost, Failure(ConnectionDone()))
+            channel.dataReceived(
+                b"GET /ccm/v1/status?watch=true HTTP/1.1\r\nHost: ccm\r\n"
+                b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+            )
+            watches[name] = transport
+        document = dict(
+            self.document,
+            credentials=[
+                {"tag": "a", "credential_path": self.paths["a"], "reserve_5h": 25},
+                *self.document["credentials"][1:],
+            ],
+            users=[self.document["users"][0]],
+        )
+        self.reload(document)
+        reactor.advance(0)
+        alice = watches["alice"].value()
+        self.assertIn(b'"five_hour_utilization": 13.0', alice)
+        self.assertFalse(alice.endswith(b"0\r\n\r\n"))
+        self.assertTrue(watches["bob"].value().endswith(b"0\r\n\r\n"))
+
     def test_open_service_warns_again(self) -> None:
         """
         Removing every user from a service that listens beyond this machine

@@ -15,8 +15,9 @@ An idle watch sends an empty line every :obj:`KEEPALIVE_SECONDS`, so that
 proxies that close quiet connections leave it open and a client that
 vanished without closing is found out by the failing writes; each of these
 ticks also recomputes the answer, which catches what no credential tells
-(a reload's new thresholds or members, a session placed by a request that
-got no answer).  A client that does not read is not written to: the watch
+(a session placed by a request that got no answer, a failed refresh that
+may be tried again); a reload tells every watch itself
+(:obj:`StatusWatches.changed`).  A client that does not read is not written to: the watch
 pauses, and sends the latest answer when it reads again.
 
 The watches of one service are kept by :obj:`StatusWatches`, which bounds them
@@ -145,9 +146,10 @@ class StatusWatch:
         self._request.unregisterProducer()
         self._request.finish()
 
-    def _changed(self) -> None:
+    def changed(self) -> None:
         """
-        A source changed: recompute in the next turn, once for a burst.
+        What the answer is computed from may have changed: recompute in the
+        next turn, once for a burst.
         """
         if self._soon is None and not self.over:
             self._soon = self._clock.callLater(0, self._changed_now)
@@ -199,7 +201,7 @@ class StatusWatch:
             self._subscriptions.pop(source)()
         for source in sources:
             if source not in self._subscriptions:
-                self._subscriptions[source] = source.subscribe(self._changed)
+                self._subscriptions[source] = source.subscribe(self.changed)
 
     def _schedule(self, changes_at: float | None, now: float) -> None:
         due = self._written_at + self._keepalive
@@ -317,6 +319,14 @@ class StatusWatches:
 
     def _forget(self, watch: StatusWatch) -> None:
         self._open.pop(watch, None)
+
+    def changed(self) -> None:
+        """
+        Something no credential announces changed (a reload: users, pools,
+        thresholds): every watch looks at its answer again.
+        """
+        for watch in list(self._open):
+            watch.changed()
 
     def end_all(self) -> int:
         """

@@ -581,6 +581,26 @@ class RefusedWatchTests(WatchCase):
         connection.close()
         self.assert_clean()
 
+    def test_told_of_a_reload(self) -> None:
+        """
+        :obj:`StatusWatches.changed`, which a reload calls, makes every
+        watch look again in the next turn: a removed user's watch ends, a
+        changed threshold is a new line.
+        """
+        alice, carol = self.open(), self.open(token=CAROL)
+        remaining = [u for u in USERS if u.name != "alice"]
+        self.authenticator.set_users(remaining)
+        self.user_pools.set_users(remaining)
+        self.members["a"].cap_5h = 50.0
+        self.watches.changed()
+        self.clock.advance(0)
+        _, _, found, complete = chunks(alice.transport.value())
+        self.assertEqual((len(found), complete), (1, True))
+        documents = self.documents(carol)
+        self.assertEqual([d["five_hour_utilization"] for d in documents], [1.0, 50.0])
+        carol.close()
+        self.assert_clean()
+
     def test_bug_ends_watch(self) -> None:
         """
         A bug computing the answer is logged and ends the watch properly,
