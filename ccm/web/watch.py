@@ -16,9 +16,10 @@ proxies that close quiet connections leave it open and a client that
 vanished without closing is found out by the failing writes; each of these
 ticks also recomputes the answer, which catches what no credential tells
 (a session placed by a request that got no answer, a failed refresh that
-may be tried again); a reload tells every watch itself
-(:obj:`StatusWatches.changed`).  A client that does not read is not written to: the watch
-pauses, and sends the latest answer when it reads again.
+may be tried again).  A reload tells every watch itself
+(:obj:`StatusWatches.changed`).  A client that does not read is not
+written to: the watch pauses, and sends the latest answer when it reads
+again.
 
 The watches of one service are kept by :obj:`StatusWatches`, which bounds them
 per caller and ends them all at shutdown.
@@ -204,10 +205,12 @@ class StatusWatch:
                 self._subscriptions[source] = source.subscribe(self.changed)
 
     def _schedule(self, changes_at: float | None, now: float) -> None:
+        self._cancel_timer()
+        if self._paused:
+            return  # A write just filled the client's buffer; resuming looks again.
         due = self._written_at + self._keepalive
         if changes_at is not None:
             due = min(due, changes_at)
-        self._cancel_timer()
         self._timer = self._clock.callLater(max(0.0, due - now), self._tick)
 
     def _cancel_timer(self) -> None:

@@ -259,6 +259,12 @@ class StatusSessionTests(SynchronousTestCase):
         document: dict[str, Any] = json.loads(harness.body_of(response))
         return document
 
+    def credential_of(self, harness: ProxyHarness, session: str) -> Any:
+        """
+        The ``credential`` the status names for ``session``.
+        """
+        return self.status(harness, f"session={session}")["session"]["credential"]
+
     def ask(self, harness: ProxyHarness, session: str) -> None:
         """
         A proxied request of ``session``.
@@ -300,7 +306,7 @@ class StatusSessionTests(SynchronousTestCase):
                 "plan_weight": 10.0,
             },
         )
-        self.assertEqual(self.status(harness, "session=never-seen")["session"]["credential"], "main")
+        self.assertEqual(self.credential_of(harness, "never-seen"), "main")
 
     def test_balancer_sessions(self) -> None:
         """
@@ -310,8 +316,8 @@ class StatusSessionTests(SynchronousTestCase):
         harness = ProxyHarness(self, balancer="round_robin")
         self.ask(harness, SESSION_1)
         self.ask(harness, SESSION_2)
-        self.assertEqual(self.status(harness, f"session={SESSION_1}")["session"]["credential"], "main")
-        self.assertEqual(self.status(harness, f"session={SESSION_2}")["session"]["credential"], "second")
+        self.assertEqual(self.credential_of(harness, SESSION_1), "main")
+        self.assertEqual(self.credential_of(harness, SESSION_2), "second")
         self.assertEqual(self.status(harness, "session=unknown")["session"], {"credential": None})
 
     def test_query_places_and_keeps_nothing(self) -> None:
@@ -325,15 +331,13 @@ class StatusSessionTests(SynchronousTestCase):
         self.ask(harness, SESSION_1)
         for _ in range(24):
             harness.clock.advance(3599)
-            self.assertEqual(
-                self.status(harness, f"session={SESSION_1}")["session"]["credential"], "main"
-            )
+            self.assertEqual(self.credential_of(harness, SESSION_1), "main")
         harness.clock.advance(24)
-        self.assertEqual(self.status(harness, f"session={SESSION_1}")["session"], {"credential": None})
+        self.assertIsNone(self.credential_of(harness, SESSION_1))
         # Round robin was not moved by the queries: the next new session
         # goes to the credential after SESSION_1's.
         self.ask(harness, SESSION_2)
-        self.assertEqual(self.status(harness, f"session={SESSION_2}")["session"]["credential"], "second")
+        self.assertEqual(self.credential_of(harness, SESSION_2), "second")
 
     def test_rate_limited_session(self) -> None:
         """

@@ -117,7 +117,9 @@ class WatchCase(SynchronousTestCase):
                 subscription_type="max",
                 rate_limit_tier="default_claude_max_20x",
             )
-            credential = Credential(tag, CredentialFile(path), lambda token: Deferred(), self.clock)
+            credential = Credential(
+                tag, CredentialFile(path), lambda token: Deferred(), self.clock
+            )
             credential.reload()
             self.count_subscriptions(credential)
             self.credentials[tag] = credential
@@ -460,8 +462,9 @@ class SessionWatchTests(WatchCase):
         nothing is said of pools the caller does not use.
         """
         self.pools["other"].select(SESSION)
-        self.assertEqual(self.plain(f"session={SESSION}", token=BOB)["session"]["credential"], "a")
-        self.assertEqual(self.plain(f"session={SESSION}", token=ALICE)["session"], {"credential": None})
+        query = f"session={SESSION}"
+        self.assertEqual(self.plain(query, token=BOB)["session"]["credential"], "a")
+        self.assertEqual(self.plain(query, token=ALICE)["session"], {"credential": None})
 
     def test_single_credential(self) -> None:
         """
