@@ -56,6 +56,7 @@ from ccm.web.listening import ListeningService, endpoint_for
 from ccm.web.site import CcmSite
 from ccm.web.tree import build_root
 from ccm.web.status import StatusResource
+from ccm.web.watch import StatusWatches
 
 
 _Result = TypeVar("_Result")
@@ -135,7 +136,8 @@ def build_service(
     default = pools[config.credentials[0].tag] if config.credentials else pools["default"]
     user_pools = UserPools(pools, default, config.multi_credential, config.users)
     authenticator = Authenticator(config.users)
-    proxy, site = _site(config, authenticator, user_pools, routes, reactor, timeouts)
+    watches = StatusWatches(reactor)
+    proxy, site = _site(config, authenticator, user_pools, routes, reactor, timeouts, watches)
     listeners = [
         ListeningService(endpoint_for(reactor, listener), site)
         for listener in config.listeners
@@ -148,6 +150,7 @@ def build_service(
         authenticator=authenticator,
         proxy=proxy,
         site=site,
+        watches=watches,
         background=background,
         listeners=listeners,
         close_upstream=[
@@ -271,9 +274,11 @@ def _site(
     routes: Mapping[str, Route],
     clock: IReactorTime,
     timeouts: Timeouts,
+    watches: StatusWatches,
 ) -> tuple[ProxyResource, CcmSite]:
     """
-    The resource tree, with the proxy in it, and the site serving it.
+    The resource tree, with the proxy and the status endpoint (keeping its
+    watches in ``watches``) in it, and the site serving it.
     """
     proxy = ProxyResource(
         authenticator=authenticator,
@@ -286,7 +291,7 @@ def _site(
         timeouts=timeouts,
     )
     site = CcmSite(
-        build_root(proxy, StatusResource(authenticator, user_pools.pool_for)),
+        build_root(proxy, StatusResource(authenticator, user_pools.pool_for, clock, watches)),
         config.max_request_body,
         reactor=clock,
         connection_limits=config.connection_limits,

@@ -31,6 +31,7 @@ from ccm.pool.users import UserPools
 from ccm.web.auth import Authenticator
 from ccm.web.listening import ListeningService
 from ccm.web.site import CcmSite
+from ccm.web.watch import StatusWatches
 
 #: How long a shutdown waits for client connections to send what they
 #: hold and close, before it aborts those whose clients do not read.
@@ -73,6 +74,7 @@ class CcmService(MultiService):
     :param authenticator: who may call.
     :param site: the site, whose client connections are closed after the
         drain.
+    :param watches: the open status watches, ended before the drain.
     :param background: the services that work behind the requests (usage
         savers, file watchers, the token refresher, usage pollers), started
         in this order and stopped in the reverse one, after the drain.
@@ -92,6 +94,7 @@ class CcmService(MultiService):
         authenticator: Authenticator,
         proxy: ProxyResource,
         site: CcmSite,
+        watches: StatusWatches | None = None,
         background: Sequence[IService],
         listeners: Sequence[ListeningService],
         close_upstream: Sequence[Callable[[], object]],
@@ -104,6 +107,7 @@ class CcmService(MultiService):
         self._authenticator = authenticator
         self.proxy = proxy
         self.site = site
+        self.watches = watches
         self.listeners = list(listeners)
         self._close_upstream = close_upstream
         self._credentials_loaded = False
@@ -167,6 +171,9 @@ class CcmService(MultiService):
         self.site.max_request_body = config.max_request_body
         self.site.connection_limits = config.connection_limits
         self.config = config
+        if self.watches is not None:
+            # Their answers may differ now, and their users may be gone.
+            self.watches.changed()
         if not was_anonymous:
             self.warn_if_open()
 
@@ -202,7 +209,9 @@ class CcmService(MultiService):
         """
         Stop in order:
 
-          1. stop listening, so no connection comes in any more;
+          1. stop listening, so no connection comes in any more, and end
+             the status watches (:obj:`StatusWatches.end_all`): they would
+             never end by themselves, and are not worth waiting for;
           2. give the requests in progress up to ``shutdown_grace`` to
              finish, then end those still running (:obj:`ProxyResource.drain`):
              each one's last bytes are then written to its connection and
@@ -227,6 +236,7 @@ class CcmService(MultiService):
         Service.stopService(self)
         background = [child for child in reversed(list(self)) if child not in self.listeners]
         stopped = _stop_all(self.listeners)
+        stopped.addCallback(lambda _: self._end_watches())
         stopped.addCallback(lambda _: self.proxy.drain(self.config.shutdown_grace))
         stopped.addCallback(lambda _: self.site.close_connections(CLIENT_CLOSE_TIMEOUT_SECONDS))
         # Neither fails, unless by a bug; the usage savers must save anyway.
@@ -236,6 +246,12 @@ class CcmService(MultiService):
         stopped.addCallback(lambda _: _stop_all(background))
         stopped.addBoth(lambda _: self._close_all())
         return stopped
+
+    def _end_watches(self) -> None:
+        if self.watches is not None:
+            ended = self.watches.end_all()
+            if ended:
+                self.log.info("ended {count} status watch(es)", count=ended)
 
     def end_requests_now(self) -> int:
         """

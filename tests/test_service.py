@@ -255,6 +255,40 @@ class ReconfigureTests(SynchronousTestCase):
         self.assertEqual(self.service.config.shutdown_grace, 2.0)
         self.assertEqual(self.service.site.connection_limits.max_connections, 10)
 
+    def test_watches_see_a_reload(self) -> None:
+        """
+        A reload tells the open status watches at once: a new reserve
+        sends a line with the new figures, and a removed user's watch ends.
+        """
+        self.start(self.document)
+        reactor = self.service.site.reactor
+        watches = {}
+        for name, token in (("alice", ALICE_TOKEN), ("bob", BOB_TOKEN)):
+            channel = self.service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+            assert channel is not None
+            transport = StringTransport()
+            channel.makeConnection(transport)
+            self.addCleanup(channel.connectionLost, Failure(ConnectionDone()))
+            channel.dataReceived(
+                b"GET /ccm/v1/status?watch=true HTTP/1.1\r\nHost: ccm\r\n"
+                b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+            )
+            watches[name] = transport
+        document = dict(
+            self.document,
+            credentials=[
+                {"tag": "a", "credential_path": self.paths["a"], "reserve_5h": 25},
+                *self.document["credentials"][1:],
+            ],
+            users=[self.document["users"][0]],
+        )
+        self.reload(document)
+        reactor.advance(0)
+        alice = watches["alice"].value()
+        self.assertIn(b'"five_hour_utilization": 13.0', alice)
+        self.assertFalse(alice.endswith(b"0\r\n\r\n"))
+        self.assertTrue(watches["bob"].value().endswith(b"0\r\n\r\n"))
+
     def test_open_service_warns_again(self) -> None:
         """
         Removing every user from a service that listens beyond this machine
@@ -506,3 +540,81 @@ class StartStopTests(SynchronousTestCase):
         """
         self.assertEqual(self.service.end_requests_now(), 2)
         self.assertEqual(self.events, ["cut"])
+
+
+class _Watches:
+    """
+    Stands in for the status watches: ending them is recorded.
+    """
+
+    def __init__(self, events: list[str]) -> None:
+        self._events = events
+
+    def end_all(self) -> int:
+        self._events.append("end watches")
+        return 1
+
+
+class WatchShutdownTests(SynchronousTestCase):
+    """
+    A stopping service ends its status watches, which would otherwise
+    never end, before the drain of the requests in progress.
+    """
+
+    def test_order(self) -> None:
+        """
+        The watches end once listening stopped, before the drain, so that
+        they do not wait for the drain nor it for them.
+        """
+        events: list[str] = []
+        service = CcmService(
+            ServiceConfig(where="", shutdown_grace=7.0),
+            credentials=[],
+            members={},
+            user_pools=None,  # type: ignore[arg-type]
+            authenticator=None,  # type: ignore[arg-type]
+            proxy=_Proxy(events),  # type: ignore[arg-type]
+            site=_Site(events),  # type: ignore[arg-type]
+            watches=_Watches(events),  # type: ignore[arg-type]
+            background=[],
+            listeners=[_Part("listener", events)],  # type: ignore[list-item]
+            close_upstream=[],
+        )
+        service.startService()
+        del events[:]
+        service.stopService()
+        self.assertEqual(events, ["stop listener", "end watches", "drain 7s"])
+
+    def test_built_service_ends_watch(self) -> None:
+        """
+        A service made by :obj:`build_service` ends an open watch properly
+        when it stops (the client sees a complete answer), and its stop
+        does not wait for the watch: it is over once the idle connection
+        closed, leaving no timer.
+        """
+        home = os.path.abspath(self.mktemp())
+        os.makedirs(home)
+        reactor = MemoryReactorClock()
+        service = build_service(
+            ServiceConfig(where=""),
+            reactor=reactor,
+            http_client=object(),
+            environ={},
+            home=home,
+            watch_with_inotify=False,
+            platform="linux",
+        )
+        service.startService()
+        channel = service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+        assert channel is not None
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET /ccm/v1/status?watch=true HTTP/1.1\r\nHost: ccm\r\n\r\n")
+        self.assertIn(b"application/x-ndjson", transport.value())
+        self.assertFalse(transport.value().endswith(b"0\r\n\r\n"))
+        stopped = service.stopService()
+        self.assertTrue(transport.value().endswith(b"0\r\n\r\n"))
+        self.assertTrue(transport.disconnecting)
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(stopped)
+        self.assertEqual(reactor.getDelayedCalls(), [])

@@ -35,8 +35,10 @@ from ccm.credentials.file import CredentialFileError, OAuthTokens
 from ccm.web.errors import APIError
 from ccm.credentials.store import CredentialStore
 from ccm.credentials.oauth import RefreshError, TokenGrant
+from ccm.pool.observers import Observer, Observers
 from ccm.pool.statelog import CredentialStateLog
-from ccm.pool.windows import MemoryWindowState, Plan, WindowState, plan_weight
+from ccm.pool.plan import Plan, plan_weight
+from ccm.pool.windows import MemoryWindowState, WindowState
 
 # A token this close to expiry is refreshed before it is used.
 USE_MARGIN_SECONDS = 60.0
@@ -79,6 +81,7 @@ class Credential:
             rate_limits if rate_limits is not None else MemoryWindowState(tag)
         )
         self.state_log = CredentialStateLog(tag)
+        self._observers = Observers()
         self._refreshing: Deferred[OAuthTokens] | None = None
         self._waiters: list[Deferred[OAuthTokens]] = []
         self._refresh_failed_at: float | None = None
@@ -158,6 +161,7 @@ class Credential:
                 self.state_log.available(plan, self._remaining(tokens))
         elif problem is not None and problem != before:
             self.state_log.unavailable(problem)
+        self._observers.notify()
 
     def _remaining(self, tokens: OAuthTokens) -> float | None:
         """
@@ -299,6 +303,7 @@ class Credential:
         self._refresh_failed_at = self._clock.seconds()
         self._refresh_problem = problem
         self.state_log.refresh_failed(problem)
+        self._observers.notify()
         return self._still_usable_or_raise(problem)
 
     def _still_usable_or_raise(self, problem: str) -> OAuthTokens:
@@ -310,6 +315,22 @@ class Credential:
         if tokens is not None and not tokens.expires_within(self._clock.seconds(), 0):
             return tokens
         raise CredentialUnavailable(problem)
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """
+        Call ``observer`` after each change of what this credential can
+        do: its tokens loaded, replaced or lost, a refresh that failed, and
+        every write to its :obj:`rate_limits`.
+
+        :return: what ends the subscription.
+        """
+        ends = (self._observers.subscribe(observer), self.rate_limits.subscribe(observer))
+
+        def unsubscribe() -> None:
+            for end in ends:
+                end()
+
+        return unsubscribe
 
     def unavailable_error(self, reason: str) -> APIError:
         """

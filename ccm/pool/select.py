@@ -78,6 +78,13 @@ class Pool(Protocol):
         :obj:`pool_status`.
         """
 
+    def serving(self, session_id: str) -> PoolMember | None:
+        """
+        The member session ``session_id`` is on now, for the status
+        endpoint, or None when it is on none; a query, which places or
+        refreshes no session.
+        """
+
 
 class _MemberPool:
     """
@@ -141,6 +148,12 @@ class SingleCredentialPool(_MemberPool):
         """
         Nothing to remember: every call goes to the one credential.
         """
+
+    def serving(self, session_id: str) -> PoolMember | None:
+        """
+        The one credential, which serves every session, whatever its state.
+        """
+        return self.member
 
 
 class BalancerPool(_MemberPool):
@@ -282,6 +295,21 @@ class BalancerPool(_MemberPool):
             self._sessions.assign(session_id, chosen.tag, now)
             self._log_assignment(session_id, chosen.tag, previous)
         return chosen
+
+    def serving(self, session_id: str) -> PoolMember | None:
+        """
+        The member session ``session_id`` is on, as the session table knows
+        it, whatever that member's state (its next request moves it when it
+        cannot serve); under ``fallback``, which keeps no sessions, the
+        first usable member, which serves every session.  None when the
+        session is on no member: never seen, forgotten, or on a credential
+        a reload took out of the pool.  Nothing is changed.
+        """
+        now = self._clock.seconds()
+        if self.strategy == "fallback":
+            return next((m for m in self._members if m.state(now).usable), None)
+        tag = self._sessions.lookup(session_id, now)
+        return next((m for m in self._members if m.tag == tag), None)
 
     def _log_assignment(
         self, session_id: str, tag: str, previous: str | None, how: str = ""

@@ -77,6 +77,13 @@ class SessionTable(Protocol):
         it is on none (never assigned, or forgotten).
         """
 
+    def lookup(self, session_id: str, now: float) -> str | None:
+        """
+        What :obj:`credential_of` would answer at ``now``, for queries (the
+        status endpoint): nothing changes, no entry is forgotten and the
+        session's last use stays as it was.
+        """
+
     def assign(self, session_id: str, tag: str, now: float) -> None:
         """
         Put session ``session_id`` on credential ``tag``, used at ``now``.
@@ -123,6 +130,16 @@ class MemorySessionTable:
         self._expire(now)
         entry = self._sessions.get(session_id)
         return entry[0] if entry is not None else None
+
+    def lookup(self, session_id: str, now: float) -> str | None:
+        """
+        The tag of the credential session ``session_id`` is on, unless its
+        entry is idle for too long at ``now``; nothing is changed.
+        """
+        entry = self._sessions.get(session_id)
+        if entry is None or now - entry[1] >= self._idle_seconds:
+            return None
+        return entry[0]
 
     def assign(self, session_id: str, tag: str, now: float) -> None:
         """

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from twisted.web.http_headers import Headers
 
 from ccm.pool.extrausage import ExtraUsage
 from ccm.pool.figures import FigureReader, Limit, WindowName, WindowReading
+from ccm.pool.observers import Observer, Observers
+from ccm.pool.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -37,29 +39,6 @@ class Window:
 
     utilization: float = 0.0
     resets_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class Plan:
-    """
-    A subscription's plan as the OAuth profile reports it: its type
-    (``max``, ``pro``, ...) and rate-limit tier, empty when unknown.
-    """
-
-    subscription_type: str = ""
-    rate_limit_tier: str = ""
-
-
-def plan_weight(subscription_type: str, rate_limit_tier: str) -> float:
-    """
-    How much capacity a plan has relative to Pro: Max 20x is 10, Max 5x 5,
-    Team with the 5x tier 5, everything else 1.
-    """
-    if subscription_type == "max":
-        return 10.0 if rate_limit_tier == "default_claude_max_20x" else 5.0
-    if subscription_type == "team" and rate_limit_tier == "default_claude_max_5x":
-        return 5.0
-    return 1.0
 
 
 class WindowState(Protocol):
@@ -177,6 +156,12 @@ class WindowState(Protocol):
         Take the plan the OAuth profile reported.
         """
 
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """
+        Call ``observer`` after each write from now on (a shared store:
+        other processes' writes too); return what ends the subscription.
+        """
+
 
 class MemoryWindowState:
     """
@@ -197,6 +182,7 @@ class MemoryWindowState:
         self._limit_set_at = 0.0
         self._plan = Plan()
         self._extra_usage = ExtraUsage()
+        self._observers = Observers()
 
     @property
     def five_hour(self) -> Window:
@@ -251,6 +237,7 @@ class MemoryWindowState:
         """
         reset = self.window(WindowName.FIVE_HOUR, now).resets_at
         self._extra_usage = self._extra_usage.refused(reset, now)
+        self._observers.notify()
         return self._extra_usage.refused_until
 
     def limit(self, now: float) -> Limit | None:
@@ -307,6 +294,7 @@ class MemoryWindowState:
         self._extra_usage = self._extra_usage.observed(self._reader, headers, self.window, now)
         if seen:
             self._updated_at = now
+        self._observers.notify()
         return seen
 
     def observe_success(self, headers: Headers, now: float) -> bool:
@@ -319,6 +307,7 @@ class MemoryWindowState:
         """
         seen = self.observe(headers, now)
         self._limit = None
+        self._observers.notify()
         return seen
 
     def observe_rejection(self, headers: Headers, now: float) -> float | None:
@@ -344,6 +333,7 @@ class MemoryWindowState:
         until = max(current.until if current is not None else 0.0, rejection.until)
         self._limit = dataclasses.replace(rejection, until=until)
         self._limit_set_at = now
+        self._observers.notify()
         return until
 
     def apply_poll(
@@ -378,15 +368,25 @@ class MemoryWindowState:
         limit = self._limit
         sent = now if started is None else started
         if limit is None or sent < self._limit_set_at or not open_windows:
+            self._observers.notify()
             return
         if limit.window is None:
             if all(open_windows.values()):
                 self._limit = None
         elif open_windows.get(limit.window, False):
             self._limit = None
+        self._observers.notify()
 
     def apply_profile(self, plan: Plan) -> None:
         """
         Remember the plan the OAuth profile reported.
         """
         self._plan = plan
+        self._observers.notify()
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """
+        Call ``observer`` after every ``observe_*`` and ``apply_*`` call from
+        now on; return what ends the subscription.
+        """
+        return self._observers.subscribe(observer)

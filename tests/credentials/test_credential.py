@@ -30,7 +30,8 @@ from ccm.credentials.credential import (
 )
 from ccm.web.errors import APIError
 from ccm.credentials.oauth import REFRESH_TIMEOUT_SECONDS, TokenEndpoint, TokenGrant
-from ccm.pool.windows import MemoryWindowState, Plan
+from ccm.pool.plan import Plan
+from ccm.pool.windows import MemoryWindowState
 from ccm.credentials.watch import DEBOUNCE_SECONDS, POLL_INTERVAL_SECONDS, FileWatcher
 from tests.fake_anthropic import FakeAnthropic
 from tests.fixtures import expiry_ms, write_credentials
@@ -812,3 +813,69 @@ class RejectedRefreshTokenTests(CredentialTestCase):
         self.fake.token_mode = "ok"
         self.assertEqual(self.successResultOf(self.access()), self.fake.access_token)
         self.assertEqual(len(self.fake.token_requests), 2)
+
+
+class SubscribeTests(CredentialTestCase):
+    """
+    :obj:`Credential.subscribe`: observers are told of every change of what
+    the credential can do, its windows' included, until they unsubscribe.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.told: list[str] = []
+        self.unsubscribe = self.credential.subscribe(lambda: self.told.append("changed"))
+
+    def test_file_loaded_and_lost(self) -> None:
+        """
+        Loading the file, replacing it and losing it each tell the
+        observers.
+        """
+        self.write(3600)
+        self.credential.reload()
+        self.assertEqual(len(self.told), 1)
+        self.write(7200, access="sk-ant-oat01-other")
+        self.credential.reload()
+        self.assertEqual(len(self.told), 2)
+        os.remove(self.path)
+        self.credential.reload()
+        self.assertEqual(len(self.told), 3)
+        self.assertFalse(self.credential.available)
+
+    def test_refresh_failure_and_success(self) -> None:
+        """
+        A failed refresh tells the observers (the credential may stop
+        serving), and so does a refresh that worked.
+        """
+        self.fake.token_mode = "server_error"
+        self.write(-1)
+        self.credential.reload()
+        del self.told[:]
+        self.failureResultOf(self.access(), CredentialUnavailable)
+        self.assertEqual(len(self.told), 1)
+        self.fake.token_mode = "ok"
+        self.clock.advance(REFRESH_RETRY_SECONDS)
+        self.successResultOf(self.access())
+        self.assertEqual(len(self.told), 2)
+
+    def test_windows_and_profile(self) -> None:
+        """
+        A write to the credential's windows, and the plan the profile
+        reports, tell the credential's observers.
+        """
+        self.credential.rate_limits.apply_poll((10.0, START_TIME + 3600), None, START_TIME)
+        self.assertEqual(len(self.told), 1)
+        self.credential.set_profile("max", "default_claude_max_5x")
+        self.assertEqual(len(self.told), 2)
+
+    def test_unsubscribe(self) -> None:
+        """
+        After unsubscribing, neither the credential's own changes nor its
+        windows' tell the observer; unsubscribing twice is harmless.
+        """
+        self.unsubscribe()
+        self.unsubscribe()
+        self.write(3600)
+        self.credential.reload()
+        self.credential.rate_limits.apply_poll((10.0, START_TIME + 3600), None, START_TIME)
+        self.assertEqual(self.told, [])

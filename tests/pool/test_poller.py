@@ -23,7 +23,8 @@ from ccm.credentials.file import CredentialFile
 from ccm.credentials.credential import Credential
 from ccm.credentials.oauth import RefreshError, TokenGrant
 from ccm.pool.poller import RETRY_AFTER_MAX_SECONDS, UsagePoller
-from ccm.pool.windows import Plan, Window
+from ccm.pool.plan import Plan
+from ccm.pool.windows import Window
 from ccm.upstream.anthropic_api import MAX_ANSWER_BYTES, USER_AGENT
 from tests.fake_anthropic import (
     FIVE_HOUR_SECONDS,

@@ -335,3 +335,91 @@ class BalancerPoolTests(PoolTestCase):
         pool.select("new")
         self.assertEqual(len(sessions), 1)
         self.assertIsNone(sessions.credential_of("old", self.clock.seconds()))
+
+
+class ServingTests(PoolTestCase):
+    """
+    :obj:`Pool.serving`: which member a session is on, for the status
+    endpoint, asked without placing or refreshing any session.
+    """
+
+    def test_single_credential(self) -> None:
+        """
+        A single credential serves every session, known or not, and is
+        named even while it cannot serve.
+        """
+        [member] = self.members("a")
+        pool = SingleCredentialPool(member, self.clock)
+        self.assertIs(pool.serving("any"), member)
+        os.remove(member.credential.store.path)
+        member.credential.reload()
+        self.assertIs(pool.serving("any"), member)
+
+    def test_sticky_session(self) -> None:
+        """
+        A balancer names the member a session was placed on, and None for
+        a session it never placed; asking places nothing, so round robin
+        goes on where it was.
+        """
+        a, b = self.members("a", "b")
+        sessions = MemorySessionTable()
+        pool = BalancerPool("pool", [a, b], "round_robin", self.clock, sessions=sessions)
+        self.assertIsNone(pool.serving("s1"))
+        self.assertEqual(len(sessions), 0)
+        pool.select("s1")
+        pool.select("s2")
+        self.assertIs(pool.serving("s1"), a)
+        self.assertIs(pool.serving("s2"), b)
+        self.assertIsNone(pool.serving("s3"))
+        self.assertEqual(pool.select("s3").tag, "a")
+
+    def test_session_on_unusable_member(self) -> None:
+        """
+        A session whose member cannot serve is still named on it (its next
+        request moves it), and asking logs no state change, as a request
+        would.
+        """
+        a, b = self.members("a", "b")
+        pool = BalancerPool("pool", [a, b], "round_robin", self.clock)
+        pool.select("s1")
+        a.credential.rate_limits.observe(headers(**{"5h_utilization": "1.0"}), NOW)
+        self.assertIs(pool.serving("s1"), a)
+        self.assertEqual([line for line in self.logged() if "is paused" in line], [])
+
+    def test_asking_keeps_no_session_alive(self) -> None:
+        """
+        A session asked about all day is still forgotten a day after its
+        last request.
+        """
+        a, b = self.members("a", "b")
+        pool = BalancerPool("pool", [a, b], "round_robin", self.clock)
+        pool.select("s1")
+        for _ in range(24):
+            self.clock.advance(HOUR - 1)
+            self.assertIs(pool.serving("s1"), a)
+        self.clock.advance(24)
+        self.assertIsNone(pool.serving("s1"))
+
+    def test_fallback(self) -> None:
+        """
+        Under ``fallback``, which keeps no sessions, every session is on
+        the first usable member, and on none when none is usable.
+        """
+        a, b = self.members("a", "b")
+        pool = BalancerPool("pool", [a, b], "fallback", self.clock)
+        self.assertIs(pool.serving("s1"), a)
+        a.credential.rate_limits.observe(headers(**{"5h_utilization": "1.0"}), NOW)
+        self.assertIs(pool.serving("s1"), b)
+        b.credential.rate_limits.observe(headers(**{"5h_utilization": "1.0"}), NOW)
+        self.assertIsNone(pool.serving("s1"))
+
+    def test_member_removed_by_reload(self) -> None:
+        """
+        A session on a credential a reload took out of the balancer is on
+        none.
+        """
+        a, b = self.members("a", "b")
+        pool = BalancerPool("pool", [a, b], "round_robin", self.clock)
+        pool.select("s1")
+        pool.reconfigure([b], "round_robin", 0.0)
+        self.assertIsNone(pool.serving("s1"))

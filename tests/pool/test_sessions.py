@@ -231,3 +231,37 @@ class MemorySessionTableTests(SynchronousTestCase):
         self.assertIsNone(table.credential_of("three", NOW))
         table.forget_credential("a")
         self.assertEqual(len(table), 0)
+
+    def test_lookup(self) -> None:
+        """
+        :obj:`MemorySessionTable.lookup` answers as ``credential_of`` does:
+        the credential of an assigned session, None for an unknown one or
+        one idle for a day.
+        """
+        table = MemorySessionTable()
+        table.assign("s", "a", NOW)
+        self.assertEqual(table.lookup("s", NOW + 1), "a")
+        self.assertIsNone(table.lookup("unknown", NOW + 1))
+        self.assertIsNone(table.lookup("s", NOW + SESSION_IDLE_SECONDS))
+
+    def test_lookup_changes_nothing(self) -> None:
+        """
+        A lookup neither refreshes the session's last use (it is still
+        forgotten a day after its assignment) nor forgets idle entries, nor
+        moves an entry up the order in which a full table forgets them.
+        """
+        table = MemorySessionTable()
+        table.assign("s", "a", NOW)
+        table.assign("other", "b", NOW + 10)
+        self.assertEqual(table.lookup("s", NOW + SESSION_IDLE_SECONDS - 1), "a")
+        self.assertIsNone(table.lookup("s", NOW + SESSION_IDLE_SECONDS + 5))
+        self.assertEqual(len(table), 2)
+        self.assertIsNone(table.credential_of("s", NOW + SESSION_IDLE_SECONDS + 5))
+        self.assertEqual(len(table), 1)
+        full = MemorySessionTable(max_sessions=2)
+        full.assign("one", "a", NOW)
+        full.assign("two", "a", NOW + 1)
+        full.lookup("one", NOW + 2)
+        full.assign("three", "b", NOW + 3)
+        self.assertIsNone(full.lookup("one", NOW + 4))
+        self.assertEqual(full.lookup("two", NOW + 4), "a")

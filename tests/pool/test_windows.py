@@ -1,7 +1,6 @@
 """
 Tests for :obj:`ccm.pool.windows`: a subscription's window state, fed with
-unified rate-limit headers read defensively, 429s and polls, and the plan
-weight table.
+unified rate-limit headers read defensively, 429s and polls.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
 from ccm.pool.figures import WindowName
-from ccm.pool.windows import MemoryWindowState, Plan, Window, plan_weight
+from ccm.pool.plan import Plan
+from ccm.pool.windows import MemoryWindowState, Window
 
 PREFIX = "anthropic-ratelimit-unified-"
 NOW = 1_790_000_000.0
@@ -271,33 +271,6 @@ class OwnerTests(SynchronousTestCase):
         self.assertEqual(self.state.plan, Plan())
         self.state.apply_profile(Plan("team", "default_claude_max_5x"))
         self.assertEqual(self.state.plan, Plan("team", "default_claude_max_5x"))
-
-
-class PlanWeightTests(SynchronousTestCase):
-    """
-    :obj:`plan_weight` gives a plan's capacity relative to Pro.
-    """
-
-    def test_table(self) -> None:
-        """
-        Max 20x weighs 10, any other Max 5, Team with the 5x tier 5, and
-        everything else (Pro, Team standard, Enterprise, unknown) 1.
-        """
-        cases = [
-            ("max", "default_claude_max_20x", 10.0),
-            ("max", "default_claude_max_5x", 5.0),
-            ("max", "", 5.0),
-            ("max", "something_new", 5.0),
-            ("team", "default_claude_max_5x", 5.0),
-            ("team", "default_claude_max_20x", 1.0),
-            ("team", "", 1.0),
-            ("pro", "default_claude_max_20x", 1.0),
-            ("pro", "", 1.0),
-            ("enterprise", "", 1.0),
-            ("", "", 1.0),
-        ]
-        for subscription, tier, weight in cases:
-            self.assertEqual(plan_weight(subscription, tier), weight, (subscription, tier))
 
 
 def rejection(**values: str) -> Headers:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -237,3 +238,173 @@ class StatusTests(SynchronousTestCase):
         harness = ProxyHarness(self)
         self.status(harness)
         self.assertEqual(harness.fake.requests, [])
+
+
+SESSION_1 = "11111111-1111-4111-8111-111111111111"
+SESSION_2 = "22222222-2222-4222-8222-222222222222"
+
+
+class StatusSessionTests(SynchronousTestCase):
+    """
+    ``?session=<X-Claude-Code-Session-Id>`` adds the credential serving that
+    session, its state and its windows.
+    """
+
+    def status(self, harness: ProxyHarness, query: str) -> dict[str, Any]:
+        """
+        The status document for ``query``, which must be a 200.
+        """
+        response = harness.response("GET", "/ccm/v1/status?" + query)
+        self.assertEqual(response.code, 200)
+        document: dict[str, Any] = json.loads(harness.body_of(response))
+        return document
+
+    def credential_of(self, harness: ProxyHarness, session: str) -> Any:
+        """
+        The ``credential`` the status names for ``session``.
+        """
+        return self.status(harness, f"session={session}")["session"]["credential"]
+
+    def ask(self, harness: ProxyHarness, session: str) -> None:
+        """
+        A proxied request of ``session``.
+        """
+        harness.body_of(
+            harness.messages(MESSAGE_BODY, headers={"x-claude-code-session-id": session})
+        )
+
+    def test_single_credential(self) -> None:
+        """
+        With a single credential, every session is on it: the answer keeps
+        the pool's fields and adds the credential's standing, its windows
+        as Anthropic reported them.
+        """
+        harness = ProxyHarness(self)
+        now = int(harness.clock.seconds())
+        harness.fake.unified_headers = allowed_unified_headers(
+            now, five_hour_utilization=0.42, seven_day_utilization=0.07
+        )
+        self.ask(harness, SESSION_1)
+        document = self.status(harness, f"session={SESSION_1}")
+        plain = self.status(harness, "")
+        session = document.pop("session")
+        self.assertEqual(document, plain)
+        self.assertEqual(
+            session,
+            {
+                "credential": "main",
+                "state": "usable",
+                "reason": None,
+                "description": "usable",
+                "unusable_until": 0,
+                "five_hour_utilization": 42.0,
+                "five_hour_reset": now + FIVE_HOUR_SECONDS,
+                "five_hour_cap": 99.0,
+                "weekly_utilization": 7.0,
+                "weekly_reset": now + SEVEN_DAY_SECONDS,
+                "weekly_cap": 99.0,
+                "plan_weight": 10.0,
+            },
+        )
+        self.assertEqual(self.credential_of(harness, "never-seen"), "main")
+
+    def test_balancer_sessions(self) -> None:
+        """
+        In a balancer each session is on the credential it was placed on,
+        and a session never seen is on none: ``{"credential": null}``.
+        """
+        harness = ProxyHarness(self, balancer="round_robin")
+        self.ask(harness, SESSION_1)
+        self.ask(harness, SESSION_2)
+        self.assertEqual(self.credential_of(harness, SESSION_1), "main")
+        self.assertEqual(self.credential_of(harness, SESSION_2), "second")
+        self.assertEqual(self.status(harness, "session=unknown")["session"], {"credential": None})
+
+    def test_query_places_and_keeps_nothing(self) -> None:
+        """
+        Asking about a session places none, and asking about a placed one
+        all day does not keep it: it is forgotten a day after its last
+        request, as if nobody had asked.
+        """
+        harness = ProxyHarness(self, balancer="round_robin")
+        self.assertEqual(self.status(harness, "session=asked")["session"], {"credential": None})
+        self.ask(harness, SESSION_1)
+        for _ in range(24):
+            harness.clock.advance(3599)
+            self.assertEqual(self.credential_of(harness, SESSION_1), "main")
+        harness.clock.advance(24)
+        self.assertIsNone(self.credential_of(harness, SESSION_1))
+        # Round robin was not moved by the queries: the next new session
+        # goes to the credential after SESSION_1's.
+        self.ask(harness, SESSION_2)
+        self.assertEqual(self.credential_of(harness, SESSION_2), "second")
+
+    def test_rate_limited_session(self) -> None:
+        """
+        A session whose credential is out of quota learns why, and when it
+        serves again.
+        """
+        harness = ProxyHarness(self)
+        now = int(harness.clock.seconds())
+        harness.fake.enqueue(error_reply(429, "rate_limit_error", "rate limited"))
+        harness.ccm_error(
+            harness.messages(MESSAGE_BODY, headers={"x-claude-code-session-id": SESSION_1}),
+            429,
+            "rate_limit_error",
+        )
+        session = self.status(harness, f"session={SESSION_1}")["session"]
+        self.assertEqual(
+            (session["state"], session["reason"], session["unusable_until"]),
+            ("rate_limited", "rate_limited_5h", now + FIVE_HOUR_SECONDS),
+        )
+
+
+class StatusQueryTests(SynchronousTestCase):
+    """
+    The query parameters of the status endpoint: what is ignored, and what
+    is a 400.
+    """
+
+    def test_unknown_parameters_ignored(self) -> None:
+        """
+        Parameters the endpoint does not know are ignored, and
+        ``watch=false`` is the plain answer.
+        """
+        harness = ProxyHarness(self)
+        plain = harness.body_of(harness.response("GET", "/ccm/v1/status"))
+        for query in ("_=1790000000", "format=json&x", "watch=false"):
+            response = harness.response("GET", "/ccm/v1/status?" + query)
+            self.assertEqual(response.code, 200)
+            self.assertEqual(harness.body_of(response), plain)
+
+    def test_bad_parameters(self) -> None:
+        """
+        A ``watch`` other than ``true`` or ``false``, an empty or overlong
+        session id, and a parameter given twice are a 400
+        ``invalid_request_error`` saying which.
+        """
+        harness = ProxyHarness(self)
+        for query, fragment in (
+            ("watch=yes", "watch parameter must be true or false"),
+            ("watch=TRUE", "watch parameter must be true or false"),
+            ("watch=", "watch parameter must be true or false"),
+            ("session=", "session parameter must be a Claude Code session id"),
+            ("session=%20%20", "session parameter must be a Claude Code session id"),
+            ("session=" + "x" * 257, "session parameter must be a Claude Code session id"),
+            ("session=a&session=b", "session parameter is given more than once"),
+            ("watch=true&watch=true", "watch parameter is given more than once"),
+        ):
+            response = harness.response("GET", "/ccm/v1/status?" + query)
+            error = harness.ccm_error(response, 400, "invalid_request_error")
+            self.assertIn(fragment, error["message"], query)
+            self.assertEqual(response.headers.getRawHeaders("x-should-retry"), ["false"])
+
+    def test_authentication_first(self) -> None:
+        """
+        Without a valid token, any query gets the 401, bad ones included:
+        nothing about parameters is said to strangers.
+        """
+        harness = ProxyHarness(self)
+        for query in ("watch=yes", "session=x", "watch=true"):
+            response = harness.response("GET", "/ccm/v1/status?" + query, token="not-a-user")
+            harness.ccm_error(response, 401, "authentication_error")
