@@ -30,6 +30,9 @@ class Unusable(Enum):
     # Utilization reached the credential's pause threshold in a window.
     PAUSED_5H = "paused at its 5-hour threshold"
     PAUSED_WEEKLY = "paused at its weekly threshold"
+    # Banned by Anthropic (see ccm.upstream.verdicts): nothing but a new
+    # login in its store ends it.
+    QUARANTINED = "quarantined"
 
 
 RATE_LIMITED_IN = {
@@ -38,6 +41,8 @@ RATE_LIMITED_IN = {
     None: Unusable.RATE_LIMITED,
 }
 PAUSED_IN = {WindowName.FIVE_HOUR: Unusable.PAUSED_5H, WindowName.WEEKLY: Unusable.PAUSED_WEEKLY}
+#: The reasons that only a person on the ccm host can end.
+NEEDS_A_PERSON = frozenset({Unusable.UNAVAILABLE, Unusable.QUARANTINED})
 
 
 def when(moment: float, now: float) -> str:
@@ -48,12 +53,21 @@ def when(moment: float, now: float) -> str:
     return f"{stamp} (in {format_duration(max(0.0, moment - now))})"
 
 
+def began(moment: float, now: float) -> str:
+    """
+    A past time for people: ``2026-11-25 15:00 UTC (2h13m ago)``.
+    """
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(moment))
+    return f"{stamp} ({format_duration(max(0.0, now - moment))} ago)"
+
+
 @dataclass(frozen=True)
 class MemberState:
     """
     Whether a credential can serve at time ``at``: ``reason`` is None when it
     can.  ``until`` is when it can serve again (0 when unknown); ``problem``
-    says why it is :obj:`Unusable.UNAVAILABLE`; ``utilization`` and ``cap`` are
+    says why it is :obj:`Unusable.UNAVAILABLE` or :obj:`Unusable.QUARANTINED`,
+    and ``since`` when a quarantine began; ``utilization`` and ``cap`` are
     the figures of a pause (percent).
 
     Two states are equal when they say the same, whenever they were taken.
@@ -65,6 +79,7 @@ class MemberState:
     utilization: float = 0.0
     cap: float = 0.0
     at: float = field(default=0.0, compare=False)
+    since: float = 0.0
 
     @property
     def usable(self) -> bool:
@@ -83,6 +98,8 @@ class MemberState:
             return "usable"
         if reason is Unusable.UNAVAILABLE:
             return f"unavailable: {self.problem}"
+        if reason is Unusable.QUARANTINED:
+            return f"quarantined since {began(self.since, self.at)}: {self.problem}"
         if reason in (Unusable.PAUSED_5H, Unusable.PAUSED_WEEKLY):
             resets = f" until {when(self.until, self.at)}" if self.until else ""
             return (
