@@ -46,7 +46,7 @@ def act_on_profile(credential: Credential, plan: tuple[str, str] | None) -> bool
     )
     if not plan_downgraded(known, plan):
         return False
-    reported = plan[0] if plan is not None and plan[0] else "no organization"
+    reported = plan[0] if plan is not None and plan[0] else "no plan"
     credential.standing.enter_quarantine(
         f"its profile reports {reported} where it had a paid {known} plan "
         "(a downgrade, as before a ban)"

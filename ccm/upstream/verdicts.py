@@ -172,16 +172,17 @@ def classify(status: int, body: bytes) -> Reading:
 
 def plan_downgraded(known: str, reported: tuple[str, str] | None) -> bool:
     """
-    Whether a profile answer reports a subscription without a paid plan
-    (``free``, no plan, no organization) where ``known``, the plan the
-    credential had, is a paid one: an early sign of a ban.
+    Whether a profile answer reports an organization without a paid plan
+    (``free``, ``none``, or no type at all) where ``known``, the plan the
+    credential had, is a paid one: an early sign of a ban.  An answer that
+    names no organization at all is no verdict: it is no profile ccm can
+    read (a gateway's empty ``{}``, another API's answer).
 
     :param known: the subscription type known so far (``max``, ``pro``, ...).
     :param reported: what :obj:`ccm.upstream.anthropic_api.parse_profile`
         made of the answer: (subscription type, tier), or None when it names
         no organization.
     """
-    if known not in PAID_PLANS:
+    if known not in PAID_PLANS or reported is None:
         return False
-    subscription = reported[0] if reported is not None else ""
-    return subscription in ("", "free", "none")
+    return reported[0] in ("", "free", "none")

@@ -81,20 +81,22 @@ class ProfileTests(PoolTestCase):
         counts.
         """
         credential = self.credential("a", plan="", tier="")
-        self.assertFalse(act_on_profile(credential, None))
+        self.assertFalse(act_on_profile(credential, ("", "")))
         credential.set_profile("max", "default_claude_max_5x")
         self.assertEqual(credential.rate_limits.plan, Plan("max", "default_claude_max_5x"))
-        self.assertTrue(act_on_profile(credential, None))
+        self.assertTrue(act_on_profile(credential, ("", "")))
         quarantine = credential.quarantine
         assert quarantine is not None
         self.assertIn(
-            "its profile reports no organization where it had a paid max plan", quarantine.cause
+            "its profile reports no plan where it had a paid max plan", quarantine.cause
         )
 
     def test_paid_plan(self) -> None:
         """
-        A paid plan in the profile quarantines nothing.
+        A paid plan in the profile quarantines nothing, nor an answer that
+        names no organization (no profile ccm can read).
         """
         credential = self.credential("a")
         self.assertFalse(act_on_profile(credential, ("team", "")))
+        self.assertFalse(act_on_profile(credential, None))
         self.assertIsNone(credential.quarantine)

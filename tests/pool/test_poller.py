@@ -1087,16 +1087,16 @@ class JudgementTests(PollingTestCase):
 
     def test_downgrade_quarantines(self) -> None:
         """
-        A profile reporting no paid plan (free, or no organization) where
-        the file says ``max`` quarantines the credential at once; its plan
-        is not taken.
+        A profile whose organization reports no paid plan (free, or no type)
+        where the file says ``max`` quarantines the credential at once; its
+        plan is not taken.
         """
         for tag, profile in (
             (
                 "free",
                 {"organization": {"organization_type": "claude_free", "rate_limit_tier": None}},
             ),
-            ("none", {"account": {}}),
+            ("none", {"account": {}, "organization": {"organization_type": None}}),
         ):
             self.fake.profile = profile
             credential = self.credential(tag, rate_limit_tier="")
@@ -1106,7 +1106,7 @@ class JudgementTests(PollingTestCase):
             assert quarantine is not None, tag
             self.assertTrue(
                 quarantine.cause.startswith(
-                    f"its profile reports {'free' if tag == 'free' else 'no organization'} "
+                    f"its profile reports {'free' if tag == 'free' else 'no plan'} "
                     "where it had a paid max plan"
                 ),
                 quarantine.cause,
@@ -1119,11 +1119,18 @@ class JudgementTests(PollingTestCase):
     def test_no_downgrade_without_paid_plan(self) -> None:
         """
         A profile without a paid plan for a credential that never had one
-        quarantines nothing.
+        quarantines nothing; nor does an answer naming no organization at
+        all (``{}``, as a gateway may give) for one that had a paid plan.
         """
-        self.fake.profile = {"account": {}}
-        credential = self.credential(subscription_type="", rate_limit_tier="")
-        poller = self.poller(credential)
-        self.start(poller)
-        self.assertIsNone(credential.quarantine)
-        self.stop(poller)
+        unpaid = self.credential("unpaid", subscription_type="", rate_limit_tier="")
+        paid = self.credential("paid", rate_limit_tier="")
+        for credential, profile in (
+            (unpaid, {"account": {}, "organization": {"organization_type": None}}),
+            (paid, {}),
+        ):
+            self.fake.profile = profile
+            poller = self.poller(credential)
+            self.start(poller)
+            self.assertEqual(len(self.requests(PROFILE_PATH)), 1 if credential is unpaid else 2)
+            self.assertIsNone(credential.quarantine)
+            self.stop(poller)

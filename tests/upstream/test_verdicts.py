@@ -239,18 +239,20 @@ class PlanDowngradedTests(SynchronousTestCase):
 
     def test_downgrades(self) -> None:
         """
-        A paid plan followed by ``free``, an empty type or no organization
-        at all is a downgrade.
+        A paid plan followed by an organization of type ``free``, ``none`` or
+        none at all is a downgrade.
         """
         for known in ("max", "pro", "team", "enterprise"):
-            for reported in (("free", ""), ("", ""), ("none", ""), None):
+            for reported in (("free", ""), ("", ""), ("none", "")):
                 self.assertTrue(plan_downgraded(known, reported), (known, reported))
 
     def test_no_downgrade(self) -> None:
         """
-        Another paid plan is no downgrade, nor is anything after an unknown
-        or unpaid plan.
+        Another paid plan is no downgrade, nor an answer naming no
+        organization (no profile ccm can read), nor anything after an
+        unknown or unpaid plan.
         """
+        self.assertFalse(plan_downgraded("max", None))
         self.assertFalse(plan_downgraded("max", ("pro", "default_claude_pro")))
         self.assertFalse(plan_downgraded("max", ("max", "")))
         self.assertFalse(plan_downgraded("max", ("claude_max_plus", "")))
