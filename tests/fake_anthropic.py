@@ -18,7 +18,10 @@ and on the real reactor for end-to-end tests::
 
 Answers to ``POST /v1/messages`` are scripted with :obj:`FakeAnthropic.enqueue`
 and the reply constructors of this module (:obj:`text_reply`, :obj:`error_reply`,
-:obj:`manual_reply`, ...).  Every request is recorded as a :obj:`RecordedRequest`.
+:obj:`manual_reply`, ...), the answers that judge a subscription among them
+(:obj:`revoked_reply`, :obj:`organization_disabled_reply`,
+:obj:`oauth_not_allowed_reply`; :obj:`FakeAnthropic.revoke` makes a token
+stop working everywhere).  Every request is recorded as a :obj:`RecordedRequest`.
 All timing goes through the clock given to :obj:`FakeAnthropic`; this module
 never imports the global reactor.
 
@@ -722,6 +725,82 @@ def error_reply(
     return _ErrorReply(status, error_type, message, headers)
 
 
+class _DocumentReply(Reply):
+    def __init__(self, status: int, error: dict[str, Any]) -> None:
+        super().__init__()
+        self._status = status
+        self._document_error = error
+
+    def _respond(self, fake: FakeAnthropic, handle: ReplyHandle, body: dict[str, Any]) -> None:
+        request_id = handle.recorded.request_id
+        document = {"type": "error", "error": self._document_error, "request_id": request_id}
+        handle.respond_json(self._status, document)
+
+
+#: The real API's words for the answers that judge a subscription, and for
+#: two client mistakes that must not read as such.
+REVOKED_401_MESSAGE = "Invalid bearer token"
+REVOKED_403_MESSAGE = "OAuth token has been revoked. Please obtain a new token."
+ORGANIZATION_DISABLED_MESSAGE = "This organization has been disabled."
+OAUTH_NOT_ALLOWED_MESSAGE = "OAuth authentication is currently not allowed for this organization."
+THIRD_PARTY_MESSAGE = (
+    "Third-party apps now draw from your extra usage, not your plan limits. "
+    "Add more at claude.ai/settings/usage and keep going."
+)
+PROMPT_TOO_LONG_MESSAGE = "prompt is too long: 215000 tokens > 200000 maximum"
+
+
+def revoked_reply(status: int = 403) -> Reply:
+    """
+    The answer to a token that no longer works: 403 ``permission_error``
+    "OAuth token has been revoked...", or with ``status`` 401 an
+    ``authentication_error`` (see also :obj:`FakeAnthropic.revoke`).
+    """
+    if status == 401:
+        return error_reply(401, "authentication_error", REVOKED_401_MESSAGE)
+    return error_reply(status, "permission_error", REVOKED_403_MESSAGE)
+
+
+def organization_disabled_reply() -> Reply:
+    """
+    A ban: 400 ``invalid_request_error`` "This organization has been
+    disabled."
+    """
+    return error_reply(400, "invalid_request_error", ORGANIZATION_DISABLED_MESSAGE)
+
+
+def oauth_not_allowed_reply() -> Reply:
+    """
+    A ban: 403 ``permission_error`` "OAuth authentication is currently not
+    allowed for this organization.", with ``error.details.error_code``
+    ``oauth_org_not_allowed``.
+    """
+    return _DocumentReply(
+        403,
+        {
+            "type": "permission_error",
+            "message": OAUTH_NOT_ALLOWED_MESSAGE,
+            "details": {"error_code": "oauth_org_not_allowed"},
+        },
+    )
+
+
+def third_party_reply() -> Reply:
+    """
+    The 400 of a request classified as a third-party app's, drawing from
+    extra usage.
+    """
+    return error_reply(400, "invalid_request_error", THIRD_PARTY_MESSAGE)
+
+
+def prompt_too_long_reply() -> Reply:
+    """
+    The client's own mistake: 400 ``invalid_request_error`` "prompt is too
+    long: ...".
+    """
+    return error_reply(400, "invalid_request_error", PROMPT_TOO_LONG_MESSAGE)
+
+
 class _MidstreamErrorReply(Reply):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__()
@@ -891,9 +970,11 @@ class FakeAnthropic:
         request: ``"ok"`` (200 with :obj:`usage_body`, else a body derived from
         :obj:`unified_headers`), ``"rate_limited"`` (429, with a
         ``retry-after`` of :obj:`usage_retry_after` when that is not ``None``),
-        ``"server_error"`` (500), ``"malformed"`` (200 with a body that is
-        not JSON), ``"hang"`` (never answers) or ``"hang_body"`` (sends the
-        200 headers and part of the body, then nothing).
+        ``"server_error"`` (500), ``"organization_disabled"`` (the 400 of a
+        ban), ``"oauth_not_allowed"`` (the 403 of a ban), ``"malformed"``
+        (200 with a body that is not JSON), ``"hang"`` (never answers) or
+        ``"hang_body"`` (sends the 200 headers and part of the body, then
+        nothing).
     :ivar usage_retry_after: the ``retry-after`` value of a
         ``"rate_limited"`` usage answer, sent as given; ``None`` sends none.
     :ivar usage_body: when not ``None``, the exact JSON body of a 200 usage
@@ -910,6 +991,9 @@ class FakeAnthropic:
         that finished with a 2xx, mapped to the bearer token it was asked
         with: the subscription holding its prompt cache, which
         ``POST /v1/messages/cache_touch`` keeps warm.
+    :ivar revoked_tokens: bearers that stopped working (see :obj:`revoke`),
+        each with the status (401 or 403) of its answer on every
+        authenticated path.
     """
 
     def __init__(
@@ -937,6 +1021,7 @@ class FakeAnthropic:
         self.profile: dict[str, Any] = copy.deepcopy(_PROFILE)
         self.unified_headers_by_token: dict[str, dict[str, str]] = {}
         self.message_bearers: dict[str, str] = {}
+        self.revoked_tokens: dict[str, int] = {}
         self._replies: deque[Reply] = deque()
         self._live: list[ReplyHandle] = []
         self._rotations = 0
@@ -954,6 +1039,15 @@ class FakeAnthropic:
         unparsable body) do not use one up.
         """
         self._replies.extend(replies)
+
+    def revoke(self, token: str | None = None, status: int = 403) -> None:
+        """
+        Make ``token`` (the current :obj:`access_token` by default) stop
+        working: every authenticated request with it gets the answer of
+        :obj:`revoked_reply` with ``status``, before any queued reply is
+        used.  A refresh still works and brings a token that does.
+        """
+        self.revoked_tokens[self.access_token if token is None else token] = status
 
     def abort_all(self) -> None:
         """
@@ -1021,6 +1115,13 @@ class FakeAnthropic:
             for item in value.split(",")
         }
         scheme, _, token = (recorded.header("authorization") or "").partition(" ")
+        revoked = self.revoked_tokens.get(token.strip())
+        if revoked is not None and scheme.lower() == "bearer":
+            if revoked == 401:
+                self._error(handle, 401, "authentication_error", REVOKED_401_MESSAGE)
+            else:
+                self._error(handle, revoked, "permission_error", REVOKED_403_MESSAGE)
+            return False
         if "x-api-key" in recorded.headers or scheme.lower() != "bearer":
             problem = "invalid x-api-key"
         elif require_beta and OAUTH_BETA not in betas:
@@ -1186,6 +1287,10 @@ class FakeAnthropic:
             )
         elif mode == "server_error":
             self._error(handle, 500, "api_error", "Internal server error")
+        elif mode == "organization_disabled":
+            self._error(handle, 400, "invalid_request_error", ORGANIZATION_DISABLED_MESSAGE)
+        elif mode == "oauth_not_allowed":
+            self._error(handle, 403, "permission_error", OAUTH_NOT_ALLOWED_MESSAGE)
         elif mode == "malformed":
             handle.start(200, {"content-length": "9"}, content_type=JSON_CONTENT_TYPE)
             handle.write(b"not json!")

@@ -151,6 +151,9 @@ class ProxyHarness:
                 "sk-ant-ort01-second",
                 int((START_TIME + 86400) * 1000),
             )
+            # The fake API takes the second subscription's token too: a
+            # token it rejected would now make ccm look for another one.
+            self.fake.extra_access_tokens.add(SECOND_ACCESS_TOKEN)
             # First: the pool of anonymous callers too.
             credentials = (
                 BalancerCredentialConfig(POOL, (MAIN, SECOND), strategy=balancer),

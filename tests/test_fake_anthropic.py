@@ -17,6 +17,12 @@ from twisted.web.client import ResponseFailed
 from twisted.web.iweb import IResponse
 
 from tests.fake_anthropic import (
+    OAUTH_NOT_ALLOWED_MESSAGE,
+    ORGANIZATION_DISABLED_MESSAGE,
+    PROMPT_TOO_LONG_MESSAGE,
+    REVOKED_401_MESSAGE,
+    REVOKED_403_MESSAGE,
+    THIRD_PARTY_MESSAGE,
     FakeAnthropic,
     allowed_unified_headers,
     client_rate_limit_headers,
@@ -26,9 +32,14 @@ from tests.fake_anthropic import (
     manual_reply,
     midstream_error_reply,
     overage_unified_headers,
+    oauth_not_allowed_reply,
+    organization_disabled_reply,
+    prompt_too_long_reply,
+    revoked_reply,
     slow_stream_reply,
     text_reply,
     thinking_reply,
+    third_party_reply,
     tool_use_reply,
 )
 
@@ -614,6 +625,93 @@ class ErrorReplyTests(FakeTestCase):
         self.assertEqual(response.code, 529)
         self.assertEqual(response.headers.getRawHeaders(UNIFIED + "status"), ["allowed"])
         self.assertEqual(self.json_of(response)["error"]["type"], "overloaded_error")
+
+
+class JudgingAnswerTests(FakeTestCase):
+    """
+    The answers that judge a subscription, and :obj:`FakeAnthropic.revoke`.
+    """
+
+    def error_of(self, response: IResponse) -> tuple[int, dict[str, Any]]:
+        """
+        The status and ``error`` object of an answer.
+        """
+        document = self.json_of(response)
+        self.assertEqual(document["type"], "error")
+        self.assertTrue(document["request_id"].startswith("req_fake_"))
+        error: dict[str, Any] = document["error"]
+        return response.code, error
+
+    def test_replies(self) -> None:
+        """
+        Each constructor answers with the real API's status, type and words;
+        ``oauth_not_allowed_reply`` also carries its error code.
+        """
+        self.fake.enqueue(
+            revoked_reply(),
+            revoked_reply(401),
+            organization_disabled_reply(),
+            oauth_not_allowed_reply(),
+            third_party_reply(),
+            prompt_too_long_reply(),
+        )
+        answers = [self.error_of(self.messages({"model": "m"})) for _ in range(6)]
+        self.assertEqual(
+            answers,
+            [
+                (403, {"type": "permission_error", "message": REVOKED_403_MESSAGE}),
+                (401, {"type": "authentication_error", "message": REVOKED_401_MESSAGE}),
+                (400, {"type": "invalid_request_error", "message": ORGANIZATION_DISABLED_MESSAGE}),
+                (
+                    403,
+                    {
+                        "type": "permission_error",
+                        "message": OAUTH_NOT_ALLOWED_MESSAGE,
+                        "details": {"error_code": "oauth_org_not_allowed"},
+                    },
+                ),
+                (400, {"type": "invalid_request_error", "message": THIRD_PARTY_MESSAGE}),
+                (400, {"type": "invalid_request_error", "message": PROMPT_TOO_LONG_MESSAGE}),
+            ],
+        )
+
+    def test_revoke(self) -> None:
+        """
+        A revoked token gets its answer on every authenticated path, before
+        any queued reply; a refresh still works and its token is accepted.
+        """
+        self.fake.revoke()
+        self.fake.enqueue(text_reply("kept"))
+        self.assertEqual(self.error_of(self.messages({"model": "m"}))[0], 403)
+        self.assertEqual(self.request("GET", "/api/oauth/usage").code, 403)
+        self.fake.revoke(status=401)
+        self.assertEqual(
+            self.error_of(self.request("GET", "/api/oauth/profile")),
+            (401, {"type": "authentication_error", "message": REVOKED_401_MESSAGE}),
+        )
+        response = self.token(
+            {"grant_type": "refresh_token", "refresh_token": REFRESH_TOKEN, "client_id": CLIENT_ID}
+        )
+        access = self.json_of(response)["access_token"]
+        headers = dict(OAUTH_HEADERS, authorization=f"Bearer {access}")
+        response = self.messages({"model": "m"}, headers)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.json_of(response)["content"][0]["text"], "kept")
+
+    def test_usage_bans(self) -> None:
+        """
+        The usage endpoint answers the two bans when told to.
+        """
+        self.fake.usage_mode = "organization_disabled"
+        self.assertEqual(
+            self.error_of(self.request("GET", "/api/oauth/usage")),
+            (400, {"type": "invalid_request_error", "message": ORGANIZATION_DISABLED_MESSAGE}),
+        )
+        self.fake.usage_mode = "oauth_not_allowed"
+        self.assertEqual(
+            self.error_of(self.request("GET", "/api/oauth/usage")),
+            (403, {"type": "permission_error", "message": OAUTH_NOT_ALLOWED_MESSAGE}),
+        )
 
 
 class MidstreamErrorTests(FakeTestCase):

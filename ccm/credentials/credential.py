@@ -7,20 +7,16 @@ vanish at any time), hands out an access token that is valid for at least
 another minute, and refreshes it when needed: one refresh at a time,
 re-reading the file first in case Claude Code already refreshed it, and
 refusing to refresh when the rotated tokens could not be saved.  When it
-cannot serve, it says why in words a person can act on.
+cannot serve, it says why in words a person can act on.  When Anthropic
+rejects its token, it looks for another (:obj:`ccm.credentials.recovery`);
+its :obj:`ccm.credentials.standing` keeps a rejected login or a ban.
 
-The credential also holds the subscription's window state
-(:obj:`ccm.pool.windows.WindowState`) and the log of its state changes
-(:obj:`ccm.pool.statelog.CredentialStateLog`), although both live in
-:obj:`ccm.pool`.  The windows are a fact about the subscription, not about a
-pool: one credential serves its own pool and any balancer that lists it,
-its plan weight combines the file's plan with the profile's, and the
-exchange and the usage poller update the windows of the credential they
-used, whichever pool chose it.  So the credential is their one owner
-(injected, so that a shared store can replace the in-memory state), and
-the pools read them through it.  The modules live with the pools, their
-readers, and import nothing of :obj:`ccm.credentials`: the imports go one way,
-the credential to those leaves and the pools to the credential.
+The credential is also the one owner of the subscription's window state
+(:obj:`ccm.pool.windows.WindowState`, injected so that a shared store can
+replace it) and of its state log: both are facts about the subscription,
+not about a pool, since one credential may serve several pools.  Their
+modules live in :obj:`ccm.pool` and import nothing of
+:obj:`ccm.credentials`, so the imports go one way.
 """
 
 from __future__ import annotations
@@ -35,6 +31,8 @@ from ccm.credentials.file import CredentialFileError, OAuthTokens
 from ccm.web.errors import APIError
 from ccm.credentials.store import CredentialStore
 from ccm.credentials.oauth import RefreshError, TokenGrant
+from ccm.credentials.recovery import TokenRecovery
+from ccm.credentials.standing import Quarantine, Standing
 from ccm.pool.observers import Observer, Observers
 from ccm.pool.statelog import CredentialStateLog
 from ccm.pool.plan import Plan, plan_weight
@@ -89,6 +87,17 @@ class Credential:
         # A refresh token the OAuth server rejected: asking again with it is
         # pointless until the file brings a new one.
         self._rejected_refresh_token: str | None = None
+        self.standing = Standing(
+            clock, self.state_log, tokens=lambda: self.tokens, store_path=lambda: self.store.path
+        )
+        self._recovery = TokenRecovery(
+            clock,
+            self.state_log,
+            catch_up=lambda: self.store.catch_up(),
+            reload=self.reload,
+            holds_other_than=self._holds_other_than,
+            refresh=self._refresh_for_recovery,
+        )
 
     @property
     def available(self) -> bool:
@@ -105,6 +114,9 @@ class Credential:
         """
         if self.tokens is None or self.problem is not None:
             return self.problem or "credentials not loaded"
+        login_problem = self.standing.login_problem
+        if login_problem is not None:
+            return login_problem
         now = self._clock.seconds()
         if self._refresh_problem is not None and self.tokens.expires_within(now, 0):
             rejected = self.tokens.refresh_token == self._rejected_refresh_token
@@ -187,6 +199,7 @@ class Credential:
             # file: any earlier refresh failure no longer applies.
             self._refresh_failed_at = None
             self._refresh_problem = None
+        self.standing.stored(tokens)
         self._set_state(tokens, None)
 
     def access_token(self) -> Deferred[str]:
@@ -343,3 +356,42 @@ class Credential:
             headers=(("x-should-retry", "false"),),
         )
 
+    @property
+    def quarantine(self) -> Quarantine | None:
+        """
+        The credential's ban, if it is banned (see :obj:`Standing`).
+        """
+        return self.standing.quarantine
+
+    def recover(self, rejected_access_token: str, answer: str = "") -> Deferred[bool]:
+        """
+        Anthropic rejected ``rejected_access_token`` (with ``answer``, in
+        words): look for another, in the store, then with a refresh (see
+        :obj:`TokenRecovery`); a quarantined credential does not look.
+
+        :return: a Deferred firing with whether there is another to try.
+        """
+        if self.quarantine is not None:
+            return succeed(False)
+        return self._recovery.recover(rejected_access_token, answer)
+
+    def look_for_login(self) -> Deferred[None]:
+        """
+        Read the store again, as a credential waiting for a new login does
+        now and then: a keychain item is not watched as a file is.
+        """
+        return self.store.catch_up().addCallback(lambda _: self.reload())
+
+    def _holds_other_than(self, access_token: str) -> bool:
+        tokens = self.tokens
+        return tokens is not None and self.problem is None and tokens.access_token != access_token
+
+    def _refresh_for_recovery(self) -> Deferred[None]:
+        """
+        :obj:`refresh`, firing with None whether it worked or was refused.
+        """
+
+        def refused(failure: Failure) -> None:
+            failure.trap(CredentialUnavailable)
+
+        return self.refresh().addCallbacks(lambda _: None, refused)

@@ -43,10 +43,16 @@ class TokenRefreshService(TimerService):
     def check(self) -> None:
         """
         Start a refresh for each credential that needs one; failures are
-        logged by the credential and never stop this loop.
+        logged by the credential and never stop this loop.  A credential
+        waiting for a new login reads its store again instead; a
+        quarantined one is never refreshed.
         """
         now = self._clock.seconds()
         for credential in self._credentials:
+            if credential.standing.waits_for_login:
+                credential.look_for_login().addErrback(self._ignore, credential.tag)
+            if credential.quarantine is not None:
+                continue
             tokens = credential.tokens
             if tokens is None or not tokens.expires_within(now, PROACTIVE_MARGIN_SECONDS):
                 continue

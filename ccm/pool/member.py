@@ -4,7 +4,8 @@ A credential in a pool: when it can serve, what a pool answers when none of
 its members can, and what the members' windows add up to for the status
 endpoint.
 
-A credential is usable when it is loaded, not rate-limited by a 429, not
+A credential is usable when it is not quarantined (banned, see
+:obj:`ccm.credentials.standing`), loaded, not rate-limited by a 429, not
 paused for extra usage, and under both of its pause thresholds; a window
 whose reset time has passed counts as new and empty, so a pause ends at the
 reset without a poll.
@@ -26,7 +27,14 @@ from typing import Sequence
 
 from ccm.credentials.credential import Credential
 from ccm.pool.figures import WindowName
-from ccm.pool.serving import PAUSED_FOR, PAUSED_IN, RATE_LIMITED_IN, MemberState, Unusable
+from ccm.pool.serving import (
+    NEEDS_A_PERSON,
+    PAUSED_FOR,
+    PAUSED_IN,
+    RATE_LIMITED_IN,
+    MemberState,
+    Unusable,
+)
 from ccm.web.errors import APIError
 
 
@@ -55,6 +63,11 @@ class PoolMember:
         Whether this credential can serve at ``now``.
         """
         credential = self.credential
+        quarantine = credential.quarantine
+        if quarantine is not None:
+            return MemberState(
+                Unusable.QUARANTINED, problem=quarantine.cause, since=quarantine.since, at=now
+            )
         problem = credential.unavailable_reason
         if problem is not None:
             return MemberState(Unusable.UNAVAILABLE, problem=problem, at=now)
@@ -98,12 +111,13 @@ class PoolMember:
 def exhausted_error(members: Sequence[PoolMember], now: float) -> APIError:
     """
     The answer when no credential of a pool can serve: 503 when none is even
-    loaded (only a person can fix that), else 429 with the time of the
-    earliest reset, and a message naming each credential's state.
+    loaded or all are quarantined (only a person can fix that), else 429
+    with the time of the earliest reset, and a message naming each
+    credential's state.
     """
     states = [(m, m.state(now)) for m in members]
     details = "; ".join(f"{m.tag}: {s.description}" for m, s in states)
-    if all(s.reason is Unusable.UNAVAILABLE for _, s in states):
+    if all(s.reason in NEEDS_A_PERSON for _, s in states):
         return APIError(
             503,
             "api_error",

@@ -10,13 +10,15 @@ endpoint asked (with a 429) to be left alone, and after failed polls (1, 2,
 4, then every 5 minutes).  A failed poll changes nothing: the last known
 state stands, so a flaky usage endpoint never stops traffic.  After the
 first successful poll of a credential whose plan tier is unknown, the
-OAuth profile supplies it.
+OAuth profile supplies it; every hour the profile is asked again, as a
+plan downgraded to none is an early sign of a ban.  A rejected token or a
+ban is acted on as on the request path (:obj:`ccm.pool.judgement`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Coroutine, Sequence
 
 from treq.client import HTTPClient
 from twisted.application.internet import TimerService, backoffPolicy
@@ -38,6 +40,8 @@ from ccm.upstream.anthropic_api import (
     parse_usage,
     read_answer,
 )
+from ccm.pool.judgement import JUDGED_STATUSES, act_on_profile, act_on_rejection
+from ccm.upstream.verdicts import Verdict, classify
 
 POLL_INTERVAL_SECONDS = 60.0
 POLL_TIMEOUT_SECONDS = 5.0
@@ -55,6 +59,9 @@ _backoff = backoffPolicy(BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, 2, jitter=la
 # How early a tick may come relative to a time computed from an earlier
 # tick: a real reactor fires each tick a little late, by varying amounts.
 TICK_SLACK_SECONDS = 1.0
+# How often the profile is asked again, poll or no poll, to notice a plan
+# that was downgraded (an early sign of a ban).
+PROFILE_CHECK_INTERVAL_SECONDS = 3600.0
 
 
 class PollError(Exception):
@@ -81,6 +88,9 @@ class _PollState:
     applied_at: float | None = None
     applied_started_at: float = 0.0
     profile_fetched: bool = False
+    # When the profile was last asked for (or, before that, when the poller
+    # first saw the credential).
+    profile_checked_at: float | None = None
 
 
 class UsagePoller(TimerService):
@@ -135,17 +145,24 @@ class UsagePoller(TimerService):
         now = self.clock.seconds()
         polls: list[Deferred[None]] = []
         for credential, state in self._credentials:
+            if state.profile_checked_at is None:
+                state.profile_checked_at = now
             try:
                 due = self._due(credential, state, now)
+                profile_due = self._profile_check_due(credential, state, now)
             except Exception:
                 self.log.failure("cannot tell whether to poll {tag}", tag=credential.tag)
                 continue
             if due:
-                polls.append(self._start(credential, state))
+                polls.append(self._start(state, self._poll(credential, state)))
+            elif profile_due and not state.polling:
+                polls.append(self._start(state, self._check_profile(credential, state)))
         return DeferredList(polls, consumeErrors=True).addCallback(lambda _: None)
 
     def _due(self, credential: Credential, state: _PollState, now: float) -> bool:
         if state.polling or credential.unavailable_reason is not None:
+            return False
+        if credential.quarantine is not None:
             return False
         if now < state.retry_at or now < state.backoff_until - self._slack:
             return False
@@ -154,9 +171,23 @@ class UsagePoller(TimerService):
             updated_at = state.applied_started_at
         return now - updated_at >= self._interval - self._slack
 
-    def _start(self, credential: Credential, state: _PollState) -> Deferred[None]:
+    def _profile_check_due(self, credential: Credential, state: _PollState, now: float) -> bool:
+        """
+        Whether the profile is to be asked again now, whatever the usage.
+        """
+        if credential.unavailable_reason is not None or credential.quarantine is not None:
+            return False
+        checked_at = state.profile_checked_at
+        return (
+            checked_at is not None
+            and now - checked_at >= PROFILE_CHECK_INTERVAL_SECONDS - self._slack
+        )
+
+    def _start(
+        self, state: _PollState, work: Coroutine[Deferred[object], object, None]
+    ) -> Deferred[None]:
         state.polling = True
-        poll = Deferred.fromCoroutine(self._poll(credential, state))
+        poll = Deferred.fromCoroutine(work)
         if not poll.called:
             self._in_flight.add(poll)
             poll.addBoth(self._forget, poll)
@@ -169,15 +200,22 @@ class UsagePoller(TimerService):
     async def _poll(self, credential: Credential, state: _PollState) -> None:
         started = self.clock.seconds()
         try:
-            try:
-                token = await credential.access_token()
-            except CredentialUnavailable as error:
-                raise PollError(f"no access token: {error}") from None
-            except Exception as error:
-                if is_cancellation(error):
-                    raise
-                raise PollError(f"no access token: {type(error).__name__}") from None
+            token = await self._token(credential)
             code, headers, body = await self._get(USAGE_PATH, token, beta=True)
+            if code in JUDGED_STATUSES:
+                # A rejected token is looked for again, as on the request
+                # path; a retry that is rejected too, or a ban, ends the poll
+                # without a failure: the credential's own line says it.
+                reading = classify(code, body)
+                if reading.verdict is Verdict.TOKEN_REJECTED and await credential.recover(
+                    token, reading.describe()
+                ):
+                    token = await self._token(credential)
+                    code, headers, body = await self._get(USAGE_PATH, token, beta=True)
+                if code in JUDGED_STATUSES and act_on_rejection(
+                    credential, classify(code, body), token
+                ):
+                    return
             if code == 429:
                 delay = credential.rate_limits.retry_after(headers, self.clock.seconds())
                 if delay is None:
@@ -191,7 +229,9 @@ class UsagePoller(TimerService):
             except ValueError as error:
                 raise PollError(f"malformed answer: {error}") from None
             self._succeeded(credential, state, started, five_hour, weekly)
-            if not state.profile_fetched and not credential.plan_known:
+            if (
+                not state.profile_fetched and not credential.plan_known
+            ) or self._profile_check_due(credential, state, self.clock.seconds()):
                 await self._fetch_profile(credential, state, token)
         except PollError as error:
             self._poll_failed(credential, state, started, str(error))
@@ -201,6 +241,37 @@ class UsagePoller(TimerService):
         except Exception:
             self.log.failure("usage poll of {tag} crashed", tag=credential.tag)
             self._poll_failed(credential, state, started, "internal error")
+        finally:
+            state.polling = False
+
+    async def _token(self, credential: Credential) -> str:
+        """
+        The credential's access token, or :obj:`PollError` saying why not.
+        """
+        try:
+            return await credential.access_token()
+        except CredentialUnavailable as error:
+            raise PollError(f"no access token: {error}") from None
+        except Exception as error:
+            if is_cancellation(error):
+                raise
+            raise PollError(f"no access token: {type(error).__name__}") from None
+
+    async def _check_profile(self, credential: Credential, state: _PollState) -> None:
+        """
+        Ask for the profile alone: the hourly check of a credential whose
+        usage its responses keep fresh.
+        """
+        try:
+            await self._fetch_profile(credential, state, await self._token(credential))
+        except PollError as error:
+            self.log.debug(
+                "profile of {tag} unavailable: {reason}", tag=credential.tag, reason=str(error)
+            )
+        except CancelledError:
+            pass
+        except Exception:
+            self.log.failure("profile check of {tag} crashed", tag=credential.tag)
         finally:
             state.polling = False
 
@@ -241,8 +312,11 @@ class UsagePoller(TimerService):
         return response.code, response.headers, body
 
     async def _fetch_profile(self, credential: Credential, state: _PollState, token: str) -> None:
+        state.profile_checked_at = self.clock.seconds()
         try:
             code, _, body = await self._get(PROFILE_PATH, token, beta=False)
+            if code in JUDGED_STATUSES and act_on_rejection(credential, classify(code, body)):
+                return
             if code != 200:
                 raise PollError(f"HTTP {code}")
             try:
@@ -255,6 +329,8 @@ class UsagePoller(TimerService):
             )
             return
         state.profile_fetched = True
+        if act_on_profile(credential, plan):
+            return
         if plan is None:
             self.log.debug("profile of {tag} names no organization", tag=credential.tag)
             return

@@ -39,6 +39,9 @@ class Unusable(Enum):
         "paused: the upstream bills its requests to paid extra usage as third-party "
         "traffic (extra_usage: never)"
     )
+    # Banned by Anthropic (see ccm.upstream.verdicts): nothing but a new
+    # login in its store ends it.
+    QUARANTINED = "quarantined"
 
 
 RATE_LIMITED_IN = {
@@ -51,6 +54,8 @@ PAUSED_FOR = {
     PauseCause.DRAWING: Unusable.PAUSED_EXTRA_USAGE,
     PauseCause.THIRD_PARTY: Unusable.PAUSED_THIRD_PARTY,
 }
+#: The reasons that only a person on the ccm host can end.
+NEEDS_A_PERSON = frozenset({Unusable.UNAVAILABLE, Unusable.QUARANTINED})
 
 
 def when(moment: float, now: float) -> str:
@@ -61,12 +66,21 @@ def when(moment: float, now: float) -> str:
     return f"{stamp} (in {format_duration(max(0.0, moment - now))})"
 
 
+def began(moment: float, now: float) -> str:
+    """
+    A past time for people: ``2026-11-25 15:00 UTC (2h13m ago)``.
+    """
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(moment))
+    return f"{stamp} ({format_duration(max(0.0, now - moment))} ago)"
+
+
 @dataclass(frozen=True)
 class MemberState:
     """
     Whether a credential can serve at time ``at``: ``reason`` is None when it
     can.  ``until`` is when it can serve again (0 when unknown); ``problem``
-    says why it is :obj:`Unusable.UNAVAILABLE`; ``utilization`` and ``cap`` are
+    says why it is :obj:`Unusable.UNAVAILABLE` or :obj:`Unusable.QUARANTINED`,
+    and ``since`` when a quarantine began; ``utilization`` and ``cap`` are
     the figures of a pause (percent).  ``extra_usage`` is True when the
     credential can serve, but only from paid extra usage, which its
     configuration allows.
@@ -81,6 +95,7 @@ class MemberState:
     cap: float = 0.0
     extra_usage: bool = False
     at: float = field(default=0.0, compare=False)
+    since: float = 0.0
 
     @property
     def usable(self) -> bool:
@@ -101,6 +116,8 @@ class MemberState:
             return "usable"
         if reason is Unusable.UNAVAILABLE:
             return f"unavailable: {self.problem}"
+        if reason is Unusable.QUARANTINED:
+            return f"quarantined since {began(self.since, self.at)}: {self.problem}"
         if reason in (Unusable.PAUSED_5H, Unusable.PAUSED_WEEKLY):
             resets = f" until {when(self.until, self.at)}" if self.until else ""
             return (

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.pool.test_statelog -*-
 """
 The one place where the changes of a credential's state are logged: its
-file loaded or lost, its token refreshed, whether it can serve (paused,
-rate-limited, usable again), its plan, and whether its usage polls work.
+file loaded or lost, its token refreshed, rejected or recovered, whether it
+can serve (paused, rate-limited, quarantined, usable again), its plan, and
+whether its usage polls work.
 
 The credential, its pool member and the usage poller tell a
 :obj:`CredentialStateLog` what happened; it decides whether that is news and
@@ -101,6 +102,7 @@ class CredentialStateLog:
             until=state.until,
             utilization=state.utilization,
             cap=state.cap,
+            since=state.since,
         )
 
     def refreshing(self) -> None:
@@ -202,4 +204,65 @@ class CredentialStateLog:
             tag=self.tag,
             delay=format_duration(delay),
             delay_seconds=delay,
+        )
+
+    def token_rejected(self, answer: str) -> None:
+        """
+        The upstream rejected the access token with ``answer`` (see
+        :obj:`ccm.upstream.verdicts.Reading.describe`); the credential looks
+        for a working one.  Once per recovery, not per request.
+        """
+        self.log.info(
+            "credential {tag}: Anthropic rejected its access token ({answer}); looking for a "
+            "working one in its store, then with a refresh",
+            tag=self.tag,
+            answer=answer,
+        )
+
+    def recovered(self, source: str) -> None:
+        """
+        After a rejected token, the credential found one to try, from
+        ``source`` (``its store`` or ``a refresh``).
+        """
+        self.log.info(
+            "credential {tag}: retrying with the access token from {source}",
+            tag=self.tag,
+            source=source,
+        )
+
+    def login_rejected(self, problem: str) -> None:
+        """
+        Nothing brought a token the upstream accepts: the credential serves
+        nothing until its store holds a new login.  The one loud line of the
+        incident; a pool finding it so later is no news.
+        """
+        self._reported = MemberState(Unusable.UNAVAILABLE, problem=problem)
+        self.log.error(
+            "credential {tag} needs a new login: {problem}", tag=self.tag, problem=problem
+        )
+
+    def quarantined(self, cause: str, since: float) -> None:
+        """
+        The credential was banned at ``since`` (Unix seconds) because of
+        ``cause`` (which says what ends it); a pool finding it so later is
+        no news.
+        """
+        self._reported = MemberState(Unusable.QUARANTINED, problem=cause, since=since)
+        self.log.error(
+            "credential {tag} is quarantined: {cause}; it takes no new requests and its "
+            "sessions move to the other credentials of their pools",
+            tag=self.tag,
+            cause=cause,
+            since=since,
+        )
+
+    def quarantine_ended(self, path: str) -> None:
+        """
+        A new login appeared in the credential's store, ``path``: its
+        quarantine is over.
+        """
+        # Whatever state it is found in next is news.
+        self._reported = None
+        self.log.info(
+            "credential {tag} leaves quarantine: {path} holds a new login", tag=self.tag, path=path
         )

@@ -2,7 +2,8 @@
 """
 One proxied request, from choosing a credential to the last byte: the
 pool's choice, a retry on another credential after a 429, the upstream
-request under its response-header timeout, the answer relayed with
+request under its response-header timeout, a 400, 401 or 403 read first
+(:obj:`ccm.proxy.rejections`), the answer relayed with
 :obj:`ccm.proxy.relay.Relay`, its usage counted, and one log line.
 
 Everything the exchange needs from the service comes in its
@@ -29,6 +30,7 @@ from ccm.proxy.facts import request_facts
 from ccm.proxy.failures import closed_before_answering, headers_timed_out, upstream_error
 from ccm.proxy.headers import client_response_headers, upstream_request_headers
 from ccm.proxy.metering import ResponseUsage
+from ccm.proxy.rejections import INSPECTED_STATUSES, AnswerCheck, Step, broken_answer
 from ccm.proxy.relay import Discard, KeepOpen, Relay
 from ccm.units import format_duration
 from ccm.web.auth import Caller
@@ -91,6 +93,9 @@ class Exchange:
         self._metered: ResponseUsage | None = None
         self._tried: list[str] = []
         self._usage: TokenUsage | None = None
+        self._check: AnswerCheck | None = None
+        self._recovered: set[str] = set()
+        self._sent_token = ""
 
     def start(self) -> None:
         """
@@ -169,6 +174,7 @@ class Exchange:
         context, request = self._context, self.request
         assert self._credential is not None
         self._route = context.routes[self._credential.tag]
+        self._sent_token = access_token
         headers = upstream_request_headers(
             request.requestHeaders, access_token, context.extra_headers
         )
@@ -219,12 +225,37 @@ class Exchange:
             credential.rate_limits.observe_success(response.headers, now)
         else:
             credential.rate_limits.observe(response.headers, now)
+        if response.code in INSPECTED_STATUSES:
+            # Read before the client sees any of it (see ccm.proxy.rejections).
+            self._check = AnswerCheck.read(
+                response,
+                credential,
+                self._context,
+                sent_token=self._sent_token,
+                recovered=self._recovered,
+                too_large=lambda: Discard() if self._client_gone else self._start_relay(response),
+            )
+            self._check.decision.addCallback(self._take_step, credential, response).addErrback(
+                self._crashed
+            )
+            return
+        response.deliverBody(self._start_relay(response))
+
+    def _answer_headers(self, response: IResponse) -> None:
+        """Give the client the status and headers of ``response``."""
         request = self.request
         self._status = response.code
         request.setResponseCode(response.code, response.phrase or None)
         request.defaultContentType = None
         for name, values in client_response_headers(response.headers).getAllRawHeaders():
             request.responseHeaders.setRawHeaders(name, list(values))
+
+    def _start_relay(self, response: IResponse) -> Relay:
+        """
+        Send the client the status and headers of ``response``; the relay of its body.
+        """
+        request = self.request
+        self._answer_headers(response)
         # Send the status and headers now: the client learns of the answer
         # as soon as ccm does, not with the first body bytes.
         request.write(b"")
@@ -240,7 +271,28 @@ class Exchange:
             sent=self._sent,
             ended=self._body_ended,
         )
-        response.deliverBody(self._relay)
+        return self._relay
+
+    def _take_step(
+        self, decision: tuple[Step, bytes], credential: Credential, response: IResponse
+    ) -> None:
+        step, body = decision
+        if self._client_gone:
+            return
+        if step is Step.RETRY:
+            credential.access_token().addCallbacks(self._send, self._no_token).addErrback(
+                self._crashed
+            )
+        elif step is Step.MOVE:
+            self._tried.append(credential.tag)
+            self._attempt()
+        elif step is Step.BROKEN:
+            self._fail(broken_answer(self._context.upstream_url, response.code))
+        else:
+            self._answer_headers(response)
+            self._sent(len(body))
+            self.request.write(body)
+            self.request.finish()
 
     def _sent(self, count: int) -> None:
         self._bytes_sent += count
@@ -323,6 +375,8 @@ class Exchange:
                     self._upstream.cancel()
                 elif self._relay is not None:
                     self._relay.client_went_away()
+                elif self._check is not None:
+                    self._check.stop()
             self._log()
         finally:
             # Whatever failed above, the exchange is over: a shutdown must

@@ -20,7 +20,7 @@ from ccm.credentials.refresher import (
     REFRESH_CHECK_INTERVAL_SECONDS,
     TokenRefreshService,
 )
-from tests.credentials.test_credential import CredentialTestCase
+from tests.credentials.test_credential import ACCESS, CredentialTestCase
 
 
 class TokenRefreshServiceTests(CredentialTestCase):
@@ -150,3 +150,39 @@ class TokenRefreshServiceTests(CredentialTestCase):
         service.stopService()
         self.assertFalse(service.running)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_quarantined_left_alone(self) -> None:
+        """
+        A quarantined credential is never refreshed, however close to expiry
+        its token is; each check reads its store again instead, so a new
+        login there ends the quarantine even where no watcher would notice,
+        and the refresh it needs follows as usual.
+        """
+        self.write(60)
+        self.credential.reload()
+        self.credential.standing.enter_quarantine("Anthropic disabled its organization")
+        self.start()
+        self.tick()
+        self.assertEqual(self.fake.token_requests, [])
+        self.assertIsNotNone(self.credential.quarantine)
+        self.fake.refresh_token = "sk-ant-ort01-new-login"
+        self.write(60, access="sk-ant-oat01-new-login", refresh=self.fake.refresh_token)
+        self.tick()
+        self.assertIsNone(self.credential.quarantine)
+        self.assertEqual(len(self.fake.token_requests), 1)
+
+    def test_rejected_login_looked_for(self) -> None:
+        """
+        A credential whose login Anthropic rejected reads its store at each
+        check, and serves again once the store brings another token.
+        """
+        self.write(3600)
+        self.credential.reload()
+        self.credential.standing.reject_login(ACCESS, "HTTP 401")
+        self.assertIsNotNone(self.credential.unavailable_reason)
+        self.start()
+        self.write(3600, access="sk-ant-oat01-new-login")
+        self.assertIsNotNone(self.credential.unavailable_reason)
+        self.tick()
+        self.assertIsNone(self.credential.unavailable_reason)
+        self.assertEqual(self.fake.token_requests, [])

@@ -237,6 +237,33 @@ class ExhaustedErrorTests(PoolTestCase):
         self.assertIn(("retry-after", "90"), error.headers)
         self.assertIn("b: paused at its 5-hour threshold (100% used, pauses at 99%)", error.message)
 
+    def test_quarantined(self) -> None:
+        """
+        A quarantined member cannot serve, whatever its windows say; when
+        every member is quarantined or unavailable the answer is the 503,
+        naming each; with one only rate-limited, the 429.
+        """
+        a, b = self.members("a", "b")
+        a.credential.standing.enter_quarantine("banned")
+        self.assertIs(a.state(NOW).reason, Unusable.QUARANTINED)
+        os.remove(b.credential.store.path)
+        b.credential.reload()
+        error = exhausted_error([a, b], NOW)
+        self.assertEqual((error.status, error.error_type), (503, "api_error"))
+        self.assertTrue(
+            error.message.startswith(
+                "ccm cannot serve requests: a: quarantined since 2026-09-21 14:13 UTC (0ms ago): "
+                "banned; "
+            )
+        )
+        self.assertIn("; b: unavailable: ", error.message)
+        [c] = self.members("c")
+        rejected = headers(
+            status="rejected", representative_claim="five_hour", **{"5h_reset": str(int(NOW + 90))}
+        )
+        c.credential.rate_limits.observe_rejection(rejected, NOW)
+        self.assertEqual(exhausted_error([a, c], NOW).status, 429)
+
     def test_observe_reports_to_the_credential_log(self) -> None:
         """
         :obj:`PoolMember.observe` gives the state, and the credential's state

@@ -22,7 +22,9 @@ from twisted.web.http_headers import Headers
 from ccm.credentials.file import CredentialFile
 from ccm.credentials.credential import Credential
 from ccm.credentials.oauth import RefreshError, TokenGrant
-from ccm.pool.poller import RETRY_AFTER_MAX_SECONDS, UsagePoller
+from ccm.pool.poller import PROFILE_CHECK_INTERVAL_SECONDS, RETRY_AFTER_MAX_SECONDS, UsagePoller
+from ccm.pool.serving import Unusable
+from ccm.pool.member import PoolMember
 from ccm.pool.plan import Plan
 from ccm.pool.windows import Window
 from ccm.upstream.anthropic_api import MAX_ANSWER_BYTES, USER_AGENT
@@ -703,20 +705,6 @@ class FailureTests(PollingTestCase):
         self.assertIn("seven_day.utilization is not a number", warning)
         self.stop(poller)
 
-    def test_unauthorized(self) -> None:
-        """
-        A 401 (the token was revoked) is a failure naming the status; the
-        credential itself stays usable.
-        """
-        credential = self.credential(access_token="sk-ant-oat01-revoked")
-        poller = self.poller(credential)
-        self.start(poller)
-        [warning] = self.messages(LogLevel.warn)
-        self.assertIn("(HTTP 401)", warning)
-        self.assertNotIn("sk-ant-oat01-revoked", warning)
-        self.assertIsNone(credential.unavailable_reason)
-        self.stop(poller)
-
     def test_transport_error(self) -> None:
         """
         A connection failure is a failure naming the kind of error, and the
@@ -845,7 +833,8 @@ class ProfileTests(PollingTestCase):
 
     def test_known_plan(self) -> None:
         """
-        A credential whose file names its tier never asks for the profile.
+        A credential whose file names its tier does not ask for the profile
+        at its polls (only at the hourly check, :obj:`JudgementTests`).
         """
         poller = self.poller(self.credential())
         self.start(poller)
@@ -992,3 +981,157 @@ class StopTests(PollingTestCase):
         self.assertTrue(self.requests(PROFILE_PATH)[0].disconnected)
         self.assertEqual(self.messages(LogLevel.warn), [])
 
+
+
+class JudgementTests(PollingTestCase):
+    """
+    Usage and profile answers that judge the subscription: a rejected token
+    recovered or needing a new login, bans, and a downgraded plan.
+    """
+
+    def test_rejected_token_recovered_from_the_store(self) -> None:
+        """
+        A poll whose token is revoked finds the one another program stored,
+        and polls again with it, once: the figures apply, no failure.
+        """
+        credential = self.credential()
+        self.fake.revoke()
+        self.fake.extra_access_tokens.add(SECOND_TOKEN)
+        write_credentials(
+            os.path.join(self.directory, "main.json"),
+            SECOND_TOKEN,
+            self.fake.refresh_token,
+            int((START_TIME + 86400) * 1000),
+        )
+        poller = self.poller(credential)
+        self.start(poller)
+        self.assertEqual(
+            [r.header("authorization") for r in self.requests()],
+            ["Bearer " + self.fake.access_token, "Bearer " + SECOND_TOKEN],
+        )
+        self.assertEqual(credential.rate_limits.updated_at, START_TIME)
+        self.assertEqual(self.messages(LogLevel.warn), [])
+        self.assertEqual(self.refreshes, [])
+        self.stop(poller)
+        self.assert_no_secrets()
+
+    def test_rejected_token_needs_login(self) -> None:
+        """
+        A 401 that neither the store nor a refresh helps (the token endpoint
+        is down) makes the credential need a new login: one error line, no
+        poll warning, no more polls.
+        """
+        credential = self.credential(access_token="sk-ant-oat01-revoked")
+        poller = self.poller(credential)
+        self.start(poller)
+        self.assertEqual(len(self.refreshes), 1)
+        reason = credential.unavailable_reason
+        assert reason is not None
+        self.assertIn(
+            "Anthropic rejects the subscription's login (HTTP 401 authentication_error", reason
+        )
+        [error] = self.messages(LogLevel.error)[-1:]
+        self.assertIn("credential main needs a new login", error)
+        self.assertEqual(self.messages(LogLevel.warn), [])
+        self.advance(600)
+        self.assertEqual(len(self.requests()), 1)
+        self.stop(poller)
+        self.assert_no_secrets()
+
+    def test_ban_quarantines(self) -> None:
+        """
+        A usage answer that bans the subscription (organization disabled,
+        OAuth not allowed) quarantines it, without a poll warning; a
+        quarantined credential is not polled.
+        """
+        for mode, words in (
+            ("organization_disabled", "Anthropic disabled its organization"),
+            ("oauth_not_allowed", "Anthropic no longer allows OAuth"),
+        ):
+            self.fake.usage_mode = mode
+            credential = self.credential(mode)
+            poller = self.poller(credential)
+            self.start(poller)
+            quarantine = credential.quarantine
+            assert quarantine is not None
+            self.assertIn(words, quarantine.cause)
+            self.assertEqual(quarantine.since, self.clock.seconds())
+            before = len(self.requests())
+            self.advance(600)
+            self.assertEqual(len(self.requests()), before)
+            self.stop(poller)
+        self.assertEqual(self.messages(LogLevel.warn), [])
+
+    def test_profile_checked_hourly(self) -> None:
+        """
+        The profile of a credential whose plan is known is asked for every
+        hour, also while its responses keep its usage fresh (no polls).
+        """
+        credential = self.credential()
+        poller = self.poller(credential)
+        self.start(poller)
+        self.assertEqual(self.requests(PROFILE_PATH), [])
+        for minute in range(int(PROFILE_CHECK_INTERVAL_SECONDS // 60)):
+            self.assertEqual(self.requests(PROFILE_PATH), [], minute)
+            self.advance(30)
+            headers = Headers()
+            for name, value in allowed_unified_headers(self.clock.seconds()).items():
+                headers.addRawHeader(name, value)
+            credential.rate_limits.observe(headers, self.clock.seconds())
+            self.advance(30)
+        self.assertEqual(len(self.requests()), 1)
+        self.assertEqual(len(self.requests(PROFILE_PATH)), 1)
+        self.advance(PROFILE_CHECK_INTERVAL_SECONDS)
+        self.assertEqual(len(self.requests(PROFILE_PATH)), 2)
+        self.assertIsNone(credential.quarantine)
+        self.stop(poller)
+
+    def test_downgrade_quarantines(self) -> None:
+        """
+        A profile whose organization reports no paid plan (free, or no type)
+        where the file says ``max`` quarantines the credential at once; its
+        plan is not taken.
+        """
+        for tag, profile in (
+            (
+                "free",
+                {"organization": {"organization_type": "claude_free", "rate_limit_tier": None}},
+            ),
+            ("none", {"account": {}, "organization": {"organization_type": None}}),
+        ):
+            self.fake.profile = profile
+            credential = self.credential(tag, rate_limit_tier="")
+            poller = self.poller(credential)
+            self.start(poller)
+            quarantine = credential.quarantine
+            assert quarantine is not None, tag
+            self.assertTrue(
+                quarantine.cause.startswith(
+                    f"its profile reports {'free' if tag == 'free' else 'no plan'} "
+                    "where it had a paid max plan"
+                ),
+                quarantine.cause,
+            )
+            self.assertEqual(credential.rate_limits.plan, Plan())
+            state = PoolMember(credential).state(self.clock.seconds())
+            self.assertEqual(state.reason, Unusable.QUARANTINED)
+            self.stop(poller)
+
+    def test_no_downgrade_without_paid_plan(self) -> None:
+        """
+        A profile without a paid plan for a credential that never had one
+        quarantines nothing; nor does an answer naming no organization at
+        all (``{}``, as a gateway may give) for one that had a paid plan.
+        """
+        unpaid = self.credential("unpaid", subscription_type="", rate_limit_tier="")
+        paid = self.credential("paid", rate_limit_tier="")
+        for credential, profile in (
+            (unpaid, {"account": {}, "organization": {"organization_type": None}}),
+            (paid, {}),
+        ):
+            self.fake.profile = profile
+            poller = self.poller(credential)
+            self.start(poller)
+            self.assertEqual(len(self.requests(PROFILE_PATH)), 1 if credential is unpaid else 2)
+            self.assertIsNone(credential.quarantine)
+            self.stop(poller)

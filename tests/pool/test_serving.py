@@ -8,7 +8,15 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.pool.figures import WindowName
-from ccm.pool.serving import PAUSED_IN, RATE_LIMITED_IN, MemberState, Unusable, when
+from ccm.pool.serving import (
+    NEEDS_A_PERSON,
+    PAUSED_IN,
+    RATE_LIMITED_IN,
+    MemberState,
+    Unusable,
+    began,
+    when,
+)
 
 # 2026-09-21 14:13:20 UTC.
 NOW = 1_790_000_000.0
@@ -34,6 +42,21 @@ class MemberStateTests(SynchronousTestCase):
         state = MemberState(Unusable.UNAVAILABLE, problem="file gone", at=NOW)
         self.assertFalse(state.usable)
         self.assertEqual(state.description, "unavailable: file gone")
+
+    def test_quarantined(self) -> None:
+        """
+        A quarantined credential says since when, in UTC and how long ago,
+        and why; it needs a person, as an unavailable one does, and states
+        since different times differ.
+        """
+        state = MemberState(Unusable.QUARANTINED, problem="banned", since=NOW - 7980, at=NOW)
+        self.assertFalse(state.usable)
+        self.assertEqual(
+            state.description, "quarantined since 2026-09-21 12:00 UTC (2h13m ago): banned"
+        )
+        self.assertEqual(began(NOW - 60, NOW), "2026-09-21 14:12 UTC (1m0s ago)")
+        self.assertNotEqual(state, MemberState(Unusable.QUARANTINED, problem="banned", since=NOW))
+        self.assertEqual(NEEDS_A_PERSON, {Unusable.UNAVAILABLE, Unusable.QUARANTINED})
 
     def test_rate_limited(self) -> None:
         """

@@ -106,7 +106,9 @@ class CredentialStandingTests(PoolTestCase):
         names = [name for _, name in STATE_NAMES.values()]
         self.assertEqual(len(names), len(set(names)))
         for coarse, _ in STATE_NAMES.values():
-            self.assertIn(coarse, ("usable", "rate_limited", "paused", "unavailable"))
+            self.assertIn(
+                coarse, ("usable", "rate_limited", "paused", "unavailable", "quarantined")
+            )
 
     def test_paused_for_extra_usage(self) -> None:
         """
@@ -128,6 +130,23 @@ class CredentialStandingTests(PoolTestCase):
             (standing["state"], standing["reason"]), ("paused", "paused_extra_usage")
         )
         self.assertEqual(standing["unusable_until"], int(NOW + HOUR))
+
+    def test_quarantined(self) -> None:
+        """
+        A banned credential reads as quarantined, with why in words and no
+        time at which it serves again: only a new login ends it.
+        """
+        [member] = self.members("a")
+        member.credential.standing.enter_quarantine("the organization was disabled")
+        standing = credential_standing(member, NOW)
+        self.assertEqual((standing["state"], standing["reason"]), ("quarantined", "quarantined"))
+        description = standing["description"]
+        assert isinstance(description, str)
+        self.assertTrue(
+            description.startswith("quarantined: the organization was disabled; "), description
+        )
+        self.assertIn("claude /login", description)
+        self.assertEqual(standing["unusable_until"], 0)
 
     def test_reset_passed(self) -> None:
         """

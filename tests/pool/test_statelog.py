@@ -103,6 +103,42 @@ class CredentialStateLogTests(SynchronousTestCase):
         self.log.serving(MemberState(at=NOW + 60))
         self.assertEqual(self.lines(LogLevel.info), ["credential work is usable again"])
 
+    def test_standing_lines(self) -> None:
+        """
+        A rejected login and a quarantine are each one error line, which a
+        request finding the credential so does not repeat; the end of a
+        quarantine is a note, after which a state found is news again.
+        """
+        self.log.login_rejected("log in again")
+        self.log.serving(MemberState(Unusable.UNAVAILABLE, problem="log in again", at=NOW))
+        self.log.quarantined("banned", NOW - 60)
+        self.assertEqual(self.last()["since"], NOW - 60)
+        self.log.serving(MemberState(Unusable.QUARANTINED, problem="banned", since=NOW - 60, at=NOW))
+        self.assertEqual(
+            self.lines(LogLevel.error),
+            [
+                "credential work needs a new login: log in again",
+                "credential work is quarantined: banned; it takes no new requests and its "
+                "sessions move to the other credentials of their pools",
+            ],
+        )
+        self.assertEqual(self.lines(LogLevel.warn), [])
+        self.log.quarantine_ended("/path")
+        self.log.serving(MemberState(at=NOW))
+        self.log.token_rejected("HTTP 401")
+        self.log.recovered("a refresh")
+        self.assertEqual(
+            self.lines(LogLevel.info),
+            [
+                "credential work leaves quarantine: /path holds a new login",
+                "credential work: Anthropic rejected its access token (HTTP 401); looking for a "
+                "working one in its store, then with a refresh",
+                "credential work: retrying with the access token from a refresh",
+            ],
+        )
+        self.log.serving(MemberState(Unusable.PAUSED_5H, utilization=99, cap=99, at=NOW))
+        self.assertEqual(len(self.lines(LogLevel.warn)), 1)
+
     def test_refresh_lines(self) -> None:
         """
         The refresh of a token is told step by step, failures as errors.

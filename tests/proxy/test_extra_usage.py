@@ -20,6 +20,7 @@ from tests.fake_anthropic import (
     client_rate_limit_headers,
     error_reply,
     overage_unified_headers,
+    third_party_reply,
 )
 from tests.proxyharness import MAIN, SECOND, SECOND_ACCESS_TOKEN, ProxyHarness
 
@@ -222,18 +223,42 @@ class PoolTests(SynchronousTestCase):
         self.assertEqual(self.bearers(harness), [MAIN, SECOND, SECOND])
         self.assertTrue(self.member_state(harness, MAIN).usable)
 
-    def test_third_party_refusal_seam(self) -> None:
+    def refused(self, main: str) -> tuple[ProxyHarness, IResponse]:
         """
-        The refusal the exchange reports (here called as it will) pauses
-        ``main`` under ``never`` until its 5-hour reset, so the next
-        request goes to ``second``.
+        A ``fallback`` pool whose first request, on ``main`` (with
+        ``extra_usage`` set to ``main``), is refused as third-party traffic.
         """
-        harness = ProxyHarness(self, balancer="fallback")
+        harness = ProxyHarness(self, balancer="fallback", extra_usage={MAIN: main})
         harness.fake.extra_access_tokens.add(SECOND_ACCESS_TOKEN)
-        self.ask(harness, "session-1")
-        now = harness.clock.seconds()
-        until = harness.credential.rate_limits.observe_extra_usage_refusal(now)
-        self.assertEqual(until, int(now) + FIVE_HOUR_SECONDS)
-        self.assertIs(self.member_state(harness, MAIN).reason, Unusable.PAUSED_THIRD_PARTY)
-        self.ask(harness, "session-1")
+        harness.fake.enqueue(third_party_reply())
+        return harness, self.ask(harness, "session-1")
+
+    def test_third_party_refusal_pauses(self) -> None:
+        """
+        Under ``never``, Anthropic's 400 "Third-party apps now draw from
+        your extra usage" reaches the client as it came, and pauses
+        ``main`` until its 5-hour reset, so the next request goes to
+        ``second``; at the reset ``main`` serves again.
+        """
+        harness, refused = self.refused("never")
+        self.assertEqual(refused.code, 400)
+        state = self.member_state(harness, MAIN)
+        self.assertIs(state.reason, Unusable.PAUSED_THIRD_PARTY)
+        self.assertEqual(state.until, int(harness.clock.seconds()) + FIVE_HOUR_SECONDS)
+        self.assertEqual(self.ask(harness, "session-1").code, 200)
         self.assertEqual(self.bearers(harness), [MAIN, SECOND])
+        harness.clock.advance(FIVE_HOUR_SECONDS)
+        self.assertTrue(self.member_state(harness, MAIN).usable)
+        self.ask(harness, "session-1")
+        self.assertEqual(self.bearers(harness)[-1], MAIN)
+
+    def test_third_party_refusal_allowed(self) -> None:
+        """
+        Under ``allow``, the same refusal reaches the client and pauses
+        nothing: the next request goes to ``main`` again.
+        """
+        harness, refused = self.refused("allow")
+        self.assertEqual(refused.code, 400)
+        self.assertTrue(self.member_state(harness, MAIN).usable)
+        self.ask(harness, "session-1")
+        self.assertEqual(self.bearers(harness), [MAIN, MAIN])

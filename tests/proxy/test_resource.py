@@ -328,9 +328,10 @@ class ResponseTests(SynchronousTestCase):
         Upstream error statuses reach the client unchanged, with their
         headers and byte-identical bodies.  (A 429 that marks the
         subscription out of quota is the pool's to answer:
-        :obj:`RateLimitTests`.)
+        :obj:`RateLimitTests`; a 401 rejects the subscription's token:
+        ``tests.proxy.test_rejections``.)
         """
-        for status in (400, 401, 403, 404, 413, 500, 529):
+        for status in (400, 403, 404, 413, 500, 529):
             harness = ProxyHarness(self)
             body = (
                 b'{"type": "error",  "error": {"type": "some_error", '

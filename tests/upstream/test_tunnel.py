@@ -190,6 +190,10 @@ class _StubPool:
         self.closed += 1
 
 
+#: The access tokens of the credentials of :obj:`ServiceDetourTests`.
+ACCESS_TOKENS = [f"sk-ant-oat01-{tag}" for tag in "abcd"]
+
+
 class ServiceDetourTests(unittest.SynchronousTestCase):
     """
     :obj:`build_service` builds one client per distinct detour and sends every
@@ -201,6 +205,9 @@ class ServiceDetourTests(unittest.SynchronousTestCase):
         self.directory = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)
         self.direct = FakeAnthropic(self.clock)
+        # Every fake accepts every credential's token: a rejected one would
+        # make its credential need a new login.
+        self.direct.extra_access_tokens.update(ACCESS_TOKENS)
         self.direct_client = StubTreq(self.direct.resource())
         self.fakes: dict[Detour, FakeAnthropic] = {}
         self.stubs: list[Any] = [self.direct_client]
@@ -211,6 +218,7 @@ class ServiceDetourTests(unittest.SynchronousTestCase):
         self.assertIs(reactor, self.clock)
         self.made.append(detour)
         fake = FakeAnthropic(self.clock)
+        fake.extra_access_tokens.update(ACCESS_TOKENS)
         self.fakes[detour] = fake
         client = StubTreq(fake.resource())
         self.stubs.append(client)
@@ -275,7 +283,6 @@ class ServiceDetourTests(unittest.SynchronousTestCase):
         self.assertEqual(polled(self.fakes[other]), ["Bearer sk-ant-oat01-c"])
         self.assertEqual(polled(self.direct), ["Bearer sk-ant-oat01-d"])
 
-        self.fakes[other].access_token = "sk-ant-oat01-c"
         self.fakes[other].enqueue(text_reply("via socks"))
         client = StubTreq(service.site.resource)
         response = self.successResultOf(
