@@ -19,6 +19,8 @@ The main entry points:
     to drive the real ``anthropic`` SDK.
   - :obj:`claude_bin` and :obj:`skip_or_fail_without`: locate the CLI, and skip when
     it is missing (or fail under ``CI=true``).
+  - :obj:`RealClaudeCode`: the mixin that runs a class of real-CLI tests once per
+    pinned Claude Code version (:obj:`CLAUDE_CODES`, read from ``scripts/test``).
   - :obj:`serve_fake_anthropic` (built on :obj:`serve_resource`): the fake upstream
     of :obj:`tests.fake_anthropic` on a free loopback port, cleaned up with the
     test; :obj:`ccm_config` to point a ccm process at it, with a credentials
@@ -40,9 +42,9 @@ import socket
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Optional, Sequence, Union
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IDelayedCall, IProtocolFactory
 from twisted.internet.protocol import ProcessProtocol
@@ -686,16 +688,11 @@ def _run_to_completion(child: _Child, timeout: float, what: str) -> Deferred[tup
 
 def claude_bin() -> Optional[str]:
     """
-    Locate the Claude Code CLI: ``$CCM_CLAUDE_BIN``, else the copy
-    ``./scripts/test`` installs in ``.cache/claude``, else ``None``.
+    Locate the newest pinned Claude Code CLI: ``$CCM_CLAUDE_BIN``, else the
+    copy ``./scripts/test`` installs in ``.cache/claude``, else ``None``
+    (:obj:`ClaudeCode.find` of :obj:`NEWEST_CLAUDE_CODE`).
     """
-    configured = os.environ.get("CCM_CLAUDE_BIN")
-    if configured:
-        return configured
-    cached = os.path.join(REPO_ROOT, ".cache", "claude", "node_modules", ".bin", "claude")
-    if os.access(cached, os.X_OK):
-        return cached
-    return None
+    return NEWEST_CLAUDE_CODE.find()
 
 
 #: How the tests get the Claude Code CLI, for skip messages.
@@ -731,6 +728,17 @@ def skip_or_fail_without(
         why = "{} not available ({} is not an executable file); {}".format(name, tool_path, how_to_get)
     else:
         why = "{} not found; {}".format(name, how_to_get)
+    skip_or_fail(why)
+
+
+def skip_or_fail(why: str) -> NoReturn:
+    """
+    Skip the test for a missing tool, or fail it under ``CI=true``.
+
+    @raise unittest.SkipTest: normally, with ``why``.
+    @raise unittest.FailTest: when the environment has ``CI=true``: CI must
+        never silently skip real-client tests.
+    """
     if os.environ.get("CI", "").lower() == "true":
         raise unittest.FailTest("CI=true but " + why)
     raise unittest.SkipTest(why)
@@ -758,6 +766,7 @@ def run_claude(
     timeout: float = 120,
     home: Optional[str] = None,
     cwd: Optional[str] = None,
+    binary: Optional[str] = None,
 ) -> Deferred[ClaudeResult]:
     """
     Run ``claude -p <prompt> *args`` against ``base_url`` in a clean,
@@ -766,6 +775,8 @@ def run_claude(
     directory outside the repository (removed afterwards).
 
     Skips (or fails under ``CI=true``) when the CLI is not installed.
+    Tests of a :obj:`RealClaudeCode` class call :obj:`RealClaudeCode.run_claude`
+    instead, which passes the binary of the class's version.
 
     :param token: sent as ``ANTHROPIC_AUTH_TOKEN`` (``Authorization: Bearer``);
         ``None`` sets nothing (e.g. to pass ``CLAUDE_CODE_OAUTH_TOKEN`` or
@@ -778,9 +789,11 @@ def run_claude(
         one; with ``cwd=previous.cwd`` too, ``--continue`` / ``--resume`` work
         (the CLI files sessions by home and working directory).
     :param cwd: run in this directory instead of a fresh one.
+    :param binary: the CLI to run; by default :obj:`claude_bin`'s.
     :return: fires with a :obj:`ClaudeResult`; a non-zero exit is not an error.
     """
-    binary = skip_or_fail_without(claude_bin(), "Claude Code CLI")
+    if binary is None:
+        binary = skip_or_fail_without(claude_bin(), "Claude Code CLI")
     if home is None:
         home = _fresh_dir(testcase)
     if cwd is None:
@@ -800,6 +813,208 @@ def run_claude(
     return d.addCallback(
         lambda r: ClaudeResult(rc=r[0], stdout=r[1], stderr=r[2], home=home, cwd=cwd)
     )
+
+
+# ---------------------------------------------------------------------------
+# Claude Code versions: every real-CLI test runs against each pinned one
+
+#: The test command, which pins the Claude Code versions the tests run.
+SCRIPTS_TEST: str = os.path.join(REPO_ROOT, "scripts", "test")
+
+#: How long ``claude --version`` may take.
+CLAUDE_VERSION_TIMEOUT_SECONDS: float = 60.0
+
+
+def pinned_claude_code_version(variable: str, script: str = SCRIPTS_TEST) -> str:
+    """
+    The version a ``VARIABLE=version`` line of ``scripts/test`` pins, so
+    that a bump there is the only change a new Claude Code needs.
+
+    :raises RuntimeError: when the script has no such line.
+    """
+    with open(script, encoding="utf-8") as handle:
+        text = handle.read()
+    match = re.search(r"^{}=([0-9][0-9A-Za-z.+-]*)[ \t]*$".format(re.escape(variable)), text, re.M)
+    if match is None:
+        raise RuntimeError("{} pins no {}".format(script, variable))
+    return match.group(1)
+
+
+@dataclass(frozen=True)
+class ClaudeCode:
+    """
+    One pinned Claude Code version the real-client tests run against.
+
+    :ivar role: ``"newest"`` (the newest tested) or ``"oldest"`` (the oldest
+        ccm supports).
+    :ivar version: the version ``scripts/test`` pins, e.g. ``"2.1.332"``.
+    :ivar env_var: the variable that may name its binary.
+    :ivar cache_dir: where ``./scripts/test`` installs it, relative to the
+        repository.
+    """
+
+    role: str
+    version: str
+    env_var: str
+    cache_dir: str
+
+    @property
+    def newest(self) -> bool:
+        """
+        Whether this is the newest pinned version.
+        """
+        return self.role == "newest"
+
+    @property
+    def label(self) -> str:
+        """
+        The version as a Python name part, for test class names: ``2_1_332``.
+        """
+        return re.sub(r"[^0-9A-Za-z]", "_", self.version)
+
+    def find(self) -> Optional[str]:
+        """
+        Locate the binary: ``$<env_var>``, else the copy ``./scripts/test``
+        installs under :obj:`cache_dir`, else ``None``.
+        """
+        configured = os.environ.get(self.env_var)
+        if configured:
+            return configured
+        cached = os.path.join(REPO_ROOT, self.cache_dir, "node_modules", ".bin", "claude")
+        if os.access(cached, os.X_OK):
+            return cached
+        return None
+
+    def __str__(self) -> str:
+        return "Claude Code {} (the {} version)".format(self.version, self.role)
+
+
+#: The newest Claude Code the tests run, ``$CCM_CLAUDE_BIN``.
+NEWEST_CLAUDE_CODE = ClaudeCode(
+    "newest", pinned_claude_code_version("CLAUDE_CODE_VERSION"), "CCM_CLAUDE_BIN", ".cache/claude"
+)
+#: The oldest Claude Code ccm supports, ``$CCM_CLAUDE_BIN_OLDEST``.
+OLDEST_CLAUDE_CODE = ClaudeCode(
+    "oldest",
+    pinned_claude_code_version("CLAUDE_CODE_OLDEST"),
+    "CCM_CLAUDE_BIN_OLDEST",
+    ".cache/claude-oldest",
+)
+#: Every version a :obj:`RealClaudeCode` class runs against, newest first.
+CLAUDE_CODES: tuple[ClaudeCode, ...] = (NEWEST_CLAUDE_CODE, OLDEST_CLAUDE_CODE)
+
+#: What each binary reported as its version, asked once per test run.
+_reported_versions: dict[str, str] = {}
+
+
+def claude_code_binary(testcase: unittest.TestCase, claude_code: ClaudeCode) -> Deferred[str]:
+    """
+    The binary of ``claude_code``, once it reported the pinned version.
+
+    A binary of another version would run the tests under a wrong name, so
+    it is treated as a missing one: skipped, or failed under ``CI=true``.
+    ``claude --version`` runs once per binary and test run.
+
+    :return: fires with the binary's path, or fails with ``SkipTest`` or
+        ``FailTest``.
+    """
+    how = "set ${} or run ./scripts/test, which installs it".format(claude_code.env_var)
+    try:
+        binary = skip_or_fail_without(claude_code.find(), str(claude_code), how)
+    except (unittest.SkipTest, unittest.FailTest):
+        return fail()
+
+    def check(reported: str) -> str:
+        _reported_versions[binary] = reported
+        if reported != claude_code.version:
+            skip_or_fail(
+                "{} reports version {!r}, but the tests of {} need {} (pinned in "
+                "scripts/test); {}".format(binary, reported, claude_code, claude_code.version, how)
+            )
+        return binary
+
+    if binary in _reported_versions:
+        return succeed(_reported_versions[binary]).addCallback(check)
+    directory = _fresh_dir(testcase)
+    env = dict(CLAUDE_BASE_ENV, HOME=directory)
+    child = _Child(testcase, [binary, "--version"], env=env, cwd=directory)
+    d = _run_to_completion(child, CLAUDE_VERSION_TIMEOUT_SECONDS, "claude --version")
+    return d.addCallback(lambda result: (result[1].split() or [""])[0]).addCallback(check)
+
+
+class RealClaudeCode:
+    """
+    A mixin for a class of tests that run the real Claude Code CLI, so that
+    they run against every pinned version.
+
+    The class mixing it in holds the tests and is no test case itself;
+    :obj:`make_test_case_classes` makes one test case per version, named
+    after the class and the version (``ClaudeCodeTestsMixin`` gives
+    ``ClaudeCodeTests_2_1_332`` and ``ClaudeCodeTests_2_1_197``), and the
+    test module adds them to its namespace, as Twisted's own
+    ``ReactorBuilder.makeTestCaseClasses`` is used::
+
+        class ClaudeCodeTestsMixin(e2e.RealClaudeCode):
+            def test_hi(self):
+                return self.run_claude(url, token, "say hi")...
+
+        globals().update(ClaudeCodeTestsMixin.make_test_case_classes(_Base))
+
+    A test that needs what one version does differently reads
+    :obj:`claude_code`.
+
+    :ivar claude_code: the version this test case runs (set on each class
+        :obj:`make_test_case_classes` makes).
+    :ivar claude_codes: the versions to make classes for; a class of heavy
+        scenarios may run only ``(NEWEST_CLAUDE_CODE,)``.
+    """
+
+    claude_code: ClaudeCode
+    claude_codes: Sequence[ClaudeCode] = CLAUDE_CODES
+
+    def run_claude(
+        self, base_url: str, token: Optional[str], prompt: str, **kwargs: Any
+    ) -> Deferred[ClaudeResult]:
+        """
+        :obj:`run_claude` with this test case's Claude Code version; skips
+        (or fails under ``CI=true``) when that version is not installed.
+
+        :param kwargs: :obj:`run_claude`'s keyword arguments.
+        """
+        testcase = self
+        assert isinstance(testcase, unittest.TestCase)
+        found = claude_code_binary(testcase, self.claude_code)
+        return found.addCallback(
+            lambda binary: run_claude(testcase, base_url, token, prompt, binary=binary, **kwargs)
+        )
+
+    @classmethod
+    def make_test_case_classes(
+        cls, base: type[unittest.TestCase] = unittest.TestCase
+    ) -> dict[str, type[unittest.TestCase]]:
+        """
+        One test case class per version of :obj:`claude_codes`: this class's
+        tests on ``base`` (a ``TestCase`` holding their fixtures).
+
+        :return: the classes by name, for the module's ``globals()``.
+        """
+        stem = cls.__name__.removesuffix("Mixin")
+        classes: dict[str, type[unittest.TestCase]] = {}
+        for claude_code in cls.claude_codes:
+            name = "{}_{}".format(stem, claude_code.label)
+            classes[name] = type(
+                name,
+                (cls, base),
+                {
+                    "claude_code": claude_code,
+                    "__module__": cls.__module__,
+                    "__qualname__": name,
+                    "__doc__": "{}\n\n    With {}.\n    ".format(
+                        (cls.__doc__ or "").rstrip(), claude_code
+                    ),
+                },
+            )
+        return classes
 
 
 def run_python_script(
@@ -921,19 +1136,27 @@ __all__ = [
     "REPO_ROOT",
     "TERMINATED_BY_SIGTERM",
     "CcmProcess",
+    "CLAUDE_CODES",
+    "NEWEST_CLAUDE_CODE",
+    "OLDEST_CLAUDE_CODE",
+    "ClaudeCode",
     "ClaudeResult",
     "ProcessTimeout",
+    "RealClaudeCode",
     "ccm_config",
     "claude_bin",
+    "claude_code_binary",
     "debian_package",
     "find_twistd",
     "free_port",
     "run_ccm_expecting_exit",
     "run_claude",
     "run_python_script",
+    "pinned_claude_code_version",
     "run_twistd_expecting_exit",
     "serve_fake_anthropic",
     "serve_resource",
+    "skip_or_fail",
     "skip_or_fail_without",
     "start_ccm",
     "start_twistd",

@@ -994,6 +994,11 @@ class FakeAnthropic:
     :ivar revoked_tokens: bearers that stopped working (see :obj:`revoke`),
         each with the status (401 or 403) of its answer on every
         authenticated path.
+    :ivar hold_count_tokens: when ``True``, ``count_tokens`` answers wait in
+        :obj:`held_count_tokens` until :obj:`release_count_tokens`, so a test
+        can see how many were in flight at once.
+    :ivar held_count_tokens: the handles of the ``count_tokens`` requests
+        waiting for their answer.
     """
 
     def __init__(
@@ -1022,6 +1027,8 @@ class FakeAnthropic:
         self.unified_headers_by_token: dict[str, dict[str, str]] = {}
         self.message_bearers: dict[str, str] = {}
         self.revoked_tokens: dict[str, int] = {}
+        self.hold_count_tokens = False
+        self.held_count_tokens: list[ReplyHandle] = []
         self._replies: deque[Reply] = deque()
         self._live: list[ReplyHandle] = []
         self._rotations = 0
@@ -1171,8 +1178,20 @@ class FakeAnthropic:
     def _count_tokens(self, handle: ReplyHandle) -> None:
         if self._authorized(handle, require_beta=True):
             if self._json_object(handle) is not None:
-                tokens = max(1, len(handle.recorded.body) // 4)
-                handle.respond_json(200, {"input_tokens": tokens})
+                if self.hold_count_tokens:
+                    self.held_count_tokens.append(handle)
+                    handle.on_end(lambda: _discard(self.held_count_tokens, handle))
+                else:
+                    _answer_count_tokens(handle)
+
+    def release_count_tokens(self) -> None:
+        """
+        Stop holding ``count_tokens`` answers, and send those held, in the
+        order their requests came.
+        """
+        self.hold_count_tokens = False
+        for handle in list(self.held_count_tokens):
+            _answer_count_tokens(handle)
 
     def _note_answer(self, handle: ReplyHandle, token: str) -> None:
         if handle.finished and 200 <= handle.request.code < 300:
@@ -1360,6 +1379,14 @@ class FakeAnthropic:
             },
             "limits": limits,
         }
+
+
+def _answer_count_tokens(handle: ReplyHandle) -> None:
+    """
+    Answer a ``count_tokens`` request: about one token per four bytes of
+    its body, so that each answer tells which request it belongs to.
+    """
+    handle.respond_json(200, {"input_tokens": max(1, len(handle.recorded.body) // 4)})
 
 
 def _model_info(model_id: str, display_name: str, created_at: str) -> dict[str, Any]:

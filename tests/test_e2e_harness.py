@@ -19,6 +19,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
+from twisted.trial.runner import TestLoader
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.resource import Resource
 from twisted.web.server import Request
@@ -244,6 +245,145 @@ class HarnessTests(unittest.TestCase):
         self.assertEqual(e2e.skip_or_fail_without(sys.executable, "python"), sys.executable)
 
 
+class ClaudeCodeVersionTests(unittest.TestCase):
+    """
+    The pinned Claude Code versions of :obj:`tests.e2e` and the classes that
+    run real-CLI tests once per version.
+    """
+
+    def fake_claude(self, version_line: str) -> str:
+        """
+        A stand-in CLI whose ``--version`` prints ``version_line``.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "claude")
+        with open(path, "w") as handle:
+            handle.write('#!/bin/sh\necho "{}"\n'.format(version_line))
+        os.chmod(path, 0o755)
+        return path
+
+    def test_pinned_versions_read_from_the_script(self) -> None:
+        """
+        A version is read from its ``VARIABLE=version`` line (not from one
+        that only mentions it); a variable the script does not set is an
+        error naming both.  The two pinned versions are scripts/test's.
+        """
+        script = os.path.abspath(self.mktemp())
+        with open(script, "w") as handle:
+            handle.write(
+                "# CLAUDE_CODE_VERSION=0.0.1 in a comment\n"
+                "CLAUDE_CODE_VERSION=2.1.400\n"
+                'echo "$CLAUDE_CODE_VERSION"\n'
+                "CLAUDE_CODE_OLDEST=2.1.197  \n"
+            )
+        self.assertEqual(e2e.pinned_claude_code_version("CLAUDE_CODE_VERSION", script), "2.1.400")
+        self.assertEqual(e2e.pinned_claude_code_version("CLAUDE_CODE_OLDEST", script), "2.1.197")
+        error = self.assertRaises(
+            RuntimeError, e2e.pinned_claude_code_version, "CLAUDE_CODE_NONE", script
+        )
+        self.assertEqual(str(error), f"{script} pins no CLAUDE_CODE_NONE")
+        self.assertEqual(
+            [(c.role, c.version, c.env_var) for c in e2e.CLAUDE_CODES],
+            [
+                ("newest", e2e.pinned_claude_code_version("CLAUDE_CODE_VERSION"), "CCM_CLAUDE_BIN"),
+                (
+                    "oldest",
+                    e2e.pinned_claude_code_version("CLAUDE_CODE_OLDEST"),
+                    "CCM_CLAUDE_BIN_OLDEST",
+                ),
+            ],
+        )
+        self.assertNotEqual(e2e.NEWEST_CLAUDE_CODE.version, e2e.OLDEST_CLAUDE_CODE.version)
+
+    def test_find(self) -> None:
+        """
+        A version's binary is its variable's value, else the copy under its
+        cache directory when that is executable, else ``None``.
+        """
+        self.patch(os, "environ", dict(os.environ))
+        claude = e2e.ClaudeCode("newest", "9.9.9", "CCM_TEST_CLAUDE", ".cache/ccm-test-none")
+        os.environ.pop("CCM_TEST_CLAUDE", None)
+        self.assertIsNone(claude.find())
+        os.environ["CCM_TEST_CLAUDE"] = "/somewhere/claude"
+        self.assertEqual(claude.find(), "/somewhere/claude")
+        self.assertEqual(claude.label, "9_9_9")
+        self.assertEqual(str(claude), "Claude Code 9.9.9 (the newest version)")
+
+    @inlineCallbacks
+    def test_binary_must_report_its_version(self) -> Any:
+        """
+        :obj:`e2e.claude_code_binary` fires with a binary that reports the
+        pinned version; one reporting another version is skipped like a
+        missing one, and fails under ``CI=true``.
+        """
+        self.patch(os, "environ", dict(os.environ))
+        os.environ.pop("CI", None)
+        claude = e2e.ClaudeCode("oldest", "9.9.9", "CCM_TEST_CLAUDE", ".cache/ccm-test-none")
+        right = self.fake_claude("9.9.9 (Claude Code)")
+        os.environ["CCM_TEST_CLAUDE"] = right
+        found = yield e2e.claude_code_binary(self, claude)
+        self.assertEqual(found, right)
+        again = yield e2e.claude_code_binary(self, claude)
+        self.assertEqual(again, right)
+
+        os.environ["CCM_TEST_CLAUDE"] = wrong = self.fake_claude("9.9.8 (Claude Code)")
+        skipped = yield self.assertFailure(e2e.claude_code_binary(self, claude), unittest.SkipTest)
+        self.assertEqual(
+            str(skipped),
+            f"{wrong} reports version '9.9.8', but the tests of Claude Code 9.9.9 (the oldest "
+            "version) need 9.9.9 (pinned in scripts/test); set $CCM_TEST_CLAUDE or run "
+            "./scripts/test, which installs it",
+        )
+        os.environ["CI"] = "true"
+        failed = yield self.assertFailure(e2e.claude_code_binary(self, claude), unittest.FailTest)
+        self.assertTrue(str(failed).startswith("CI=true but " + wrong), failed)
+        os.environ["CCM_TEST_CLAUDE"] = "/nonexistent/claude"
+        yield self.assertFailure(e2e.claude_code_binary(self, claude), unittest.FailTest)
+
+    def test_one_class_per_version(self) -> None:
+        """
+        :obj:`e2e.RealClaudeCode.make_test_case_classes` makes one test case
+        per version, named after the mixin and the version, holding the
+        mixin's tests on the given base; ``claude_codes`` limits them.
+        """
+
+        class ExampleTestsMixin(e2e.RealClaudeCode):
+            """
+            Example tests.
+            """
+
+            def test_it(self) -> None:
+                """
+                Nothing.
+                """
+
+        classes = ExampleTestsMixin.make_test_case_classes(unittest.TestCase)
+        self.assertEqual(
+            sorted(classes),
+            sorted(f"ExampleTests_{c.label}" for c in e2e.CLAUDE_CODES),
+        )
+        for claude in e2e.CLAUDE_CODES:
+            made = classes[f"ExampleTests_{claude.label}"]
+            self.assertIs(made.claude_code, claude)  # type: ignore[attr-defined]
+            self.assertTrue(issubclass(made, ExampleTestsMixin))
+            self.assertTrue(issubclass(made, unittest.TestCase))
+            self.assertEqual(made.__module__, __name__)
+            self.assertIn(str(claude), made.__doc__ or "")
+            self.assertEqual(
+                [test.id() for test in TestLoader().loadClass(made)],
+                [f"{__name__}.ExampleTests_{claude.label}.test_it"],
+            )
+
+        class NewestOnlyTestsMixin(ExampleTestsMixin):
+            claude_codes = (e2e.NEWEST_CLAUDE_CODE,)
+
+        self.assertEqual(
+            list(NewestOnlyTestsMixin.make_test_case_classes()),
+            [f"NewestOnlyTests_{e2e.NEWEST_CLAUDE_CODE.label}"],
+        )
+
+
 class TwistdTests(unittest.TestCase):
     """
     :obj:`e2e.start_twistd` and :obj:`e2e.run_twistd_expecting_exit` (the machinery
@@ -317,14 +457,13 @@ class TwistdTests(unittest.TestCase):
         self.assertIn("no-such-option", out + err)
 
 
-class RealClaudeTests(unittest.TestCase):
+class RealClaudeTestsMixin(e2e.RealClaudeCode):
     """
     The real Claude Code CLI, driven by :obj:`e2e.run_claude`, against a tiny
     server on the real reactor.
     """
 
     def setUp(self) -> None:
-        e2e.skip_or_fail_without(e2e.claude_bin(), "Claude Code CLI")
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         root = _Root(self.seen)
         v1 = Resource()
@@ -339,7 +478,7 @@ class RealClaudeTests(unittest.TestCase):
         ``claude -p`` prints the streamed text and exits 0; it only talks to
         the base URL, with the token as a bearer credential.
         """
-        result = yield e2e.run_claude(self, self.base_url, "harness-token", "ping")
+        result = yield self.run_claude(self.base_url, "harness-token", "ping")
         self.assertEqual(
             (result.rc, result.stdout.strip()),
             (0, "pong"),
@@ -358,8 +497,7 @@ class RealClaudeTests(unittest.TestCase):
         Extra ``args`` reach the CLI: ``--output-format json`` yields one JSON
         result object holding the text.
         """
-        result = yield e2e.run_claude(
-            self,
+        result = yield self.run_claude(
             self.base_url,
             "harness-token",
             "ping",
@@ -376,10 +514,9 @@ class RealClaudeTests(unittest.TestCase):
         the earlier conversation: the second request carries the first turn
         and the same session id.
         """
-        first = yield e2e.run_claude(self, self.base_url, "harness-token", "ping")
+        first = yield self.run_claude(self.base_url, "harness-token", "ping")
         self.assertEqual(first.rc, 0, first.stderr)
-        second = yield e2e.run_claude(
-            self,
+        second = yield self.run_claude(
             self.base_url,
             "harness-token",
             "again",
@@ -401,7 +538,8 @@ class RealClaudeTests(unittest.TestCase):
         ``CLAUDE_CODE_MAX_RETRIES=0``) well within the timeout.
         """
         port = e2e.free_port()
-        result = yield e2e.run_claude(
-            self, "http://127.0.0.1:{}".format(port), "harness-token", "ping"
-        )
+        result = yield self.run_claude("http://127.0.0.1:{}".format(port), "harness-token", "ping")
         self.assertNotEqual(result.rc, 0)
+
+
+globals().update(RealClaudeTestsMixin.make_test_case_classes())

@@ -11,7 +11,6 @@ import os
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
-from twisted.trial import unittest
 
 from tests import e2e
 from tests.fake_anthropic import FakeAnthropic, RecordedRequest, error_reply, text_reply
@@ -30,7 +29,7 @@ def message_posts(fake: FakeAnthropic) -> list[RecordedRequest]:
     return [r for r in fake.requests if r.method == "POST" and r.path.startswith("/v1/messages")]
 
 
-class PoolTests(unittest.TestCase):
+class PoolTestsMixin(e2e.RealClaudeCode):
     """
     Two subscriptions, ``a`` and ``b``, in a balancer used by alice.
     """
@@ -78,16 +77,16 @@ class PoolTests(unittest.TestCase):
         subscriptions, and each one's second turn stays on its own.
         """
         yield self.start("round_robin")
-        first = yield e2e.run_claude(self, self.ccm.url, ALICE, "one", args=["--session-id", SESSION_1])
-        second = yield e2e.run_claude(self, self.ccm.url, ALICE, "two", args=["--session-id", SESSION_2])
+        first = yield self.run_claude(self.ccm.url, ALICE, "one", args=["--session-id", SESSION_1])
+        second = yield self.run_claude(self.ccm.url, ALICE, "two", args=["--session-id", SESSION_2])
         for result in (first, second):
             self.assertEqual(result.rc, 0, result.stderr)
-        again_1 = yield e2e.run_claude(
-            self, self.ccm.url, ALICE, "three", args=["--resume", SESSION_1],
+        again_1 = yield self.run_claude(
+            self.ccm.url, ALICE, "three", args=["--resume", SESSION_1],
             home=first.home, cwd=first.cwd,
         )
-        again_2 = yield e2e.run_claude(
-            self, self.ccm.url, ALICE, "four", args=["--resume", SESSION_2],
+        again_2 = yield self.run_claude(
+            self.ccm.url, ALICE, "four", args=["--resume", SESSION_2],
             home=second.home, cwd=second.cwd,
         )
         for result in (again_1, again_2):
@@ -113,11 +112,11 @@ class PoolTests(unittest.TestCase):
             text_reply("Served by the second subscription."),
             text_reply("Still the second."),
         )
-        result = yield e2e.run_claude(self, self.ccm.url, ALICE, "hi")
+        result = yield self.run_claude(self.ccm.url, ALICE, "hi")
         self.assertEqual(
             (result.rc, result.stdout.strip()), (0, "Served by the second subscription."), result.stderr
         )
-        result = yield e2e.run_claude(self, self.ccm.url, ALICE, "again")
+        result = yield self.run_claude(self.ccm.url, ALICE, "again")
         self.assertEqual((result.rc, result.stdout.strip()), (0, "Still the second."), result.stderr)
         self.assertEqual([self.bearer(p) for p in message_posts(self.fake)], ["a", "b", "b"])
         self.assertIn("429 from credential a", self.ccm.output())
@@ -136,10 +135,10 @@ class PoolTests(unittest.TestCase):
         rising = dict(self.fake.unified_headers)
         rising["anthropic-ratelimit-unified-5h-utilization"] = "0.85"
         self.fake.unified_headers_by_token = {self.fake.access_token: rising}
-        first = yield e2e.run_claude(self, self.ccm.url, ALICE, "one", args=["--session-id", SESSION_1])
+        first = yield self.run_claude(self.ccm.url, ALICE, "one", args=["--session-id", SESSION_1])
         self.assertEqual(first.rc, 0, first.stderr)
-        again = yield e2e.run_claude(
-            self, self.ccm.url, ALICE, "two", args=["--resume", SESSION_1],
+        again = yield self.run_claude(
+            self.ccm.url, ALICE, "two", args=["--resume", SESSION_1],
             home=first.home, cwd=first.cwd,
         )
         self.assertEqual(again.rc, 0, again.stderr)
@@ -162,3 +161,6 @@ class PoolTests(unittest.TestCase):
         self.assertEqual(status["plan_weight"], 10)
         self.assertAlmostEqual(status["five_hour_utilization"], 55.5)
         self.assertAlmostEqual(status["weekly_utilization"], 60.5)
+
+
+globals().update(PoolTestsMixin.make_test_case_classes())

@@ -153,7 +153,7 @@ class _CcmWithFakeUpstream(unittest.TestCase):
                 self.assertNotIn(token, request.path)
 
 
-class ClaudeCodeTests(_CcmWithFakeUpstream):
+class ClaudeCodeTestsMixin(e2e.RealClaudeCode):
     """
     The real Claude Code CLI (``claude -p``) through ccm.
     """
@@ -167,7 +167,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
         beside the CLI's betas, and never the client's token.
         """
         self.fake.enqueue(text_reply("Hello through ccm."))
-        result = yield e2e.run_claude(self, self.ccm.url, USER_TOKEN, "say hi")
+        result = yield self.run_claude(self.ccm.url, USER_TOKEN, "say hi")
         self.assertEqual((result.rc, result.stdout.strip()), (0, "Hello through ccm."), result.stderr)
 
         [post] = api_requests(self.fake)
@@ -187,8 +187,8 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
         holding the upstream's text.
         """
         self.fake.enqueue(text_reply("Answer as JSON."))
-        result = yield e2e.run_claude(
-            self, self.ccm.url, USER_TOKEN, "say hi", args=["--output-format", "json"]
+        result = yield self.run_claude(
+            self.ccm.url, USER_TOKEN, "say hi", args=["--output-format", "json"]
         )
         self.assertEqual(result.rc, 0, result.stderr)
         parsed = json.loads(result.stdout)
@@ -208,7 +208,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
             midstream_error_reply("api_error", "Internal server error"),
             text_reply("Fallback answer."),
         )
-        result = yield e2e.run_claude(self, self.ccm.url, USER_TOKEN, "say hi")
+        result = yield self.run_claude(self.ccm.url, USER_TOKEN, "say hi")
         self.assertEqual((result.rc, result.stdout.strip()), (0, "Fallback answer."), result.stderr)
         self.assert_fell_back_to_non_streaming()
 
@@ -220,7 +220,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
         the CLI falls back to a non-streaming request, which succeeds.
         """
         self.fake.enqueue(cut_stream_reply(after_events=3), text_reply("Fallback answer."))
-        result = yield e2e.run_claude(self, self.ccm.url, USER_TOKEN, "say hi")
+        result = yield self.run_claude(self.ccm.url, USER_TOKEN, "say hi")
         self.assertEqual((result.rc, result.stdout.strip()), (0, "Fallback answer."), result.stderr)
         self.assert_fell_back_to_non_streaming()
         yield self.wait_for_ccm_output("the upstream connection was lost mid-response")
@@ -246,8 +246,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
             tool_use_reply("Bash", {"command": "echo e2e-tool-ok", "description": "echo"}),
             text_reply("done"),
         )
-        result = yield e2e.run_claude(
-            self,
+        result = yield self.run_claude(
             self.ccm.url,
             USER_TOKEN,
             "run echo e2e-tool-ok",
@@ -284,8 +283,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
         """
         # Without x-should-retry: false the CLI retries silently for about
         # three minutes, and is killed (a ProcessTimeout) long before.
-        result = yield e2e.run_claude(
-            self,
+        result = yield self.run_claude(
             self.ccm.url,
             WRONG_TOKEN,
             "say hi",
@@ -301,7 +299,7 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
         yield self.wait_for_ccm_output("refused POST /v1/messages")
         self.assertEqual(self.ccm.output().count("refused POST /v1/messages"), 1)
         self.fake.enqueue(text_reply("Hello after the typo."))
-        result = yield e2e.run_claude(self, self.ccm.url, USER_TOKEN, "say hi")
+        result = yield self.run_claude(self.ccm.url, USER_TOKEN, "say hi")
         self.assertEqual((result.rc, result.stdout.strip()), (0, "Hello after the typo."))
 
     @inlineCallbacks
@@ -311,8 +309,8 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
         is accepted; the upstream gets the OAuth bearer and no API key.
         """
         self.fake.enqueue(text_reply("Hello, API key user."))
-        result = yield e2e.run_claude(
-            self, self.ccm.url, None, "say hi", extra_env={"ANTHROPIC_API_KEY": OTHER_USER_TOKEN}
+        result = yield self.run_claude(
+            self.ccm.url, None, "say hi", extra_env={"ANTHROPIC_API_KEY": OTHER_USER_TOKEN}
         )
         self.assertEqual(
             (result.rc, result.stdout.strip()), (0, "Hello, API key user."), result.stderr
@@ -330,8 +328,8 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
         once, next to the CLI's other subscriber beta.
         """
         self.fake.enqueue(text_reply("Hello, subscriber."))
-        result = yield e2e.run_claude(
-            self, self.ccm.url, None, "say hi", extra_env={"CLAUDE_CODE_OAUTH_TOKEN": USER_TOKEN}
+        result = yield self.run_claude(
+            self.ccm.url, None, "say hi", extra_env={"CLAUDE_CODE_OAUTH_TOKEN": USER_TOKEN}
         )
         self.assertEqual(
             (result.rc, result.stdout.strip()), (0, "Hello, subscriber."), result.stderr
@@ -340,6 +338,9 @@ class ClaudeCodeTests(_CcmWithFakeUpstream):
         self.assert_oauth_only(post)
         self.assertIn(SUBSCRIBER_CACHE_BETA, betas_of(post))
         self.assert_no_client_token_upstream()
+
+
+globals().update(ClaudeCodeTestsMixin.make_test_case_classes(_CcmWithFakeUpstream))
 
 
 # The SDK side of the tests: a script run in a separate interpreter, which

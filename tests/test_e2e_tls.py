@@ -201,11 +201,12 @@ class _TLSTestCase(unittest.TestCase):
     def assert_claude_code_works(self) -> Any:
         """
         The real Claude Code CLI, trusting the test root through
-        ``NODE_EXTRA_CA_CERTS``, gets the fake's answer through ccm over HTTPS.
+        ``NODE_EXTRA_CA_CERTS``, gets the fake's answer through ccm over HTTPS
+        (for the test cases :obj:`e2e.RealClaudeCode` makes, which have
+        ``run_claude``).
         """
         self.fake.enqueue(text_reply("Hello from TLS ccm."))
-        result = yield e2e.run_claude(
-            self,
+        result = yield self.run_claude(
             self.https_url(),
             USER_TOKEN,
             "say hi",
@@ -234,6 +235,13 @@ class TLSObjectTests(_TLSTestCase):
             )
         )
         yield self.assert_serves_https()
+
+
+class ClaudeCodeTLSTestsMixin(e2e.RealClaudeCode):
+    """
+    The real Claude Code CLI through ccm listening with the sing-box ``tls``
+    object.
+    """
 
     @inlineCallbacks
     def test_claude_code_with_certificate_files(self) -> Any:
@@ -267,6 +275,9 @@ class TLSObjectTests(_TLSTestCase):
         )
         yield self.assert_serves_https()
         yield self.assert_claude_code_works()
+
+
+globals().update(ClaudeCodeTLSTestsMixin.make_test_case_classes(_TLSTestCase))
 
 
 @implementer(IHandshakeListener)
@@ -369,7 +380,7 @@ class Ed25519Tests(_TLSTestCase):
         )
 
 
-class SSLEndpointTests(_TLSTestCase):
+class SSLEndpointTestsMixin(e2e.RealClaudeCode):
     """
     ccm listening on an ``ssl:`` endpoint string.
     """
@@ -390,6 +401,9 @@ class SSLEndpointTests(_TLSTestCase):
         )
         yield self.assert_serves_https()
         yield self.assert_claude_code_works()
+
+
+globals().update(SSLEndpointTestsMixin.make_test_case_classes(_TLSTestCase))
 
 
 class StartupFailureTests(_TLSTestCase):

@@ -68,9 +68,10 @@ class _Collect(Protocol):
         self.done.callback(self.data)
 
 
-class UsageFileTests(unittest.TestCase):
+class _UsageFileCase(unittest.TestCase):
     """
-    ccm counts every user's tokens and writes them to the usage file.
+    ccm counts every user's tokens and writes them to the usage file: the
+    fixtures.
     """
 
     timeout = 300
@@ -127,6 +128,12 @@ class UsageFileTests(unittest.TestCase):
         with open(self.usages_path) as handle:
             return json.load(handle)
 
+
+class ClaudeCodeUsageTestsMixin(e2e.RealClaudeCode):
+    """
+    The usage of real Claude Code CLI requests, counted and saved.
+    """
+
     @inlineCallbacks
     def test_cli_and_sdk_usage_saved_on_shutdown(self) -> Any:
         """
@@ -143,7 +150,7 @@ class UsageFileTests(unittest.TestCase):
             text_reply("three", model=MODEL, usage=BOB_USAGE),
         )
         for prompt in ("first", "second"):
-            result = yield e2e.run_claude(self, self.ccm.url, ALICE, prompt, args=["--model", MODEL])
+            result = yield self.run_claude(self.ccm.url, ALICE, prompt, args=["--model", MODEL])
             self.assertEqual(result.rc, 0, result.stderr)
             if prompt == "first":
                 early = yield self.wait_for_file(timeout=15)
@@ -184,6 +191,71 @@ class UsageFileTests(unittest.TestCase):
         self.assertEqual(document["costs"]["by_user"], {"alice": 0.01, "bob": 0})
         self.assertEqual(document["costs"]["total_usd"], 0.01)
         self.assertNotEqual(document["last_updated"], "0001-01-01T00:00:00Z")
+
+    @inlineCallbacks
+    def test_existing_file_keeps_counting(self) -> Any:
+        """
+        A usage file written earlier (here in the sing-box format, with a
+        stale cost) is loaded, counted onto and saved with recomputed costs.
+        """
+        existing = {
+            "last_updated": "2026-03-14T21:15:13.123456789+08:00",
+            "costs": {"total_usd": 99.99, "by_user": {"alice": 99.99}},
+            "combinations": [
+                {
+                    "model": MODEL,
+                    "context_window": 200000,
+                    "total": {
+                        "request_count": 10,
+                        "messages_count": 20,
+                        "input_tokens": 1000000,
+                        "output_tokens": 0,
+                        "cache_read_input_tokens": 0,
+                        "cache_creation_input_tokens": 0,
+                        "cost_usd": 99.99,
+                    },
+                    "by_user": {
+                        "alice": {
+                            "request_count": 10,
+                            "messages_count": 20,
+                            "input_tokens": 1000000,
+                            "output_tokens": 0,
+                            "cache_read_input_tokens": 0,
+                            "cache_creation_input_tokens": 0,
+                            "cost_usd": 99.99,
+                        }
+                    },
+                }
+            ],
+        }
+        yield self.start(existing)
+        self.fake.enqueue(text_reply("again", model=MODEL, usage=BOB_USAGE))
+        result = yield self.run_claude(self.ccm.url, ALICE, "again", args=["--model", MODEL])
+        self.assertEqual(result.rc, 0, result.stderr)
+        document = yield self.stop()
+        # The loaded combination has no week; the new request's response
+        # named its weekly window, so it is counted in a combination of
+        # its own, after the loaded one.
+        old, new = document["combinations"]
+        self.assertEqual((old["model"], old["total"]["request_count"]), (MODEL, 10))
+        self.assertNotIn("week_start_unix", old)
+        self.assertEqual((new["model"], new["total"]["request_count"]), (MODEL, 1))
+        self.assertGreater(new["week_start_unix"], 0)
+        self.assertEqual(new["by_user"]["alice"]["input_tokens"], 7)
+        # The loaded 1,000,000 input tokens at 3 USD per million cost 3.00,
+        # not the stale 99.99; the new request's 7 input and 11 output
+        # tokens round to 0.00.
+        self.assertEqual(document["costs"]["total_usd"], 3.0)
+        self.assertEqual(document["costs"]["by_user"], {"alice": 3.0})
+
+
+globals().update(ClaudeCodeUsageTestsMixin.make_test_case_classes(_UsageFileCase))
+
+
+class UsageFileTests(_UsageFileCase):
+    """
+    ccm counts the tokens of streams that shutdown interrupts or waits for.
+    """
 
     @inlineCallbacks
     def open_stream(self, message_id: str, usage: dict[str, int]) -> Any:
@@ -288,59 +360,3 @@ class UsageFileTests(unittest.TestCase):
         alice = combination["by_user"]["alice"]
         self.assertEqual((alice["input_tokens"], alice["output_tokens"]), (55, 77))
         self.assertNotIn("ending them", self.ccm.output())
-
-    @inlineCallbacks
-    def test_existing_file_keeps_counting(self) -> Any:
-        """
-        A usage file written earlier (here in the sing-box format, with a
-        stale cost) is loaded, counted onto and saved with recomputed costs.
-        """
-        existing = {
-            "last_updated": "2026-03-14T21:15:13.123456789+08:00",
-            "costs": {"total_usd": 99.99, "by_user": {"alice": 99.99}},
-            "combinations": [
-                {
-                    "model": MODEL,
-                    "context_window": 200000,
-                    "total": {
-                        "request_count": 10,
-                        "messages_count": 20,
-                        "input_tokens": 1000000,
-                        "output_tokens": 0,
-                        "cache_read_input_tokens": 0,
-                        "cache_creation_input_tokens": 0,
-                        "cost_usd": 99.99,
-                    },
-                    "by_user": {
-                        "alice": {
-                            "request_count": 10,
-                            "messages_count": 20,
-                            "input_tokens": 1000000,
-                            "output_tokens": 0,
-                            "cache_read_input_tokens": 0,
-                            "cache_creation_input_tokens": 0,
-                            "cost_usd": 99.99,
-                        }
-                    },
-                }
-            ],
-        }
-        yield self.start(existing)
-        self.fake.enqueue(text_reply("again", model=MODEL, usage=BOB_USAGE))
-        result = yield e2e.run_claude(self, self.ccm.url, ALICE, "again", args=["--model", MODEL])
-        self.assertEqual(result.rc, 0, result.stderr)
-        document = yield self.stop()
-        # The loaded combination has no week; the new request's response
-        # named its weekly window, so it is counted in a combination of
-        # its own, after the loaded one.
-        old, new = document["combinations"]
-        self.assertEqual((old["model"], old["total"]["request_count"]), (MODEL, 10))
-        self.assertNotIn("week_start_unix", old)
-        self.assertEqual((new["model"], new["total"]["request_count"]), (MODEL, 1))
-        self.assertGreater(new["week_start_unix"], 0)
-        self.assertEqual(new["by_user"]["alice"]["input_tokens"], 7)
-        # The loaded 1,000,000 input tokens at 3 USD per million cost 3.00,
-        # not the stale 99.99; the new request's 7 input and 11 output
-        # tokens round to 0.00.
-        self.assertEqual(document["costs"]["total_usd"], 3.0)
-        self.assertEqual(document["costs"]["by_user"], {"alice": 3.0})

@@ -14,7 +14,6 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
-from twisted.trial import unittest
 
 from tests import e2e
 from tests.fake_anthropic import (
@@ -39,10 +38,10 @@ def message_posts(fake: FakeAnthropic) -> list[RecordedRequest]:
     return [r for r in fake.requests if r.method == "POST" and r.path.startswith("/v1/messages")]
 
 
-class VerdictTests(unittest.TestCase):
+class VerdictTestsMixin(e2e.RealClaudeCode):
     """
-    The real CLI through a real ccm, with a subscription whose standing
-    changes under it.
+    The real CLI (each pinned version) through a real ccm, with a
+    subscription whose standing changes under it.
     """
 
     timeout = 300
@@ -81,7 +80,7 @@ class VerdictTests(unittest.TestCase):
         revoked = self.fake.access_token
         self.fake.revoke()
         self.fake.enqueue(text_reply("Served after the recovery."))
-        result = yield e2e.run_claude(self, ccm.url, ALICE, "hi")
+        result = yield self.run_claude(ccm.url, ALICE, "hi")
         self.assertEqual(
             (result.rc, result.stdout.strip()), (0, "Served after the recovery."), result.stderr
         )
@@ -132,12 +131,11 @@ class VerdictTests(unittest.TestCase):
             text_reply("Served by the other subscription."),
             text_reply("Still the other one."),
         )
-        first = yield e2e.run_claude(self, ccm.url, ALICE, "one", args=["--session-id", SESSION])
+        first = yield self.run_claude(ccm.url, ALICE, "one", args=["--session-id", SESSION])
         self.assertEqual(
             (first.rc, first.stdout.strip()), (0, "Served by the other subscription."), first.stderr
         )
-        again = yield e2e.run_claude(
-            self, ccm.url, ALICE, "two", args=["--resume", SESSION], home=first.home, cwd=first.cwd
+        again = yield self.run_claude(ccm.url, ALICE, "two", args=["--resume", SESSION], home=first.home, cwd=first.cwd
         )
         self.assertEqual(
             (again.rc, again.stdout.strip()), (0, "Still the other one."), again.stderr
@@ -154,3 +152,6 @@ class VerdictTests(unittest.TestCase):
         output = ccm.output()
         self.assertIn("credential a is quarantined: Anthropic disabled its organization", output)
         self.assertIn(f"session {SESSION} assigned to credential b, moved from a", output)
+
+
+globals().update(VerdictTestsMixin.make_test_case_classes())

@@ -966,6 +966,34 @@ class OtherEndpointTests(FakeTestCase):
         response = self.request("POST", "/v1/messages/count_tokens?beta=true", raw)
         self.assertEqual(self.json_of(response), {"input_tokens": len(raw) // 4})
 
+    def test_count_tokens_held(self) -> None:
+        """
+        With ``hold_count_tokens``, count_tokens answers wait in
+        ``held_count_tokens`` until ``release_count_tokens`` sends each its
+        own answer; a held request whose client left is dropped.
+        """
+        self.fake.hold_count_tokens = True
+        raws = [
+            json.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * n}]}).encode()
+            for n in (40, 400, 4000)
+        ]
+        pending = [self.send("POST", "/v1/messages/count_tokens", raw) for raw in raws]
+        for d in pending:
+            self.assertNoResult(d)
+        self.assertEqual([h.recorded.body for h in self.fake.held_count_tokens], raws)
+        pending[1].cancel()
+        self.client.flush()
+        self.failureResultOf(pending[1])
+        self.assertEqual(len(self.fake.held_count_tokens), 2)
+        self.fake.release_count_tokens()
+        self.client.flush()
+        for index in (0, 2):
+            answer = self.json_of(self.successResultOf(pending[index]))
+            self.assertEqual(answer, {"input_tokens": len(raws[index]) // 4})
+        self.assertEqual(self.fake.held_count_tokens, [])
+        later = self.request("POST", "/v1/messages/count_tokens", raws[0])
+        self.assertEqual(self.json_of(later), {"input_tokens": len(raws[0]) // 4})
+
     def test_models(self) -> None:
         """
         The model list has the API's paging fields; one model is served by
