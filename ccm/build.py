@@ -50,6 +50,7 @@ from ccm.proxy.context import Route, Timeouts
 from ccm.proxy.resource import ProxyResource
 from ccm.service import CcmService
 from ccm.upstream.client import MakeClient, clients_per_detour, make_http_client, proxy_detour
+from ccm.upstream.identity import ClientIdentity
 from ccm.pool.users import UserPools
 from ccm.web.auth import Authenticator
 from ccm.web.listening import ListeningService, endpoint_for
@@ -110,8 +111,10 @@ def build_service(
         detours.values(), http_client, reactor, make_client
     )
     home = home or os.path.expanduser("~")
+    # Which Claude Code ccm's own calls claim to be: proxied requests say.
+    identity = ClientIdentity()
     credentials = _credentials(
-        config, detours, clients, reactor, environ, home, platform, keyring_backend
+        config, detours, clients, reactor, environ, home, platform, keyring_backend, identity
     )
     savers = _usage_savers(credential_configs, reactor)
     log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
@@ -126,7 +129,7 @@ def build_service(
         *savers.values(),
         *_file_watchers(credentials, reactor, watch_with_inotify),
         TokenRefreshService(credentials, reactor),
-        *_usage_pollers(config, credentials, detours, clients, reactor),
+        *_usage_pollers(config, credentials, detours, clients, reactor, identity),
     ]
     recorders: dict[str, UsageRecorder] = {**savers, **(usage_recorders or {})}
     routes = {
@@ -135,7 +138,7 @@ def build_service(
     default = pools[config.credentials[0].tag] if config.credentials else pools["default"]
     user_pools = UserPools(pools, default, config.multi_credential, config.users)
     authenticator = Authenticator(config.users)
-    proxy, site = _site(config, authenticator, user_pools, routes, reactor, timeouts)
+    proxy, site = _site(config, authenticator, user_pools, routes, reactor, timeouts, identity)
     listeners = [
         ListeningService(endpoint_for(reactor, listener), site)
         for listener in config.listeners
@@ -179,6 +182,7 @@ def _credentials(
     home: str,
     platform: str,
     keyring_backend: KeyringBackend | None,
+    identity: ClientIdentity,
 ) -> list[Credential]:
     """
     The service's credentials, each with its store (a file, or on macOS
@@ -186,7 +190,7 @@ def _credentials(
     a token endpoint reached through its detour.
     """
     token_endpoints = {
-        detour: TokenEndpoint(client, reactor, config.oauth_token_url)
+        detour: TokenEndpoint(client, reactor, config.oauth_token_url, identity=identity)
         for detour, client in clients.items()
     }
     in_thread = _in_threads_of(reactor)
@@ -271,6 +275,7 @@ def _site(
     routes: Mapping[str, Route],
     clock: IReactorTime,
     timeouts: Timeouts,
+    identity: ClientIdentity,
 ) -> tuple[ProxyResource, CcmSite]:
     """
     The resource tree, with the proxy in it, and the site serving it.
@@ -284,6 +289,7 @@ def _site(
         extra_headers=config.headers,
         max_request_body=config.max_request_body,
         timeouts=timeouts,
+        identity=identity,
     )
     site = CcmSite(
         build_root(proxy, StatusResource(authenticator, user_pools.pool_for)),
@@ -300,6 +306,7 @@ def _usage_pollers(
     detours: Mapping[str, Detour | None],
     clients: Mapping[Detour | None, HTTPClient],
     clock: IReactorTime,
+    identity: ClientIdentity,
 ) -> list[UsagePoller]:
     """
     A poller of the credentials' utilization per detour, through that
@@ -314,5 +321,7 @@ def _usage_pollers(
     for detour, client in clients.items():
         polled = [c for c in credentials if detours[c.tag] == detour]
         if polled or detour is None:
-            pollers.append(UsagePoller(polled, client, clock, config.upstream_url, interval))
+            pollers.append(
+                UsagePoller(polled, client, clock, config.upstream_url, interval, identity=identity)
+            )
     return pollers

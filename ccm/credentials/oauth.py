@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from treq.client import HTTPClient
 
 from ccm.upstream.anthropic_api import token_request_headers
+from ccm.upstream.identity import ClientIdentity
 
 CLAUDE_CODE_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 REFRESH_SCOPE = (
@@ -90,15 +91,21 @@ def _describe_failure(status: int, body: bytes) -> tuple[str, bool]:
 
 
 async def _refresh(
-    http: HTTPClient, clock: IReactorTime, token_url: str, refresh_token: str
+    http: HTTPClient,
+    clock: IReactorTime,
+    token_url: str,
+    refresh_token: str,
+    identity: ClientIdentity,
 ) -> TokenGrant:
+    # Compact, as JavaScript's JSON.stringify writes it.
     body = json.dumps(
         {
             "grant_type": "refresh_token",
             "refresh_token": refresh_token,
             "client_id": CLAUDE_CODE_CLIENT_ID,
             "scope": REFRESH_SCOPE,
-        }
+        },
+        separators=(",", ":"),
     ).encode("utf-8")
     try:
         # treq types reactor= as the reactor its Agent needs, but only asks
@@ -106,7 +113,7 @@ async def _refresh(
         response = await http.post(
             token_url,
             data=body,
-            headers=token_request_headers(),
+            headers=token_request_headers(identity),
             reactor=clock,  # type: ignore[arg-type]
             allow_redirects=False,
         )
@@ -139,6 +146,8 @@ async def _refresh(
 class TokenEndpoint:
     """
     Refreshes tokens at one OAuth token URL through one HTTP client.
+
+    :param identity: the Claude Code the requests identify as.
     """
 
     def __init__(
@@ -147,11 +156,13 @@ class TokenEndpoint:
         clock: IReactorTime,
         token_url: str,
         timeout_seconds: float = REFRESH_TIMEOUT_SECONDS,
+        identity: ClientIdentity | None = None,
     ) -> None:
         self._http = http
         self._clock = clock
         self._token_url = token_url
         self._timeout = timeout_seconds
+        self._identity = identity if identity is not None else ClientIdentity()
 
     def refresh(self, refresh_token: str) -> Deferred[TokenGrant]:
         """
@@ -162,7 +173,7 @@ class TokenEndpoint:
             answer).
         """
         attempt = Deferred.fromCoroutine(
-            _refresh(self._http, self._clock, self._token_url, refresh_token)
+            _refresh(self._http, self._clock, self._token_url, refresh_token, self._identity)
         )
 
         def timed_out(result: object, timeout: float) -> TokenGrant:

@@ -33,11 +33,13 @@ from ccm.upstream.anthropic_api import (
     USAGE_PATH,
     AnswerTooLarge,
     WindowFigures,
-    account_request_headers,
     parse_profile,
     parse_usage,
+    profile_request_headers,
     read_answer,
+    usage_request_headers,
 )
+from ccm.upstream.identity import ClientIdentity
 
 POLL_INTERVAL_SECONDS = 60.0
 POLL_TIMEOUT_SECONDS = 5.0
@@ -93,6 +95,7 @@ class UsagePoller(TimerService):
     :param upstream_url: the API base URL, e.g. ``https://api.anthropic.com``.
     :param interval: seconds between polls of one credential.
     :param timeout: seconds one request, headers and body, may take.
+    :param identity: the Claude Code the polls identify as.
     """
 
     log = Logger()
@@ -105,8 +108,10 @@ class UsagePoller(TimerService):
         upstream_url: str,
         interval: float = POLL_INTERVAL_SECONDS,
         timeout: float = POLL_TIMEOUT_SECONDS,
+        identity: ClientIdentity | None = None,
     ) -> None:
         super().__init__(interval, self.poll_all)
+        self._identity = identity if identity is not None else ClientIdentity()
         self.clock: IReactorTime = clock
         self._interval = interval
         self._credentials = [(credential, _PollState()) for credential in credentials]
@@ -177,7 +182,9 @@ class UsagePoller(TimerService):
                 if is_cancellation(error):
                     raise
                 raise PollError(f"no access token: {type(error).__name__}") from None
-            code, headers, body = await self._get(USAGE_PATH, token, beta=True)
+            code, headers, body = await self._get(
+                USAGE_PATH, usage_request_headers(token, self._identity)
+            )
             if code == 429:
                 delay = credential.rate_limits.retry_after(headers, self.clock.seconds())
                 if delay is None:
@@ -204,15 +211,15 @@ class UsagePoller(TimerService):
         finally:
             state.polling = False
 
-    def _get(self, path: str, token: str, *, beta: bool) -> Deferred[tuple[int, Headers, bytes]]:
+    def _get(self, path: str, headers: Headers) -> Deferred[tuple[int, Headers, bytes]]:
         """
-        GET ``path`` upstream with ``token``, headers and body within the
-        timeout.
+        GET ``path`` upstream with ``headers`` (which hold the token), the
+        answer's headers and body within the timeout.
 
         :return: a Deferred firing with the status, headers and body, or
             failing with :obj:`PollError` (or :obj:`CancelledError` when cancelled).
         """
-        attempt = Deferred.fromCoroutine(self._fetch(path, token, beta))
+        attempt = Deferred.fromCoroutine(self._fetch(path, headers))
 
         def timed_out(result: object, timeout: float) -> tuple[int, Headers, bytes]:
             raise PollError(f"no answer within {timeout:g}s")
@@ -220,13 +227,13 @@ class UsagePoller(TimerService):
         attempt.addTimeout(self._timeout, self.clock, onTimeoutCancel=timed_out)
         return attempt
 
-    async def _fetch(self, path: str, token: str, beta: bool) -> tuple[int, Headers, bytes]:
+    async def _fetch(self, path: str, headers: Headers) -> tuple[int, Headers, bytes]:
         try:
             # treq types reactor= as the reactor its Agent needs, but only
             # asks it for time (and would otherwise import the global one).
             response = await self._http.get(
                 self._upstream_url + path,
-                headers=account_request_headers(token, beta=beta),
+                headers=headers,
                 reactor=self.clock,  # type: ignore[arg-type]
                 unbuffered=True,
                 allow_redirects=False,
@@ -242,7 +249,9 @@ class UsagePoller(TimerService):
 
     async def _fetch_profile(self, credential: Credential, state: _PollState, token: str) -> None:
         try:
-            code, _, body = await self._get(PROFILE_PATH, token, beta=False)
+            code, _, body = await self._get(
+                PROFILE_PATH, profile_request_headers(token, self._identity)
+            )
             if code != 200:
                 raise PollError(f"HTTP {code}")
             try:

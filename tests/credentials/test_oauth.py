@@ -24,7 +24,7 @@ from ccm.credentials.oauth import (
     TokenGrant,
     is_cancellation,
 )
-from ccm.upstream.anthropic_api import USER_AGENT
+from ccm.upstream.identity import CHECKED_AXIOS_VERSION, ClientIdentity
 from tests.fake_anthropic import FakeAnthropic
 
 TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
@@ -83,17 +83,19 @@ class TokenEndpointTests(SynchronousTestCase):
 
     def test_request(self) -> None:
         """
-        The refresh is one POST to the token URL with a JSON body holding
-        the grant type, refresh token, Claude Code's client id and scopes,
-        sent as JSON with Claude Code's user agent.
+        The refresh is one POST to the token URL with a compact JSON body
+        holding the grant type, refresh token, Claude Code's client id and
+        scopes, sent as JSON with the ``Accept`` and user agent of the axios
+        Claude Code bundles.
         """
         self.successResultOf(self.refresh())
         [request] = self.fake.token_requests
         self.assertEqual(request.method, "POST")
         self.assertEqual(request.path, "/v1/oauth/token")
         self.assertEqual(request.header("content-type"), "application/json")
-        self.assertEqual(request.header("accept"), "application/json")
-        self.assertEqual(request.header("user-agent"), USER_AGENT)
+        self.assertEqual(request.header("accept"), "application/json, text/plain, */*")
+        self.assertEqual(request.header("user-agent"), f"axios/{CHECKED_AXIOS_VERSION}")
+        self.assertTrue(request.body.startswith(b'{"grant_type":"refresh_token","refresh_token":'))
         self.assertEqual(
             request.json(),
             {
@@ -232,6 +234,19 @@ class TokenEndpointTests(SynchronousTestCase):
             endpoint = TokenEndpoint(canned(status, body), self.clock, TOKEN_URL)
             message = self.assert_refresh_error(endpoint.refresh(REFRESH), permanent)
             self.assertEqual(message, "token endpoint answered " + label)
+
+    def test_user_agent_pairs_with_checked_release(self) -> None:
+        """
+        The refresh's user agent is the axios of the release ccm was
+        checked against, also once a newer Claude Code talked through ccm:
+        which axios that one bundles cannot be seen from outside.
+        """
+        identity = ClientIdentity()
+        identity.observe("claude-cli/2.1.400 (external, cli)")
+        endpoint = TokenEndpoint(self.http, self.clock, TOKEN_URL, identity=identity)
+        self.successResultOf(self.refresh(endpoint))
+        [request] = self.fake.token_requests
+        self.assertEqual(request.header("user-agent"), f"axios/{CHECKED_AXIOS_VERSION}")
 
     def test_hanging_endpoint(self) -> None:
         """
