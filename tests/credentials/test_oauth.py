@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseNeverReceived
+from twisted.web.http import datetimeToString
 
 from ccm.credentials.oauth import (
     FALLBACK_LIFETIME_SECONDS,
@@ -30,6 +31,13 @@ from tests.fake_anthropic import FakeAnthropic
 TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
 REFRESH = "sk-ant-ort01-fake-refresh"
 START_TIME = 1_790_000_000.0
+
+
+def http_date(moment: float) -> str:
+    """
+    ``moment`` (Unix seconds) as an HTTP date.
+    """
+    return datetimeToString(moment).decode("ascii")
 
 
 def canned(status: int, body: object) -> StubTreq:
@@ -234,6 +242,38 @@ class TokenEndpointTests(SynchronousTestCase):
             endpoint = TokenEndpoint(canned(status, body), self.clock, TOKEN_URL)
             message = self.assert_refresh_error(endpoint.refresh(REFRESH), permanent)
             self.assertEqual(message, "token endpoint answered " + label)
+
+    def test_rate_limited(self) -> None:
+        """
+        A 429 is a temporary failure marked ``rate_limited``, carrying the
+        delay its ``Retry-After`` asks for, in seconds or as an HTTP date;
+        without a readable one the delay is ``None``.
+        """
+        self.fake.token_mode = "rate_limited"
+        cases: list[tuple[str | None, float | None]] = [
+            ("120", 120.0),
+            (http_date(START_TIME + 300), 300.0),
+            (http_date(START_TIME - 300), 0.0),
+            (None, None),
+            ("soon", None),
+        ]
+        for retry_after, delay in cases:
+            self.fake.token_retry_after = retry_after
+            error = self.failureResultOf(self.refresh(), RefreshError).value
+            self.assertEqual(
+                (error.rate_limited, error.permanent, error.retry_after),
+                (True, False, delay),
+                retry_after,
+            )
+            self.assertEqual(str(error), "token endpoint answered HTTP 429 rate_limit_error")
+
+    def test_other_failures_not_rate_limited(self) -> None:
+        """
+        Failures other than a 429 are not marked ``rate_limited``.
+        """
+        self.fake.token_mode = "server_error"
+        error = self.failureResultOf(self.refresh(), RefreshError).value
+        self.assertEqual((error.rate_limited, error.retry_after), (False, None))
 
     def test_user_agent_pairs_with_checked_release(self) -> None:
         """
