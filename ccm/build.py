@@ -39,7 +39,8 @@ from ccm.credentials.credential import Credential
 from ccm.credentials.refresher import TokenRefreshService
 from ccm.credentials.file import CredentialFile
 from ccm.credentials.keychain import RunInThread
-from ccm.credentials.store import credential_store_for
+from ccm.credentials.lock import RefreshLock
+from ccm.credentials.store import credential_store_for, lock_directory_for
 from ccm.credentials.oauth import TokenEndpoint
 from ccm.credentials.watch import FileWatcher
 from ccm.pool.poller import UsagePoller
@@ -186,8 +187,9 @@ def _credentials(
 ) -> list[Credential]:
     """
     The service's credentials, each with its store (a file, or on macOS
-    the keychain, which is asked here, later in the reactor's threads) and
-    a token endpoint reached through its detour.
+    the keychain, which is asked here, later in the reactor's threads),
+    Claude Code's lock on the directory of its credentials, and a token
+    endpoint reached through its detour.
     """
     token_endpoints = {
         detour: TokenEndpoint(client, reactor, config.oauth_token_url, identity=identity)
@@ -205,8 +207,15 @@ def _credentials(
             run_in_thread=in_thread,
         )
         detour = detours[credential_config.tag]
+        lock = RefreshLock(lock_directory_for(store, environ, home), reactor)
         credentials.append(
-            Credential(credential_config.tag, store, token_endpoints[detour].refresh, reactor)
+            Credential(
+                credential_config.tag,
+                store,
+                token_endpoints[detour].refresh,
+                reactor,
+                lock=lock,
+            )
         )
     return credentials
 

@@ -338,7 +338,9 @@ class RefreshLock:
         try:
             taken = legacy.take()
         except OSError as error:
-            self.log.warn(
+            # A credentials file outside Claude Code's own directory, in a
+            # read-only parent: nothing is wrong.
+            self.log.info(
                 "cannot take the lock {path} ({error}); going on without it, as Claude Code does",
                 path=legacy_path,
                 error=error.strerror,
