@@ -131,8 +131,8 @@ class DirectoryLock:
     def touch(self) -> None:
         """
         The heartbeat: set the lock's mtime to the wall time, unless it was
-        taken over (then it is marked compromised).  A failure to touch is retried at
-        the next beat, until the lock would look stale to others.
+        taken over (then it is marked compromised).  A failure to touch is
+        retried at the next beat, until the lock would look stale to others.
         """
         if not self._held or self.compromised is not None:
             return
