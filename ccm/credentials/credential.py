@@ -39,7 +39,6 @@ from ccm.credentials.lock import HeldLock, LockBusy, LockError, RefreshLocking
 from ccm.web.errors import APIError
 from ccm.credentials.store import CredentialStore
 from ccm.credentials.oauth import RefreshError, TokenGrant
-from ccm.units import format_duration
 from ccm.pool.statelog import CredentialStateLog
 from ccm.pool.windows import MemoryWindowState, Plan, WindowState, plan_weight
 
@@ -313,7 +312,7 @@ class Credential:
             adopted = self._adopt_newer(await self._read_store(), entry)
             if adopted is not None:
                 return adopted
-            return self._refresh_rejected(stored, error)
+            return self._refresh_failed(self._holdoff.refused(error, stored.refresh_token))
         fresh = stored.refreshed(
             grant.access_token,
             grant.refresh_token,
@@ -343,26 +342,6 @@ class Credential:
         self._set_state(fresh, None)
         self.state_log.refreshed(self._remaining(fresh))
         return fresh
-
-    def _refresh_rejected(self, stored: OAuthTokens, error: RefreshError) -> OAuthTokens:
-        """
-        Remember why the token endpoint refused ``stored``'s refresh token.
-        """
-        if error.rate_limited:
-            delay = self._holdoff.rate_limited(error.retry_after)
-            return self._refresh_failed(
-                f"token refresh failed: {error}; ccm waits {format_duration(delay)} "
-                "before refreshing again"
-            )
-        if error.permanent:
-            self._holdoff.rejected_refresh_token = stored.refresh_token
-        advice = (
-            "the refresh token was rejected; log in again with `claude /login` "
-            "on the ccm host"
-            if error.permanent
-            else "will retry"
-        )
-        return self._refresh_failed(f"token refresh failed: {error} ({advice})")
 
     def _refresh_failed(self, problem: str) -> OAuthTokens:
         self._holdoff.failed(problem)

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from twisted.internet.interfaces import IReactorTime
 
+from ccm.credentials.oauth import RefreshError
+from ccm.units import format_duration
+
 REFRESH_RETRY_SECONDS = 30.0
 RATE_LIMIT_BACKOFF_BASE_SECONDS = 60.0
 RATE_LIMIT_BACKOFF_MAX_SECONDS = 1800.0
@@ -88,6 +91,29 @@ class RefreshHoldoff:
         delay = rate_limit_delay(retry_after, self._rate_limited_times)
         self._blocked_until = self._clock.seconds() + delay
         return delay
+
+    def refused(self, error: RefreshError, refresh_token: str) -> str:
+        """
+        The token endpoint refused to refresh ``refresh_token``: remember
+        what that holds back.
+
+        :return: why the refresh failed, with what to do about it.
+        """
+        if error.rate_limited:
+            delay = self.rate_limited(error.retry_after)
+            return (
+                f"token refresh failed: {error}; ccm waits {format_duration(delay)} "
+                "before refreshing again"
+            )
+        if error.permanent:
+            self.rejected_refresh_token = refresh_token
+            advice = (
+                "the refresh token was rejected; log in again with `claude /login` "
+                "on the ccm host"
+            )
+        else:
+            advice = "will retry"
+        return f"token refresh failed: {error} ({advice})"
 
     def clear(self) -> None:
         """

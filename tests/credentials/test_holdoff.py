@@ -8,6 +8,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from ccm.credentials.oauth import RefreshError
 from ccm.credentials.holdoff import (
     MAX_RETRY_AFTER_SECONDS,
     RATE_LIMIT_BACKOFF_MAX_SECONDS,
@@ -110,3 +111,36 @@ class RefreshHoldoffTests(SynchronousTestCase):
         self.assertFalse(self.holdoff.holding())
         self.assertIsNone(self.holdoff.problem)
         self.assertEqual(self.holdoff.rate_limited(None), 60.0)
+
+    def test_refused_rate_limited(self) -> None:
+        """
+        A 429 refusal holds refreshes back for its delay and says how long.
+        """
+        error = RefreshError("token endpoint answered HTTP 429", rate_limited=True, retry_after=90)
+        problem = self.holdoff.refused(error, "r")
+        self.assertEqual(
+            problem,
+            "token refresh failed: token endpoint answered HTTP 429; "
+            "ccm waits 1m30s before refreshing again",
+        )
+        self.holdoff.failed(problem)
+        self.clock.advance(89)
+        self.assertTrue(self.holdoff.holding())
+        self.assertIsNone(self.holdoff.rejected_refresh_token)
+
+    def test_refused_permanently(self) -> None:
+        """
+        A rejected refresh token is remembered, and the problem says to log
+        in again.
+        """
+        problem = self.holdoff.refused(RefreshError("invalid_grant", permanent=True), "r")
+        self.assertIn("log in again with `claude /login`", problem)
+        self.assertEqual(self.holdoff.rejected_refresh_token, "r")
+
+    def test_refused_for_now(self) -> None:
+        """
+        Any other refusal is retried, and remembers no token.
+        """
+        problem = self.holdoff.refused(RefreshError("token endpoint answered HTTP 502"), "r")
+        self.assertEqual(problem, "token refresh failed: token endpoint answered HTTP 502 (will retry)")
+        self.assertIsNone(self.holdoff.rejected_refresh_token)
