@@ -39,7 +39,8 @@ from ccm.credentials.credential import Credential
 from ccm.credentials.refresher import TokenRefreshService
 from ccm.credentials.file import CredentialFile
 from ccm.credentials.keychain import RunInThread
-from ccm.credentials.store import credential_store_for
+from ccm.credentials.lock import RefreshLock
+from ccm.credentials.store import credential_store_for, lock_directory_for
 from ccm.credentials.oauth import TokenEndpoint
 from ccm.credentials.watch import FileWatcher
 from ccm.pool.poller import UsagePoller
@@ -50,6 +51,7 @@ from ccm.proxy.context import Route, Timeouts
 from ccm.proxy.resource import ProxyResource
 from ccm.service import CcmService
 from ccm.upstream.client import MakeClient, clients_per_detour, make_http_client, proxy_detour
+from ccm.upstream.identity import ClientIdentity
 from ccm.pool.users import UserPools
 from ccm.web.auth import Authenticator
 from ccm.web.listening import ListeningService, endpoint_for
@@ -111,8 +113,10 @@ def build_service(
         detours.values(), http_client, reactor, make_client
     )
     home = home or os.path.expanduser("~")
+    # Which Claude Code ccm's own calls claim to be: proxied requests say.
+    identity = ClientIdentity()
     credentials = _credentials(
-        config, detours, clients, reactor, environ, home, platform, keyring_backend
+        config, detours, clients, reactor, environ, home, platform, keyring_backend, identity
     )
     savers = _usage_savers(credential_configs, reactor)
     log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
@@ -127,7 +131,7 @@ def build_service(
         *savers.values(),
         *_file_watchers(credentials, reactor, watch_with_inotify),
         TokenRefreshService(credentials, reactor),
-        *_usage_pollers(config, credentials, detours, clients, reactor),
+        *_usage_pollers(config, credentials, detours, clients, reactor, identity),
     ]
     recorders: dict[str, UsageRecorder] = {**savers, **(usage_recorders or {})}
     routes = {
@@ -137,7 +141,9 @@ def build_service(
     user_pools = UserPools(pools, default, config.multi_credential, config.users)
     authenticator = Authenticator(config.users)
     watches = StatusWatches(reactor)
-    proxy, site = _site(config, authenticator, user_pools, routes, reactor, timeouts, watches)
+    proxy, site = _site(
+        config, authenticator, user_pools, routes, reactor, timeouts, watches, identity
+    )
     listeners = [
         ListeningService(endpoint_for(reactor, listener), site)
         for listener in config.listeners
@@ -182,14 +188,16 @@ def _credentials(
     home: str,
     platform: str,
     keyring_backend: KeyringBackend | None,
+    identity: ClientIdentity,
 ) -> list[Credential]:
     """
     The service's credentials, each with its store (a file, or on macOS
-    the keychain, which is asked here, later in the reactor's threads) and
-    a token endpoint reached through its detour.
+    the keychain, which is asked here, later in the reactor's threads),
+    Claude Code's lock on the directory of its credentials, and a token
+    endpoint reached through its detour.
     """
     token_endpoints = {
-        detour: TokenEndpoint(client, reactor, config.oauth_token_url)
+        detour: TokenEndpoint(client, reactor, config.oauth_token_url, identity=identity)
         for detour, client in clients.items()
     }
     in_thread = _in_threads_of(reactor)
@@ -204,8 +212,15 @@ def _credentials(
             run_in_thread=in_thread,
         )
         detour = detours[credential_config.tag]
+        lock = RefreshLock(lock_directory_for(store, environ, home), reactor)
         credentials.append(
-            Credential(credential_config.tag, store, token_endpoints[detour].refresh, reactor)
+            Credential(
+                credential_config.tag,
+                store,
+                token_endpoints[detour].refresh,
+                reactor,
+                lock=lock,
+            )
         )
     return credentials
 
@@ -275,6 +290,7 @@ def _site(
     clock: IReactorTime,
     timeouts: Timeouts,
     watches: StatusWatches,
+    identity: ClientIdentity,
 ) -> tuple[ProxyResource, CcmSite]:
     """
     The resource tree, with the proxy and the status endpoint (keeping its
@@ -289,6 +305,7 @@ def _site(
         extra_headers=config.headers,
         max_request_body=config.max_request_body,
         timeouts=timeouts,
+        identity=identity,
     )
     site = CcmSite(
         build_root(proxy, StatusResource(authenticator, user_pools.pool_for, clock, watches)),
@@ -305,6 +322,7 @@ def _usage_pollers(
     detours: Mapping[str, Detour | None],
     clients: Mapping[Detour | None, HTTPClient],
     clock: IReactorTime,
+    identity: ClientIdentity,
 ) -> list[UsagePoller]:
     """
     A poller of the credentials' utilization per detour, through that
@@ -319,5 +337,7 @@ def _usage_pollers(
     for detour, client in clients.items():
         polled = [c for c in credentials if detours[c.tag] == detour]
         if polled or detour is None:
-            pollers.append(UsagePoller(polled, client, clock, config.upstream_url, interval))
+            pollers.append(
+                UsagePoller(polled, client, clock, config.upstream_url, interval, identity=identity)
+            )
     return pollers

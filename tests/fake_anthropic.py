@@ -957,8 +957,9 @@ class FakeAnthropic:
     :ivar access_token: the OAuth bearer accepted on ``/v1/*`` and
         ``/api/oauth/*``.
     :ivar refresh_token: the refresh token the token endpoint accepts.
-    :ivar token_mode: ``"ok"``, ``"invalid_grant"``, ``"server_error"`` or
-        ``"hang"``.
+    :ivar token_mode: ``"ok"``, ``"invalid_grant"``, ``"server_error"``,
+        ``"rate_limited"`` (429, with a ``retry-after`` of
+        :obj:`token_retry_after` when that is not ``None``) or ``"hang"``.
     :ivar token_expires_in: the ``expires_in`` of minted access tokens.
     :ivar unified_headers: headers added to every authenticated
         ``/v1/messages`` response.
@@ -1015,6 +1016,7 @@ class FakeAnthropic:
         self.token_requests: list[RecordedRequest] = []
         self.token_mode = "ok"
         self.token_expires_in = 28800
+        self.token_retry_after: str | None = None
         self.unified_headers: dict[str, str] = allowed_unified_headers(clock.seconds())
         self.open_streams: list[ReplyHandle] = []
         self.default_reply: Reply = text_reply()
@@ -1245,6 +1247,14 @@ class FakeAnthropic:
         if mode == "server_error":
             handle.respond_json(
                 500, {"error": "server_error", "error_description": "Internal server error"}
+            )
+            return
+        if mode == "rate_limited":
+            retry_after = self.token_retry_after
+            handle.respond_json(
+                429,
+                {"error": {"type": "rate_limit_error", "message": "Rate limited"}},
+                {} if retry_after is None else {"retry-after": retry_after},
             )
             return
         if mode not in ("ok", "invalid_grant"):

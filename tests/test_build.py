@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -19,11 +20,14 @@ from ccm.config.model import (
     EndpointListener,
     ServiceConfig,
 )
+from ccm.credentials.credential import CredentialUnavailable
+from ccm.credentials.oauth import REFRESH_TIMEOUT_SECONDS
 from ccm.credentials.refresher import TokenRefreshService
 from ccm.credentials.watch import FileWatcher
 from ccm.pool.poller import UsagePoller
 from ccm.service import CcmService
 from ccm.web.listening import ListeningService
+from tests.fake_anthropic import FakeAnthropic
 from tests.fixtures import write_credentials
 
 FAR_EXPIRY_MS = 4_102_444_800_000
@@ -44,7 +48,9 @@ class BuildTests(SynchronousTestCase):
             self.paths[tag] = os.path.join(self.directory, f"{tag}.json")
             write_credentials(self.paths[tag], f"access-{tag}", f"refresh-{tag}", FAR_EXPIRY_MS)
 
-    def build(self, poll_interval: float = 60.0, **changes: Any) -> CcmService:
+    def build(
+        self, poll_interval: float = 60.0, http_client: Any = None, **changes: Any
+    ) -> CcmService:
         """
         Build the service on a memory reactor.
         """
@@ -58,10 +64,11 @@ class BuildTests(SynchronousTestCase):
             ),
             **changes,
         )
-        self.client = object()
+        self.client = object() if http_client is None else http_client
+        self.reactor = MemoryReactorClock()
         return build_service(
             config,
-            reactor=MemoryReactorClock(),
+            reactor=self.reactor,
             http_client=self.client,  # type: ignore[arg-type]
             environ={},
             home=self.directory,
@@ -132,3 +139,26 @@ class BuildTests(SynchronousTestCase):
         self.assertEqual(sorted(service.pools), ["a", "b", "pool"])
         self.assertIs(service.user_pools.default, service.pools["a"])
         self.assertEqual([c.tag for c in service.credentials], ["a", "b"])
+
+    def test_refresh_under_claude_codes_lock(self) -> None:
+        """
+        A credential refreshes holding Claude Code's lock on the directory
+        of its file, and lets go of it when the refresh is over.
+        """
+        fake = FakeAnthropic(MemoryReactorClock())
+        fake.token_mode = "hang"
+        write_credentials(self.paths["a"], "access-a", "refresh-a", 1000)
+        client = StubTreq(fake.resource())
+        service = self.build(http_client=client)
+        [credential, _] = service.credentials
+        credential.reload()
+        refreshing = credential.refresh()
+        client.flush()
+        self.assertEqual(len(fake.token_requests), 1)
+        self.assertTrue(os.path.isdir(os.path.join(self.directory, ".oauth_refresh.lock")))
+        self.assertTrue(os.path.isdir(self.directory + ".lock"))
+        self.reactor.advance(REFRESH_TIMEOUT_SECONDS)
+        client.flush()
+        self.failureResultOf(refreshing, CredentialUnavailable)
+        self.assertFalse(os.path.exists(os.path.join(self.directory, ".oauth_refresh.lock")))
+        self.assertFalse(os.path.exists(self.directory + ".lock"))

@@ -1272,6 +1272,23 @@ class TokenEndpointTests(FakeTestCase):
         self.assertEqual(self.token(self.refresh_body()).code, 500)
         self.assertEqual(self.fake.access_token, ACCESS_TOKEN)
 
+    def test_rate_limited_mode(self) -> None:
+        """
+        Mode rate_limited answers 429 with a rate_limit_error, with the
+        ``retry-after`` of ``token_retry_after`` only when it is set, and
+        nothing rotates.
+        """
+        self.fake.token_mode = "rate_limited"
+        response = self.token(self.refresh_body())
+        self.assertEqual(response.code, 429)
+        self.assertEqual(self.json_of(response)["error"]["type"], "rate_limit_error")
+        self.assertIsNone(response.headers.getRawHeaders(b"retry-after"))
+        self.fake.token_retry_after = "120"
+        self.assertEqual(
+            self.token(self.refresh_body()).headers.getRawHeaders(b"retry-after"), [b"120"]
+        )
+        self.assertEqual(self.fake.refresh_token, REFRESH_TOKEN)
+
     def test_hang_mode(self) -> None:
         """
         Mode hang never answers; the request is recorded and marked

@@ -1,15 +1,17 @@
-# -*- test-case-name: tests.credentials.test_credential -*-
+# -*- test-case-name: tests.credentials.test_credential,tests.credentials.test_locked_refresh -*-
 """
 A subscription ccm can serve with: its OAuth tokens, kept fresh.
 
 A :obj:`Credential` follows its credentials file (it may appear, change or
 vanish at any time), hands out an access token that is valid for at least
-another minute, and refreshes it when needed: one refresh at a time,
-re-reading the file first in case Claude Code already refreshed it, and
-refusing to refresh when the rotated tokens could not be saved.  When it
-cannot serve, it says why in words a person can act on.  When Anthropic
-rejects its token, it looks for another (:obj:`ccm.credentials.recovery`);
-its :obj:`ccm.credentials.standing` keeps a rejected login or a ban.
+another minute, and refreshes it when needed: one refresh at a time, under
+Claude Code's own lock (:obj:`ccm.credentials.lock`), re-reading the file
+before, under the lock and after a failure in case Claude Code refreshed
+it, and refusing to refresh when the rotated tokens could not be saved.
+When it cannot serve, it says why in words a person can act on.
+When Anthropic rejects its token, it looks for another
+(:obj:`ccm.credentials.recovery`); its :obj:`ccm.credentials.standing`
+keeps a rejected login or a ban.
 
 The credential is also the one owner of the subscription's window state
 (:obj:`ccm.pool.windows.WindowState`, injected so that a shared store can
@@ -28,6 +30,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from ccm.credentials.file import CredentialFileError, OAuthTokens
+# REFRESH_RETRY_SECONDS is this module's name for it too.
+from ccm.credentials.holdoff import REFRESH_RETRY_SECONDS, RefreshHoldoff
+from ccm.credentials.lock import HeldLock, LockBusy, LockError, RefreshLocking
 from ccm.web.errors import APIError
 from ccm.credentials.store import CredentialStore
 from ccm.credentials.oauth import RefreshError, TokenGrant
@@ -40,8 +45,6 @@ from ccm.pool.windows import MemoryWindowState, WindowState
 
 # A token this close to expiry is refreshed before it is used.
 USE_MARGIN_SECONDS = 60.0
-# After a failed refresh, requests fail fast this long before another try.
-REFRESH_RETRY_SECONDS = 30.0
 
 
 class CredentialUnavailable(Exception):
@@ -59,6 +62,9 @@ class Credential:
     :param refresh: exchanges a refresh token for a :obj:`TokenGrant`.
     :param rate_limits: the subscription's window state, which the proxy
         and the usage poller update; a new :obj:`MemoryWindowState` by default.
+    :param lock: taken around each refresh: Claude Code's lock on the
+        directory of its credentials (:obj:`ccm.credentials.lock.RefreshLock`);
+        none by default.
     """
 
     def __init__(
@@ -68,6 +74,7 @@ class Credential:
         refresh: Callable[[str], Deferred[TokenGrant]],
         clock: IReactorTime,
         rate_limits: WindowState | None = None,
+        lock: RefreshLocking | None = None,
     ) -> None:
         self.tag = tag
         self.store = store
@@ -82,11 +89,8 @@ class Credential:
         self._observers = Observers()
         self._refreshing: Deferred[OAuthTokens] | None = None
         self._waiters: list[Deferred[OAuthTokens]] = []
-        self._refresh_failed_at: float | None = None
-        self._refresh_problem: str | None = None
-        # A refresh token the OAuth server rejected: asking again with it is
-        # pointless until the file brings a new one.
-        self._rejected_refresh_token: str | None = None
+        self._holdoff = RefreshHoldoff(clock)
+        self._lock = lock
         self.standing = Standing(
             clock, self.state_log, tokens=lambda: self.tokens, store_path=lambda: self.store.path
         )
@@ -117,16 +121,9 @@ class Credential:
         login_problem = self.standing.login_problem
         if login_problem is not None:
             return login_problem
-        now = self._clock.seconds()
-        if self._refresh_problem is not None and self.tokens.expires_within(now, 0):
-            rejected = self.tokens.refresh_token == self._rejected_refresh_token
-            waiting = (
-                self._refresh_failed_at is not None
-                and now - self._refresh_failed_at < REFRESH_RETRY_SECONDS
-            )
-            if rejected or waiting:
-                return self._refresh_problem
-        # Otherwise the next request refreshes first.
+        if self.tokens.expires_within(self._clock.seconds(), 0):
+            # Unless a failure explains why not, the next request refreshes.
+            return self._holdoff.explains(self.tokens.refresh_token)
         return None
 
     @property
@@ -197,8 +194,7 @@ class Credential:
         if tokens != self.tokens:
             # Someone (a new login, Claude Code's own refresh) changed the
             # file: any earlier refresh failure no longer applies.
-            self._refresh_failed_at = None
-            self._refresh_problem = None
+            self._holdoff.clear()
         self.standing.stored(tokens)
         self._set_state(tokens, None)
 
@@ -241,59 +237,113 @@ class Credential:
             else:
                 waiter.callback(result)
 
-    async def _refresh(self) -> OAuthTokens:
-        now = self._clock.seconds()
-        if (
-            self._refresh_failed_at is not None
-            and now - self._refresh_failed_at < REFRESH_RETRY_SECONDS
-            and self._refresh_problem is not None
-        ):
-            return self._still_usable_or_raise(self._refresh_problem)
-        # Another process may have refreshed already: use its tokens.
+    async def _read_store(self) -> OAuthTokens:
+        """
+        The tokens stored now (another process may have changed them); a
+        store that cannot be read makes the credential unavailable.
+        """
         await self.store.catch_up()
         try:
-            stored = self.store.read()
+            return self.store.read()
         except CredentialFileError as error:
             self._set_state(None, str(error))
             raise CredentialUnavailable(str(error)) from None
-        if not stored.expires_within(now, USE_MARGIN_SECONDS) and stored != self.tokens:
+
+    def _adopt_newer(self, stored: OAuthTokens, entry: OAuthTokens | None) -> OAuthTokens | None:
+        """
+        Serve with ``stored`` when another process refreshed (or a new login
+        was stored) since this refresh began with ``entry``: they differ and
+        stay valid a while.
+        """
+        now = self._clock.seconds()
+        if stored == entry or stored.expires_within(now, USE_MARGIN_SECONDS):
+            return None
+        if stored != self.tokens:
             self.state_log.adopted()
+            self._holdoff.clear()
             self._set_state(stored, None)
-            return stored
-        if (
-            self._rejected_refresh_token is not None
-            and stored.refresh_token == self._rejected_refresh_token
-        ):
+        return stored
+
+    def _unrefreshable(self, stored: OAuthTokens) -> OAuthTokens | None:
+        """
+        The outcome when ``stored`` cannot be refreshed at all (no refresh
+        token, or one already rejected), else None.
+        """
+        if stored.refresh_token == self._holdoff.rejected_refresh_token:
             return self._still_usable_or_raise(
-                self._refresh_problem or "the refresh token was rejected"
+                self._holdoff.problem or "the refresh token was rejected"
             )
         if not stored.refresh_token:
             return self._refresh_failed(
                 f"{self.store.path} has no refresh token; "
                 "log in again with `claude /login`"
             )
+        return None
+
+    async def _refresh(self) -> OAuthTokens:
+        if self._holdoff.problem is not None and self._holdoff.holding():
+            return self._still_usable_or_raise(self._holdoff.problem)
+        entry = self.tokens
+        stored = await self._read_store()
+        done = self._adopt_newer(stored, entry) or self._unrefreshable(stored)
+        if done is not None:
+            return done
         try:
             self.store.check_writable()
         except CredentialFileError as error:
             return self._refresh_failed(str(error))
+        if self._lock is None:
+            return await self._refresh_with(stored, entry, None)
+        # Claude Code's lock: it never spends the refresh token while
+        # another process may be spending it too.
+        try:
+            held = await self._lock.acquire()
+        except (LockBusy, LockError) as error:
+            # The holder may have finished by now.
+            adopted = self._adopt_newer(await self._read_store(), entry)
+            if adopted is not None:
+                return adopted
+            return self._refresh_failed(f"token refresh not started: {error}; will retry")
+        try:
+            # Whoever held the lock before may have rotated the tokens.
+            stored = await self._read_store()
+            done = self._adopt_newer(stored, entry) or self._unrefreshable(stored)
+            if done is not None:
+                return done
+            return await self._refresh_with(stored, entry, held)
+        finally:
+            held.release()
+
+    async def _refresh_with(
+        self, stored: OAuthTokens, entry: OAuthTokens | None, held: HeldLock | None
+    ) -> OAuthTokens:
+        """
+        Spend ``stored``'s refresh token, holding ``held`` (or no lock).
+        """
+        if held is not None and held.compromised is not None:
+            return self._refresh_failed(f"token refresh not started: {held.compromised}")
         self.state_log.refreshing()
         try:
             grant = await self._refresh_tokens(stored.refresh_token)
         except RefreshError as error:
-            if error.permanent:
-                self._rejected_refresh_token = stored.refresh_token
-            advice = (
-                "the refresh token was rejected; log in again with `claude /login` "
-                "on the ccm host"
-                if error.permanent
-                else "will retry"
-            )
-            return self._refresh_failed(f"token refresh failed: {error} ({advice})")
+            # The other process may have won the race that failed ours.
+            adopted = self._adopt_newer(await self._read_store(), entry)
+            if adopted is not None:
+                return adopted
+            return self._refresh_failed(self._holdoff.refused(error, stored.refresh_token))
         fresh = stored.refreshed(
             grant.access_token,
             grant.refresh_token,
             int((self._clock.seconds() + grant.expires_in_seconds) * 1000),
         )
+        if held is not None and held.compromised is not None:
+            # Whoever took the lock over may have stored a login since:
+            # it wins over ours.
+            current = await self._read_store()
+            if current.refresh_token != stored.refresh_token:
+                adopted = self._adopt_newer(current, entry)
+                if adopted is not None:
+                    return adopted
         try:
             self.store.write_tokens(fresh)
         except CredentialFileError as error:
@@ -306,15 +356,13 @@ class Credential:
                 self._set_state(None, str(changed))
                 raise CredentialUnavailable(str(changed)) from None
             self.state_log.not_saved(str(error))
-        self._refresh_failed_at = None
-        self._refresh_problem = None
+        self._holdoff.clear()
         self._set_state(fresh, None)
         self.state_log.refreshed(self._remaining(fresh))
         return fresh
 
     def _refresh_failed(self, problem: str) -> OAuthTokens:
-        self._refresh_failed_at = self._clock.seconds()
-        self._refresh_problem = problem
+        self._holdoff.failed(problem)
         self.state_log.refresh_failed(problem)
         self._observers.notify()
         return self._still_usable_or_raise(problem)

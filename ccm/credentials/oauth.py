@@ -4,7 +4,8 @@ The OAuth refresh request, as the real Claude Code client makes it.
 
 A JSON body with ``grant_type``, ``refresh_token``, ``client_id`` and
 ``scope`` goes to the token endpoint; a 200 carries the new access token, a
-possibly rotated refresh token and the lifetime in seconds.
+possibly rotated refresh token and the lifetime in seconds, and a 429 asks
+(maybe with a ``Retry-After``) for no refreshes for a while.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.web.client import ResponseNeverReceived
+from twisted.web.iweb import IResponse
 from twisted.internet.interfaces import IReactorTime
 from treq.client import HTTPClient
 
+from ccm.pool.bounds import parse_delay
 from ccm.upstream.anthropic_api import token_request_headers
+from ccm.upstream.identity import ClientIdentity
 
 CLAUDE_CODE_CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 REFRESH_SCOPE = (
@@ -50,12 +54,23 @@ class TokenGrant:
 class RefreshError(Exception):
     """
     The refresh failed.  ``permanent`` is true when the refresh token itself
-    was rejected, so only a new login helps.
+    was rejected, so only a new login helps; ``rate_limited`` when the token
+    endpoint answered 429, with ``retry_after`` the seconds its
+    ``Retry-After`` asked for (``None`` when it sent none ccm can read).
     """
 
-    def __init__(self, message: str, permanent: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        permanent: bool = False,
+        *,
+        rate_limited: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.rate_limited = rate_limited
+        self.retry_after = retry_after
 
 
 def is_cancellation(error: BaseException) -> bool:
@@ -89,16 +104,37 @@ def _describe_failure(status: int, body: bytes) -> tuple[str, bool]:
     return label, permanent
 
 
+def _rate_limited(response: IResponse, body: bytes, now: float) -> RefreshError:
+    """
+    The error of a 429 answer, with the delay its ``Retry-After`` asks for
+    (seconds, or an HTTP date).
+    """
+    values = response.headers.getRawHeaders(b"retry-after") or [b""]
+    delay = parse_delay(values[0].decode("latin-1").strip(), now)
+    label, _ = _describe_failure(response.code, body)
+    return RefreshError(
+        f"token endpoint answered {label}",
+        rate_limited=True,
+        retry_after=None if delay is None else max(0.0, delay),
+    )
+
+
 async def _refresh(
-    http: HTTPClient, clock: IReactorTime, token_url: str, refresh_token: str
+    http: HTTPClient,
+    clock: IReactorTime,
+    token_url: str,
+    refresh_token: str,
+    identity: ClientIdentity,
 ) -> TokenGrant:
+    # Compact, as JavaScript's JSON.stringify writes it.
     body = json.dumps(
         {
             "grant_type": "refresh_token",
             "refresh_token": refresh_token,
             "client_id": CLAUDE_CODE_CLIENT_ID,
             "scope": REFRESH_SCOPE,
-        }
+        },
+        separators=(",", ":"),
     ).encode("utf-8")
     try:
         # treq types reactor= as the reactor its Agent needs, but only asks
@@ -106,7 +142,7 @@ async def _refresh(
         response = await http.post(
             token_url,
             data=body,
-            headers=token_request_headers(),
+            headers=token_request_headers(identity),
             reactor=clock,  # type: ignore[arg-type]
             allow_redirects=False,
         )
@@ -115,6 +151,8 @@ async def _refresh(
         if is_cancellation(error):
             raise CancelledError() from None
         raise RefreshError(f"token endpoint unreachable: {type(error).__name__}") from None
+    if response.code == 429:
+        raise _rate_limited(response, content, clock.seconds())
     if response.code != 200:
         label, permanent = _describe_failure(response.code, content)
         raise RefreshError(f"token endpoint answered {label}", permanent=permanent)
@@ -139,6 +177,8 @@ async def _refresh(
 class TokenEndpoint:
     """
     Refreshes tokens at one OAuth token URL through one HTTP client.
+
+    :param identity: the Claude Code the requests identify as.
     """
 
     def __init__(
@@ -147,11 +187,13 @@ class TokenEndpoint:
         clock: IReactorTime,
         token_url: str,
         timeout_seconds: float = REFRESH_TIMEOUT_SECONDS,
+        identity: ClientIdentity | None = None,
     ) -> None:
         self._http = http
         self._clock = clock
         self._token_url = token_url
         self._timeout = timeout_seconds
+        self._identity = identity if identity is not None else ClientIdentity()
 
     def refresh(self, refresh_token: str) -> Deferred[TokenGrant]:
         """
@@ -162,7 +204,7 @@ class TokenEndpoint:
             answer).
         """
         attempt = Deferred.fromCoroutine(
-            _refresh(self._http, self._clock, self._token_url, refresh_token)
+            _refresh(self._http, self._clock, self._token_url, refresh_token, self._identity)
         )
 
         def timed_out(result: object, timeout: float) -> TokenGrant:

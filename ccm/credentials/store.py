@@ -1,12 +1,13 @@
 # -*- test-case-name: tests.credentials.test_keychain -*-
 """
-Where a credential's tokens live: the protocol of every store, and the
+Where a credential's tokens live: the protocol of every store, the
 choice, at start-up, between Claude Code's credentials file and its macOS
-keychain item.
+keychain item, and the directory whose lock guards their refresh.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Mapping, Protocol, Union
 
 import keyring
@@ -105,3 +106,17 @@ def credential_store_for(
         return fallback
     KeychainStore.log.info("credentials are read from {item}", item=store.path)
     return store
+
+
+def lock_directory_for(
+    store: CredentialStore, environ: Mapping[str, str], home: str
+) -> str:
+    """
+    The directory whose lock Claude Code takes to refresh ``store``'s
+    tokens: its configuration directory, the one holding the credentials
+    file (followed through a symbolic link), which it locks even when the
+    tokens live in the keychain.
+    """
+    if isinstance(store, CredentialFile):
+        return os.path.dirname(os.path.realpath(store.path))
+    return os.path.dirname(default_credential_path(environ, home))

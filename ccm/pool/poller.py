@@ -35,13 +35,15 @@ from ccm.upstream.anthropic_api import (
     USAGE_PATH,
     AnswerTooLarge,
     WindowFigures,
-    account_request_headers,
     parse_profile,
     parse_usage,
+    profile_request_headers,
     read_answer,
+    usage_request_headers,
 )
 from ccm.pool.judgement import JUDGED_STATUSES, act_on_profile, act_on_rejection
 from ccm.upstream.verdicts import Verdict, classify
+from ccm.upstream.identity import ClientIdentity
 
 POLL_INTERVAL_SECONDS = 60.0
 POLL_TIMEOUT_SECONDS = 5.0
@@ -103,6 +105,7 @@ class UsagePoller(TimerService):
     :param upstream_url: the API base URL, e.g. ``https://api.anthropic.com``.
     :param interval: seconds between polls of one credential.
     :param timeout: seconds one request, headers and body, may take.
+    :param identity: the Claude Code the polls identify as.
     """
 
     log = Logger()
@@ -115,8 +118,10 @@ class UsagePoller(TimerService):
         upstream_url: str,
         interval: float = POLL_INTERVAL_SECONDS,
         timeout: float = POLL_TIMEOUT_SECONDS,
+        identity: ClientIdentity | None = None,
     ) -> None:
         super().__init__(interval, self.poll_all)
+        self._identity = identity if identity is not None else ClientIdentity()
         self.clock: IReactorTime = clock
         self._interval = interval
         self._credentials = [(credential, _PollState()) for credential in credentials]
@@ -201,7 +206,9 @@ class UsagePoller(TimerService):
         started = self.clock.seconds()
         try:
             token = await self._token(credential)
-            code, headers, body = await self._get(USAGE_PATH, token, beta=True)
+            code, headers, body = await self._get(
+                USAGE_PATH, usage_request_headers(token, self._identity)
+            )
             if code in JUDGED_STATUSES:
                 # A rejected token is looked for again, as on the request
                 # path; a retry that is rejected too, or a ban, ends the poll
@@ -211,7 +218,9 @@ class UsagePoller(TimerService):
                     token, reading.describe()
                 ):
                     token = await self._token(credential)
-                    code, headers, body = await self._get(USAGE_PATH, token, beta=True)
+                    code, headers, body = await self._get(
+                        USAGE_PATH, usage_request_headers(token, self._identity)
+                    )
                 if code in JUDGED_STATUSES and act_on_rejection(
                     credential, classify(code, body), token
                 ):
@@ -275,15 +284,15 @@ class UsagePoller(TimerService):
         finally:
             state.polling = False
 
-    def _get(self, path: str, token: str, *, beta: bool) -> Deferred[tuple[int, Headers, bytes]]:
+    def _get(self, path: str, headers: Headers) -> Deferred[tuple[int, Headers, bytes]]:
         """
-        GET ``path`` upstream with ``token``, headers and body within the
-        timeout.
+        GET ``path`` upstream with ``headers`` (which hold the token), the
+        answer's headers and body within the timeout.
 
         :return: a Deferred firing with the status, headers and body, or
             failing with :obj:`PollError` (or :obj:`CancelledError` when cancelled).
         """
-        attempt = Deferred.fromCoroutine(self._fetch(path, token, beta))
+        attempt = Deferred.fromCoroutine(self._fetch(path, headers))
 
         def timed_out(result: object, timeout: float) -> tuple[int, Headers, bytes]:
             raise PollError(f"no answer within {timeout:g}s")
@@ -291,13 +300,13 @@ class UsagePoller(TimerService):
         attempt.addTimeout(self._timeout, self.clock, onTimeoutCancel=timed_out)
         return attempt
 
-    async def _fetch(self, path: str, token: str, beta: bool) -> tuple[int, Headers, bytes]:
+    async def _fetch(self, path: str, headers: Headers) -> tuple[int, Headers, bytes]:
         try:
             # treq types reactor= as the reactor its Agent needs, but only
             # asks it for time (and would otherwise import the global one).
             response = await self._http.get(
                 self._upstream_url + path,
-                headers=account_request_headers(token, beta=beta),
+                headers=headers,
                 reactor=self.clock,  # type: ignore[arg-type]
                 unbuffered=True,
                 allow_redirects=False,
@@ -314,7 +323,9 @@ class UsagePoller(TimerService):
     async def _fetch_profile(self, credential: Credential, state: _PollState, token: str) -> None:
         state.profile_checked_at = self.clock.seconds()
         try:
-            code, _, body = await self._get(PROFILE_PATH, token, beta=False)
+            code, _, body = await self._get(
+                PROFILE_PATH, profile_request_headers(token, self._identity)
+            )
             if code in JUDGED_STATUSES and act_on_rejection(credential, classify(code, body)):
                 return
             if code != 200:

@@ -33,6 +33,7 @@ from ccm.pool.select import Pool
 from ccm.proxy.context import ExchangeContext, HeaderRules, Route, Timeouts
 from ccm.proxy.exchange import Exchange
 from ccm.units import format_duration
+from ccm.upstream.identity import ClientIdentity
 from ccm.web.auth import Authenticator, Caller
 from ccm.web.tree import client_host
 from ccm.web.errors import NOT_FOUND, APIError, method_not_allowed, render_error
@@ -90,6 +91,8 @@ class ProxyResource(Resource):
     :param upstream_url: the API's base URL.
     :param extra_headers: the configured ``headers``.
     :param max_request_body: the largest body forwarded, in bytes.
+    :param identity: told each caller's ``User-Agent``, so that ccm's own
+        calls follow the newest Claude Code.
     """
 
     isLeaf = True
@@ -106,9 +109,12 @@ class ProxyResource(Resource):
         extra_headers: HeaderRules = (),
         max_request_body: int,
         timeouts: Timeouts = Timeouts(),
+        identity: ClientIdentity | None = None,
     ) -> None:
         super().__init__()
         self.authenticator = authenticator
+        #: Told each caller's ``User-Agent``.
+        self.identity = identity if identity is not None else ClientIdentity()
         self._pool_for = pool_for
         self._clock = clock
         #: What the next exchange starts with.
@@ -249,6 +255,7 @@ class ProxyResource(Resource):
                 error=error.message,
             )
             return render_error(request, error)
+        self.identity.observe(request.getHeader(b"user-agent"))
         size = request_body_size(request)
         if size < 0 or size > self.max_request_body:
             # twisted.web has read (and dropped) the whole body already, so

@@ -4,9 +4,10 @@ The Anthropic API calls ccm makes on its own, besides proxying: the OAuth
 token refresh, the usage poll (``/api/oauth/usage``) and the profile fetch
 (``/api/oauth/profile``).
 
-Here are the request headers they share, as the real Claude Code client
-sends them, a bounded reader of their answers, and the parsers of the
-usage and profile answers.  The parsers check only the shape of an answer;
+Here are their request headers, as the real Claude Code client sends
+them (in the release :obj:`ccm.upstream.identity.ClientIdentity` claims), a
+bounded reader of their answers, and the parsers of the usage and profile
+answers.  The parsers check only the shape of an answer;
 whether its numbers are plausible is for :obj:`ccm.pool.figures` to judge.
 """
 
@@ -25,8 +26,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
 from ccm.proxy.headers import OAUTH_BETA
+from ccm.upstream.identity import AXIOS_ACCEPT, ClientIdentity
 
-USER_AGENT = "claude-code/2.1.197"
 USAGE_PATH = "/api/oauth/usage"
 PROFILE_PATH = "/api/oauth/profile"
 # The usage and profile answers are a few kilobytes.
@@ -49,42 +50,58 @@ _ISO_8601 = re.compile(
 )
 
 
-def _claude_code_headers() -> Headers:
+def token_request_headers(identity: ClientIdentity) -> Headers:
     """
-    What every request of Claude Code's own carries: a JSON content type
-    and its user agent.
+    The headers of a refresh at the OAuth token endpoint, as Claude Code's
+    axios sends them: the JSON content type it sets, and axios's default
+    ``Accept`` and ``User-Agent``.
     """
     return Headers(
         {
             b"content-type": [b"application/json"],
-            b"user-agent": [USER_AGENT.encode("ascii")],
+            b"accept": [AXIOS_ACCEPT.encode("ascii")],
+            b"user-agent": [identity.refresh_user_agent.encode("ascii")],
         }
     )
 
 
-def token_request_headers() -> Headers:
-    """
-    The headers of a request to the OAuth token endpoint, which answers
-    JSON.
-    """
-    headers = _claude_code_headers()
-    headers.setRawHeaders(b"accept", [b"application/json"])
-    return headers
+def _bearer(access_token: str) -> bytes:
+    return b"Bearer " + access_token.encode("latin-1", "replace")
 
 
-def account_request_headers(access_token: str, *, beta: bool) -> Headers:
+def usage_request_headers(access_token: str, identity: ClientIdentity) -> Headers:
     """
-    The headers of a request about the account of ``access_token`` (its
-    usage or its profile): the OAuth bearer, and with ``beta`` the OAuth
-    beta flag, which the usage endpoint requires.
+    The headers of a usage poll of ``access_token``'s subscription, as
+    Claude Code's API client sends them: the OAuth bearer and beta flag
+    (which the usage endpoint requires), a JSON content type and its
+    ``claude-cli`` user agent.
     """
-    headers = _claude_code_headers()
-    headers.setRawHeaders(
-        b"authorization", [b"Bearer " + access_token.encode("latin-1", "replace")]
+    return Headers(
+        {
+            b"user-agent": [identity.usage_user_agent.encode("ascii")],
+            b"authorization": [_bearer(access_token)],
+            b"anthropic-beta": [OAUTH_BETA.encode("ascii")],
+            b"content-type": [b"application/json"],
+            b"accept": [AXIOS_ACCEPT.encode("ascii")],
+        }
     )
-    if beta:
-        headers.setRawHeaders(b"anthropic-beta", [OAUTH_BETA.encode("ascii")])
-    return headers
+
+
+def profile_request_headers(access_token: str, identity: ClientIdentity) -> Headers:
+    """
+    The headers of a profile fetch for ``access_token``, as Claude Code
+    sends them: its ``claude-code`` user agent, the OAuth bearer, a JSON
+    content type and no caching.
+    """
+    return Headers(
+        {
+            b"user-agent": [identity.profile_user_agent.encode("ascii")],
+            b"authorization": [_bearer(access_token)],
+            b"content-type": [b"application/json"],
+            b"cache-control": [b"no-cache"],
+            b"accept": [AXIOS_ACCEPT.encode("ascii")],
+        }
+    )
 
 
 class AnswerTooLarge(Exception):

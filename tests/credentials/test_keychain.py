@@ -29,7 +29,8 @@ from ccm.credentials.file import CredentialFile, CredentialFileError, OAuthToken
 from ccm.credentials.credential import REFRESH_RETRY_SECONDS, Credential, CredentialUnavailable
 from ccm.credentials.keychain import KEYCHAIN_SERVICE, KeychainStore, keychain_account, keychain_service_name
 from ccm.credentials.oauth import RefreshError, TokenGrant
-from ccm.credentials.store import credential_store_for
+from ccm.credentials.lock import RefreshLock
+from ccm.credentials.store import credential_store_for, lock_directory_for
 from tests.credentials.fake_keyring import DictKeyring
 from tests.fixtures import credentials_json, write_document
 
@@ -717,3 +718,72 @@ class CatchUpTests(KeychainTestCase):
         self.assertFalse(credential.available)
         self.assertIn("does not exist", credential.unavailable_reason or "")
 
+
+
+class LockDirectoryTests(KeychainTestCase):
+    """
+    :obj:`lock_directory_for`: Claude Code's refresh lock sits on its
+    configuration directory, whichever store holds the tokens.
+    """
+
+    def test_file(self) -> None:
+        """
+        A credentials file's lock is on the directory holding it, followed
+        through a symbolic link.
+        """
+        directory = os.path.join(self.home, "real")
+        os.makedirs(directory)
+        path = write_document(os.path.join(directory, ".credentials.json"), "{}")
+        link = os.path.join(self.home, "link.json")
+        os.symlink(path, link)
+        self.assertEqual(lock_directory_for(CredentialFile(path), self.environ, self.home), directory)
+        self.assertEqual(lock_directory_for(CredentialFile(link), self.environ, self.home), directory)
+
+    def test_keychain(self) -> None:
+        """
+        For the keychain, it is the directory Claude Code would keep the
+        file in: ``~/.claude``, or ``$CLAUDE_CONFIG_DIR``.
+        """
+        self.put_item(credentials_json(ACCESS, REFRESH, 0))
+        store = self.store_for()
+        self.assertIsInstance(store, KeychainStore)
+        self.assertEqual(
+            lock_directory_for(store, self.environ, self.home), os.path.join(self.home, ".claude")
+        )
+        self.assertEqual(
+            lock_directory_for(store, {"CLAUDE_CONFIG_DIR": "/srv/claude"}, self.home),
+            "/srv/claude",
+        )
+
+    def test_keychain_refresh_waits_for_claude_code(self) -> None:
+        """
+        A keychain credential's refresh waits while Claude Code holds the
+        lock of ``~/.claude``, then takes the tokens Claude Code rotated in
+        the item, without refreshing.
+        """
+        clock = Clock()
+        clock.advance(START_TIME)
+        self.put_item(credentials_json(ACCESS, REFRESH, int((START_TIME - 10) * 1000)))
+        store = self.store_for()
+        refreshed_with: list[str] = []
+
+        def refresh(refresh_token: str) -> Deferred[TokenGrant]:
+            refreshed_with.append(refresh_token)
+            return succeed(TokenGrant(NEW_ACCESS, NEW_REFRESH, 3600))
+
+        directory = lock_directory_for(store, self.environ, self.home)
+        lock = RefreshLock(directory, clock, jitter=lambda: 0.0)
+        credential = Credential("mac", store, refresh, clock, lock=lock)  # type: ignore[arg-type]
+        credential.reload()
+        held_by_claude_code = os.path.join(directory, ".oauth_refresh.lock")
+        os.mkdir(held_by_claude_code)
+        result = credential.access_token()
+        clock.advance(1.0)
+        self.assertNoResult(result)
+        self.put_item(credentials_json(LOGIN_ACCESS, LOGIN_REFRESH, int((START_TIME + 3600) * 1000)))
+        os.rmdir(held_by_claude_code)
+        clock.advance(1.0)
+        self.assertEqual(self.successResultOf(result), LOGIN_ACCESS)
+        self.assertEqual(refreshed_with, [])
+        self.assertEqual(os.listdir(directory), [])
+        self.assertEqual(clock.getDelayedCalls(), [])

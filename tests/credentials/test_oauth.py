@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseNeverReceived
+from twisted.web.http import datetimeToString
 
 from ccm.credentials.oauth import (
     FALLBACK_LIFETIME_SECONDS,
@@ -24,12 +25,19 @@ from ccm.credentials.oauth import (
     TokenGrant,
     is_cancellation,
 )
-from ccm.upstream.anthropic_api import USER_AGENT
+from ccm.upstream.identity import CHECKED_AXIOS_VERSION, ClientIdentity
 from tests.fake_anthropic import FakeAnthropic
 
 TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
 REFRESH = "sk-ant-ort01-fake-refresh"
 START_TIME = 1_790_000_000.0
+
+
+def http_date(moment: float) -> str:
+    """
+    ``moment`` (Unix seconds) as an HTTP date.
+    """
+    return datetimeToString(moment).decode("ascii")
 
 
 def canned(status: int, body: object) -> StubTreq:
@@ -83,17 +91,19 @@ class TokenEndpointTests(SynchronousTestCase):
 
     def test_request(self) -> None:
         """
-        The refresh is one POST to the token URL with a JSON body holding
-        the grant type, refresh token, Claude Code's client id and scopes,
-        sent as JSON with Claude Code's user agent.
+        The refresh is one POST to the token URL with a compact JSON body
+        holding the grant type, refresh token, Claude Code's client id and
+        scopes, sent as JSON with the ``Accept`` and user agent of the axios
+        Claude Code bundles.
         """
         self.successResultOf(self.refresh())
         [request] = self.fake.token_requests
         self.assertEqual(request.method, "POST")
         self.assertEqual(request.path, "/v1/oauth/token")
         self.assertEqual(request.header("content-type"), "application/json")
-        self.assertEqual(request.header("accept"), "application/json")
-        self.assertEqual(request.header("user-agent"), USER_AGENT)
+        self.assertEqual(request.header("accept"), "application/json, text/plain, */*")
+        self.assertEqual(request.header("user-agent"), f"axios/{CHECKED_AXIOS_VERSION}")
+        self.assertTrue(request.body.startswith(b'{"grant_type":"refresh_token","refresh_token":'))
         self.assertEqual(
             request.json(),
             {
@@ -232,6 +242,51 @@ class TokenEndpointTests(SynchronousTestCase):
             endpoint = TokenEndpoint(canned(status, body), self.clock, TOKEN_URL)
             message = self.assert_refresh_error(endpoint.refresh(REFRESH), permanent)
             self.assertEqual(message, "token endpoint answered " + label)
+
+    def test_rate_limited(self) -> None:
+        """
+        A 429 is a temporary failure marked ``rate_limited``, carrying the
+        delay its ``Retry-After`` asks for, in seconds or as an HTTP date;
+        without a readable one the delay is ``None``.
+        """
+        self.fake.token_mode = "rate_limited"
+        cases: list[tuple[str | None, float | None]] = [
+            ("120", 120.0),
+            (http_date(START_TIME + 300), 300.0),
+            (http_date(START_TIME - 300), 0.0),
+            (None, None),
+            ("soon", None),
+        ]
+        for retry_after, delay in cases:
+            self.fake.token_retry_after = retry_after
+            error = self.failureResultOf(self.refresh(), RefreshError).value
+            self.assertEqual(
+                (error.rate_limited, error.permanent, error.retry_after),
+                (True, False, delay),
+                retry_after,
+            )
+            self.assertEqual(str(error), "token endpoint answered HTTP 429 rate_limit_error")
+
+    def test_other_failures_not_rate_limited(self) -> None:
+        """
+        Failures other than a 429 are not marked ``rate_limited``.
+        """
+        self.fake.token_mode = "server_error"
+        error = self.failureResultOf(self.refresh(), RefreshError).value
+        self.assertEqual((error.rate_limited, error.retry_after), (False, None))
+
+    def test_user_agent_pairs_with_checked_release(self) -> None:
+        """
+        The refresh's user agent is the axios of the release ccm was
+        checked against, also once a newer Claude Code talked through ccm:
+        which axios that one bundles cannot be seen from outside.
+        """
+        identity = ClientIdentity()
+        identity.observe("claude-cli/2.1.400 (external, cli)")
+        endpoint = TokenEndpoint(self.http, self.clock, TOKEN_URL, identity=identity)
+        self.successResultOf(self.refresh(endpoint))
+        [request] = self.fake.token_requests
+        self.assertEqual(request.header("user-agent"), f"axios/{CHECKED_AXIOS_VERSION}")
 
     def test_hanging_endpoint(self) -> None:
         """

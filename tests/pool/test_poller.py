@@ -27,7 +27,8 @@ from ccm.pool.serving import Unusable
 from ccm.pool.member import PoolMember
 from ccm.pool.plan import Plan
 from ccm.pool.windows import Window
-from ccm.upstream.anthropic_api import MAX_ANSWER_BYTES, USER_AGENT
+from ccm.upstream.anthropic_api import MAX_ANSWER_BYTES
+from ccm.upstream.identity import CHECKED_CLAUDE_CODE_VERSION, ClientIdentity
 from tests.fake_anthropic import (
     FIVE_HOUR_SECONDS,
     SEVEN_DAY_SECONDS,
@@ -139,6 +140,7 @@ class PollingTestCase(SynchronousTestCase):
         interval: float = 60.0,
         timeout: float = 5.0,
         http_client: Any = None,
+        identity: ClientIdentity | None = None,
     ) -> UsagePoller:
         """
         A poller of ``credentials``, stopped at cleanup if still running.
@@ -150,6 +152,7 @@ class PollingTestCase(SynchronousTestCase):
             UPSTREAM_URL,
             interval=interval,
             timeout=timeout,
+            identity=identity,
         )
 
         def stop() -> None:
@@ -239,8 +242,9 @@ class PollTests(PollingTestCase):
     def test_first_poll_at_start(self) -> None:
         """
         Starting the service polls at once, with the OAuth bearer, the OAuth
-        beta flag, a JSON content type and Claude Code's user agent, and the
-        answer becomes the credential's state.
+        beta flag, a JSON content type and the user agent of the Claude
+        Code release ccm was checked against, and the answer becomes the
+        credential's state.
         """
         credential = self.credential()
         poller = self.poller(credential)
@@ -250,7 +254,11 @@ class PollTests(PollingTestCase):
         self.assertEqual(request.header("authorization"), "Bearer " + self.fake.access_token)
         self.assertEqual(request.header("anthropic-beta"), "oauth-2025-04-20")
         self.assertEqual(request.header("content-type"), "application/json")
-        self.assertEqual(request.header("user-agent"), USER_AGENT)
+        self.assertEqual(request.header("accept"), "application/json, text/plain, */*")
+        self.assertEqual(
+            request.header("user-agent"),
+            f"claude-cli/{CHECKED_CLAUDE_CODE_VERSION} (external, cli)",
+        )
         state = credential.rate_limits
         self.assertEqual(state.five_hour.utilization, 10.0)
         self.assertEqual(state.five_hour.resets_at, START_TIME + FIVE_HOUR_SECONDS)
@@ -823,7 +831,9 @@ class ProfileTests(PollingTestCase):
         self.start(poller)
         [request] = self.requests(PROFILE_PATH)
         self.assertEqual(request.header("authorization"), "Bearer " + self.fake.access_token)
-        self.assertEqual(request.header("user-agent"), USER_AGENT)
+        self.assertEqual(request.header("user-agent"), f"claude-code/{CHECKED_CLAUDE_CODE_VERSION}")
+        self.assertEqual(request.header("cache-control"), "no-cache")
+        self.assertIsNone(request.header("anthropic-beta"))
         self.assertEqual(credential.rate_limits.plan, Plan("max", "default_claude_max_20x"))
         self.assertEqual(credential.plan_weight, 10.0)
         self.assertEqual(self.poll_times(3), [0.0, 60.0, 120.0, 180.0])
@@ -1135,3 +1145,26 @@ class JudgementTests(PollingTestCase):
             self.assertEqual(len(self.requests(PROFILE_PATH)), 1 if credential is unpaid else 2)
             self.assertIsNone(credential.quarantine)
             self.stop(poller)
+
+
+class IdentityTests(PollingTestCase):
+    """
+    Polls identify as the newest Claude Code that talked through ccm.
+    """
+
+    def test_newer_client_followed(self) -> None:
+        """
+        Once a proxied request came from a newer Claude Code, the usage poll
+        and the profile fetch name that release in their user agents.
+        """
+        identity = ClientIdentity()
+        identity.observe(b"claude-cli/2.1.400 (external, cli)")
+        poller = self.poller(
+            self.credential(subscription_type="", rate_limit_tier=""), identity=identity
+        )
+        self.start(poller)
+        [usage] = self.requests()
+        [profile] = self.requests(PROFILE_PATH)
+        self.assertEqual(usage.header("user-agent"), "claude-cli/2.1.400 (external, cli)")
+        self.assertEqual(profile.header("user-agent"), "claude-code/2.1.400")
+        self.stop(poller)

@@ -28,6 +28,7 @@ from twisted.web.server import Site
 
 from ccm.config.model import ServiceConfig
 from ccm.credentials.credential import Credential
+from ccm.pool.poller import UsagePoller
 from ccm.proxy.headers import OAUTH_BETA
 from tests.fake_anthropic import (
     FakeAnthropic,
@@ -1312,3 +1313,45 @@ class LoopbackTests(TestCase):
         self.assertFalse(handle.finished)
         texts = [formatEvent(event) for event in events]
         self.assertEqual([t for t in texts if "HTTP/1.1" in t], [], "no access log")
+
+
+class ClientIdentityTests(SynchronousTestCase):
+    """
+    The proxy tells the service's :obj:`ccm.upstream.identity.ClientIdentity`
+    which Claude Code its callers run, so that ccm's own calls follow.
+    """
+
+    def test_newer_client_followed_by_polls(self) -> None:
+        """
+        After a caller's request from a newer Claude Code, the usage poll
+        of the same service names that release; the caller's own
+        ``User-Agent`` goes upstream unchanged.
+        """
+        harness = ProxyHarness(self)
+        user_agent = "claude-cli/2.1.400 (external, cli)"
+        harness.messages(MESSAGE_BODY, {"user-agent": user_agent})
+        self.assertEqual(harness.proxy.identity.version, "2.1.400")
+        self.assertEqual(harness.fake.requests[-1].header("user-agent"), user_agent)
+        [poller] = [child for child in harness.service if isinstance(child, UsagePoller)]
+        # The response's rate-limit headers made the windows fresh.
+        harness.clock.advance(60)
+        poller.poll_all()
+        harness.flush()
+        [poll] = [r for r in harness.fake.requests if r.path == "/api/oauth/usage"]
+        self.assertEqual(poll.header("user-agent"), user_agent)
+
+    def test_refused_caller_not_believed(self) -> None:
+        """
+        The ``User-Agent`` of a request refused for its token changes
+        nothing.
+        """
+        harness = ProxyHarness(self)
+        before = harness.proxy.identity.version
+        harness.response(
+            "POST",
+            "/v1/messages",
+            b"{}",
+            {"user-agent": "claude-cli/2.1.999 (external, cli)"},
+            token="ccm-token-guess",
+        )
+        self.assertEqual(harness.proxy.identity.version, before)

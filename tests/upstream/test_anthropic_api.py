@@ -15,16 +15,17 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from ccm.upstream.anthropic_api import (
-    USER_AGENT,
     AnswerTooLarge,
-    account_request_headers,
     parse_iso_8601,
     parse_profile,
     parse_usage,
     plan_from_profile,
+    profile_request_headers,
     read_answer,
     token_request_headers,
+    usage_request_headers,
 )
+from ccm.upstream.identity import CHECKED_AXIOS_VERSION, ClientIdentity
 
 
 def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float:
@@ -36,43 +37,62 @@ def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) ->
 
 class RequestHeadersTests(SynchronousTestCase):
     """
-    The headers ccm sends on its own calls, as Claude Code sends them.
+    The headers ccm sends on its own calls, as Claude Code 2.1.332 sends
+    them, naming the release its :obj:`ClientIdentity` claims.
     """
+
+    def setUp(self) -> None:
+        self.identity = ClientIdentity()
+        self.identity.observe("claude-cli/2.1.400 (external, sdk-cli)")
 
     def test_token_request(self) -> None:
         """
-        A token request is JSON, asks for JSON, and carries Claude Code's
-        user agent, and no bearer.
+        A token request is JSON, with axios's default ``Accept`` and user
+        agent (Claude Code refreshes through axios), and no bearer.
         """
-        headers = token_request_headers()
+        headers = token_request_headers(self.identity)
         self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
-        self.assertEqual(headers.getRawHeaders(b"accept"), [b"application/json"])
-        self.assertEqual(headers.getRawHeaders(b"user-agent"), [USER_AGENT.encode("ascii")])
+        self.assertEqual(headers.getRawHeaders(b"accept"), [b"application/json, text/plain, */*"])
+        self.assertEqual(
+            headers.getRawHeaders(b"user-agent"), [f"axios/{CHECKED_AXIOS_VERSION}".encode()]
+        )
         self.assertFalse(headers.hasHeader(b"authorization"))
 
-    def test_account_request(self) -> None:
+    def test_usage_request(self) -> None:
         """
-        A usage or profile request carries the OAuth bearer, a JSON content
-        type and Claude Code's user agent; the OAuth beta flag only when
-        asked for.
+        A usage poll carries the OAuth bearer and beta flag, a JSON content
+        type and the ``claude-cli`` user agent of Claude Code's API client.
         """
-        headers = account_request_headers("sk-ant-oat01-x", beta=True)
+        headers = usage_request_headers("sk-ant-oat01-x", self.identity)
+        self.assertEqual(headers.getRawHeaders(b"authorization"), [b"Bearer sk-ant-oat01-x"])
+        self.assertEqual(headers.getRawHeaders(b"anthropic-beta"), [b"oauth-2025-04-20"])
+        self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
+        self.assertEqual(
+            headers.getRawHeaders(b"user-agent"), [b"claude-cli/2.1.400 (external, cli)"]
+        )
+
+    def test_profile_request(self) -> None:
+        """
+        A profile fetch carries the OAuth bearer, a JSON content type, no
+        caching and the ``claude-code`` user agent, and no beta flag.
+        """
+        headers = profile_request_headers("sk-ant-oat01-x", self.identity)
         self.assertEqual(headers.getRawHeaders(b"authorization"), [b"Bearer sk-ant-oat01-x"])
         self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
-        self.assertEqual(headers.getRawHeaders(b"user-agent"), [USER_AGENT.encode("ascii")])
-        self.assertEqual(headers.getRawHeaders(b"anthropic-beta"), [b"oauth-2025-04-20"])
-        plain = account_request_headers("sk-ant-oat01-x", beta=False)
-        self.assertFalse(plain.hasHeader(b"anthropic-beta"))
+        self.assertEqual(headers.getRawHeaders(b"cache-control"), [b"no-cache"])
+        self.assertEqual(headers.getRawHeaders(b"user-agent"), [b"claude-code/2.1.400"])
+        self.assertFalse(headers.hasHeader(b"anthropic-beta"))
 
     def test_headers_are_new_each_time(self) -> None:
         """
         Each call gives headers of its own, so one request's changes never
         reach another's.
         """
-        first = token_request_headers()
+        first = token_request_headers(self.identity)
         first.setRawHeaders(b"user-agent", [b"changed"])
         self.assertEqual(
-            token_request_headers().getRawHeaders(b"user-agent"), [USER_AGENT.encode("ascii")]
+            token_request_headers(self.identity).getRawHeaders(b"user-agent"),
+            [f"axios/{CHECKED_AXIOS_VERSION}".encode()],
         )
 
 
