@@ -4,10 +4,9 @@ A subscription ccm can serve with: its OAuth tokens, kept fresh.
 
 A :obj:`Credential` follows its credentials file (it may appear, change or
 vanish at any time), hands out an access token that is valid for at least
-another minute, and refreshes it when needed: one refresh at a time, under
-Claude Code's own lock (:obj:`ccm.credentials.lock`), re-reading the file
-before, under the lock and after a failure in case Claude Code refreshed
-it, and refusing to refresh when the rotated tokens could not be saved.
+another minute, and refreshes it when needed, under Claude Code's own lock
+and taking another process's refresh rather than spending a consumed
+refresh token (:obj:`ccm.credentials.rotation`).
 When it cannot serve, it says why in words a person can act on.
 When Anthropic rejects its token, it looks for another
 (:obj:`ccm.credentials.recovery`); its :obj:`ccm.credentials.standing`
@@ -30,27 +29,21 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from ccm.credentials.file import CredentialFileError, OAuthTokens
-# REFRESH_RETRY_SECONDS is this module's name for it too.
-from ccm.credentials.holdoff import REFRESH_RETRY_SECONDS, RefreshHoldoff
-from ccm.credentials.lock import HeldLock, LockBusy, LockError, RefreshLocking
+# The hold-off's retry time and the rotation's error are this module's
+# names too: callers know them as the credential's.
+from ccm.credentials.holdoff import REFRESH_RETRY_SECONDS as REFRESH_RETRY_SECONDS
+from ccm.credentials.lock import RefreshLocking
 from ccm.web.errors import APIError
 from ccm.credentials.store import CredentialStore
-from ccm.credentials.oauth import RefreshError, TokenGrant
+from ccm.credentials.oauth import TokenGrant
+from ccm.credentials.rotation import CredentialUnavailable as CredentialUnavailable
+from ccm.credentials.rotation import USE_MARGIN_SECONDS, TokenRotation
 from ccm.credentials.recovery import TokenRecovery
 from ccm.credentials.standing import Quarantine, Standing
 from ccm.pool.observers import Observer, Observers
 from ccm.pool.statelog import CredentialStateLog
 from ccm.pool.plan import Plan, plan_weight
 from ccm.pool.windows import MemoryWindowState, WindowState
-
-# A token this close to expiry is refreshed before it is used.
-USE_MARGIN_SECONDS = 60.0
-
-
-class CredentialUnavailable(Exception):
-    """
-    The credential cannot serve now; the message says why.
-    """
 
 
 class Credential:
@@ -78,7 +71,6 @@ class Credential:
     ) -> None:
         self.tag = tag
         self.store = store
-        self._refresh_tokens = refresh
         self._clock = clock
         self.tokens: OAuthTokens | None = None
         self.problem: str | None = "credentials not loaded yet"
@@ -87,10 +79,18 @@ class Credential:
         )
         self.state_log = CredentialStateLog(tag)
         self._observers = Observers()
-        self._refreshing: Deferred[OAuthTokens] | None = None
-        self._waiters: list[Deferred[OAuthTokens]] = []
-        self._holdoff = RefreshHoldoff(clock)
-        self._lock = lock
+        self._rotation = TokenRotation(
+            store,
+            self.state_log,
+            clock,
+            refresh,
+            lock,
+            current=lambda: self.tokens,
+            serve=lambda tokens: self._set_state(tokens, None),
+            lose=lambda problem: self._set_state(None, problem),
+            failed=self._observers.notify,
+        )
+        self._holdoff = self._rotation.holdoff
         self.standing = Standing(
             clock, self.state_log, tokens=lambda: self.tokens, store_path=lambda: self.store.path
         )
@@ -167,18 +167,10 @@ class Credential:
             if tokens.expires_within(self._clock.seconds(), 0):
                 self.state_log.loaded_expired(plan)
             else:
-                self.state_log.available(plan, self._remaining(tokens))
+                self.state_log.available(plan, tokens.seconds_left(self._clock.seconds()))
         elif problem is not None and problem != before:
             self.state_log.unavailable(problem)
         self._observers.notify()
-
-    def _remaining(self, tokens: OAuthTokens) -> float | None:
-        """
-        The seconds ``tokens`` stay valid, or None when they never expire.
-        """
-        if tokens.expires_at_ms == 0:
-            return None
-        return max(0.0, tokens.expires_at_ms / 1000 - self._clock.seconds())
 
     def reload(self) -> None:
         """
@@ -216,166 +208,13 @@ class Credential:
 
     def refresh(self) -> Deferred[OAuthTokens]:
         """
-        Refresh the tokens; concurrent callers share one refresh.
+        Refresh the tokens; concurrent callers share one refresh (see
+        :obj:`TokenRotation`).
 
         :return: a Deferred firing with the new tokens, or failing with
             :obj:`CredentialUnavailable`.
         """
-        waiter: Deferred[OAuthTokens] = Deferred()
-        self._waiters.append(waiter)
-        if self._refreshing is None:
-            self._refreshing = Deferred.fromCoroutine(self._refresh())
-            self._refreshing.addBoth(self._refresh_done)
-        return waiter
-
-    def _refresh_done(self, result: OAuthTokens | Failure) -> None:
-        self._refreshing = None
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if isinstance(result, Failure):
-                waiter.errback(result)
-            else:
-                waiter.callback(result)
-
-    async def _read_store(self) -> OAuthTokens:
-        """
-        The tokens stored now (another process may have changed them); a
-        store that cannot be read makes the credential unavailable.
-        """
-        await self.store.catch_up()
-        try:
-            return self.store.read()
-        except CredentialFileError as error:
-            self._set_state(None, str(error))
-            raise CredentialUnavailable(str(error)) from None
-
-    def _adopt_newer(self, stored: OAuthTokens, entry: OAuthTokens | None) -> OAuthTokens | None:
-        """
-        Serve with ``stored`` when another process refreshed (or a new login
-        was stored) since this refresh began with ``entry``: they differ and
-        stay valid a while.
-        """
-        now = self._clock.seconds()
-        if stored == entry or stored.expires_within(now, USE_MARGIN_SECONDS):
-            return None
-        if stored != self.tokens:
-            self.state_log.adopted()
-            self._holdoff.clear()
-            self._set_state(stored, None)
-        return stored
-
-    def _unrefreshable(self, stored: OAuthTokens) -> OAuthTokens | None:
-        """
-        The outcome when ``stored`` cannot be refreshed at all (no refresh
-        token, or one already rejected), else None.
-        """
-        if stored.refresh_token == self._holdoff.rejected_refresh_token:
-            return self._still_usable_or_raise(
-                self._holdoff.problem or "the refresh token was rejected"
-            )
-        if not stored.refresh_token:
-            return self._refresh_failed(
-                f"{self.store.path} has no refresh token; "
-                "log in again with `claude /login`"
-            )
-        return None
-
-    async def _refresh(self) -> OAuthTokens:
-        if self._holdoff.problem is not None and self._holdoff.holding():
-            return self._still_usable_or_raise(self._holdoff.problem)
-        entry = self.tokens
-        stored = await self._read_store()
-        done = self._adopt_newer(stored, entry) or self._unrefreshable(stored)
-        if done is not None:
-            return done
-        try:
-            self.store.check_writable()
-        except CredentialFileError as error:
-            return self._refresh_failed(str(error))
-        if self._lock is None:
-            return await self._refresh_with(stored, entry, None)
-        # Claude Code's lock: it never spends the refresh token while
-        # another process may be spending it too.
-        try:
-            held = await self._lock.acquire()
-        except (LockBusy, LockError) as error:
-            # The holder may have finished by now.
-            adopted = self._adopt_newer(await self._read_store(), entry)
-            if adopted is not None:
-                return adopted
-            return self._refresh_failed(f"token refresh not started: {error}; will retry")
-        try:
-            # Whoever held the lock before may have rotated the tokens.
-            stored = await self._read_store()
-            done = self._adopt_newer(stored, entry) or self._unrefreshable(stored)
-            if done is not None:
-                return done
-            return await self._refresh_with(stored, entry, held)
-        finally:
-            held.release()
-
-    async def _refresh_with(
-        self, stored: OAuthTokens, entry: OAuthTokens | None, held: HeldLock | None
-    ) -> OAuthTokens:
-        """
-        Spend ``stored``'s refresh token, holding ``held`` (or no lock).
-        """
-        if held is not None and held.compromised is not None:
-            return self._refresh_failed(f"token refresh not started: {held.compromised}")
-        self.state_log.refreshing()
-        try:
-            grant = await self._refresh_tokens(stored.refresh_token)
-        except RefreshError as error:
-            # The other process may have won the race that failed ours.
-            adopted = self._adopt_newer(await self._read_store(), entry)
-            if adopted is not None:
-                return adopted
-            return self._refresh_failed(self._holdoff.refused(error, stored.refresh_token))
-        fresh = stored.refreshed(
-            grant.access_token,
-            grant.refresh_token,
-            int((self._clock.seconds() + grant.expires_in_seconds) * 1000),
-        )
-        if held is not None and held.compromised is not None:
-            # Whoever took the lock over may have stored a login since:
-            # it wins over ours.
-            current = await self._read_store()
-            if current.refresh_token != stored.refresh_token:
-                adopted = self._adopt_newer(current, entry)
-                if adopted is not None:
-                    return adopted
-        try:
-            self.store.write_tokens(fresh)
-        except CredentialFileError as error:
-            try:
-                self.store.read()
-            except CredentialFileError as changed:
-                # The file was deleted (a logout) or broken during the
-                # refresh: like any such change, it makes the credential
-                # unavailable, instead of serving tokens stored nowhere.
-                self._set_state(None, str(changed))
-                raise CredentialUnavailable(str(changed)) from None
-            self.state_log.not_saved(str(error))
-        self._holdoff.clear()
-        self._set_state(fresh, None)
-        self.state_log.refreshed(self._remaining(fresh))
-        return fresh
-
-    def _refresh_failed(self, problem: str) -> OAuthTokens:
-        self._holdoff.failed(problem)
-        self.state_log.refresh_failed(problem)
-        self._observers.notify()
-        return self._still_usable_or_raise(problem)
-
-    def _still_usable_or_raise(self, problem: str) -> OAuthTokens:
-        """
-        After a failed refresh, keep serving with a token that has not yet
-        expired; only an expired one makes the credential unavailable.
-        """
-        tokens = self.tokens
-        if tokens is not None and not tokens.expires_within(self._clock.seconds(), 0):
-            return tokens
-        raise CredentialUnavailable(problem)
+        return self._rotation.refresh()
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """

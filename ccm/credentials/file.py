@@ -52,6 +52,15 @@ class OAuthTokens:
             return False
         return now_seconds * 1000 >= self.expires_at_ms - margin_seconds * 1000
 
+    def seconds_left(self, now_seconds: float) -> float | None:
+        """
+        The seconds the access token stays valid after ``now_seconds`` (0
+        once expired), or None when it never expires.
+        """
+        if self.expires_at_ms == 0:
+            return None
+        return max(0.0, self.expires_at_ms / 1000 - now_seconds)
+
     def refreshed(
         self, access_token: str, refresh_token: str, expires_at_ms: int
     ) -> OAuthTokens:
