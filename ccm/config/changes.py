@@ -90,6 +90,7 @@ USER_FIELDS: Mapping[str, str] = {
     "token": APPLY,
     # Applies in place when it names a credential or pool that runs already.
     "credential": APPLY,
+    "admin": APPLY,
 }
 
 

@@ -42,7 +42,7 @@ _BALANCER_KEYS = (
     "rebalance_threshold",
 )
 _FALLBACK_KEYS = ("tag", "type", "credentials", "poll_interval")
-_USER_KEYS = ("name", "token", "credential")
+_USER_KEYS = ("name", "token", "credential", "admin")
 _UNSUPPORTED_USER_KEYS = ("external_credential", "allow_external_usage")
 
 _STRATEGY_SPELLINGS = {
@@ -241,9 +241,12 @@ def parse_users(
         name = user.string("name")
         token = user.string("token")
         credential = user.string("credential")
+        admin = user.boolean("admin")
         # A value of the wrong type was reported already, once.
         wrong_type = {
-            k for k in _USER_KEYS if obj.get(k) is not None and not isinstance(obj[k], str)
+            k
+            for k in ("name", "token", "credential")
+            if obj.get(k) is not None and not isinstance(obj[k], str)
         }
         if not name:
             if "name" not in wrong_type:
@@ -279,5 +282,5 @@ def parse_users(
             warnings.append(
                 f"{user.where('credential')}: ignored, there is no credentials list"
             )
-        users.append(UserConfig(name=name, token=token, credential=credential))
+        users.append(UserConfig(name=name, token=token, credential=credential, admin=admin))
     return tuple(users)

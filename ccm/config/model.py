@@ -115,6 +115,8 @@ class UserConfig:
     name: str
     token: str = field(repr=False)
     credential: str = ""
+    #: May use ccm's operator pages (the dashboard, its actions, metrics).
+    admin: bool = False
 
 
 @dataclass(frozen=True)

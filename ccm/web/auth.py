@@ -95,6 +95,14 @@ class Caller:
         """
         return self.user.name if self.user is not None else ""
 
+    @property
+    def admin(self) -> bool:
+        """
+        Whether the caller may use the operator pages: a user configured
+        with ``"admin": true`` (an anonymous caller never may).
+        """
+        return self.user is not None and self.user.admin
+
 
 ANONYMOUS = Caller(user=None)
 

@@ -485,6 +485,25 @@ class UserTests(SynchronousTestCase, ProblemsTestMixin):
         )
         self.assertEqual(service.users, (UserConfig("alice", "tok-a"), UserConfig("bob", "tok-b")))
 
+    def test_admin(self) -> None:
+        """
+        ``admin`` marks a user as an operator; it is false when left out,
+        and anything but true or false is refused, naming its path.
+        """
+        service = service_of(
+            {
+                "users": [
+                    {"name": "alice", "token": "tok-a", "admin": True},
+                    {"name": "bob", "token": "tok-b"},
+                ]
+            }
+        )
+        self.assertEqual([u.admin for u in service.users], [True, False])
+        self.assert_problem(
+            {"users": [{"name": "alice", "token": "tok-a", "admin": "yes"}]},
+            "config.json: users[0].admin: must be true or false, got a string",
+        )
+
     def test_duplicate_names(self) -> None:
         """
         Two users with the same name are refused.

@@ -275,6 +275,7 @@ class AnonymousTests(SynchronousTestCase):
         self.assertIs(caller, ANONYMOUS)
         self.assertIsNone(caller.user)
         self.assertEqual(caller.name, "")
+        self.assertFalse(caller.admin)
 
     def test_any_authorization_accepted(self) -> None:
         """
@@ -294,3 +295,19 @@ class AnonymousTests(SynchronousTestCase):
             self.assertEqual((error.status, error.error_type), (401, "authentication_error"))
             self.assertEqual(error.headers, (("x-should-retry", "false"),))
             self.assertNotIn(FOREIGN_KEY, error.message)
+
+
+class AdminTests(SynchronousTestCase):
+    """
+    :obj:`Caller.admin`: only users configured with ``"admin": true`` are
+    admins.
+    """
+
+    def test_admin_flag(self) -> None:
+        """
+        A caller is an admin exactly when its user is one; the anonymous
+        caller never is.
+        """
+        self.assertTrue(Caller(UserConfig("alice", "tok-a", admin=True)).admin)
+        self.assertFalse(Caller(UserConfig("bob", "tok-b")).admin)
+        self.assertFalse(ANONYMOUS.admin)
