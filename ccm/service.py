@@ -24,6 +24,7 @@ from ccm.config.model import (
     ServiceConfig,
 )
 from ccm.credentials.credential import Credential
+from ccm.metrics.registry import ServiceMetrics
 from ccm.pool.select import BalancerPool, PoolMember
 from ccm.pool.select import Pool
 from ccm.proxy.resource import ProxyResource
@@ -75,6 +76,7 @@ class CcmService(MultiService):
     :param site: the site, whose client connections are closed after the
         drain.
     :param watches: the open status watches, ended before the drain.
+    :param metrics: its metrics.
     :param background: the services that work behind the requests (usage
         savers, file watchers, the token refresher, usage pollers), started
         in this order and stopped in the reverse one, after the drain.
@@ -95,6 +97,7 @@ class CcmService(MultiService):
         proxy: ProxyResource,
         site: CcmSite,
         watches: StatusWatches | None = None,
+        metrics: ServiceMetrics | None = None,
         background: Sequence[IService],
         listeners: Sequence[ListeningService],
         close_upstream: Sequence[Callable[[], object]],
@@ -108,6 +111,7 @@ class CcmService(MultiService):
         self.proxy = proxy
         self.site = site
         self.watches = watches
+        self.metrics = metrics
         self.listeners = list(listeners)
         self._close_upstream = close_upstream
         self._credentials_loaded = False
@@ -123,8 +127,9 @@ class CcmService(MultiService):
 
     def warn_if_open(self) -> None:
         """
-        Warn when anyone who can reach the service may use it: no users,
-        and a listener beyond this machine.
+        Warn when anyone who can reach the service may use it (no users,
+        and a listener beyond this machine), and for each metrics listener
+        beyond this machine, which asks for no token.
         """
         if self._authenticator.anonymous and not all(
             _is_loopback(l) for l in self.config.listeners
@@ -134,6 +139,14 @@ class CcmService(MultiService):
                 "anyone who can reach it can use the subscription; add users "
                 "with tokens"
             )
+        for listener in self.config.metrics_listen:
+            if not _is_loopback(listener):
+                self.log.warn(
+                    "metrics_listen {endpoint} is reachable beyond this machine and asks "
+                    "for no token: whoever reaches it reads every user's and credential's "
+                    "figures",
+                    endpoint=listener.description,
+                )
 
     def reconfigure(self, config: ServiceConfig) -> None:
         """
