@@ -175,6 +175,7 @@ def build_service(
         ],
     )
     service.warn_if_open()
+    service.warn_if_metrics_open()
     return service
 
 

@@ -127,9 +127,8 @@ class CcmService(MultiService):
 
     def warn_if_open(self) -> None:
         """
-        Warn when anyone who can reach the service may use it (no users,
-        and a listener beyond this machine), and for each metrics listener
-        beyond this machine, which asks for no token.
+        Warn when anyone who can reach the service may use it: no users,
+        and a listener beyond this machine.
         """
         if self._authenticator.anonymous and not all(
             _is_loopback(l) for l in self.config.listeners
@@ -139,6 +138,12 @@ class CcmService(MultiService):
                 "anyone who can reach it can use the subscription; add users "
                 "with tokens"
             )
+
+    def warn_if_metrics_open(self) -> None:
+        """
+        Warn of each metrics listener beyond this machine: it asks for no
+        token.  Once, at start-up: the listeners do not change on a reload.
+        """
         for listener in self.config.metrics_listen:
             if not _is_loopback(listener):
                 self.log.warn(

@@ -10,6 +10,7 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.accounting.usagefile import UsageSaverService
@@ -170,6 +171,30 @@ class MetricsListenerTests(SynchronousTestCase):
     A ``metrics_listen`` endpoint: a listener of its own, serving the
     metrics and the health answer without a token, and nothing else.
     """
+
+    def test_open_metrics_listener_warns(self) -> None:
+        """
+        A metrics listener beyond this machine is warned about at build
+        time, since it asks for no token; a loopback one is not.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        for endpoint in ("tcp:9464:interface=127.0.0.1", "tcp:9465"):
+            build_service(
+                ServiceConfig(where="config.json", metrics_listen=(EndpointListener(endpoint),)),
+                reactor=MemoryReactorClock(),
+                http_client=object(),  # type: ignore[arg-type]
+                environ={},
+                home=directory,
+                watch_with_inotify=False,
+                platform="linux",
+            )
+        warnings = [formatEvent(e) for e in events if "reachable beyond" in formatEvent(e)]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("metrics_listen tcp:9465 is reachable beyond this machine", warnings[0])
 
     def test_metrics_listener(self) -> None:
         """
