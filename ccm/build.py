@@ -59,6 +59,10 @@ from ccm.web.site import CcmSite
 from ccm.web.tree import build_root
 from ccm.web.status import StatusResource
 from ccm.web.watch import StatusWatches
+from ccm.web.health import HealthResource
+from ccm.web.metrics import MetricsResource, metrics_root
+from ccm.metrics.registry import ServiceMetrics
+from ccm.pool.statelog import CredentialEvents
 
 
 _Result = TypeVar("_Result")
@@ -115,8 +119,10 @@ def build_service(
     home = home or os.path.expanduser("~")
     # Which Claude Code ccm's own calls claim to be: proxied requests say.
     identity = ClientIdentity()
+    metrics = ServiceMetrics([c.tag for c in credential_configs], reactor)
     credentials = _credentials(
-        config, detours, clients, reactor, environ, home, platform, keyring_backend, identity
+        config, detours, clients, reactor, environ, home, platform, keyring_backend, identity,
+        metrics,
     )
     savers = _usage_savers(credential_configs, reactor)
     log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
@@ -141,13 +147,16 @@ def build_service(
     user_pools = UserPools(pools, default, config.multi_credential, config.users)
     authenticator = Authenticator(config.users)
     watches = StatusWatches(reactor)
+    health = HealthResource(members, reactor)
     proxy, site = _site(
-        config, authenticator, user_pools, routes, reactor, timeouts, watches, identity
+        config, authenticator, user_pools, routes, reactor, timeouts, watches, identity, metrics,
+        health,
     )
+    metrics.follow(members, lambda: proxy.in_progress)
     listeners = [
         ListeningService(endpoint_for(reactor, listener), site)
         for listener in config.listeners
-    ]
+    ] + _metrics_listeners(config, metrics, health, reactor)
     service = CcmService(
         config,
         credentials=credentials,
@@ -157,6 +166,7 @@ def build_service(
         proxy=proxy,
         site=site,
         watches=watches,
+        metrics=metrics,
         background=background,
         listeners=listeners,
         close_upstream=[
@@ -165,6 +175,7 @@ def build_service(
         ],
     )
     service.warn_if_open()
+    service.warn_if_metrics_open()
     return service
 
 
@@ -189,12 +200,14 @@ def _credentials(
     platform: str,
     keyring_backend: KeyringBackend | None,
     identity: ClientIdentity,
+    events: CredentialEvents,
 ) -> list[Credential]:
     """
     The service's credentials, each with its store (a file, or on macOS
     the keychain, which is asked here, later in the reactor's threads),
     Claude Code's lock on the directory of its credentials, and a token
-    endpoint reached through its detour.
+    endpoint reached through its detour, telling ``events`` how its
+    refreshes and polls went.
     """
     token_endpoints = {
         detour: TokenEndpoint(client, reactor, config.oauth_token_url, identity=identity)
@@ -220,6 +233,7 @@ def _credentials(
                 token_endpoints[detour].refresh,
                 reactor,
                 lock=lock,
+                events=events,
             )
         )
     return credentials
@@ -291,10 +305,14 @@ def _site(
     timeouts: Timeouts,
     watches: StatusWatches,
     identity: ClientIdentity,
+    metrics: ServiceMetrics,
+    health: HealthResource,
 ) -> tuple[ProxyResource, CcmSite]:
     """
-    The resource tree, with the proxy and the status endpoint (keeping its
-    watches in ``watches``) in it, and the site serving it.
+    The resource tree, with the proxy (telling ``metrics`` of its
+    requests), the status endpoint (keeping its watches in ``watches``),
+    the health answer and the admins' metrics in it, and the site serving
+    it.
     """
     proxy = ProxyResource(
         authenticator=authenticator,
@@ -306,14 +324,32 @@ def _site(
         max_request_body=config.max_request_body,
         timeouts=timeouts,
         identity=identity,
+        observer=metrics,
     )
     site = CcmSite(
-        build_root(proxy, StatusResource(authenticator, user_pools.pool_for, clock, watches)),
+        build_root(
+            proxy,
+            StatusResource(authenticator, user_pools.pool_for, clock, watches),
+            health=health,
+            metrics=MetricsResource(metrics.registry, authenticator),
+        ),
         config.max_request_body,
         reactor=clock,
         connection_limits=config.connection_limits,
     )
     return proxy, site
+
+
+def _metrics_listeners(
+    config: ServiceConfig, metrics: ServiceMetrics, health: HealthResource, reactor: ServiceReactor
+) -> list[ListeningService]:
+    """
+    A listener for each ``metrics_listen`` endpoint, on a site of its own
+    serving the metrics without authentication, and the health answer.
+    """
+    root = metrics_root(MetricsResource(metrics.registry, None), health)
+    site = CcmSite(root, 0, reactor=reactor, connection_limits=config.connection_limits)
+    return [ListeningService(endpoint_for(reactor, l), site) for l in config.metrics_listen]
 
 
 def _usage_pollers(

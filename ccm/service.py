@@ -24,6 +24,7 @@ from ccm.config.model import (
     ServiceConfig,
 )
 from ccm.credentials.credential import Credential
+from ccm.metrics.registry import ServiceMetrics
 from ccm.pool.select import BalancerPool, PoolMember
 from ccm.pool.select import Pool
 from ccm.proxy.resource import ProxyResource
@@ -75,6 +76,7 @@ class CcmService(MultiService):
     :param site: the site, whose client connections are closed after the
         drain.
     :param watches: the open status watches, ended before the drain.
+    :param metrics: its metrics.
     :param background: the services that work behind the requests (usage
         savers, file watchers, the token refresher, usage pollers), started
         in this order and stopped in the reverse one, after the drain.
@@ -95,6 +97,7 @@ class CcmService(MultiService):
         proxy: ProxyResource,
         site: CcmSite,
         watches: StatusWatches | None = None,
+        metrics: ServiceMetrics | None = None,
         background: Sequence[IService],
         listeners: Sequence[ListeningService],
         close_upstream: Sequence[Callable[[], object]],
@@ -108,6 +111,7 @@ class CcmService(MultiService):
         self.proxy = proxy
         self.site = site
         self.watches = watches
+        self.metrics = metrics
         self.listeners = list(listeners)
         self._close_upstream = close_upstream
         self._credentials_loaded = False
@@ -134,6 +138,20 @@ class CcmService(MultiService):
                 "anyone who can reach it can use the subscription; add users "
                 "with tokens"
             )
+
+    def warn_if_metrics_open(self) -> None:
+        """
+        Warn of each metrics listener beyond this machine: it asks for no
+        token.  Once, at start-up: the listeners do not change on a reload.
+        """
+        for listener in self.config.metrics_listen:
+            if not _is_loopback(listener):
+                self.log.warn(
+                    "metrics_listen {endpoint} is reachable beyond this machine and asks "
+                    "for no token: whoever reaches it reads every user's and credential's "
+                    "figures",
+                    endpoint=listener.description,
+                )
 
     def reconfigure(self, config: ServiceConfig) -> None:
         """

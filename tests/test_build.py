@@ -10,6 +10,7 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.accounting.usagefile import UsageSaverService
@@ -19,6 +20,7 @@ from ccm.config.model import (
     DefaultCredentialConfig,
     EndpointListener,
     ServiceConfig,
+    UserConfig,
 )
 from ccm.credentials.credential import CredentialUnavailable
 from ccm.credentials.oauth import REFRESH_TIMEOUT_SECONDS
@@ -162,3 +164,75 @@ class BuildTests(SynchronousTestCase):
         self.failureResultOf(refreshing, CredentialUnavailable)
         self.assertFalse(os.path.exists(os.path.join(self.directory, ".oauth_refresh.lock")))
         self.assertFalse(os.path.exists(self.directory + ".lock"))
+
+
+class MetricsListenerTests(SynchronousTestCase):
+    """
+    A ``metrics_listen`` endpoint: a listener of its own, serving the
+    metrics and the health answer without a token, and nothing else.
+    """
+
+    def test_open_metrics_listener_warns(self) -> None:
+        """
+        A metrics listener beyond this machine is warned about at build
+        time, since it asks for no token; a loopback one is not.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        for endpoint in ("tcp:9464:interface=127.0.0.1", "tcp:9465"):
+            build_service(
+                ServiceConfig(where="config.json", metrics_listen=(EndpointListener(endpoint),)),
+                reactor=MemoryReactorClock(),
+                http_client=object(),  # type: ignore[arg-type]
+                environ={},
+                home=directory,
+                watch_with_inotify=False,
+                platform="linux",
+            )
+        warnings = [formatEvent(e) for e in events if "reachable beyond" in formatEvent(e)]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("metrics_listen tcp:9465 is reachable beyond this machine", warnings[0])
+
+    def test_metrics_listener(self) -> None:
+        """
+        The listener binds with the others, on its own site: ``/metrics``
+        answers without a token, ``/ccm/v1/health`` too, ``/v1/...`` is a 404.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "a.json")
+        write_credentials(path, "access-a", "refresh-a", FAR_EXPIRY_MS)
+        reactor = MemoryReactorClock()
+        service = build_service(
+            ServiceConfig(
+                where="config.json",
+                listeners=(EndpointListener("tcp:8080:interface=127.0.0.1"),),
+                credentials=(DefaultCredentialConfig("a", path),),
+                users=(UserConfig(name="alice", token="ccm-token-alice-metrics", credential="a"),),
+                metrics_listen=(EndpointListener("tcp:9464:interface=127.0.0.1"),),
+            ),
+            reactor=reactor,
+            http_client=object(),  # type: ignore[arg-type]
+            environ={},
+            home=directory,
+            watch_with_inotify=False,
+            platform="linux",
+        )
+        self.assertEqual(len(service.listeners), 2)
+        service.startService()
+        self.addCleanup(service.stopService)
+        ports = {port: factory for port, factory, _, _ in reactor.tcpServers}
+        self.assertEqual(sorted(ports), [8080, 9464])
+        self.assertIsNot(ports[9464], ports[8080])
+        client = StubTreq(ports[9464].resource)
+        metrics = self.successResultOf(client.get("http://127.0.0.1:9464/metrics"))
+        self.assertEqual(metrics.code, 200)
+        body = self.successResultOf(metrics.content()).decode()
+        self.assertIn('ccm_credential_state{credential="a",state="usable"} 1.0', body)
+        health = self.successResultOf(client.get("http://127.0.0.1:9464/ccm/v1/health"))
+        self.assertEqual(health.code, 200)
+        proxied = self.successResultOf(client.post("http://127.0.0.1:9464/v1/messages", b"{}"))
+        self.assertEqual(proxied.code, 404)

@@ -60,6 +60,7 @@ SERVICE_FIELDS: Mapping[str, str] = {
     "shutdown_grace": APPLY,
     # Taken by each new connection; open ones keep the bounds they had.
     "connection_limits": APPLY,
+    "metrics_listen": RESTART,
 }
 
 DEFAULT_CREDENTIAL_FIELDS: Mapping[str, str] = {

@@ -2,7 +2,8 @@
 """
 Where a service listens, as its configuration says: Twisted endpoint
 strings (``endpoint``), or the sing-box listen fields (``listen``,
-``listen_port``) with an optional sing-box inbound ``tls`` object.
+``listen_port``) with an optional sing-box inbound ``tls`` object; and the
+metrics' own listeners (``metrics_listen``, endpoint strings).
 
 Everything about listeners that can be checked without binding is checked
 here, the TLS files' existence included, so that :obj:`ccm.web.listening` only
@@ -104,6 +105,23 @@ def parse_listeners(reader: ObjectReader, problems: Problems) -> tuple[Listener,
         )
     port = reader.integer("listen_port", DEFAULT_LISTEN_PORT, 0, 65535)
     return (AddressListener(address=address, port=port, tls=_parse_tls(reader, problems)),)
+
+
+def parse_metrics_listeners(
+    reader: ObjectReader, problems: Problems
+) -> tuple[EndpointListener, ...]:
+    """
+    The listeners of ``metrics_listen``: endpoint strings (one, or an
+    array) where the metrics are served without authentication; none by
+    default.
+    """
+    key = "metrics_listen"
+    endpoints = reader.strings(key)
+    single = isinstance(reader.obj.get(key), str)
+    for index, description in enumerate(endpoints):
+        path = reader.where(key) if single else json_path(reader.where(key), index)
+        check_endpoint(description, path, problems)
+    return tuple(EndpointListener(d) for d in endpoints)
 
 
 def check_endpoint(description: str, path: str, problems: Problems) -> None:

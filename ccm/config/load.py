@@ -36,7 +36,12 @@ from ccm.config.connections import CONNECTION_KEYS, parse_connection_limits
 from ccm.config.credentials import parse_credentials, parse_users
 from ccm.config.detour import index_outbounds, parse_detour
 from ccm.config.headers import parse_headers
-from ccm.config.listen import IGNORED_LISTEN_KEYS, LISTEN_KEYS, parse_listeners
+from ccm.config.listen import (
+    IGNORED_LISTEN_KEYS,
+    LISTEN_KEYS,
+    parse_listeners,
+    parse_metrics_listeners,
+)
 from ccm.config.reader import ObjectReader, Problems, describe_type, json_path
 from ccm.files import JSONFileError, read_json_file
 from ccm.units import parse_size
@@ -59,6 +64,7 @@ _SERVICE_KEYS = (
     "max_request_body",
     "shutdown_grace",
     *CONNECTION_KEYS,
+    "metrics_listen",
 )
 
 def load_config(path: str) -> Config:
@@ -231,6 +237,7 @@ def _parse_service(
             "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_SECONDS, allow_zero=True
         ),
         connection_limits=parse_connection_limits(reader),
+        metrics_listen=parse_metrics_listeners(reader, problems),
     )
 
 

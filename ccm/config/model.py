@@ -239,6 +239,8 @@ class ServiceConfig:
     max_request_body: int = DEFAULT_MAX_REQUEST_BODY_BYTES
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
     connection_limits: ConnectionLimits = ConnectionLimits()
+    #: Where the metrics are served without authentication (``metrics_listen``).
+    metrics_listen: tuple[EndpointListener, ...] = ()
 
     @property
     def multi_credential(self) -> bool:

@@ -41,7 +41,7 @@ from ccm.credentials.rotation import USE_MARGIN_SECONDS, TokenRotation
 from ccm.credentials.recovery import TokenRecovery
 from ccm.credentials.standing import Quarantine, Standing
 from ccm.pool.observers import Observer, Observers
-from ccm.pool.statelog import CredentialStateLog
+from ccm.pool.statelog import CredentialEvents, CredentialStateLog
 from ccm.pool.plan import Plan, plan_weight
 from ccm.pool.windows import MemoryWindowState, WindowState
 
@@ -58,6 +58,8 @@ class Credential:
     :param lock: taken around each refresh: Claude Code's lock on the
         directory of its credentials (:obj:`ccm.credentials.lock.RefreshLock`);
         none by default.
+    :param events: told the outcome of each refresh and usage poll (the
+        metrics); nobody by default.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Credential:
         clock: IReactorTime,
         rate_limits: WindowState | None = None,
         lock: RefreshLocking | None = None,
+        events: CredentialEvents | None = None,
     ) -> None:
         self.tag = tag
         self.store = store
@@ -77,7 +80,7 @@ class Credential:
         self.rate_limits: WindowState = (
             rate_limits if rate_limits is not None else MemoryWindowState(tag)
         )
-        self.state_log = CredentialStateLog(tag)
+        self.state_log = CredentialStateLog(tag, events)
         self._observers = Observers()
         self._rotation = TokenRotation(
             store,

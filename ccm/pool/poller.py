@@ -359,6 +359,7 @@ class UsagePoller(TimerService):
         credential.rate_limits.apply_poll(five_hour, weekly, now, started=started)
         state.applied_at = credential.rate_limits.updated_at
         state.applied_started_at = started
+        credential.state_log.polled()
         if state.failures:
             credential.state_log.poll_works_again(state.failures)
         state.failures = 0

@@ -110,3 +110,20 @@ def next_change(members: Sequence[PoolMember], now: float) -> float | None:
         moments.append(member.state(now).until)
     due = [moment for moment in moments if moment > now]
     return min(due) if due else None
+
+
+#: Every coarse state, in a fixed order: what health and the metrics report.
+STATES: tuple[str, ...] = tuple(dict.fromkeys(coarse for coarse, _ in STATE_NAMES.values()))
+#: The coarse state of a reason :obj:`STATE_NAMES` does not know: it cannot
+#: serve, and only that is certain.
+UNKNOWN_REASON_STATE = "unavailable"
+
+
+def state_name(state: MemberState) -> str:
+    """
+    The coarse state of ``state``, one of :obj:`STATES`, for health and the
+    metrics; a reason added without an entry in :obj:`STATE_NAMES` reads as
+    :obj:`UNKNOWN_REASON_STATE` rather than failing.
+    """
+    names = STATE_NAMES.get(state.reason)
+    return names[0] if names is not None else UNKNOWN_REASON_STATE

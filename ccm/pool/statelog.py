@@ -9,9 +9,13 @@ The credential, its pool member and the usage poller tell a
 :obj:`CredentialStateLog` what happened; it decides whether that is news and
 says it in the words docs/running.md documents.  Each line carries its
 figures as fields of their own, numbers as numbers, beside the words.
+The outcome of each refresh and each usage poll is also told to its
+:obj:`CredentialEvents` (the metrics).
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from twisted.logger import Logger
 
@@ -26,6 +30,37 @@ def _validity(expires_in: float | None) -> str:
     return "ever" if expires_in is None else format_duration(expires_in)
 
 
+#: The outcomes of a token refresh, and of a usage poll.
+REFRESHED, ADOPTED, REFRESH_FAILED = "refreshed", "adopted", "failed"
+POLLED, POLL_FAILED, POLL_RATE_LIMITED = "ok", "failed", "rate_limited"
+
+
+class CredentialEvents(Protocol):
+    """
+    Told the outcome of each refresh and usage poll of a credential.
+    """
+
+    def refresh(self, tag: str, outcome: str) -> None:
+        """
+        A refresh of ``tag``'s token ended: :obj:`REFRESHED`, :obj:`ADOPTED`
+        (another program's tokens taken instead) or :obj:`REFRESH_FAILED`.
+        """
+
+    def poll(self, tag: str, outcome: str) -> None:
+        """
+        A usage poll of ``tag`` ended: :obj:`POLLED`, :obj:`POLL_FAILED` or
+        :obj:`POLL_RATE_LIMITED`.
+        """
+
+
+class _NoEvents:
+    def refresh(self, tag: str, outcome: str) -> None:
+        pass
+
+    def poll(self, tag: str, outcome: str) -> None:
+        pass
+
+
 class CredentialStateLog:
     """
     The log of one credential's state changes.
@@ -35,12 +70,14 @@ class CredentialStateLog:
     or a request finding the credential paused).
 
     :param tag: the credential's tag.
+    :param events: told each refresh's and poll's outcome.
     """
 
     log = Logger()
 
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, events: CredentialEvents | None = None) -> None:
         self.tag = tag
+        self._events: CredentialEvents = events if events is not None else _NoEvents()
         self._reported: MemberState | None = None
 
     def available(self, plan: str, expires_in: float | None) -> None:
@@ -116,6 +153,7 @@ class CredentialStateLog:
         A refresh worked; the new token is valid for ``expires_in`` seconds
         (None: it never expires).
         """
+        self._events.refresh(self.tag, REFRESHED)
         self.log.info(
             "credential {tag}: token refreshed, valid for {remaining}",
             tag=self.tag,
@@ -127,6 +165,7 @@ class CredentialStateLog:
         """
         Before refreshing, fresh tokens were found in the store.
         """
+        self._events.refresh(self.tag, ADOPTED)
         self.log.info(
             "credential {tag}: adopted tokens refreshed by another program", tag=self.tag
         )
@@ -135,6 +174,7 @@ class CredentialStateLog:
         """
         A refresh failed, or was refused, because of ``problem``.
         """
+        self._events.refresh(self.tag, REFRESH_FAILED)
         self.log.error("credential {tag}: {problem}", tag=self.tag, problem=problem)
 
     def not_saved(self, error: str) -> None:
@@ -164,6 +204,7 @@ class CredentialStateLog:
         A usage poll failed, number ``failures`` in a row; the next one is in
         ``delay`` seconds.  Only the first of a row is a warning.
         """
+        self._events.poll(self.tag, POLL_FAILED)
         if failures == 1:
             self.log.warn(
                 "usage poll of {tag} failed ({reason}); keeping its last known state, "
@@ -184,6 +225,12 @@ class CredentialStateLog:
                 delay_seconds=delay,
             )
 
+    def polled(self) -> None:
+        """
+        A usage poll worked (logged by the poller, at debug level).
+        """
+        self._events.poll(self.tag, POLLED)
+
     def poll_works_again(self, failures: int) -> None:
         """
         A usage poll worked after ``failures`` failed ones.
@@ -199,6 +246,7 @@ class CredentialStateLog:
         The usage endpoint answered 429; the next poll is in ``delay``
         seconds.
         """
+        self._events.poll(self.tag, POLL_RATE_LIMITED)
         self.log.debug(
             "usage endpoint rate-limited the poll of {tag}; next poll in {delay}",
             tag=self.tag,

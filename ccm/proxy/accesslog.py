@@ -11,7 +11,8 @@ from __future__ import annotations
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from ccm.accounting.meter import TokenUsage
+from ccm.accounting.tokens import TokenCounts
+from ccm.proxy.observer import ExchangeEnd
 
 _LINE = (
     "{method} {path} user={user} model={model} credential={credential} "
@@ -34,7 +35,7 @@ def log_request(
     status: int,
     duration: float,
     bytes_sent: int,
-    usage: TokenUsage | None,
+    usage: TokenCounts | None,
     outcome: str,
 ) -> None:
     """
@@ -69,4 +70,34 @@ def log_request(
         bytes=bytes_sent,
         outcome=outcome,
         **counts,
+    )
+
+
+def log_end(
+    log: Logger,
+    request: Request,
+    end: ExchangeEnd,
+    bytes_sent: int,
+    outcome: str,
+    counted: bool,
+) -> None:
+    """
+    :obj:`log_request` for the request ``end`` describes.
+
+    :param bytes_sent: the body bytes relayed to the client.
+    :param outcome: why the request ended as it did, or empty.
+    :param counted: whether its usage went to a usage file: the line
+        shows the tokens only then.
+    """
+    log_request(
+        log,
+        request,
+        user=end.user,
+        model=end.model,
+        credential=end.credential,
+        status=end.status,
+        duration=end.duration,
+        bytes_sent=bytes_sent,
+        usage=end.usage.tokens if end.usage is not None and counted else None,
+        outcome=outcome,
     )

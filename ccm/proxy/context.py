@@ -21,6 +21,7 @@ from twisted.logger import Logger
 
 from ccm.accounting.counters import UsageRecorder
 from ccm.accounting.meter import TokenUsage
+from ccm.proxy.observer import NO_OBSERVER, ExchangeObserver
 
 # Claude Code waits up to 10 minutes for an answer (API_TIMEOUT_MS), and a
 # non-streaming reply only starts when the whole generation is done.
@@ -88,6 +89,7 @@ class ExchangeContext:
     :ivar routes: the :obj:`Route` of each credential, by tag.
     :ivar cooperator: runs the producers that stream large request bodies
         from twisted.web's temporary files.
+    :ivar observer: told of each request's events (the metrics).
     """
 
     clock: IReactorTime
@@ -97,3 +99,4 @@ class ExchangeContext:
     extra_headers: HeaderRules
     routes: Mapping[str, Route]
     cooperator: Cooperator
+    observer: ExchangeObserver = NO_OBSERVER

@@ -4,7 +4,8 @@ One proxied request, from choosing a credential to the last byte: the
 pool's choice, a retry on another credential after a 429, the upstream
 request under its response-header timeout, a 400, 401 or 403 read first
 (:obj:`ccm.proxy.rejections`), the answer relayed with
-:obj:`ccm.proxy.relay.Relay`, its usage counted, and one log line.
+:obj:`ccm.proxy.relay.Relay`, its usage counted, one log line, and its
+events told to the context's observer (the metrics).
 
 Everything the exchange needs from the service comes in its
 :obj:`ExchangeContext`; the resource that starts it learns of its end through
@@ -17,40 +18,31 @@ from typing import IO, Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
-from twisted.web.client import FileBodyProducer
 from twisted.web.iweb import IResponse
 from twisted.web.server import Request
 
-from ccm.accounting.meter import TokenUsage
+from ccm.accounting.counters import UsageRecord
 from ccm.credentials.credential import Credential, CredentialUnavailable
-from ccm.proxy.accesslog import log_request
+from ccm.proxy.accesslog import log_end
 from ccm.pool.select import Pool
 from ccm.proxy.context import ExchangeContext, Route
 from ccm.proxy.facts import request_facts
-from ccm.proxy.failures import closed_before_answering, headers_timed_out, upstream_error
+from ccm.proxy.failures import (
+    ENDED_BY_SHUTDOWN,
+    FAST_MODE_THROUGH_POOL,
+    closed_before_answering,
+    headers_timed_out,
+    upstream_error,
+)
 from ccm.proxy.headers import client_response_headers, upstream_request_headers
 from ccm.proxy.metering import ResponseUsage
+from ccm.proxy.observer import MOVED_AFTER_429, MOVED_AFTER_REJECTION, ExchangeEnd
 from ccm.proxy.rejections import INSPECTED_STATUSES, AnswerCheck, Step, broken_answer
-from ccm.proxy.relay import Discard, KeepOpen, Relay
+from ccm.proxy.relay import Discard, Relay, request_data
 from ccm.units import format_duration
 from ccm.web.auth import Caller
 from ccm.web.errors import INTERNAL_ERROR, APIError, answer_bug, send_error
 from ccm.web.paths import forwarded_target
-
-FAST_MODE_THROUGH_POOL = APIError(
-    400,
-    "invalid_request_error",
-    "fast mode requests would consume paid extra usage; use a credential directly, "
-    "not a pool",
-)
-# A request still waiting for the upstream's answer when the shutdown grace
-# ends.
-ENDED_BY_SHUTDOWN = APIError(
-    503,
-    "api_error",
-    "ccm is restarting and could not finish this request in time; retry",
-    headers=(("x-should-retry", "true"),),
-)
 
 class Exchange:
     """
@@ -84,6 +76,7 @@ class Exchange:
         self._status = 0
         self._bytes_sent = 0
         self._outcome = ""
+        self._by_ccm = False
         self._client_gone = False
         # Any: treq's request gives a Deferred of its private _Response (an
         # IResponse proxy), which Deferred[IResponse] does not accept.
@@ -92,7 +85,7 @@ class Exchange:
         self._route: Route | None = None
         self._metered: ResponseUsage | None = None
         self._tried: list[str] = []
-        self._usage: TokenUsage | None = None
+        self._usage: UsageRecord | None = None
         self._check: AnswerCheck | None = None
         self._recovered: set[str] = set()
         self._sent_token = ""
@@ -155,6 +148,7 @@ class Exchange:
                 limited_seconds=limited_until - now,
             )
         response.deliverBody(Discard())
+        self._context.observer.moved(credential.tag, MOVED_AFTER_429)
         self._attempt()
         return True
 
@@ -185,7 +179,7 @@ class Exchange:
             request.method.decode("ascii"),
             url,
             headers=headers,
-            data=self._request_data(),
+            data=request_data(self._body, request.method, self._context.cooperator),
             unbuffered=True,
             allow_redirects=False,
         )
@@ -194,20 +188,6 @@ class Exchange:
         )
         self._upstream = upstream
         upstream.addCallbacks(self._got_response, self._upstream_failed).addErrback(self._crashed)
-
-    def _request_data(self) -> bytes | FileBodyProducer | None:
-        """
-        The body to send upstream: the bytes, or, for a large body, a
-        producer reading twisted.web's temporary file from the start (again
-        for a retry on another credential).
-        """
-        body = self._body
-        if isinstance(body, bytes):
-            if body or self.request.method not in (b"GET", b"HEAD"):
-                return body
-            return None
-        body.seek(0)
-        return FileBodyProducer(KeepOpen(body), cooperator=self._context.cooperator)
 
     def _got_response(self, response: IResponse) -> None:
         self._upstream = None
@@ -245,6 +225,11 @@ class Exchange:
         """Give the client the status and headers of ``response``."""
         request = self.request
         self._status = response.code
+        self._by_ccm = False
+        assert self._credential is not None
+        self._context.observer.answered(
+            self._credential.tag, self._context.clock.seconds() - self._started
+        )
         request.setResponseCode(response.code, response.phrase or None)
         request.defaultContentType = None
         for name, values in client_response_headers(response.headers).getAllRawHeaders():
@@ -285,6 +270,7 @@ class Exchange:
             )
         elif step is Step.MOVE:
             self._tried.append(credential.tag)
+            self._context.observer.moved(credential.tag, MOVED_AFTER_REJECTION)
             self._attempt()
         elif step is Step.BROKEN:
             self._fail(broken_answer(self._context.upstream_url, response.code))
@@ -340,11 +326,13 @@ class Exchange:
             return
         self._status = INTERNAL_ERROR.status
         self._outcome = INTERNAL_ERROR.message
+        self._by_ccm = True
         answer_bug(self.request)
 
     def _fail(self, error: APIError) -> None:
         self._status = error.status
         self._outcome = error.message
+        self._by_ccm = True
         send_error(self.request, error)
 
     def cut(self) -> None:
@@ -384,15 +372,15 @@ class Exchange:
             self._finished(self)
 
     def _log(self) -> None:
-        log_request(
-            self._context.log,
-            self.request,
+        end = ExchangeEnd(
             user=self._caller.name,
             model=self._facts.model,
             credential=self._credential.tag if self._credential is not None else "",
             status=self._status,
             duration=self._context.clock.seconds() - self._started,
-            bytes_sent=self._bytes_sent,
             usage=self._usage,
-            outcome=self._outcome,
+            by_ccm=self._by_ccm,
         )
+        counted = self._metered is not None and self._metered.counted
+        log_end(self._context.log, self.request, end, self._bytes_sent, self._outcome, counted)
+        self._context.observer.ended(end)

@@ -17,6 +17,21 @@ from ccm.credentials.oauth import is_cancellation
 from ccm.upstream.tunnel import DetourError
 from ccm.web.errors import APIError
 
+FAST_MODE_THROUGH_POOL = APIError(
+    400,
+    "invalid_request_error",
+    "fast mode requests would consume paid extra usage; use a credential directly, "
+    "not a pool",
+)
+# A request still waiting for the upstream's answer when the shutdown grace
+# ends.
+ENDED_BY_SHUTDOWN = APIError(
+    503,
+    "api_error",
+    "ccm is restarting and could not finish this request in time; retry",
+    headers=(("x-should-retry", "true"),),
+)
+
 
 class ResponseHeadersTimedOut(Exception):
     """

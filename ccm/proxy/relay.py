@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.proxy.test_resource,tests.proxy.test_backpressure,tests.proxy.test_shutdown -*-
 """
 The body protocols of upstream responses: :obj:`Relay` writes a body to the
-client as it arrives, :obj:`Discard` drops one nobody wants; and :obj:`KeepOpen`,
-a request body file that survives being sent.
+client as it arrives, :obj:`Discard` drops one nobody wants; and
+:obj:`request_data`, the request body as sent upstream, from a file that
+survives being sent (:obj:`KeepOpen`) for a large one.
 
 The relay registers the upstream transport as the client request's
 producer, so a client that reads slowly pauses the upstream connection
@@ -16,10 +17,11 @@ from typing import IO, Callable, cast
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Cooperator
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.client import ResponseDone
+from twisted.web.client import FileBodyProducer, ResponseDone
 from twisted.web.server import Request
 
 from ccm.proxy.context import UsageMeter
@@ -53,6 +55,22 @@ class KeepOpen:
 
     def close(self) -> None:
         pass
+
+
+def request_data(
+    body: bytes | IO[bytes], method: bytes, cooperator: Cooperator
+) -> bytes | FileBodyProducer | None:
+    """
+    The body to send upstream: the bytes (none for an empty ``GET`` or
+    ``HEAD``), or, for a large body, a producer reading twisted.web's
+    temporary file from the start (again for a retry on another credential).
+    """
+    if isinstance(body, bytes):
+        if body or method not in (b"GET", b"HEAD"):
+            return body
+        return None
+    body.seek(0)
+    return FileBodyProducer(KeepOpen(body), cooperator=cooperator)
 
 
 def _stop_producing(protocol: Protocol) -> None:

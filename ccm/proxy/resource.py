@@ -32,6 +32,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from ccm.pool.select import Pool
 from ccm.proxy.context import ExchangeContext, HeaderRules, Route, Timeouts
 from ccm.proxy.exchange import Exchange
+from ccm.proxy.observer import NO_OBSERVER, ExchangeObserver
 from ccm.units import format_duration
 from ccm.upstream.identity import ClientIdentity
 from ccm.web.auth import Authenticator, Caller
@@ -93,6 +94,7 @@ class ProxyResource(Resource):
     :param max_request_body: the largest body forwarded, in bytes.
     :param identity: told each caller's ``User-Agent``, so that ccm's own
         calls follow the newest Claude Code.
+    :param observer: told of each request's events (the metrics).
     """
 
     isLeaf = True
@@ -110,6 +112,7 @@ class ProxyResource(Resource):
         max_request_body: int,
         timeouts: Timeouts = Timeouts(),
         identity: ClientIdentity | None = None,
+        observer: ExchangeObserver = NO_OBSERVER,
     ) -> None:
         super().__init__()
         self.authenticator = authenticator
@@ -126,6 +129,7 @@ class ProxyResource(Resource):
             extra_headers=extra_headers,
             routes=routes,
             cooperator=Cooperator(scheduler=lambda work: clock.callLater(0, work)),
+            observer=observer,
         )
         self.max_request_body = max_request_body
         self.draining = False

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.web.test_site,tests.web.test_paths,tests.web.test_hello -*-
 """
 The URL tree of a service: ``/v1/...`` is proxied, ``/ccm/v1/status``
-reports the caller's pool, ``/api/hello`` answers Claude Code's warm-up
+reports the caller's pool, ``/ccm/v1/health`` and ``/metrics`` (for
+admins) report the service, ``/api/hello`` answers Claude Code's warm-up
 locally, and everything else is a 404 in the Anthropic shape.  Routing and the proxy both work on the path as
 :obj:`ccm.web.paths.normalize_path` makes it, once, at the root
 (:obj:`Root`).
@@ -109,12 +110,20 @@ def client_host(request: Request) -> str:
     return str(host) if host is not None else str(address)
 
 
-def build_root(proxy: IResource, status: IResource) -> Resource:
+def build_root(
+    proxy: IResource,
+    status: IResource,
+    *,
+    health: IResource | None = None,
+    metrics: IResource | None = None,
+) -> Resource:
     """
     The root of ccm's URL space.
 
     :param proxy: the resource for ``/v1/...``.
     :param status: the resource for ``/ccm/v1/status``.
+    :param health: the resource for ``/ccm/v1/health``, if any.
+    :param metrics: the resource for ``/metrics``, if any.
     """
     tree = Directory()
     tree.putChild(b"v1", proxy)
@@ -126,4 +135,8 @@ def build_root(proxy: IResource, status: IResource) -> Resource:
     tree.putChild(b"ccm", ccm)
     ccm.putChild(b"v1", ccm_v1)
     ccm_v1.putChild(b"status", status)
+    if health is not None:
+        ccm_v1.putChild(b"health", health)
+    if metrics is not None:
+        tree.putChild(b"metrics", metrics)
     return Root(tree)

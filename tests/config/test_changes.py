@@ -116,11 +116,20 @@ class ClassificationTests(SynchronousTestCase):
     def test_what_needs_a_restart(self) -> None:
         """
         What the running objects were built from needs a restart: listeners
-        and TLS, credential and usage files, detours, URLs, poll intervals.
+        and TLS, the metrics listeners, credential and usage files, detours,
+        URLs, poll intervals.
         """
         self.assertEqual(
             {name for name, policy in SERVICE_FIELDS.items() if policy == RESTART},
-            {"listeners", "credential_path", "usages_path", "detour", "upstream_url", "oauth_token_url"},
+            {
+                "listeners",
+                "metrics_listen",
+                "credential_path",
+                "usages_path",
+                "detour",
+                "upstream_url",
+                "oauth_token_url",
+            },
         )
         self.assertEqual(
             {name for name, policy in DEFAULT_CREDENTIAL_FIELDS.items() if policy == RESTART},

@@ -341,3 +341,53 @@ class TLSTests(SynchronousTestCase, ProblemsTestMixin):
                 "config.json: tls.max_version: must be one of 1.0, 1.1, 1.2, 1.3, got 'TLSv1.3'",
             ],
         )
+
+
+class MetricsListenTests(SynchronousTestCase, ProblemsTestMixin):
+    """
+    ``metrics_listen``: where the metrics are served without a token.
+    """
+
+    def test_default(self) -> None:
+        """
+        Without ``metrics_listen`` there is no metrics listener.
+        """
+        self.assertEqual(service_of({}).metrics_listen, ())
+
+    def test_string_and_list(self) -> None:
+        """
+        One endpoint string, or a list of them.
+        """
+        self.assertEqual(
+            service_of({"metrics_listen": "tcp:9464:interface=127.0.0.1"}).metrics_listen,
+            (EndpointListener("tcp:9464:interface=127.0.0.1"),),
+        )
+        self.assertEqual(
+            service_of(
+                {"metrics_listen": ["tcp:9464:interface=127.0.0.1", "unix:/run/ccm/metrics"]}
+            ).metrics_listen,
+            (
+                EndpointListener("tcp:9464:interface=127.0.0.1"),
+                EndpointListener("unix:/run/ccm/metrics"),
+            ),
+        )
+
+    def test_invalid(self) -> None:
+        """
+        A string Twisted cannot parse, or a value of another type, is
+        refused with its JSON path.
+        """
+        self.assert_problem(
+            {"metrics_listen": "tcp:port"},
+            "config.json: metrics_listen: invalid endpoint 'tcp:port': "
+            "invalid literal for int() with base 10: 'port'",
+        )
+        self.assert_problem(
+            {"metrics_listen": ["tcp:9464", "carrier-pigeon:1"]},
+            "config.json: metrics_listen[1]: invalid endpoint 'carrier-pigeon:1': "
+            "Unknown endpoint type: 'carrier-pigeon'",
+        )
+        self.assert_problem(
+            {"metrics_listen": 9464},
+            "config.json: metrics_listen: must be a string or an array of strings, got a number",
+        )
