@@ -26,7 +26,10 @@ from typing import TextIO, cast
 import twisted
 
 import ccm
-from ccm.cli import check, clientenv, token, usage
+import ccm.cli.check
+import ccm.cli.clientenv
+import ccm.cli.token
+import ccm.cli.usage
 from ccm.cli.terminal import PROG, Command, Terminal
 
 
@@ -56,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--version", action="version", version=version_line())
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (check, token, usage, clientenv):
+    for module in (ccm.cli.check, ccm.cli.token, ccm.cli.usage, ccm.cli.clientenv):
         module.register(commands)
     return top
 
