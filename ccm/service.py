@@ -65,6 +65,22 @@ def _is_loopback(listener: Listener) -> bool:
     return False
 
 
+#: The warning of a service anyone who can reach may use.
+OPEN_SERVICE_WARNING = (
+    "no users are configured and ccm listens beyond this machine: "
+    "anyone who can reach it can use the subscription; add users "
+    "with tokens"
+)
+
+
+def listens_beyond_this_machine(listeners: Iterable[Listener]) -> bool:
+    """
+    Whether any of ``listeners`` accepts connections from other machines
+    (what :obj:`CcmService.warn_if_open` and ``ccm check`` warn about).
+    """
+    return not all(_is_loopback(listener) for listener in listeners)
+
+
 class CcmService(MultiService):
     """
     A running ccm service.
@@ -130,14 +146,8 @@ class CcmService(MultiService):
         Warn when anyone who can reach the service may use it: no users,
         and a listener beyond this machine.
         """
-        if self._authenticator.anonymous and not all(
-            _is_loopback(l) for l in self.config.listeners
-        ):
-            self.log.warn(
-                "no users are configured and ccm listens beyond this machine: "
-                "anyone who can reach it can use the subscription; add users "
-                "with tokens"
-            )
+        if self._authenticator.anonymous and listens_beyond_this_machine(self.config.listeners):
+            self.log.warn(OPEN_SERVICE_WARNING)
 
     def warn_if_metrics_open(self) -> None:
         """

@@ -3,7 +3,9 @@
 The one log line ccm writes per proxied request (its fields are described
 in docs/running.md).  Every figure is a field of its own, so that a JSON
 log observer gets numbers: the token counts appear only for a response
-whose usage was counted, the outcome only when there is one.
+whose usage was counted, the outcome only when there is one, and
+``status`` is always a number (0 when the client got no status), shown as
+``-`` in the text.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ccm.proxy.observer import ExchangeEnd
 
 _LINE = (
     "{method} {path} user={user} model={model} credential={credential} "
-    "-> {status} in {duration:.3f}s, {bytes} bytes"
+    "-> {status_shown} in {duration:.3f}s, {bytes} bytes"
 )
 _TOKENS = (
     ", tokens in={input_tokens} out={output_tokens} cache read={cache_read_input_tokens} "
@@ -65,7 +67,9 @@ def log_request(
         user=user or "-",
         model=model or "-",
         credential=credential or "-",
-        status=status or "-",
+        # A number for machines (0: no status was sent); "-" for people.
+        status=status,
+        status_shown=status or "-",
         duration=duration,
         bytes=bytes_sent,
         outcome=outcome,

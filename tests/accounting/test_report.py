@@ -1,7 +1,7 @@
 """
 Tests for :obj:`ccm.accounting.report`: the tables by user, model and week of a
 usages file.  The command line that prints them is tested in
-:obj:`tests.test_main`.
+:obj:`tests.cli.test_usage`.
 
 The sample book's costs (:obj:`tests.accounting.samples.sample_book`) are worked
 out by hand there from the official prices (Opus 4.8: 5/25/0.5/6.25/10 USD

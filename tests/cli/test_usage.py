@@ -1,8 +1,9 @@
 """
-Tests for ``python -m ccm`` (:obj:`ccm.__main__`): the ``usage`` command prints a
-usages file as tables or as JSON, with its exit codes and messages, and never
-changes the file it reads.  The tables themselves are tested in
-:obj:`tests.accounting.test_report`.
+Tests for ``ccm usage`` (:obj:`ccm.cli.usage`): it prints a usages file as
+tables or as JSON, several files as one team, with its exit codes and
+messages, and never changes the files it reads.  The tables themselves are
+tested in :obj:`tests.accounting.test_report` and
+:obj:`tests.accounting.test_team`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import ccm
-from ccm.__main__ import main
+from ccm.cli.main import main
 from ccm.accounting.document import serialize
 from tests.accounting.samples import (
     BY_MODEL,
@@ -34,7 +35,7 @@ from tests.fixtures import UTC, UTC_PLUS_8
 
 class CommandLineTests(SynchronousTestCase):
     """
-    :obj:`ccm.__main__.main`, run in the test's process.
+    ``ccm usage`` through :obj:`ccm.cli.main.main`, run in the test's process.
     """
 
     def setUp(self) -> None:
@@ -72,7 +73,7 @@ class CommandLineTests(SynchronousTestCase):
         self.assertEqual((status, out), (1, ""))
         self.assertTrue(err.endswith("\n"), err)
         self.assertEqual(err.count("\n"), 1, err)
-        self.assertTrue(err.startswith("python -m ccm usage: "), err)
+        self.assertTrue(err.startswith("ccm usage: "), err)
         self.assertIn(repr(self.path), err)
         for part in reason:
             self.assertIn(part, err)
@@ -165,7 +166,7 @@ class CommandLineTests(SynchronousTestCase):
         status, out, err = self.run_main("usage", os.devnull)
         self.assertEqual(
             (status, out, err),
-            (1, "", f"python -m ccm usage: cannot use {os.devnull!r}: it is not a regular file\n"),
+            (1, "", f"ccm usage: cannot use {os.devnull!r}: it is not a regular file\n"),
         )
 
     def test_not_json(self) -> None:
@@ -242,7 +243,7 @@ class CommandLineTests(SynchronousTestCase):
         """
         status, out, err = self.run_main()
         self.assertEqual((status, out), (2, ""))
-        self.assertIn("usage: python -m ccm", err)
+        self.assertIn("usage: ccm", err)
         self.assertIn("required", err)
 
     def test_bad_by(self) -> None:
@@ -260,8 +261,97 @@ class CommandLineTests(SynchronousTestCase):
         """
         status, out, err = self.run_main("usage", "--help")
         self.assertEqual((status, err), (0, ""))
-        self.assertIn("--by {user,model,week,all}", out)
+        self.assertIn("--by {user,model,week,credential,all}", out)
         self.assertIn("--json", out)
+
+
+class TeamTests(SynchronousTestCase):
+    """
+    ``ccm usage`` with several files: one team report, or one line naming
+    the file that cannot be used.
+    """
+
+    def setUp(self) -> None:
+        self.directory = self.mktemp()
+        os.makedirs(self.directory)
+        self.first = os.path.join(self.directory, "a.json")
+        self.second = os.path.join(self.directory, "b.json")
+        with open(self.first, "wb") as handle:
+            handle.write(serialize(sample_book().snapshot(), UTC_PLUS_8))
+        with open(self.second, "wb") as handle:
+            handle.write(SING_BOX_FILE)
+
+    def run_main(self, *argv: str) -> tuple[int, str, str]:
+        """
+        Run the command line in UTC+8: the status, stdout and stderr.
+        """
+        stdout, stderr = io.StringIO(), io.StringIO()
+        status = main(list(argv), stdout, stderr, tz=UTC_PLUS_8)
+        return status, stdout.getvalue(), stderr.getvalue()
+
+    def test_team_report(self) -> None:
+        """
+        Two files give one report over both, with a table by credential
+        naming each file by its base name, and status 0.
+        """
+        status, out, err = self.run_main("usage", self.first, self.second)
+        self.assertEqual((status, err), (0, ""))
+        self.assertTrue(out.startswith("Usage recorded in 2 files, last updated "), out)
+        table = out.split("By credential (usage file)\n")[1].splitlines()
+        self.assertEqual([line.split()[:3] for line in table[2:4]], [["a.json", "6", "255,600"], ["b.json", "10", "1,234"]])
+
+    def test_same_base_names(self) -> None:
+        """
+        Files with the same base name are told apart by the ends of their
+        paths (``temp/a.json``, ``other/a.json``).
+        """
+        other = os.path.join(self.directory, "other")
+        os.makedirs(other)
+        renamed = os.path.join(other, "a.json")
+        os.rename(self.second, renamed)
+        status, out, err = self.run_main("usage", "--by", "credential", "--", self.first, renamed)
+        self.assertEqual((status, err), (0, ""))
+        rows = out.split("By credential (usage file)\n")[1].splitlines()[2:4]
+        labels = [row.split()[0] for row in rows]
+        self.assertEqual(labels, [os.path.join("temp", "a.json"), os.path.join("other", "a.json")])
+
+    def test_by_credential_of_one_file(self) -> None:
+        """
+        ``--by credential`` works with one file too: its one row.
+        """
+        status, out, err = self.run_main("usage", "--by", "credential", self.first)
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual([l for l in out.splitlines() if l.startswith("By ")], ["By credential (usage file)"])
+
+    def test_broken_file_named(self) -> None:
+        """
+        A broken second file ends the command with one line naming it and
+        status 1; nothing of the first file is printed.
+        """
+        with open(self.second, "wb") as handle:
+            handle.write(b"{not json")
+        status, out, err = self.run_main("usage", self.first, self.second)
+        self.assertEqual((status, out), (1, ""))
+        self.assertEqual(err.count("\n"), 1, err)
+        self.assertTrue(err.startswith(f"ccm usage: cannot use {self.second!r}: "), err)
+
+    def test_same_file_twice(self) -> None:
+        """
+        The same file given twice (under two names) is refused: it would be
+        counted twice.
+        """
+        alias = os.path.join(self.directory, ".", "a.json")
+        status, out, err = self.run_main("usage", self.first, alias)
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("is the same file as", err)
+
+    def test_json_of_several(self) -> None:
+        """
+        ``--json`` with several files is a wrong command line (status 2).
+        """
+        status, out, err = self.run_main("usage", "--json", self.first, self.second)
+        self.assertEqual((status, out), (2, ""))
+        self.assertIn("--json prints one file", err)
 
 
 class SubprocessTests(TestCase):
