@@ -109,12 +109,20 @@ def client_host(request: Request) -> str:
     return str(host) if host is not None else str(address)
 
 
-def build_root(proxy: IResource, status: IResource) -> Resource:
+#: The names under ``/ccm/`` that the dashboard serves.
+DASHBOARD_NAMES = (b"", b"login", b"logout", b"credentials", b"static")
+
+
+def build_root(
+    proxy: IResource, status: IResource, dashboard: IResource | None = None
+) -> Resource:
     """
     The root of ccm's URL space.
 
     :param proxy: the resource for ``/v1/...``.
     :param status: the resource for ``/ccm/v1/status``.
+    :param dashboard: the resource for ``/ccm/`` and the pages below it
+        (:obj:`DASHBOARD_NAMES`), when there is one.
     """
     tree = Directory()
     tree.putChild(b"v1", proxy)
@@ -126,4 +134,7 @@ def build_root(proxy: IResource, status: IResource) -> Resource:
     tree.putChild(b"ccm", ccm)
     ccm.putChild(b"v1", ccm_v1)
     ccm_v1.putChild(b"status", status)
+    if dashboard is not None:
+        for name in DASHBOARD_NAMES:
+            ccm.putChild(name, dashboard)
     return Root(tree)
