@@ -93,6 +93,7 @@ def credential_card(view: CredentialView, now: float, csrf: str) -> Tag:
             tags.div(
                 tags.div(f"{window.label}: {window.utilization:g}% (pauses at {window.cap:g}%)", *resets),
                 bar(window),
+                **{"class": "window"},
             )
         )
     until: list[Flattenable] = []
@@ -106,7 +107,7 @@ def credential_card(view: CredentialView, now: float, csrf: str) -> Tag:
     else:
         buttons.append(action(view.tag, "pause", "Pause", csrf))
     return tags.section(
-        tags.h3(tags.span(view.tag), tags.span(view.state, **{"class": f"state {view.state}"})),
+        tags.h3(tags.span(view.tag), tags.span(view.state.replace("_", " "), **{"class": f"state {view.state}"})),
         tags.div(view.description, **{"class": "description"}),
         *until,
         *windows,
