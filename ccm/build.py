@@ -20,12 +20,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IReactorFDSet,
     IReactorSSL,
-    IReactorTCP,
     IReactorThreads,
     IReactorTime,
 )
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import LogPublisher, globalLogPublisher
 
+from ccm.accounting.recent import RecentUsage, recording_also
 from ccm.accounting.usagefile import UsageFile, UsageSaverService
 from ccm.banner import log_startup
 from ccm.config.model import (
@@ -46,29 +47,30 @@ from ccm.credentials.watch import FileWatcher
 from ccm.pool.poller import UsagePoller
 from ccm.pool.select import BalancerPool, PoolMember, SingleCredentialPool
 from ccm.pool.select import Pool
+from ccm.pool.sessions import MemorySessionTable, SessionTable
 from ccm.accounting.counters import UsageRecorder
 from ccm.proxy.context import Route, Timeouts
-from ccm.proxy.resource import ProxyResource
-from ccm.service import CcmService
+from ccm.service import CcmService, warn_if_admin_pages_exposed
+from ccm.sites import ListeningReactor, build_proxy, build_site, metrics_listeners
 from ccm.upstream.client import MakeClient, clients_per_detour, make_http_client, proxy_detour
 from ccm.upstream.identity import ClientIdentity
 from ccm.pool.users import UserPools
 from ccm.web.auth import Authenticator
 from ccm.web.listening import ListeningService, endpoint_for
-from ccm.web.site import CcmSite
-from ccm.web.tree import build_root
-from ccm.web.status import StatusResource
 from ccm.web.watch import StatusWatches
 from ccm.web.health import HealthResource
-from ccm.web.metrics import MetricsResource, metrics_root
 from ccm.metrics.registry import ServiceMetrics
 from ccm.pool.statelog import CredentialEvents
+from ccm.web.admins import AdminSessions
+from ccm.web.dashboard import DashboardResource
+from ccm.web.overview import Sources
+from ccm.web.problems import RecentProblems
 
 
 _Result = TypeVar("_Result")
 
 
-class ServiceReactor(IReactorTime, IReactorTCP, IReactorSSL, IReactorThreads, IReactorFDSet):
+class ServiceReactor(ListeningReactor, IReactorSSL, IReactorThreads, IReactorFDSet):
     """
     What a service needs of the reactor, for type checking only (as treq's
     ``_ITreqReactor``): time, TCP and TLS connections and listeners, the
@@ -91,6 +93,7 @@ def build_service(
     keyring_backend: KeyringBackend | None = None,
     timeouts: Timeouts = Timeouts(),
     usage_recorders: Mapping[str, UsageRecorder] | None = None,
+    log_publisher: LogPublisher = globalLogPublisher,
 ) -> CcmService:
     """
     Build the service ``config`` describes, ready to start.
@@ -110,6 +113,8 @@ def build_service(
     :param timeouts: how long the proxy waits for the upstream.
     :param usage_recorders: where to count the usage of some credentials,
         by tag, instead of their ``usages_path`` files (tests).
+    :param log_publisher: whose warnings and errors the dashboard shows
+        (the global log publisher, while the service runs).
     """
     credential_configs = config.default_credentials()
     detours = {c.tag: proxy_detour(c.detour) for c in credential_configs}
@@ -130,7 +135,9 @@ def build_service(
         c.tag: PoolMember(credential, c.cap_5h, c.cap_weekly, c.allows_extra_usage)
         for c, credential in zip(credential_configs, credentials)
     }
-    pools = _pools(config, members, reactor)
+    session_tables: dict[str, SessionTable] = {}
+    pools = _pools(config, members, reactor, session_tables)
+    problems = RecentProblems(log_publisher)
     background: list[IService] = [
         # First, so that they stop last and their final save sees every
         # request the other services let finish.
@@ -138,25 +145,42 @@ def build_service(
         *_file_watchers(credentials, reactor, watch_with_inotify),
         TokenRefreshService(credentials, reactor),
         *_usage_pollers(config, credentials, detours, clients, reactor, identity),
+        problems,
     ]
     recorders: dict[str, UsageRecorder] = {**savers, **(usage_recorders or {})}
+    # Usage is metered only where it is counted: the dashboard's 5-hour
+    # figures too.
+    recent = {tag: RecentUsage(reactor) for tag in recorders}
     routes = {
-        c.tag: Route(clients[detours[c.tag]], recorders.get(c.tag)) for c in credentials
+        c.tag: Route(clients[detours[c.tag]], recording_also(recorders.get(c.tag), recent.get(c.tag)))
+        for c in credentials
     }
     default = pools[config.credentials[0].tag] if config.credentials else pools["default"]
     user_pools = UserPools(pools, default, config.multi_credential, config.users)
     authenticator = Authenticator(config.users)
     watches = StatusWatches(reactor)
     health = HealthResource(members, reactor)
-    proxy, site = _site(
-        config, authenticator, user_pools, routes, reactor, timeouts, watches, identity, metrics,
-        health,
-    )
+    proxy = build_proxy(config, authenticator, user_pools, routes, reactor, timeouts, identity, metrics)
     metrics.follow(members, lambda: proxy.in_progress)
+    sources = Sources(
+        members=members,
+        session_tables=session_tables,
+        counters={tag: saver.counters for tag, saver in savers.items()},
+        recent=recent,
+        user_names=lambda: [user.name for user in service.config.users],
+        in_flight=proxy.in_flight,
+        problems=problems,
+    )
+    dashboard = DashboardResource(
+        AdminSessions(authenticator, reactor), sources, lambda: members, reactor
+    )
+    site = build_site(
+        config, authenticator, user_pools, reactor, watches, proxy, dashboard, metrics, health
+    )
     listeners = [
         ListeningService(endpoint_for(reactor, listener), site)
         for listener in config.listeners
-    ] + _metrics_listeners(config, metrics, health, reactor)
+    ] + metrics_listeners(config, metrics, health, reactor)
     service = CcmService(
         config,
         credentials=credentials,
@@ -176,6 +200,7 @@ def build_service(
     )
     service.warn_if_open()
     service.warn_if_metrics_open()
+    warn_if_admin_pages_exposed(CcmService.log, config)
     return service
 
 
@@ -276,10 +301,14 @@ def _file_watchers(
 
 
 def _pools(
-    config: ServiceConfig, members: Mapping[str, PoolMember], clock: IReactorTime
+    config: ServiceConfig,
+    members: Mapping[str, PoolMember],
+    clock: IReactorTime,
+    session_tables: dict[str, SessionTable],
 ) -> dict[str, Pool]:
     """
-    A pool per credential, serving it alone, and one per balancer.
+    A pool per credential, serving it alone, and one per balancer, whose
+    session table goes into ``session_tables`` (for the dashboard).
     """
     pools: dict[str, Pool] = {
         tag: SingleCredentialPool(member, clock) for tag, member in members.items()
@@ -292,64 +321,9 @@ def _pools(
                 pool_config.strategy,
                 clock,
                 rebalance_threshold=pool_config.rebalance_threshold,
+                sessions=session_tables.setdefault(pool_config.tag, MemorySessionTable()),
             )
     return pools
-
-
-def _site(
-    config: ServiceConfig,
-    authenticator: Authenticator,
-    user_pools: UserPools,
-    routes: Mapping[str, Route],
-    clock: IReactorTime,
-    timeouts: Timeouts,
-    watches: StatusWatches,
-    identity: ClientIdentity,
-    metrics: ServiceMetrics,
-    health: HealthResource,
-) -> tuple[ProxyResource, CcmSite]:
-    """
-    The resource tree, with the proxy (telling ``metrics`` of its
-    requests), the status endpoint (keeping its watches in ``watches``),
-    the health answer and the admins' metrics in it, and the site serving
-    it.
-    """
-    proxy = ProxyResource(
-        authenticator=authenticator,
-        pool_for=user_pools.pool_for,
-        routes=routes,
-        clock=clock,
-        upstream_url=config.upstream_url,
-        extra_headers=config.headers,
-        max_request_body=config.max_request_body,
-        timeouts=timeouts,
-        identity=identity,
-        observer=metrics,
-    )
-    site = CcmSite(
-        build_root(
-            proxy,
-            StatusResource(authenticator, user_pools.pool_for, clock, watches),
-            health=health,
-            metrics=MetricsResource(metrics.registry, authenticator),
-        ),
-        config.max_request_body,
-        reactor=clock,
-        connection_limits=config.connection_limits,
-    )
-    return proxy, site
-
-
-def _metrics_listeners(
-    config: ServiceConfig, metrics: ServiceMetrics, health: HealthResource, reactor: ServiceReactor
-) -> list[ListeningService]:
-    """
-    A listener for each ``metrics_listen`` endpoint, on a site of its own
-    serving the metrics without authentication, and the health answer.
-    """
-    root = metrics_root(MetricsResource(metrics.registry, None), health)
-    site = CcmSite(root, 0, reactor=reactor, connection_limits=config.connection_limits)
-    return [ListeningService(endpoint_for(reactor, l), site) for l in config.metrics_listen]
 
 
 def _usage_pollers(

@@ -81,6 +81,35 @@ def listens_beyond_this_machine(listeners: Iterable[Listener]) -> bool:
     return not all(_is_loopback(listener) for listener in listeners)
 
 
+def _is_plain_http(listener: Listener) -> bool:
+    """
+    Whether a listener speaks HTTP without TLS.
+    """
+    if isinstance(listener, AddressListener):
+        return listener.tls is None
+    kind = listener.description.partition(":")[0].lower()
+    return kind not in ("ssl", "tls", "txtls")
+
+
+def warn_if_admin_pages_exposed(log: Logger, config: ServiceConfig) -> None:
+    """
+    Warn, once, when an admin is configured and a listener beyond this
+    machine serves without TLS: the admin's token and the dashboard's
+    cookie would cross the network in clear.
+    """
+    exposed = [
+        listener for listener in config.listeners
+        if _is_plain_http(listener) and not _is_loopback(listener)
+    ]
+    if exposed and any(user.admin for user in config.users):
+        log.warn(
+            "the dashboard (/ccm/) is reachable over plain HTTP beyond this machine: admins' "
+            "tokens and session cookies cross the network unencrypted; serve it over TLS "
+            "or on loopback",
+            listeners=len(exposed),
+        )
+
+
 class CcmService(MultiService):
     """
     A running ccm service.

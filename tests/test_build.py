@@ -13,6 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from ccm.accounting.recent import RecentUsage, RecordingTee
 from ccm.accounting.usagefile import UsageSaverService
 from ccm.build import build_service
 from ccm.config.model import (
@@ -29,6 +30,7 @@ from ccm.credentials.watch import FileWatcher
 from ccm.pool.poller import UsagePoller
 from ccm.service import CcmService
 from ccm.web.listening import ListeningService
+from ccm.web.problems import RecentProblems
 from tests.fake_anthropic import FakeAnthropic
 from tests.fixtures import write_credentials
 
@@ -82,7 +84,7 @@ class BuildTests(SynchronousTestCase):
         """
         The usage savers come first (so that they stop last), then a file
         watcher per credentials file, the token refresher, the usage
-        poller, and the listeners.
+        poller, the dashboard's ring of recent problems, and the listeners.
         """
         service = self.build()
         self.assertEqual(
@@ -93,6 +95,7 @@ class BuildTests(SynchronousTestCase):
                 FileWatcher,
                 TokenRefreshService,
                 UsagePoller,
+                RecentProblems,
                 ListeningService,
             ],
         )
@@ -114,12 +117,16 @@ class BuildTests(SynchronousTestCase):
     def test_routes(self) -> None:
         """
         Each credential's route has the direct client, and the usage saver
-        of its file as its recorder, or none.
+        of its file as its recorder (with the dashboard's recent usage
+        beside it), or none.
         """
         service = self.build()
         routes = service.proxy.context.routes
         [saver] = [child for child in service if isinstance(child, UsageSaverService)]
-        self.assertIs(routes["a"].recorder, saver)
+        recorder = routes["a"].recorder
+        assert isinstance(recorder, RecordingTee)
+        self.assertIs(recorder.recorders[0], saver)
+        self.assertIsInstance(recorder.recorders[1], RecentUsage)
         self.assertIsNone(routes["b"].recorder)
         self.assertIs(routes["a"].http_client, self.client)
         self.assertIs(routes["b"].http_client, self.client)

@@ -189,6 +189,13 @@ class UsageSaverService(TimerService):
         self._early_save: IDelayedCall | None = None
 
     @property
+    def counters(self) -> UsageCounters:
+        """
+        The counters this service saves, for those that show them.
+        """
+        return self._counters
+
+    @property
     def unsaved(self) -> bool:
         """
         Whether usage was recorded since the last successful save.

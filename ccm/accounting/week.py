@@ -47,7 +47,16 @@ def week_start_from_headers(headers: Headers) -> int:
         return 0
     if len(text) > _MAX_HEADER_DIGITS or not _DIGITS.fullmatch(text):
         return 0
-    start = int(text) - WEEK_SECONDS
+    return week_start_of(int(text))
+
+
+def week_start_of(weekly_reset: int) -> int:
+    """
+    The start of the weekly cycle that ends at ``weekly_reset`` (Unix
+    seconds), as :obj:`week_start_from_headers` tags usage: a week before,
+    rounded to the hour; 0 when that is not a time the file can hold.
+    """
+    start = weekly_reset - WEEK_SECONDS
     start = (start + _HOUR_SECONDS // 2) // _HOUR_SECONDS * _HOUR_SECONDS
     if start <= 0 or start > LATEST_TIMESTAMP:
         return 0

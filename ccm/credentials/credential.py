@@ -43,6 +43,7 @@ from ccm.credentials.standing import Quarantine, Standing
 from ccm.pool.observers import Observer, Observers
 from ccm.pool.statelog import CredentialEvents, CredentialStateLog
 from ccm.pool.plan import Plan, plan_weight
+from ccm.pool.serving import AdminPause
 from ccm.pool.windows import MemoryWindowState, WindowState
 
 
@@ -81,6 +82,7 @@ class Credential:
             rate_limits if rate_limits is not None else MemoryWindowState(tag)
         )
         self.state_log = CredentialStateLog(tag, events)
+        self._admin_pause: AdminPause | None = None
         self._observers = Observers()
         self._rotation = TokenRotation(
             store,
@@ -252,6 +254,31 @@ class Credential:
         The credential's ban, if it is banned (see :obj:`Standing`).
         """
         return self.standing.quarantine
+
+    @property
+    def admin_pause(self) -> AdminPause | None:
+        """
+        An admin's pause of this credential, while it lasts (see :obj:`pause`).
+        """
+        return self._admin_pause
+
+    def pause(self, by: str) -> None:
+        """
+        Serve nothing until an admin resumes it: admin ``by`` asked.  Its
+        sessions move at their next request, as from any credential that
+        cannot serve.  A pause kept in memory: a restart ends it.
+        """
+        if self._admin_pause is None:
+            self._admin_pause = AdminPause(by, self._clock.seconds())
+            self._observers.notify()
+
+    def resume(self) -> None:
+        """
+        End an admin's pause, if there is one.
+        """
+        if self._admin_pause is not None:
+            self._admin_pause = None
+            self._observers.notify()
 
     def recover(self, rejected_access_token: str, answer: str = "") -> Deferred[bool]:
         """

@@ -16,7 +16,7 @@ keeps the last word as an :obj:`ExtraUsage`, with two pauses:
   your plan limits") starts one that lasts until the 5-hour window resets,
   or :obj:`EXTRA_USAGE_PAUSE_SECONDS` when that reset is not known.
 
-Only their time ends them.  They are facts about the subscription, kept
+Only their time ends them, or an admin clearing the cooldown.  They are facts about the subscription, kept
 whatever its configuration says: whether they keep it from serving is the
 credential's ``extra_usage`` setting, which its pool member applies
 (:obj:`ccm.pool.member.PoolMember`), so a reload that changes the setting
@@ -262,3 +262,10 @@ class ExtraUsage:
         else:
             until = now + EXTRA_USAGE_PAUSE_SECONDS
         return dataclasses.replace(self, refused_until=max(self.refused_until, until))
+
+    def cleared(self) -> ExtraUsage:
+        """
+        This record with both pauses ended (an admin cleared the cooldown);
+        what the upstream said stays, so its next answer decides again.
+        """
+        return dataclasses.replace(self, drawing_until=0.0, refused_until=0.0)

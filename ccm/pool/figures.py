@@ -42,6 +42,17 @@ _CODE_WORD = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 BAD_VALUE_WARNING_SECONDS = 3600.0
 
 
+@dataclass(frozen=True)
+class Window:
+    """
+    One rate-limit window: how much of it is used, in percent, and when it
+    resets (Unix seconds, 0 when unknown).
+    """
+
+    utilization: float = 0.0
+    resets_at: float = 0.0
+
+
 class WindowName(Enum):
     """
     A subscription's two rate-limit windows; the value is the name people

@@ -5,7 +5,8 @@ its members can, and what the members' windows add up to for the status
 endpoint.
 
 A credential is usable when it is not quarantined (banned, see
-:obj:`ccm.credentials.standing`), loaded, not rate-limited by a 429, not
+:obj:`ccm.credentials.standing`), loaded, not paused by an admin (see
+:obj:`ccm.credentials.credential.Credential.pause`), not rate-limited by a 429, not
 paused for extra usage, and under both of its pause thresholds; a window
 whose reset time has passed counts as new and empty, so a pause ends at the
 reset without a poll.
@@ -71,15 +72,18 @@ class PoolMember:
         problem = credential.unavailable_reason
         if problem is not None:
             return MemberState(Unusable.UNAVAILABLE, problem=problem, at=now)
+        pause = credential.admin_pause
+        if pause is not None:
+            return MemberState(Unusable.PAUSED_BY_ADMIN, by=pause.by, since=pause.since, at=now)
         limits = credential.rate_limits
         limit = limits.limit(now)
         if limit is not None:
             return MemberState(RATE_LIMITED_IN[limit.window], until=limit.until, at=now)
         extra = limits.extra_usage
         allow = self.allow_extra_usage
-        pause = extra.pause(now)
-        if pause is not None and not allow:
-            return MemberState(PAUSED_FOR[pause.cause], until=pause.until, at=now)
+        extra_pause = extra.pause(now)
+        if extra_pause is not None and not allow:
+            return MemberState(PAUSED_FOR[extra_pause.cause], until=extra_pause.until, at=now)
         beyond_plan = allow and extra.drawing_until > now
         for name, window, cap in (
             (WindowName.FIVE_HOUR, limits.window(WindowName.FIVE_HOUR, now), self.cap_5h),

@@ -39,6 +39,8 @@ class Unusable(Enum):
         "paused: the upstream bills its requests to paid extra usage as third-party "
         "traffic (extra_usage: never)"
     )
+    # An admin paused it (from the dashboard) until an admin resumes it.
+    PAUSED_BY_ADMIN = "paused by an admin"
     # Banned by Anthropic (see ccm.upstream.verdicts): nothing but a new
     # login in its store ends it.
     QUARANTINED = "quarantined"
@@ -75,12 +77,24 @@ def began(moment: float, now: float) -> str:
 
 
 @dataclass(frozen=True)
+class AdminPause:
+    """
+    An admin's pause of a credential: by the admin named ``by``, since
+    ``since`` (Unix seconds), until an admin resumes it.
+    """
+
+    by: str
+    since: float
+
+
+@dataclass(frozen=True)
 class MemberState:
     """
     Whether a credential can serve at time ``at``: ``reason`` is None when it
     can.  ``until`` is when it can serve again (0 when unknown); ``problem``
     says why it is :obj:`Unusable.UNAVAILABLE` or :obj:`Unusable.QUARANTINED`,
-    and ``since`` when a quarantine began; ``utilization`` and ``cap`` are
+    and ``since`` when a quarantine or an admin's pause began (``by``
+    names that admin); ``utilization`` and ``cap`` are
     the figures of a pause (percent).  ``extra_usage`` is True when the
     credential can serve, but only from paid extra usage, which its
     configuration allows.
@@ -96,6 +110,7 @@ class MemberState:
     extra_usage: bool = False
     at: float = field(default=0.0, compare=False)
     since: float = 0.0
+    by: str = ""
 
     @property
     def usable(self) -> bool:
@@ -118,6 +133,8 @@ class MemberState:
             return f"unavailable: {self.problem}"
         if reason is Unusable.QUARANTINED:
             return f"quarantined since {began(self.since, self.at)}: {self.problem}"
+        if reason is Unusable.PAUSED_BY_ADMIN:
+            return f"paused by admin {self.by} since {began(self.since, self.at)}"
         if reason in (Unusable.PAUSED_5H, Unusable.PAUSED_WEEKLY):
             resets = f" until {when(self.until, self.at)}" if self.until else ""
             return (

@@ -99,6 +99,12 @@ class SessionTable(Protocol):
         Unassign every session on credential ``tag``.
         """
 
+    def sessions_on(self, tag: str, now: float) -> list[tuple[str, float]]:
+        """
+        The sessions on credential ``tag`` at ``now``, each (id, last use),
+        most recent first, for the dashboard: a query, which changes nothing.
+        """
+
 
 class MemorySessionTable:
     """
@@ -164,6 +170,17 @@ class MemorySessionTable:
         for session, (assigned, _) in list(self._sessions.items()):
             if assigned == tag:
                 del self._sessions[session]
+
+    def sessions_on(self, tag: str, now: float) -> list[tuple[str, float]]:
+        """
+        The sessions on credential ``tag`` not idle for too long at ``now``,
+        each (id, last use), most recent first; nothing is changed.
+        """
+        return [
+            (session, used)
+            for session, (assigned, used) in reversed(self._sessions.items())
+            if assigned == tag and now - used < self._idle_seconds
+        ]
 
     def __len__(self) -> int:
         """

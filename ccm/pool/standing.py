@@ -32,6 +32,7 @@ STATE_NAMES = {
     Unusable.PAUSED_WEEKLY: ("paused", "paused_weekly"),
     Unusable.PAUSED_EXTRA_USAGE: ("paused", "paused_extra_usage"),
     Unusable.PAUSED_THIRD_PARTY: ("paused", "paused_third_party"),
+    Unusable.PAUSED_BY_ADMIN: ("paused", "paused_by_admin"),
     Unusable.QUARANTINED: ("quarantined", "quarantined"),
 }
 
@@ -48,6 +49,8 @@ def _words(state: MemberState) -> str:
         return f"unavailable: {state.problem}"
     if reason is Unusable.QUARANTINED:
         return f"quarantined: {state.problem}"
+    if reason is Unusable.PAUSED_BY_ADMIN:
+        return f"paused by admin {state.by}"
     if reason in (Unusable.PAUSED_5H, Unusable.PAUSED_WEEKLY):
         return f"{reason.value} ({state.utilization:g}% used, pauses at {state.cap:g}%)"
     return str(reason.value)

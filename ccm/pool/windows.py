@@ -19,26 +19,15 @@ after the 429 that finds the window under 100%.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from twisted.web.http_headers import Headers
 
 from ccm.pool.extrausage import ExtraUsage
-from ccm.pool.figures import FigureReader, Limit, WindowName, WindowReading
+# Window is known by this module's name too.
+from ccm.pool.figures import FigureReader, Limit, Window as Window, WindowName, WindowReading
 from ccm.pool.observers import Observer, Observers
 from ccm.pool.plan import Plan
-
-
-@dataclass(frozen=True)
-class Window:
-    """
-    One rate-limit window: how much of it is used, in percent, and when it
-    resets (Unix seconds, 0 when unknown).
-    """
-
-    utilization: float = 0.0
-    resets_at: float = 0.0
 
 
 class WindowState(Protocol):
@@ -154,6 +143,12 @@ class WindowState(Protocol):
     def apply_profile(self, plan: Plan) -> None:
         """
         Take the plan the OAuth profile reported.
+        """
+
+    def clear_cooldown(self, now: float) -> bool:
+        """
+        End a 429's limit and the extra-usage pauses (an admin's action);
+        the windows and their thresholds stay.  :return: whether one was on.
         """
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
@@ -383,6 +378,17 @@ class MemoryWindowState:
         """
         self._plan = plan
         self._observers.notify()
+
+    def clear_cooldown(self, now: float) -> bool:
+        """
+        End a 429's limit and both extra-usage pauses, as an admin asked
+        (:obj:`ExtraUsage.cleared`); what was reported of the windows stays.
+        """
+        on = self.limit(now) is not None or self._extra_usage.pause(now) is not None
+        self._limit = None
+        self._extra_usage = self._extra_usage.cleared()
+        self._observers.notify()
+        return on
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """

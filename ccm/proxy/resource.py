@@ -20,6 +20,7 @@ only ccm's own errors are made up here, in the Anthropic shape.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import IO, Callable, Mapping
 
 from twisted.internet.defer import Deferred, succeed
@@ -83,6 +84,19 @@ def request_body_size(request: Request) -> int:
     return size
 
 
+@dataclass(frozen=True)
+class InFlight:
+    """
+    A proxied request in progress: its user (empty for anonymous), method,
+    path (without the query) and when it started (Unix seconds).
+    """
+
+    user: str
+    method: str
+    path: str
+    started: float
+
+
 class ProxyResource(Resource):
     """
     Proxy ``/v1/...`` to the upstream API as the caller's subscription.
@@ -134,6 +148,8 @@ class ProxyResource(Resource):
         self.max_request_body = max_request_body
         self.draining = False
         self._in_progress: set[Exchange] = set()
+        # Who made each exchange in progress, and when: for the dashboard.
+        self._flights: dict[Exchange, InFlight] = {}
         self._drained: list[Deferred[None]] = []
         self._grace_timer: IDelayedCall | None = None
 
@@ -151,6 +167,12 @@ class ProxyResource(Resource):
         How many proxied requests have not finished yet.
         """
         return len(self._in_progress)
+
+    def in_flight(self) -> list[InFlight]:
+        """
+        The proxied requests in progress, oldest first.
+        """
+        return sorted(self._flights.values(), key=lambda flight: flight.started)
 
     def drain(self, grace: float) -> Deferred[None]:
         """
@@ -224,6 +246,7 @@ class ProxyResource(Resource):
         ``exchange`` is over: a drain waiting for the last one is too.
         """
         self._in_progress.discard(exchange)
+        self._flights.pop(exchange, None)
         if not self._in_progress:
             self._stop_grace_timer()
             self._release_drains()
@@ -282,5 +305,9 @@ class ProxyResource(Resource):
             self.context, request, caller, self._pool_for(caller), body, self._finished
         )
         self._in_progress.add(exchange)
+        self._flights[exchange] = InFlight(
+            caller.name, request.method.decode("ascii"), request.path.decode("ascii", "replace"),
+            self._clock.seconds(),
+        )
         exchange.start()
         return NOT_DONE_YET

@@ -145,6 +145,18 @@ class Authenticator:
                 found = user
         return found
 
+    def current(self, user: UserConfig) -> UserConfig | None:
+        """
+        The configured user with ``user``'s name and token now, or None
+        when a reload removed that user or changed its token (an admin's
+        browser session then ends).
+        """
+        digest = _digest(user.token)
+        for known_digest, known in self._users:
+            if known.name == user.name and hmac.compare_digest(known_digest, digest):
+                return known
+        return None
+
     def authenticate(self, headers: Headers) -> Caller:
         """
         Identify the caller of a request with ``headers``.

@@ -110,12 +110,17 @@ def client_host(request: Request) -> str:
     return str(host) if host is not None else str(address)
 
 
+#: The names under ``/ccm/`` that the dashboard serves.
+DASHBOARD_NAMES = (b"", b"login", b"logout", b"credentials", b"static")
+
+
 def build_root(
     proxy: IResource,
     status: IResource,
     *,
     health: IResource | None = None,
     metrics: IResource | None = None,
+    dashboard: IResource | None = None,
 ) -> Resource:
     """
     The root of ccm's URL space.
@@ -124,6 +129,8 @@ def build_root(
     :param status: the resource for ``/ccm/v1/status``.
     :param health: the resource for ``/ccm/v1/health``, if any.
     :param metrics: the resource for ``/metrics``, if any.
+    :param dashboard: the resource for ``/ccm/`` and the pages below it
+        (:obj:`DASHBOARD_NAMES`), when there is one.
     """
     tree = Directory()
     tree.putChild(b"v1", proxy)
@@ -139,4 +146,7 @@ def build_root(
         ccm_v1.putChild(b"health", health)
     if metrics is not None:
         tree.putChild(b"metrics", metrics)
+    if dashboard is not None:
+        for name in DASHBOARD_NAMES:
+            ccm.putChild(name, dashboard)
     return Root(tree)

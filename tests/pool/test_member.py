@@ -363,3 +363,29 @@ class PoolStatusTests(PoolTestCase):
         self.assertEqual(status["five_hour_utilization"], 1.0)
         self.assertEqual(status["plan_weight"], 10.0)
         self.assertEqual(status["five_hour_reset"], 0)
+
+
+class AdminPauseTests(PoolTestCase):
+    """
+    A credential an admin paused (:obj:`ccm.credentials.credential.Credential.pause`).
+    """
+
+    def test_paused_by_admin(self) -> None:
+        """
+        A paused credential cannot serve, says who paused it and since
+        when, and serves again once resumed; observers are told each time.
+        """
+        [member] = self.members("a")
+        told: list[None] = []
+        member.credential.subscribe(lambda: told.append(None))
+        self.clock.advance(NOW - self.clock.seconds())
+        member.credential.pause("root")
+        member.credential.pause("other")
+        state = member.state(NOW + 60)
+        self.assertEqual(state.reason, Unusable.PAUSED_BY_ADMIN)
+        self.assertEqual((state.by, state.since), ("root", NOW))
+        self.assertIn("paused by admin root since", state.description)
+        self.assertIn("(1m0s ago)", state.description)
+        member.credential.resume()
+        self.assertTrue(member.state(NOW).usable)
+        self.assertEqual(len(told), 2)

@@ -265,3 +265,22 @@ class MemorySessionTableTests(SynchronousTestCase):
         full.assign("three", "b", NOW + 3)
         self.assertIsNone(full.lookup("one", NOW + 4))
         self.assertEqual(full.lookup("two", NOW + 4), "a")
+
+
+class SessionsOnTests(SynchronousTestCase):
+    """
+    :obj:`MemorySessionTable.sessions_on`, the dashboard's query.
+    """
+
+    def test_sessions_on(self) -> None:
+        """
+        The sessions on a credential, newest use first, without the idle
+        ones; nothing changes.
+        """
+        table = MemorySessionTable(idle_seconds=100)
+        table.assign("s1", "a", 0)
+        table.assign("s2", "b", 10)
+        table.assign("s3", "a", 50)
+        self.assertEqual(table.sessions_on("a", 60), [("s3", 50), ("s1", 0)])
+        self.assertEqual(table.sessions_on("a", 120), [("s3", 50)])
+        self.assertEqual(len(table), 3)

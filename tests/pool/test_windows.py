@@ -583,3 +583,34 @@ class HealingTests(SynchronousTestCase):
         )
         self.assertFalse(self.state.is_limited(NOW))
         self.assertEqual(self.state.window(WindowName.FIVE_HOUR, NOW), Window())
+
+
+class ClearCooldownTests(SynchronousTestCase):
+    """
+    :obj:`MemoryWindowState.clear_cooldown`, an admin's action.
+    """
+
+    def test_ends_limit_and_extra_usage_pauses(self) -> None:
+        """
+        Clearing ends a 429's limit and both extra-usage pauses, tells the
+        observers, and keeps the windows as reported.
+        """
+        state = MemoryWindowState("a")
+        rejected = unified(h5_utilization="1.0", h5_reset=str(FIVE_HOUR_RESET), h5_status="rejected")
+        rejected.addRawHeader(PREFIX + "status", "rejected")
+        rejected.addRawHeader(PREFIX + "representative-claim", "five_hour")
+        self.assertIsNotNone(state.observe_rejection(rejected, NOW))
+        state.observe_extra_usage_refusal(NOW)
+        told: list[None] = []
+        state.subscribe(lambda: told.append(None))
+        self.assertTrue(state.clear_cooldown(NOW))
+        self.assertIsNone(state.limit(NOW))
+        self.assertIsNone(state.extra_usage.pause(NOW))
+        self.assertEqual(state.five_hour, Window(100.0, FIVE_HOUR_RESET))
+        self.assertEqual(len(told), 1)
+
+    def test_nothing_to_clear(self) -> None:
+        """
+        Without a limit or a pause, clearing says there was none.
+        """
+        self.assertFalse(MemoryWindowState("a").clear_cooldown(NOW))

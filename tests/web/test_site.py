@@ -42,7 +42,8 @@ class RoutingTests(SynchronousTestCase):
 
     def test_unknown_paths(self) -> None:
         """
-        Paths outside ``/v1/``, ``/ccm/v1/status`` and ``/api/hello`` get a 404
+        Paths outside ``/v1/``, ``/ccm/v1/status``, ``/api/hello`` and the
+        dashboard's (``/ccm/`` and the pages below it) get a 404
         ``not_found_error`` in the Anthropic shape, for any method, and
         nothing goes upstream.
         """
@@ -54,7 +55,6 @@ class RoutingTests(SynchronousTestCase):
             "/V1/messages",
             "/v2/messages",
             "/ccm",
-            "/ccm/",
             "/ccm/v1",
             "/ccm/v1/",
             "/ccm/v1/status/",
