@@ -16,6 +16,7 @@ from twisted.web.http_headers import Headers
 
 from ccm.pool.affinity import Call
 from ccm.pool.member import PoolMember
+from ccm.pool.plan import plan_weight
 
 from bench.simulator import ccmside, metrics, shares, workload
 from bench.simulator.upstream import WEEK, Subscription
@@ -108,8 +109,9 @@ def team_week(setup: Setup) -> list[workload.Request]:
 
 
 def _weight(plan: str) -> float:
-    from ccm.pool.plan import plan_weight
-
+    """
+    The plan weight ccm gives ``plan`` (a key of :obj:`ccmside.PLANS`).
+    """
     return plan_weight(*ccmside.PLANS[plan])
 
 
