@@ -1,0 +1,112 @@
+"""
+The replay simulator: a synthetic team week against ccm's real pools, one
+row of figures per strategy.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/simulate.py --seed 1 [--smoke] [--strategies least_used fallback ...]
+        [--json out.json]
+
+Deterministic from ``--seed``: the same seed gives the same figures (but for
+the ``seconds`` each run took).  ``--smoke`` simulates a small team for one
+day, in about a second, for CI.  The method and the latest full-week
+results are in docs/pools.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from bench.simulator.simulation import Scenario, Setup, run, team_week  # noqa: E402
+
+STRATEGIES = ("least_used", "round_robin", "random", "fallback")
+#: The default rows: each strategy with ccm's defaults, the tuning
+#: variants of least_used, and each strategy with shares.
+DEFAULT_SCENARIOS = (
+    *STRATEGIES,
+    "least_used:rebalance=10",
+    "least_used:rebalance=25",
+    "least_used:reserve=5",
+    "least_used:reserve=0",
+    *(s + "+shares" for s in STRATEGIES),
+)
+
+COLUMNS = (
+    ("scenario", "scenario", "{}"),
+    ("served_pct", "served %", "{:.2f}"),
+    ("refused", "429s seen", "{}"),
+    ("absorbed_429", "429s absorbed", "{}"),
+    ("sessions_one_credential_pct", "one-credential sessions %", "{:.1f}"),
+    ("jain", "Jain", "{:.3f}"),
+    ("unused_5h_pct", "unused 5h %", "{:.1f}"),
+    ("unused_weekly_pct", "unused weekly %", "{:.1f}"),
+    ("seconds", "seconds", "{:.1f}"),
+)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """
+    The rows as a markdown table; a row not measured says so.
+    """
+    lines = [
+        "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
+    for row in rows:
+        if not row["measured"]:
+            cells = [row["scenario"]] + ["not yet measured"] + [""] * (len(COLUMNS) - 2)
+        else:
+            cells = [
+                "n/a" if row[key] is None else form.format(row[key]) for key, _, form in COLUMNS
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    Parse the command line, run each scenario and print the table.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--smoke", action="store_true", help="a small team for one day (CI)")
+    parser.add_argument("--strategies", nargs="+", default=list(DEFAULT_SCENARIOS),
+                        help="scenarios: STRATEGY[:rebalance=N][:reserve=N][+shares]")
+    parser.add_argument("--load", type=float, default=None,
+                        help="what the week asks for, times the pool's weekly capacity (0.9)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    try:
+        scenarios = [Scenario.parse(text) for text in args.strategies]
+    except ValueError as error:
+        parser.error(str(error))
+    setup = Setup(seed=args.seed)
+    if args.smoke:
+        setup = Setup(seed=args.seed, users=4, heavy=1, days=1.0, load=1.5)
+    if args.load is not None:
+        setup.load = args.load
+    requests = team_week(setup)
+    rows = [run(setup, scenario, requests) for scenario in scenarios]
+    print(
+        f"seed {setup.seed}: {setup.users} users ({setup.heavy} heavy), {setup.days:g} days, "
+        f"{len(requests)} requests, load {setup.load:g} x weekly capacity, subscriptions "
+        + ", ".join(f"{tag} ({plan})" for tag, plan in setup.subscriptions)
+    )
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"setup": vars(setup), "requests": len(requests), "rows": rows}, handle,
+                      indent=2, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
