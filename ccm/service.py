@@ -222,6 +222,7 @@ class CcmService(MultiService):
         was_anonymous = self._authenticator.anonymous
         self.user_pools.set_users(config.users)
         self._authenticator.set_users(config.users)
+        self.proxy.limits.set_users(config.users)
         self.proxy.reconfigure(
             extra_headers=config.headers, max_request_body=config.max_request_body
         )

@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 
 from ccm.config.model import ServiceConfig
 from ccm.metrics.registry import ServiceMetrics
+from ccm.limits.gate import UserLimits
 from ccm.pool.users import UserPools
 from ccm.proxy.context import Route, Timeouts
 from ccm.proxy.resource import ProxyResource
@@ -60,6 +61,7 @@ def build_proxy(
         timeouts=timeouts,
         identity=identity,
         observer=metrics,
+        limits=UserLimits(clock, config.users, on_refusal=metrics.limit_refused),
     )
 
 

@@ -42,7 +42,10 @@ _BALANCER_KEYS = (
     "rebalance_threshold",
 )
 _FALLBACK_KEYS = ("tag", "type", "credentials", "poll_interval")
-_USER_KEYS = ("name", "token", "credential", "admin")
+_USER_KEYS = ("name", "token", "credential", "admin", "max_concurrent", "requests_per_minute")
+#: The bounds of the per-user limits (ccm.limits).
+MAX_CONCURRENT_BOUND = 1000
+REQUESTS_PER_MINUTE_BOUND = 100_000
 _UNSUPPORTED_USER_KEYS = ("external_credential", "allow_external_usage")
 
 _STRATEGY_SPELLINGS = {
@@ -282,5 +285,16 @@ def parse_users(
             warnings.append(
                 f"{user.where('credential')}: ignored, there is no credentials list"
             )
-        users.append(UserConfig(name=name, token=token, credential=credential, admin=admin))
+        users.append(
+            UserConfig(
+                name=name,
+                token=token,
+                credential=credential,
+                admin=admin,
+                max_concurrent=user.integer("max_concurrent", 0, 1, MAX_CONCURRENT_BOUND),
+                requests_per_minute=user.integer(
+                    "requests_per_minute", 0, 1, REQUESTS_PER_MINUTE_BOUND
+                ),
+            )
+        )
     return tuple(users)

@@ -117,6 +117,10 @@ class UserConfig:
     credential: str = ""
     #: May use ccm's operator pages (the dashboard, its actions, metrics).
     admin: bool = False
+    #: The most generations in flight at once; 0 for no limit.
+    max_concurrent: int = 0
+    #: The most generations started in any 60 seconds; 0 for no limit.
+    requests_per_minute: int = 0
 
 
 @dataclass(frozen=True)

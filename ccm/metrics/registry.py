@@ -116,6 +116,12 @@ class ServiceMetrics:
         self._polls = Counter(
             "ccm_usage_polls", "Usage polls by outcome", ["credential", "outcome"], registry=registry
         )
+        self._limit_refusals = Counter(
+            "ccm_user_limit_refusals",
+            "Requests refused by a user's max_concurrent or requests_per_minute",
+            ["user", "limit"],
+            registry=registry,
+        )
         self._in_progress = Gauge(
             "ccm_requests_in_progress",
             "Proxied requests not over yet, streams included",
@@ -188,3 +194,10 @@ class ServiceMetrics:
         Count a usage poll of ``tag`` that ended with ``outcome``.
         """
         self._polls.labels(tag, outcome).inc()
+
+    def limit_refused(self, user: str, limit: str) -> None:
+        """
+        Count a request of ``user`` refused by the per-user ``limit``
+        (``max_concurrent`` or ``requests_per_minute``).
+        """
+        self._limit_refusals.labels(user, limit).inc()

@@ -23,13 +23,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import IO, Callable, Mapping
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from ccm.limits.gate import FREE, Ticket, UserLimits, counts_against_limits
 from ccm.pool.select import Pool
 from ccm.proxy.context import ExchangeContext, HeaderRules, Route, Timeouts
 from ccm.proxy.exchange import Exchange
@@ -38,7 +40,13 @@ from ccm.units import format_duration
 from ccm.upstream.identity import ClientIdentity
 from ccm.web.auth import Authenticator, Caller
 from ccm.web.tree import client_host
-from ccm.web.errors import NOT_FOUND, APIError, method_not_allowed, render_error
+from ccm.web.errors import (
+    NOT_FOUND,
+    APIError,
+    method_not_allowed,
+    render_error,
+    send_error,
+)
 
 # Request bodies up to this size are read into memory and parsed; larger
 # ones (images, documents) are streamed upstream from twisted.web's
@@ -109,6 +117,8 @@ class ProxyResource(Resource):
     :param identity: told each caller's ``User-Agent``, so that ccm's own
         calls follow the newest Claude Code.
     :param observer: told of each request's events (the metrics).
+    :param limits: the users' ``max_concurrent`` and
+        ``requests_per_minute``, passed before an exchange starts.
     """
 
     isLeaf = True
@@ -127,6 +137,7 @@ class ProxyResource(Resource):
         timeouts: Timeouts = Timeouts(),
         identity: ClientIdentity | None = None,
         observer: ExchangeObserver = NO_OBSERVER,
+        limits: UserLimits | None = None,
     ) -> None:
         super().__init__()
         self.authenticator = authenticator
@@ -146,6 +157,9 @@ class ProxyResource(Resource):
             observer=observer,
         )
         self.max_request_body = max_request_body
+        #: The per-user limits; :obj:`ccm.service` applies reloaded ones.
+        self.limits = limits if limits is not None else UserLimits(clock)
+        self._tickets: dict[Exchange, Ticket] = {}
         self.draining = False
         self._in_progress: set[Exchange] = set()
         # Who made each exchange in progress, and when: for the dashboard.
@@ -184,6 +198,7 @@ class ProxyResource(Resource):
             ended, never failing.
         """
         self.draining = True
+        self.limits.close(SHUTTING_DOWN)
         if not self._in_progress:
             return succeed(None)
         self.log.info(
@@ -219,6 +234,7 @@ class ProxyResource(Resource):
         :return: how many requests were ended.
         """
         self.draining = True
+        self.limits.close(SHUTTING_DOWN)
         self._stop_grace_timer()
         exchanges = list(self._in_progress)
         for exchange in exchanges:
@@ -247,6 +263,7 @@ class ProxyResource(Resource):
         """
         self._in_progress.discard(exchange)
         self._flights.pop(exchange, None)
+        self._tickets.pop(exchange, FREE).release()
         if not self._in_progress:
             self._stop_grace_timer()
             self._release_drains()
@@ -301,13 +318,46 @@ class ProxyResource(Resource):
         # A large body is sent from twisted.web's temporary file, never
         # held in memory.
         body = content if size > IN_MEMORY_BODY_BYTES else content.read()
+        if not counts_against_limits(request.method, request.path):
+            self._start(request, caller, body, FREE)
+            return NOT_DONE_YET
+        admitted = self.limits.admit(caller.name)
+        if not admitted.called:
+            # Queued: a client that goes away leaves the queue.
+            request.notifyFinish().addErrback(lambda _: admitted.cancel())
+        admitted.addCallback(lambda ticket: self._start(request, caller, body, ticket))
+        admitted.addErrback(lambda failure: self._refused(request, failure))
+        return NOT_DONE_YET
+
+    def _refused(self, request: Request, failure: Failure) -> None:
+        """
+        Answer a request the per-user limits refused, unless its client
+        left the queue; or one whose start hit a bug.
+        """
+        if failure.check(CancelledError):
+            return
+        if failure.check(APIError):
+            error = failure.value
+            assert isinstance(error, APIError)
+            send_error(request, error)
+            return
+        # A bug: the site's own net logs it and answers 500.
+        request.processingFailed(failure)
+
+    def _start(
+        self, request: Request, caller: Caller, body: IO[bytes] | bytes, ticket: Ticket
+    ) -> None:
+        """
+        Start the exchange of an admitted request, which holds ``ticket``
+        until it ends.
+        """
         exchange = Exchange(
             self.context, request, caller, self._pool_for(caller), body, self._finished
         )
+        self._tickets[exchange] = ticket
         self._in_progress.add(exchange)
         self._flights[exchange] = InFlight(
             caller.name, request.method.decode("ascii"), request.path.decode("ascii", "replace"),
             self._clock.seconds(),
         )
         exchange.start()
-        return NOT_DONE_YET
