@@ -92,6 +92,8 @@ USER_FIELDS: Mapping[str, str] = {
     # Applies in place when it names a credential or pool that runs already.
     "credential": APPLY,
     "admin": APPLY,
+    "share_5h": APPLY,
+    "share_weekly": APPLY,
 }
 
 

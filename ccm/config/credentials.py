@@ -42,7 +42,7 @@ _BALANCER_KEYS = (
     "rebalance_threshold",
 )
 _FALLBACK_KEYS = ("tag", "type", "credentials", "poll_interval")
-_USER_KEYS = ("name", "token", "credential", "admin")
+_USER_KEYS = ("name", "token", "credential", "admin", "share_5h", "share_weekly")
 _UNSUPPORTED_USER_KEYS = ("external_credential", "allow_external_usage")
 
 _STRATEGY_SPELLINGS = {
@@ -282,5 +282,28 @@ def parse_users(
             warnings.append(
                 f"{user.where('credential')}: ignored, there is no credentials list"
             )
-        users.append(UserConfig(name=name, token=token, credential=credential, admin=admin))
+        share_5h, share_weekly = (_share(user, key) for key in ("share_5h", "share_weekly"))
+        users.append(
+            UserConfig(
+                name=name,
+                token=token,
+                credential=credential,
+                admin=admin,
+                share_5h=share_5h,
+                share_weekly=share_weekly,
+            )
+        )
     return tuple(users)
+
+
+def _share(user: ObjectReader, key: str) -> float:
+    """
+    A user's ``share_5h`` or ``share_weekly``: a percent above 0 and at
+    most 100 (shares of several users may add up to more); absent is no cap.
+    """
+    raw = user.obj.get(key)
+    value = user.number(key, 0.0, 0.0)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 <= raw and not 0 < raw <= 100:
+        user.problems.add(user.where(key), f"must be above 0 and at most 100, got {raw:g}")
+        return 0.0
+    return value

@@ -117,6 +117,10 @@ class UserConfig:
     credential: str = ""
     #: May use ccm's operator pages (the dashboard, its actions, metrics).
     admin: bool = False
+    #: The percent of the pool's 5-hour and weekly window capacity this
+    #: user may use (:obj:`ccm.shares`); 0 is no cap.
+    share_5h: float = 0.0
+    share_weekly: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from ccm.pool.select import Pool
 from ccm.proxy.context import ExchangeContext, HeaderRules, Route, Timeouts
 from ccm.proxy.exchange import Exchange
 from ccm.proxy.observer import NO_OBSERVER, ExchangeObserver
+from ccm.shares.gate import NO_SHARES, ShareGate
 from ccm.units import format_duration
 from ccm.upstream.identity import ClientIdentity
 from ccm.web.auth import Authenticator, Caller
@@ -109,6 +110,7 @@ class ProxyResource(Resource):
     :param identity: told each caller's ``User-Agent``, so that ccm's own
         calls follow the newest Claude Code.
     :param observer: told of each request's events (the metrics).
+    :param shares: keeps the users' shares and refuses those over one.
     """
 
     isLeaf = True
@@ -127,6 +129,7 @@ class ProxyResource(Resource):
         timeouts: Timeouts = Timeouts(),
         identity: ClientIdentity | None = None,
         observer: ExchangeObserver = NO_OBSERVER,
+        shares: ShareGate = NO_SHARES,
     ) -> None:
         super().__init__()
         self.authenticator = authenticator
@@ -144,6 +147,7 @@ class ProxyResource(Resource):
             routes=routes,
             cooperator=Cooperator(scheduler=lambda work: clock.callLater(0, work)),
             observer=observer,
+            shares=shares,
         )
         self.max_request_body = max_request_body
         self.draining = False
