@@ -17,6 +17,7 @@ from ccm.metrics.registry import ServiceMetrics
 from ccm.pool.users import UserPools
 from ccm.proxy.context import Route, Timeouts
 from ccm.proxy.resource import ProxyResource
+from ccm.shares.gate import NO_SHARES, ShareKeeper
 from ccm.upstream.identity import ClientIdentity
 from ccm.web.auth import Authenticator
 from ccm.web.dashboard import DashboardResource
@@ -45,9 +46,11 @@ def build_proxy(
     timeouts: Timeouts,
     identity: ClientIdentity,
     metrics: ServiceMetrics,
+    shares: ShareKeeper | None = None,
 ) -> ProxyResource:
     """
-    The proxy of ``/v1/``, telling ``metrics`` of its requests.
+    The proxy of ``/v1/``, telling ``metrics`` of its requests, and
+    ``shares`` (when given) which requests ran where.
     """
     return ProxyResource(
         authenticator=authenticator,
@@ -60,6 +63,7 @@ def build_proxy(
         timeouts=timeouts,
         identity=identity,
         observer=metrics,
+        shares=shares if shares is not None else NO_SHARES,
     )
 
 
@@ -73,13 +77,20 @@ def build_site(
     dashboard: DashboardResource,
     metrics: ServiceMetrics,
     health: HealthResource,
+    shares: ShareKeeper | None = None,
 ) -> CcmSite:
     """
     The site serving the resource tree: the proxy, the status endpoint
     (keeping its watches in ``watches``), the health answer, the admins'
     metrics and the dashboard.
     """
-    status = StatusResource(authenticator, user_pools.pool_for, clock, watches)
+    status = StatusResource(
+        authenticator,
+        user_pools.pool_for,
+        clock,
+        watches,
+        share_status=shares.status if shares is not None else None,
+    )
     return CcmSite(
         build_root(
             proxy,

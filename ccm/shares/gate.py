@@ -63,6 +63,9 @@ class _NoShares:
 
 NO_SHARES: ShareGate = _NoShares()
 
+#: The key of each window in the status answer's ``share`` object.
+STATUS_KEYS = {FIVE_HOUR: "five_hour", WEEKLY: "weekly"}
+
 
 def shares_of(caller: Caller) -> Shares:
     """The configured shares of ``caller`` (none for anonymous callers)."""
@@ -101,6 +104,23 @@ class ShareKeeper:
             return []
         now = self._clock.seconds()
         return standing(self.book, caller.name, shares, pool_weights(pool), now)
+
+    def status(self, caller: Caller, pool: Pool) -> dict[str, object]:
+        """
+        The caller's ``share`` object of ``/ccm/v1/status``: for each window
+        they have a share of, the share, what they used and what remains
+        (percent of the pool's window) and when it next frees up (Unix
+        seconds, 0 unknown); empty without shares.
+        """
+        return {
+            STATUS_KEYS[f.window]: {
+                "share": f.share,
+                "used": round(f.used, 2),
+                "remaining": round(f.remaining, 2),
+                "reset": int(f.resets_at),
+            }
+            for f in self.figures(caller, pool)
+        }
 
     def check(self, caller: Caller, pool: Pool) -> None:
         figures = self.figures(caller, pool)
