@@ -26,7 +26,7 @@ their share before the next header arrives.  A running request counts from
 its end.
 
 Resets.  A reading whose reset time is later than the last one, or whose
-utilization fell, starts a new window: the old window's charges are
+utilization fell by more than :obj:`RESET_DROP_PERCENT`, starts a new window: the old window's charges are
 dropped, and the new reading's utilization is the rise of the interval.  A
 window whose reset time has passed counts as empty until the next reading.
 The first reading of a credential only sets where it stands.
@@ -57,6 +57,9 @@ WINDOWS = (FIVE_HOUR, WEEKLY)
 # A reset time this much later than the one known is a new window, not the
 # wobble of a reset time computed from a rolling clock.
 RESET_MOVE_SECONDS = 60.0
+# A utilization this much lower than the last is a new window; less is the
+# difference between a header's whole percent and a poll's finer figure.
+RESET_DROP_PERCENT = 2.0
 # How much a new estimate of dollars per 1 % moves the running one.
 RATE_SMOOTHING = 0.3
 
@@ -163,7 +166,7 @@ class ShareBook:
         """How much ``reading`` adds to ``window``, starting a new one on a reset."""
         before = window.utilization
         new_window = before is not None and (
-            reading.utilization < before
+            reading.utilization < before - RESET_DROP_PERCENT
             or (window.resets_at > 0 and reading.resets_at > window.resets_at + RESET_MOVE_SECONDS)
             or (0 < window.resets_at <= now)
         )
@@ -171,8 +174,14 @@ class ShareBook:
             window.generation += 1
             window.charges = {}
             window.unattributed = 0.0
-        rise = 0.0 if before is None else reading.utilization - (0.0 if new_window else before)
-        window.utilization = reading.utilization
+        if before is None or new_window:
+            rise = 0.0 if before is None else reading.utilization
+            window.utilization = reading.utilization
+        else:
+            # A small fall is a poll's finer figure under a header's rounded
+            # one, not a reset: the next rise counts from the higher.
+            rise = reading.utilization - before
+            window.utilization = max(before, reading.utilization)
         if reading.resets_at > 0:
             window.resets_at = reading.resets_at
         return max(0.0, rise)

@@ -182,6 +182,23 @@ class RuleTests(SynchronousTestCase):
         book.observe("a", reading(3, RESET * 2), 1.0, 50)
         self.assertEqual(book.charged("alice", "a", FIVE_HOUR, 51), 3.0)
 
+    def test_small_fall_is_not_a_reset(self) -> None:
+        """
+        A fall of up to 2 points (a poll's 13.7 % under a header's 14 %) keeps
+        the window and its charges, and the next rise counts from the higher
+        figure.
+        """
+        book = ShareBook()
+        book.observe("a", reading(10), 1.0, 0)
+        key = book.begin("a", "alice", 0)
+        book.finish(key, 1.0, 10)
+        book.observe("a", reading(14), 1.0, 20)
+        book.observe("a", reading(13.7), 1.0, 30)
+        key = book.begin("a", "alice", 30)
+        book.finish(key, 1.0, 40)
+        book.observe("a", reading(15), 1.0, 50)
+        self.assertAlmostEqual(book.charged("alice", "a", FIVE_HOUR, 51), 5.0)
+
     def test_later_reset_time_starts_new_window(self) -> None:
         """
         A reset time more than a minute later than the known one is a new
