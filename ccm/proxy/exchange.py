@@ -5,7 +5,8 @@ pool's choice, a retry on another credential after a 429, the upstream
 request under its response-header timeout, a 400, 401 or 403 read first
 (:obj:`ccm.proxy.rejections`), the answer relayed with
 :obj:`ccm.proxy.relay.Relay`, its usage counted, one log line, and its
-events told to the context's observer (the metrics).
+events told to the context's observer (the metrics) and its shares
+(:obj:`ccm.shares.gate`, which may refuse the caller first).
 
 Everything the exchange needs from the service comes in its
 :obj:`ExchangeContext`; the resource that starts it learns of its end through
