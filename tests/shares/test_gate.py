@@ -105,6 +105,19 @@ class ShareGateTests(SynchronousTestCase):
         self.assertNotIn("share", json.loads(self.harness.body_of(response)))
 
 
+    def test_unreported_window_is_no_reading(self) -> None:
+        """
+        Answers without the unified headers leave the windows unknown,
+        which is not 0 %: the first answer that reports 30 % only says where
+        the credential stands, and charges nothing.
+        """
+        self.harness.fake.unified_headers = {}
+        self.ask()
+        self.utilization(0.30)
+        self.ask()
+        self.assertEqual(self.status()["share"]["five_hour"]["used"], 0.0)
+
+
 class UsageCostTests(SynchronousTestCase):
     """
     :obj:`usage_cost`: a response's list price, the split's weight.
