@@ -50,6 +50,9 @@ from ccm.pool.select import Pool
 from ccm.pool.sessions import MemorySessionTable, SessionTable
 from ccm.accounting.counters import UsageRecorder
 from ccm.proxy.context import Route, Timeouts
+from ccm.shares.files import ShareSaverService, load_shares, shares_path
+from ccm.shares.gate import ShareKeeper
+from ccm.shares.ledger import ShareBook
 from ccm.service import CcmService, warn_if_admin_pages_exposed
 from ccm.sites import ListeningReactor, build_proxy, build_site, metrics_listeners
 from ccm.upstream.client import MakeClient, clients_per_detour, make_http_client, proxy_detour
@@ -130,6 +133,7 @@ def build_service(
         metrics,
     )
     savers = _usage_savers(credential_configs, reactor)
+    shares, share_saver = _shares(credential_configs, reactor)
     log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
     members = {
         c.tag: PoolMember(credential, c.cap_5h, c.cap_weekly, c.allows_extra_usage)
@@ -142,6 +146,7 @@ def build_service(
         # First, so that they stop last and their final save sees every
         # request the other services let finish.
         *savers.values(),
+        share_saver,
         *_file_watchers(credentials, reactor, watch_with_inotify),
         TokenRefreshService(credentials, reactor),
         *_usage_pollers(config, credentials, detours, clients, reactor, identity),
@@ -160,7 +165,9 @@ def build_service(
     authenticator = Authenticator(config.users)
     watches = StatusWatches(reactor)
     health = HealthResource(members, reactor)
-    proxy = build_proxy(config, authenticator, user_pools, routes, reactor, timeouts, identity, metrics)
+    proxy = build_proxy(
+        config, authenticator, user_pools, routes, reactor, timeouts, identity, metrics, shares
+    )
     metrics.follow(members, lambda: proxy.in_progress)
     sources = Sources(
         members=members,
@@ -175,7 +182,8 @@ def build_service(
         AdminSessions(authenticator, reactor), sources, lambda: members, reactor
     )
     site = build_site(
-        config, authenticator, user_pools, reactor, watches, proxy, dashboard, metrics, health
+        config, authenticator, user_pools, reactor, watches, proxy, dashboard, metrics, health,
+        shares,
     )
     listeners = [
         ListeningService(endpoint_for(reactor, listener), site)
@@ -279,6 +287,21 @@ def _usage_savers(
                 usage_file, usage_file.load(), clock
             )
     return savers
+
+
+def _shares(
+    credential_configs: Sequence[DefaultCredentialConfig], clock: IReactorTime
+) -> tuple[ShareKeeper, ShareSaverService]:
+    """
+    The users' shares: one book for the service, its charges loaded from
+    the share file beside each credential's usage file, and their saver.
+    """
+    paths = {
+        c.tag: shares_path(c.usages_path) for c in credential_configs if c.usages_path
+    }
+    book = ShareBook()
+    load_shares(book, paths, clock.seconds(), CcmService.log)
+    return ShareKeeper(book, clock), ShareSaverService(book, paths, clock)
 
 
 def _file_watchers(

@@ -18,6 +18,7 @@ from ccm.limits.gate import UserLimits
 from ccm.pool.users import UserPools
 from ccm.proxy.context import Route, Timeouts
 from ccm.proxy.resource import ProxyResource
+from ccm.shares.gate import NO_SHARES, ShareKeeper
 from ccm.upstream.identity import ClientIdentity
 from ccm.web.auth import Authenticator
 from ccm.web.dashboard import DashboardResource
@@ -46,9 +47,11 @@ def build_proxy(
     timeouts: Timeouts,
     identity: ClientIdentity,
     metrics: ServiceMetrics,
+    shares: ShareKeeper | None = None,
 ) -> ProxyResource:
     """
-    The proxy of ``/v1/``, telling ``metrics`` of its requests.
+    The proxy of ``/v1/``, telling ``metrics`` of its requests, and
+    ``shares`` (when given) which requests ran where.
     """
     return ProxyResource(
         authenticator=authenticator,
@@ -62,6 +65,7 @@ def build_proxy(
         identity=identity,
         observer=metrics,
         limits=UserLimits(clock, config.users, on_refusal=metrics.limit_refused),
+        shares=shares if shares is not None else NO_SHARES,
     )
 
 
@@ -75,13 +79,20 @@ def build_site(
     dashboard: DashboardResource,
     metrics: ServiceMetrics,
     health: HealthResource,
+    shares: ShareKeeper | None = None,
 ) -> CcmSite:
     """
     The site serving the resource tree: the proxy, the status endpoint
     (keeping its watches in ``watches``), the health answer, the admins'
     metrics and the dashboard.
     """
-    status = StatusResource(authenticator, user_pools.pool_for, clock, watches)
+    status = StatusResource(
+        authenticator,
+        user_pools.pool_for,
+        clock,
+        watches,
+        share_status=shares.status if shares is not None else None,
+    )
     return CcmSite(
         build_root(
             proxy,

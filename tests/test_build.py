@@ -13,6 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from ccm.shares.files import ShareSaverService
 from ccm.accounting.recent import RecentUsage, RecordingTee
 from ccm.accounting.usagefile import UsageSaverService
 from ccm.build import build_service
@@ -82,7 +83,8 @@ class BuildTests(SynchronousTestCase):
 
     def test_children_in_order(self) -> None:
         """
-        The usage savers come first (so that they stop last), then a file
+        The usage savers and the share saver come first (so that they stop
+        last), then a file
         watcher per credentials file, the token refresher, the usage
         poller, the dashboard's ring of recent problems, and the listeners.
         """
@@ -91,6 +93,7 @@ class BuildTests(SynchronousTestCase):
             [type(child) for child in service],
             [
                 UsageSaverService,
+                ShareSaverService,
                 FileWatcher,
                 FileWatcher,
                 TokenRefreshService,

@@ -94,6 +94,8 @@ USER_FIELDS: Mapping[str, str] = {
     "admin": APPLY,
     "max_concurrent": APPLY,
     "requests_per_minute": APPLY,
+    "share_5h": APPLY,
+    "share_weekly": APPLY,
 }
 
 

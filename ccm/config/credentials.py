@@ -42,7 +42,16 @@ _BALANCER_KEYS = (
     "rebalance_threshold",
 )
 _FALLBACK_KEYS = ("tag", "type", "credentials", "poll_interval")
-_USER_KEYS = ("name", "token", "credential", "admin", "max_concurrent", "requests_per_minute")
+_USER_KEYS = (
+    "name",
+    "token",
+    "credential",
+    "admin",
+    "max_concurrent",
+    "requests_per_minute",
+    "share_5h",
+    "share_weekly",
+)
 #: The bounds of the per-user limits (ccm.limits).
 MAX_CONCURRENT_BOUND = 1000
 REQUESTS_PER_MINUTE_BOUND = 100_000
@@ -285,6 +294,7 @@ def parse_users(
             warnings.append(
                 f"{user.where('credential')}: ignored, there is no credentials list"
             )
+        share_5h, share_weekly = (_share(user, key) for key in ("share_5h", "share_weekly"))
         users.append(
             UserConfig(
                 name=name,
@@ -295,6 +305,21 @@ def parse_users(
                 requests_per_minute=user.integer(
                     "requests_per_minute", 0, 1, REQUESTS_PER_MINUTE_BOUND
                 ),
+                share_5h=share_5h,
+                share_weekly=share_weekly,
             )
         )
     return tuple(users)
+
+
+def _share(user: ObjectReader, key: str) -> float:
+    """
+    A user's ``share_5h`` or ``share_weekly``: a percent above 0 and at
+    most 100 (shares of several users may add up to more); absent is no cap.
+    """
+    raw = user.obj.get(key)
+    value = user.number(key, 0.0, 0.0)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and 0 <= raw and not 0 < raw <= 100:
+        user.problems.add(user.where(key), f"must be above 0 and at most 100, got {raw:g}")
+        return 0.0
+    return value

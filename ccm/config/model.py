@@ -121,6 +121,10 @@ class UserConfig:
     max_concurrent: int = 0
     #: The most generations started in any 60 seconds; 0 for no limit.
     requests_per_minute: int = 0
+    #: The percent of the pool's 5-hour and weekly window capacity this
+    #: user may use (:obj:`ccm.shares`); 0 is no cap.
+    share_5h: float = 0.0
+    share_weekly: float = 0.0
 
 
 @dataclass(frozen=True)

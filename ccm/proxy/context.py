@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from ccm.accounting.counters import UsageRecorder
 from ccm.accounting.meter import TokenUsage
 from ccm.proxy.observer import NO_OBSERVER, ExchangeObserver
+from ccm.shares.gate import NO_SHARES, ShareGate
 
 # Claude Code waits up to 10 minutes for an answer (API_TIMEOUT_MS), and a
 # non-streaming reply only starts when the whole generation is done.
@@ -90,6 +91,8 @@ class ExchangeContext:
     :ivar cooperator: runs the producers that stream large request bodies
         from twisted.web's temporary files.
     :ivar observer: told of each request's events (the metrics).
+    :ivar shares: refuses callers over their shares, and is told which
+        requests ran on which credential (:obj:`ccm.shares`).
     """
 
     clock: IReactorTime
@@ -100,3 +103,4 @@ class ExchangeContext:
     routes: Mapping[str, Route]
     cooperator: Cooperator
     observer: ExchangeObserver = NO_OBSERVER
+    shares: ShareGate = NO_SHARES

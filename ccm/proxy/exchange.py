@@ -5,7 +5,8 @@ pool's choice, a retry on another credential after a 429, the upstream
 request under its response-header timeout, a 400, 401 or 403 read first
 (:obj:`ccm.proxy.rejections`), the answer relayed with
 :obj:`ccm.proxy.relay.Relay`, its usage counted, one log line, and its
-events told to the context's observer (the metrics).
+events told to the context's observer (the metrics) and its shares
+(:obj:`ccm.shares.gate`, which may refuse the caller first).
 
 Everything the exchange needs from the service comes in its
 :obj:`ExchangeContext`; the resource that starts it learns of its end through
@@ -89,6 +90,7 @@ class Exchange:
         self._check: AnswerCheck | None = None
         self._recovered: set[str] = set()
         self._sent_token = ""
+        self._share_keys: list[int] = []
 
     def start(self) -> None:
         """
@@ -106,6 +108,7 @@ class Exchange:
         tried yet for it.
         """
         try:
+            self._context.shares.check(self._caller, self._pool)
             self._credential = self._pool.place(self._facts.call, exclude=self._tried)
         except APIError as error:
             self._fail(error)
@@ -205,6 +208,7 @@ class Exchange:
             credential.rate_limits.observe_success(response.headers, now)
         else:
             credential.rate_limits.observe(response.headers, now)
+        self._share_keys.append(self._context.shares.started(self._caller, credential))
         if response.code in INSPECTED_STATUSES:
             # Read before the client sees any of it (see ccm.proxy.rejections).
             self._check = AnswerCheck.read(
@@ -384,3 +388,4 @@ class Exchange:
         counted = self._metered is not None and self._metered.counted
         log_end(self._context.log, self.request, end, self._bytes_sent, self._outcome, counted)
         self._context.observer.ended(end)
+        self._context.shares.ended(self._share_keys, self._usage)

@@ -36,6 +36,7 @@ from ccm.pool.select import Pool
 from ccm.proxy.context import ExchangeContext, HeaderRules, Route, Timeouts
 from ccm.proxy.exchange import Exchange
 from ccm.proxy.observer import NO_OBSERVER, ExchangeObserver
+from ccm.shares.gate import NO_SHARES, ShareGate
 from ccm.units import format_duration
 from ccm.upstream.identity import ClientIdentity
 from ccm.web.auth import Authenticator, Caller
@@ -119,6 +120,7 @@ class ProxyResource(Resource):
     :param observer: told of each request's events (the metrics).
     :param limits: the users' ``max_concurrent`` and
         ``requests_per_minute``, passed before an exchange starts.
+    :param shares: keeps the users' shares and refuses those over one.
     """
 
     isLeaf = True
@@ -138,6 +140,7 @@ class ProxyResource(Resource):
         identity: ClientIdentity | None = None,
         observer: ExchangeObserver = NO_OBSERVER,
         limits: UserLimits | None = None,
+        shares: ShareGate = NO_SHARES,
     ) -> None:
         super().__init__()
         self.authenticator = authenticator
@@ -155,6 +158,7 @@ class ProxyResource(Resource):
             routes=routes,
             cooperator=Cooperator(scheduler=lambda work: clock.callLater(0, work)),
             observer=observer,
+            shares=shares,
         )
         self.max_request_body = max_request_body
         #: The per-user limits; :obj:`ccm.service` applies reloaded ones.

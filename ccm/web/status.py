@@ -19,6 +19,10 @@ Two query parameters add to it:
 - ``watch=true`` keeps the response open and sends the answer again each
   time it changes (:obj:`ccm.web.watch`); ``watch=false`` is the default.
 
+When the caller has a share (``share_5h``, ``share_weekly``), a ``share``
+object gives their own figures for each window they have one of
+(:obj:`ccm.shares.gate.ShareKeeper.status`).
+
 Other parameters are ignored, as the reference ignores them, so that a
 client written for a newer server, or one that adds a cache buster, still
 gets an answer.  A parameter given twice, an empty or overlong session id
@@ -88,12 +92,17 @@ def parse_query(args: Mapping[bytes, Sequence[bytes]]) -> StatusQuery:
     return StatusQuery(session=session, watch=watch == b"true")
 
 
-def status_document(pool: Pool, session: str | None, now: float) -> dict[str, object]:
+def status_document(
+    pool: Pool, session: str | None, now: float, share: Mapping[str, object] | None = None
+) -> dict[str, object]:
     """
     The status answer for ``pool``, with the ``session`` object when a
-    session id is given.
+    session id is given, and the caller's ``share`` figures when they have
+    a share.
     """
     document: dict[str, object] = dict(pool.status())
+    if share:
+        document["share"] = dict(share)
     if session is not None:
         member = pool.serving(session)
         document["session"] = (
@@ -111,6 +120,8 @@ class StatusResource(Resource):
     Report the caller's pool utilization, once or as a watch.
 
     :param watches: where the service keeps its open watches.
+    :param share_status: the share figures of a caller in a pool, empty
+        when it has no share.
     """
 
     isLeaf = True
@@ -121,8 +132,10 @@ class StatusResource(Resource):
         pool_for: Callable[[Caller], Pool],
         clock: IReactorTime,
         watches: StatusWatches,
+        share_status: Callable[[Caller, Pool], Mapping[str, object]] | None = None,
     ) -> None:
         super().__init__()
+        self._share_status = share_status or (lambda caller, pool: {})
         self._authenticator = authenticator
         self._pool_for = pool_for
         self._clock = clock
@@ -148,7 +161,8 @@ class StatusResource(Resource):
             return render_error(request, error)
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
-        return _encode(status_document(pool, query.session, self._clock.seconds()))
+        share = self._share_status(caller, pool)
+        return _encode(status_document(pool, query.session, self._clock.seconds(), share))
 
     def _snapshot(self, request: Request, session: str | None) -> Snapshot:
         """
@@ -163,7 +177,7 @@ class StatusResource(Resource):
         pool = self._pool_for(caller)
         now = self._clock.seconds()
         return Snapshot(
-            line=_encode(status_document(pool, session, now)),
+            line=_encode(status_document(pool, session, now, self._share_status(caller, pool))),
             sources=tuple(member.credential for member in pool.members),
             changes_at=next_change(pool.members, now),
         )

@@ -504,6 +504,39 @@ class UserTests(SynchronousTestCase, ProblemsTestMixin):
             "config.json: users[0].admin: must be true or false, got a string",
         )
 
+    def test_shares(self) -> None:
+        """
+        ``share_5h`` and ``share_weekly`` are percents of the pool's window
+        (fractions allowed), 0 (no cap) when left out.
+        """
+        service = service_of(
+            {
+                "users": [
+                    {"name": "alice", "token": "tok-a", "share_5h": 40, "share_weekly": 12.5},
+                    {"name": "bob", "token": "tok-b"},
+                ]
+            }
+        )
+        self.assertEqual(
+            [(u.share_5h, u.share_weekly) for u in service.users], [(40.0, 12.5), (0.0, 0.0)]
+        )
+
+    def test_bad_shares(self) -> None:
+        """
+        A share of 0, over 100, below 0 or not a number is refused, once,
+        naming its path.
+        """
+        for value, message in [
+            (0, "must be above 0 and at most 100, got 0"),
+            (120, "must be above 0 and at most 100, got 120"),
+            (-5, "must not be below 0, got -5"),
+            ("40%", "must be a number, got a string"),
+        ]:
+            self.assert_problem(
+                {"users": [{"name": "alice", "token": "tok-a", "share_weekly": value}]},
+                f"config.json: users[0].share_weekly: {message}",
+            )
+
     def test_duplicate_names(self) -> None:
         """
         Two users with the same name are refused.

@@ -1,0 +1,164 @@
+# -*- test-case-name: tests.shares.test_standing -*-
+"""
+A user's standing against their shares, read from a
+:obj:`ccm.shares.ledger.ShareBook`, and the 429 that refuses a user over one.
+
+A pool's capacity in a window is ``100 * sum(plan weights)`` Pro-percent
+units (one Pro window is 100); a share of ``s`` % is ``s / 100`` of that,
+and the user's use is the sum of their charges on the pool's credentials.
+The share frees up when enough of those credentials' windows reset to bring
+the use back under it.  Pure: the time is handed in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+from ccm.pool.figures import WINDOW_SECONDS, WindowName
+from ccm.shares.ledger import FIVE_HOUR, WEEKLY, WINDOWS, ShareBook
+from ccm.units import format_duration
+from ccm.web.errors import APIError
+
+# The unified rate-limit headers' names for each window.
+_HEADER_KEYS = {FIVE_HOUR: "5h", WEEKLY: "7d"}
+_CLAIMS = {FIVE_HOUR: "five_hour", WEEKLY: "seven_day"}
+
+
+@dataclass(frozen=True)
+class Shares:
+    """
+    A user's ``share_5h`` and ``share_weekly``, in percent of their pool's
+    window capacity; 0 is no share (unlimited).
+    """
+
+    five_hour: float = 0.0
+    weekly: float = 0.0
+
+    def of(self, name: WindowName) -> float:
+        """The share of window ``name``."""
+        return self.five_hour if name is FIVE_HOUR else self.weekly
+
+    def __bool__(self) -> bool:
+        return bool(self.five_hour or self.weekly)
+
+
+@dataclass(frozen=True)
+class ShareFigures:
+    """
+    A user's standing in one window of their pool, in percent of the pool's
+    capacity.
+
+    :ivar share: the share, percent.
+    :ivar used: what the user used, percent.
+    :ivar capacity: the pool's capacity, Pro-percent units.
+    :ivar resets_at: when the user's use next falls (over the share: when
+        it falls under it); Unix seconds, 0 when unknown.
+    """
+
+    window: WindowName
+    share: float
+    used: float
+    capacity: float
+    resets_at: float
+
+    @property
+    def remaining(self) -> float:
+        """What is left of the share, percent (never below 0)."""
+        return max(0.0, self.share - self.used)
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the share is used up."""
+        return self.used >= self.share
+
+    @property
+    def fraction(self) -> float:
+        """The used part of the share (1.0 is all of it)."""
+        return self.used / self.share if self.share else 0.0
+
+
+def share_figures(
+    book: ShareBook,
+    user: str,
+    share: float,
+    weights: Mapping[str, float],
+    name: WindowName,
+    now: float,
+) -> ShareFigures:
+    """
+    ``user``'s standing against a ``share`` % of window ``name`` of the
+    pool whose credentials have plan ``weights`` (by tag).
+    """
+    capacity = 100.0 * sum(weights.values())
+    uses = {tag: book.used(user, tag, name, now) for tag in weights}
+    used_units = sum(uses.values())
+    share_units = share / 100.0 * capacity
+    resets = sorted(
+        (book.resets_at(tag, name, now) or now + WINDOW_SECONDS[name], units)
+        for tag, units in uses.items()
+        if units > 0
+    )
+    resets_at = resets[0][0] if resets else 0.0
+    if used_units >= share_units:
+        left = used_units
+        for at, units in resets:
+            left -= units
+            resets_at = at
+            if left < share_units:
+                break
+    percent = 100.0 * used_units / capacity if capacity else 0.0
+    return ShareFigures(name, share, percent, capacity, resets_at)
+
+
+def standing(
+    book: ShareBook, user: str, shares: Shares, weights: Mapping[str, float], now: float
+) -> list[ShareFigures]:
+    """``user``'s figures for each window they have a share of."""
+    return [
+        share_figures(book, user, shares.of(name), weights, name, now)
+        for name in WINDOWS
+        if shares.of(name) > 0
+    ]
+
+
+def _when(at: float, now: float) -> str:
+    if at <= 0:
+        return "when the pool's window resets"
+    utc = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+    return f"at {utc} (in {format_duration(max(0.0, at - now))})"
+
+
+def share_refusal(user: str, figures: list[ShareFigures], now: float) -> APIError | None:
+    """
+    The 429 for ``user`` when one of their shares is used up, else None:
+    the unified rate-limit headers computed for their share (so that a
+    client sees its own figures), ``retry-after``, ``x-should-retry:
+    false``, and a message naming the share, the use and the reset.
+    """
+    over = [f for f in figures if f.exhausted]
+    if not over:
+        return None
+    binding = max(over, key=lambda f: f.resets_at)
+    reset = binding.resets_at or now + WINDOW_SECONDS[binding.window]
+    headers: list[tuple[str, str]] = [("anthropic-ratelimit-unified-status", "rejected")]
+    for f in figures:
+        key = _HEADER_KEYS[f.window]
+        at = f.resets_at or now + WINDOW_SECONDS[f.window]
+        headers += [
+            (f"anthropic-ratelimit-unified-{key}-status", "rejected" if f.exhausted else "allowed"),
+            (f"anthropic-ratelimit-unified-{key}-utilization", f"{f.fraction:.2f}"),
+            (f"anthropic-ratelimit-unified-{key}-reset", str(int(at))),
+        ]
+    headers += [
+        ("anthropic-ratelimit-unified-representative-claim", _CLAIMS[binding.window]),
+        ("anthropic-ratelimit-unified-reset", str(int(reset))),
+        ("retry-after", str(max(1, int(reset - now + 0.999)))),
+        ("x-should-retry", "false"),
+    ]
+    message = (
+        f"ccm: {user} has used {binding.used:.1f}% of the pool's {binding.window.value} "
+        f"window, their share is {binding.share:g}%; it frees up {_when(reset, now)}"
+    )
+    return APIError(429, "rate_limit_error", message, headers=tuple(headers))

@@ -1,0 +1,3 @@
+"""
+Tests for :obj:`ccm.shares`.
+"""
