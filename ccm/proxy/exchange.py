@@ -102,14 +102,16 @@ class Exchange:
             return
         self._attempt()
 
-    def _attempt(self) -> None:
+    def _attempt(self, chosen: Credential | None = None) -> None:
         """
-        Send the request with the pool's choice among the credentials not
-        tried yet for it.
+        Send the request with ``chosen``, or else the pool's choice among the
+        credentials not tried yet for it.
         """
         try:
             self._context.shares.check(self._caller, self._pool)
-            self._credential = self._pool.place(self._facts.call, exclude=self._tried)
+            if chosen is None:
+                chosen = self._pool.place(self._facts.call, exclude=self._tried)
+            self._credential = chosen
         except APIError as error:
             self._fail(error)
             return
@@ -129,7 +131,8 @@ class Exchange:
         limited_until = credential.rate_limits.observe_rejection(response.headers, now)
         self._tried.append(credential.tag)
         try:
-            self._pool.place(self._facts.call, exclude=self._tried)
+            # Asked once: a round robin's turn moves once per placement.
+            chosen = self._pool.place(self._facts.call, exclude=self._tried)
         except APIError as error:
             if limited_until is None:
                 # A passing capacity throttle, and nowhere else to go: the
@@ -152,7 +155,7 @@ class Exchange:
             )
         response.deliverBody(Discard())
         self._context.observer.moved(credential.tag, MOVED_AFTER_429)
-        self._attempt()
+        self._attempt(chosen)
         return True
 
     def _no_token(self, failure: Failure) -> None:

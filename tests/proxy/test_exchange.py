@@ -48,6 +48,32 @@ class RouteTests(SynchronousTestCase):
         self.assertIn(f"credential={MAIN} ", second)
         self.assertIn("tokens in=21 out=9", second)
 
+    def test_round_robin_turn_after_a_retry(self) -> None:
+        """
+        A request without a session that a throttle moved from ``main`` to
+        ``second`` takes one turn of a round robin, not two: the next
+        request goes to ``main`` again (the pool is asked once for the
+        retry's credential).
+        """
+        harness = ProxyHarness(self, balancer="round_robin")
+        harness.fake.extra_access_tokens.add(SECOND_ACCESS_TOKEN)
+        harness.fake.enqueue(
+            error_reply(429, "rate_limit_error", "Slow down.", headers={}),
+            text_reply("From second."),
+            text_reply("From main."),
+        )
+        self.assertIn(b"From second.", harness.body_of(harness.messages(MESSAGE_BODY)))
+        self.assertIn(b"From main.", harness.body_of(harness.messages(MESSAGE_BODY)))
+        bearers = [r.header("authorization") for r in harness.fake.requests]
+        self.assertEqual(
+            bearers,
+            [
+                f"Bearer {harness.fake.access_token}",
+                f"Bearer {SECOND_ACCESS_TOKEN}",
+                f"Bearer {harness.fake.access_token}",
+            ],
+        )
+
     def test_routes_by_tag(self) -> None:
         """
         The proxy's context holds one route per credential, with the
