@@ -53,6 +53,7 @@ from ccm.proxy.context import Route, Timeouts
 from ccm.shares.files import ShareSaverService, load_shares, shares_path
 from ccm.shares.gate import ShareKeeper
 from ccm.shares.ledger import ShareBook
+from ccm.shares.view import ShareView
 from ccm.service import CcmService, warn_if_admin_pages_exposed
 from ccm.sites import ListeningReactor, build_proxy, build_site, metrics_listeners
 from ccm.upstream.client import MakeClient, clients_per_detour, make_http_client, proxy_detour
@@ -169,6 +170,8 @@ def build_service(
         config, authenticator, user_pools, routes, reactor, timeouts, identity, metrics, shares
     )
     metrics.follow(members, lambda: proxy.in_progress)
+    share_view = ShareView(shares, lambda: service.config.users, user_pools)
+    metrics.follow_shares(share_view.by_user)
     sources = Sources(
         members=members,
         session_tables=session_tables,
@@ -177,6 +180,7 @@ def build_service(
         user_names=lambda: [user.name for user in service.config.users],
         in_flight=proxy.in_flight,
         problems=problems,
+        shares=share_view.by_user,
     )
     dashboard = DashboardResource(
         AdminSessions(authenticator, reactor), sources, lambda: members, reactor

@@ -8,12 +8,18 @@ several give one team report over them all, with a table by credential
 (:obj:`ccm.accounting.team.format_team_report`).  ``--json`` prints one
 file's document with its costs computed now.  The files are only read; a
 file that cannot be used is named in one line, and nothing is printed.
+
+When a share file (``FILE.shares``) sits beside a usages file, the tables
+by user are followed by a "Shares" table (:obj:`ccm.shares.report`); a
+share file that cannot be used is named in one line on stderr and its
+table left out, the rest of the report is still printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from typing import TYPE_CHECKING
 
 from ccm.accounting.counters import UsageSnapshot
@@ -22,6 +28,9 @@ from ccm.accounting.report import format_report
 from ccm.accounting.team import TEAM_SECTIONS, format_team_report
 from ccm.cli.terminal import Terminal
 from ccm.cli.usagefiles import read_usage
+from ccm.shares.files import shares_path
+from ccm.shares.ledger import ShareBook
+from ccm.shares.report import format_shares, read_share_file
 
 if TYPE_CHECKING:
     from ccm.cli.terminal import Subcommands
@@ -115,5 +124,30 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
         output = format_report(files[0][1], files[0][0], arguments.by, terminal.tz)
     else:
         output = format_team_report(_labelled(files), arguments.by, terminal.tz)
+    if not arguments.json and arguments.by in ("all", "user"):
+        output += _shares_table(paths, terminal, time.time())
     terminal.stdout.write(output)
     return 0
+
+
+def _shares_table(paths: list[str], terminal: Terminal, now: float) -> str:
+    """
+    The "Shares" table of the share files beside ``paths``, preceded by an
+    empty line; empty when there is none, or when one cannot be used (it
+    is named on stderr).
+    """
+    book = ShareBook()
+    found = []
+    for path in paths:
+        share_file = shares_path(path)
+        if not os.path.lexists(share_file):
+            continue
+        try:
+            read_share_file(book, path, share_file, now)
+        except ValueError as error:
+            terminal.error("usage", f"ignoring the shares of {path!r}: {share_file!r} {error}")
+            return ""
+        found.append(path)
+    if not found:
+        return ""
+    return "\n" + "\n".join(format_shares(book, found, now, terminal.tz)) + "\n"

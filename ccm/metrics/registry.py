@@ -16,7 +16,7 @@ twice.  docs/operations.md lists every series.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from twisted.internet.interfaces import IReactorTime
@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from ccm.accounting.pricing import cost_usd, prices_for
 from ccm.metrics.credentials import CredentialCollector
 from ccm.metrics.labels import model_family
+from ccm.metrics.shares import ShareCollector
 from ccm.pool.member import PoolMember
 from ccm.pool.statelog import (
     ADOPTED,
@@ -34,6 +35,7 @@ from ccm.pool.statelog import (
     REFRESHED,
 )
 from ccm.proxy.observer import MOVED_AFTER_429, MOVED_AFTER_REJECTION, ExchangeEnd
+from ccm.shares.standing import ShareFigures
 
 #: Seconds: from a fast error to Claude Code's ten-minute wait for an answer.
 LATENCY_BUCKETS_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -144,6 +146,13 @@ class ServiceMetrics:
         """
         self.registry.register(CredentialCollector(members, self._clock))
         self._in_progress.set_function(lambda: float(in_progress()))
+
+    def follow_shares(self, by_user: Callable[[], Mapping[str, Sequence[ShareFigures]]]) -> None:
+        """
+        Read the users' share figures from ``by_user`` at each scrape
+        (:obj:`ccm.metrics.shares`).
+        """
+        self.registry.register(ShareCollector(by_user))
 
     # ExchangeObserver
 

@@ -38,6 +38,23 @@ def shares_path(usages_path: str) -> str:
     return usages_path + ".shares"
 
 
+def read_share_windows(path: str) -> dict[str, Any]:
+    """
+    The ``windows`` of the share file at ``path``, as :obj:`ShareBook.snapshot`
+    wrote one credential's.
+
+    :raises JSONFileError: when the file cannot be read as JSON.
+    :raises ValueError: when it is not a version 1 share file.
+    """
+    document = read_json_file(path)
+    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+        raise ValueError("not a version 1 share file")
+    windows = document.get("windows")
+    if not isinstance(windows, dict):
+        raise ValueError("not a version 1 share file (no windows)")
+    return windows
+
+
 def load_shares(book: ShareBook, paths: Mapping[str, str], now: float, log: Logger) -> None:
     """
     Restore each credential's charges from its file in ``paths`` (by tag);
@@ -46,16 +63,11 @@ def load_shares(book: ShareBook, paths: Mapping[str, str], now: float, log: Logg
     """
     for tag, path in paths.items():
         try:
-            document = read_json_file(path)
+            book.restore(tag, read_share_windows(path), now)
         except JSONFileError as error:
             if not isinstance(error.os_error, FileNotFoundError):
                 log.warn("ignoring share file {path}: {reason}", path=path, reason=error.reason)
-            continue
-        try:
-            if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
-                raise ValueError("not a version 1 share file")
-            book.restore(tag, document["windows"], now)
-        except (ValueError, KeyError) as error:
+        except ValueError as error:
             log.warn("ignoring share file {path}: {reason}", path=path, reason=str(error))
 
 

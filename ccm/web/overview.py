@@ -2,7 +2,8 @@
 """
 What the dashboard shows, read at one moment: each credential with its
 windows, state and sessions; each user's usage this week and in the
-current 5-hour window; the requests in flight; the last problems logged.
+current 5-hour window, and their shares; the requests in flight; the last
+problems logged.
 
 :obj:`Sources` holds where each of those lives (their owners: the pool
 members, the balancers' session tables, the usage counters, the recent
@@ -29,6 +30,7 @@ from ccm.pool.member import PoolMember
 from ccm.pool.sessions import SessionTable
 from ccm.pool.standing import STATE_NAMES
 from ccm.proxy.resource import InFlight
+from ccm.shares.standing import ShareFigures
 from ccm.web.problems import Problem, RecentProblems
 
 WINDOW_LABELS = {WindowName.FIVE_HOUR: "5-hour", WindowName.WEEKLY: "weekly"}
@@ -79,12 +81,14 @@ class CredentialView:
 class UserRow:
     """
     One user's usage: in the weekly cycle each credential is in now, and
-    in each credential's current 5-hour window.
+    in each credential's current 5-hour window; and their shares.
     """
 
     name: str
     week: RecentFigures = field(default_factory=RecentFigures)
     five_hour: RecentFigures = field(default_factory=RecentFigures)
+    #: Their standing in each window they have a share of.
+    shares: tuple[ShareFigures, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ class Sources:
     user_names: Callable[[], Sequence[str]]
     in_flight: Callable[[], Sequence[InFlight]]
     problems: RecentProblems
+    #: Each configured user's share figures (:obj:`ccm.shares.view`).
+    shares: Callable[[], Mapping[str, Sequence[ShareFigures]]] = lambda: {}
 
 
 def credential_view(member: PoolMember, tables: Sequence[SessionTable], now: float) -> CredentialView:
@@ -207,6 +213,8 @@ def user_rows(sources: Sources, now: float) -> list[UserRow]:
         since = five_hour.resets_at - RECENT_SECONDS if five_hour.resets_at > now else now - RECENT_SECONDS
         for name, figures in recent.by_user(since).items():
             _user(rows, name).five_hour.add(figures)
+    for name, shares in sources.shares().items():
+        _user(rows, name).shares = tuple(shares)
     for user in rows.values():
         user.week.cost_usd = round_cents(user.week.cost_usd)
         user.five_hour.cost_usd = round_cents(user.five_hour.cost_usd)

@@ -23,7 +23,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.template import Element, Flattenable, Tag, XMLFile, renderer, tags
 
 from ccm.units import format_duration
-from ccm.web.overview import CredentialView, Overview, UserRow, WindowBar
+from ccm.pool.figures import WindowName
+from ccm.web.overview import WINDOW_LABELS, CredentialView, Overview, UserRow, WindowBar
 
 TEMPLATES = FilePath(__file__).sibling("templates")
 #: The files served under ``/ccm/static/``, with their content types.
@@ -126,15 +127,49 @@ def _figures(row: UserRow) -> list[Tag]:
     ]
 
 
-def users_table(users: Sequence[UserRow]) -> Tag:
+def _share_cells(row: UserRow, window: WindowName, now: float) -> list[Tag]:
     """
-    Each user's requests, tokens and cost this week and this 5-hour window.
+    ``row``'s share of ``window``, what they used of it, what is left and
+    when their use next falls (percent of their pool's window); ``-`` for
+    a user without a share of it.
     """
+    found = [f for f in row.shares if f.window is window]
+    if not found:
+        return [tags.td("-", **{"data-share": "none"}) for _ in range(4)]
+    [f] = found
+    reset: Flattenable = countdown(f.resets_at, now) if f.resets_at > now else "-"
+    return [
+        tags.td(f"{f.share:g}%", **{"data-share": "share"}),
+        tags.td(f"{f.used:.1f}%", **{"data-share": "used", **({"class": "over"} if f.exhausted else {})}),
+        tags.td(f"{f.remaining:.1f}%", **{"data-share": "remaining"}),
+        tags.td(reset, **{"data-share": "reset"}),
+    ]
+
+
+def users_table(users: Sequence[UserRow], now: float) -> Tag:
+    """
+    Each user's requests, tokens and cost this week and this 5-hour window,
+    and for each window anyone has a share of, each user's share of it.
+    """
+    windows = [w for w in WINDOW_LABELS if any(f.window is w for row in users for f in row.shares)]
     head = tags.tr(
         tags.th("user"),
         *(tags.th(f"{what} {when}") for when in ("week", "5h") for what in ("requests", "tokens", "USD")),
+        *(
+            tags.th(f"{WINDOW_LABELS[w]} {what}")
+            for w in windows
+            for what in ("share", "used", "left", "next reset")
+        ),
     )
-    rows = [tags.tr(tags.td(row.name), *_figures(row), **{"data-user": row.name}) for row in users]
+    rows = [
+        tags.tr(
+            tags.td(row.name),
+            *_figures(row),
+            *(cell for w in windows for cell in _share_cells(row, w, now)),
+            **{"data-user": row.name},
+        )
+        for row in users
+    ]
     return tags.div(tags.table(tags.thead(head), tags.tbody(*rows)), **{"class": "scroll"})
 
 
@@ -164,7 +199,7 @@ def dashboard(overview: Overview, csrf: str) -> list[Tag]:
         tags.p(COOLDOWN_NOTE, **{"class": "note"}),
         tags.div(*(credential_card(view, now, csrf) for view in overview.credentials), **{"class": "cards"}),
         tags.h2("Users"),
-        users_table(overview.users),
+        users_table(overview.users, now),
         tags.h2(f"In flight ({len(overview.flights)})"),
         tags.div(
             tags.table(tags.tr(tags.th("user"), tags.th("request"), tags.th("for")), *flights),

@@ -20,6 +20,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 import ccm
 from ccm.cli.main import main
 from ccm.accounting.document import serialize
+from ccm.pool.figures import Window
+from ccm.shares.files import share_document, shares_path
+from ccm.shares.ledger import FIVE_HOUR, ShareBook
+from ccm.shares.report import NO_CAPACITY
 from tests.accounting.samples import (
     BY_MODEL,
     BY_USER,
@@ -402,3 +406,96 @@ class SubprocessTests(TestCase):
 
         done: Deferred[None] = run(path, "--by", "user").addCallback(check_success).addCallback(check_missing)
         return done
+
+
+class ShareFileTests(SynchronousTestCase):
+    """
+    ``ccm usage`` with share files (``FILE.shares``) beside the usages
+    files of :obj:`TeamTests`.  Their windows reset in 2096, so that the
+    real clock the command reads never passes them.
+    """
+
+    FAR = 4_000_000_000.0
+    setUp = TeamTests.setUp
+    run_main = TeamTests.run_main
+
+    def write_shares(self, path: str, alice: float, bob: float) -> None:
+        """
+        Save, beside ``path``, the share file of a credential (plan weight
+        1) whose 5-hour window rose ``alice`` % during alice's request, then
+        ``bob`` % during bob's.
+        """
+        book = ShareBook()
+        now = self.FAR - 3600
+        book.observe("c", {FIVE_HOUR: Window(0, self.FAR)}, 1.0, now)
+        for user, rise in (("alice", alice), ("bob", bob)):
+            key = book.begin("c", user, now)
+            book.finish(key, 1.0, now + 1)
+            now += 10
+            book.observe("c", {FIVE_HOUR: Window(alice + (bob if user == "bob" else 0), self.FAR)}, 1.0, now)
+        with open(shares_path(path), "wb") as handle:
+            handle.write(share_document(book.snapshot()["c"]))
+
+    def shares_table(self, out: str) -> list[str]:
+        return out.split("\nShares\n")[1].splitlines()
+
+    def test_one_file(self) -> None:
+        """
+        After the tables of one file, its share file's charges per user and
+        window, in Pro-percent, with the reset in the terminal's time zone.
+        """
+        self.write_shares(self.first, 3.0, 1.5)
+        status, out, err = self.run_main("usage", self.first)
+        self.assertEqual((status, err), (0, ""))
+        table = self.shares_table(out)
+        self.assertEqual(table[0], NO_CAPACITY)
+        self.assertEqual(
+            table[3:],
+            [
+                "alice  5-hour          3.00  2096-10-02 15:06",
+                "alice  weekly          0.00                 -",
+                "bob    5-hour          1.50  2096-10-02 15:06",
+                "bob    weekly          0.00                 -",
+            ],
+        )
+
+    def test_team_sums(self) -> None:
+        """
+        Several files: each user's charges add up over the credentials.
+        """
+        self.write_shares(self.first, 3.0, 1.5)
+        self.write_shares(self.second, 1.0, 2.0)
+        status, out, err = self.run_main("usage", self.first, self.second)
+        self.assertEqual((status, err), (0, ""))
+        table = self.shares_table(out)
+        self.assertEqual([line.split()[:3] for line in table[3:]][::2], [["alice", "5-hour", "4.00"], ["bob", "5-hour", "3.50"]])
+
+    def test_only_with_user_tables(self) -> None:
+        """
+        ``--by model`` and ``--json`` leave the shares out; no share file,
+        no table.
+        """
+        self.write_shares(self.first, 3.0, 1.5)
+        for argv in (("--by", "model"), ("--json",)):
+            status, out, err = self.run_main("usage", *argv, self.first)
+            self.assertEqual((status, err), (0, ""))
+            self.assertNotIn("Pro-percent", out)
+        status, out, _ = self.run_main("usage", self.second)
+        self.assertNotIn("Shares", out)
+
+    def test_broken_share_file(self) -> None:
+        """
+        A broken share file is one line on stderr naming it and why; the
+        usage report is printed all the same, without the shares.
+        """
+        with open(shares_path(self.first), "wb") as handle:
+            handle.write(b'{"version": 7}')
+        status, out, err = self.run_main("usage", self.first)
+        self.assertEqual(status, 0)
+        self.assertIn("By user", out)
+        self.assertNotIn("Shares", out)
+        self.assertEqual(
+            err,
+            f"ccm usage: ignoring the shares of {self.first!r}: {shares_path(self.first)!r} "
+            "is not a share file: not a version 1 share file\n",
+        )

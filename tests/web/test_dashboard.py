@@ -6,15 +6,19 @@ actions and what it never shows.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
 from ccm.accounting.week import week_start_of
 from ccm.web.admins import SESSION_SECONDS
 from tests.fake_anthropic import overage_unified_headers, rejected_unified_headers
 from tests.fixtures import record, usage_record
+from tests.proxyharness import ALICE, BOB, ProxyHarness
+from tests.shares.usedshare import FIVE_HOUR_RESET, used_share
 from tests.web.dashcase import ADMIN_TOKEN, NOW, USER_TOKEN, DashboardCase
 
 SECRETS = (ADMIN_TOKEN, USER_TOKEN, "sk-ant-oat01", "sk-ant-ort01")
@@ -306,3 +310,48 @@ class FigureTests(DashboardCase):
         self.assertIn("No request in flight.", page)
         self.assertLess(page.index("second"), page.index("first 1"))
         self.assertNotIn("not shown", page)
+
+
+class ShareTableTests(SynchronousTestCase):
+    """
+    The users table's share columns, after a known sequence
+    (:obj:`tests.shares.usedshare`).
+    """
+
+    def page(self, harness: ProxyHarness) -> str:
+        response = harness.response("GET", "/ccm/")
+        self.assertEqual(response.code, 200)
+        return harness.body_of(response).decode("utf-8")
+
+    def cells(self, page: str, user: str) -> list[str]:
+        row = re.search(rf'<tr data-user="{user}">(.*?)</tr>', page)
+        assert row is not None, page
+        return re.findall(r'<td data-share="[a-z]+"[^>]*>(.*?)</td>', row.group(1))
+
+    def test_share_columns(self) -> None:
+        """
+        For each window with a share there are four columns: alice's
+        5-hour share is all used, freeing up when the window resets (a
+        ticking countdown); her weekly share is unused and has no reset
+        to wait for; bob, without shares, shows ``-``.
+        """
+        harness = used_share(self)
+        page = self.page(harness)
+        for header in ("5-hour share", "5-hour used", "5-hour left", "5-hour next reset",
+                       "weekly share", "weekly next reset"):
+            self.assertIn(f"<th>{header}</th>", page)
+        alice = self.cells(page, "alice")
+        self.assertEqual(alice[:3], ["10%", "10.0%", "0.0%"])
+        self.assertEqual(alice[3], f'<span data-until="{FIVE_HOUR_RESET:.0f}">5h0m</span>')
+        self.assertEqual(alice[4:], ["50%", "0.0%", "50.0%", "-"])
+        self.assertIn('<td data-share="used" class="over">10.0%</td>', page)
+        self.assertEqual(self.cells(page, "bob"), ["-"] * 8)
+
+    def test_no_share_no_columns(self) -> None:
+        """
+        Without any share configured, the table has no share columns.
+        """
+        harness = ProxyHarness(self, users=(dataclasses.replace(ALICE, admin=True), BOB))
+        page = self.page(harness)
+        self.assertNotIn("share</th>", page)
+        self.assertNotIn("data-share", page)
