@@ -5,7 +5,7 @@ row of figures per strategy.
 Usage (from the repository root)::
 
     .venv/bin/python bench/simulate.py --seed 1 [--smoke] [--strategies least_used fallback ...]
-        [--json out.json]
+        [--load 1.3] [--share-5h 20] [--share-weekly 20] [--json out.json]
 
 Deterministic from ``--seed``: the same seed gives the same figures (but for
 the ``seconds`` each run took).  ``--smoke`` simulates a small team for one
@@ -43,6 +43,7 @@ COLUMNS = (
     ("scenario", "scenario", "{}"),
     ("served_pct", "served %", "{:.2f}"),
     ("refused", "429s seen", "{}"),
+    ("refused_by_share", "of them shares", "{}"),
     ("absorbed_429", "429s absorbed", "{}"),
     ("sessions_one_credential_pct", "one-credential sessions %", "{:.1f}"),
     ("jain", "Jain", "{:.3f}"),
@@ -54,19 +55,14 @@ COLUMNS = (
 
 def table(rows: list[dict[str, Any]]) -> str:
     """
-    The rows as a markdown table; a row not measured says so.
+    The rows as a markdown table.
     """
     lines = [
         "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
     for row in rows:
-        if not row["measured"]:
-            cells = [row["scenario"]] + ["not yet measured"] + [""] * (len(COLUMNS) - 2)
-        else:
-            cells = [
-                "n/a" if row[key] is None else form.format(row[key]) for key, _, form in COLUMNS
-            ]
+        cells = ["n/a" if row[key] is None else form.format(row[key]) for key, _, form in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -82,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="scenarios: STRATEGY[:rebalance=N][:reserve=N][+shares]")
     parser.add_argument("--load", type=float, default=None,
                         help="what the week asks for, times the pool's weekly capacity (0.9)")
+    parser.add_argument("--share-5h", type=float, default=None,
+                        help="every user's share_5h in the +shares rows (default 200/users)")
+    parser.add_argument("--share-weekly", type=float, default=None,
+                        help="every user's share_weekly in the +shares rows (default 200/users)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     try:
@@ -93,12 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         setup = Setup(seed=args.seed, users=4, heavy=1, days=1.0, load=1.5)
     if args.load is not None:
         setup.load = args.load
+    setup.share_5h, setup.share_weekly = args.share_5h, args.share_weekly
     requests = team_week(setup)
     rows = [run(setup, scenario, requests) for scenario in scenarios]
+    share_5h, share_weekly = setup.shares_of(len({r.user for r in requests}))
     print(
         f"seed {setup.seed}: {setup.users} users ({setup.heavy} heavy), {setup.days:g} days, "
         f"{len(requests)} requests, load {setup.load:g} x weekly capacity, subscriptions "
         + ", ".join(f"{tag} ({plan})" for tag, plan in setup.subscriptions)
+        + f"; +shares: share_5h {share_5h:g} %, share_weekly {share_weekly:g} % each"
     )
     print(table(rows))
     if args.json:

@@ -4,14 +4,16 @@ runs as the one command it is, and its report holds together.
 
 The figures themselves are measurements (docs/pools.md), not checked here;
 what is checked is what must hold for any seed: every request is either
-served or refused, percentages and Jain's index are in range, the rows with
-shares say they are not measured yet, and one seed gives one set of figures.
+served or refused, percentages and Jain's index are in range, only the rows
+with shares (ccm's own share gate) refuse by share, and in the smoke
+scenario they do, and one seed gives one set of figures.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -29,12 +31,13 @@ class SimulateSmokeTests(unittest.TestCase):
 
     timeout = 120
 
-    def _simulate(self, seed: int) -> Deferred[tuple[str, dict[str, Any]]]:
+    def _simulate(self, seed: int, *extra: str) -> Deferred[tuple[str, dict[str, Any]]]:
         """
-        Run the smoke mode with ``seed``; its table and its JSON report.
+        Run the smoke mode with ``seed`` and ``extra`` arguments; its table
+        and its JSON report.
         """
         out_path = os.path.abspath(self.mktemp())
-        argv = [SIMULATE, "--smoke", "--seed", str(seed), "--json", out_path]
+        argv = [SIMULATE, "--smoke", "--seed", str(seed), "--json", out_path, *extra]
         source = (
             f"import runpy, sys; sys.argv = {argv!r}; "
             f"runpy.run_path({SIMULATE!r}, run_name='__main__')"
@@ -51,31 +54,41 @@ class SimulateSmokeTests(unittest.TestCase):
 
     def test_report_structure_and_invariants(self) -> None:
         """
-        The smoke run prints one table row per default scenario; every
-        measured row accounts for every request (served + refused = asked),
-        has percentages within 0..100 and a Jain index in (0, 1]; the rows
-        with shares are reported as not yet measured.
+        The smoke run prints one table row of figures per default scenario,
+        the ``+shares`` rows included; every row accounts for every request
+        (served + refused = asked, the share refusals among the refused),
+        has percentages within 0..100 and a Jain index in (0, 1]; only the
+        ``+shares`` rows refuse by share, with the default equal shares
+        (twice a fair part: 50 % for the smoke's four users), and there the
+        heavy user's share binds.
         """
 
         def check(result: tuple[str, dict[str, Any]]) -> None:
             out, report = result
-            self.assertIn("| scenario | served % |", out)
+            self.assertIn("| scenario | served % | 429s seen | of them shares |", out)
+            self.assertIn("+shares: share_5h 50 %, share_weekly 50 % each", out)
             rows = {row["scenario"]: row for row in report["rows"]}
             for strategy in ("least_used", "round_robin", "random", "fallback"):
-                self.assertRegex(out, rf"\| {strategy} \| \d+\.\d\d \|")
-                self.assertFalse(rows[strategy + "+shares"]["measured"])
-                self.assertIn(f"| {strategy}+shares | not yet measured |", out)
-                row = rows[strategy]
-                self.assertTrue(row["measured"])
-                self.assertEqual(row["asked"], report["requests"])
-                self.assertGreater(row["asked"], 0)
-                self.assertEqual(row["served"] + row["refused"], row["asked"])
-                self.assertEqual(sum(row["served_by"].values()), row["served"])
-                self.assertGreater(row["jain"], 0.0)
-                self.assertLessEqual(row["jain"], 1.0 + 1e-9)
-                for key in ("served_pct", "sessions_one_credential_pct", "unused_5h_pct"):
-                    self.assertGreaterEqual(row[key], 0.0, key)
-                    self.assertLessEqual(row[key], 100.0, key)
+                for name in (strategy, strategy + "+shares"):
+                    figures = rf"\| {re.escape(name)} \| \d+\.\d\d \| \d+ \| \d+ \|"
+                    self.assertRegex(out, figures)
+                    row = rows[name]
+                    self.assertEqual(row["asked"], report["requests"])
+                    self.assertGreater(row["asked"], 0)
+                    self.assertEqual(row["served"] + row["refused"], row["asked"])
+                    self.assertLessEqual(row["refused_by_share"], row["refused"])
+                    self.assertEqual(sum(row["served_by"].values()), row["served"])
+                    self.assertGreater(row["jain"], 0.0)
+                    self.assertLessEqual(row["jain"], 1.0 + 1e-9)
+                    for key in ("served_pct", "sessions_one_credential_pct", "unused_5h_pct"):
+                        self.assertGreaterEqual(row[key], 0.0, key)
+                        self.assertLessEqual(row[key], 100.0, key)
+                self.assertEqual(rows[strategy]["refused_by_share"], 0)
+                self.assertIsNone(rows[strategy]["share_5h"])
+                shared = rows[strategy + "+shares"]
+                self.assertEqual((shared["share_5h"], shared["share_weekly"]), (50.0, 50.0))
+                self.assertGreater(shared["refused_by_share"], 0)
+                self.assertLess(shared["served"], rows[strategy]["served"])
 
         return self._simulate(1).addCallback(check)
 
@@ -101,3 +114,42 @@ class SimulateSmokeTests(unittest.TestCase):
         d.addCallback(lambda _: self._simulate(7)).addCallback(keep)
         d.addCallback(lambda _: self._simulate(8)).addCallback(keep)
         return d.addCallback(compare)
+
+    def test_share_flags(self) -> None:
+        """
+        ``--share-5h`` and ``--share-weekly`` set every user's shares: with
+        both 0 (no share) the share gate refuses nobody and the ``+shares``
+        row serves exactly as the row without; with 10 % each it refuses
+        more than the default 50 %.
+        """
+        strategies = ["--strategies", "least_used", "least_used+shares"]
+        default_refusals: list[int] = []
+
+        def figures(row: dict[str, Any]) -> dict[str, Any]:
+            return {
+                k: v for k, v in row.items()
+                if k not in ("scenario", "seconds", "share_5h", "share_weekly")
+            }
+
+        def unlimited(result: tuple[str, dict[str, Any]]) -> None:
+            plain, shared = result[1]["rows"]
+            self.assertEqual(shared["share_5h"], 0.0)
+            self.assertEqual(shared["refused_by_share"], 0)
+            self.assertEqual(figures(shared), figures(plain))
+
+        def tight(result: tuple[str, dict[str, Any]]) -> None:
+            _, shared = result[1]["rows"]
+            self.assertEqual((shared["share_5h"], shared["share_weekly"]), (10.0, 10.0))
+            self.assertGreater(shared["refused_by_share"], default_refusals[0])
+
+        def default(result: tuple[str, dict[str, Any]]) -> None:
+            default_refusals.append(result[1]["rows"][1]["refused_by_share"])
+
+        d = self._simulate(1, *strategies, "--share-5h", "0", "--share-weekly", "0")
+        d.addCallback(unlimited)
+        d.addCallback(lambda _: self._simulate(1, *strategies))
+        d.addCallback(default)
+        d.addCallback(
+            lambda _: self._simulate(1, *strategies, "--share-5h", "10", "--share-weekly", "10")
+        )
+        return d.addCallback(tight)

@@ -7,9 +7,11 @@ What is ccm's own code here: :obj:`ccm.credentials.credential.Credential`
 never called), its :obj:`ccm.pool.windows.MemoryWindowState` fed the
 simulated upstream's headers, :obj:`ccm.pool.member.PoolMember` with its
 pause thresholds, :obj:`ccm.pool.select.BalancerPool` with its session and
-affinity tables.  What is copied: :func:`forward` repeats the steps of the
-exchange (``_attempt``, ``_retry_after_429``, ``_got_response``) that decide
-which credential serves and what a 429 does, without HTTP.
+affinity tables, and the share gate of :obj:`ccm.shares.gate` (see
+:obj:`bench.simulator.shares`).  What is copied: :func:`forward` repeats the
+steps of the exchange (``_attempt``, ``_retry_after_429``, ``_got_response``,
+``_log``) that decide which credential serves, what a 429 does and what the
+shares are told, without HTTP.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.http_headers import Headers
 
+from ccm.accounting.counters import UsageRecord
 from ccm.credentials.credential import Credential
 from ccm.credentials.file import OAuthTokens
 from ccm.credentials.oauth import TokenGrant
 from ccm.pool.affinity import Call
 from ccm.pool.member import PoolMember
 from ccm.pool.select import BalancerPool
+from ccm.shares.gate import NO_SHARES, ShareGate
+from ccm.web.auth import ANONYMOUS, Caller
 from ccm.web.errors import APIError
 
 #: The plans of the simulator, as credentials files name them.
@@ -110,30 +115,47 @@ def pool(
 class Outcome:
     """
     What became of one request: the credential that served it (empty when
-    refused), the status the client saw, and how many upstream 429s ccm
-    absorbed on the way.
+    refused), the status the client saw, how many upstream 429s ccm
+    absorbed on the way, and whether a share refused it.
     """
 
     tag: str
     status: int
     absorbed: int
+    by_share: bool = False
 
 
 Upstream = Callable[[str, float], tuple[int, Headers]]
 
 
-def forward(balancer: BalancerPool, call: Call, cost: float, upstream: Upstream, now: float) -> Outcome:
+def forward(
+    balancer: BalancerPool,
+    call: Call,
+    cost: float,
+    upstream: Upstream,
+    now: float,
+    caller: Caller = ANONYMOUS,
+    shares: ShareGate = NO_SHARES,
+    usage: UsageRecord | None = None,
+) -> Outcome:
     """
-    Serve ``call`` as the exchange does: place it, send it, and after a 429
-    read the rejection and try another credential not tried yet; when none
-    is left, the client gets ccm's 429 (or, for a 429 that set no limit,
-    the upstream's).
+    Serve ``call`` as the exchange does: ask the shares, place it, send it,
+    and after a 429 read the rejection and try another credential not tried
+    yet; when none is left, the client gets ccm's 429 (or, for a 429 that
+    set no limit, the upstream's).  An answer is told to ``shares`` once its
+    headers are observed, and its end with ``usage`` (the request takes no
+    simulated time, so it ends as it starts).
 
     :param upstream: answers (tag, cost) with a status and headers.
     """
     tried: list[str] = []
     absorbed = 0
     while True:
+        try:
+            # The exchange asks the shares before each placement.
+            shares.check(caller, balancer)
+        except APIError as error:
+            return Outcome("", error.status, absorbed, by_share=True)
         try:
             chosen = balancer.place(call, exclude=tried)
         except APIError as error:
@@ -151,4 +173,6 @@ def forward(balancer: BalancerPool, call: Call, cost: float, upstream: Upstream,
             continue
         balancer.served(call, chosen.tag, status, headers)
         chosen.rate_limits.observe_success(headers, now)
+        keys = [shares.started(caller, chosen)]
+        shares.ended(keys, usage)
         return Outcome(chosen.tag, status, absorbed)

@@ -1,78 +1,76 @@
 """
-Where a share policy plugs into the simulator.
+The shares of a simulated team, kept and enforced by ccm's own share code.
 
-A share policy decides, before the pool places a request, whether its user
-may still be served (``admit``), and learns what each answer took from a
-subscription (``charge``), as ccm's share code will from the unified
-headers.  The simulator only ever calls these two methods.
+With shares, every user is a :obj:`ccm.config.model.UserConfig` with a
+``share_5h`` and a ``share_weekly``, calling as the
+:obj:`ccm.web.auth.Caller` ccm's authenticator would make of them, and the
+gate is :obj:`ccm.shares.gate.ShareKeeper` over a fresh
+:obj:`ccm.shares.ledger.ShareBook` on the simulation's clock, as
+``ccm.build`` makes it (without the share file, which only carries the
+book across restarts).  Without shares the gate is ccm's own
+:obj:`ccm.shares.gate.NO_SHARES`.  :func:`bench.simulator.ccmside.forward`
+calls the gate where the exchange does.
 
-:obj:`NoShares` admits everyone: ccm as it is on main.  The "with shares"
-rows of the report stay "not yet measured" until the real share book
-(``ccm/shares/``, being built for issue 14) is wired in at
-:obj:`share_policy` below; the simulator deliberately has no share model
-of its own, so that what it measures is ccm's.
+The default scenario gives every user the same share of both windows, twice
+a fair part: ``2 * 100 / users`` percent (20 % for ten users), so the shares
+add up to twice the pool and a user alone may still use a fifth of it.
+
+A request's cost (the simulator's cost units) reaches ``ended`` as a
+:obj:`ccm.accounting.counters.UsageRecord` of :data:`MODEL` output tokens,
+:data:`TOKENS_PER_UNIT` per cost unit, so ccm prices it at list price as it
+does any answer; only the ratios of costs matter to the book.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from twisted.internet.interfaces import IReactorTime
 
-from twisted.web.http_headers import Headers
+from ccm.accounting.counters import UsageRecord
+from ccm.accounting.tokens import TokenCounts
+from ccm.config.model import UserConfig
+from ccm.shares.gate import NO_SHARES, ShareGate, ShareKeeper
+from ccm.shares.ledger import ShareBook
+from ccm.web.auth import Caller
+
+#: How many times the pool the equal shares of the default scenario add up to.
+DEFAULT_OVERBOOK = 2.0
+#: The model whose list price turns a request's tokens into dollars.
+MODEL = "claude-sonnet-4-5"
+#: Output tokens per cost unit (a Pro 5-hour window is 15 units).
+TOKENS_PER_UNIT = 1_000_000
 
 
-class SharePolicy(Protocol):
+def equal_share(users: int, overbook: float = DEFAULT_OVERBOOK) -> float:
     """
-    What the simulator needs from a per-user share policy.
+    The share, percent, that gives ``users`` equal shares adding up to
+    ``overbook`` times the pool (at most 100).
     """
-
-    def admit(self, user: str, now: float) -> bool:
-        """
-        Whether ``user`` may send a request at ``now`` (False: ccm refuses
-        it with its own 429 before any credential is chosen).
-        """
-
-    def charge(self, user: str, tag: str, status: int, headers: Headers, now: float) -> None:
-        """
-        Credential ``tag`` answered a request of ``user`` at ``now`` with
-        ``status`` and these unified rate-limit ``headers``.
-        """
+    return min(100.0, overbook * 100.0 / users)
 
 
-class NoShares:
+def callers(users: list[str], share_5h: float, share_weekly: float) -> dict[str, Caller]:
     """
-    No shares: every user is admitted, nothing is charged.
+    Each user as ccm sees them: a configured user with these shares (0: no
+    share in that window).
     """
-
-    def admit(self, user: str, now: float) -> bool:
-        """
-        Always.
-        """
-        return True
-
-    def charge(self, user: str, tag: str, status: int, headers: Headers, now: float) -> None:
-        """
-        Nothing to remember.
-        """
+    return {
+        name: Caller(
+            UserConfig(name, f"ak-ccm-sim-{name}", share_5h=share_5h, share_weekly=share_weekly)
+        )
+        for name in users
+    }
 
 
-class SharesNotAvailable(Exception):
+def gate(with_shares: bool, clock: IReactorTime) -> ShareGate:
     """
-    The share code is not wired into the simulator yet.
+    The run's share gate: ccm's keeper over a new book, or no shares.
     """
+    return ShareKeeper(ShareBook(), clock) if with_shares else NO_SHARES
 
 
-def share_policy(with_shares: bool, users: list[str], plan_weights: dict[str, float]) -> SharePolicy:
+def usage(user: str, cost: float) -> UsageRecord:
     """
-    The policy of a run: :obj:`NoShares`, or the real share book.
-
-    :param users: every user of the team (each with an equal share, until
-        the share configuration says otherwise).
-    :param plan_weights: each credential's plan weight.
-    :raises SharesNotAvailable: for ``with_shares`` until the ShareBook of
-        ``ccm/shares/`` is wired here.
+    What a served request of ``cost`` units used, as the proxy records it.
     """
-    if not with_shares:
-        return NoShares()
-    # SEAM: wire the real ShareBook of ccm/shares/ here (equal share_5h and
-    # share_weekly per user over the pool), adapting it to SharePolicy.
-    raise SharesNotAvailable("the share code (ccm/shares/) is not wired into the simulator yet")
+    tokens = TokenCounts(output_tokens=round(cost * TOKENS_PER_UNIT))
+    return UsageRecord(MODEL, 200_000, 0, user, tokens, 1)

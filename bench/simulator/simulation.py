@@ -80,6 +80,9 @@ class Setup:
         units; other plans have their plan weight times these.
     :ivar prior_pace: how much of its capacity each weekly window had used,
         per elapsed part of it, before the week starts.
+    :ivar share_5h, share_weekly: every user's share of the pool's windows
+        in the ``+shares`` scenarios, percent (None: twice a fair part,
+        :func:`bench.simulator.shares.equal_share`; 0: no share).
     """
 
     seed: int = 1
@@ -93,6 +96,18 @@ class Setup:
     pro_5h: float = 15.0
     pro_weekly: float = 100.0
     prior_pace: float = 0.5
+    share_5h: float | None = None
+    share_weekly: float | None = None
+
+    def shares_of(self, users: int) -> tuple[float, float]:
+        """
+        The (5-hour, weekly) share each of ``users`` users has with shares.
+        """
+        fair = shares.equal_share(users)
+        return (
+            fair if self.share_5h is None else self.share_5h,
+            fair if self.share_weekly is None else self.share_weekly,
+        )
 
 
 def team_week(setup: Setup) -> list[workload.Request]:
@@ -118,17 +133,16 @@ def _weight(plan: str) -> float:
 def run(setup: Setup, scenario: Scenario, requests: list[workload.Request]) -> dict[str, Any]:
     """
     Replay ``requests`` for ``scenario``; its figures (see
-    :obj:`bench.simulator.metrics`), or a row saying it was not measured.
+    :obj:`bench.simulator.metrics`).
     """
     users = sorted({r.user for r in requests})
     weights = {tag: _weight(plan) for tag, plan in setup.subscriptions}
-    try:
-        policy = shares.share_policy(scenario.with_shares, users, weights)
-    except shares.SharesNotAvailable as reason:
-        return {"scenario": scenario.name, "measured": False, "why": str(reason)}
     started = time.perf_counter()
     clock = Clock()
     clock.advance(START)
+    share_5h, share_weekly = setup.shares_of(len(users))
+    callers = shares.callers(users, share_5h, share_weekly)
+    gate = shares.gate(scenario.with_shares, clock)
     phases = random.Random(f"{setup.seed}-phases")
     upstream: dict[str, Subscription] = {}
     members = []
@@ -152,21 +166,25 @@ def run(setup: Setup, scenario: Scenario, requests: list[workload.Request]) -> d
         clock.advance(START + request.at - clock.seconds())
         now = clock.seconds()
         tally.ask(request.user, request.session_id, request.cost)
-        if not policy.admit(request.user, now):
-            tally.refuse(0, by_share=True)
-            continue
 
         def answer(tag: str, cost: float) -> tuple[int, Headers]:
-            status, headers = upstream[tag].answer(cost, now)
-            policy.charge(request.user, tag, status, headers, now)
-            return status, headers
+            return upstream[tag].answer(cost, now)
 
         call = Call(session_id=request.session_id, agent_id=request.agent_id, is_message=True)
-        outcome = ccmside.forward(balancer, call, request.cost, answer, now)
+        outcome = ccmside.forward(
+            balancer,
+            call,
+            request.cost,
+            answer,
+            now,
+            callers[request.user],
+            gate,
+            shares.usage(request.user, request.cost),
+        )
         if outcome.tag:
             tally.serve(request.user, request.session_id, request.cost, outcome.tag, outcome.absorbed)
         else:
-            tally.refuse(outcome.absorbed)
+            tally.refuse(outcome.absorbed, by_share=outcome.by_share)
     end = START + setup.days * 86400
     for subscription in upstream.values():
         subscription.finish(end)
@@ -174,7 +192,8 @@ def run(setup: Setup, scenario: Scenario, requests: list[workload.Request]) -> d
     weekly = [w for s in upstream.values() for w in s.weekly.closed]
     return {
         "scenario": scenario.name,
-        "measured": True,
+        "share_5h": share_5h if scenario.with_shares else None,
+        "share_weekly": share_weekly if scenario.with_shares else None,
         "asked": tally.asked,
         "served": tally.served,
         "refused": tally.refused,

@@ -11,7 +11,9 @@ have room (and may take utilization a little past 100 %, as the real
 ``1.01`` readings do); otherwise the answer is a 429 with the unified
 ``rejected`` headers naming the binding window and a ``retry-after``.
 Every answer carries the unified headers of anthropic-wire.md section 3.2:
-utilizations as fractions with two decimals, resets in epoch seconds.
+utilizations as fractions with two decimals, resets in epoch seconds, as
+the windows stood when the request arrived (a streamed answer's headers
+precede its tokens), so a request's own use shows in the next answer.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ class Subscription:
     def answer(self, cost: float, now: float) -> tuple[int, Headers]:
         """
         Serve a request of ``cost`` at ``now`` if both windows have room:
-        200 and the allowed headers, else 429 and the rejected ones.
+        200 and the allowed headers (of the windows before it), else 429
+        and the rejected ones.
         """
         for ledger in (self.five_hour, self.weekly):
             ledger.settle(now)
@@ -114,10 +117,13 @@ class Subscription:
         if binding:
             self.rejected += 1
             return 429, self._headers(now, binding)
+        # The headers go out before the answer is generated: they are the
+        # windows as the request found them, its own use shows in the next.
+        headers = self._headers(now, "")
         self.five_hour.used += cost
         self.weekly.used += cost
         self.served += 1
-        return 200, self._headers(now, "")
+        return 200, headers
 
     def finish(self, now: float) -> None:
         """
