@@ -150,23 +150,26 @@ def forward(
     """
     tried: list[str] = []
     absorbed = 0
+    chosen: Credential | None = None
     while True:
         try:
-            # The exchange asks the shares before each placement.
+            # The exchange asks the shares before each attempt.
             shares.check(caller, balancer)
         except APIError as error:
             return Outcome("", error.status, absorbed, by_share=True)
-        try:
-            chosen = balancer.place(call, exclude=tried)
-        except APIError as error:
-            return Outcome("", error.status, absorbed)
+        if chosen is None:
+            try:
+                chosen = balancer.place(call, exclude=tried)
+            except APIError as error:
+                return Outcome("", error.status, absorbed)
         status, headers = upstream(chosen.tag, cost)
         if status == 429:
             limited_until = chosen.rate_limits.observe_rejection(headers, now)
             tried.append(chosen.tag)
             try:
-                # The exchange asks before it gives up on the request.
-                balancer.place(call, exclude=tried)
+                # As the exchange: the pool is asked once for the retry's
+                # credential, and that answer is the one used.
+                chosen = balancer.place(call, exclude=tried)
             except APIError as error:
                 return Outcome("", 429 if limited_until is None else error.status, absorbed)
             absorbed += 1
