@@ -96,6 +96,7 @@ USER_FIELDS: Mapping[str, str] = {
     "requests_per_minute": APPLY,
     "share_5h": APPLY,
     "share_weekly": APPLY,
+    "per_user_headers": APPLY,
 }
 
 

@@ -51,6 +51,7 @@ _USER_KEYS = (
     "requests_per_minute",
     "share_5h",
     "share_weekly",
+    "per_user_headers",
 )
 #: The bounds of the per-user limits (ccm.limits).
 MAX_CONCURRENT_BOUND = 1000
@@ -295,6 +296,8 @@ def parse_users(
                 f"{user.where('credential')}: ignored, there is no credentials list"
             )
         share_5h, share_weekly = (_share(user, key) for key in ("share_5h", "share_weekly"))
+        if user.has("per_user_headers") and not (share_5h or share_weekly):
+            warnings.append(f"{user.where('per_user_headers')}: ignored, user {name} has no share")
         users.append(
             UserConfig(
                 name=name,
@@ -307,6 +310,7 @@ def parse_users(
                 ),
                 share_5h=share_5h,
                 share_weekly=share_weekly,
+                per_user_headers=user.boolean("per_user_headers", True),
             )
         )
     return tuple(users)

@@ -125,6 +125,9 @@ class UserConfig:
     #: user may use (:obj:`ccm.shares`); 0 is no cap.
     share_5h: float = 0.0
     share_weekly: float = 0.0
+    #: Whether the unified 5h/7d headers of this user's successes describe
+    #: their share instead of the account (only with a share).
+    per_user_headers: bool = True
 
 
 @dataclass(frozen=True)

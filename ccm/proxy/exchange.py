@@ -239,7 +239,9 @@ class Exchange:
         )
         request.setResponseCode(response.code, response.phrase or None)
         request.defaultContentType = None
-        for name, values in client_response_headers(response.headers).getAllRawHeaders():
+        headers = client_response_headers(response.headers)
+        headers = self._context.shares.client_headers(self._caller, self._pool, response.code, headers)
+        for name, values in headers.getAllRawHeaders():
             request.responseHeaders.setRawHeaders(name, list(values))
 
     def _start_relay(self, response: IResponse) -> Relay:

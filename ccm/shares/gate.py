@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import Protocol, Sequence
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.web.http_headers import Headers
 
 from ccm.accounting.counters import UsageRecord
 from ccm.accounting.pricing import cost_usd, prices_for
 from ccm.credentials.credential import Credential
 from ccm.pool.select import Pool
+from ccm.shares.headers import share_headers
 from ccm.shares.ledger import FIVE_HOUR, WEEKLY, ShareBook
 from ccm.shares.standing import ShareFigures, Shares, share_refusal, standing
 from ccm.web.auth import Caller
@@ -47,6 +49,13 @@ class ShareGate(Protocol):
         and were answered again (a token recovery).
         """
 
+    def client_headers(self, caller: Caller, pool: Pool, code: int, headers: Headers) -> Headers:
+        """
+        The headers the caller gets with an answer of status ``code``: on
+        a success, the unified 5h/7d headers describe their share when
+        they have one (``per_user_headers``); else ``headers`` as they are.
+        """
+
 
 class _NoShares:
     """A :obj:`ShareGate` that keeps nothing and refuses nobody."""
@@ -59,6 +68,9 @@ class _NoShares:
 
     def ended(self, keys: Sequence[int], usage: UsageRecord | None) -> None:
         pass
+
+    def client_headers(self, caller: Caller, pool: Pool, code: int, headers: Headers) -> Headers:
+        return headers
 
 
 NO_SHARES: ShareGate = _NoShares()
@@ -142,3 +154,10 @@ class ShareKeeper:
         for index, key in enumerate(keys):
             last = index == len(keys) - 1
             self.book.finish(key, usage_cost(usage) if last else 0.0, now)
+
+    def client_headers(self, caller: Caller, pool: Pool, code: int, headers: Headers) -> Headers:
+        user = caller.user
+        if not 200 <= code < 300 or user is None or not user.per_user_headers:
+            return headers
+        figures = self.figures(caller, pool)
+        return share_headers(headers, figures, self._clock.seconds()) if figures else headers

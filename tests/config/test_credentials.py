@@ -537,6 +537,39 @@ class UserTests(SynchronousTestCase, ProblemsTestMixin):
                 f"config.json: users[0].share_weekly: {message}",
             )
 
+    def test_per_user_headers(self) -> None:
+        """
+        ``per_user_headers`` is true when left out; false keeps the
+        account's headers for a user with a share; anything but true or
+        false is refused, naming its path.
+        """
+        service = service_of(
+            {
+                "users": [
+                    {"name": "alice", "token": "tok-a", "share_5h": 10, "per_user_headers": False},
+                    {"name": "bob", "token": "tok-b", "share_5h": 10},
+                ]
+            }
+        )
+        self.assertEqual([u.per_user_headers for u in service.users], [False, True])
+        self.assert_problem(
+            {"users": [{"name": "alice", "token": "tok-a", "per_user_headers": "auto"}]},
+            "config.json: users[0].per_user_headers: must be true or false, got a string",
+        )
+
+    def test_per_user_headers_without_share(self) -> None:
+        """
+        ``per_user_headers`` on a user without a share is ignored with a
+        warning naming where it is.
+        """
+        config = parse_config(
+            {"users": [{"name": "alice", "token": "t", "per_user_headers": True}]}, source=SOURCE
+        )
+        self.assertEqual(
+            config.warnings,
+            ("config.json: users[0].per_user_headers: ignored, user alice has no share",),
+        )
+
     def test_duplicate_names(self) -> None:
         """
         Two users with the same name are refused.
