@@ -14,7 +14,7 @@ without a user (the combination totals less the users' parts) is shown as
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,15 +218,29 @@ def format_report(
         lines.append(NOTHING_RECORDED)
         return "\n".join(lines) + "\n"
     total_usd = document["costs"]["total_usd"]
-    combinations = priced(usage, document)
     wanted = SECTIONS if by == "all" else (by,)
+    lines += section_lines(wanted, priced(usage, document), total_usd, tz)
+    return "\n".join(lines) + "\n"
+
+
+def section_lines(
+    wanted: Sequence[str],
+    combinations: Sequence[Priced],
+    total_usd: float,
+    tz: datetime.tzinfo | None,
+) -> list[str]:
+    """
+    The tables by user, model and week of ``combinations`` that ``wanted``
+    names, each after an empty line, with ``total_usd`` as their total.
+    """
+    lines: list[str] = []
     if "user" in wanted:
         lines += ["", *format_table("By user", ("user",), rows_by_user(combinations), total_usd)]
     if "model" in wanted:
         lines += ["", *format_table("By model", ("model", "context"), rows_by_model(combinations), total_usd)]
     if "week" in wanted:
         lines += ["", *format_table("By week", ("week of",), rows_by_week(combinations, tz), total_usd)]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _at_least_zero(counts: UsageCounts) -> UsageCounts:

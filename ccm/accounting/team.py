@@ -26,9 +26,7 @@ from ccm.accounting.report import (
     Row,
     format_table,
     priced,
-    rows_by_model,
-    rows_by_user,
-    rows_by_week,
+    section_lines,
 )
 
 #: The tables of a team report: the single report's, and by credential.
@@ -72,12 +70,7 @@ def format_team_report(
         return "\n".join(lines) + "\n"
     total_usd = round_cents(total_usd)
     wanted = TEAM_SECTIONS if by == "all" else (by,)
-    if "user" in wanted:
-        lines += ["", *format_table("By user", ("user",), rows_by_user(combinations), total_usd)]
-    if "model" in wanted:
-        lines += ["", *format_table("By model", ("model", "context"), rows_by_model(combinations), total_usd)]
-    if "week" in wanted:
-        lines += ["", *format_table("By week", ("week of",), rows_by_week(combinations, tz), total_usd)]
+    lines += section_lines(wanted, combinations, total_usd, tz)
     if "credential" in wanted:
         lines += ["", *format_table("By credential (usage file)", ("file",), by_credential, total_usd)]
     return "\n".join(lines) + "\n"
