@@ -12,13 +12,12 @@ the use back under it.  Pure: the time is handed in.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Mapping
 
 from ccm.pool.figures import WINDOW_SECONDS, WindowName
+from ccm.pool.serving import when
 from ccm.shares.ledger import FIVE_HOUR, WEEKLY, WINDOWS, ShareBook
-from ccm.units import format_duration
 from ccm.web.errors import APIError
 
 # The unified rate-limit headers' names for each window.
@@ -126,8 +125,7 @@ def standing(
 def _when(at: float, now: float) -> str:
     if at <= 0:
         return "when the pool's window resets"
-    utc = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
-    return f"at {utc} (in {format_duration(max(0.0, at - now))})"
+    return f"at {when(at, now)}"
 
 
 def share_refusal(user: str, figures: list[ShareFigures], now: float) -> APIError | None:
