@@ -109,3 +109,11 @@ def format_duration(seconds: float) -> str:
     if whole < 86400:
         return f"{whole // 3600}h{(whole % 3600) // 60}m"
     return f"{whole // 86400}d{(whole % 86400) // 3600}h"
+
+
+def whole_seconds_until(moment: float, now: float) -> int:
+    """
+    The seconds from ``now`` to ``moment`` for a ``retry-after`` header:
+    rounded up, and at least 1.
+    """
+    return max(1, int(moment - now + 0.999))

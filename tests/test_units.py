@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ccm.units import format_duration, parse_duration, parse_size
+from ccm.units import format_duration, parse_duration, parse_size, whole_seconds_until
 
 
 class ParseDurationTests(SynchronousTestCase):
@@ -207,3 +207,24 @@ class FormatDurationTests(SynchronousTestCase):
         self.assertEqual(format_duration(86400), "1d0h")
         self.assertEqual(format_duration(3 * 86400 + 4 * 3600 + 59 * 60), "3d4h")
         self.assertEqual(format_duration(10 * 86400), "10d0h")
+
+
+class WholeSecondsUntilTests(SynchronousTestCase):
+    """
+    :obj:`whole_seconds_until`: the ``retry-after`` of a moment.
+    """
+
+    def test_rounded_up(self) -> None:
+        """
+        A moment part of a second away counts as the next whole second; a
+        whole number of seconds stays as it is.
+        """
+        self.assertEqual(whole_seconds_until(102.5, 100.0), 3)
+        self.assertEqual(whole_seconds_until(160.0, 100.0), 60)
+
+    def test_at_least_one(self) -> None:
+        """
+        A moment now or already past still asks for one second.
+        """
+        self.assertEqual(whole_seconds_until(100.0, 100.0), 1)
+        self.assertEqual(whole_seconds_until(90.0, 100.0), 1)

@@ -26,7 +26,7 @@ from twisted.web.http_headers import Headers
 from ccm.pool.member import PoolMember
 from ccm.pool.serving import Unusable
 from ccm.pool.sessions import MemorySessionTable, session_id_of
-from ccm.units import format_duration
+from ccm.units import format_duration, whole_seconds_until
 from ccm.web.errors import APIError
 
 AGENT_HEADER = b"x-claude-code-agent-id"
@@ -238,7 +238,7 @@ def touched_member(
     )
     if state.reason is Unusable.UNAVAILABLE:
         raise APIError(503, "api_error", message, headers=(("x-should-retry", "false"),))
-    retry_after = max(1, int(state.until - now + 0.999)) if state.until > now else 60
+    retry_after = whole_seconds_until(state.until, now) if state.until > now else 60
     raise APIError(
         429,
         "rate_limit_error",

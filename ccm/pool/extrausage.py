@@ -26,7 +26,6 @@ takes effect at once.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Protocol
@@ -34,7 +33,7 @@ from typing import Callable, Protocol
 from twisted.web.http_headers import Headers
 
 from ccm.pool.bounds import OVERAGE_RESET_AHEAD_SECONDS, reset_problem, utilization_problem
-from ccm.pool.figures import WINDOW_SECONDS, FigureReader, WindowName
+from ccm.pool.figures import WINDOW_SECONDS, FigureReader, WindowName, percent_of
 
 # How long a pause lasts when the reset of the window behind it is not
 # known: long enough that a pool does not find out again request by
@@ -133,9 +132,7 @@ def read_extra_usage(
     claimed = claim_window(reader.text(headers, b"representative-claim") or "")
     if rejected and claimed is not None and claimed not in used_up:
         used_up.append(claimed)
-    percent = None
-    if fraction is not None:
-        percent = min(100.0, float(math.ceil(round(fraction * 100, 6))))
+    percent = None if fraction is None else percent_of(fraction)
     return ExtraUsageReading(
         status=status,
         in_use=None if flag is None else flag == "true",

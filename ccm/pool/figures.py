@@ -96,6 +96,14 @@ class Limit:
     window: WindowName | None
 
 
+def percent_of(fraction: float) -> float:
+    """
+    A header's utilization fraction as whole percent, rounded up (a window
+    1.01 % used is 2 % used) and at most 100.
+    """
+    return min(100.0, float(math.ceil(round(fraction * 100, 6))))
+
+
 class FigureReader:
     """
     Reads the rate-limit figures of one credential, labelled ``label`` in
@@ -175,9 +183,7 @@ class FigureReader:
         resets_at = self._reset(headers, key + b"-reset", now)
         if fraction is None and resets_at is None:
             return None
-        percent = None
-        if fraction is not None:
-            percent = min(100.0, float(math.ceil(round(fraction * 100, 6))))
+        percent = None if fraction is None else percent_of(fraction)
         return WindowReading(percent, resets_at)
 
     def retry_after(self, headers: Headers, now: float) -> float | None:

@@ -36,6 +36,7 @@ from ccm.pool.serving import (
     MemberState,
     Unusable,
 )
+from ccm.units import whole_seconds_until
 from ccm.web.errors import APIError
 
 
@@ -129,7 +130,7 @@ def exhausted_error(members: Sequence[PoolMember], now: float) -> APIError:
             headers=(("x-should-retry", "false"),),
         )
     resets = [s.until for _, s in states if s.until > now]
-    retry_after = max(1, int(min(resets) - now + 0.999)) if resets else 60
+    retry_after = whole_seconds_until(min(resets), now) if resets else 60
     return APIError(
         429,
         "rate_limit_error",

@@ -18,6 +18,7 @@ from typing import Mapping
 from ccm.pool.figures import WINDOW_SECONDS, WindowName
 from ccm.pool.serving import when
 from ccm.shares.ledger import FIVE_HOUR, WEEKLY, WINDOWS, ShareBook
+from ccm.units import whole_seconds_until
 from ccm.web.errors import APIError
 
 # The unified rate-limit headers' names for each window.
@@ -152,7 +153,7 @@ def share_refusal(user: str, figures: list[ShareFigures], now: float) -> APIErro
     headers += [
         ("anthropic-ratelimit-unified-representative-claim", _CLAIMS[binding.window]),
         ("anthropic-ratelimit-unified-reset", str(int(reset))),
-        ("retry-after", str(max(1, int(reset - now + 0.999)))),
+        ("retry-after", str(whole_seconds_until(reset, now))),
         ("x-should-retry", "false"),
     ]
     message = (

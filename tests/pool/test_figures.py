@@ -17,6 +17,7 @@ from ccm.pool.figures import (
     Limit,
     WindowName,
     WindowReading,
+    percent_of,
 )
 
 PREFIX = "anthropic-ratelimit-unified-"
@@ -115,3 +116,20 @@ class FigureReaderTests(SynchronousTestCase):
         self.assertIsNone(self.reader.poll_window(WindowName.FIVE_HOUR, None, NOW))
         [warning] = [e for e in self.events if e["log_level"] == LogLevel.warn]
         self.assertEqual(warning["name"], "usage five_hour.utilization")
+
+
+class PercentOfTests(SynchronousTestCase):
+    """
+    :obj:`percent_of`: a header's utilization fraction as whole percent.
+    """
+
+    def test_rounded_up_and_capped(self) -> None:
+        """
+        Any part of a percent counts as the next one, float noise in a
+        two-decimal fraction does not, and more than all of a window reads
+        as 100.
+        """
+        self.assertEqual(percent_of(0.0101), 2.0)
+        self.assertEqual(percent_of(0.29), 29.0)
+        self.assertEqual(percent_of(-0.0), 0.0)
+        self.assertEqual(percent_of(1.01), 100.0)
