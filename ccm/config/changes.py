@@ -61,6 +61,7 @@ SERVICE_FIELDS: Mapping[str, str] = {
     # Taken by each new connection; open ones keep the bounds they had.
     "connection_limits": APPLY,
     "metrics_listen": RESTART,
+    "state": RESTART,
 }
 
 DEFAULT_CREDENTIAL_FIELDS: Mapping[str, str] = {

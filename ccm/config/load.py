@@ -12,8 +12,8 @@ This module reads the documents and the service object's own keys (URLs,
 the body limit); :obj:`ccm.config.listen` reads its listeners,
 :obj:`ccm.config.headers` its ``headers``,
 :obj:`ccm.config.credentials` its credentials and users,
-:obj:`ccm.config.detour` its detours and :obj:`ccm.config.connections` its
-connection bounds.
+:obj:`ccm.config.detour` its detours, :obj:`ccm.config.connections` its
+connection bounds and :obj:`ccm.config.state` its shared state.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ccm.config.listen import (
     parse_metrics_listeners,
 )
 from ccm.config.reader import ObjectReader, Problems, describe_type, json_path
+from ccm.config.state import parse_state
 from ccm.files import JSONFileError, read_json_file
 from ccm.units import parse_size
 from ccm.accounting.usagefile import usage_path_problem
@@ -65,6 +66,7 @@ _SERVICE_KEYS = (
     "shutdown_grace",
     *CONNECTION_KEYS,
     "metrics_listen",
+    "state",
 )
 
 def load_config(path: str) -> Config:
@@ -238,6 +240,7 @@ def _parse_service(
         ),
         connection_limits=parse_connection_limits(reader),
         metrics_listen=parse_metrics_listeners(reader, problems),
+        state=parse_state(reader, problems),
     )
 
 

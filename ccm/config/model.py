@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
+from ccm.config.state import StateConfig
+
 DEFAULT_UPSTREAM_URL = "https://api.anthropic.com"
 DEFAULT_OAUTH_TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
 DEFAULT_MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024
@@ -252,6 +254,9 @@ class ServiceConfig:
     connection_limits: ConnectionLimits = ConnectionLimits()
     #: Where the metrics are served without authentication (``metrics_listen``).
     metrics_listen: tuple[EndpointListener, ...] = ()
+    #: Where several ccm processes share their state (``state``); None
+    #: keeps it all in this process.
+    state: StateConfig | None = None
 
     @property
     def multi_credential(self) -> bool:

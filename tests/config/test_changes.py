@@ -124,6 +124,7 @@ class ClassificationTests(SynchronousTestCase):
             {
                 "listeners",
                 "metrics_listen",
+                "state",
                 "credential_path",
                 "usages_path",
                 "detour",

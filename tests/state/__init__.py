@@ -1,0 +1,3 @@
+"""
+Tests of the shared state, against a real ``redis-server``.
+"""
