@@ -18,7 +18,6 @@ from treq.client import HTTPClient
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
-    IReactorFDSet,
     IReactorSSL,
     IReactorThreads,
     IReactorTime,
@@ -30,7 +29,6 @@ from ccm.accounting.recent import RecentUsage, recording_also
 from ccm.accounting.usagefile import UsageFile, UsageSaverService
 from ccm.banner import log_startup
 from ccm.config.model import (
-    DEFAULT_POLL_INTERVAL_SECONDS,
     BalancerCredentialConfig,
     DefaultCredentialConfig,
     Detour,
@@ -38,16 +36,13 @@ from ccm.config.model import (
 )
 from ccm.credentials.credential import Credential
 from ccm.credentials.refresher import TokenRefreshService
-from ccm.credentials.file import CredentialFile
 from ccm.credentials.keychain import RunInThread
 from ccm.credentials.lock import RefreshLock
 from ccm.credentials.store import credential_store_for, lock_directory_for
 from ccm.credentials.oauth import TokenEndpoint
-from ccm.credentials.watch import FileWatcher
-from ccm.pool.poller import UsagePoller
 from ccm.pool.select import BalancerPool, PoolMember, SingleCredentialPool
 from ccm.pool.select import Pool
-from ccm.pool.sessions import MemorySessionTable, SessionTable
+from ccm.pool.sessions import SessionTable
 from ccm.accounting.counters import UsageRecorder
 from ccm.proxy.context import Route, Timeouts
 from ccm.shares.files import ShareSaverService, load_shares, shares_path
@@ -69,12 +64,15 @@ from ccm.web.admins import AdminSessions
 from ccm.web.dashboard import DashboardResource
 from ccm.web.overview import Sources
 from ccm.web.problems import RecentProblems
+from ccm.workers import WatchingReactor, file_watchers, usage_pollers
+from ccm.state.redis import RedisStore
+from ccm.state.shared import SharedState
 
 
 _Result = TypeVar("_Result")
 
 
-class ServiceReactor(ListeningReactor, IReactorSSL, IReactorThreads, IReactorFDSet):
+class ServiceReactor(ListeningReactor, IReactorSSL, IReactorThreads, WatchingReactor):
     """
     What a service needs of the reactor, for type checking only (as treq's
     ``_ITreqReactor``): time, TCP and TLS connections and listeners, the
@@ -140,17 +138,23 @@ def build_service(
         c.tag: PoolMember(credential, c.cap_5h, c.cap_weekly, c.allows_extra_usage)
         for c, credential in zip(credential_configs, credentials)
     }
+    # Shared with the other processes of the same state, when there is one.
+    state = SharedState(
+        RedisStore(config.state, reactor) if config.state is not None else None, reactor
+    )
     session_tables: dict[str, SessionTable] = {}
-    pools = _pools(config, members, reactor, session_tables)
+    pools = _pools(config, members, reactor, session_tables, state)
     problems = RecentProblems(log_publisher)
     background: list[IService] = [
+        # Before everything that writes to it, so that it stops last.
+        *state.services,
         # First, so that they stop last and their final save sees every
         # request the other services let finish.
         *savers.values(),
         share_saver,
-        *_file_watchers(credentials, reactor, watch_with_inotify),
+        *file_watchers(credentials, reactor, watch_with_inotify),
         TokenRefreshService(credentials, reactor),
-        *_usage_pollers(config, credentials, detours, clients, reactor, identity),
+        *usage_pollers(config, credentials, detours, clients, reactor, identity),
         problems,
     ]
     recorders: dict[str, UsageRecorder] = {**savers, **(usage_recorders or {})}
@@ -308,23 +312,6 @@ def _shares(
     return ShareKeeper(book, clock), ShareSaverService(book, paths, clock)
 
 
-def _file_watchers(
-    credentials: Sequence[Credential], reactor: ServiceReactor, with_inotify: bool
-) -> list[FileWatcher]:
-    """
-    A watcher for each credentials file, which reloads its credential when
-    the file changes.  The keychain is not watched, as in sing-box.
-    """
-    return [
-        FileWatcher(
-            credential.store.path,
-            credential.reload,
-            clock=reactor,
-            reactor=reactor if with_inotify else None,
-        )
-        for credential in credentials
-        if isinstance(credential.store, CredentialFile)
-    ]
 
 
 def _pools(
@@ -332,6 +319,7 @@ def _pools(
     members: Mapping[str, PoolMember],
     clock: IReactorTime,
     session_tables: dict[str, SessionTable],
+    state: SharedState,
 ) -> dict[str, Pool]:
     """
     A pool per credential, serving it alone, and one per balancer, whose
@@ -348,33 +336,9 @@ def _pools(
                 pool_config.strategy,
                 clock,
                 rebalance_threshold=pool_config.rebalance_threshold,
-                sessions=session_tables.setdefault(pool_config.tag, MemorySessionTable()),
+                sessions=session_tables.setdefault(
+                    pool_config.tag, state.session_table(pool_config.tag)
+                ),
             )
     return pools
 
-
-def _usage_pollers(
-    config: ServiceConfig,
-    credentials: Sequence[Credential],
-    detours: Mapping[str, Detour | None],
-    clients: Mapping[Detour | None, HTTPClient],
-    clock: IReactorTime,
-    identity: ClientIdentity,
-) -> list[UsagePoller]:
-    """
-    A poller of the credentials' utilization per detour, through that
-    detour's client (and always one for the direct client), as often as
-    the most eager balancer asks.
-    """
-    interval = min(
-        [DEFAULT_POLL_INTERVAL_SECONDS]
-        + [c.poll_interval for c in config.credentials if isinstance(c, BalancerCredentialConfig)]
-    )
-    pollers = []
-    for detour, client in clients.items():
-        polled = [c for c in credentials if detours[c.tag] == detour]
-        if polled or detour is None:
-            pollers.append(
-                UsagePoller(polled, client, clock, config.upstream_url, interval, identity=identity)
-            )
-    return pollers

@@ -26,7 +26,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IReactorTCP, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust, trustRootFromCertificates
 from twisted.internet.task import LoopingCall
@@ -49,12 +49,6 @@ class StateUnavailable(Exception):
     """
     The Redis server is not reachable now: the caller goes on with what it
     knows and tries again later.
-    """
-
-
-class StateReactor(IReactorTCP, IReactorTime):
-    """
-    What the store needs of the reactor: TCP connections and time.
     """
 
 
@@ -141,10 +135,11 @@ def _ready(protocol: txredisapi.RedisProtocol) -> Deferred[txredisapi.RedisProto
     return ready
 
 
-def endpoint_for(config: StateConfig, reactor: StateReactor) -> IStreamClientEndpoint:
+def endpoint_for(config: StateConfig, reactor: IReactorTime) -> IStreamClientEndpoint:
     """
     Where the server is: TCP, wrapped in TLS verified against the CA file
-    (or the system's authorities) for ``rediss://``.
+    (or the system's authorities) for ``rediss://``.  ``reactor`` makes TCP
+    connections too (the service's reactor does).
     """
     endpoint: IStreamClientEndpoint = HostnameEndpoint(
         reactor, config.host, config.port, timeout=CONNECT_TIMEOUT_SECONDS
@@ -172,7 +167,7 @@ class RedisStore(Service):
     def __init__(
         self,
         config: StateConfig,
-        reactor: StateReactor,
+        reactor: IReactorTime,
         endpoint: IStreamClientEndpoint | None = None,
         name: str | None = None,
     ) -> None:
