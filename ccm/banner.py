@@ -133,6 +133,11 @@ def startup_lines(
             notes.append("the port the system chose, logged as 'starting on <port>'")
         note = f" ({'; '.join(notes)})" if notes else ""
         lines.append(f"{prefix}clients set ANTHROPIC_BASE_URL={url}{note}")
+    if config.state is not None:
+        lines.append(
+            f"{prefix}state shared with the other ccm processes of {config.state.address}, "
+            f"keys starting {config.state.key_prefix}"
+        )
     return lines
 
 

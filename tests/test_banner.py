@@ -12,6 +12,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.banner import base_url, startup_lines
+from ccm.config.state import StateConfig
 from ccm.config.model import (
     AddressListener,
     EndpointListener,
@@ -139,6 +140,23 @@ class StartupLinesTests(SynchronousTestCase):
             ],
         )
         self.assertNotIn(USER_TOKEN, "\n".join(lines))
+
+    def test_shared_state(self) -> None:
+        """
+        A service with a ``state`` key says where it shares its state, with
+        the key prefix and never the password.
+        """
+        service = ServiceConfig(
+            where="",
+            state=StateConfig(host="10.0.0.4", password="redis-secret", key_prefix="team:"),
+        )
+        lines = startup_lines(service, [], HOST)
+        self.assertEqual(
+            lines[-1],
+            "state shared with the other ccm processes of redis://10.0.0.4:6379/0, keys "
+            "starting team:",
+        )
+        self.assertNotIn("redis-secret", "\n".join(lines))
 
     def test_untagged_service_in_document(self) -> None:
         """
