@@ -47,7 +47,6 @@ from ccm.accounting.counters import UsageRecorder
 from ccm.proxy.context import Route, Timeouts
 from ccm.shares.files import ShareSaverService, load_shares, shares_path
 from ccm.shares.gate import ShareKeeper
-from ccm.shares.ledger import ShareBook
 from ccm.shares.view import ShareView
 from ccm.service import CcmService, warn_if_admin_pages_exposed
 from ccm.sites import ListeningReactor, build_proxy, build_site, metrics_listeners
@@ -131,17 +130,18 @@ def build_service(
         config, detours, clients, reactor, environ, home, platform, keyring_backend, identity,
         metrics,
     )
+    # Shared with the other processes of the same state, when there is one.
+    state = SharedState(
+        RedisStore(config.state, reactor) if config.state is not None else None, reactor
+    )
     savers = _usage_savers(credential_configs, reactor)
-    shares, share_saver = _shares(credential_configs, reactor)
+    shares, share_saver = _shares(credential_configs, reactor, state)
+    limits = state.user_limits(config.users, metrics.limit_refused)
     log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
     members = {
         c.tag: PoolMember(credential, c.cap_5h, c.cap_weekly, c.allows_extra_usage)
         for c, credential in zip(credential_configs, credentials)
     }
-    # Shared with the other processes of the same state, when there is one.
-    state = SharedState(
-        RedisStore(config.state, reactor) if config.state is not None else None, reactor
-    )
     session_tables: dict[str, SessionTable] = {}
     pools = _pools(config, members, reactor, session_tables, state)
     problems = RecentProblems(log_publisher)
@@ -171,7 +171,8 @@ def build_service(
     watches = StatusWatches(reactor)
     health = HealthResource(members, reactor)
     proxy = build_proxy(
-        config, authenticator, user_pools, routes, reactor, timeouts, identity, metrics, shares
+        config, authenticator, user_pools, routes, reactor, timeouts, identity, metrics, shares,
+        limits,
     )
     metrics.follow(members, lambda: proxy.in_progress)
     share_view = ShareView(shares, lambda: service.config.users, user_pools)
@@ -298,7 +299,9 @@ def _usage_savers(
 
 
 def _shares(
-    credential_configs: Sequence[DefaultCredentialConfig], clock: IReactorTime
+    credential_configs: Sequence[DefaultCredentialConfig],
+    clock: IReactorTime,
+    state: SharedState,
 ) -> tuple[ShareKeeper, ShareSaverService]:
     """
     The users' shares: one book for the service, its charges loaded from
@@ -307,9 +310,10 @@ def _shares(
     paths = {
         c.tag: shares_path(c.usages_path) for c in credential_configs if c.usages_path
     }
-    book = ShareBook()
+    book = state.share_book([c.tag for c in credential_configs])
     load_shares(book, paths, clock.seconds(), CcmService.log)
-    return ShareKeeper(book, clock), ShareSaverService(book, paths, clock)
+    saver = ShareSaverService(book, paths, clock, state.writes_share_files())
+    return ShareKeeper(book, clock), saver
 
 
 

@@ -48,10 +48,12 @@ def build_proxy(
     identity: ClientIdentity,
     metrics: ServiceMetrics,
     shares: ShareKeeper | None = None,
+    limits: UserLimits | None = None,
 ) -> ProxyResource:
     """
     The proxy of ``/v1/``, telling ``metrics`` of its requests, and
-    ``shares`` (when given) which requests ran where.
+    ``shares`` (when given) which requests ran where; ``limits`` are the
+    users' limits (this process's own when not given).
     """
     return ProxyResource(
         authenticator=authenticator,
@@ -64,7 +66,7 @@ def build_proxy(
         timeouts=timeouts,
         identity=identity,
         observer=metrics,
-        limits=UserLimits(clock, config.users, on_refusal=metrics.limit_refused),
+        limits=limits or UserLimits(clock, config.users, on_refusal=metrics.limit_refused),
         shares=shares if shares is not None else NO_SHARES,
     )
 

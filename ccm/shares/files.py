@@ -18,7 +18,7 @@ flight at a restart are not carried over.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -80,13 +80,21 @@ def share_document(windows: Any) -> bytes:
 class ShareSaverService(Service):
     """
     Save ``book``'s charges to ``paths`` (by credential tag) every
-    :obj:`SAVE_INTERVAL_SECONDS` when they changed, and when stopping.
+    :obj:`SAVE_INTERVAL_SECONDS` when they changed, and when stopping;
+    only while ``may_save()`` (the lease of one writer among processes).
     """
 
     log = Logger()
 
-    def __init__(self, book: ShareBook, paths: Mapping[str, str], clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        book: ShareBook,
+        paths: Mapping[str, str],
+        clock: IReactorTime,
+        may_save: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._book = book
+        self._may_save = may_save
         self._paths = dict(paths)
         self._saved: dict[str, bytes] = {}
         self._loop = LoopingCall(self.save)
@@ -105,6 +113,8 @@ class ShareSaverService(Service):
 
     def save(self) -> None:
         """Write each credential's file whose content changed.  Never raises."""
+        if not self._may_save():
+            return
         try:
             snapshot = self._book.snapshot()
         except Exception:

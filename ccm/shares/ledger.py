@@ -86,6 +86,8 @@ class _Interval:
     rises: dict[WindowName, float] = field(default_factory=dict)
     generations: dict[WindowName, int] = field(default_factory=dict)
     participants: list[_Request] = field(default_factory=list)
+    # False while the rises wait for their claim (a shared book's).
+    claimed: bool = True
 
 
 @dataclass
@@ -109,6 +111,7 @@ class _Credential:
     current: _Interval
     pending: list[_Interval] = field(default_factory=list)
     unsettled: list[_Request] = field(default_factory=list)
+    tag: str = ""
 
 
 def _portion(request: _Request, interval: _Interval) -> float:
@@ -136,7 +139,9 @@ class ShareBook:
     def _credential(self, tag: str, now: float) -> _Credential:
         found = self._credentials.get(tag)
         if found is None:
-            found = _Credential({name: _Window() for name in WINDOWS}, 1.0, _Interval(now))
+            found = _Credential(
+                {name: _Window() for name in WINDOWS}, 1.0, _Interval(now), tag=tag
+            )
             self._credentials[tag] = found
         return found
 
@@ -159,7 +164,22 @@ class ShareBook:
         still = [r for r in closed.participants if r.ended is None]
         credential.current = _Interval(now, participants=list(still))
         credential.pending.append(closed)
+        self._claim(credential, closed, windows, now)
         self._settle(credential)
+
+    def _claim(
+        self,
+        credential: _Credential,
+        interval: _Interval,
+        readings: Mapping[WindowName, Window],
+        now: float,
+    ) -> None:
+        """
+        The rises of ``interval`` are computed from this book's readings:
+        a book shared with other processes replaces them with the part no
+        other process charged (setting ``interval.claimed`` false until
+        then).
+        """
 
     @staticmethod
     def _rise(window: _Window, reading: Window, now: float) -> float:
@@ -218,7 +238,7 @@ class ShareBook:
         """Charge every closed interval whose participants have all finished."""
         waiting = []
         for interval in credential.pending:
-            if any(r.ended is None for r in interval.participants):
+            if not interval.claimed or any(r.ended is None for r in interval.participants):
                 waiting.append(interval)
             else:
                 self._charge(credential, interval)
@@ -251,8 +271,14 @@ class ShareBook:
                 window.unattributed += units
                 continue
             for request, part in portions:
-                share = units * part / total
-                window.charges[request.user] = window.charges.get(request.user, 0.0) + share
+                self._add_charge(credential, name, request.user, units * part / total)
+
+    def _add_charge(
+        self, credential: _Credential, name: WindowName, user: str, units: float
+    ) -> None:
+        """Charge ``user`` ``units`` on ``credential``'s ``name`` window."""
+        window = credential.windows[name]
+        window.charges[user] = window.charges.get(user, 0.0) + units
 
     def _window(self, tag: str, name: WindowName, now: float) -> _Window | None:
         credential = self._credentials.get(tag)

@@ -8,11 +8,22 @@ module only chooses.
 
 from __future__ import annotations
 
+from typing import Callable, Iterable, Sequence
+
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
+from ccm.config.model import UserConfig
+from ccm.limits.gate import UserLimits
 from ccm.pool.sessions import MemorySessionTable, SessionTable
+from ccm.shares.ledger import ShareBook
+from ccm.state.lease import Lease, LeaseKeeper
+from ccm.state.limits import HolderService, SharedLimits
 from ccm.state.redis import RedisStore
+from ccm.state.shares import SharedShareBook, ShareSync
+
+#: How long the lease of the share files' writer lives unrenewed.
+SHARE_FILES_LEASE_SECONDS = 30.0
 
 
 class SharedState:
@@ -40,3 +51,41 @@ class SharedState:
         The sticky sessions of balancer ``pool``.
         """
         return MemorySessionTable()
+
+    def share_book(self, tags: Sequence[str]) -> ShareBook:
+        """
+        The users' share charges on credentials ``tags``: this process's,
+        or the cluster's (kept in step by a :obj:`ShareSync`).
+        """
+        if self.store is None:
+            return ShareBook()
+        book = SharedShareBook(self.store, self._clock, tags)
+        self.services.append(ShareSync(book, self.store, self._clock))
+        return book
+
+    def writes_share_files(self) -> Callable[[], bool]:
+        """
+        Whether this process writes the share files now: always alone; with
+        others, while it holds their lease (one writer, the cluster's
+        charges).
+        """
+        if self.store is None:
+            return lambda: True
+        keeper = LeaseKeeper(
+            Lease(self.store, "share-files", SHARE_FILES_LEASE_SECONDS), self._clock
+        )
+        self.services.append(keeper)
+        return lambda: keeper.held
+
+    def user_limits(
+        self, users: Iterable[UserConfig], on_refusal: Callable[[str, str], None]
+    ) -> UserLimits:
+        """
+        The users' ``requests_per_minute`` and ``max_concurrent``: counted
+        here, or across the processes while Redis answers.
+        """
+        if self.store is None:
+            return UserLimits(self._clock, users, on_refusal=on_refusal)
+        limits = SharedLimits(self.store, self._clock, users, on_refusal)
+        self.services.append(HolderService(limits, self.store, self._clock))
+        return limits

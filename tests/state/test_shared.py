@@ -11,7 +11,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from ccm.config.state import StateConfig
 from ccm.pool.sessions import MemorySessionTable
 from ccm.state.redis import RedisStore
+from ccm.limits.gate import UserLimits
+from ccm.shares.ledger import ShareBook
+from ccm.state.limits import HolderService, SharedLimits
 from ccm.state.shared import SharedState
+from ccm.state.shares import SharedShareBook, ShareSync
 
 
 class SharedStateTests(SynchronousTestCase):
@@ -39,3 +43,29 @@ class SharedStateTests(SynchronousTestCase):
         state = SharedState(store, clock)
         self.assertTrue(state.shared)
         self.assertIs(state.services[0], store)
+
+    def test_shares_and_limits_alone(self) -> None:
+        """
+        Alone, the share book and the limits are this process's own, the
+        share files are always written, and nothing runs.
+        """
+        state = SharedState(None, Clock())
+        self.assertIs(type(state.share_book(["a"])), ShareBook)
+        self.assertIs(type(state.user_limits([], lambda user, limit: None)), UserLimits)
+        self.assertTrue(state.writes_share_files()())
+        self.assertEqual(state.services, [])
+
+    def test_shares_and_limits_shared(self) -> None:
+        """
+        Shared, the book and the limits are Redis's, kept by services of
+        their own; the share files wait for their lease.
+        """
+        clock = Clock()
+        store = RedisStore(StateConfig(host="127.0.0.1"), clock)  # type: ignore[arg-type]
+        state = SharedState(store, clock)
+        self.assertIsInstance(state.share_book(["a"]), SharedShareBook)
+        self.assertIsInstance(state.user_limits([], lambda user, limit: None), SharedLimits)
+        self.assertFalse(state.writes_share_files()())
+        kinds = [type(service) for service in state.services]
+        self.assertIn(ShareSync, kinds)
+        self.assertIn(HolderService, kinds)

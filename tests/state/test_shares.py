@@ -1,0 +1,120 @@
+"""
+Tests for :obj:`ccm.state.shares`: share charges kept by two processes in
+one real ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from ccm.pool.figures import Window
+from ccm.shares.ledger import FIVE_HOUR
+from ccm.state.redis import RedisStore
+from ccm.state.shares import SharedShareBook, ShareSync
+from tests.redisserver import RedisServer, start_redis
+from tests.state.test_redis import connect, eventually
+
+
+class SharedShareBookTests(unittest.TestCase):
+    """
+    Two books, as two processes, on one server: rises charged once,
+    totals seen by both, batches applied once, charges kept while Redis
+    is away.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def setUp(self) -> Any:
+        self.server: RedisServer = yield start_redis(self)
+        self.clock = Clock()
+        self.clock.advance(time.time())
+        self.reset = time.time() + 3600
+
+    @inlineCallbacks
+    def book(self) -> Any:
+        """A connected book on credential ``a`` and its sync."""
+        store: RedisStore = connect(self, self.server, key_prefix="shares-test:")
+        yield eventually(lambda: store.connected)
+        book = SharedShareBook(store, self.clock, ["a"])
+        return book, ShareSync(book, store, self.clock)
+
+    def observe(self, book: SharedShareBook, percent: float) -> None:
+        book.observe("a", {FIVE_HOUR: Window(percent, self.reset)}, 1.0, self.clock.seconds())
+
+    @inlineCallbacks
+    def test_rise_charged_once(self) -> Any:
+        """
+        Both processes read 10 % then 30 % with a request of their own
+        running between: the rise of 20 is charged once, to the requests
+        of the process that read it first, and after a flush each process
+        sees the cluster's totals.
+        """
+        one, sync1 = yield self.book()
+        two, sync2 = yield self.book()
+        for book, user in ((one, "alice"), (two, "bob")):
+            self.observe(book, 10.0)
+            yield eventually(lambda: book._resets)
+            key = book.begin("a", user, self.clock.seconds())
+            self.clock.advance(1)
+            book.finish(key, 0.5, self.clock.seconds())
+        self.observe(one, 30.0)
+        yield eventually(lambda: one.pending)
+        self.observe(two, 30.0)
+        yield sync1.flush()
+        yield sync2.flush()
+        now = self.clock.seconds()
+        for book in (one, two):
+            self.assertAlmostEqual(book.used("alice", "a", FIVE_HOUR, now), 20.0)
+            self.assertAlmostEqual(book.charged("bob", "a", FIVE_HOUR, now), 0.0)
+
+    @inlineCallbacks
+    def test_batch_applied_once(self) -> Any:
+        """
+        A batch whose outcome was not known is sent again as it was, and
+        counted once.
+        """
+        one, sync1 = yield self.book()
+        two, sync2 = yield self.book()
+        self.observe(one, 10.0)
+        yield eventually(lambda: one._resets)
+        delta = ("a", FIVE_HOUR, int(self.reset), "alice")
+        one.pending[delta] = 7.0
+        yield sync1.flush()
+        # As if the reply had been lost: the same batch again.
+        one.sending = {delta: 7.0}
+        yield sync1.flush()
+        yield sync2.flush()
+        self.assertAlmostEqual(two.charged("alice", "a", FIVE_HOUR, self.clock.seconds()), 7.0)
+        self.assertEqual(one.sending, {})
+
+    @inlineCallbacks
+    def test_redis_away(self) -> Any:
+        """
+        While Redis is away, the rise read here is charged here, counted in
+        the user's use, and sent once Redis is back.
+        """
+        one, sync1 = yield self.book()
+        two, sync2 = yield self.book()
+        self.observe(one, 10.0)
+        yield eventually(lambda: one._resets)
+        yield self.server.stop()
+        yield eventually(lambda: not one._store.connected)
+        key = one.begin("a", "alice", self.clock.seconds())
+        one.finish(key, 0.0, self.clock.seconds())
+        self.observe(one, 14.0)
+        now = self.clock.seconds()
+        self.assertAlmostEqual(one.used("alice", "a", FIVE_HOUR, now), 4.0)
+        yield sync1.flush()
+        self.assertTrue(one.pending)
+        yield self.server.start()
+        yield eventually(lambda: one._store.connected and two._store.connected)
+        yield sync1.flush()
+        yield sync2.flush()
+        self.assertAlmostEqual(two.charged("alice", "a", FIVE_HOUR, now), 4.0)
+        self.assertAlmostEqual(one.charged("alice", "a", FIVE_HOUR, now), 4.0)
