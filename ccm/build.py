@@ -127,10 +127,15 @@ def build_service(
     # Which Claude Code ccm's own calls claim to be: proxied requests say.
     identity = ClientIdentity()
     metrics = ServiceMetrics([c.tag for c in credential_configs], reactor)
+    # Shared with the other processes of the same state, when there is one.
+    state = SharedState(
+        RedisStore(config.state, reactor) if config.state is not None else None, reactor
+    )
     credentials = _credentials(
         config, detours, clients, reactor, environ, home, platform, keyring_backend, identity,
-        metrics,
+        metrics, state,
     )
+    state.follow_credentials(credentials)
     savers = _usage_savers(credential_configs, reactor)
     shares, share_saver = _shares(credential_configs, reactor)
     log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
@@ -138,10 +143,6 @@ def build_service(
         c.tag: PoolMember(credential, c.cap_5h, c.cap_weekly, c.allows_extra_usage)
         for c, credential in zip(credential_configs, credentials)
     }
-    # Shared with the other processes of the same state, when there is one.
-    state = SharedState(
-        RedisStore(config.state, reactor) if config.state is not None else None, reactor
-    )
     session_tables: dict[str, SessionTable] = {}
     pools = _pools(config, members, reactor, session_tables, state)
     problems = RecentProblems(log_publisher)
@@ -154,7 +155,7 @@ def build_service(
         share_saver,
         *file_watchers(credentials, reactor, watch_with_inotify),
         TokenRefreshService(credentials, reactor),
-        *usage_pollers(config, credentials, detours, clients, reactor, identity),
+        *usage_pollers(config, credentials, detours, clients, reactor, identity, state.polls()),
         problems,
     ]
     recorders: dict[str, UsageRecorder] = {**savers, **(usage_recorders or {})}
@@ -242,6 +243,7 @@ def _credentials(
     keyring_backend: KeyringBackend | None,
     identity: ClientIdentity,
     events: CredentialEvents,
+    state: SharedState,
 ) -> list[Credential]:
     """
     The service's credentials, each with its store (a file, or on macOS
@@ -267,13 +269,14 @@ def _credentials(
         )
         detour = detours[credential_config.tag]
         lock = RefreshLock(lock_directory_for(store, environ, home), reactor)
+        kept_in, locked_by = state.credential_store(credential_config.tag, store, lock)
         credentials.append(
             Credential(
                 credential_config.tag,
-                store,
+                kept_in,
                 token_endpoints[detour].refresh,
                 reactor,
-                lock=lock,
+                lock=locked_by,
                 events=events,
             )
         )

@@ -18,7 +18,7 @@ ban is acted on as on the request path (:obj:`ccm.pool.judgement`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Coroutine, Sequence
+from typing import Callable, Coroutine, Sequence
 
 from treq.client import HTTPClient
 from twisted.application.internet import TimerService, backoffPolicy
@@ -106,6 +106,9 @@ class UsagePoller(TimerService):
     :param interval: seconds between polls of one credential.
     :param timeout: seconds one request, headers and body, may take.
     :param identity: the Claude Code the polls identify as.
+    :param polls: whether this process polls a credential (by tag) now:
+        with several processes, only the holder of its poll lease does;
+        all by default.
     """
 
     log = Logger()
@@ -119,8 +122,10 @@ class UsagePoller(TimerService):
         interval: float = POLL_INTERVAL_SECONDS,
         timeout: float = POLL_TIMEOUT_SECONDS,
         identity: ClientIdentity | None = None,
+        polls: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__(interval, self.poll_all)
+        self._polls = polls
         self._identity = identity if identity is not None else ClientIdentity()
         self.clock: IReactorTime = clock
         self._interval = interval
@@ -152,6 +157,8 @@ class UsagePoller(TimerService):
         for credential, state in self._credentials:
             if state.profile_checked_at is None:
                 state.profile_checked_at = now
+            if self._polls is not None and not self._polls(credential.tag):
+                continue
             try:
                 due = self._due(credential, state, now)
                 profile_due = self._profile_check_due(credential, state, now)
