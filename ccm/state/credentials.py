@@ -2,8 +2,9 @@
 """
 A credential whose tokens several ccm processes share through Redis
 (:obj:`ccm.state.tokens`): a :obj:`SharedCredentialStore` in place of the
-credentials file (or keychain item), and a :obj:`SharedRefreshLock` in
-place of Claude Code's lock.
+credentials file (or keychain item), and a
+:obj:`ccm.state.refreshlock.SharedRefreshLock` in place of Claude Code's
+lock.
 
 The store serves the newest token it knows, from Redis or from the local
 file of the host that has one; a local token newer than Redis's is
@@ -22,9 +23,10 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from txredisapi import ConnectionError as RedisConnectionError
 
 from ccm.credentials.file import CredentialFileError, OAuthTokens
-from ccm.credentials.lock import HeldLock, LockBusy, RefreshLocking
+from ccm.credentials.lock import HeldLock, RefreshLocking
 from ccm.credentials.store import CredentialStore
 from ccm.state.lease import Lease
 from ccm.state.redis import StateUnavailable
@@ -32,9 +34,6 @@ from ccm.state.tokens import TokenRecord, TokenVault, VaultError, tokens_of, wit
 
 #: How long one refresh may hold the refresh lease.
 REFRESH_LEASE_SECONDS = 60.0
-#: How long a refresh waits for Redis before refreshing from the local
-#: file alone (or giving up, without one): the first connection at start.
-CONNECT_WAIT_SECONDS = 5.0
 
 
 def _newer(candidate: OAuthTokens, than: OAuthTokens | None) -> bool:
@@ -118,17 +117,24 @@ class SharedCredentialStore:
     def _unreadable(self, failure: Any) -> None:
         if failure.check(VaultError):
             self.log.error("{problem}", problem=failure.getErrorMessage())
-        elif not failure.check(StateUnavailable):
+        elif not failure.check(StateUnavailable, RedisConnectionError):
             self.log.failure("reading the shared tokens of {tag}", failure, tag=self.tag)
 
     def _adopt(self, record: TokenRecord | None) -> bool:
         """
-        Take ``record`` when it is a newer version than known; write it to
-        the local file when that holds an older token.
+        Take ``record`` when it is a newer version than known, or holds a
+        later token (Redis restarted empty and was filled again); write it
+        to the local file when that holds an older token.  A Redis without
+        the token, or with an older one, is offered ours.
         """
-        if record is None or record.version <= self.version:
-            return False
         before = self._current()
+        if record is None or (
+            record.version <= self.version and not _newer(record.tokens, before)
+        ):
+            if before is not None and (record is None or _newer(before, record.tokens)):
+                self._pending = True
+                self.push()
+            return False
         self.version = record.version
         if before is not None and not _newer(record.tokens, before) and record.tokens != before:
             # Ours (refreshed while Redis was away) expires later.
@@ -215,7 +221,7 @@ class SharedCredentialStore:
                 )
 
         def failed(failure: Any) -> None:
-            if failure.check(StateUnavailable):
+            if failure.check(StateUnavailable, RedisConnectionError):
                 self._pending = True
             else:
                 self._unreadable(failure)
@@ -269,94 +275,3 @@ class SharedCredentialStore:
 
     def _written_back(self, result: object) -> None:
         self._writing_back = None
-
-
-class _HeldShared:
-    """
-    The refresh lease (when Redis answered) and Claude Code's lock (when
-    this host has the file), held for one refresh.
-    """
-
-    def __init__(
-        self,
-        store: SharedCredentialStore,
-        lease: Lease | None,
-        local: HeldLock | None,
-        until: float,
-        clock: IReactorTime,
-    ) -> None:
-        self._store = store
-        self._lease = lease
-        self._local = local
-        self._until = until
-        self._clock = clock
-
-    @property
-    def compromised(self) -> str | None:
-        if self._local is not None and self._local.compromised is not None:
-            return self._local.compromised
-        if self._lease is not None and self._clock.seconds() >= self._until:
-            return "the refresh lease expired"
-        return None
-
-    def release(self) -> None:
-        if self._local is not None:
-            self._local.release()
-            self._local = None
-        self._store.fence = 0
-        lease, self._lease = self._lease, None
-        if lease is not None:
-            lease.release().addErrback(lambda failure: None)
-
-
-class SharedRefreshLock:
-    """
-    What a shared credential takes around a refresh: the lease
-    ``refresh:<tag>`` then Claude Code's lock ``local`` (on a host with the
-    file); without Redis, Claude Code's lock alone, on a host with the file.
-
-    :param connected: fires with whether Redis is reachable, waiting a
-        little for it when it is not (yet).
-    """
-
-    def __init__(
-        self,
-        store: SharedCredentialStore,
-        local: RefreshLocking | None,
-        clock: IReactorTime,
-        connected: Callable[[float], Deferred[bool]],
-    ) -> None:
-        self._store = store
-        self._local = local
-        self._clock = clock
-        self._connected = connected
-        self.lease = Lease(store.vault.store, f"refresh:{store.tag}", REFRESH_LEASE_SECONDS)
-
-    def acquire(self) -> Deferred[HeldLock]:
-        return Deferred.fromCoroutine(self._acquire())
-
-    async def _acquire(self) -> HeldLock:
-        fence: int | None = None
-        if await self._connected(CONNECT_WAIT_SECONDS):
-            try:
-                fence = await self.lease.acquire()
-            except StateUnavailable:
-                fence = None
-        if fence == 0:
-            raise LockBusy("another ccm process is refreshing this credential")
-        if fence is None and not self._store.has_local:
-            raise LockBusy(
-                "the shared state is unreachable and this host has no credentials file to "
-                "refresh from: waiting for the shared state"
-            )
-        until = self._clock.seconds() + REFRESH_LEASE_SECONDS
-        held_local: HeldLock | None = None
-        if self._local is not None and self._store.has_local:
-            try:
-                held_local = await self._local.acquire()
-            except Exception:
-                if fence:
-                    self.lease.release().addErrback(lambda failure: None)
-                raise
-        self._store.fence = fence or 0
-        return _HeldShared(self._store, self.lease if fence else None, held_local, until, self._clock)

@@ -16,10 +16,12 @@ from cryptography.fernet import Fernet
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ccm.credentials.lock import RefreshLocking
-from ccm.state.credentials import SharedCredentialStore, SharedRefreshLock
+from ccm.state.credentials import SharedCredentialStore
+from ccm.state.refreshlock import SharedRefreshLock
 from ccm.state.lease import Lease, LeaseKeeper
 from ccm.state.redis import RedisStore
 from ccm.state.tokens import TokenVault
@@ -27,6 +29,10 @@ from ccm.state.tokens import TokenVault
 #: How long a poll lease lasts without renewal: a killed poller's
 #: credential is polled by another process within this.
 POLL_LEASE_SECONDS = 30.0
+#: How often each credential's version is read again, in case an
+#: announcement was missed (one sent while this process's listening
+#: connection was being remade).
+VERSION_CHECK_SECONDS = 30.0
 
 
 def fernet_from_file(path: str) -> Fernet | None:
@@ -48,7 +54,13 @@ class TokenSync(MultiService):
 
     log = Logger()
 
-    def __init__(self, store: RedisStore, clock: IReactorTime, fernet: Fernet | None) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        clock: IReactorTime,
+        fernet: Fernet | None,
+        check_every: float = VERSION_CHECK_SECONDS,
+    ) -> None:
         super().__init__()
         self._store = store
         self._clock = clock
@@ -58,6 +70,9 @@ class TokenSync(MultiService):
         self._waiting: list[Deferred[bool]] = []
         store.subscribe(self.vault.channel, self._announced)
         store.when_connected(self._reconnected)
+        self._check_every = check_every
+        self._checks = LoopingCall(self._check)
+        self._checks.clock = clock
 
     def credential(
         self, tag: str, local: Any, lock: RefreshLocking | None
@@ -108,7 +123,18 @@ class TokenSync(MultiService):
 
         return d.addCallback(settled)
 
+    def startService(self) -> None:
+        super().startService()
+        self._checks.start(self._check_every, now=False)
+
+    def _check(self) -> None:
+        for shared in self.stores.values():
+            shared.push()
+            shared.refetch()
+
     def stopService(self) -> Any:
+        if self._checks.running:
+            self._checks.stop()
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(False)
@@ -118,9 +144,7 @@ class TokenSync(MultiService):
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(True)
-        for shared in self.stores.values():
-            shared.push()
-            shared.refetch()
+        self._check()
 
     def _announced(self, message: str) -> None:
         try:
@@ -130,7 +154,7 @@ class TokenSync(MultiService):
             self.log.warn("Ignored a malformed message on {channel}", channel=self.vault.channel)
             return
         shared = self.stores.get(tag)
-        if shared is None or sender == self._store.process_id or version <= shared.version:
+        if shared is None or sender == self._store.process_id or version == shared.version:
             return
         shared.refetch()
 
