@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.fernet import Fernet
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from ccm.state.lease import Lease
@@ -100,7 +102,7 @@ class TokenVaultTests(unittest.TestCase):
             yield vault.offer("a", oauth("sk-ant-oat01-one", expires))
             if heard:
                 break
-            yield eventually(lambda: False, 0.05).addErrback(lambda _: None)
+            yield deferLater(reactor, 0.05, lambda: None)
         self.assertIn('"tag":"a"', heard[0])
         self.assertIn(self.store.process_id, heard[0])
 
