@@ -126,14 +126,15 @@ def build_service(
     # Which Claude Code ccm's own calls claim to be: proxied requests say.
     identity = ClientIdentity()
     metrics = ServiceMetrics([c.tag for c in credential_configs], reactor)
-    credentials = _credentials(
-        config, detours, clients, reactor, environ, home, platform, keyring_backend, identity,
-        metrics,
-    )
     # Shared with the other processes of the same state, when there is one.
     state = SharedState(
         RedisStore(config.state, reactor) if config.state is not None else None, reactor
     )
+    credentials = _credentials(
+        config, detours, clients, reactor, environ, home, platform, keyring_backend, identity,
+        metrics, state,
+    )
+    state.follow_credentials(credentials)
     savers = _usage_savers(credential_configs, reactor)
     shares, share_saver = _shares(credential_configs, reactor, state)
     limits = state.user_limits(config.users, metrics.limit_refused)
@@ -154,7 +155,7 @@ def build_service(
         share_saver,
         *file_watchers(credentials, reactor, watch_with_inotify),
         TokenRefreshService(credentials, reactor),
-        *usage_pollers(config, credentials, detours, clients, reactor, identity),
+        *usage_pollers(config, credentials, detours, clients, reactor, identity, state.polls()),
         problems,
     ]
     recorders: dict[str, UsageRecorder] = {**savers, **(usage_recorders or {})}
@@ -243,6 +244,7 @@ def _credentials(
     keyring_backend: KeyringBackend | None,
     identity: ClientIdentity,
     events: CredentialEvents,
+    state: SharedState,
 ) -> list[Credential]:
     """
     The service's credentials, each with its store (a file, or on macOS
@@ -268,13 +270,14 @@ def _credentials(
         )
         detour = detours[credential_config.tag]
         lock = RefreshLock(lock_directory_for(store, environ, home), reactor)
+        kept_in, locked_by = state.credential_store(credential_config.tag, store, lock)
         credentials.append(
             Credential(
                 credential_config.tag,
-                store,
+                kept_in,
                 token_endpoints[detour].refresh,
                 reactor,
-                lock=lock,
+                lock=locked_by,
                 events=events,
             )
         )

@@ -6,7 +6,7 @@ per credentials file and a usage poller per detour.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from treq.client import HTTPClient
 from twisted.internet.interfaces import IReactorFDSet, IReactorTime
@@ -15,6 +15,7 @@ from ccm.config.model import DEFAULT_POLL_INTERVAL_SECONDS, BalancerCredentialCo
 from ccm.credentials.credential import Credential
 from ccm.credentials.file import CredentialFile
 from ccm.credentials.watch import FileWatcher
+from ccm.state.shared import local_store
 from ccm.pool.poller import UsagePoller
 from ccm.upstream.identity import ClientIdentity
 
@@ -35,13 +36,13 @@ def file_watchers(
     """
     return [
         FileWatcher(
-            credential.store.path,
+            local_store(credential.store).path,
             credential.reload,
             clock=reactor,
             reactor=reactor if with_inotify else None,
         )
         for credential in credentials
-        if isinstance(credential.store, CredentialFile)
+        if isinstance(local_store(credential.store), CredentialFile)
     ]
 
 
@@ -52,11 +53,13 @@ def usage_pollers(
     clients: Mapping[Detour | None, HTTPClient],
     clock: IReactorTime,
     identity: ClientIdentity,
+    polls: Callable[[str], bool] | None = None,
 ) -> list[UsagePoller]:
     """
     A poller of the credentials' utilization per detour, through that
     detour's client (and always one for the direct client), as often as
-    the most eager balancer asks.
+    the most eager balancer asks; only the credentials ``polls`` says
+    this process polls (all without it).
     """
     interval = min(
         [DEFAULT_POLL_INTERVAL_SECONDS]
@@ -67,6 +70,9 @@ def usage_pollers(
         polled = [c for c in credentials if detours[c.tag] == detour]
         if polled or detour is None:
             pollers.append(
-                UsagePoller(polled, client, clock, config.upstream_url, interval, identity=identity)
+                UsagePoller(
+                    polled, client, clock, config.upstream_url, interval, identity=identity,
+                    polls=polls,
+                )
             )
     return pollers

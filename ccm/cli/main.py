@@ -28,6 +28,8 @@ import twisted
 import ccm
 import ccm.cli.check
 import ccm.cli.clientenv
+import ccm.cli.credentials
+import ccm.cli.statekey
 import ccm.cli.token
 import ccm.cli.usage
 from ccm.cli.terminal import PROG, Command, Terminal
@@ -59,7 +61,10 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--version", action="version", version=version_line())
     commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (ccm.cli.check, ccm.cli.token, ccm.cli.usage, ccm.cli.clientenv):
+    for module in (
+        ccm.cli.check, ccm.cli.token, ccm.cli.usage, ccm.cli.clientenv, ccm.cli.credentials,
+        ccm.cli.statekey,
+    ):
         module.register(commands)
     return top
 

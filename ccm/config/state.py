@@ -105,6 +105,8 @@ def parse_state(reader: ObjectReader, problems: Problems) -> StateConfig | None:
     key_file = state.string("encryption_key_file")
     if key_file and not os.path.isfile(key_file):
         problems.add(state.where("encryption_key_file"), f"no such file: {key_file}")
+    elif key_file:
+        _check_fernet_key(key_file, state.where("encryption_key_file"), problems)
     return StateConfig(
         host=host,
         port=port,
@@ -172,3 +174,23 @@ def _read_secret(path: str, where: str, problems: Problems) -> str:
     if not text:
         problems.add(where, f"{path} is empty")
     return text
+
+
+def _check_fernet_key(path: str, where: str, problems: Problems) -> None:
+    """
+    Report the key file ``path`` unless it holds a Fernet key (44 URL-safe
+    base64 characters, as ``ccm state-key`` prints); never quotes it.
+    """
+    from cryptography.fernet import Fernet
+
+    key = _read_secret(path, where, problems)
+    if not key:
+        return
+    try:
+        Fernet(key.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        problems.add(
+            where,
+            f"{path} does not hold a Fernet key (44 URL-safe base64 characters); "
+            "make one with `ccm state-key`",
+        )

@@ -151,6 +151,15 @@ class CredentialFile:
         """
         return self._read_document()[1]
 
+    def read_oauth(self) -> dict[str, Any]:
+        """
+        The whole ``claudeAiOauth`` object, keys ccm does not know included
+        (what the shared state keeps of a credential).
+
+        :raises CredentialFileError: as :obj:`read`.
+        """
+        return cast(dict[str, Any], self._read_document()[0]["claudeAiOauth"])
+
     def catch_up(self) -> Deferred[None]:
         """
         Nothing to do: :obj:`read` reads the file itself every time.

@@ -206,6 +206,17 @@ class KeychainStore:
             raise CredentialFileError(self._problem)
         return _tokens_from_document(self._document, self.path)
 
+    def read_oauth(self) -> dict[str, Any]:
+        """
+        A copy of the item's whole ``claudeAiOauth`` object, keys ccm does
+        not know included.
+
+        :raises CredentialFileError: when the item was missing or unusable.
+        """
+        if self._document is None:
+            raise CredentialFileError(self._problem)
+        return copy.deepcopy(self._document["claudeAiOauth"])
+
     def check_writable(self) -> None:
         """
         Refreshed tokens can be saved once the item was read: it is written

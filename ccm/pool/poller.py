@@ -18,7 +18,7 @@ ban is acted on as on the request path (:obj:`ccm.pool.judgement`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Coroutine, Sequence
+from typing import Callable, Coroutine, Sequence
 
 from treq.client import HTTPClient
 from twisted.application.internet import TimerService, backoffPolicy
@@ -106,6 +106,7 @@ class UsagePoller(TimerService):
     :param interval: seconds between polls of one credential.
     :param timeout: seconds one request, headers and body, may take.
     :param identity: the Claude Code the polls identify as.
+    :param polls: whether to poll a credential (by tag) now; all by default.
     """
 
     log = Logger()
@@ -118,9 +119,10 @@ class UsagePoller(TimerService):
         upstream_url: str,
         interval: float = POLL_INTERVAL_SECONDS,
         timeout: float = POLL_TIMEOUT_SECONDS,
-        identity: ClientIdentity | None = None,
+        identity: ClientIdentity | None = None, polls: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__(interval, self.poll_all)
+        self._polls = polls or (lambda tag: True)
         self._identity = identity if identity is not None else ClientIdentity()
         self.clock: IReactorTime = clock
         self._interval = interval
@@ -153,8 +155,9 @@ class UsagePoller(TimerService):
             if state.profile_checked_at is None:
                 state.profile_checked_at = now
             try:
-                due = self._due(credential, state, now)
-                profile_due = self._profile_check_due(credential, state, now)
+                polled = self._polls(credential.tag)
+                due = polled and self._due(credential, state, now)
+                profile_due = polled and self._profile_check_due(credential, state, now)
             except Exception:
                 self.log.failure("cannot tell whether to poll {tag}", tag=credential.tag)
                 continue

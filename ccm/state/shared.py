@@ -8,19 +8,24 @@ module only chooses.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
 from ccm.config.model import UserConfig
+from ccm.credentials.credential import Credential
+from ccm.credentials.lock import RefreshLocking
+from ccm.credentials.store import CredentialStore
 from ccm.limits.gate import UserLimits
 from ccm.pool.sessions import MemorySessionTable, SessionTable
 from ccm.shares.ledger import ShareBook
+from ccm.state.credentials import SharedCredentialStore
 from ccm.state.lease import Lease, LeaseKeeper
 from ccm.state.limits import HolderService, SharedLimits
 from ccm.state.redis import RedisStore
 from ccm.state.shares import SharedShareBook, ShareSync
+from ccm.state.tokensync import TokenSync, fernet_from_file
 
 #: How long the lease of the share files' writer lives unrenewed.
 SHARE_FILES_LEASE_SECONDS = 30.0
@@ -38,6 +43,11 @@ class SharedState:
         #: The services that keep the shared copies in step, the store
         #: first (so that it stops last).
         self.services: list[IService] = [store] if store is not None else []
+        #: The shared credentials' tokens and poll leases.
+        self.tokens: TokenSync | None = None
+        if store is not None:
+            self.tokens = TokenSync(store, clock, fernet_from_file(store.config.encryption_key_file))
+            self.services.append(self.tokens)
 
     @property
     def shared(self) -> bool:
@@ -89,3 +99,39 @@ class SharedState:
         limits = SharedLimits(self.store, self._clock, users, on_refusal)
         self.services.append(HolderService(limits, self.store, self._clock))
         return limits
+
+    def credential_store(
+        self, tag: str, local: CredentialStore, lock: RefreshLocking | None
+    ) -> tuple[CredentialStore, RefreshLocking | None]:
+        """
+        Where credential ``tag`` keeps its tokens and what it takes around
+        a refresh: ``local`` (its file or keychain item) and Claude Code's
+        ``lock`` alone, or, shared, the tokens in Redis and the refresh
+        lease before that lock (:obj:`ccm.state.credentials`).
+        """
+        if self.tokens is None:
+            return local, lock
+        return self.tokens.credential(tag, local, lock)
+
+    def follow_credentials(self, credentials: Sequence[Credential]) -> None:
+        """
+        Reload each shared credential when another process stored a newer
+        token.
+        """
+        for credential in credentials:
+            if isinstance(credential.store, SharedCredentialStore):
+                credential.store.changed = credential.reload
+
+    def polls(self) -> Callable[[str], bool] | None:
+        """
+        Whether this process polls a credential's usage (by tag), or None
+        when it polls them all (nothing shared).
+        """
+        return self.tokens.polls if self.tokens is not None else None
+
+
+def local_store(store: Any) -> Any:
+    """
+    The file (or keychain item) behind ``store``: itself, unless shared.
+    """
+    return store.local if isinstance(store, SharedCredentialStore) else store

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from cryptography.fernet import Fernet
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.config.state import StateConfig
@@ -50,7 +51,7 @@ class StateTests(SynchronousTestCase, ProblemsTestMixin):
         file, a key prefix and an encryption key file are all read.
         """
         ca = self.write("pem")
-        key = self.write("key")
+        key = self.write(Fernet.generate_key().decode("ascii"))
         state = service_of(
             {
                 "state": {
