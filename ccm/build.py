@@ -126,10 +126,14 @@ def build_service(
     home = home or os.path.expanduser("~")
     # Which Claude Code ccm's own calls claim to be: proxied requests say.
     identity = ClientIdentity()
+    # Shared with the other processes of the same state, when there is one.
+    state = SharedState(
+        RedisStore(config.state, reactor) if config.state is not None else None, reactor
+    )
     metrics = ServiceMetrics([c.tag for c in credential_configs], reactor)
     credentials = _credentials(
         config, detours, clients, reactor, environ, home, platform, keyring_backend, identity,
-        metrics,
+        metrics, state,
     )
     savers = _usage_savers(credential_configs, reactor)
     shares, share_saver = _shares(credential_configs, reactor)
@@ -138,10 +142,6 @@ def build_service(
         c.tag: PoolMember(credential, c.cap_5h, c.cap_weekly, c.allows_extra_usage)
         for c, credential in zip(credential_configs, credentials)
     }
-    # Shared with the other processes of the same state, when there is one.
-    state = SharedState(
-        RedisStore(config.state, reactor) if config.state is not None else None, reactor
-    )
     session_tables: dict[str, SessionTable] = {}
     pools = _pools(config, members, reactor, session_tables, state)
     problems = RecentProblems(log_publisher)
@@ -169,7 +169,9 @@ def build_service(
     user_pools = UserPools(pools, default, config.multi_credential, config.users)
     authenticator = Authenticator(config.users)
     watches = StatusWatches(reactor)
-    health = HealthResource(members, reactor)
+    health = HealthResource(members, reactor, state.connected)
+    if state.store is not None:
+        metrics.follow_state(lambda: bool(state.connected()))
     proxy = build_proxy(
         config, authenticator, user_pools, routes, reactor, timeouts, identity, metrics, shares
     )
@@ -242,13 +244,14 @@ def _credentials(
     keyring_backend: KeyringBackend | None,
     identity: ClientIdentity,
     events: CredentialEvents,
+    state: SharedState,
 ) -> list[Credential]:
     """
     The service's credentials, each with its store (a file, or on macOS
     the keychain, which is asked here, later in the reactor's threads),
     Claude Code's lock on the directory of its credentials, and a token
     endpoint reached through its detour, telling ``events`` how its
-    refreshes and polls went.
+    refreshes and polls went, its window state from ``state``.
     """
     token_endpoints = {
         detour: TokenEndpoint(client, reactor, config.oauth_token_url, identity=identity)
@@ -275,6 +278,7 @@ def _credentials(
                 reactor,
                 lock=lock,
                 events=events,
+                rate_limits=state.window_state(credential_config.tag),
             )
         )
     return credentials
@@ -339,6 +343,7 @@ def _pools(
                 sessions=session_tables.setdefault(
                     pool_config.tag, state.session_table(pool_config.tag)
                 ),
+                affinity=state.affinity_table(pool_config.tag),
             )
     return pools
 

@@ -11,8 +11,13 @@ from __future__ import annotations
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
-from ccm.pool.sessions import MemorySessionTable, SessionTable
+from ccm.pool.affinity import AffinityTable, MemoryAffinityTable
+from ccm.pool.windows import MemoryWindowState, WindowState
+from ccm.pool.sessions import MAX_SESSIONS, SESSION_IDLE_SECONDS, MemorySessionTable, SessionTable
+from ccm.state.affinity import RedisAffinityTable
 from ccm.state.redis import RedisStore
+from ccm.state.sessions import RedisSessionTable
+from ccm.state.windows import RedisWindowState
 
 
 class SharedState:
@@ -39,4 +44,30 @@ class SharedState:
         """
         The sticky sessions of balancer ``pool``.
         """
-        return MemorySessionTable()
+        if self.store is None:
+            return MemorySessionTable()
+        return RedisSessionTable(
+            self.store, self._clock, "session", pool, SESSION_IDLE_SECONDS, MAX_SESSIONS
+        )
+
+    def affinity_table(self, pool: str) -> AffinityTable:
+        """
+        The request ids and sub-agents of balancer ``pool``.
+        """
+        if self.store is None:
+            return MemoryAffinityTable()
+        return RedisAffinityTable(self.store, self._clock, pool)
+
+    def window_state(self, tag: str) -> WindowState:
+        """
+        The window state and cooldowns of credential ``tag``.
+        """
+        if self.store is None:
+            return MemoryWindowState(tag)
+        return RedisWindowState(self.store, self._clock, tag)
+
+    def connected(self) -> bool | None:
+        """
+        Whether the shared state is reachable now; None without one.
+        """
+        return None if self.store is None else self.store.connected
