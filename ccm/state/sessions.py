@@ -142,6 +142,7 @@ class RedisSessionTable:
         self._complained = False
         store.subscribe(self._channel, self._received)
         store.when_connected(self._reconnected)
+        store.when_connected(self._read, listening=True)
         if store.connected:
             # Built after the connection was made: catch up now.
             clock.callLater(0, self._reconnected)
@@ -334,7 +335,15 @@ class RedisSessionTable:
             self._ops.append(("t", id_, tag))
             self._pushed[id_] = now
         self._flush()
-        self._load().addErrback(self._failed, [], [])
+        self._read()
+
+    def _read(self) -> None:
+        """
+        Read every key of the map: on each connection, and again once this
+        process listens to the others (what they published before is lost).
+        """
+        if self._store.connected:
+            self._load().addErrback(self._failed, [], [])
 
     @inlineCallbacks
     def _load(self) -> Any:

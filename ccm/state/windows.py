@@ -78,6 +78,8 @@ class RedisWindowState(MemoryWindowState):
         super().subscribe(self._changed)
         store.subscribe(self._channel, self._received)
         store.when_connected(self._reconnected)
+        # Messages published before this process listened are lost to it.
+        store.when_connected(self._reconnected, listening=True)
         if store.connected:
             # Built after the connection was made: catch up now.
             clock.callLater(0, self._reconnected)
