@@ -125,11 +125,11 @@ def build_service(
     home = home or os.path.expanduser("~")
     # Which Claude Code ccm's own calls claim to be: proxied requests say.
     identity = ClientIdentity()
-    metrics = ServiceMetrics([c.tag for c in credential_configs], reactor)
     # Shared with the other processes of the same state, when there is one.
     state = SharedState(
         RedisStore(config.state, reactor) if config.state is not None else None, reactor
     )
+    metrics = ServiceMetrics([c.tag for c in credential_configs], reactor)
     credentials = _credentials(
         config, detours, clients, reactor, environ, home, platform, keyring_backend, identity,
         metrics, state,
@@ -170,7 +170,9 @@ def build_service(
     user_pools = UserPools(pools, default, config.multi_credential, config.users)
     authenticator = Authenticator(config.users)
     watches = StatusWatches(reactor)
-    health = HealthResource(members, reactor)
+    health = HealthResource(members, reactor, state.connected)
+    if state.store is not None:
+        metrics.follow_state(lambda: bool(state.connected()))
     proxy = build_proxy(
         config, authenticator, user_pools, routes, reactor, timeouts, identity, metrics, shares,
         limits,
@@ -251,7 +253,7 @@ def _credentials(
     the keychain, which is asked here, later in the reactor's threads),
     Claude Code's lock on the directory of its credentials, and a token
     endpoint reached through its detour, telling ``events`` how its
-    refreshes and polls went.
+    refreshes and polls went, its window state from ``state``.
     """
     token_endpoints = {
         detour: TokenEndpoint(client, reactor, config.oauth_token_url, identity=identity)
@@ -279,6 +281,7 @@ def _credentials(
                 reactor,
                 lock=locked_by,
                 events=events,
+                rate_limits=state.window_state(credential_config.tag),
             )
         )
     return credentials
@@ -346,6 +349,7 @@ def _pools(
                 sessions=session_tables.setdefault(
                     pool_config.tag, state.session_table(pool_config.tag)
                 ),
+                affinity=state.affinity_table(pool_config.tag),
             )
     return pools
 

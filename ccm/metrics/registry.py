@@ -154,6 +154,18 @@ class ServiceMetrics:
         """
         self.registry.register(ShareCollector(by_user))
 
+    def follow_state(self, connected: Callable[[], bool]) -> None:
+        """
+        Read whether the shared state (Redis) is reachable from ``connected``
+        at each scrape, as the gauge ``ccm_state_connected`` (1 or 0).
+        """
+        gauge = Gauge(
+            "ccm_state_connected",
+            "Whether this process reaches the shared state (Redis): 1 or 0",
+            registry=self.registry,
+        )
+        gauge.set_function(lambda: 1.0 if connected() else 0.0)
+
     # ExchangeObserver
 
     def answered(self, credential: str, seconds: float) -> None:

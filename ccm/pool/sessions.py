@@ -182,6 +182,18 @@ class MemorySessionTable:
             if assigned == tag and now - used < self._idle_seconds
         ]
 
+    def entries(self, now: float) -> list[tuple[str, str, float]]:
+        """
+        Every entry not idle for too long at ``now``, each (id, tag, last
+        use), least recent first: what a shared table pushes to its store
+        when the store returns.  Nothing is changed.
+        """
+        return [
+            (session, assigned, used)
+            for session, (assigned, used) in self._sessions.items()
+            if now - used < self._idle_seconds
+        ]
+
     def __len__(self) -> int:
         """
         How many sessions are assigned.

@@ -181,6 +181,7 @@ class RedisStore(Service):
         self._channels: dict[str, list[Callable[[str], None]]] = {}
         self._on_connected: list[Callable[[], None]] = []
         self._on_disconnected: list[Callable[[], None]] = []
+        self._on_listening: list[Callable[[], None]] = []
         self._services: list[ClientService] = []
         self._ping = LoopingCall(self._check)
         self._ping.clock = reactor
@@ -236,11 +237,12 @@ class RedisStore(Service):
         if first and self._subscriber is not None:
             self._subscriber.subscribe(channel).addErrback(self._log_failure, "subscribe")
 
-    def when_connected(self, callback: Callable[[], None]) -> None:
+    def when_connected(self, callback: Callable[[], None], listening: bool = False) -> None:
         """
-        Call ``callback`` each time the connection is made or remade.
+        Call ``callback`` each time the connection is made or remade (with
+        ``listening``: each time all channels are listened to again).
         """
-        self._on_connected.append(callback)
+        (self._on_listening if listening else self._on_connected).append(callback)
 
     def when_disconnected(self, callback: Callable[[], None]) -> None:
         """
@@ -327,7 +329,8 @@ class RedisStore(Service):
             self._subscriber = ready
             ready.whenDisconnected().addCallback(lost)
             if self._channels:
-                ready.subscribe(list(self._channels)).addErrback(self._log_failure, "subscribe")
+                subscribed = ready.subscribe(list(self._channels)).addCallback(self._listening)
+                subscribed.addErrback(self._log_failure, "subscribe")
 
         def lost(protocol: object) -> None:
             self._subscriber = None
@@ -368,6 +371,10 @@ class RedisStore(Service):
             callback()
         except Exception:
             self.log.failure("Following the shared state's connection")
+
+    def _listening(self, reply: object) -> None:
+        for callback in list(self._on_listening):
+            self._run(callback)
 
     def _check(self) -> Deferred[Any] | None:
         """

@@ -18,14 +18,19 @@ from ccm.credentials.credential import Credential
 from ccm.credentials.lock import RefreshLocking
 from ccm.credentials.store import CredentialStore
 from ccm.limits.gate import UserLimits
-from ccm.pool.sessions import MemorySessionTable, SessionTable
+from ccm.pool.affinity import AffinityTable, MemoryAffinityTable
+from ccm.pool.sessions import MAX_SESSIONS, SESSION_IDLE_SECONDS, MemorySessionTable, SessionTable
+from ccm.pool.windows import MemoryWindowState, WindowState
 from ccm.shares.ledger import ShareBook
+from ccm.state.affinity import RedisAffinityTable
 from ccm.state.credentials import SharedCredentialStore
 from ccm.state.lease import Lease, LeaseKeeper
 from ccm.state.limits import HolderService, SharedLimits
 from ccm.state.redis import RedisStore
+from ccm.state.sessions import RedisSessionTable
 from ccm.state.shares import SharedShareBook, ShareSync
 from ccm.state.tokensync import TokenSync, fernet_from_file
+from ccm.state.windows import RedisWindowState
 
 #: How long the lease of the share files' writer lives unrenewed.
 SHARE_FILES_LEASE_SECONDS = 30.0
@@ -60,7 +65,33 @@ class SharedState:
         """
         The sticky sessions of balancer ``pool``.
         """
-        return MemorySessionTable()
+        if self.store is None:
+            return MemorySessionTable()
+        return RedisSessionTable(
+            self.store, self._clock, "session", pool, SESSION_IDLE_SECONDS, MAX_SESSIONS
+        )
+
+    def affinity_table(self, pool: str) -> AffinityTable:
+        """
+        The request ids and sub-agents of balancer ``pool``.
+        """
+        if self.store is None:
+            return MemoryAffinityTable()
+        return RedisAffinityTable(self.store, self._clock, pool)
+
+    def window_state(self, tag: str) -> WindowState:
+        """
+        The window state and cooldowns of credential ``tag``.
+        """
+        if self.store is None:
+            return MemoryWindowState(tag)
+        return RedisWindowState(self.store, self._clock, tag)
+
+    def connected(self) -> bool | None:
+        """
+        Whether the shared state is reachable now; None without one.
+        """
+        return None if self.store is None else self.store.connected
 
     def share_book(self, tags: Sequence[str]) -> ShareBook:
         """
@@ -128,6 +159,7 @@ class SharedState:
         when it polls them all (nothing shared).
         """
         return self.tokens.polls if self.tokens is not None else None
+
 
 
 def local_store(store: Any) -> Any:

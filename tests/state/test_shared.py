@@ -9,7 +9,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.config.state import StateConfig
+from ccm.metrics.registry import ServiceMetrics
+from ccm.pool.affinity import MemoryAffinityTable
 from ccm.pool.sessions import MemorySessionTable
+from ccm.pool.windows import MemoryWindowState
+from ccm.state.affinity import RedisAffinityTable
+from ccm.state.sessions import RedisSessionTable
+from ccm.state.windows import RedisWindowState
+from ccm.web.health import health
 from ccm.state.redis import RedisStore
 from ccm.limits.gate import UserLimits
 from ccm.shares.ledger import ShareBook
@@ -69,3 +76,54 @@ class SharedStateTests(SynchronousTestCase):
         kinds = [type(service) for service in state.services]
         self.assertIn(ShareSync, kinds)
         self.assertIn(HolderService, kinds)
+
+class SeamTests(SynchronousTestCase):
+    """
+    Each seam is in memory without a store and shared with one.
+    """
+
+    def test_seams(self) -> None:
+        """
+        Sessions, affinity and window state: memory alone, Redis-backed
+        with a store; only a store has a connection to report.
+        """
+        clock = Clock()
+        alone = SharedState(None, clock)
+        self.assertIsInstance(alone.affinity_table("pool"), MemoryAffinityTable)
+        self.assertIsInstance(alone.window_state("a"), MemoryWindowState)
+        self.assertNotIsInstance(alone.window_state("a"), RedisWindowState)
+        self.assertIsNone(alone.connected())
+        store = RedisStore(StateConfig(host="127.0.0.1"), clock)  # type: ignore[arg-type]
+        shared = SharedState(store, clock)
+        self.assertIsInstance(shared.session_table("pool"), RedisSessionTable)
+        self.assertIsInstance(shared.affinity_table("pool"), RedisAffinityTable)
+        self.assertIsInstance(shared.window_state("a"), RedisWindowState)
+        self.assertIs(shared.connected(), False)
+
+
+class ConnectionStatusTests(SynchronousTestCase):
+    """
+    Health and metrics say whether the shared state is reachable.
+    """
+
+    def test_health_says_state_only_when_shared(self) -> None:
+        """
+        The health document gains ``state`` only with a shared state, and
+        its status code does not depend on it.
+        """
+        self.assertNotIn("state", health({}, 0.0)[1])
+        code, document = health({}, 0.0, connected=False)
+        self.assertEqual((code, document["state"]), (health({}, 0.0)[0], "disconnected"))
+        self.assertEqual(health({}, 0.0, connected=True)[1]["state"], "connected")
+
+    def test_gauge(self) -> None:
+        """
+        ``ccm_state_connected`` is 1 while connected and 0 while not, read at
+        each scrape.
+        """
+        metrics = ServiceMetrics([], Clock())
+        up = [True]
+        metrics.follow_state(lambda: up[0])
+        self.assertEqual(metrics.registry.get_sample_value("ccm_state_connected"), 1.0)
+        up[0] = False
+        self.assertEqual(metrics.registry.get_sample_value("ccm_state_connected"), 0.0)
