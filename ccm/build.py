@@ -131,7 +131,6 @@ def build_service(
         config, detours, clients, reactor, environ, home, platform, keyring_backend, identity,
         metrics,
     )
-    savers = _usage_savers(credential_configs, reactor)
     shares, share_saver = _shares(credential_configs, reactor)
     log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
     members = {
@@ -142,6 +141,7 @@ def build_service(
     state = SharedState(
         RedisStore(config.state, reactor) if config.state is not None else None, reactor
     )
+    savers = _usage_savers(credential_configs, reactor, state)
     session_tables: dict[str, SessionTable] = {}
     pools = _pools(config, members, reactor, session_tables, state)
     problems = RecentProblems(log_publisher)
@@ -281,7 +281,7 @@ def _credentials(
 
 
 def _usage_savers(
-    credential_configs: Sequence[DefaultCredentialConfig], clock: IReactorTime
+    credential_configs: Sequence[DefaultCredentialConfig], clock: IReactorTime, state: SharedState
 ) -> dict[str, UsageSaverService]:
     """
     A saver of its usage file for each credential with a ``usages_path``;
@@ -291,9 +291,7 @@ def _usage_savers(
     for credential_config in credential_configs:
         if credential_config.usages_path:
             usage_file = UsageFile(credential_config.usages_path, clock)
-            savers[credential_config.tag] = UsageSaverService(
-                usage_file, usage_file.load(), clock
-            )
+            savers[credential_config.tag] = state.usage_saver(credential_config.tag, usage_file)
     return savers
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
+from ccm.accounting.usagefile import UsageFile, UsageSaverService
 from ccm.pool.sessions import MemorySessionTable, SessionTable
 from ccm.state.redis import RedisStore
+from ccm.state.usage import SharedUsageCounters
+from ccm.state.usagesaver import SharedUsageSaver
 
 
 class SharedState:
@@ -40,3 +43,15 @@ class SharedState:
         The sticky sessions of balancer ``pool``.
         """
         return MemorySessionTable()
+
+    def usage_saver(self, tag: str, usage_file: UsageFile) -> UsageSaverService:
+        """
+        The recorder and saver of credential ``tag``'s usage file, loaded
+        here: its own book, or the counters shared with the other processes
+        (the file written by one of them at a time).
+        """
+        book = usage_file.load()
+        if self.store is None:
+            return UsageSaverService(usage_file, book, self._clock)
+        counters = SharedUsageCounters(self.store, tag, self._clock, book.snapshot())
+        return SharedUsageSaver(usage_file, counters, self.store, self._clock)
