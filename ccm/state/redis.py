@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence, cast
 import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
@@ -186,6 +186,7 @@ class RedisStore(Service):
         self._ping.clock = reactor
         self._ever_connected = False
         self._last_refusal = ""
+        self._keep_open: list[Deferred[Any]] = []
 
     @property
     def connected(self) -> bool:
@@ -270,7 +271,29 @@ class RedisStore(Service):
         self._follow_subscriber(subscriber)
         self._ping.start(PING_INTERVAL_SECONDS, now=False)
 
+    def keep_open_until(self, done: Deferred[Any]) -> None:
+        """
+        Put off closing the connections, when the store is stopped, until
+        ``done`` has fired: the last writes of a part stopping beside it
+        (the service stops its background parts together).
+        """
+        self._keep_open.append(done)
+
+        def forget(result: Any) -> Any:
+            if done in self._keep_open:
+                self._keep_open.remove(done)
+            return result
+
+        done.addBoth(forget)
+
     def stopService(self) -> Deferred[None]:
+        waiting = list(self._keep_open)
+        if not waiting:
+            return self._stop()
+        held = DeferredList(waiting, consumeErrors=False)
+        return held.addCallback(lambda _: self._stop())
+
+    def _stop(self) -> Deferred[None]:
         super().stopService()
         if self._ping.running:
             self._ping.stop()

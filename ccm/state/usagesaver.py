@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -59,6 +59,7 @@ class SharedUsageSaver(UsageSaverService):
     ) -> None:
         super().__init__(file, counters, clock, interval)
         self.shared = counters
+        self._store = store
         self.lease = Lease(store, "usage-file:" + counters.tag, lease_seconds)
         self.keeper = LeaseKeeper(self.lease, clock, gained=self._gained)
         self._flush_interval = flush_interval
@@ -73,13 +74,18 @@ class SharedUsageSaver(UsageSaverService):
         self.keeper.startService()
         self._flusher.start(self._flush_interval, now=False)
 
-    @inlineCallbacks
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None]:
         """
         Flush, write the file when this process holds the lease or can take
         it now (so the last of several processes to stop writes the full
-        totals), then give the lease up.
+        totals), then give the lease up; the store stays open until then.
         """
+        stopped: Deferred[None] = self._stop()
+        self._store.keep_open_until(stopped)
+        return stopped
+
+    @inlineCallbacks
+    def _stop(self) -> Any:
         if self._flusher.running:
             self._flusher.stop()
         yield self.shared.flush()

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial import unittest
 
 from twisted.internet.task import Clock
@@ -134,6 +134,21 @@ class SharedUsageSaverTests(unittest.TestCase):
         for saver in rest:
             yield saver.stopService()
         self.assertEqual(file_requests(path), 5)
+
+    @inlineCallbacks
+    def test_stopped_with_the_store(self) -> Any:
+        """
+        Stopped together with its store, as the service stops its
+        background parts, the saver still adds its last counts and writes
+        the file: the store stays open until the saver is done.
+        """
+        (path,) = self.paths(1)
+        (saver,) = yield self.savers("s4:", [path])
+        yield eventually(lambda: saver.keeper.held)
+        record(saver)
+        yield gatherResults([saver.stopService(), saver._store.stopService()])
+        self.assertEqual(file_requests(path), 1)
+        self.assertEqual(saver.shared.unflushed, 0)
 
 
 class ChoiceTests(unittest.SynchronousTestCase):
