@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence, cast
 import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults
+from twisted.internet.defer import Deferred, fail, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
@@ -33,6 +33,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ccm.config.state import StateConfig
+from ccm.state.closing import KeptOpen
 
 #: How long a command may wait for its answer before the connection is
 #: taken for dead (and remade).
@@ -155,7 +156,7 @@ def endpoint_for(config: StateConfig, reactor: IReactorTime) -> IStreamClientEnd
     return wrapClientTLS(optionsForClientTLS(config.host, trustRoot=trust), endpoint)
 
 
-class RedisStore(Service):
+class RedisStore(Service, KeptOpen):
     """
     This process's connections to the shared Redis server, and what it
     knows of them: whether they are up, and who wants to hear when they
@@ -186,7 +187,7 @@ class RedisStore(Service):
         self._ping.clock = reactor
         self._ever_connected = False
         self._last_refusal = ""
-        self._keep_open: list[Deferred[Any]] = []
+        KeptOpen.__init__(self)
 
     @property
     def connected(self) -> bool:
@@ -271,27 +272,8 @@ class RedisStore(Service):
         self._follow_subscriber(subscriber)
         self._ping.start(PING_INTERVAL_SECONDS, now=False)
 
-    def keep_open_until(self, done: Deferred[Any]) -> None:
-        """
-        Put off closing the connections, when the store is stopped, until
-        ``done`` has fired: the last writes of a part stopping beside it
-        (the service stops its background parts together).
-        """
-        self._keep_open.append(done)
-
-        def forget(result: Any) -> Any:
-            if done in self._keep_open:
-                self._keep_open.remove(done)
-            return result
-
-        done.addBoth(forget)
-
     def stopService(self) -> Deferred[None]:
-        waiting = list(self._keep_open)
-        if not waiting:
-            return self._stop()
-        held = DeferredList(waiting, consumeErrors=False)
-        return held.addCallback(lambda _: self._stop())
+        return self.last_writes().addCallback(lambda _: self._stop())
 
     def _stop(self) -> Deferred[None]:
         super().stopService()
