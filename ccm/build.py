@@ -135,7 +135,7 @@ def build_service(
         metrics, state,
     )
     state.follow_credentials(credentials)
-    savers = _usage_savers(credential_configs, reactor)
+    savers = _usage_savers(credential_configs, reactor, state)
     shares, share_saver = _shares(credential_configs, reactor, state)
     limits = state.user_limits(config.users, metrics.limit_refused)
     log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
@@ -288,7 +288,7 @@ def _credentials(
 
 
 def _usage_savers(
-    credential_configs: Sequence[DefaultCredentialConfig], clock: IReactorTime
+    credential_configs: Sequence[DefaultCredentialConfig], clock: IReactorTime, state: SharedState
 ) -> dict[str, UsageSaverService]:
     """
     A saver of its usage file for each credential with a ``usages_path``;
@@ -298,9 +298,7 @@ def _usage_savers(
     for credential_config in credential_configs:
         if credential_config.usages_path:
             usage_file = UsageFile(credential_config.usages_path, clock)
-            savers[credential_config.tag] = UsageSaverService(
-                usage_file, usage_file.load(), clock
-            )
+            savers[credential_config.tag] = state.usage_saver(credential_config.tag, usage_file)
     return savers
 
 

@@ -168,3 +168,11 @@ def send_message(
     )
     content = yield response.content()
     return response.code, json.loads(content)
+
+
+def kill(replica: e2e.CcmProcess) -> Any:
+    """
+    SIGKILL ``replica`` (no shutdown of any kind) and fire once it is
+    reaped.
+    """
+    return replica._child.kill()

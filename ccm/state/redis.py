@@ -33,6 +33,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ccm.config.state import StateConfig
+from ccm.state.closing import KeptOpen
 
 #: How long a command may wait for its answer before the connection is
 #: taken for dead (and remade).
@@ -155,7 +156,7 @@ def endpoint_for(config: StateConfig, reactor: IReactorTime) -> IStreamClientEnd
     return wrapClientTLS(optionsForClientTLS(config.host, trustRoot=trust), endpoint)
 
 
-class RedisStore(Service):
+class RedisStore(Service, KeptOpen):
     """
     This process's connections to the shared Redis server, and what it
     knows of them: whether they are up, and who wants to hear when they
@@ -187,6 +188,7 @@ class RedisStore(Service):
         self._ping.clock = reactor
         self._ever_connected = False
         self._last_refusal = ""
+        KeptOpen.__init__(self)
 
     @property
     def connected(self) -> bool:
@@ -273,6 +275,9 @@ class RedisStore(Service):
         self._ping.start(PING_INTERVAL_SECONDS, now=False)
 
     def stopService(self) -> Deferred[None]:
+        return self.last_writes().addCallback(lambda _: self._stop())
+
+    def _stop(self) -> Deferred[None]:
         super().stopService()
         if self._ping.running:
             self._ping.stop()

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 
+from ccm.accounting.usagefile import UsageFile, UsageSaverService
 from ccm.config.model import UserConfig
 from ccm.credentials.credential import Credential
 from ccm.credentials.lock import RefreshLocking
@@ -30,6 +31,8 @@ from ccm.state.redis import RedisStore
 from ccm.state.sessions import RedisSessionTable
 from ccm.state.shares import SharedShareBook, ShareSync
 from ccm.state.tokensync import TokenSync, fernet_from_file
+from ccm.state.usage import SharedUsageCounters
+from ccm.state.usagesaver import SharedUsageSaver
 from ccm.state.windows import RedisWindowState
 
 #: How long the lease of the share files' writer lives unrenewed.
@@ -160,6 +163,17 @@ class SharedState:
         """
         return self.tokens.polls if self.tokens is not None else None
 
+    def usage_saver(self, tag: str, usage_file: UsageFile) -> UsageSaverService:
+        """
+        The recorder and saver of credential ``tag``'s usage file, loaded
+        here: its own book, or the counters shared with the other processes
+        (the file written by one of them at a time).
+        """
+        book = usage_file.load()
+        if self.store is None:
+            return UsageSaverService(usage_file, book, self._clock)
+        counters = SharedUsageCounters(self.store, tag, self._clock, book.snapshot())
+        return SharedUsageSaver(usage_file, counters, self.store, self._clock)
 
 
 def local_store(store: Any) -> Any:
