@@ -15,7 +15,6 @@ catches up when the connection returns (see ``docs/scaling.md``).
 from __future__ import annotations
 
 import os
-import re
 import socket
 import secrets
 from typing import Any, Callable, Sequence, cast
@@ -24,15 +23,14 @@ import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, gatherResults
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
-from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust, trustRootFromCertificates
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ccm.config.state import StateConfig
+from ccm.state.address import endpoint_for
 from ccm.state.closing import KeptOpen
 
 #: How long a command may wait for its answer before the connection is
@@ -40,10 +38,6 @@ from ccm.state.closing import KeptOpen
 REPLY_TIMEOUT_SECONDS = 5.0
 #: How often an idle connection is checked with a PING.
 PING_INTERVAL_SECONDS = 5.0
-CONNECT_TIMEOUT_SECONDS = 5.0
-_PEM_CERTIFICATE = re.compile(
-    rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL
-)
 
 
 class StateUnavailable(Exception):
@@ -134,26 +128,6 @@ def _ready(protocol: txredisapi.RedisProtocol) -> Deferred[txredisapi.RedisProto
     protocol.whenConnected().addCallback(connected)
     protocol.whenDisconnected().addCallback(lost)
     return ready
-
-
-def endpoint_for(config: StateConfig, reactor: IReactorTime) -> IStreamClientEndpoint:
-    """
-    Where the server is: TCP, wrapped in TLS verified against the CA file
-    (or the system's authorities) for ``rediss://``.  ``reactor`` makes TCP
-    connections too (the service's reactor does).
-    """
-    endpoint: IStreamClientEndpoint = HostnameEndpoint(
-        reactor, config.host, config.port, timeout=CONNECT_TIMEOUT_SECONDS
-    )
-    if not config.tls:
-        return endpoint
-    if config.tls_ca_file:
-        with open(config.tls_ca_file, "rb") as pem:
-            blocks = _PEM_CERTIFICATE.findall(pem.read())
-        trust = trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])
-    else:
-        trust = platformTrust()
-    return wrapClientTLS(optionsForClientTLS(config.host, trustRoot=trust), endpoint)
 
 
 class RedisStore(Service, KeptOpen):
