@@ -294,7 +294,10 @@ class ShareSync(Service):
         super().stopService()
         if self._loop.running:
             self._loop.stop()
-        return self.flush()
+        # The last charges go out before the store closes its connection.
+        last = self.flush()
+        self._store.keep_open_until(last)
+        return last
 
     def _tick(self) -> None:
         due = self._clock.seconds() - self._refreshed >= REFRESH_SECONDS

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
@@ -118,3 +118,21 @@ class SharedShareBookTests(unittest.TestCase):
         yield sync2.flush()
         self.assertAlmostEqual(two.charged("alice", "a", FIVE_HOUR, now), 4.0)
         self.assertAlmostEqual(one.charged("alice", "a", FIVE_HOUR, now), 4.0)
+
+    @inlineCallbacks
+    def test_stopped_with_the_store(self) -> Any:
+        """
+        Stopped together with its store, as the service stops its
+        background parts, the sync still sends the last charges and hears
+        them confirmed: the store stays open until they are.
+        """
+        one, sync1 = yield self.book()
+        two, sync2 = yield self.book()
+        self.observe(one, 10.0)
+        yield eventually(lambda: one._resets)
+        one.pending[("a", FIVE_HOUR, int(self.reset), "alice")] = 3.0
+        sync1.startService()
+        yield gatherResults([sync1.stopService(), one._store.stopService()])
+        self.assertEqual((one.pending, one.sending), ({}, {}))
+        yield sync2.flush()
+        self.assertAlmostEqual(two.charged("alice", "a", FIVE_HOUR, self.clock.seconds()), 3.0)
