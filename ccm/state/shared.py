@@ -27,6 +27,7 @@ from ccm.state.affinity import RedisAffinityTable
 from ccm.state.credentials import SharedCredentialStore
 from ccm.state.lease import Lease, LeaseKeeper
 from ccm.state.limits import HolderService, SharedLimits
+from ccm.state.pauses import SharedPauses
 from ccm.state.redis import RedisStore
 from ccm.state.sessions import RedisSessionTable
 from ccm.state.shares import SharedShareBook, ShareSync
@@ -150,11 +151,13 @@ class SharedState:
     def follow_credentials(self, credentials: Sequence[Credential]) -> None:
         """
         Reload each shared credential when another process stored a newer
-        token.
+        token, and keep the admins' pauses the same in every process.
         """
         for credential in credentials:
             if isinstance(credential.store, SharedCredentialStore):
                 credential.store.changed = credential.reload
+        if self.store is not None:
+            self.services.append(SharedPauses(self.store, {c.tag: c for c in credentials}))
 
     def polls(self) -> Callable[[str], bool] | None:
         """

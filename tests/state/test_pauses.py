@@ -1,0 +1,85 @@
+"""
+Tests for :obj:`ccm.state.pauses`: an admin's pause of a credential kept
+the same by two processes through a real ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.trial import unittest
+
+from ccm.credentials.credential import Credential
+from ccm.credentials.file import CredentialFile
+from ccm.state.pauses import SharedPauses
+from ccm.state.redis import RedisStore
+from tests.fixtures import expiry_ms, write_credentials
+from tests.redisserver import start_redis
+from tests.state.test_redis import eventually
+from tests.state.test_sessions import ready
+
+
+class SharedPauseTests(unittest.TestCase):
+    """
+    Two processes, each with its own copy of credential ``a``.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def setUp(self) -> Any:
+        self.server = yield start_redis(self)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        self.path = write_credentials(
+            os.path.join(directory, "a.json"), "sk-ant-oat01-a", "sk-ant-ort01-a", expiry_ms(86400)
+        )
+
+    @inlineCallbacks
+    def process(self, prefix: str = "pauses:") -> Any:
+        """
+        A process: a connected store, its credential ``a`` and the running
+        :obj:`SharedPauses` keeping it.
+        """
+        store: RedisStore = yield ready(self, self.server, prefix)
+        credential = Credential("a", CredentialFile(self.path), lambda token: Deferred(), reactor)
+        credential.reload()
+        pauses = SharedPauses(store, {"a": credential})
+        pauses.startService()
+        self.addCleanup(pauses.stopService)
+        # What a (re)connected process does once its channels are heard.
+        pauses._load()
+        return store, credential
+
+    @inlineCallbacks
+    def test_pause_and_resume_everywhere(self) -> Any:
+        """
+        A pause made in one process pauses the credential in the other, by
+        the same admin; resuming it in the other resumes it in the first.
+        """
+        _, first = yield self.process()
+        _, second = yield self.process()
+        first.pause("root")
+        yield eventually(lambda: second.admin_pause is not None)
+        self.assertEqual(second.admin_pause.by if second.admin_pause else "", "root")
+        second.resume()
+        yield eventually(lambda: first.admin_pause is None)
+
+    @inlineCallbacks
+    def test_later_process_loads(self) -> Any:
+        """
+        A process that starts after the pause finds its credential paused;
+        one of another installation (another key prefix) does not.
+        """
+        store, first = yield self.process()
+        first.pause("root")
+        for _ in range(100):
+            if (yield store.command("HGET", store.key("pause", "a"), "by")) == "root":
+                break
+        _, late = yield self.process()
+        _, other = yield self.process(prefix="elsewhere:")
+        yield eventually(lambda: late.admin_pause is not None)
+        self.assertIsNone(other.admin_pause)
