@@ -20,12 +20,13 @@ from twisted.web.client import (
     HTTPConnectionPool,
     _HTTP11ClientFactory,
 )
-from twisted.web.iweb import IBodyProducer
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
 from zope.interface import implementer
 
 from ccm.config.model import Detour
+from ccm.upstream.endpoints import CachedEndpoints, DirectEndpointFactory
 from ccm.upstream.tunnel import CONNECT_TIMEOUT_SECONDS, DetourEndpointFactory
 
 # Idle upstream connections kept for reuse.  Under 64 concurrent requests a
@@ -112,20 +113,17 @@ def make_http_client(
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = MAX_IDLE_CONNECTIONS
     pool._factory = _QuietClientFactory
-    agent: Agent
     proxy = proxy_detour(detour)
+    endpoints: IAgentEndpointFactory
     if proxy is None:
-        agent = Agent(
-            reactor,
-            BrowserLikePolicyForHTTPS(),
-            connectTimeout=CONNECT_TIMEOUT_SECONDS,
-            pool=pool,
+        endpoints = DirectEndpointFactory(
+            reactor, BrowserLikePolicyForHTTPS(), CONNECT_TIMEOUT_SECONDS
         )
     else:
         endpoints = DetourEndpointFactory(
             reactor, proxy, BrowserLikePolicyForHTTPS(), CONNECT_TIMEOUT_SECONDS
         )
-        agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
+    agent = Agent.usingEndpointFactory(reactor, CachedEndpoints(endpoints), pool=pool)
     client = HTTPClient(agent, cookiejar=NoCookies(), data_to_body_producer=body_producer)
     return client, pool
 
