@@ -135,6 +135,23 @@ def tree_rss_kb(pid: int) -> int:
     return rss_kb(pid) + sum(tree_rss_kb(c) for c in children(pid))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process, all its threads (``/proc/<pid>/stat``)."""
+    try:
+        with open("/proc/{}/stat".format(pid)) as f:
+            # The command name is in parentheses and may hold spaces.
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live children (nginx's master and workers)."""
+    return cpu_seconds(pid) + sum(tree_cpu_seconds(c) for c in children(pid))
+
+
 class RssSampler:
     """Samples the RSS of a process tree in a thread; keeps the peak."""
 
@@ -206,8 +223,9 @@ def _die_with_parent() -> None:
 class Stack:
     """The fake upstream, ccm and nginx, each on a free loopback port."""
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, profile: Optional[str] = None) -> None:
         self.dir = workdir
+        self.profile = profile
         self.procs: list[subprocess.Popen] = []
         self.ports: dict[str, int] = {}
         self.pids: dict[str, int] = {}
@@ -262,7 +280,8 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ANTHROPIC_", "CLAUDE_")) and "proxy" not in k.lower()}
         env.update(HOME=home, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED="1")
         runner = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
-        proc = self._spawn("ccm", [sys.executable, "-c", runner, "-n", "--pidfile=", "ccm", "--config", config], env)
+        profiling = ["--profile", self.profile, "--profiler", "cprofile", "--savestats"] if self.profile else []
+        proc = self._spawn("ccm", [sys.executable, "-c", runner, "-n", "--pidfile=", *profiling, "ccm", "--config", config], env)
         wait_port(port, proc, "ccm (see {}/ccm.log)".format(self.dir))
         self.ports["ccm"], self.pids["ccm"] = port, proc.pid
         self.ccm = proc
@@ -406,7 +425,11 @@ async def latency(port: int, name: str, n: int, body: bytes) -> dict[str, float]
     return {"p50": pct(times, 50), "p99": pct(times, 99)}
 
 
-async def throughput(port: int, name: str, concurrency: int, seconds: float, body: bytes) -> float:
+async def throughput(port: int, name: str, concurrency: int, seconds: float, body: bytes, pids: list[int]) -> dict[str, float]:
+    """
+    Requests per second at ``concurrency``, and the CPU time the processes
+    ``pids`` (with their children) spent per request meanwhile, in ms.
+    """
     done = 0
     deadline = 0.0
 
@@ -421,10 +444,13 @@ async def throughput(port: int, name: str, concurrency: int, seconds: float, bod
     deadline = time.perf_counter() + min(1.0, seconds)  # warm-up
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     done = 0
+    cpu = sum(tree_cpu_seconds(pid) for pid in pids)
     start = time.perf_counter()
     deadline = start + seconds
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    cpu = sum(tree_cpu_seconds(pid) for pid in pids) - cpu
+    return {"rps": done / elapsed, "cpu_ms": cpu * 1000 / done if done else float("nan")}
 
 
 async def sse_stream(conn: Conn, query: str, on_event, first: Optional[asyncio.Event] = None) -> int:
@@ -613,21 +639,22 @@ def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool) -> str:
     )
     lines.append("")
     lines.append(
-        "| path | latency p50 ms | latency p99 ms | throughput req/s | event delay p50 ms | event delay p99 ms "
+        "| path | latency p50 ms | latency p99 ms | throughput req/s | CPU per request ms | event delay p50 ms | event delay p99 ms "
         "| RSS per stream KB | slow client RSS growth MB | big request ms | big request RSS growth MB |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in PATHS:
         p = r[name]
         mem = "—" if name == "direct" else fmt(p["memory"], 1)
         slow = "—" if name == "direct" else fmt(p["slow"], 1)
         bigrss = "—" if name == "direct" else fmt(p["big"]["rss_mb"], 1)
         lines.append(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 name,
                 fmt(p["latency"]["p50"]),
                 fmt(p["latency"]["p99"]),
                 fmt(p["throughput"], 0),
+                fmt(p["cpu"], 3),
                 fmt(p["events"]["p50"]),
                 fmt(p["events"]["p99"]),
                 mem,
@@ -637,11 +664,17 @@ def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool) -> str:
             )
         )
     lines.append("")
+    lines.append(
+        "CPU per request: user plus system CPU time of the process (nginx: master and worker) during the "
+        "throughput workload, divided by the requests it served; on the direct row, the fake upstream's."
+    )
+    lines.append("")
     body_mb = sizes.big_body / (1024 * 1024)
     checks = [
         ("added latency p50", "≤ 1 ms", added(c, "latency", "p50"), added(n, "latency", "p50"), 1.0, "ms"),
         ("added latency p99", "≤ 3 ms", added(c, "latency", "p99"), added(n, "latency", "p99"), 3.0, "ms"),
         ("throughput", "≥ 1000 req/s", c["throughput"], n["throughput"], None, "req/s"),
+        ("CPU per request (throughput workload)", "≤ 0.5 ms", c["cpu"], n["cpu"], 0.5, "ms"),
         ("added event delay p50", "≤ 1 ms", added(c, "events", "p50"), added(n, "events", "p50"), 1.0, "ms"),
         ("added event delay p99", "≤ 10 ms", added(c, "events", "p99"), added(n, "events", "p99"), 10.0, "ms"),
         ("RSS per stream", "≤ 64 KB", c["memory"], n["memory"], 64.0, "KB"),
@@ -690,7 +723,7 @@ def find_nginx() -> Optional[str]:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
-async def measure(stack: Stack, sizes: Sizes, only: Optional[str]) -> dict[str, dict[str, Any]]:
+async def measure(stack: Stack, sizes: Sizes, only: Optional[list[str]]) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {name: {} for name in PATHS}
     body85 = request_body(85 * 1024)
     big = request_body(sizes.big_body)
@@ -702,19 +735,20 @@ async def measure(stack: Stack, sizes: Sizes, only: Optional[str]) -> dict[str, 
         port = stack.ports[name]
         pid = stack.pids[name]
         res = results[name]
-        if only in (None, "latency"):
+        if only is None or "latency" in only:
             say("{}: latency".format(name))
             res["latency"] = await latency(port, name, sizes.latency_requests, body85)
-        if only in (None, "throughput"):
+        if only is None or "throughput" in only:
             say("{}: throughput".format(name))
-            res["throughput"] = await throughput(port, name, sizes.throughput_concurrency, sizes.throughput_seconds, body85)
-        if only in (None, "events"):
+            measured = await throughput(port, name, sizes.throughput_concurrency, sizes.throughput_seconds, body85, [pid])
+            res["throughput"], res["cpu"] = measured["rps"], measured["cpu_ms"]
+        if only is None or "events" in only:
             say("{}: event delay".format(name))
             res["events"] = await event_delay(port, name, sizes.sse_streams, sizes.sse_rate, sizes.sse_seconds, sizes.sse_ramp)
-        if only in (None, "memory"):
+        if only is None or "memory" in only:
             say("{}: memory per stream".format(name))
             res["memory"] = 0.0 if name == "direct" else await memory_per_stream(port, name, pid, sizes.memory_streams)
-    if only in (None, "slow"):
+    if only is None or "slow" in only:
         say("nginx and ccm: slow client (concurrently)")
         results["direct"]["slow"] = 0.0
         slow = await asyncio.gather(
@@ -723,7 +757,7 @@ async def measure(stack: Stack, sizes: Sizes, only: Optional[str]) -> dict[str, 
         results["nginx"]["slow"], results["ccm"]["slow"] = slow
     # Last: memory a big body leaves behind in the allocator would hide the
     # growth of the workloads above.
-    if only in (None, "big"):
+    if only is None or "big" in only:
         for name in PATHS:
             say("{}: big request".format(name))
             results[name]["big"] = await big_request(stack.ports[name], name, stack.pids[name], big, sizes.big_repeats)
@@ -734,7 +768,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; checks the harness works, figures meaningless")
     parser.add_argument("--out", help="write the table into this markdown file, between {} and {}".format(BEGIN_MARK, END_MARK))
-    parser.add_argument("--only", choices=["latency", "throughput", "events", "memory", "big", "slow"], help="run one workload (no table)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["latency", "throughput", "events", "memory", "big", "slow"],
+        help="run this workload only (may be repeated); prints JSON, no table",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run ccm under twistd's cProfile profiler, writing its stats to FILE when ccm stops",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     args = parser.parse_args(argv)
     nginx = find_nginx()
@@ -743,7 +787,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     sizes = SMOKE if args.smoke else FULL
     workdir = tempfile.mkdtemp(prefix="ccm-bench-")
-    stack = Stack(workdir)
+    stack = Stack(workdir, os.path.abspath(args.profile) if args.profile else None)
     try:
         stack.start(nginx)
         results = asyncio.run(measure(stack, sizes, args.only))
