@@ -223,9 +223,10 @@ def _die_with_parent() -> None:
 class Stack:
     """The fake upstream, ccm and nginx, each on a free loopback port."""
 
-    def __init__(self, workdir: str, profile: Optional[str] = None) -> None:
+    def __init__(self, workdir: str, profile: Optional[str] = None, source: str = REPO_ROOT) -> None:
         self.dir = workdir
         self.profile = profile
+        self.source = source
         self.procs: list[subprocess.Popen] = []
         self.ports: dict[str, int] = {}
         self.pids: dict[str, int] = {}
@@ -278,7 +279,7 @@ class Stack:
         home = os.path.join(self.dir, "home")
         os.makedirs(home, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ANTHROPIC_", "CLAUDE_")) and "proxy" not in k.lower()}
-        env.update(HOME=home, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED="1")
+        env.update(HOME=home, PYTHONPATH=self.source, PYTHONUNBUFFERED="1")
         runner = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
         profiling = ["--profile", self.profile, "--profiler", "cprofile", "--savestats"] if self.profile else []
         proc = self._spawn("ccm", [sys.executable, "-c", runner, "-n", "--pidfile=", *profiling, "ccm", "--config", config], env)
@@ -723,15 +724,17 @@ def find_nginx() -> Optional[str]:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
-async def measure(stack: Stack, sizes: Sizes, only: Optional[list[str]]) -> dict[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {name: {} for name in PATHS}
+async def measure(
+    stack: Stack, sizes: Sizes, only: Optional[list[str]], paths: tuple[str, ...] = PATHS
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {name: {} for name in paths}
     body85 = request_body(85 * 1024)
     big = request_body(sizes.big_body)
 
     def say(msg: str) -> None:
         print("bench:", msg, file=sys.stderr, flush=True)
 
-    for name in PATHS:
+    for name in paths:
         port = stack.ports[name]
         pid = stack.pids[name]
         res = results[name]
@@ -750,15 +753,15 @@ async def measure(stack: Stack, sizes: Sizes, only: Optional[list[str]]) -> dict
             res["memory"] = 0.0 if name == "direct" else await memory_per_stream(port, name, pid, sizes.memory_streams)
     if only is None or "slow" in only:
         say("nginx and ccm: slow client (concurrently)")
-        results["direct"]["slow"] = 0.0
+        results.setdefault("direct", {})["slow"] = 0.0
         slow = await asyncio.gather(
             *(slow_client(stack.ports[n], n, stack.pids[n], sizes.slow_bytes, sizes.slow_rate) for n in ("nginx", "ccm"))
         )
-        results["nginx"]["slow"], results["ccm"]["slow"] = slow
+        results.setdefault("nginx", {})["slow"], results.setdefault("ccm", {})["slow"] = slow
     # Last: memory a big body leaves behind in the allocator would hide the
     # growth of the workloads above.
     if only is None or "big" in only:
-        for name in PATHS:
+        for name in paths:
             say("{}: big request".format(name))
             results[name]["big"] = await big_request(stack.ports[name], name, stack.pids[name], big, sizes.big_repeats)
     return results
@@ -774,10 +777,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         choices=["latency", "throughput", "events", "memory", "big", "slow"],
         help="run this workload only (may be repeated); prints JSON, no table",
     )
+    parser.add_argument("--path", action="append", choices=PATHS, help="with --only: measure this path only (may be repeated)")
     parser.add_argument(
         "--profile",
         metavar="FILE",
         help="run ccm under twistd's cProfile profiler, writing its stats to FILE when ccm stops",
+    )
+    parser.add_argument(
+        "--ccm-source",
+        metavar="DIR",
+        default=REPO_ROOT,
+        help="run the ccm found in DIR (another checkout, to compare two versions in turn); default: this one",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     args = parser.parse_args(argv)
@@ -785,12 +795,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     if nginx is None:
         print("bench: nginx not found; on Debian: apt-get install nginx-light", file=sys.stderr)
         return 2
+    if args.path and not args.only:
+        parser.error("--path needs --only (the table has every path)")
     sizes = SMOKE if args.smoke else FULL
     workdir = tempfile.mkdtemp(prefix="ccm-bench-")
-    stack = Stack(workdir, os.path.abspath(args.profile) if args.profile else None)
+    stack = Stack(workdir, os.path.abspath(args.profile) if args.profile else None, os.path.abspath(args.ccm_source))
     try:
         stack.start(nginx)
-        results = asyncio.run(measure(stack, sizes, args.only))
+        results = asyncio.run(measure(stack, sizes, args.only, tuple(args.path or PATHS)))
     finally:
         stack.stop()
         if args.keep:
