@@ -15,6 +15,14 @@ asyncio load generator then runs each workload against the three paths
 
 ``--smoke`` uses tiny sizes so the harness can run in CI; its figures mean
 nothing. No figure is ever checked here: this is a measurement, not a test.
+
+The throughput workload also reports each path's CPU per request (user plus
+system time from ``/proc/<pid>/stat``). ``--processes N`` runs N ccm
+processes behind an nginx of their own (least connections); with
+``--redis-url URL`` their configuration gets a Redis ``state`` (Redis itself
+is not started here), without it they share nothing. ``--profile FILE`` runs
+ccm under twistd's cProfile profiler; ``--ccm-source DIR`` runs the ccm of
+another checkout, to compare two versions in turn.
 """
 
 from __future__ import annotations
@@ -152,26 +160,31 @@ def tree_cpu_seconds(pid: int) -> float:
     return cpu_seconds(pid) + sum(tree_cpu_seconds(c) for c in children(pid))
 
 
-class RssSampler:
-    """Samples the RSS of a process tree in a thread; keeps the peak."""
+def group_rss_kb(pids: list[int]) -> int:
+    """The RSS of several process trees, added together (several ccm processes)."""
+    return sum(tree_rss_kb(pid) for pid in pids)
 
-    def __init__(self, pid: int, interval: float = 0.01) -> None:
-        self.pid = pid
+
+class RssSampler:
+    """Samples the RSS of process trees in a thread; keeps the peak."""
+
+    def __init__(self, pids: list[int], interval: float = 0.01) -> None:
+        self.pids = pids
         self.interval = interval
-        self.peak = self.start = tree_rss_kb(pid)
+        self.peak = self.start = group_rss_kb(pids)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, tree_rss_kb(self.pid))
+            self.peak = max(self.peak, group_rss_kb(self.pids))
 
     def stop(self) -> int:
         """Stop; return the peak growth in kB."""
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, tree_rss_kb(self.pid))
+        self.peak = max(self.peak, group_rss_kb(self.pids))
         return self.peak - self.start
 
 
@@ -207,6 +220,45 @@ http {{
 """
 
 
+BALANCER_CONF = """\
+daemon off;
+master_process on;
+worker_processes 1;
+pid {dir}/balancer.pid;
+error_log {dir}/balancer-error.log warn;
+events {{ worker_connections 8192; }}
+worker_rlimit_nofile 20000;
+http {{
+    access_log off;
+    client_body_temp_path {dir}/balancer_body;
+    proxy_temp_path {dir}/balancer_proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream ccm {{ least_conn; {servers} keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        client_max_body_size 0;
+        location / {{
+            proxy_pass http://ccm;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 600s;
+        }}
+    }}
+}}
+"""
+
+
+def balancer_conf(workdir: str, ports: list[int], port: int) -> str:
+    """nginx on ``port`` spreading requests over the ccm processes on ``ports`` (least connections)."""
+    servers = " ".join("server 127.0.0.1:{};".format(p) for p in ports)
+    return BALANCER_CONF.format(dir=workdir, servers=servers, port=port)
+
+
 def _die_with_parent() -> None:
     """
     In the child, before exec: get SIGTERM when the harness dies, so a
@@ -223,13 +275,26 @@ def _die_with_parent() -> None:
 class Stack:
     """The fake upstream, ccm and nginx, each on a free loopback port."""
 
-    def __init__(self, workdir: str, profile: Optional[str] = None, source: str = REPO_ROOT) -> None:
+    def __init__(
+        self,
+        workdir: str,
+        profile: Optional[str] = None,
+        source: str = REPO_ROOT,
+        processes: int = 1,
+        redis_url: Optional[str] = None,
+    ) -> None:
         self.dir = workdir
         self.profile = profile
         self.source = source
+        self.processes = processes
+        self.redis_url = redis_url
         self.procs: list[subprocess.Popen] = []
         self.ports: dict[str, int] = {}
-        self.pids: dict[str, int] = {}
+        #: The processes whose CPU and memory count for each path.
+        self.pids: dict[str, list[int]] = {}
+        #: The nginx in front of several ccm processes, if any.
+        self.balancer: Optional[int] = None
+        self.ccms: list[subprocess.Popen] = []
 
     def _spawn(self, name: str, argv: list[str], env: Optional[dict] = None) -> subprocess.Popen:
         log = open(os.path.join(self.dir, name + ".log"), "wb")
@@ -244,9 +309,8 @@ class Stack:
         up = free_port()
         proc = self._spawn("upstream", [sys.executable, os.path.join(BENCH_DIR, "fake_upstream.py"), str(up), ACCESS_TOKEN])
         wait_port(up, proc, "fake upstream")
-        self.ports["direct"], self.pids["direct"] = up, proc.pid
+        self.ports["direct"], self.pids["direct"] = up, [proc.pid]
 
-        port = free_port()
         creds = os.path.join(self.dir, "credentials.json")
         with open(creds, "w") as f:
             json.dump(
@@ -262,30 +326,18 @@ class Stack:
                 f,
             )
         os.chmod(creds, 0o600)
-        config = os.path.join(self.dir, "ccm.json")
-        upstream_url = "http://127.0.0.1:{}".format(up)
-        with open(config, "w") as f:
-            json.dump(
-                {
-                    "endpoint": "tcp:{}:interface=127.0.0.1:backlog=4096".format(port),
-                    "upstream_url": upstream_url,
-                    "oauth_token_url": upstream_url + "/v1/oauth/token",
-                    "credential_path": creds,
-                    "usages_path": os.path.join(self.dir, "usages.json"),
-                    "users": [{"name": "bench", "token": USER_TOKEN}],
-                },
-                f,
-            )
-        home = os.path.join(self.dir, "home")
-        os.makedirs(home, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ANTHROPIC_", "CLAUDE_")) and "proxy" not in k.lower()}
-        env.update(HOME=home, PYTHONPATH=self.source, PYTHONUNBUFFERED="1")
-        runner = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
-        profiling = ["--profile", self.profile, "--profiler", "cprofile", "--savestats"] if self.profile else []
-        proc = self._spawn("ccm", [sys.executable, "-c", runner, "-n", "--pidfile=", *profiling, "ccm", "--config", config], env)
-        wait_port(port, proc, "ccm (see {}/ccm.log)".format(self.dir))
-        self.ports["ccm"], self.pids["ccm"] = port, proc.pid
-        self.ccm = proc
+        ccm_ports = [self._start_ccm(i, up, creds) for i in range(self.processes)]
+        self.pids["ccm"] = [proc.pid for proc in self.ccms]
+        if self.processes == 1:
+            self.ports["ccm"] = ccm_ports[0]
+        else:
+            port = free_port()
+            conf = os.path.join(self.dir, "balancer.conf")
+            with open(conf, "w") as f:
+                f.write(balancer_conf(self.dir, ccm_ports, port))
+            proc = self._spawn("balancer", [nginx, "-c", conf, "-p", self.dir, "-e", os.path.join(self.dir, "balancer-error.log")])
+            wait_port(port, proc, "balancer nginx (see {}/balancer-error.log)".format(self.dir))
+            self.ports["ccm"], self.balancer = port, proc.pid
 
         port = free_port()
         conf = os.path.join(self.dir, "nginx.conf")
@@ -293,12 +345,43 @@ class Stack:
             f.write(NGINX_CONF.format(dir=self.dir, upstream=up, port=port))
         proc = self._spawn("nginx", [nginx, "-c", conf, "-p", self.dir, "-e", os.path.join(self.dir, "nginx-error.log")])
         wait_port(port, proc, "nginx (see {}/nginx-error.log)".format(self.dir))
-        self.ports["nginx"], self.pids["nginx"] = port, proc.pid
+        self.ports["nginx"], self.pids["nginx"] = port, [proc.pid]
+
+    def _start_ccm(self, index: int, up: int, creds: str) -> int:
+        """Start ccm process ``index`` (its own port and config); return its port."""
+        port = free_port()
+        name = "ccm" if self.processes == 1 else "ccm-{}".format(index)
+        config = os.path.join(self.dir, name + ".json")
+        upstream_url = "http://127.0.0.1:{}".format(up)
+        document: dict[str, Any] = {
+            "endpoint": "tcp:{}:interface=127.0.0.1:backlog=4096".format(port),
+            "upstream_url": upstream_url,
+            "oauth_token_url": upstream_url + "/v1/oauth/token",
+            "credential_path": creds,
+            # Without shared state each process keeps a usage file of its own.
+            "usages_path": os.path.join(self.dir, "usages.json" if self.redis_url else name + "-usages.json"),
+            "users": [{"name": "bench", "token": USER_TOKEN}],
+        }
+        if self.redis_url:
+            document["state"] = {"type": "redis", "url": self.redis_url, "key_prefix": "bench:"}
+        with open(config, "w") as f:
+            json.dump(document, f)
+        home = os.path.join(self.dir, "home")
+        os.makedirs(home, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ANTHROPIC_", "CLAUDE_")) and "proxy" not in k.lower()}
+        env.update(HOME=home, PYTHONPATH=self.source, PYTHONUNBUFFERED="1")
+        runner = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
+        profile = self.profile if self.processes == 1 else "{}.{}".format(self.profile, index)
+        profiling = ["--profile", profile, "--profiler", "cprofile", "--savestats"] if self.profile else []
+        proc = self._spawn(name, [sys.executable, "-c", runner, "-n", "--pidfile=", *profiling, "ccm", "--config", config], env)
+        wait_port(port, proc, "ccm (see {}/{}.log)".format(self.dir, name))
+        self.ccms.append(proc)
+        return port
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT if proc is getattr(self, "ccm", None) else signal.SIGTERM)
+                proc.send_signal(signal.SIGINT if proc in self.ccms else signal.SIGTERM)
         for proc in reversed(self.procs):
             try:
                 proc.wait(timeout=20)
@@ -426,10 +509,13 @@ async def latency(port: int, name: str, n: int, body: bytes) -> dict[str, float]
     return {"p50": pct(times, 50), "p99": pct(times, 99)}
 
 
-async def throughput(port: int, name: str, concurrency: int, seconds: float, body: bytes, pids: list[int]) -> dict[str, float]:
+async def throughput(
+    port: int, name: str, concurrency: int, seconds: float, body: bytes, pids: list[int], balancer: Optional[int] = None
+) -> dict[str, float]:
     """
     Requests per second at ``concurrency``, and the CPU time the processes
-    ``pids`` (with their children) spent per request meanwhile, in ms.
+    ``pids`` (with their children) spent per request meanwhile, in ms; that
+    of the ``balancer`` in front of them on its own.
     """
     done = 0
     deadline = 0.0
@@ -446,12 +532,16 @@ async def throughput(port: int, name: str, concurrency: int, seconds: float, bod
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     done = 0
     cpu = sum(tree_cpu_seconds(pid) for pid in pids)
+    front = tree_cpu_seconds(balancer) if balancer is not None else 0.0
     start = time.perf_counter()
     deadline = start + seconds
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
     cpu = sum(tree_cpu_seconds(pid) for pid in pids) - cpu
-    return {"rps": done / elapsed, "cpu_ms": cpu * 1000 / done if done else float("nan")}
+    result = {"rps": done / elapsed, "cpu_ms": cpu * 1000 / done if done else float("nan")}
+    if balancer is not None and done:
+        result["balancer_cpu_ms"] = (tree_cpu_seconds(balancer) - front) * 1000 / done
+    return result
 
 
 async def sse_stream(conn: Conn, query: str, on_event, first: Optional[asyncio.Event] = None) -> int:
@@ -519,9 +609,9 @@ async def event_delay(port: int, name: str, streams: int, rate: float, seconds: 
     }
 
 
-async def memory_per_stream(port: int, name: str, pid: int, streams: int) -> float:
+async def memory_per_stream(port: int, name: str, pids: list[int], streams: int) -> float:
     """Open N streams, wait until each got its first event, measure RSS."""
-    before = tree_rss_kb(pid)
+    before = group_rss_kb(pids)
     firsts = [asyncio.Event() for _ in range(streams)]
     conns = [Conn(port, name) for _ in range(streams)]
     query = "?stream=600&interval=1"
@@ -539,7 +629,7 @@ async def memory_per_stream(port: int, name: str, pid: int, streams: int) -> flo
             await asyncio.sleep(0.05)
     await asyncio.wait_for(asyncio.gather(*(f.wait() for f in firsts)), timeout=120)
     await asyncio.sleep(1.5)
-    after = tree_rss_kb(pid)
+    after = group_rss_kb(pids)
     for t in tasks:
         t.cancel()
     for c in conns:
@@ -549,10 +639,10 @@ async def memory_per_stream(port: int, name: str, pid: int, streams: int) -> flo
     return (after - before) / streams
 
 
-async def slow_client(port: int, name: str, pid: int, total: int, rate: int) -> float:
+async def slow_client(port: int, name: str, pids: list[int], total: int, rate: int) -> float:
     """Read a big stream at ``rate`` bytes/s; return the peak RSS growth in MB."""
     pad = 16 * 1024
-    sampler = RssSampler(pid, 0.1)
+    sampler = RssSampler(pids, 0.1)
     conn = Conn(port, name)
     resp = await conn.send(request_body(2000, True), "?stream={}&interval=0&pad={}".format(total // pad, pad))
     got = 0
@@ -569,8 +659,8 @@ async def slow_client(port: int, name: str, pid: int, total: int, rate: int) -> 
     return growth / 1024.0
 
 
-async def big_request(port: int, name: str, pid: int, body: bytes, repeats: int) -> dict[str, float]:
-    sampler = RssSampler(pid)
+async def big_request(port: int, name: str, pids: list[int], body: bytes, repeats: int) -> dict[str, float]:
+    sampler = RssSampler(pids)
     times = []
     for _ in range(repeats):
         conn = Conn(port, name)
@@ -609,7 +699,18 @@ def fmt(v: float, digits: int = 2) -> str:
     return "{:.{}f}".format(v, digits)
 
 
-def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool) -> str:
+def ccm_setup(processes: int, redis_url: Optional[str]) -> str:
+    """How the ccm path is set up, for the report."""
+    if processes == 1:
+        return "ccm: one process" + (" with Redis state" if redis_url else "") + "."
+    shared = "sharing Redis state" if redis_url else "sharing nothing (no Redis: sessions, windows and usage are per process)"
+    return (
+        "ccm: {} processes behind nginx (least_conn, keep-alive), {}; ccm's CPU per request is the sum over "
+        "the processes, the balancer's is not in it.".format(processes, shared)
+    )
+
+
+def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool, setup: str = "ccm: one process.") -> str:
     d, n, c = r["direct"], r["nginx"], r["ccm"]
 
     def added(path: dict, key: str, sub: str) -> float:
@@ -669,6 +770,8 @@ def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool) -> str:
         "CPU per request: user plus system CPU time of the process (nginx: master and worker) during the "
         "throughput workload, divided by the requests it served; on the direct row, the fake upstream's."
     )
+    lines.append("")
+    lines.append(setup + ("" if "balancer_cpu" not in c else " The balancer used {} ms per request.".format(fmt(c["balancer_cpu"], 3))))
     lines.append("")
     body_mb = sizes.big_body / (1024 * 1024)
     checks = [
@@ -736,21 +839,24 @@ async def measure(
 
     for name in paths:
         port = stack.ports[name]
-        pid = stack.pids[name]
+        pids = stack.pids[name]
         res = results[name]
         if only is None or "latency" in only:
             say("{}: latency".format(name))
             res["latency"] = await latency(port, name, sizes.latency_requests, body85)
         if only is None or "throughput" in only:
             say("{}: throughput".format(name))
-            measured = await throughput(port, name, sizes.throughput_concurrency, sizes.throughput_seconds, body85, [pid])
+            balancer = stack.balancer if name == "ccm" else None
+            measured = await throughput(port, name, sizes.throughput_concurrency, sizes.throughput_seconds, body85, pids, balancer)
             res["throughput"], res["cpu"] = measured["rps"], measured["cpu_ms"]
+            if "balancer_cpu_ms" in measured:
+                res["balancer_cpu"] = measured["balancer_cpu_ms"]
         if only is None or "events" in only:
             say("{}: event delay".format(name))
             res["events"] = await event_delay(port, name, sizes.sse_streams, sizes.sse_rate, sizes.sse_seconds, sizes.sse_ramp)
         if only is None or "memory" in only:
             say("{}: memory per stream".format(name))
-            res["memory"] = 0.0 if name == "direct" else await memory_per_stream(port, name, pid, sizes.memory_streams)
+            res["memory"] = 0.0 if name == "direct" else await memory_per_stream(port, name, pids, sizes.memory_streams)
     if only is None or "slow" in only:
         say("nginx and ccm: slow client (concurrently)")
         results.setdefault("direct", {})["slow"] = 0.0
@@ -789,17 +895,38 @@ def main(argv: Optional[list[str]] = None) -> int:
         default=REPO_ROOT,
         help="run the ccm found in DIR (another checkout, to compare two versions in turn); default: this one",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N ccm processes, one port each, behind an nginx balancing them (least_conn); they share nothing without --redis-url",
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help='add "state": {"type": "redis", "url": URL, "key_prefix": "bench:"} to the ccm configuration (Redis is not started here)',
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     args = parser.parse_args(argv)
     nginx = find_nginx()
     if nginx is None:
         print("bench: nginx not found; on Debian: apt-get install nginx-light", file=sys.stderr)
         return 2
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
     if args.path and not args.only:
         parser.error("--path needs --only (the table has every path)")
     sizes = SMOKE if args.smoke else FULL
+    print("bench:", ccm_setup(args.processes, args.redis_url), file=sys.stderr, flush=True)
     workdir = tempfile.mkdtemp(prefix="ccm-bench-")
-    stack = Stack(workdir, os.path.abspath(args.profile) if args.profile else None, os.path.abspath(args.ccm_source))
+    stack = Stack(
+        workdir,
+        os.path.abspath(args.profile) if args.profile else None,
+        os.path.abspath(args.ccm_source),
+        args.processes,
+        args.redis_url,
+    )
     try:
         stack.start(nginx)
         results = asyncio.run(measure(stack, sizes, args.only, tuple(args.path or PATHS)))
@@ -812,7 +939,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.only:
         print(json.dumps(results, indent=1))
         return 0
-    table = render(results, sizes, args.smoke)
+    table = render(results, sizes, args.smoke, ccm_setup(args.processes, args.redis_url))
     print(table)
     if args.out:
         write_out(args.out, table)
