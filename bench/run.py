@@ -361,6 +361,9 @@ class Stack:
             # Without shared state each process keeps a usage file of its own.
             "usages_path": os.path.join(self.dir, "usages.json" if self.redis_url else name + "-usages.json"),
             "users": [{"name": "bench", "token": USER_TOKEN}],
+            # The memory workload opens 1,000 streams from one address.
+            "max_connections": 4096,
+            "max_connections_per_address": 4096,
         }
         if self.redis_url:
             document["state"] = {"type": "redis", "url": self.redis_url, "key_prefix": "bench:"}
