@@ -15,6 +15,14 @@ asyncio load generator then runs each workload against the three paths
 
 ``--smoke`` uses tiny sizes so the harness can run in CI; its figures mean
 nothing. No figure is ever checked here: this is a measurement, not a test.
+
+The throughput workload also reports each path's CPU per request (user plus
+system time from ``/proc/<pid>/stat``). ``--processes N`` runs N ccm
+processes behind an nginx of their own (least connections); with
+``--redis-url URL`` their configuration gets a Redis ``state`` (Redis itself
+is not started here), without it they share nothing. ``--profile FILE`` runs
+ccm under twistd's cProfile profiler; ``--ccm-source DIR`` runs the ccm of
+another checkout, to compare two versions in turn.
 """
 
 from __future__ import annotations
@@ -135,26 +143,48 @@ def tree_rss_kb(pid: int) -> int:
     return rss_kb(pid) + sum(tree_rss_kb(c) for c in children(pid))
 
 
-class RssSampler:
-    """Samples the RSS of a process tree in a thread; keeps the peak."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process, all its threads (``/proc/<pid>/stat``)."""
+    try:
+        with open("/proc/{}/stat".format(pid)) as f:
+            # The command name is in parentheses and may hold spaces.
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, pid: int, interval: float = 0.01) -> None:
-        self.pid = pid
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live children (nginx's master and workers)."""
+    return cpu_seconds(pid) + sum(tree_cpu_seconds(c) for c in children(pid))
+
+
+def group_rss_kb(pids: list[int]) -> int:
+    """The RSS of several process trees, added together (several ccm processes)."""
+    return sum(tree_rss_kb(pid) for pid in pids)
+
+
+class RssSampler:
+    """Samples the RSS of process trees in a thread; keeps the peak."""
+
+    def __init__(self, pids: list[int], interval: float = 0.01) -> None:
+        self.pids = pids
         self.interval = interval
-        self.peak = self.start = tree_rss_kb(pid)
+        self.peak = self.start = group_rss_kb(pids)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, tree_rss_kb(self.pid))
+            self.peak = max(self.peak, group_rss_kb(self.pids))
 
     def stop(self) -> int:
         """Stop; return the peak growth in kB."""
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, tree_rss_kb(self.pid))
+        self.peak = max(self.peak, group_rss_kb(self.pids))
         return self.peak - self.start
 
 
@@ -190,6 +220,45 @@ http {{
 """
 
 
+BALANCER_CONF = """\
+daemon off;
+master_process on;
+worker_processes 1;
+pid {dir}/balancer.pid;
+error_log {dir}/balancer-error.log warn;
+events {{ worker_connections 8192; }}
+worker_rlimit_nofile 20000;
+http {{
+    access_log off;
+    client_body_temp_path {dir}/balancer_body;
+    proxy_temp_path {dir}/balancer_proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream ccm {{ least_conn; {servers} keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        client_max_body_size 0;
+        location / {{
+            proxy_pass http://ccm;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 600s;
+        }}
+    }}
+}}
+"""
+
+
+def balancer_conf(workdir: str, ports: list[int], port: int) -> str:
+    """nginx on ``port`` spreading requests over the ccm processes on ``ports`` (least connections)."""
+    servers = " ".join("server 127.0.0.1:{};".format(p) for p in ports)
+    return BALANCER_CONF.format(dir=workdir, servers=servers, port=port)
+
+
 def _die_with_parent() -> None:
     """
     In the child, before exec: get SIGTERM when the harness dies, so a
@@ -206,11 +275,26 @@ def _die_with_parent() -> None:
 class Stack:
     """The fake upstream, ccm and nginx, each on a free loopback port."""
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(
+        self,
+        workdir: str,
+        profile: Optional[str] = None,
+        source: str = REPO_ROOT,
+        processes: int = 1,
+        redis_url: Optional[str] = None,
+    ) -> None:
         self.dir = workdir
+        self.profile = profile
+        self.source = source
+        self.processes = processes
+        self.redis_url = redis_url
         self.procs: list[subprocess.Popen] = []
         self.ports: dict[str, int] = {}
-        self.pids: dict[str, int] = {}
+        #: The processes whose CPU and memory count for each path.
+        self.pids: dict[str, list[int]] = {}
+        #: The nginx in front of several ccm processes, if any.
+        self.balancer: Optional[int] = None
+        self.ccms: list[subprocess.Popen] = []
 
     def _spawn(self, name: str, argv: list[str], env: Optional[dict] = None) -> subprocess.Popen:
         log = open(os.path.join(self.dir, name + ".log"), "wb")
@@ -225,9 +309,8 @@ class Stack:
         up = free_port()
         proc = self._spawn("upstream", [sys.executable, os.path.join(BENCH_DIR, "fake_upstream.py"), str(up), ACCESS_TOKEN])
         wait_port(up, proc, "fake upstream")
-        self.ports["direct"], self.pids["direct"] = up, proc.pid
+        self.ports["direct"], self.pids["direct"] = up, [proc.pid]
 
-        port = free_port()
         creds = os.path.join(self.dir, "credentials.json")
         with open(creds, "w") as f:
             json.dump(
@@ -243,29 +326,18 @@ class Stack:
                 f,
             )
         os.chmod(creds, 0o600)
-        config = os.path.join(self.dir, "ccm.json")
-        upstream_url = "http://127.0.0.1:{}".format(up)
-        with open(config, "w") as f:
-            json.dump(
-                {
-                    "endpoint": "tcp:{}:interface=127.0.0.1:backlog=4096".format(port),
-                    "upstream_url": upstream_url,
-                    "oauth_token_url": upstream_url + "/v1/oauth/token",
-                    "credential_path": creds,
-                    "usages_path": os.path.join(self.dir, "usages.json"),
-                    "users": [{"name": "bench", "token": USER_TOKEN}],
-                },
-                f,
-            )
-        home = os.path.join(self.dir, "home")
-        os.makedirs(home, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ANTHROPIC_", "CLAUDE_")) and "proxy" not in k.lower()}
-        env.update(HOME=home, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED="1")
-        runner = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
-        proc = self._spawn("ccm", [sys.executable, "-c", runner, "-n", "--pidfile=", "ccm", "--config", config], env)
-        wait_port(port, proc, "ccm (see {}/ccm.log)".format(self.dir))
-        self.ports["ccm"], self.pids["ccm"] = port, proc.pid
-        self.ccm = proc
+        ccm_ports = [self._start_ccm(i, up, creds) for i in range(self.processes)]
+        self.pids["ccm"] = [proc.pid for proc in self.ccms]
+        if self.processes == 1:
+            self.ports["ccm"] = ccm_ports[0]
+        else:
+            port = free_port()
+            conf = os.path.join(self.dir, "balancer.conf")
+            with open(conf, "w") as f:
+                f.write(balancer_conf(self.dir, ccm_ports, port))
+            proc = self._spawn("balancer", [nginx, "-c", conf, "-p", self.dir, "-e", os.path.join(self.dir, "balancer-error.log")])
+            wait_port(port, proc, "balancer nginx (see {}/balancer-error.log)".format(self.dir))
+            self.ports["ccm"], self.balancer = port, proc.pid
 
         port = free_port()
         conf = os.path.join(self.dir, "nginx.conf")
@@ -273,12 +345,46 @@ class Stack:
             f.write(NGINX_CONF.format(dir=self.dir, upstream=up, port=port))
         proc = self._spawn("nginx", [nginx, "-c", conf, "-p", self.dir, "-e", os.path.join(self.dir, "nginx-error.log")])
         wait_port(port, proc, "nginx (see {}/nginx-error.log)".format(self.dir))
-        self.ports["nginx"], self.pids["nginx"] = port, proc.pid
+        self.ports["nginx"], self.pids["nginx"] = port, [proc.pid]
+
+    def _start_ccm(self, index: int, up: int, creds: str) -> int:
+        """Start ccm process ``index`` (its own port and config); return its port."""
+        port = free_port()
+        name = "ccm" if self.processes == 1 else "ccm-{}".format(index)
+        config = os.path.join(self.dir, name + ".json")
+        upstream_url = "http://127.0.0.1:{}".format(up)
+        document: dict[str, Any] = {
+            "endpoint": "tcp:{}:interface=127.0.0.1:backlog=4096".format(port),
+            "upstream_url": upstream_url,
+            "oauth_token_url": upstream_url + "/v1/oauth/token",
+            "credential_path": creds,
+            # Without shared state each process keeps a usage file of its own.
+            "usages_path": os.path.join(self.dir, "usages.json" if self.redis_url else name + "-usages.json"),
+            "users": [{"name": "bench", "token": USER_TOKEN}],
+            # The memory workload opens 1,000 streams from one address.
+            "max_connections": 4096,
+            "max_connections_per_address": 4096,
+        }
+        if self.redis_url:
+            document["state"] = {"type": "redis", "url": self.redis_url, "key_prefix": "bench:"}
+        with open(config, "w") as f:
+            json.dump(document, f)
+        home = os.path.join(self.dir, "home")
+        os.makedirs(home, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ANTHROPIC_", "CLAUDE_")) and "proxy" not in k.lower()}
+        env.update(HOME=home, PYTHONPATH=self.source, PYTHONUNBUFFERED="1")
+        runner = "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"
+        profile = self.profile if self.processes == 1 else "{}.{}".format(self.profile, index)
+        profiling = ["--profile", profile, "--profiler", "cprofile", "--savestats"] if self.profile else []
+        proc = self._spawn(name, [sys.executable, "-c", runner, "-n", "--pidfile=", *profiling, "ccm", "--config", config], env)
+        wait_port(port, proc, "ccm (see {}/{}.log)".format(self.dir, name))
+        self.ccms.append(proc)
+        return port
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT if proc is getattr(self, "ccm", None) else signal.SIGTERM)
+                proc.send_signal(signal.SIGINT if proc in self.ccms else signal.SIGTERM)
         for proc in reversed(self.procs):
             try:
                 proc.wait(timeout=20)
@@ -406,7 +512,14 @@ async def latency(port: int, name: str, n: int, body: bytes) -> dict[str, float]
     return {"p50": pct(times, 50), "p99": pct(times, 99)}
 
 
-async def throughput(port: int, name: str, concurrency: int, seconds: float, body: bytes) -> float:
+async def throughput(
+    port: int, name: str, concurrency: int, seconds: float, body: bytes, pids: list[int], balancer: Optional[int] = None
+) -> dict[str, float]:
+    """
+    Requests per second at ``concurrency``, and the CPU time the processes
+    ``pids`` (with their children) spent per request meanwhile, in ms; that
+    of the ``balancer`` in front of them on its own.
+    """
     done = 0
     deadline = 0.0
 
@@ -421,10 +534,17 @@ async def throughput(port: int, name: str, concurrency: int, seconds: float, bod
     deadline = time.perf_counter() + min(1.0, seconds)  # warm-up
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     done = 0
+    cpu = sum(tree_cpu_seconds(pid) for pid in pids)
+    front = tree_cpu_seconds(balancer) if balancer is not None else 0.0
     start = time.perf_counter()
     deadline = start + seconds
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    cpu = sum(tree_cpu_seconds(pid) for pid in pids) - cpu
+    result = {"rps": done / elapsed, "cpu_ms": cpu * 1000 / done if done else float("nan")}
+    if balancer is not None and done:
+        result["balancer_cpu_ms"] = (tree_cpu_seconds(balancer) - front) * 1000 / done
+    return result
 
 
 async def sse_stream(conn: Conn, query: str, on_event, first: Optional[asyncio.Event] = None) -> int:
@@ -492,9 +612,9 @@ async def event_delay(port: int, name: str, streams: int, rate: float, seconds: 
     }
 
 
-async def memory_per_stream(port: int, name: str, pid: int, streams: int) -> float:
+async def memory_per_stream(port: int, name: str, pids: list[int], streams: int) -> float:
     """Open N streams, wait until each got its first event, measure RSS."""
-    before = tree_rss_kb(pid)
+    before = group_rss_kb(pids)
     firsts = [asyncio.Event() for _ in range(streams)]
     conns = [Conn(port, name) for _ in range(streams)]
     query = "?stream=600&interval=1"
@@ -512,7 +632,7 @@ async def memory_per_stream(port: int, name: str, pid: int, streams: int) -> flo
             await asyncio.sleep(0.05)
     await asyncio.wait_for(asyncio.gather(*(f.wait() for f in firsts)), timeout=120)
     await asyncio.sleep(1.5)
-    after = tree_rss_kb(pid)
+    after = group_rss_kb(pids)
     for t in tasks:
         t.cancel()
     for c in conns:
@@ -522,10 +642,10 @@ async def memory_per_stream(port: int, name: str, pid: int, streams: int) -> flo
     return (after - before) / streams
 
 
-async def slow_client(port: int, name: str, pid: int, total: int, rate: int) -> float:
+async def slow_client(port: int, name: str, pids: list[int], total: int, rate: int) -> float:
     """Read a big stream at ``rate`` bytes/s; return the peak RSS growth in MB."""
     pad = 16 * 1024
-    sampler = RssSampler(pid, 0.1)
+    sampler = RssSampler(pids, 0.1)
     conn = Conn(port, name)
     resp = await conn.send(request_body(2000, True), "?stream={}&interval=0&pad={}".format(total // pad, pad))
     got = 0
@@ -542,8 +662,8 @@ async def slow_client(port: int, name: str, pid: int, total: int, rate: int) -> 
     return growth / 1024.0
 
 
-async def big_request(port: int, name: str, pid: int, body: bytes, repeats: int) -> dict[str, float]:
-    sampler = RssSampler(pid)
+async def big_request(port: int, name: str, pids: list[int], body: bytes, repeats: int) -> dict[str, float]:
+    sampler = RssSampler(pids)
     times = []
     for _ in range(repeats):
         conn = Conn(port, name)
@@ -582,7 +702,18 @@ def fmt(v: float, digits: int = 2) -> str:
     return "{:.{}f}".format(v, digits)
 
 
-def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool) -> str:
+def ccm_setup(processes: int, redis_url: Optional[str]) -> str:
+    """How the ccm path is set up, for the report."""
+    if processes == 1:
+        return "ccm: one process" + (" with Redis state" if redis_url else "") + "."
+    shared = "sharing Redis state" if redis_url else "sharing nothing (no Redis: sessions, windows and usage are per process)"
+    return (
+        "ccm: {} processes behind nginx (least_conn, keep-alive), {}; ccm's CPU per request is the sum over "
+        "the processes, the balancer's is not in it.".format(processes, shared)
+    )
+
+
+def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool, setup: str = "ccm: one process.") -> str:
     d, n, c = r["direct"], r["nginx"], r["ccm"]
 
     def added(path: dict, key: str, sub: str) -> float:
@@ -613,21 +744,22 @@ def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool) -> str:
     )
     lines.append("")
     lines.append(
-        "| path | latency p50 ms | latency p99 ms | throughput req/s | event delay p50 ms | event delay p99 ms "
+        "| path | latency p50 ms | latency p99 ms | throughput req/s | CPU per request ms | event delay p50 ms | event delay p99 ms "
         "| RSS per stream KB | slow client RSS growth MB | big request ms | big request RSS growth MB |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in PATHS:
         p = r[name]
         mem = "—" if name == "direct" else fmt(p["memory"], 1)
         slow = "—" if name == "direct" else fmt(p["slow"], 1)
         bigrss = "—" if name == "direct" else fmt(p["big"]["rss_mb"], 1)
         lines.append(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
                 name,
                 fmt(p["latency"]["p50"]),
                 fmt(p["latency"]["p99"]),
                 fmt(p["throughput"], 0),
+                fmt(p["cpu"], 3),
                 fmt(p["events"]["p50"]),
                 fmt(p["events"]["p99"]),
                 mem,
@@ -637,11 +769,19 @@ def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool) -> str:
             )
         )
     lines.append("")
+    lines.append(
+        "CPU per request: user plus system CPU time of the process (nginx: master and worker) during the "
+        "throughput workload, divided by the requests it served; on the direct row, the fake upstream's."
+    )
+    lines.append("")
+    lines.append(setup + ("" if "balancer_cpu" not in c else " The balancer used {} ms per request.".format(fmt(c["balancer_cpu"], 3))))
+    lines.append("")
     body_mb = sizes.big_body / (1024 * 1024)
     checks = [
         ("added latency p50", "≤ 1 ms", added(c, "latency", "p50"), added(n, "latency", "p50"), 1.0, "ms"),
         ("added latency p99", "≤ 3 ms", added(c, "latency", "p99"), added(n, "latency", "p99"), 3.0, "ms"),
         ("throughput", "≥ 1000 req/s", c["throughput"], n["throughput"], None, "req/s"),
+        ("CPU per request (throughput workload)", "≤ 0.5 ms", c["cpu"], n["cpu"], 0.5, "ms"),
         ("added event delay p50", "≤ 1 ms", added(c, "events", "p50"), added(n, "events", "p50"), 1.0, "ms"),
         ("added event delay p99", "≤ 10 ms", added(c, "events", "p99"), added(n, "events", "p99"), 10.0, "ms"),
         ("RSS per stream", "≤ 64 KB", c["memory"], n["memory"], 64.0, "KB"),
@@ -690,41 +830,47 @@ def find_nginx() -> Optional[str]:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
-async def measure(stack: Stack, sizes: Sizes, only: Optional[str]) -> dict[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {name: {} for name in PATHS}
+async def measure(
+    stack: Stack, sizes: Sizes, only: Optional[list[str]], paths: tuple[str, ...] = PATHS
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {name: {} for name in paths}
     body85 = request_body(85 * 1024)
     big = request_body(sizes.big_body)
 
     def say(msg: str) -> None:
         print("bench:", msg, file=sys.stderr, flush=True)
 
-    for name in PATHS:
+    for name in paths:
         port = stack.ports[name]
-        pid = stack.pids[name]
+        pids = stack.pids[name]
         res = results[name]
-        if only in (None, "latency"):
+        if only is None or "latency" in only:
             say("{}: latency".format(name))
             res["latency"] = await latency(port, name, sizes.latency_requests, body85)
-        if only in (None, "throughput"):
+        if only is None or "throughput" in only:
             say("{}: throughput".format(name))
-            res["throughput"] = await throughput(port, name, sizes.throughput_concurrency, sizes.throughput_seconds, body85)
-        if only in (None, "events"):
+            balancer = stack.balancer if name == "ccm" else None
+            measured = await throughput(port, name, sizes.throughput_concurrency, sizes.throughput_seconds, body85, pids, balancer)
+            res["throughput"], res["cpu"] = measured["rps"], measured["cpu_ms"]
+            if "balancer_cpu_ms" in measured:
+                res["balancer_cpu"] = measured["balancer_cpu_ms"]
+        if only is None or "events" in only:
             say("{}: event delay".format(name))
             res["events"] = await event_delay(port, name, sizes.sse_streams, sizes.sse_rate, sizes.sse_seconds, sizes.sse_ramp)
-        if only in (None, "memory"):
+        if only is None or "memory" in only:
             say("{}: memory per stream".format(name))
-            res["memory"] = 0.0 if name == "direct" else await memory_per_stream(port, name, pid, sizes.memory_streams)
-    if only in (None, "slow"):
+            res["memory"] = 0.0 if name == "direct" else await memory_per_stream(port, name, pids, sizes.memory_streams)
+    if only is None or "slow" in only:
         say("nginx and ccm: slow client (concurrently)")
-        results["direct"]["slow"] = 0.0
+        results.setdefault("direct", {})["slow"] = 0.0
         slow = await asyncio.gather(
             *(slow_client(stack.ports[n], n, stack.pids[n], sizes.slow_bytes, sizes.slow_rate) for n in ("nginx", "ccm"))
         )
-        results["nginx"]["slow"], results["ccm"]["slow"] = slow
+        results.setdefault("nginx", {})["slow"], results.setdefault("ccm", {})["slow"] = slow
     # Last: memory a big body leaves behind in the allocator would hide the
     # growth of the workloads above.
-    if only in (None, "big"):
-        for name in PATHS:
+    if only is None or "big" in only:
+        for name in paths:
             say("{}: big request".format(name))
             results[name]["big"] = await big_request(stack.ports[name], name, stack.pids[name], big, sizes.big_repeats)
     return results
@@ -734,19 +880,59 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; checks the harness works, figures meaningless")
     parser.add_argument("--out", help="write the table into this markdown file, between {} and {}".format(BEGIN_MARK, END_MARK))
-    parser.add_argument("--only", choices=["latency", "throughput", "events", "memory", "big", "slow"], help="run one workload (no table)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["latency", "throughput", "events", "memory", "big", "slow"],
+        help="run this workload only (may be repeated); prints JSON, no table",
+    )
+    parser.add_argument("--path", action="append", choices=PATHS, help="with --only: measure this path only (may be repeated)")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run ccm under twistd's cProfile profiler, writing its stats to FILE when ccm stops",
+    )
+    parser.add_argument(
+        "--ccm-source",
+        metavar="DIR",
+        default=REPO_ROOT,
+        help="run the ccm found in DIR (another checkout, to compare two versions in turn); default: this one",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N ccm processes, one port each, behind an nginx balancing them (least_conn); they share nothing without --redis-url",
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help='add "state": {"type": "redis", "url": URL, "key_prefix": "bench:"} to the ccm configuration (Redis is not started here)',
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     args = parser.parse_args(argv)
     nginx = find_nginx()
     if nginx is None:
         print("bench: nginx not found; on Debian: apt-get install nginx-light", file=sys.stderr)
         return 2
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if args.path and not args.only:
+        parser.error("--path needs --only (the table has every path)")
     sizes = SMOKE if args.smoke else FULL
+    print("bench:", ccm_setup(args.processes, args.redis_url), file=sys.stderr, flush=True)
     workdir = tempfile.mkdtemp(prefix="ccm-bench-")
-    stack = Stack(workdir)
+    stack = Stack(
+        workdir,
+        os.path.abspath(args.profile) if args.profile else None,
+        os.path.abspath(args.ccm_source),
+        args.processes,
+        args.redis_url,
+    )
     try:
         stack.start(nginx)
-        results = asyncio.run(measure(stack, sizes, args.only))
+        results = asyncio.run(measure(stack, sizes, args.only, tuple(args.path or PATHS)))
     finally:
         stack.stop()
         if args.keep:
@@ -756,7 +942,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.only:
         print(json.dumps(results, indent=1))
         return 0
-    table = render(results, sizes, args.smoke)
+    table = render(results, sizes, args.smoke, ccm_setup(args.processes, args.redis_url))
     print(table)
     if args.out:
         write_out(args.out, table)

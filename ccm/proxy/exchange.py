@@ -41,6 +41,7 @@ from ccm.proxy.observer import MOVED_AFTER_429, MOVED_AFTER_REJECTION, ExchangeE
 from ccm.proxy.rejections import INSPECTED_STATUSES, AnswerCheck, Step, broken_answer
 from ccm.proxy.relay import Discard, Relay, request_data
 from ccm.units import format_duration
+from ccm.upstream.client import forward
 from ccm.web.auth import Caller
 from ccm.web.errors import INTERNAL_ERROR, APIError, answer_bug, send_error
 from ccm.web.paths import forwarded_target
@@ -180,14 +181,13 @@ class Exchange:
         )
         # request.path is normalized (see ccm.web.tree.Root); the client's
         # request target is never sent as it is.
-        url = context.upstream_url + forwarded_target(request.path, request.uri).decode("ascii")
-        upstream = self._route.http_client.request(
-            request.method.decode("ascii"),
-            url,
-            headers=headers,
-            data=request_data(self._body, request.method, self._context.cooperator),
-            unbuffered=True,
-            allow_redirects=False,
+        upstream = forward(
+            self._route.http_client,
+            request.method,
+            context.upstream_url,
+            forwarded_target(request.path, request.uri),
+            headers,
+            request_data(self._body, request.method, self._context.cooperator),
         )
         upstream.addTimeout(
             context.timeouts.response_headers, context.clock, onTimeoutCancel=headers_timed_out

@@ -10,22 +10,27 @@ subscriptions), and request bodies handed to the connection in one piece.
 from __future__ import annotations
 
 from http.cookiejar import Cookie, DefaultCookiePolicy
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IConsumer, IReactorTime
+from hyperlink import EncodedURL
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
+    ContentDecoderAgent,
+    GzipDecoder,
     HTTPConnectionPool,
     _HTTP11ClientFactory,
 )
-from twisted.web.iweb import IBodyProducer
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
 from zope.interface import implementer
 
 from ccm.config.model import Detour
+from ccm.upstream.endpoints import CachedEndpoints, DirectEndpointFactory
 from ccm.upstream.tunnel import CONNECT_TIMEOUT_SECONDS, DetourEndpointFactory
 
 # Idle upstream connections kept for reuse.  Under 64 concurrent requests a
@@ -86,6 +91,88 @@ class NoCookies(IndexableCookieJar):
         """
 
 
+class UpstreamClient(HTTPClient):
+    """
+    treq's client, with a shorter way for the requests the proxy forwards
+    (:obj:`forward`).
+
+    treq parses and re-serializes every URL with hyperlink (IDNA encoding
+    of the host included) and wraps the agent in four others per request;
+    for the proxy's requests, whose URL is already in the form treq would
+    give it, that was a fifth of ccm's CPU per request in the benchmark.
+    """
+
+    def __init__(self, agent: IAgent) -> None:
+        super().__init__(agent, cookiejar=NoCookies(), data_to_body_producer=body_producer)
+        # The only one of treq's agents that changes a forwarded request:
+        # the cookie jar keeps nothing, redirects are not followed.
+        self._decoding = ContentDecoderAgent(agent, [(b"gzip", GzipDecoder)])
+        self._bases: dict[str, bool] = {}
+
+    def forwards_as_is(self, base: str) -> bool:
+        """
+        Whether treq sends URLs starting with ``base`` (the upstream's base
+        URL, without a trailing slash) unchanged, so they may skip its URL
+        handling.
+        """
+        known = self._bases.get(base)
+        if known is None:
+            try:
+                known = EncodedURL.from_text(base + "/").to_uri().to_text() == base + "/"
+            except ValueError:
+                known = False
+            if len(self._bases) < 16:
+                self._bases[base] = known
+        return known
+
+    def forward(
+        self, method: bytes, url: bytes, headers: Headers, data: bytes | IBodyProducer | None
+    ) -> Deferred[IResponse]:
+        """
+        What ``request(method, url, headers=headers, data=data,
+        unbuffered=True, allow_redirects=False)`` sends, for a URL treq
+        would not change.
+        """
+        producer = self._data_to_body_producer(data) if data else None
+        sent: Deferred[IResponse] = self._decoding.request(method.upper(), url, headers, producer)
+        return sent
+
+
+def forward(
+    client: HTTPClient,
+    method: bytes,
+    base: str,
+    target: bytes,
+    headers: Headers,
+    data: bytes | IBodyProducer | None,
+) -> Deferred[Any]:
+    """
+    Send a forwarded request, unbuffered and without following redirects,
+    through :obj:`UpstreamClient.forward` when ``client`` is one and treq
+    would send the URL unchanged, else through treq (as tests' ``StubTreq``).
+
+    :param base: the upstream's base URL, without a trailing slash.
+    :param target: the ASCII request target, in origin form, as
+        :obj:`ccm.web.paths.forwarded_target` builds it (only bytes a URL
+        holds as they are).
+    """
+    # hyperlink drops the "?" of an empty query: such a target goes through treq.
+    if (
+        isinstance(client, UpstreamClient)
+        and not target.endswith(b"?")
+        and client.forwards_as_is(base)
+    ):
+        return client.forward(method, base.encode("ascii") + target, headers, data)
+    return client.request(
+        method.decode("ascii"),
+        base + target.decode("ascii"),
+        headers=headers,
+        data=data,
+        unbuffered=True,
+        allow_redirects=False,
+    )
+
+
 class _QuietClientFactory(_HTTP11ClientFactory):
     """
     The pool's connection factory, without a log line per connection.
@@ -112,22 +199,18 @@ def make_http_client(
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = MAX_IDLE_CONNECTIONS
     pool._factory = _QuietClientFactory
-    agent: Agent
     proxy = proxy_detour(detour)
+    endpoints: IAgentEndpointFactory
     if proxy is None:
-        agent = Agent(
-            reactor,
-            BrowserLikePolicyForHTTPS(),
-            connectTimeout=CONNECT_TIMEOUT_SECONDS,
-            pool=pool,
+        endpoints = DirectEndpointFactory(
+            reactor, BrowserLikePolicyForHTTPS(), CONNECT_TIMEOUT_SECONDS
         )
     else:
         endpoints = DetourEndpointFactory(
             reactor, proxy, BrowserLikePolicyForHTTPS(), CONNECT_TIMEOUT_SECONDS
         )
-        agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
-    client = HTTPClient(agent, cookiejar=NoCookies(), data_to_body_producer=body_producer)
-    return client, pool
+    agent = Agent.usingEndpointFactory(reactor, CachedEndpoints(endpoints), pool=pool)
+    return UpstreamClient(agent), pool
 
 
 #: Builds the HTTP client and connection pool of a proxy detour.

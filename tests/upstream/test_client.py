@@ -25,6 +25,7 @@ from ccm.upstream.client import (
     CONNECT_TIMEOUT_SECONDS,
     BytesProducer,
     NoCookies,
+    UpstreamClient,
     body_producer,
     clients_per_detour,
     make_http_client,
@@ -234,6 +235,7 @@ class MakeHTTPClientTests(SynchronousTestCase):
         """
         reactor = MemoryReactorClock()
         client, pool = make_http_client(reactor)
+        self.assertIsInstance(client, UpstreamClient)
         self.assertIsInstance(client._cookiejar, NoCookies)
         self.assertEqual(pool.maxPersistentPerHost, 64)
         self.assertTrue(pool.persistent)
