@@ -282,8 +282,11 @@ class Stack:
         source: str = REPO_ROOT,
         processes: int = 1,
         redis_url: Optional[str] = None,
+        redis_port: Optional[int] = None,
     ) -> None:
         self.dir = workdir
+        #: The redis-server this run starts (--redis), if any.
+        self.redis_port = redis_port
         self.profile = profile
         self.source = source
         self.processes = processes
@@ -306,6 +309,15 @@ class Stack:
         return proc
 
     def start(self, nginx: str) -> None:
+        if self.redis_port is not None:
+            server = shutil.which("redis-server")
+            if server is None:
+                raise RuntimeError("--redis: redis-server not found; on Debian: apt-get install redis-server")
+            proc = self._spawn(
+                "redis",
+                [server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir],
+            )
+            wait_port(self.redis_port, proc, "redis-server (see {}/redis.log)".format(self.dir))
         up = free_port()
         proc = self._spawn("upstream", [sys.executable, os.path.join(BENCH_DIR, "fake_upstream.py"), str(up), ACCESS_TOKEN])
         wait_port(up, proc, "fake upstream")
@@ -512,13 +524,34 @@ async def latency(port: int, name: str, n: int, body: bytes) -> dict[str, float]
     return {"p50": pct(times, 50), "p99": pct(times, 99)}
 
 
+async def redis_commands(port: int) -> int:
+    """The commands the Redis server on ``port`` has processed so far (``INFO stats``)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"INFO stats\r\n")
+    header = await reader.readline()
+    body = await reader.readexactly(int(header[1:]) + 2)
+    writer.close()
+    for line in body.decode().splitlines():
+        if line.startswith("total_commands_processed:"):
+            return int(line.split(":", 1)[1])
+    raise RuntimeError("redis-server did not report total_commands_processed")
+
+
 async def throughput(
-    port: int, name: str, concurrency: int, seconds: float, body: bytes, pids: list[int], balancer: Optional[int] = None
+    port: int,
+    name: str,
+    concurrency: int,
+    seconds: float,
+    body: bytes,
+    pids: list[int],
+    balancer: Optional[int] = None,
+    redis_port: Optional[int] = None,
 ) -> dict[str, float]:
     """
     Requests per second at ``concurrency``, and the CPU time the processes
     ``pids`` (with their children) spent per request meanwhile, in ms; that
-    of the ``balancer`` in front of them on its own.
+    of the ``balancer`` in front of them on its own; and with ``redis_port``
+    the Redis commands per request (every process's, pub/sub included).
     """
     done = 0
     deadline = 0.0
@@ -534,6 +567,7 @@ async def throughput(
     deadline = time.perf_counter() + min(1.0, seconds)  # warm-up
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     done = 0
+    commands = await redis_commands(redis_port) if redis_port is not None else 0
     cpu = sum(tree_cpu_seconds(pid) for pid in pids)
     front = tree_cpu_seconds(balancer) if balancer is not None else 0.0
     start = time.perf_counter()
@@ -544,6 +578,9 @@ async def throughput(
     result = {"rps": done / elapsed, "cpu_ms": cpu * 1000 / done if done else float("nan")}
     if balancer is not None and done:
         result["balancer_cpu_ms"] = (tree_cpu_seconds(balancer) - front) * 1000 / done
+    if redis_port is not None and done:
+        # Less the INFO command itself.
+        result["redis_commands"] = (await redis_commands(redis_port) - commands - 1) / done
     return result
 
 
@@ -774,7 +811,11 @@ def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool, setup: str =
         "throughput workload, divided by the requests it served; on the direct row, the fake upstream's."
     )
     lines.append("")
-    lines.append(setup + ("" if "balancer_cpu" not in c else " The balancer used {} ms per request.".format(fmt(c["balancer_cpu"], 3))))
+    lines.append(
+        setup
+        + ("" if "balancer_cpu" not in c else " The balancer used {} ms per request.".format(fmt(c["balancer_cpu"], 3)))
+        + ("" if "redis_commands" not in c else " Redis ran {} commands per request.".format(fmt(c["redis_commands"], 2)))
+    )
     lines.append("")
     body_mb = sizes.big_body / (1024 * 1024)
     checks = [
@@ -850,10 +891,14 @@ async def measure(
         if only is None or "throughput" in only:
             say("{}: throughput".format(name))
             balancer = stack.balancer if name == "ccm" else None
-            measured = await throughput(port, name, sizes.throughput_concurrency, sizes.throughput_seconds, body85, pids, balancer)
+            redis_port = stack.redis_port if name == "ccm" else None
+            measured = await throughput(
+                port, name, sizes.throughput_concurrency, sizes.throughput_seconds, body85, pids, balancer, redis_port
+            )
             res["throughput"], res["cpu"] = measured["rps"], measured["cpu_ms"]
-            if "balancer_cpu_ms" in measured:
-                res["balancer_cpu"] = measured["balancer_cpu_ms"]
+            for key in ("balancer_cpu_ms", "redis_commands"):
+                if key in measured:
+                    res[key.removesuffix("_ms")] = measured[key]
         if only is None or "events" in only:
             say("{}: event delay".format(name))
             res["events"] = await event_delay(port, name, sizes.sse_streams, sizes.sse_rate, sizes.sse_seconds, sizes.sse_ramp)
@@ -910,6 +955,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         metavar="URL",
         help='add "state": {"type": "redis", "url": URL, "key_prefix": "bench:"} to the ccm configuration (Redis is not started here)',
     )
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="start a redis-server (the Debian package) on a free port for this run and give ccm its URL as --redis-url does; "
+        "the report then counts Redis commands per request",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     args = parser.parse_args(argv)
     nginx = find_nginx()
@@ -920,6 +971,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("--processes must be at least 1")
     if args.path and not args.only:
         parser.error("--path needs --only (the table has every path)")
+    if args.redis and args.redis_url:
+        parser.error("--redis starts a server of its own: give --redis or --redis-url, not both")
+    redis_port = free_port() if args.redis else None
+    if redis_port is not None:
+        args.redis_url = "redis://127.0.0.1:{}/0".format(redis_port)
     sizes = SMOKE if args.smoke else FULL
     print("bench:", ccm_setup(args.processes, args.redis_url), file=sys.stderr, flush=True)
     workdir = tempfile.mkdtemp(prefix="ccm-bench-")
@@ -929,6 +985,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         os.path.abspath(args.ccm_source),
         args.processes,
         args.redis_url,
+        redis_port,
     )
     try:
         stack.start(nginx)
