@@ -35,6 +35,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.server import Request
 
+from ccm.proxy.accesslog import ACCESS_LOG_FORMAT
 from ccm.build import build_service
 from ccm.upstream.client import make_http_client
 from ccm.config.model import (
@@ -366,7 +367,7 @@ class ProxyHarness:
         return [
             formatEvent(event)
             for event in self.log
-            if event.get("log_format", "").startswith("{method} {path} user=")
+            if event.get("log_format") == ACCESS_LOG_FORMAT
         ]
 
     def assert_no_secrets_logged(self, *extra: str) -> None:

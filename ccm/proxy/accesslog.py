@@ -16,15 +16,10 @@ from twisted.web.server import Request
 from ccm.accounting.tokens import TokenCounts
 from ccm.proxy.observer import ExchangeEnd
 
-_LINE = (
-    "{method} {path} user={user} model={model} credential={credential} "
-    "-> {status_shown} in {duration:.3f}s, {bytes} bytes"
-)
-_TOKENS = (
-    ", tokens in={input_tokens} out={output_tokens} cache read={cache_read_input_tokens} "
-    "write={cache_creation_input_tokens}"
-)
-_OUTCOME = " ({outcome})"
+#: The format of the line's event: the line is made here, once, since
+#: Twisted's formatting of a template with a dozen fields cost about a tenth
+#: of a request's CPU; the figures stay fields of their own for machines.
+ACCESS_LOG_FORMAT = "{request_line}"
 
 
 def log_request(
@@ -60,10 +55,24 @@ def log_request(
             "cache_read_input_tokens": usage.cache_read_input_tokens,
             "cache_creation_input_tokens": usage.cache_creation_input_tokens,
         }
+    method = request.method.decode("ascii", "replace")
+    path = request.path.decode("ascii", "replace")
+    line = (
+        f"{method} {path} user={user or '-'} model={model or '-'} "
+        f"credential={credential or '-'} -> {status or '-'} in {duration:.3f}s, {bytes_sent} bytes"
+    )
+    if usage is not None:
+        line += (
+            f", tokens in={usage.input_tokens} out={usage.output_tokens} "
+            f"cache read={usage.cache_read_input_tokens} write={usage.cache_creation_input_tokens}"
+        )
+    if outcome:
+        line += f" ({outcome})"
     log.info(
-        _LINE + (_TOKENS if usage is not None else "") + (_OUTCOME if outcome else ""),
-        method=request.method.decode("ascii", "replace"),
-        path=request.path.decode("ascii", "replace"),
+        ACCESS_LOG_FORMAT,
+        request_line=line,
+        method=method,
+        path=path,
         user=user or "-",
         model=model or "-",
         credential=credential or "-",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
+from ccm.proxy.accesslog import ACCESS_LOG_FORMAT
 from ccm.credentials.credential import Credential
 from ccm.proxy.context import Route
 from tests.fake_anthropic import error_reply, text_reply
@@ -132,7 +133,7 @@ class LogFieldTests(SynchronousTestCase):
         harness.fake.enqueue(text_reply("Hello", usage=USAGE))
         body = harness.body_of(harness.messages(dict(MESSAGE_BODY, stream=True)))
         [event] = [
-            e for e in harness.log if e.get("log_format", "").startswith("{method} {path} user=")
+            e for e in harness.log if e.get("log_format") == ACCESS_LOG_FORMAT
         ]
         self.assertEqual(
             [
