@@ -51,6 +51,9 @@ class SharedPauses(Service):
         # change (sent) from one applied here (not sent again).
         self._seen: dict[str, str] = {tag: self._by(c) for tag, c in self._credentials.items()}
         self._unsubscribe: list[Callable[[], None]] = []
+        # Changes made here that Redis has not taken yet (it was away):
+        # sent again, rather than overwritten, when it returns.
+        self._unsent: set[str] = set()
         store.subscribe(self._channel, self._heard)
         store.when_connected(self._load, listening=True)
 
@@ -86,11 +89,20 @@ class SharedPauses(Service):
         if by == self._seen.get(tag, ""):
             return
         self._seen[tag] = by
+        self._send(tag)
+
+    def _send(self, tag: str) -> None:
+        """
+        Store credential ``tag``'s pause as it is here, and tell the others.
+        """
+        credential = self._credentials[tag]
+        by = self._by(credential)
+        self._unsent.add(tag)
         pause = credential.admin_pause
         since = pause.since if pause is not None else 0.0
         message = json.dumps({"tag": tag, "by": by, "since": since, "from": self._store.process_id})
         d = self._store.evaluate(_WRITE, [self._key(tag)], [by, repr(since), self._channel, message])
-        d.addErrback(self._not_sent, tag)
+        d.addCallbacks(lambda _: self._unsent.discard(tag), self._not_sent, errbackArgs=(tag,))
 
     def _not_sent(self, failure: Failure, tag: str) -> None:
         self.log.warn(
@@ -125,9 +137,12 @@ class SharedPauses(Service):
 
     def _load(self) -> None:
         """
-        Read every pause, as a process (re)connecting does.
+        Read every pause, as a process (re)connecting does; a change made
+        here while Redis was away is sent instead.
         """
-        tags = list(self._credentials)
+        for tag in list(self._unsent):
+            self._send(tag)
+        tags = [tag for tag in self._credentials if tag not in self._unsent]
         reads = [self._store.command("HGET", self._key(tag), "by") for tag in tags]
 
         def apply(found: list[Any]) -> None:

@@ -83,3 +83,18 @@ class SharedPauseTests(unittest.TestCase):
         _, other = yield self.process(prefix="elsewhere:")
         yield eventually(lambda: late.admin_pause is not None)
         self.assertIsNone(other.admin_pause)
+
+    @inlineCallbacks
+    def test_pause_while_redis_away(self) -> Any:
+        """
+        A pause made while Redis is away is kept when it returns, and
+        reaches the other process then, rather than being undone by what
+        Redis held.
+        """
+        _, first = yield self.process()
+        _, second = yield self.process()
+        yield self.server.stop()
+        first.pause("root")
+        yield self.server.start()
+        yield eventually(lambda: second.admin_pause is not None, timeout=20)
+        self.assertIsNotNone(first.admin_pause)
