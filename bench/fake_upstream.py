@@ -147,9 +147,34 @@ class Upstream(resource.Resource):
     def __init__(self, access_token: str) -> None:
         super().__init__()
         self.authorization = b"Bearer " + access_token.encode()
+        self._answers = 0
+        self._started = time.time()
+
+    def _unified(self, request: server.Request) -> None:
+        """
+        The subscription's rate-limit headers, as the real API sends them:
+        the 5-hour window's use rises by a whole percent every 1,000
+        answers (the real headers carry two decimals), so a proxy that
+        follows the windows has news to share now and then.
+        """
+        self._answers += 1
+        reset = str(int(self._started) + 5 * 3600).encode()
+        used = "{:.2f}".format(min(0.99, 0.10 + self._answers // 1000 / 100)).encode()
+        for name, value in (
+            (b"anthropic-ratelimit-unified-status", b"allowed"),
+            (b"anthropic-ratelimit-unified-5h-status", b"allowed"),
+            (b"anthropic-ratelimit-unified-5h-utilization", used),
+            (b"anthropic-ratelimit-unified-5h-reset", reset),
+            (b"anthropic-ratelimit-unified-7d-status", b"allowed"),
+            (b"anthropic-ratelimit-unified-7d-utilization", b"0.05"),
+            (b"anthropic-ratelimit-unified-7d-reset", str(int(self._started) + 7 * 86400).encode()),
+            (b"anthropic-ratelimit-unified-representative-claim", b"five_hour"),
+        ):
+            request.setHeader(name, value)
 
     def render(self, request: server.Request) -> bytes | int:
         request.setHeader(b"request-id", b"req_bench")
+        self._unified(request)
         if request.path.startswith(b"/api/oauth/"):
             request.setHeader(b"content-type", b"application/json")
             return b"{}"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -283,8 +284,11 @@ class Stack:
         processes: int = 1,
         redis_url: Optional[str] = None,
         redis_port: Optional[int] = None,
+        team: bool = False,
     ) -> None:
         self.dir = workdir
+        #: ccm serves from a balancer with a share (--team).
+        self.team = team
         #: The redis-server this run starts (--redis), if any.
         self.redis_port = redis_port
         self.profile = profile
@@ -377,6 +381,16 @@ class Stack:
             "max_connections": 4096,
             "max_connections_per_address": 4096,
         }
+        if self.team:
+            # A team's set-up: the subscription in a balancer, whose sticky
+            # sessions and windows ccm follows, and a share for the user.
+            usages = document.pop("usages_path")
+            document.pop("credential_path")
+            document["credentials"] = [
+                {"tag": "a", "credential_path": creds, "usages_path": usages},
+                {"tag": "pool", "type": "balancer", "credentials": ["a"]},
+            ]
+            document["users"] = [{"name": "bench", "token": USER_TOKEN, "credential": "pool", "share_5h": 90}]
         if self.redis_url:
             document["state"] = {"type": "redis", "url": self.redis_url, "key_prefix": "bench:"}
         with open(config, "w") as f:
@@ -414,12 +428,17 @@ class Response:
         self.headers = headers
 
 
+_SESSIONS = itertools.count(1)
+
+
 class Conn:
     """One keep-alive HTTP/1.1 connection speaking just enough HTTP."""
 
     def __init__(self, port: int, path_name: str) -> None:
         self.port = port
         self.auth = USER_TOKEN if path_name == "ccm" else ACCESS_TOKEN
+        # One Claude Code session per connection, as a team's clients are.
+        self.session = "{:08x}-0000-4000-8000-{:012x}".format(os.getpid(), next(_SESSIONS))
         self.reader: Optional[asyncio.StreamReader] = None
         self.writer: Optional[asyncio.StreamWriter] = None
 
@@ -436,8 +455,9 @@ class Conn:
         await self.open()
         head = (
             "POST /v1/messages{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\n"
-            "anthropic-version: 2023-06-01\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n"
-        ).format(query, self.port, self.auth, len(body))
+            "anthropic-version: 2023-06-01\r\nX-Claude-Code-Session-Id: {}\r\n"
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n"
+        ).format(query, self.port, self.auth, self.session, len(body))
         self.writer.write(head.encode())
         self.writer.write(body)
         await self.writer.drain()
@@ -739,8 +759,10 @@ def fmt(v: float, digits: int = 2) -> str:
     return "{:.{}f}".format(v, digits)
 
 
-def ccm_setup(processes: int, redis_url: Optional[str]) -> str:
+def ccm_setup(processes: int, redis_url: Optional[str], team: bool = False) -> str:
     """How the ccm path is set up, for the report."""
+    if team:
+        return ccm_setup(processes, redis_url).rstrip(".") + "; serving from a balancer, with a share for the user."
     if processes == 1:
         return "ccm: one process" + (" with Redis state" if redis_url else "") + "."
     shared = "sharing Redis state" if redis_url else "sharing nothing (no Redis: sessions, windows and usage are per process)"
@@ -961,6 +983,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="start a redis-server (the Debian package) on a free port for this run and give ccm its URL as --redis-url does; "
         "the report then counts Redis commands per request",
     )
+    parser.add_argument(
+        "--team",
+        action="store_true",
+        help="serve from a balancer with a share for the user (sticky sessions, windows and share charges followed), as a team does",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     args = parser.parse_args(argv)
     nginx = find_nginx()
@@ -977,7 +1004,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if redis_port is not None:
         args.redis_url = "redis://127.0.0.1:{}/0".format(redis_port)
     sizes = SMOKE if args.smoke else FULL
-    print("bench:", ccm_setup(args.processes, args.redis_url), file=sys.stderr, flush=True)
+    print("bench:", ccm_setup(args.processes, args.redis_url, args.team), file=sys.stderr, flush=True)
     workdir = tempfile.mkdtemp(prefix="ccm-bench-")
     stack = Stack(
         workdir,
@@ -986,6 +1013,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.processes,
         args.redis_url,
         redis_port,
+        args.team,
     )
     try:
         stack.start(nginx)
@@ -999,7 +1027,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.only:
         print(json.dumps(results, indent=1))
         return 0
-    table = render(results, sizes, args.smoke, ccm_setup(args.processes, args.redis_url))
+    table = render(results, sizes, args.smoke, ccm_setup(args.processes, args.redis_url, args.team))
     print(table)
     if args.out:
         write_out(args.out, table)

@@ -74,6 +74,9 @@ class _Request:
     ended: float | None = None
     cost: float = 0.0
     settled: float = 0.0
+    # The intervals (the current one and those pending) it is a
+    # participant of: settled once none holds it.
+    holders: int = 0
 
 
 @dataclass(eq=False)
@@ -162,6 +165,8 @@ class ShareBook:
             closed.rises[name] = self._rise(window, reading, now)
             closed.generations[name] = window.generation
         still = [r for r in closed.participants if r.ended is None]
+        for request in still:
+            request.holders += 1
         credential.current = _Interval(now, participants=list(still))
         credential.pending.append(closed)
         self._claim(credential, closed, windows, now)
@@ -213,7 +218,7 @@ class ShareBook:
         :return: the key to :obj:`finish` it with.
         """
         credential = self._credential(tag, now)
-        request = _Request(user, now, credential.current)
+        request = _Request(user, now, credential.current, holders=1)
         credential.current.participants.append(request)
         credential.unsettled.append(request)
         key = self._next_key
@@ -243,15 +248,17 @@ class ShareBook:
             else:
                 self._charge(credential, interval)
         credential.pending = waiting
-        busy = {id(r) for i in [credential.current, *waiting] for r in i.participants}
+        # Linear in the requests: what was a set of every pending interval's
+        # participants grew with the square of the concurrency.
         credential.unsettled = [
-            r for r in credential.unsettled if r.ended is None or id(r) in busy
+            r for r in credential.unsettled if r.ended is None or r.holders > 0
         ]
 
     def _charge(self, credential: _Credential, interval: _Interval) -> None:
         portions = [(r, _portion(r, interval)) for r in interval.participants]
         for request, part in portions:
             request.settled += part
+            request.holders -= 1
         cost = sum(part for _, part in portions)
         if cost <= 0 and portions:
             # No cost known (usage not metered): an even split.

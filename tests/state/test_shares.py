@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from ccm.pool.figures import Window
 from ccm.shares.ledger import FIVE_HOUR
 from ccm.state.redis import RedisStore
-from ccm.state.shares import SharedShareBook, ShareSync
+from ccm.state.shares import _CLAIM, SharedShareBook, ShareSync
 from tests.redisserver import RedisServer, start_redis
 from tests.state.test_redis import connect, eventually
 
@@ -59,7 +59,6 @@ class SharedShareBookTests(unittest.TestCase):
         two, sync2 = yield self.book()
         for book, user in ((one, "alice"), (two, "bob")):
             self.observe(book, 10.0)
-            yield eventually(lambda: book._resets)
             key = book.begin("a", user, self.clock.seconds())
             self.clock.advance(1)
             book.finish(key, 0.5, self.clock.seconds())
@@ -82,7 +81,6 @@ class SharedShareBookTests(unittest.TestCase):
         one, sync1 = yield self.book()
         two, sync2 = yield self.book()
         self.observe(one, 10.0)
-        yield eventually(lambda: one._resets)
         delta = ("a", FIVE_HOUR, int(self.reset), "alice")
         one.pending[delta] = 7.0
         yield sync1.flush()
@@ -102,7 +100,6 @@ class SharedShareBookTests(unittest.TestCase):
         one, sync1 = yield self.book()
         two, sync2 = yield self.book()
         self.observe(one, 10.0)
-        yield eventually(lambda: one._resets)
         yield self.server.stop()
         yield eventually(lambda: not one._store.connected)
         key = one.begin("a", "alice", self.clock.seconds())
@@ -129,10 +126,32 @@ class SharedShareBookTests(unittest.TestCase):
         one, sync1 = yield self.book()
         two, sync2 = yield self.book()
         self.observe(one, 10.0)
-        yield eventually(lambda: one._resets)
         one.pending[("a", FIVE_HOUR, int(self.reset), "alice")] = 3.0
         sync1.startService()
         yield gatherResults([sync1.stopService(), one._store.stopService()])
         self.assertEqual((one.pending, one.sending), ({}, {}))
         yield sync2.flush()
         self.assertAlmostEqual(two.charged("alice", "a", FIVE_HOUR, self.clock.seconds()), 3.0)
+
+    @inlineCallbacks
+    def test_no_rise_asks_nothing(self) -> Any:
+        """
+        An answer whose figures did not rise (the usual one: the headers
+        move in steps of a whole percent) claims nothing in Redis; the
+        first rise does.
+        """
+        one, _ = yield self.book()
+        claims: list[Any] = []
+        evaluate = one._store.evaluate
+
+        def counting(script: str, keys: Any, args: Any) -> Any:
+            if script == _CLAIM:
+                claims.append(keys)
+            return evaluate(script, keys, args)
+
+        one._store.evaluate = counting  # type: ignore[method-assign]
+        for _ in range(3):
+            self.observe(one, 10.0)
+        self.assertEqual(claims, [])
+        self.observe(one, 11.0)
+        self.assertEqual(len(claims), 1)
