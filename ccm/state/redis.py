@@ -157,6 +157,8 @@ class RedisStore(Service, KeptOpen):
         self._on_connected: list[Callable[[], None]] = []
         self._on_disconnected: list[Callable[[], None]] = []
         self._on_listening: list[Callable[[], None]] = []
+        # Whether the channels are listened to on the current connection.
+        self._heard = False
         self._services: list[ClientService] = []
         self._ping = LoopingCall(self._check)
         self._ping.clock = reactor
@@ -216,7 +218,8 @@ class RedisStore(Service, KeptOpen):
     def when_connected(self, callback: Callable[[], None], listening: bool = False) -> None:
         """
         Call ``callback`` each time the connection is made or remade (with
-        ``listening``: each time all channels are listened to again).
+        ``listening``: each time all channels are listened to again and
+        commands can be sent, whichever came last).
         """
         (self._on_listening if listening else self._on_connected).append(callback)
 
@@ -280,6 +283,8 @@ class RedisStore(Service, KeptOpen):
             self._ever_connected = True
             for callback in list(self._on_connected):
                 self._run(callback)
+            if self._heard:
+                self._caught_up()
 
         def down(protocol: object) -> None:
             if self._commands is None or not self.running:
@@ -310,9 +315,12 @@ class RedisStore(Service, KeptOpen):
             if self._channels:
                 subscribed = ready.subscribe(list(self._channels)).addCallback(self._listening)
                 subscribed.addErrback(self._log_failure, "subscribe")
+            else:
+                self._listening(None)
 
         def lost(protocol: object) -> None:
             self._subscriber = None
+            self._heard = False
             if self.running:
                 self._reactor.callLater(0, self._follow_subscriber, service)
 
@@ -352,6 +360,15 @@ class RedisStore(Service, KeptOpen):
             self.log.failure("Following the shared state's connection")
 
     def _listening(self, reply: object) -> None:
+        self._heard = True
+        if self.connected:
+            self._caught_up()
+
+    def _caught_up(self) -> None:
+        """
+        Both connections are up, the channels listened to: the time for
+        the followers to read what they may have missed.
+        """
         for callback in list(self._on_listening):
             self._run(callback)
 

@@ -18,8 +18,7 @@ from ccm.state.pauses import SharedPauses
 from ccm.state.redis import RedisStore
 from tests.fixtures import expiry_ms, write_credentials
 from tests.redisserver import start_redis
-from tests.state.test_redis import eventually
-from tests.state.test_sessions import ready
+from tests.state.test_redis import connect, eventually
 
 
 class SharedPauseTests(unittest.TestCase):
@@ -41,17 +40,20 @@ class SharedPauseTests(unittest.TestCase):
     @inlineCallbacks
     def process(self, prefix: str = "pauses:") -> Any:
         """
-        A process: a connected store, its credential ``a`` and the running
-        :obj:`SharedPauses` keeping it.
+        A process: its store, its credential ``a`` and the running
+        :obj:`SharedPauses` keeping it, made before the store connects (as
+        the builder makes them), once its channels are listened to and its
+        pauses read.
         """
-        store: RedisStore = yield ready(self, self.server, prefix)
+        store: RedisStore = connect(self, self.server, key_prefix=prefix)
         credential = Credential("a", CredentialFile(self.path), lambda token: Deferred(), reactor)
         credential.reload()
         pauses = SharedPauses(store, {"a": credential})
+        caught_up: list[bool] = []
+        store.when_connected(lambda: caught_up.append(True), listening=True)
         pauses.startService()
         self.addCleanup(pauses.stopService)
-        # What a (re)connected process does once its channels are heard.
-        pauses._load()
+        yield eventually(lambda: bool(caught_up))
         return store, credential
 
     @inlineCallbacks
