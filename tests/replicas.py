@@ -93,19 +93,24 @@ def _password_file(redis: RedisServer) -> str:
 
 @inlineCallbacks
 def start_cluster(
-    testcase: unittest.TestCase, replicas: int = 3, usage: bool = True, expires_in: float = 86400
+    testcase: unittest.TestCase,
+    replicas: int = 3,
+    usage: bool = True,
+    expires_in: float = 86400,
+    redis_password: str = "",
 ) -> Any:
     """
     A fake upstream accepting two subscriptions (``a`` with the fake's own
     token, ``b``), a Redis server and ``replicas`` ccm processes serving
     alice and bob from the two in one pool; with ``usage`` each
-    credential has a usage file.
+    credential has a usage file; with ``redis_password`` the Redis server
+    asks for it, and the replicas read it from a file.
 
     :return: fires with the :obj:`Cluster`.
     """
     fake, url = e2e.serve_fake_anthropic(testcase)
     fake.extra_access_tokens.add(SECOND_ACCESS)
-    redis = yield start_redis(testcase)
+    redis = yield start_redis(testcase, password=redis_password)
     directory = os.path.abspath(testcase.mktemp())
     os.makedirs(directory)
     paths, usages = {}, {}
