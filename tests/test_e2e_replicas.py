@@ -5,11 +5,16 @@ End-to-end tests of several ccm processes sharing one Redis: real
 
 from __future__ import annotations
 
+import copy
+import os
 from typing import Any
 
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
+from tests import e2e
 from tests.replicas import ALICE, BOB, SECOND_ACCESS, client, send_message, start_cluster
 
 REDIS_PASSWORD = "redis-replicas-password"
@@ -44,3 +49,28 @@ class ReplicaTests(unittest.TestCase):
             output = replica.output()
             for secret in secrets:
                 self.assertNotIn(secret, output)
+
+    @inlineCallbacks
+    def test_replica_without_the_file(self) -> Any:
+        """
+        A replica on a host without the credentials files (its
+        ``credential_path`` names files that do not exist there) serves
+        with the tokens the host that has them put in Redis, once it has
+        read them (a moment after it listens).
+        """
+        cluster = yield start_cluster(self, replicas=1)
+        elsewhere = copy.deepcopy(cluster.config)
+        for entry in elsewhere["credentials"]:
+            if "credential_path" in entry:
+                entry["credential_path"] = os.path.join(self.mktemp(), "absent.json")
+        remote = yield e2e.start_ccm(self, elsewhere)
+        http = client(self)
+        answers: list[Any] = []
+        for _ in range(50):
+            answers.append((yield send_message(http, remote, ALICE)))
+            if answers[-1][0] == 200:
+                break
+            yield deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(answers[-1][0], 200, answers[-1][1])
+        code, body = yield send_message(http, remote, BOB, session="another")
+        self.assertEqual(code, 200, body)
