@@ -343,6 +343,10 @@ class RedisSessionTable:
         process listens to the others (what they published before is lost).
         """
         if self._store.connected:
+            # What changed this turn goes before the read, which then sees it.
+            if self._flush_call is not None:
+                self._flush_call.cancel()
+                self._flush()
             self._load().addErrback(self._failed, [], [])
 
     @inlineCallbacks
@@ -353,18 +357,34 @@ class RedisSessionTable:
         """
         cursor, read = "0", 0
         pattern = glob_escape(self._prefix) + "*"
+        started = self._clock.seconds()
+        seen: set[str] = set()
         while True:
             cursor, keys = yield self._store.command(
                 "SCAN", cursor, "MATCH", pattern, "COUNT", BATCH
             )
             if keys:
                 found = yield self._store.evaluate(_READ, [str(k) for k in keys], [])
-                self._loaded(found)
+                seen.update(self._loaded(found))
                 read += len(keys)
-            if str(cursor) == "0" or read >= self._max_entries:
+            if read >= self._max_entries:
                 return
+            if str(cursor) == "0":
+                break
+        # What this copy holds and Redis does not, unused since the read
+        # began, was forgotten or expired elsewhere (this copy was pushed
+        # before): a message saying so may have come before this process
+        # listened again.
+        now = self._clock.seconds()
+        for id_, _, used in list(self._local.entries(now)):
+            if id_ not in seen and used < started:
+                self._local.forget(id_)
+                self._pushed.pop(id_, None)
 
-    def _loaded(self, found: list[Any]) -> None:
+    def _loaded(self, found: list[Any]) -> set[str]:
+        """
+        Take the keys read into this copy; the ids they hold.
+        """
         now = self._clock.seconds()
         entries = []
         for at in range(0, len(found) - 2, 3):
@@ -375,3 +395,4 @@ class RedisSessionTable:
         for used, id_, tag in sorted(entries):
             if self._local.lookup(id_, now) != tag:
                 self._local.assign(id_, tag, used)
+        return {id_ for _, id_, _ in entries}

@@ -36,6 +36,20 @@ def eventually(check: Any, timeout: float = 10.0) -> Any:
 
 
 @inlineCallbacks
+def listened(store: RedisStore, channel: str, count: int) -> Any:
+    """
+    Wait until ``count`` connections listen to ``channel`` (Redis's own
+    count), so that a message published next reaches them all.
+    """
+    for _ in range(500):
+        reply = yield store.command("PUBSUB", "NUMSUB", channel)
+        if int(reply[1]) >= count:
+            return
+        yield deferLater(reactor, 0.02, lambda: None)
+    raise AssertionError(f"fewer than {count} listen to {channel}")
+
+
+@inlineCallbacks
 def publish_until_heard(store: RedisStore, channel: str, message: str, heard: list[str]) -> Any:
     """
     Publish ``message`` on ``channel`` until it is in ``heard``

@@ -17,7 +17,7 @@ from ccm.state.affinity import RedisAffinityTable
 from ccm.state.redis import RedisStore
 from ccm.state.sessions import RedisSessionTable, glob_escape
 from tests.redisserver import RedisServer, start_redis
-from tests.state.test_redis import connect, eventually
+from tests.state.test_redis import connect, eventually, listened
 
 IDLE = 3600.0
 
@@ -58,7 +58,9 @@ class SharedSessionTests(unittest.TestCase):
     def pair(self, prefix: str) -> Any:
         first = yield ready(self, self.server, prefix)
         second = yield ready(self, self.server, prefix)
-        return first, table(first), second, table(second)
+        tables = table(first), table(second)
+        yield listened(first, first.key("events", "session", "pool"), 2)
+        return first, tables[0], second, tables[1]
 
     @inlineCallbacks
     def test_assignment_reaches_the_others_and_redis(self) -> Any:
@@ -67,7 +69,6 @@ class SharedSessionTests(unittest.TestCase):
         and Redis holds it in a key that expires after the idle time.
         """
         store, mine, _, theirs = yield self.pair("s1:")
-        yield deferLater(reactor, 0.1, lambda: None)  # both subscribed
         mine.assign("sess-1", "a", now())
         yield eventually(lambda: theirs.credential_of("sess-1", now()) == "a")
         self.assertEqual((yield store.command("GET", "s1:session:pool:sess-1")), "a")
@@ -97,7 +98,6 @@ class SharedSessionTests(unittest.TestCase):
         other process and deletes the keys.
         """
         store, mine, _, theirs = yield self.pair("s3:")
-        yield deferLater(reactor, 0.1, lambda: None)
         for session, tag in (("s-1", "a"), ("s-2", "a"), ("s-3", "b")):
             mine.assign(session, tag, now())
         yield eventually(lambda: len(theirs) == 3)
@@ -163,7 +163,6 @@ class SharedSessionTests(unittest.TestCase):
         every copy and in Redis.
         """
         store, mine, _, theirs = yield self.pair("s6:")
-        yield deferLater(reactor, 0.1, lambda: None)
         mine.assign("old", "a", now())
         yield eventually(lambda: theirs.lookup("old", now()) == "a")
         yield self.server.stop()

@@ -18,7 +18,7 @@ from ccm.state.windows import RedisWindowState
 from tests.pool.test_windows import rejection, unified
 from tests.redisserver import start_redis
 from tests.state.test_sessions import now, ready
-from tests.state.test_redis import eventually
+from tests.state.test_redis import eventually, listened
 
 
 class SnapshotTests(unittest.SynchronousTestCase):
@@ -77,18 +77,22 @@ class SharedWindowTests(unittest.TestCase):
         first = yield ready(self, self.server, prefix)
         second = yield ready(self, self.server, prefix)
         mine, theirs = RedisWindowState(first, reactor, "a"), RedisWindowState(second, reactor, "a")
-        yield deferLater(reactor, 0.1, lambda: None)  # subscribed, caught up
+        yield listened(first, first.key("events", "window", "a"), 2)
         return first, mine, theirs
 
     @inlineCallbacks
     def test_limit_reaches_the_other_at_once(self) -> Any:
         """
-        A 429's limit is known to the other process within milliseconds,
-        without waiting for the coalescing interval.
+        A 429's limit goes out at once, without waiting for the coalescing
+        interval, and the other process then knows it.
         """
-        _, mine, theirs = yield self.pair("w1:")
+        store, mine, theirs = yield self.pair("w1:")
+        sent: list[object] = []
+        evaluate = store.evaluate
+        store.evaluate = lambda *args: sent.append(args) or evaluate(*args)  # type: ignore[method-assign]
         mine.observe_rejection(rejection(claim="5h", retry_after="600"), now())
-        yield eventually(lambda: theirs.is_limited(now()), timeout=0.2)
+        self.assertEqual(len(sent), 1)
+        yield eventually(lambda: theirs.is_limited(now()))
         self.assertEqual(theirs.limit(now()), mine.limit(now()))
 
     @inlineCallbacks
