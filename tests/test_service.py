@@ -38,6 +38,34 @@ CAROL_TOKEN = "ak-service-carol"
 FAR_EXPIRY_MS = 4_102_444_800_000
 
 
+def started_with_a_client(
+    testcase: SynchronousTestCase,
+) -> tuple[MemoryReactorClock, CcmService, Any, StringTransport]:
+    """
+    A started service of the default configuration, built by
+    :obj:`build_service` on a memory reactor, and one client connection
+    to its site: the reactor, the service, the channel and its transport.
+    """
+    home = os.path.abspath(testcase.mktemp())
+    os.makedirs(home)
+    reactor = MemoryReactorClock()
+    service = build_service(
+        ServiceConfig(where=""),
+        reactor=reactor,
+        http_client=object(),
+        environ={},
+        home=home,
+        watch_with_inotify=False,
+        platform="linux",
+    )
+    service.startService()
+    channel = service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+    assert channel is not None
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return reactor, service, channel, transport
+
+
 class KeychainWiringTests(SynchronousTestCase):
     """
     On macOS, a credential without ``credential_path`` comes from the
@@ -509,23 +537,7 @@ class StartStopTests(SynchronousTestCase):
         connections when it stops, and its stop is over once they are
         closed.
         """
-        home = os.path.abspath(self.mktemp())
-        os.makedirs(home)
-        reactor = MemoryReactorClock()
-        service = build_service(
-            ServiceConfig(where=""),
-            reactor=reactor,
-            http_client=object(),
-            environ={},
-            home=home,
-            watch_with_inotify=False,
-            platform="linux",
-        )
-        service.startService()
-        channel = service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
-        assert channel is not None
-        transport = StringTransport()
-        channel.makeConnection(transport)
+        reactor, service, channel, transport = started_with_a_client(self)
         stopped = service.stopService()
         self.assertTrue(transport.disconnecting)
         self.assertNoResult(stopped)
@@ -592,23 +604,7 @@ class WatchShutdownTests(SynchronousTestCase):
         does not wait for the watch: it is over once the idle connection
         closed, leaving no timer.
         """
-        home = os.path.abspath(self.mktemp())
-        os.makedirs(home)
-        reactor = MemoryReactorClock()
-        service = build_service(
-            ServiceConfig(where=""),
-            reactor=reactor,
-            http_client=object(),
-            environ={},
-            home=home,
-            watch_with_inotify=False,
-            platform="linux",
-        )
-        service.startService()
-        channel = service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
-        assert channel is not None
-        transport = StringTransport()
-        channel.makeConnection(transport)
+        reactor, service, channel, transport = started_with_a_client(self)
         channel.dataReceived(b"GET /ccm/v1/status?watch=true HTTP/1.1\r\nHost: ccm\r\n\r\n")
         self.assertIn(b"application/x-ndjson", transport.value())
         self.assertFalse(transport.value().endswith(b"0\r\n\r\n"))
