@@ -193,25 +193,25 @@ NGINX_CONF = """\
 daemon off;
 master_process on;
 worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log warn;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}-error.log warn;
 events {{ worker_connections 8192; }}
 worker_rlimit_nofile 20000;
 http {{
     access_log off;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
+    client_body_temp_path {dir}/{name}_body;
+    proxy_temp_path {dir}/{name}_proxy;
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
-    upstream fake {{ server 127.0.0.1:{upstream}; keepalive 256; }}
+    upstream {upstream} {{ {servers} keepalive 256; }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         client_max_body_size 0;
         location / {{
-            proxy_pass http://fake;
+            proxy_pass http://{upstream};
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection "";{headers}
             proxy_buffering off;
             proxy_request_buffering off;
             proxy_read_timeout 600s;
@@ -221,43 +221,17 @@ http {{
 """
 
 
-BALANCER_CONF = """\
-daemon off;
-master_process on;
-worker_processes 1;
-pid {dir}/balancer.pid;
-error_log {dir}/balancer-error.log warn;
-events {{ worker_connections 8192; }}
-worker_rlimit_nofile 20000;
-http {{
-    access_log off;
-    client_body_temp_path {dir}/balancer_body;
-    proxy_temp_path {dir}/balancer_proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    upstream ccm {{ least_conn; {servers} keepalive 256; }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        client_max_body_size 0;
-        location / {{
-            proxy_pass http://ccm;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 600s;
-        }}
-    }}
-}}
-"""
+def nginx_conf(workdir: str, upstream: int, port: int) -> str:
+    """The nginx path: a plain streaming reverse proxy on ``port`` in front of the fake upstream."""
+    servers = "server 127.0.0.1:{};".format(upstream)
+    return NGINX_CONF.format(dir=workdir, name="nginx", upstream="fake", servers=servers, port=port, headers="")
 
 
 def balancer_conf(workdir: str, ports: list[int], port: int) -> str:
     """nginx on ``port`` spreading requests over the ccm processes on ``ports`` (least connections)."""
-    servers = " ".join("server 127.0.0.1:{};".format(p) for p in ports)
-    return BALANCER_CONF.format(dir=workdir, servers=servers, port=port)
+    servers = "least_conn; " + " ".join("server 127.0.0.1:{};".format(p) for p in ports)
+    headers = "\n            proxy_set_header Host $http_host;"
+    return NGINX_CONF.format(dir=workdir, name="balancer", upstream="ccm", servers=servers, port=port, headers=headers)
 
 
 def _die_with_parent() -> None:
@@ -358,7 +332,7 @@ class Stack:
         port = free_port()
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=self.dir, upstream=up, port=port))
+            f.write(nginx_conf(self.dir, up, port))
         proc = self._spawn("nginx", [nginx, "-c", conf, "-p", self.dir, "-e", os.path.join(self.dir, "nginx-error.log")])
         wait_port(port, proc, "nginx (see {}/nginx-error.log)".format(self.dir))
         self.ports["nginx"], self.pids["nginx"] = port, [proc.pid]
