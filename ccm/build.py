@@ -171,7 +171,7 @@ def build_service(
     authenticator = Authenticator(config.users)
     watches = StatusWatches(reactor)
     health = HealthResource(members, reactor, state.connected)
-    if state.store is not None:
+    if state.shared:
         metrics.follow_state(lambda: bool(state.connected()))
     proxy = build_proxy(
         config, authenticator, user_pools, routes, reactor, timeouts, identity, metrics, shares,
