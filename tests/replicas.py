@@ -7,15 +7,15 @@ files, usage files and fake upstream) and the Redis server.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import json
-
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -128,13 +128,35 @@ def start_cluster(
 @inlineCallbacks
 def add_replicas(testcase: unittest.TestCase, cluster: Cluster, count: int) -> Any:
     """
-    Start ``count`` more replicas of ``cluster``'s configuration, at once.
+    Start ``count`` more replicas of ``cluster``'s configuration, at once,
+    and wait until each has reached Redis: before that a replica serves
+    from what it knows alone (limits counted per process, sessions placed
+    without the others), which is not what a test of sharing means to see.
     """
     started = yield gatherResults(
         [e2e.start_ccm(testcase, cluster.config) for _ in range(count)], consumeErrors=True
     )
     cluster.replicas.extend(started)
+    http = client(testcase)
+    yield gatherResults([wait_connected(http, replica) for replica in started], consumeErrors=True)
     return started
+
+
+@inlineCallbacks
+def wait_connected(http: HTTPClient, replica: e2e.CcmProcess, timeout: float = 30.0) -> Any:
+    """
+    Poll ``replica``'s health until it says its shared state is
+    ``connected``; fail after ``timeout`` seconds.
+    """
+    deadline = reactor.seconds() + timeout
+    while True:
+        response = yield http.get(replica.url + "/ccm/v1/health")
+        document = json.loads((yield response.content()))
+        if document.get("state") == "connected":
+            return
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"replica on {replica.url} never reached Redis: {document}")
+        yield deferLater(reactor, 0.05, lambda: None)
 
 
 def client(testcase: unittest.TestCase) -> HTTPClient:
