@@ -48,7 +48,7 @@ from ccm.proxy.context import Route, Timeouts
 from ccm.shares.files import ShareSaverService, load_shares, shares_path
 from ccm.shares.gate import ShareKeeper
 from ccm.shares.view import ShareView
-from ccm.service import CcmService, warn_if_admin_pages_exposed
+from ccm.service import CcmService
 from ccm.sites import ListeningReactor, build_proxy, build_site, metrics_listeners
 from ccm.upstream.client import MakeClient, clients_per_detour, make_http_client, proxy_detour
 from ccm.upstream.identity import ClientIdentity
@@ -218,9 +218,7 @@ def build_service(
             *(pool.closeCachedConnections for pool in detour_pools),
         ],
     )
-    service.warn_if_open()
-    service.warn_if_metrics_open()
-    warn_if_admin_pages_exposed(CcmService.log, config)
+    service.warn_of_exposure()
     return service
 
 

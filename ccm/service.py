@@ -7,8 +7,6 @@ parts and hands them over.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from twisted.application.service import IService, MultiService, Service
@@ -16,13 +14,8 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from ccm.config.model import (
-    AddressListener,
-    BalancerCredentialConfig,
-    DefaultCredentialConfig,
-    Listener,
-    ServiceConfig,
-)
+from ccm.config.exposure import exposure_warnings
+from ccm.config.model import BalancerCredentialConfig, DefaultCredentialConfig, ServiceConfig
 from ccm.credentials.credential import Credential
 from ccm.metrics.registry import ServiceMetrics
 from ccm.pool.select import BalancerPool, PoolMember
@@ -44,70 +37,6 @@ def _stop_all(services: Iterable[IService]) -> Deferred[Any]:
     Stop ``services`` together, as :obj:`MultiService` stops its children.
     """
     return DeferredList([maybeDeferred(s.stopService) for s in services], consumeErrors=True)
-
-
-def _is_loopback(listener: Listener) -> bool:
-    """
-    Whether a listener only accepts connections from this machine.
-    """
-    if isinstance(listener, AddressListener):
-        return ipaddress.ip_address(listener.address).is_loopback
-    kind, _, rest = listener.description.partition(":")
-    if kind == "unix":
-        return True
-    for option in re.split(r"(?<!\\):", rest):
-        name, _, value = option.partition("=")
-        if name == "interface":
-            try:
-                return ipaddress.ip_address(value.replace("\\", "")).is_loopback
-            except ValueError:
-                return False
-    return False
-
-
-#: The warning of a service anyone who can reach may use.
-OPEN_SERVICE_WARNING = (
-    "no users are configured and ccm listens beyond this machine: "
-    "anyone who can reach it can use the subscription; add users "
-    "with tokens"
-)
-
-
-def listens_beyond_this_machine(listeners: Iterable[Listener]) -> bool:
-    """
-    Whether any of ``listeners`` accepts connections from other machines
-    (what :obj:`CcmService.warn_if_open` and ``ccm check`` warn about).
-    """
-    return not all(_is_loopback(listener) for listener in listeners)
-
-
-def _is_plain_http(listener: Listener) -> bool:
-    """
-    Whether a listener speaks HTTP without TLS.
-    """
-    if isinstance(listener, AddressListener):
-        return listener.tls is None
-    kind = listener.description.partition(":")[0].lower()
-    return kind not in ("ssl", "tls", "txtls")
-
-
-def warn_if_admin_pages_exposed(log: Logger, config: ServiceConfig) -> None:
-    """
-    Warn, once, when an admin is configured and a listener beyond this
-    machine serves without TLS: the admin's token and the dashboard's
-    cookie would cross the network in clear.
-    """
-    exposed = [
-        listener for listener in config.listeners
-        if _is_plain_http(listener) and not _is_loopback(listener)
-    ]
-    if exposed and any(user.admin for user in config.users):
-        log.warn(
-            "the dashboard (/ccm/) is reachable over plain HTTP beyond this machine: admins' "
-            "tokens and session cookies cross the network unencrypted; serve it over TLS "
-            "or on loopback",
-            listeners=len(exposed),
-        )
 
 
 class CcmService(MultiService):
@@ -170,27 +99,18 @@ class CcmService(MultiService):
         """
         return self.user_pools.pools
 
-    def warn_if_open(self) -> None:
+    def warn_of_exposure(self) -> None:
         """
-        Warn when anyone who can reach the service may use it: no users,
-        and a listener beyond this machine.
+        Log, at start-up, each warning of what the configuration leaves
+        open beyond this machine (:obj:`ccm.config.exposure`), the ones
+        ``ccm check`` prints.
         """
-        if self._authenticator.anonymous and listens_beyond_this_machine(self.config.listeners):
-            self.log.warn(OPEN_SERVICE_WARNING)
+        self._warn(exposure_warnings(self.config))
 
-    def warn_if_metrics_open(self) -> None:
-        """
-        Warn of each metrics listener beyond this machine: it asks for no
-        token.  Once, at start-up: the listeners do not change on a reload.
-        """
-        for listener in self.config.metrics_listen:
-            if not _is_loopback(listener):
-                self.log.warn(
-                    "metrics_listen {endpoint} is reachable beyond this machine and asks "
-                    "for no token: whoever reaches it reads every user's and credential's "
-                    "figures",
-                    endpoint=listener.description,
-                )
+    def _warn(self, warnings: Iterable[str]) -> None:
+        for warning in warnings:
+            # Not "warning=": that key marks Python warnings for legacy observers.
+            self.log.warn("{problem}", problem=warning)
 
     def reconfigure(self, config: ServiceConfig) -> None:
         """
@@ -219,7 +139,7 @@ class CcmService(MultiService):
                     credential_config.strategy,
                     credential_config.rebalance_threshold,
                 )
-        was_anonymous = self._authenticator.anonymous
+        warned = set(exposure_warnings(self.config))
         self.user_pools.set_users(config.users)
         self._authenticator.set_users(config.users)
         self.proxy.limits.set_users(config.users)
@@ -232,8 +152,10 @@ class CcmService(MultiService):
         if self.watches is not None:
             # Their answers may differ now, and their users may be gone.
             self.watches.changed()
-        if not was_anonymous:
-            self.warn_if_open()
+        # A reload that removes the last user, or adds the first admin, opens
+        # something start-up did not warn of; what it did warn of is not
+        # said again.
+        self._warn(warning for warning in exposure_warnings(config) if warning not in warned)
 
     def privilegedStartService(self) -> None:
         # twistd binds here, before dropping privileges.

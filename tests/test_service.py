@@ -14,19 +14,19 @@ from twisted.internet.defer import Deferred
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
-from twisted.logger import Logger, formatEvent, globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.web.auth import Caller
-from ccm.config.model import ConnectionLimits, EndpointListener, ServiceConfig, UserConfig
+from ccm.config.model import ConnectionLimits, ServiceConfig
 from ccm.config.load import parse_config
 from ccm.web.connections import CcmChannel
 from ccm.credentials.keychain import KeychainStore, keychain_service_name
 from ccm.pool.select import BalancerPool
 from ccm.config.changes import plan_reload
 from ccm.build import build_service
-from ccm.service import CLIENT_CLOSE_TIMEOUT_SECONDS, CcmService, warn_if_admin_pages_exposed
+from ccm.service import CLIENT_CLOSE_TIMEOUT_SECONDS, CcmService
 from ccm.credentials.watch import FileWatcher
 from tests.credentials.fake_keyring import DictKeyring
 from tests.fixtures import credentials_json, write_credentials
@@ -336,6 +336,26 @@ class ReconfigureTests(SynchronousTestCase):
         warnings = [e for e in self.events if "no users are configured" in formatEvent(e)]
         self.assertEqual(len(warnings), 1)
 
+    def test_first_admin_warns(self) -> None:
+        """
+        A reload that makes the first admin of a service served over plain
+        HTTP beyond this machine logs start-up's warning about the
+        dashboard, once: a later reload does not repeat it.
+        """
+        document = dict(self.document, endpoint="tcp:8080")
+        self.start(document)
+
+        def warnings() -> list[str]:
+            return [formatEvent(e) for e in self.events if "plain HTTP" in formatEvent(e)]
+
+        self.assertEqual(warnings(), [])
+        users = [dict(self.document["users"][0], admin=True), self.document["users"][1]]
+        self.reload(dict(document, users=users))
+        [warning] = warnings()
+        self.assertIn("the dashboard (/ccm/) is reachable over plain HTTP beyond this machine", warning)
+        self.reload(dict(document, users=users, headers={"x-team": "blue"}))
+        self.assertEqual(len(warnings()), 1)
+
     def test_extra_usage(self) -> None:
         """
         ``extra_usage`` reaches each credential's pool member at start-up
@@ -614,55 +634,3 @@ class WatchShutdownTests(SynchronousTestCase):
         channel.connectionLost(Failure(ConnectionDone()))
         self.successResultOf(stopped)
         self.assertEqual(reactor.getDelayedCalls(), [])
-
-
-class AdminOverPlainHttpTests(SynchronousTestCase):
-    """
-    :obj:`ccm.service.warn_if_admin_pages_exposed`.
-    """
-
-    def warnings(self, document: dict[str, Any]) -> list[str]:
-        """
-        The warnings about the dashboard for the service ``document``
-        describes.
-        """
-        [config] = parse_config(document, "config.json").services
-        return self.warnings_of(config)
-
-    def warnings_of(self, config: ServiceConfig) -> list[str]:
-        """
-        The warnings about the dashboard for ``config``.
-        """
-        events: list[dict[str, Any]] = []
-        warn_if_admin_pages_exposed(Logger(observer=events.append), config)
-        return [formatEvent(event) for event in events]
-
-    def test_warns(self) -> None:
-        """
-        With an admin and a plain HTTP listener beyond loopback, one warning
-        says the dashboard is reachable over plain HTTP.
-        """
-        users = [{"name": "root", "token": "t", "admin": True}]
-        [warning] = self.warnings({"type": "ccm", "endpoint": "tcp:8080", "users": users})
-        self.assertIn("plain HTTP beyond this machine", warning)
-        self.assertEqual(
-            self.warnings({"type": "ccm", "listen": "0.0.0.0", "listen_port": 8080, "users": users}),
-            [warning],
-        )
-
-    def test_quiet(self) -> None:
-        """
-        No warning on loopback, over TLS, or without admins.
-        """
-        admin = [{"name": "root", "token": "t", "admin": True}]
-        for document in (
-            {"type": "ccm", "endpoint": "tcp:8080:interface=127.0.0.1", "users": admin},
-            {"type": "ccm", "endpoint": "tcp:8080", "users": [{"name": "bob", "token": "t"}]},
-        ):
-            self.assertEqual(self.warnings(document), [])
-        tls = ServiceConfig(
-            where="config.json",
-            listeners=(EndpointListener("ssl:8443:privateKey=k.pem:certKey=c.pem"),),
-            users=(UserConfig("root", "t", admin=True),),
-        )
-        self.assertEqual(self.warnings_of(tls), [])

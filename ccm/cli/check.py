@@ -7,7 +7,8 @@ It runs start-up's own checks, in the same code: the file is read and
 validated by :obj:`ccm.config.load.load_config` (every key, every
 reference, the usage files' directories), and the TLS material of every
 listener is loaded as :obj:`ccm.web.listening` would load it to listen.  It
-prints start-up's warnings, and warns of a usage file ccm would move aside
+prints start-up's warnings (the loader's, and those of
+:obj:`ccm.config.exposure`), and warns of a usage file ccm would move aside
 because it cannot read it.
 
 What it cannot know without starting: whether the ports can be bound,
@@ -27,9 +28,9 @@ from twisted.internet.interfaces import IReactorTCP
 
 from ccm.cli.terminal import Terminal
 from ccm.cli.usagefiles import read_usage
+from ccm.config.exposure import exposure_warnings
 from ccm.config.load import load_config
 from ccm.config.model import AddressListener, Config, ConfigError, EndpointListener, ServiceConfig
-from ccm.service import OPEN_SERVICE_WARNING, listens_beyond_this_machine
 from ccm.web.listening import ListenError, endpoint_for, tls_options
 
 if TYPE_CHECKING:
@@ -83,15 +84,16 @@ def _usage_file_warnings(source: str, service: ServiceConfig) -> list[str]:
 
 def warnings_of(config: Config) -> list[str]:
     """
-    What start-up would warn about: the loader's warnings, services open to
-    anyone who reaches them, and usage files that cannot be read.
+    What start-up would warn about: the loader's warnings, what each
+    service leaves open beyond this machine (start-up's own list:
+    :obj:`ccm.config.exposure.exposure_warnings`), and usage files that
+    cannot be read.
     """
     warnings = list(config.warnings)
     for service in config.services:
         name = f"service {service.tag}" if service.tag else service.where
         prefix = f"{config.source}: {name}: " if name else f"{config.source}: "
-        if not service.users and listens_beyond_this_machine(service.listeners):
-            warnings.append(prefix + OPEN_SERVICE_WARNING)
+        warnings += [prefix + warning for warning in exposure_warnings(service)]
         warnings += _usage_file_warnings(config.source, service)
     return warnings
 

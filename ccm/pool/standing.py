@@ -40,7 +40,8 @@ STATE_NAMES = {
 def _words(state: MemberState) -> str:
     """
     The state in words, without a time: a time in words ("in 2h13m")
-    would change the answer every minute, and ``unusable_until`` holds it.
+    would change the answer every minute, and ``unusable_until`` and
+    ``quarantined_since`` hold it.
     """
     reason = state.reason
     if reason is None:
@@ -66,10 +67,11 @@ def _seconds(moment: float) -> int:
 def credential_standing(member: PoolMember, now: float) -> dict[str, object]:
     """
     The standing of ``member`` at ``now``: its tag, its state (``state``,
-    ``reason``, ``description``, and ``unusable_until``, when it can serve
-    again, 0 when it can now or that is unknown), each window's
-    utilization, reset (0 when unknown) and pause threshold, and its plan
-    weight.
+    ``reason``, ``description``, ``unusable_until``, when it can serve
+    again, 0 when it can now or that is unknown, and ``quarantined_since``,
+    when its quarantine began, None unless it is quarantined), each
+    window's utilization, reset (0 when unknown) and pause threshold, and
+    its plan weight.
     """
     state = member.state(now)
     coarse, reason = STATE_NAMES[state.reason]
@@ -82,6 +84,11 @@ def credential_standing(member: PoolMember, now: float) -> dict[str, object]:
         "reason": reason,
         "description": _words(state),
         "unusable_until": _seconds(state.until) if not state.usable else 0,
+        # A quarantine has no end to give, but it has a start: how long the
+        # subscription has been banned is what its owner needs to know.
+        "quarantined_since": (
+            _seconds(state.since) if state.reason is Unusable.QUARANTINED else None
+        ),
         "five_hour_utilization": five_hour.utilization,
         "five_hour_reset": _seconds(five_hour.resets_at),
         "five_hour_cap": member.cap_5h,

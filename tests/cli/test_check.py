@@ -126,6 +126,44 @@ class CheckTests(SynchronousTestCase):
         with open(usages) as handle:
             self.assertEqual(handle.read(), "{broken")
 
+    def test_open_metrics_listener(self) -> None:
+        """
+        A ``metrics_listen`` endpoint beyond this machine gets start-up's
+        warning (it asks for no token), naming the endpoint; a loopback one
+        gets none.
+        """
+        service = {"listen": "127.0.0.1", "listen_port": 8080, "users": [{"name": "alice", "token": "ak-ccm-secret"}]}
+        status, out, err = self.check({**service, "metrics_listen": ["tcp:9464:interface=127.0.0.1", "tcp:9465"]})
+        self.assertEqual(status, 0)
+        self.assertTrue(out.startswith("config.json: OK"), out)
+        self.assertEqual(
+            err.splitlines(),
+            [
+                "warning: config.json: metrics_listen tcp:9465 is reachable beyond this machine "
+                "and asks for no token: whoever reaches it reads every user's and credential's figures"
+            ],
+        )
+
+    def test_dashboard_over_plain_http(self) -> None:
+        """
+        An admin and a plain HTTP listener beyond this machine get
+        start-up's warning about the dashboard; the same service on
+        loopback gets none, and the admin's token is not repeated.
+        """
+        admin = [{"name": "root", "token": "ak-ccm-secret", "admin": True}]
+        status, out, err = self.check({"listen": "0.0.0.0", "listen_port": 8080, "users": admin})
+        self.assertEqual(status, 0)
+        self.assertTrue(out.startswith("config.json: OK"), out)
+        [warning] = err.splitlines()
+        self.assertTrue(
+            warning.startswith(
+                "warning: config.json: the dashboard (/ccm/) is reachable over plain HTTP beyond this machine"
+            ),
+            warning,
+        )
+        self.assertNotIn("ak-ccm-secret", err)
+        self.assertEqual(self.check({"listen": "127.0.0.1", "listen_port": 8080, "users": admin})[2], "")
+
     def test_tls_material(self) -> None:
         """
         TLS files are loaded as start-up loads them: a key that does not

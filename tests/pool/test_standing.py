@@ -36,6 +36,7 @@ class CredentialStandingTests(PoolTestCase):
                 "reason": None,
                 "description": "usable",
                 "unusable_until": 0,
+                "quarantined_since": None,
                 "five_hour_utilization": 42.0,
                 "five_hour_reset": int(NOW + HOUR),
                 "five_hour_cap": 80.0,
@@ -133,12 +134,15 @@ class CredentialStandingTests(PoolTestCase):
 
     def test_quarantined(self) -> None:
         """
-        A banned credential reads as quarantined, with why in words and no
-        time at which it serves again: only a new login ends it.
+        A banned credential reads as quarantined, with why in words, since
+        when in Unix seconds (the time it was banned, however long ago),
+        and no time at which it serves again: only a new login ends it.
         """
         [member] = self.members("a")
         member.credential.standing.enter_quarantine("the organization was disabled")
-        standing = credential_standing(member, NOW)
+        self.clock.advance(2 * HOUR)
+        standing = credential_standing(member, NOW + 2 * HOUR)
+        self.assertEqual(standing["quarantined_since"], int(NOW))
         self.assertEqual((standing["state"], standing["reason"]), ("quarantined", "quarantined"))
         description = standing["description"]
         assert isinstance(description, str)
@@ -147,6 +151,21 @@ class CredentialStandingTests(PoolTestCase):
         )
         self.assertIn("claude /login", description)
         self.assertEqual(standing["unusable_until"], 0)
+        # The start is a fixed time, so a watch's line does not change with
+        # the clock.
+        self.assertEqual(credential_standing(member, NOW + 3 * HOUR), standing)
+
+    def test_since_only_when_quarantined(self) -> None:
+        """
+        ``quarantined_since`` is null in every other state, an admin's pause
+        included, though that has a start too: it names a quarantine's.
+        """
+        [member] = self.members("a")
+        member.credential.pause("root")
+        standing = credential_standing(member, NOW)
+        self.assertEqual(
+            (standing["reason"], standing["quarantined_since"]), ("paused_by_admin", None)
+        )
 
     def test_reset_passed(self) -> None:
         """

@@ -268,6 +268,31 @@ class ActionTests(DashboardCase):
         self.assertEqual(self.post("/ccm/credentials/zz/pause", {}, self.bearer())[0], 404)
 
 
+class StateTests(DashboardCase):
+    """
+    How a credential that cannot serve reads on its card.
+    """
+
+    def test_quarantined(self) -> None:
+        """
+        A banned credential's card says it is quarantined, why, and since
+        when (the time of the ban and how long ago), and offers no "Clear
+        cooldown": only a new login ends a quarantine.
+        """
+        self.member("a").credential.standing.enter_quarantine("Anthropic disabled its organization")
+        self.reactor.advance(2 * 3600 + 600)
+        _, _, page = self.get(headers=self.bearer())
+        html = card(page, "a")
+        self.assertIn('data-state="quarantined"', html)
+        self.assertIn('data-reason="quarantined"', html)
+        self.assertIn(
+            "quarantined since 2027-01-15 08:00 UTC (2h10m ago): Anthropic disabled its organization",
+            html,
+        )
+        self.assertNotIn("clear-cooldown", html)
+        self.assertIn('data-state="usable"', card(page, "b"))
+
+
 class FigureTests(DashboardCase):
     """
     The users' figures and the other sections.

@@ -17,6 +17,7 @@ from tests.fake_anthropic import (
     SEVEN_DAY_SECONDS,
     allowed_unified_headers,
     error_reply,
+    organization_disabled_reply,
 )
 from tests.proxyharness import ALICE_TOKEN, ProxyHarness
 
@@ -297,6 +298,7 @@ class StatusSessionTests(SynchronousTestCase):
                 "reason": None,
                 "description": "usable",
                 "unusable_until": 0,
+                "quarantined_since": None,
                 "five_hour_utilization": 42.0,
                 "five_hour_reset": now + FIVE_HOUR_SECONDS,
                 "five_hour_cap": 99.0,
@@ -357,6 +359,29 @@ class StatusSessionTests(SynchronousTestCase):
             (session["state"], session["reason"], session["unusable_until"]),
             ("rate_limited", "rate_limited_5h", now + FIVE_HOUR_SECONDS),
         )
+
+    def test_quarantined_session(self) -> None:
+        """
+        A session whose credential was banned learns that it is
+        quarantined, since when (the time of the ban, in Unix seconds, an
+        hour later too), and that no time ends it.
+        """
+        harness = ProxyHarness(self)
+        banned_at = int(harness.clock.seconds())
+        harness.fake.enqueue(organization_disabled_reply())
+        harness.ccm_error(
+            harness.messages(MESSAGE_BODY, headers={"x-claude-code-session-id": SESSION_1}),
+            503,
+            "api_error",
+        )
+        harness.clock.advance(3600)
+        session = self.status(harness, f"session={SESSION_1}")["session"]
+        self.assertEqual(
+            (session["state"], session["reason"], session["unusable_until"]),
+            ("quarantined", "quarantined", 0),
+        )
+        self.assertEqual(session["quarantined_since"], banned_at)
+        self.assertTrue(session["description"].startswith("quarantined: "), session)
 
 
 class StatusQueryTests(SynchronousTestCase):
