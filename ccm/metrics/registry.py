@@ -16,7 +16,7 @@ twice.  docs/operations.md lists every series.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Generic, Iterable, Mapping, Sequence, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from twisted.internet.interfaces import IReactorTime
@@ -49,6 +49,28 @@ TOKEN_KINDS = (
     ("cache_read", "cache_read_input_tokens"),
     ("cache_write", "cache_creation_input_tokens"),
 )
+
+
+_Metric = TypeVar("_Metric", Counter, Histogram)
+
+
+class _Children(Generic[_Metric]):
+    """
+    The labelled series of ``metric``, each looked up in prometheus_client
+    once (its ``labels`` checks and locks on every call) and then kept:
+    the label values ccm uses are few (configured users and credentials,
+    model families, status codes), and the registry keeps them anyway.
+    """
+
+    def __init__(self, metric: _Metric) -> None:
+        self._metric: _Metric = metric
+        self._children: dict[tuple[str, ...], _Metric] = {}
+
+    def __call__(self, *values: str) -> _Metric:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 class ServiceMetrics:
@@ -129,6 +151,12 @@ class ServiceMetrics:
             "Proxied requests not over yet, streams included",
             registry=registry,
         )
+        # The series every proxied request touches.
+        self._requests_of = _Children(self._requests)
+        self._tokens_of = _Children(self._tokens)
+        self._cost_of = _Children(self._cost)
+        self._headers_of = _Children(self._headers)
+        self._duration_of = _Children(self._duration)
         for tag in credential_tags:
             for source in (SOURCE_CCM, SOURCE_UPSTREAM):
                 self._rate_limited.labels(tag, source)
@@ -172,7 +200,7 @@ class ServiceMetrics:
         """
         The client got an upstream answer's headers ``seconds`` after it asked.
         """
-        self._headers.labels(credential).observe(seconds)
+        self._headers_of(credential).observe(seconds)
 
     def moved(self, credential: str, reason: str) -> None:
         """
@@ -185,8 +213,8 @@ class ServiceMetrics:
         Count a proxied request that is over, and what its response used.
         """
         model = model_family(end.model)
-        self._requests.labels(end.user, end.credential, model, str(end.status)).inc()
-        self._duration.labels(end.credential).observe(end.duration)
+        self._requests_of(end.user, end.credential, model, str(end.status)).inc()
+        self._duration_of(end.credential).observe(end.duration)
         if end.status == 429:
             source = SOURCE_CCM if end.by_ccm else SOURCE_UPSTREAM
             self._rate_limited.labels(end.credential, source).inc()
@@ -198,9 +226,9 @@ class ServiceMetrics:
         for kind, field in TOKEN_KINDS:
             count = getattr(usage.tokens, field)
             if count:
-                self._tokens.labels(end.user, end.credential, model, kind).inc(count)
+                self._tokens_of(end.user, end.credential, model, kind).inc(count)
         cost = cost_usd(prices_for(usage.model, usage.context_window), usage.tokens)
-        self._cost.labels(end.user, end.credential, model).inc(cost)
+        self._cost_of(end.user, end.credential, model).inc(cost)
 
     # CredentialEvents
 

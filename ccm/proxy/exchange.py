@@ -239,10 +239,10 @@ class Exchange:
         )
         request.setResponseCode(response.code, response.phrase or None)
         request.defaultContentType = None
-        headers = client_response_headers(response.headers)
-        headers = self._context.shares.client_headers(self._caller, self._pool, response.code, headers)
-        for name, values in headers.getAllRawHeaders():
-            request.responseHeaders.setRawHeaders(name, list(values))
+        headers = client_response_headers(response.headers, request.responseHeaders)
+        shared = self._context.shares.client_headers(self._caller, self._pool, response.code, headers)
+        if shared is not headers:
+            request.responseHeaders = shared
 
     def _start_relay(self, response: IResponse) -> Relay:
         """

@@ -69,9 +69,11 @@ def _is_cdn(name: bytes) -> bool:
     return name in _CDN_EXACT or name.startswith(_CDN_PREFIXES)
 
 
-def _copy_without(headers: Headers, dropped: frozenset[bytes]) -> Headers:
+def _copy_without(
+    headers: Headers, dropped: frozenset[bytes], into: Headers | None = None
+) -> Headers:
     also_dropped = _connection_named(headers)
-    copied = Headers()
+    copied = Headers() if into is None else into
     for name, values in headers.getAllRawHeaders():
         lowered = name.lower()
         if (
@@ -124,11 +126,13 @@ def upstream_request_headers(
     return outgoing
 
 
-def client_response_headers(upstream_headers: Headers) -> Headers:
+def client_response_headers(upstream_headers: Headers, into: Headers | None = None) -> Headers:
     """
-    The headers to send the client for an upstream response.
+    The headers to send the client for an upstream response, added to
+    ``into`` (a response's own headers: one copy instead of two) or to new
+    headers.
     """
-    copied = _copy_without(upstream_headers, _RESPONSE_DROPPED)
+    copied = _copy_without(upstream_headers, _RESPONSE_DROPPED, into)
     # treq's content decoder leaves an empty Content-Encoding behind when the
     # upstream sent none (or only encodings it decoded): not the upstream's.
     encodings = [v for v in copied.getRawHeaders(b"content-encoding", []) if v.strip()]

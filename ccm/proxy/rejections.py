@@ -36,7 +36,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
-from twisted.web import http
+from twisted.web.http import PotentialDataLoss
 from twisted.web.client import ResponseDone
 from twisted.web.iweb import IResponse
 
@@ -185,7 +185,7 @@ class AnswerCheck(TimeoutMixin, Protocol):
         self.setTimeout(None)
         self.done = True
         body = b"".join(self._chunks)
-        if self._timed_out or not reason.check(ResponseDone, http.PotentialDataLoss):
+        if self._timed_out or not reason.check(ResponseDone, PotentialDataLoss):
             self.decision.callback((Step.BROKEN, body))
             return
         deciding = self._decide(classify(self._status, body))

@@ -20,7 +20,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import Cooperator
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
-from twisted.web import http
+from twisted.web.http import PotentialDataLoss
 from twisted.web.client import FileBodyProducer, ResponseDone
 from twisted.web.server import Request
 
@@ -182,7 +182,7 @@ class Relay(TimeoutMixin, Protocol):
     def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
         if self.ended:
             return
-        if reason.check(ResponseDone, http.PotentialDataLoss) and not self.idle_timed_out:
+        if reason.check(ResponseDone, PotentialDataLoss) and not self.idle_timed_out:
             self._end(None)
             return
         problem = (

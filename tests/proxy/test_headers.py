@@ -285,3 +285,16 @@ class ClientResponseHeadersTests(SynchronousTestCase):
         """
         upstream = build(content_encoding="", request_id="req_1")
         self.assertEqual(table(client_response_headers(upstream)), {"request-id": ["req_1"]})
+
+    def test_into_the_response(self) -> None:
+        """
+        Given a response's own headers, the cleaned headers are added to
+        them, next to what was set there before, and those are returned.
+        """
+        upstream = build(request_id="req_1", set_cookie="a=b", content_encoding="")
+        response = build(x_request_served_by="ccm")
+        result = client_response_headers(upstream, into=response)
+        self.assertIs(result, response)
+        self.assertEqual(
+            table(response), {"request-id": ["req_1"], "x-request-served-by": ["ccm"]}
+        )
