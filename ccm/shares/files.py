@@ -109,20 +109,21 @@ def load_shares(book: ShareBook, paths: Mapping[str, str], now: float, log: Logg
 
 
 def share_document(windows: Any, users: Mapping[str, Entitlement] | None = None) -> bytes:
-    """One credential's file content: its ledger and its ``users``."""
-    document = {
-        "version": FORMAT_VERSION,
-        "windows": windows,
-        "users": {
+    """
+    One credential's file content: its ledger and its ``users`` (left out
+    when None: not known).
+    """
+    document: dict[str, Any] = {"version": FORMAT_VERSION, "windows": windows}
+    if users is not None:
+        document["users"] = {
             name: {
                 "capacity": entitlement.capacity,
                 "share": {
                     w.value: entitlement.shares.of(w) for w in WINDOWS if entitlement.shares.of(w) > 0
                 },
             }
-            for name, entitlement in (users or {}).items()
-        },
-    }
+            for name, entitlement in users.items()
+        }
     return json.dumps(document, sort_keys=True, indent=1).encode("utf-8") + b"\n"
 
 
@@ -169,14 +170,20 @@ class ShareSaverService(Service):
             return
         try:
             snapshot = self._book.snapshot()
-            users = self._users()
         except Exception:
             self.log.failure("cannot take the share charges")
             return
+        users: Mapping[str, Mapping[str, Entitlement]] | None
+        try:
+            users = self._users()
+        except Exception:
+            # The charges matter more: saved without the users.
+            self.log.failure("cannot take the users' shares for the share files")
+            users = None
         for tag, path in self._paths.items():
             if tag not in snapshot:
                 continue
-            data = share_document(snapshot[tag], users.get(tag))
+            data = share_document(snapshot[tag], None if users is None else users.get(tag, {}))
             if self._saved.get(tag) == data:
                 continue
             try:

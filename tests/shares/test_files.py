@@ -190,3 +190,25 @@ class UsersTests(SynchronousTestCase):
         book = ShareBook()
         load_shares(book, {"a": self.path}, 30, Logger(observer=events.append))
         self.assertEqual((events, book.charged("alice", "a", FIVE_HOUR, 30)), ([], 4.0))
+
+    def test_users_unknown(self) -> None:
+        """
+        When the users cannot be told, the charges are saved all the same,
+        without ``users`` (read as a file that records none), and the
+        failure is logged.
+        """
+
+        def broken() -> dict:
+            raise KeyError("alice")
+
+        saver = ShareSaverService(charged(), {"a": self.path}, self.clock, users=broken)
+        events: list[dict] = []
+        saver.log = Logger(observer=events.append)
+        saver.save()
+        document = self.read()
+        self.assertNotIn("users", document)
+        self.assertEqual(document["windows"]["5-hour"]["charges"], {"alice": 4.0})
+        self.assertEqual(users_of(document), {})
+        self.assertEqual(len(events), 1)
+        self.assertIn("cannot take the users' shares", events[0]["log_format"])
+        self.flushLoggedErrors(KeyError)
