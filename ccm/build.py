@@ -47,6 +47,7 @@ from ccm.accounting.counters import UsageRecorder
 from ccm.proxy.context import Route, Timeouts
 from ccm.shares.files import ShareSaverService, load_shares, shares_path
 from ccm.shares.gate import ShareKeeper
+from ccm.shares.standing import Entitlement
 from ccm.shares.view import ShareView
 from ccm.service import CcmService
 from ccm.sites import ListeningReactor, build_proxy, build_site, metrics_listeners
@@ -136,7 +137,10 @@ def build_service(
     )
     state.follow_credentials(credentials)
     savers = _usage_savers(credential_configs, reactor, state)
-    shares, share_saver = _shares(credential_configs, reactor, state)
+    # The share files record each user's shares from the view built below.
+    shares, share_saver = _shares(
+        credential_configs, reactor, state, lambda: share_view.entitlements()
+    )
     limits = state.user_limits(config.users, metrics.limit_refused)
     log_startup(CcmService.log, config, [(c.tag, c.store.path) for c in credentials])
     members = {
@@ -304,17 +308,19 @@ def _shares(
     credential_configs: Sequence[DefaultCredentialConfig],
     clock: IReactorTime,
     state: SharedState,
+    entitlements: Callable[[], Mapping[str, Mapping[str, Entitlement]]],
 ) -> tuple[ShareKeeper, ShareSaverService]:
     """
     The users' shares: one book for the service, its charges loaded from
-    the share file beside each credential's usage file, and their saver.
+    the share file beside each credential's usage file, and their saver,
+    which records ``entitlements`` (the users' shares, by credential) too.
     """
     paths = {
         c.tag: shares_path(c.usages_path) for c in credential_configs if c.usages_path
     }
     book = state.share_book([c.tag for c in credential_configs])
     load_shares(book, paths, clock.seconds(), CcmService.log)
-    saver = ShareSaverService(book, paths, clock, state.writes_share_files())
+    saver = ShareSaverService(book, paths, clock, state.writes_share_files(), entitlements)
     return ShareKeeper(book, clock), saver
 
 

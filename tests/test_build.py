@@ -5,6 +5,7 @@ how it wires the parts of a service, on a memory reactor.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -13,7 +14,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from ccm.shares.files import ShareSaverService
+from ccm.shares.files import ShareSaverService, shares_path
+from ccm.shares.gate import ShareKeeper
 from ccm.accounting.recent import RecentUsage, RecordingTee
 from ccm.accounting.usagefile import UsageSaverService
 from ccm.build import build_service
@@ -151,6 +153,33 @@ class BuildTests(SynchronousTestCase):
         self.assertEqual(sorted(service.pools), ["a", "b", "pool"])
         self.assertIs(service.user_pools.default, service.pools["a"])
         self.assertEqual([c.tag for c in service.credentials], ["a", "b"])
+
+    def test_share_file_records_users(self) -> None:
+        """
+        The share file of ``a`` records the users whose pool holds it, with
+        their shares and that pool's capacity: alice, behind the balancer
+        over ``a`` and ``b`` (two unknown plans of weight 1, 200 units),
+        and bob, on ``a`` alone (100 units).
+        """
+        users = (
+            UserConfig(name="alice", token="ccm-token-alice-0123456789", credential="pool", share_5h=40.0),
+            UserConfig(name="bob", token="ccm-token-bob-0123456789ab", credential="a"),
+        )
+        service = self.build(users=users)
+        shares = service.proxy.context.shares
+        assert isinstance(shares, ShareKeeper)
+        shares.book.observe("a", {}, 1.0, 0)
+        [saver] = [child for child in service if isinstance(child, ShareSaverService)]
+        saver.save()
+        with open(shares_path(self.usages)) as handle:
+            recorded = json.load(handle)["users"]
+        self.assertEqual(
+            recorded,
+            {
+                "alice": {"capacity": 200.0, "share": {"5-hour": 40.0}},
+                "bob": {"capacity": 100.0, "share": {}},
+            },
+        )
 
     def test_refresh_under_claude_codes_lock(self) -> None:
         """

@@ -10,7 +10,8 @@ file's document with its costs computed now.  The files are only read; a
 file that cannot be used is named in one line, and nothing is printed.
 
 When a share file (``FILE.shares``) sits beside a usages file, the tables
-by user are followed by a "Shares" table (:obj:`ccm.shares.report`); a
+by user are followed by a "Shares" table (:obj:`ccm.shares.report`: each
+user's share, use, what remains and the next reset); a
 share file that cannot be used is named in one line on stderr and its
 table left out, the rest of the report is still printed.
 """
@@ -138,16 +139,17 @@ def _shares_table(paths: list[str], terminal: Terminal, now: float) -> str:
     """
     book = ShareBook()
     found = []
+    users = {}
     for path in paths:
         share_file = shares_path(path)
         if not os.path.lexists(share_file):
             continue
         try:
-            read_share_file(book, path, share_file, now)
+            users[path] = read_share_file(book, path, share_file, now)
         except ValueError as error:
             terminal.error("usage", f"ignoring the shares of {path!r}: {share_file!r} {error}")
             return ""
         found.append(path)
     if not found:
         return ""
-    return "\n" + "\n".join(format_shares(book, found, now, terminal.tz)) + "\n"
+    return "\n" + "\n".join(format_shares(book, found, now, terminal.tz, users)) + "\n"

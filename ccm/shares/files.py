@@ -13,6 +13,13 @@ the file stays exactly the reference's.
 once more when it stops.  What is saved is what was settled (charges,
 where each window stands, the dollars-per-percent estimates); requests in
 flight at a restart are not carried over.
+
+Beside the ledger (``windows``), a file records under ``users`` each
+configured user whose pool holds the credential: their shares and the
+pool's capacity at save time (:obj:`ccm.shares.view.ShareView.entitlements`),
+so that ``ccm usage`` can tell share, use and what remains without the
+service.  The service reads only ``windows`` back; a file written before
+``users`` existed is still version 1, read without them.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ccm.files import JSONFileError, read_json_file, replace_file
-from ccm.shares.ledger import ShareBook
+from ccm.shares.ledger import WINDOWS, ShareBook
+from ccm.shares.standing import Entitlement, Shares
 
 SAVE_INTERVAL_SECONDS = 60.0
 FORMAT_VERSION = 1
@@ -38,6 +46,21 @@ def shares_path(usages_path: str) -> str:
     return usages_path + ".shares"
 
 
+def read_share_document(path: str) -> dict[str, Any]:
+    """
+    The share file at ``path``, checked to hold a version 1 ``windows``.
+
+    :raises JSONFileError: when the file cannot be read as JSON.
+    :raises ValueError: when it is not a version 1 share file.
+    """
+    document = read_json_file(path)
+    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+        raise ValueError("not a version 1 share file")
+    if not isinstance(document.get("windows"), dict):
+        raise ValueError("not a version 1 share file (no windows)")
+    return document
+
+
 def read_share_windows(path: str) -> dict[str, Any]:
     """
     The ``windows`` of the share file at ``path``, as :obj:`ShareBook.snapshot`
@@ -46,13 +69,27 @@ def read_share_windows(path: str) -> dict[str, Any]:
     :raises JSONFileError: when the file cannot be read as JSON.
     :raises ValueError: when it is not a version 1 share file.
     """
-    document = read_json_file(path)
-    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
-        raise ValueError("not a version 1 share file")
-    windows = document.get("windows")
-    if not isinstance(windows, dict):
-        raise ValueError("not a version 1 share file (no windows)")
+    windows: dict[str, Any] = read_share_document(path)["windows"]
     return windows
+
+
+def users_of(document: Mapping[str, Any]) -> dict[str, Entitlement]:
+    """
+    The ``users`` a share file's ``document`` records, by name; none for
+    a file written before they were recorded.
+
+    :raises ValueError: when they are not what :obj:`share_document` wrote.
+    """
+    try:
+        return {
+            str(name): Entitlement(
+                float(entry["capacity"]),
+                Shares(*(float(entry["share"].get(w.value, 0.0)) for w in WINDOWS)),
+            )
+            for name, entry in document.get("users", {}).items()
+        }
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"not a share file's users: {error!r}") from None
 
 
 def load_shares(book: ShareBook, paths: Mapping[str, str], now: float, log: Logger) -> None:
@@ -71,9 +108,22 @@ def load_shares(book: ShareBook, paths: Mapping[str, str], now: float, log: Logg
             log.warn("ignoring share file {path}: {reason}", path=path, reason=str(error))
 
 
-def share_document(windows: Any) -> bytes:
-    """One credential's file content."""
-    document = {"version": FORMAT_VERSION, "windows": windows}
+def share_document(windows: Any, users: Mapping[str, Entitlement] | None = None) -> bytes:
+    """
+    One credential's file content: its ledger and its ``users`` (left out
+    when None: not known).
+    """
+    document: dict[str, Any] = {"version": FORMAT_VERSION, "windows": windows}
+    if users is not None:
+        document["users"] = {
+            name: {
+                "capacity": entitlement.capacity,
+                "share": {
+                    w.value: entitlement.shares.of(w) for w in WINDOWS if entitlement.shares.of(w) > 0
+                },
+            }
+            for name, entitlement in users.items()
+        }
     return json.dumps(document, sort_keys=True, indent=1).encode("utf-8") + b"\n"
 
 
@@ -81,7 +131,8 @@ class ShareSaverService(Service):
     """
     Save ``book``'s charges to ``paths`` (by credential tag) every
     :obj:`SAVE_INTERVAL_SECONDS` when they changed, and when stopping;
-    only while ``may_save()`` (the lease of one writer among processes).
+    only while ``may_save()`` (the lease of one writer among processes),
+    with the ``users`` of each credential's file (by tag) as they stand.
     """
 
     log = Logger()
@@ -92,8 +143,10 @@ class ShareSaverService(Service):
         paths: Mapping[str, str],
         clock: IReactorTime,
         may_save: Callable[[], bool] = lambda: True,
+        users: Callable[[], Mapping[str, Mapping[str, Entitlement]]] = lambda: {},
     ) -> None:
         self._book = book
+        self._users = users
         self._may_save = may_save
         self._paths = dict(paths)
         self._saved: dict[str, bytes] = {}
@@ -120,10 +173,17 @@ class ShareSaverService(Service):
         except Exception:
             self.log.failure("cannot take the share charges")
             return
+        users: Mapping[str, Mapping[str, Entitlement]] | None
+        try:
+            users = self._users()
+        except Exception:
+            # The charges matter more: saved without the users.
+            self.log.failure("cannot take the users' shares for the share files")
+            users = None
         for tag, path in self._paths.items():
             if tag not in snapshot:
                 continue
-            data = share_document(snapshot[tag])
+            data = share_document(snapshot[tag], None if users is None else users.get(tag, {}))
             if self._saved.get(tag) == data:
                 continue
             try:

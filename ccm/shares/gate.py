@@ -99,6 +99,11 @@ def usage_cost(usage: UsageRecord | None) -> float:
     return cost_usd(prices_for(usage.model, usage.context_window), usage.tokens)
 
 
+def _rounded(value: float | None) -> float | None:
+    """``value`` to four significant digits, so that a small estimate stays above 0."""
+    return None if value is None else float(f"{value:.4g}")
+
+
 class ShareKeeper:
     """
     The :obj:`ShareGate` of a service: feeds ``book`` on ``clock``'s time
@@ -121,8 +126,10 @@ class ShareKeeper:
         """
         The caller's ``share`` object of ``/ccm/v1/status``: for each window
         they have a share of, the share, what they used and what remains
-        (percent of the pool's window) and when it next frees up (Unix
-        seconds, 0 unknown); empty without shares.
+        (percent of the pool's window), when it next frees up (Unix
+        seconds, 0 unknown), and the use and 1 % of the window in estimated
+        list-price dollars (four significant digits; null until the pool
+        has an estimate); empty without shares.
         """
         return {
             STATUS_KEYS[f.window]: {
@@ -130,6 +137,8 @@ class ShareKeeper:
                 "used": round(f.used, 2),
                 "remaining": round(f.remaining, 2),
                 "reset": int(f.resets_at),
+                "used_usd": _rounded(f.used_usd),
+                "usd_per_percent": _rounded(f.usd_per_percent),
             }
             for f in self.figures(caller, pool)
         }

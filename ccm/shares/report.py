@@ -1,44 +1,49 @@
 # -*- test-case-name: tests.shares.test_report -*-
 """
 The share files beside usages files (:obj:`ccm.shares.files`) as a table
-for ``ccm usage``: what each user was charged in each window, read only.
+for ``ccm usage``: each user's share of each window, what they used of it,
+what remains and when their use next falls, read only.
 
 The figures are the ledger's own (:obj:`ccm.shares.ledger.ShareBook`,
-restored from the files as the service restores them), so a window whose
-reset time has passed reads as empty here as it does for the proxy.  The
-charges are in Pro-percent (1 is 1 % of one Pro plan's window).  A share
-file holds no plan weights, so the pool's capacity, and the charges as a
-percentage of it, cannot be told from it; the table says so rather than
-guess.
+restored from the files as the service restores them), and the standing
+is computed as the proxy computes it (:obj:`ccm.shares.standing.figures_over`),
+against the shares and pool capacity each file recorded when it was saved.
+So a window whose reset time has passed reads as empty here as it does for
+the proxy.  Use is also given in Pro-percent (1 is 1 % of one Pro plan's
+window), which needs no capacity: a file saved before shares were recorded
+shows only that, and ``-`` for the rest.
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ccm.files import JSONFileError
-from ccm.shares.files import read_share_windows
+from ccm.shares.files import read_share_document, users_of
 from ccm.shares.ledger import WINDOWS, ShareBook
+from ccm.shares.standing import Entitlement, figures_over
 
 #: The user of the rises no request of ccm's ran in.
 OUTSIDE = "(outside ccm)"
-NO_CAPACITY = (
-    "Used in Pro-percent (1 = 1% of one Pro plan's window). The share files do not record "
-    "the plans' weights, so the pool's capacity and each user's percentage of it are not "
-    "known here: ccm's dashboard and /ccm/v1/status show those."
+NOTE = (
+    "Share, used, remaining: percent of the user's pool's window, against the shares and "
+    "capacity last saved. used (Pro-%): 1 = 1% of one Pro plan's window. -: not known."
 )
 
 
-def read_share_file(book: ShareBook, tag: str, path: str, now: float) -> None:
+def read_share_file(book: ShareBook, tag: str, path: str, now: float) -> dict[str, Entitlement]:
     """
     Restore the share file at ``path`` into ``book`` as credential ``tag``.
 
+    :return: the users it records (none for an older file).
     :raises ValueError: when the file cannot be read or is not a share
         file, with a reason that follows the file's name.
     """
     try:
-        book.restore(tag, read_share_windows(path), now)
+        document = read_share_document(path)
+        book.restore(tag, document["windows"], now)
+        return users_of(document)
     except JSONFileError as error:
         raise ValueError(error.reason) from None
     except ValueError as error:
@@ -51,28 +56,59 @@ def _when(at: float, tz: datetime.tzinfo | None) -> str:
     return datetime.datetime.fromtimestamp(at, tz).strftime("%Y-%m-%d %H:%M")
 
 
-def format_shares(book: ShareBook, tags: Sequence[str], now: float, tz: datetime.tzinfo | None) -> list[str]:
+def _entitlements(
+    tags: Sequence[str], users: Mapping[str, Mapping[str, Entitlement]]
+) -> dict[str, Entitlement]:
+    """Each user's entitlement, from the first file (in ``tags`` order) recording one."""
+    found: dict[str, Entitlement] = {}
+    for tag in tags:
+        for name, entitlement in users.get(tag, {}).items():
+            found.setdefault(name, entitlement)
+    return found
+
+
+def format_shares(
+    book: ShareBook,
+    tags: Sequence[str],
+    now: float,
+    tz: datetime.tzinfo | None,
+    users: Mapping[str, Mapping[str, Entitlement]] | None = None,
+) -> list[str]:
     """
-    The "Shares" table of credentials ``tags`` of ``book``: each user's
-    charges in each window, summed over the credentials, with when the
-    earliest of those windows resets; then the rises no request of ccm's
-    ran in.  Users by name, windows in order.
+    The "Shares" table of credentials ``tags`` of ``book``, whose files
+    recorded ``users`` (by tag, then name): for each user charged or with
+    a share, and each window, their share, their use summed over the
+    credentials, what remains and when their use next falls; then the
+    rises no request of ccm's ran in.  Users by name, windows in order.
     """
     snapshot = book.snapshot()
-    users = sorted({u for tag in tags for w in snapshot.get(tag, {}).values() for u in w["charges"]})
+    entitled = _entitlements(tags, users or {})
+    charged = {u for tag in tags for w in snapshot.get(tag, {}).values() for u in w["charges"]}
+    shared = {name for name, e in entitled.items() if e.shares}
     rows: list[tuple[str, ...]] = []
-    for user in [*users, OUTSIDE]:
+    for user in [*sorted(charged | shared), OUTSIDE]:
         for name in WINDOWS:
             if user == OUTSIDE:
                 uses = {tag: book.unattributed(tag, name, now) for tag in tags}
             else:
-                uses = {tag: book.charged(user, tag, name, now) for tag in tags}
-            used = sum(uses.values())
-            if user == OUTSIDE and used <= 0:
+                uses = {tag: book.used(user, tag, name, now) for tag in tags}
+            units = sum(uses.values())
+            if user == OUTSIDE and units <= 0:
                 continue
-            resets = [book.resets_at(tag, name, now) for tag, units in uses.items() if units > 0]
-            rows.append((user, name.value, f"{used:.2f}", _when(min(resets, default=0.0), tz)))
-    headers = ("user", "window", "used (Pro-%)", "window resets")
+            resets = [book.resets_at(tag, name, now) for tag, used in uses.items() if used > 0]
+            reset = min(resets, default=0.0)
+            share = used = remaining = "-"
+            entitlement = entitled.get(user)
+            if entitlement is not None and entitlement.capacity > 0:
+                figures = figures_over(
+                    book, user, entitlement.shares.of(name), tags, entitlement.capacity, name, now
+                )
+                used = f"{figures.used:.1f}%"
+                if figures.share > 0:
+                    share, remaining = f"{figures.share:g}%", f"{figures.remaining:.1f}%"
+                    reset = figures.resets_at
+            rows.append((user, name.value, share, used, remaining, f"{units:.2f}", _when(reset, tz)))
+    headers = ("user", "window", "share", "used", "remaining", "used (Pro-%)", "next reset")
     widths = [max(len(line[i]) for line in [headers, *rows]) for i in range(len(headers))]
 
     def line(values: tuple[str, ...]) -> str:
@@ -82,4 +118,4 @@ def format_shares(book: ShareBook, tags: Sequence[str], now: float, tz: datetime
         ).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
-    return ["Shares", NO_CAPACITY, line(headers), rule, *(line(row) for row in rows)]
+    return ["Shares", NOTE, line(headers), rule, *(line(row) for row in rows)]

@@ -7,13 +7,21 @@ A pool's capacity in a window is ``100 * sum(plan weights)`` Pro-percent
 units (one Pro window is 100); a share of ``s`` % is ``s / 100`` of that,
 and the user's use is the sum of their charges on the pool's credentials.
 The share frees up when enough of those credentials' windows reset to bring
-the use back under it.  Pure: the time is handed in.
+the use back under it.
+
+The same use in list-price dollars comes from each credential's running
+estimate of dollars per 1 % of its window (:obj:`ShareBook.rate`): a unit
+on a credential of plan weight ``w`` and rate ``r`` is worth ``r / w``.  A
+credential without an estimate yet is taken at the dollars per unit of
+those of the pool that have one (plan weights say a unit is a unit on every
+plan); with none, the dollars are unknown (None), never 0.  Pure: the time
+is handed in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping, Sequence
 
 from ccm.pool.figures import WINDOW_SECONDS, WindowName
 from ccm.pool.serving import when
@@ -45,6 +53,26 @@ class Shares:
 
 
 @dataclass(frozen=True)
+class Entitlement:
+    """
+    What a user may use of their pool: their ``shares`` and the pool's
+    ``capacity`` (Pro-percent units), as the share files record them.
+    """
+
+    capacity: float
+    shares: Shares = Shares()
+
+    def cap(self, name: WindowName) -> float:
+        """The user's cap in window ``name``, units (0: no share)."""
+        return self.shares.of(name) / 100.0 * self.capacity
+
+
+def pool_capacity(weights: Mapping[str, float]) -> float:
+    """A pool's capacity in each window, units, from its credentials' plan ``weights``."""
+    return 100.0 * sum(weights.values())
+
+
+@dataclass(frozen=True)
 class ShareFigures:
     """
     A user's standing in one window of their pool, in percent of the pool's
@@ -55,6 +83,10 @@ class ShareFigures:
     :ivar capacity: the pool's capacity, Pro-percent units.
     :ivar resets_at: when the user's use next falls (over the share: when
         it falls under it); Unix seconds, 0 when unknown.
+    :ivar used_usd: the use in list-price dollars, estimated; None while no
+        credential of the pool has an estimate.
+    :ivar usd_per_percent: the list-price dollars 1 % of the pool's window
+        holds, estimated; None likewise.
     """
 
     window: WindowName
@@ -62,6 +94,8 @@ class ShareFigures:
     used: float
     capacity: float
     resets_at: float
+    used_usd: float | None = None
+    usd_per_percent: float | None = None
 
     @property
     def remaining(self) -> float:
@@ -79,20 +113,22 @@ class ShareFigures:
         return self.used / self.share if self.share else 0.0
 
 
-def share_figures(
+def _uses(
+    book: ShareBook, user: str, tags: Iterable[str], name: WindowName, now: float
+) -> dict[str, float]:
+    """``user``'s use of each credential's ``name`` window, units."""
+    return {tag: book.used(user, tag, name, now) for tag in tags}
+
+
+def _figures(
     book: ShareBook,
-    user: str,
+    uses: Mapping[str, float],
     share: float,
-    weights: Mapping[str, float],
+    capacity: float,
     name: WindowName,
     now: float,
 ) -> ShareFigures:
-    """
-    ``user``'s standing against a ``share`` % of window ``name`` of the
-    pool whose credentials have plan ``weights`` (by tag).
-    """
-    capacity = 100.0 * sum(weights.values())
-    uses = {tag: book.used(user, tag, name, now) for tag in weights}
+    """The standing of ``uses`` against a ``share`` % of ``capacity`` units."""
     used_units = sum(uses.values())
     share_units = share / 100.0 * capacity
     resets = sorted(
@@ -110,6 +146,70 @@ def share_figures(
                 break
     percent = 100.0 * used_units / capacity if capacity else 0.0
     return ShareFigures(name, share, percent, capacity, resets_at)
+
+
+def _dollars(
+    book: ShareBook, uses: Mapping[str, float], weights: Mapping[str, float], name: WindowName
+) -> tuple[float | None, float | None]:
+    """:obj:`dollars` of the ``uses`` of each credential (units)."""
+    rates = {tag: book.rate(tag, name) for tag in weights}
+    known = {tag: rate for tag, rate in rates.items() if rate and weights[tag] > 0}
+    if not known:
+        return None, None
+    # Dollars per unit where no estimate is known yet: the known ones'.
+    average = sum(known.values()) / sum(weights[tag] for tag in known)
+    used = sum(
+        units * (known[tag] / weights[tag] if tag in known else average)
+        for tag, units in uses.items()
+    )
+    return used, average * sum(weights.values())
+
+
+def figures_over(
+    book: ShareBook,
+    user: str,
+    share: float,
+    tags: Sequence[str],
+    capacity: float,
+    name: WindowName,
+    now: float,
+) -> ShareFigures:
+    """
+    ``user``'s standing against a ``share`` % of window ``name`` of a pool
+    of credentials ``tags`` and ``capacity`` units, without dollars (for
+    ``ccm usage``, which has no plan weights, only the saved capacity).
+    """
+    return _figures(book, _uses(book, user, tags, name, now), share, capacity, name, now)
+
+
+def dollars(
+    book: ShareBook, user: str, weights: Mapping[str, float], name: WindowName, now: float
+) -> tuple[float | None, float | None]:
+    """
+    ``user``'s use of window ``name`` of the pool of plan ``weights`` in
+    list-price dollars, and what 1 % of the pool's window holds: both
+    estimates, None while no credential of the pool has a rate.
+    """
+    return _dollars(book, _uses(book, user, weights, name, now), weights, name)
+
+
+def share_figures(
+    book: ShareBook,
+    user: str,
+    share: float,
+    weights: Mapping[str, float],
+    name: WindowName,
+    now: float,
+) -> ShareFigures:
+    """
+    ``user``'s standing against a ``share`` % of window ``name`` of the
+    pool whose credentials have plan ``weights`` (by tag), with the use in
+    dollars.
+    """
+    uses = _uses(book, user, weights, name, now)
+    figures = _figures(book, uses, share, pool_capacity(weights), name, now)
+    used_usd, usd_per_percent = _dollars(book, uses, weights, name)
+    return replace(figures, used_usd=used_usd, usd_per_percent=usd_per_percent)
 
 
 def standing(

@@ -24,6 +24,7 @@ from twisted.web.template import Element, Flattenable, Tag, XMLFile, renderer, t
 
 from ccm.units import format_duration
 from ccm.pool.figures import WindowName
+from ccm.shares.standing import ShareFigures
 from ccm.web.overview import WINDOW_LABELS, CredentialView, Overview, UserRow, WindowBar
 
 TEMPLATES = FilePath(__file__).sibling("templates")
@@ -127,11 +128,31 @@ def _figures(row: UserRow) -> list[Tag]:
     ]
 
 
+def dollars(amount: float) -> str:
+    """``amount`` of dollars to the cent, or ``< $0.01`` for less."""
+    return f"${amount:,.2f}" if amount >= 0.005 else "< $0.01"
+
+
+def usd(figures: ShareFigures) -> list[Flattenable]:
+    """
+    The use of ``figures`` in estimated list-price dollars, small, after
+    the percent, with what 1 % of the pool's window holds as its title;
+    nothing while the pool has no estimate, or when nothing was used.
+    """
+    if not figures.used_usd:
+        return []
+    attributes = {"class": "usd"}
+    per = figures.usd_per_percent
+    if per:
+        attributes["title"] = f"estimated at list price; 1% of the pool's window \u2248 {dollars(per)}"
+    return [" ", tags.small(f"\u2248 {dollars(figures.used_usd)}", **attributes)]
+
+
 def _share_cells(row: UserRow, window: WindowName, now: float) -> list[Tag]:
     """
-    ``row``'s share of ``window``, what they used of it, what is left and
-    when their use next falls (percent of their pool's window); ``-`` for
-    a user without a share of it.
+    ``row``'s share of ``window``, what they used of it (also in dollars,
+    when estimated), what is left and when their use next falls (percent
+    of their pool's window); ``-`` for a user without a share of it.
     """
     found = [f for f in row.shares if f.window is window]
     if not found:
@@ -140,7 +161,10 @@ def _share_cells(row: UserRow, window: WindowName, now: float) -> list[Tag]:
     reset: Flattenable = countdown(f.resets_at, now) if f.resets_at > now else "-"
     return [
         tags.td(f"{f.share:g}%", **{"data-share": "share"}),
-        tags.td(f"{f.used:.1f}%", **{"data-share": "used", **({"class": "over"} if f.exhausted else {})}),
+        tags.td(
+            f"{f.used:.1f}%", *usd(f),
+            **{"data-share": "used", **({"class": "over"} if f.exhausted else {})},
+        ),
         tags.td(f"{f.remaining:.1f}%", **{"data-share": "remaining"}),
         tags.td(reset, **{"data-share": "reset"}),
     ]

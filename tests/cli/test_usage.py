@@ -23,7 +23,8 @@ from ccm.accounting.document import serialize
 from ccm.pool.figures import Window
 from ccm.shares.files import share_document, shares_path
 from ccm.shares.ledger import FIVE_HOUR, ShareBook
-from ccm.shares.report import NO_CAPACITY
+from ccm.shares.report import NOTE
+from ccm.shares.standing import Entitlement, Shares
 from tests.accounting.samples import (
     BY_MODEL,
     BY_USER,
@@ -419,11 +420,14 @@ class ShareFileTests(SynchronousTestCase):
     setUp = TeamTests.setUp
     run_main = TeamTests.run_main
 
-    def write_shares(self, path: str, alice: float, bob: float) -> None:
+    def write_shares(
+        self, path: str, alice: float, bob: float, users: dict[str, Entitlement] | None = None
+    ) -> None:
         """
         Save, beside ``path``, the share file of a credential (plan weight
         1) whose 5-hour window rose ``alice`` % during alice's request, then
-        ``bob`` % during bob's.
+        ``bob`` % during bob's, recording ``users`` (none: a file saved
+        before ccm recorded them).
         """
         book = ShareBook()
         now = self.FAR - 3600
@@ -434,29 +438,46 @@ class ShareFileTests(SynchronousTestCase):
             now += 10
             book.observe("c", {FIVE_HOUR: Window(alice + (bob if user == "bob" else 0), self.FAR)}, 1.0, now)
         with open(shares_path(path), "wb") as handle:
-            handle.write(share_document(book.snapshot()["c"]))
+            handle.write(share_document(book.snapshot()["c"], users))
 
     def shares_table(self, out: str) -> list[str]:
         return out.split("\nShares\n")[1].splitlines()
 
     def test_one_file(self) -> None:
         """
-        After the tables of one file, its share file's charges per user and
-        window, in Pro-percent, with the reset in the terminal's time zone.
+        After the tables of one file, each user's share, use and what
+        remains per window, in percent of the pool the file recorded (one
+        Pro, 100 units): alice used 3.0 % of her 5 %, bob, without a
+        share, 1.5 %; their use in Pro-percent, and the reset in the
+        terminal's time zone.
+        """
+        users = {"alice": Entitlement(100.0, Shares(five_hour=5)), "bob": Entitlement(100.0)}
+        self.write_shares(self.first, 3.0, 1.5, users)
+        status, out, err = self.run_main("usage", self.first)
+        self.assertEqual((status, err), (0, ""))
+        table = self.shares_table(out)
+        self.assertEqual(table[0], NOTE)
+        self.assertEqual(
+            table[3:],
+            [
+                "alice  5-hour     5%  3.0%       2.0%          3.00  2096-10-02 15:06",
+                "alice  weekly      -  0.0%          -          0.00                 -",
+                "bob    5-hour      -  1.5%          -          1.50  2096-10-02 15:06",
+                "bob    weekly      -  0.0%          -          0.00                 -",
+            ],
+        )
+
+    def test_older_file(self) -> None:
+        """
+        A share file that records no users gives the use in Pro-percent
+        only, ``-`` for the rest.
         """
         self.write_shares(self.first, 3.0, 1.5)
         status, out, err = self.run_main("usage", self.first)
         self.assertEqual((status, err), (0, ""))
-        table = self.shares_table(out)
-        self.assertEqual(table[0], NO_CAPACITY)
         self.assertEqual(
-            table[3:],
-            [
-                "alice  5-hour          3.00  2096-10-02 15:06",
-                "alice  weekly          0.00                 -",
-                "bob    5-hour          1.50  2096-10-02 15:06",
-                "bob    weekly          0.00                 -",
-            ],
+            self.shares_table(out)[3],
+            "alice  5-hour      -     -          -          3.00  2096-10-02 15:06",
         )
 
     def test_team_sums(self) -> None:
@@ -468,7 +489,10 @@ class ShareFileTests(SynchronousTestCase):
         status, out, err = self.run_main("usage", self.first, self.second)
         self.assertEqual((status, err), (0, ""))
         table = self.shares_table(out)
-        self.assertEqual([line.split()[:3] for line in table[3:]][::2], [["alice", "5-hour", "4.00"], ["bob", "5-hour", "3.50"]])
+        self.assertEqual(
+            [[line.split()[i] for i in (0, 1, 5)] for line in table[3:]][::2],
+            [["alice", "5-hour", "4.00"], ["bob", "5-hour", "3.50"]],
+        )
 
     def test_only_with_user_tables(self) -> None:
         """
@@ -479,7 +503,7 @@ class ShareFileTests(SynchronousTestCase):
         for argv in (("--by", "model"), ("--json",)):
             status, out, err = self.run_main("usage", *argv, self.first)
             self.assertEqual((status, err), (0, ""))
-            self.assertNotIn("Pro-percent", out)
+            self.assertNotIn(NOTE, out)
         status, out, _ = self.run_main("usage", self.second)
         self.assertNotIn("Shares", out)
 

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ccm.accounting.counters import UsageRecord
 from ccm.accounting.tokens import TokenCounts
 from ccm.shares.gate import usage_cost
-from tests.fake_anthropic import allowed_unified_headers
+from tests.fake_anthropic import allowed_unified_headers, text_reply
 from tests.proxyharness import ALICE, BOB, BOB_TOKEN, START_TIME, ProxyHarness
 
 HELLO = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -81,11 +81,17 @@ class ShareGateTests(SynchronousTestCase):
 
     def test_status_shows_share(self) -> None:
         """
-        ``/ccm/v1/status`` gives alice her share, use, remainder and reset:
-        the rise to 14 % is her first request's, and her second, of the
-        same cost and not settled by a later answer, is estimated at the
-        same 4 %; bob, without a share, gets no ``share`` object.
+        ``/ccm/v1/status`` gives alice her share, use, remainder and reset,
+        and the use in dollars: each answer is 100,000 input and 20,000
+        output tokens of Sonnet 4.5, $0.30 + $0.30; the rise to 14 % is her
+        first request's, so 1 % holds $0.60 / 4 = $0.15, and her second, of
+        the same cost and not settled by a later answer, is estimated at
+        the same 4 %: 8 % used, $1.20.  bob, without a share, gets no
+        ``share`` object.
         """
+        self.harness.fake.default_reply = text_reply(
+            usage={"input_tokens": 100_000, "output_tokens": 20_000}
+        )
         self.utilization(0.10)
         self.ask()
         self.utilization(0.14)
@@ -98,6 +104,8 @@ class ShareGateTests(SynchronousTestCase):
                     "used": 8.0,
                     "remaining": 2.0,
                     "reset": int(START_TIME) + FIVE_HOURS,
+                    "used_usd": 1.2,
+                    "usd_per_percent": 0.15,
                 }
             },
         )
@@ -116,6 +124,16 @@ class ShareGateTests(SynchronousTestCase):
         self.utilization(0.30)
         self.ask()
         self.assertEqual(self.status()["share"]["five_hour"]["used"], 0.0)
+
+    def test_no_estimate_is_null(self) -> None:
+        """
+        Before any rise was charged, nothing tells what 1 % is worth: the
+        dollar figures are null, not 0.
+        """
+        self.utilization(0.10)
+        self.ask()
+        five_hour = self.status()["share"]["five_hour"]
+        self.assertEqual((five_hour["used_usd"], five_hour["usd_per_percent"]), (None, None))
 
 
 class UsageCostTests(SynchronousTestCase):

@@ -5,6 +5,7 @@ Tests for :obj:`ccm.shares.report`: the share files as ``ccm usage``'s
 
 from __future__ import annotations
 
+import json
 import os
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -12,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from ccm.pool.figures import Window
 from ccm.shares.files import share_document
 from ccm.shares.ledger import FIVE_HOUR, WEEKLY, ShareBook
-from ccm.shares.report import NO_CAPACITY, format_shares, read_share_file
+from ccm.shares.standing import Entitlement, Shares
+from ccm.shares.report import NOTE, format_shares, read_share_file
 from tests.fixtures import UTC
 
 NOW = 1_800_000_000.0
@@ -35,6 +37,22 @@ def known_book() -> ShareBook:
     return book
 
 
+#: What the file of :obj:`known_book` records of its users: a pool of
+#: credential ``a`` alone (500 units); alice has shares of 4 % (20 units)
+#: and 1 %, bob of 10 % of the 5-hour window, carol none.
+USERS = {
+    "a": {
+        "alice": Entitlement(500.0, Shares(4, 1)),
+        "bob": Entitlement(500.0, Shares(five_hour=10)),
+        "carol": Entitlement(500.0),
+    }
+}
+HEADER = [
+    "user           window  share  used  remaining  used (Pro-%)        next reset",
+    "-------------  ------  -----  ----  ---------  ------------  ----------------",
+]
+
+
 class FormatTests(SynchronousTestCase):
     """
     :obj:`format_shares`.
@@ -42,32 +60,76 @@ class FormatTests(SynchronousTestCase):
 
     def test_table(self) -> None:
         """
-        One row per user and window, in Pro-percent, with the window's
-        reset; the rises nobody's request ran in are their own row; the
-        missing capacity is said.
+        One row per user with a charge or a share, and window: alice's 10
+        units are 2.0 % of the pool's 500, leaving 2.0 % of her 4 %, until
+        the window resets; her weekly 1 % is untouched, with no reset to
+        wait for; bob's 10 % is all left; carol, without a share or a
+        charge, has no row.  The rises nobody's request ran in are their
+        own row, in Pro-percent only.
         """
-        lines = format_shares(known_book(), ["a"], NOW, UTC)
-        self.assertEqual(lines[:2], ["Shares", NO_CAPACITY])
+        lines = format_shares(known_book(), ["a"], NOW, UTC, USERS)
+        self.assertEqual(lines[:2], ["Shares", NOTE])
         self.assertEqual(
             lines[2:],
             [
-                "user           window  used (Pro-%)     window resets",
-                "-------------  ------  ------------  ----------------",
-                "alice          5-hour         10.00  2027-01-15 09:00",
-                "alice          weekly          0.00                 -",
-                "(outside ccm)  5-hour          5.00  2027-01-15 09:00",
+                *HEADER,
+                "alice          5-hour     4%  2.0%       2.0%         10.00  2027-01-15 09:00",
+                "alice          weekly     1%  0.0%       1.0%          0.00                 -",
+                "bob            5-hour    10%  0.0%      10.0%          0.00                 -",
+                "bob            weekly      -  0.0%          -          0.00                 -",
+                "(outside ccm)  5-hour      -     -          -          5.00  2027-01-15 09:00",
             ],
         )
+
+    def test_over_share(self) -> None:
+        """
+        Over a 1.5 % share (7.5 units), what remains is 0, and the next
+        reset is when it frees up.
+        """
+        users = {"a": {"alice": Entitlement(500.0, Shares(1.5))}}
+        lines = format_shares(known_book(), ["a"], NOW, UTC, users)
+        self.assertIn("alice          5-hour   1.5%  2.0%       0.0%         10.00  2027-01-15 09:00", lines)
+
+    def test_older_file(self) -> None:
+        """
+        A file that records no users (saved before ccm did) gives the
+        charges in Pro-percent, and ``-`` for share, used and remaining.
+        """
+        lines = format_shares(known_book(), ["a"], NOW, UTC)
+        self.assertEqual(
+            lines[4:],
+            [
+                "alice          5-hour      -     -          -         10.00  2027-01-15 09:00",
+                "alice          weekly      -     -          -          0.00                 -",
+                "(outside ccm)  5-hour      -     -          -          5.00  2027-01-15 09:00",
+            ],
+        )
+
+    def test_several_files(self) -> None:
+        """
+        alice's use is summed over the files of her pool's two credentials
+        (10 units on each, 20 of the 1000 the pool holds: 2.0 %), against
+        the entitlement the first file records.
+        """
+        book = known_book()
+        book.restore("b", book.snapshot()["a"], NOW)
+        users = {tag: {"alice": Entitlement(1000.0, Shares(five_hour=3))} for tag in ("a", "b")}
+        lines = format_shares(book, ["a", "b"], NOW, UTC, users)
+        self.assertIn("alice          5-hour     3%  2.0%       1.0%         20.00  2027-01-15 09:00", lines)
 
     def test_reset_windows_are_empty(self) -> None:
         """
         Once the 5-hour window has reset, its charges read as 0, as they
         do for the proxy.
         """
-        lines = format_shares(known_book(), ["a"], RESET + 1, UTC)
+        users = {"a": {"alice": Entitlement(500.0, Shares(4, 1))}}
+        lines = format_shares(known_book(), ["a"], RESET + 1, UTC, users)
         self.assertEqual(
             lines[4:],
-            ["alice  5-hour          0.00              -", "alice  weekly          0.00              -"],
+            [
+                "alice  5-hour     4%  0.0%       4.0%          0.00           -",
+                "alice  weekly     1%  0.0%       1.0%          0.00           -",
+            ],
         )
 
 
@@ -87,9 +149,9 @@ class ReadTests(SynchronousTestCase):
         """
         The file written from a book's snapshot gives back its charges.
         """
-        self.write(share_document(known_book().snapshot()["a"]))
+        self.write(share_document(known_book().snapshot()["a"], USERS["a"]))
         book = ShareBook()
-        read_share_file(book, "x", self.path, NOW)
+        self.assertEqual(read_share_file(book, "x", self.path, NOW), USERS["a"])
         self.assertEqual(book.charged("alice", "x", FIVE_HOUR, NOW), 10.0)
 
     def test_broken(self) -> None:
@@ -101,6 +163,10 @@ class ReadTests(SynchronousTestCase):
             (b"{", "is not valid JSON at line 1 column 2"),
             (b'{"version": 2, "windows": {}}', "is not a share file: not a version 1 share file"),
             (b'{"version": 1, "windows": {"5-hour": 3}}', "is not a share file: not a share ledger"),
+            (
+                json.dumps({"version": 1, "windows": known_book().snapshot()["a"], "users": []}).encode(),
+                "is not a share file: not a share file's users",
+            ),
         ):
             self.write(content)
             with self.assertRaises(ValueError) as raised:

@@ -9,21 +9,30 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.pool.figures import Window
 from ccm.shares.ledger import FIVE_HOUR, WEEKLY, ShareBook
-from ccm.shares.standing import Shares, share_figures, share_refusal, standing
+from ccm.shares.standing import (
+    Entitlement,
+    Shares,
+    dollars,
+    figures_over,
+    pool_capacity,
+    share_figures,
+    share_refusal,
+    standing,
+)
 
 NOW = 1_800_000_000.0
 
 
-def charged_book(uses: dict[str, tuple[float, float, float]]) -> ShareBook:
+def charged_book(uses: dict[str, tuple[float, float, float]], cost: float = 1.0) -> ShareBook:
     """
-    A book in which alice's one request raised each credential's 5-hour
-    window: ``{tag: (rise percent, weight, reset time)}``.
+    A book in which alice's one request (of ``cost`` dollars) raised each
+    credential's 5-hour window: ``{tag: (rise percent, weight, reset time)}``.
     """
     book = ShareBook()
     for tag, (rise, weight, resets_at) in uses.items():
         book.observe(tag, {FIVE_HOUR: Window(10, resets_at)}, weight, NOW - 100)
         key = book.begin(tag, "alice", NOW - 100)
-        book.finish(key, 1.0, NOW - 50)
+        book.finish(key, cost, NOW - 50)
         book.observe(tag, {FIVE_HOUR: Window(10 + rise, resets_at)}, weight, NOW - 10)
     return book
 
@@ -70,6 +79,108 @@ class FiguresTests(SynchronousTestCase):
         figures = standing(book, "alice", Shares(weekly=10), {"a": 1.0}, NOW)
         self.assertEqual([f.window for f in figures], [WEEKLY])
         self.assertFalse(Shares())
+
+
+class OverTests(SynchronousTestCase):
+    """
+    :obj:`figures_over` and :obj:`Entitlement`: the standing from a
+    capacity alone, as ``ccm usage`` reads it from the share files.
+    """
+
+    def test_same_as_by_weights(self) -> None:
+        """
+        Given the tags and the capacity the weights make, the figures are
+        those of :obj:`share_figures`, without dollars.
+        """
+        book = charged_book({"a": (30, 1.0, NOW + 7200), "b": (20, 1.0, NOW + 3600)})
+        weights = {"a": 1.0, "b": 1.0}
+        self.assertEqual(pool_capacity(weights), 200.0)
+        over = figures_over(book, "alice", 10, ["a", "b"], 200.0, FIVE_HOUR, NOW)
+        by_weights = share_figures(book, "alice", 10, weights, FIVE_HOUR, NOW)
+        self.assertEqual(
+            (over.used, over.remaining, over.resets_at), (25.0, 0.0, NOW + 7200)
+        )
+        self.assertEqual(
+            (over.used, over.remaining, over.resets_at),
+            (by_weights.used, by_weights.remaining, by_weights.resets_at),
+        )
+        self.assertEqual((over.used_usd, over.usd_per_percent), (None, None))
+
+    def test_cap(self) -> None:
+        """
+        A 40 % share of 600 units is a cap of 240 units; no share, none.
+        """
+        entitlement = Entitlement(600.0, Shares(five_hour=40))
+        self.assertEqual(entitlement.cap(FIVE_HOUR), 240.0)
+        self.assertEqual(entitlement.cap(WEEKLY), 0.0)
+
+
+class DollarTests(SynchronousTestCase):
+    """
+    :obj:`dollars` (and the figures' ``used_usd``, ``usd_per_percent``):
+    the use read at each credential's dollars per 1 %.
+    """
+
+    def test_one_credential(self) -> None:
+        """
+        A $1 request raised a Pro's window by 4 %: $0.25 per 1 %, and the
+        4 units alice used are $1.00.
+        """
+        book = charged_book({"a": (4, 1.0, NOW + 3600)})
+        figures = share_figures(book, "alice", 10, {"a": 1.0}, FIVE_HOUR, NOW)
+        self.assertEqual((figures.used_usd, figures.usd_per_percent), (1.0, 0.25))
+
+    def test_plan_weights(self) -> None:
+        """
+        Two credentials, each raised by a $1 request: the Pro by 4 % ($0.25
+        per 1 %, 4 units), the Max 5x by 2 % ($0.50 per 1 %, 10 units of
+        $0.10).  alice used $1 + $1; 1 % of the pool is 1 % of each
+        window, $0.25 + $0.50.
+        """
+        book = charged_book({"pro": (4, 1.0, NOW + 3600), "max": (2, 5.0, NOW + 3600)})
+        used, per = dollars(book, "alice", {"pro": 1.0, "max": 5.0}, FIVE_HOUR, NOW)
+        assert used is not None and per is not None
+        self.assertAlmostEqual(used, 2.0)
+        self.assertAlmostEqual(per, 0.75)
+
+    def test_credential_without_estimate(self) -> None:
+        """
+        A credential with no estimate yet is read at the others' dollars
+        per unit: the Max 5x's 30 % rise on a $1 request is $1/150 a unit,
+        so 1 % of the pool (1 unit of the Pro and 5 of the Max) is $0.04.
+        """
+        book = charged_book({"max": (30, 5.0, NOW + 3600)})
+        used, per = dollars(book, "alice", {"pro": 1.0, "max": 5.0}, FIVE_HOUR, NOW)
+        assert used is not None and per is not None
+        self.assertAlmostEqual(used, 1.0)
+        self.assertAlmostEqual(per, 0.04)
+
+    def test_use_on_a_credential_without_estimate(self) -> None:
+        """
+        alice's 2 units on ``b``, charged from a request of unknown cost
+        (no estimate there), count at ``a``'s $0.25 per unit: $1.00 on
+        ``a`` and $0.50 on ``b``.
+        """
+        book = charged_book({"a": (4, 1.0, NOW + 3600)})
+        book.observe("b", {FIVE_HOUR: Window(10, NOW + 3600)}, 1.0, NOW - 100)
+        book.finish(book.begin("b", "alice", NOW - 100), 0.0, NOW - 50)
+        book.observe("b", {FIVE_HOUR: Window(12, NOW + 3600)}, 1.0, NOW - 10)
+        self.assertEqual(book.rate("b", FIVE_HOUR), None)
+        used, per = dollars(book, "alice", {"a": 1.0, "b": 1.0}, FIVE_HOUR, NOW)
+        assert used is not None and per is not None
+        self.assertAlmostEqual(used, 1.5)
+        self.assertAlmostEqual(per, 0.5)
+
+    def test_no_estimate_is_unknown(self) -> None:
+        """
+        With no estimate on any credential of the pool (only requests of
+        unknown cost), the dollars are unknown (None), not 0, though
+        alice used 3 units.
+        """
+        book = charged_book({"a": (3, 1.0, NOW + 3600)}, cost=0.0)
+        figures = share_figures(book, "alice", 10, {"a": 1.0}, FIVE_HOUR, NOW)
+        self.assertAlmostEqual(figures.used, 3.0)
+        self.assertEqual((figures.used_usd, figures.usd_per_percent), (None, None))
 
 
 class RefusalTests(SynchronousTestCase):

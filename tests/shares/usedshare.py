@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.shares.gate import ShareKeeper
 from ccm.shares.view import ShareView
-from tests.fake_anthropic import allowed_unified_headers
+from tests.fake_anthropic import allowed_unified_headers, text_reply
 from tests.proxyharness import ALICE, BOB, START_TIME, ProxyHarness
 
 HELLO = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -27,10 +27,14 @@ def used_share(testcase: SynchronousTestCase) -> ProxyHarness:
     stands, the second (15 %) charges the 5 % rise to her first request,
     and her second, of the same cost, is estimated at 5 % too: she has
     used 10.0 % of the 5-hour window (all her share) and nothing of the
-    weekly one, which did not move.
+    weekly one, which did not move.  Each answer is 100,000 input and
+    20,000 output tokens of Sonnet 4.5 ($0.60), so 1 % of the 5-hour
+    window holds $0.12 and her use is $1.20; of the weekly window nothing
+    is known.
     """
     alice = dataclasses.replace(ALICE, share_5h=10.0, share_weekly=50.0, admin=True)
     harness = ProxyHarness(testcase, users=(alice, BOB))
+    harness.fake.default_reply = text_reply(usage={"input_tokens": 100_000, "output_tokens": 20_000})
     for fraction in (0.10, 0.15):
         harness.fake.unified_headers = allowed_unified_headers(
             START_TIME, five_hour_utilization=fraction

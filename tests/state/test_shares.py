@@ -5,6 +5,7 @@ one real ``redis-server``.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -13,7 +14,10 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from ccm.pool.figures import Window
-from ccm.shares.ledger import FIVE_HOUR
+from ccm.shares.files import ShareSaverService
+from ccm.shares.ledger import FIVE_HOUR, ShareBook
+from ccm.shares.report import format_shares, read_share_file
+from ccm.shares.standing import Entitlement, Shares
 from ccm.state.redis import RedisStore
 from ccm.state.shares import _CLAIM, SharedShareBook, ShareSync
 from tests.redisserver import RedisServer, start_redis
@@ -71,6 +75,34 @@ class SharedShareBookTests(unittest.TestCase):
         for book in (one, two):
             self.assertAlmostEqual(book.used("alice", "a", FIVE_HOUR, now), 20.0)
             self.assertAlmostEqual(book.charged("bob", "a", FIVE_HOUR, now), 0.0)
+
+    @inlineCallbacks
+    def test_share_file_of_the_cluster(self) -> Any:
+        """
+        The share file the writer process saves from its shared book holds
+        the cluster's charges, as one process's would, and the users: the
+        other process charged alice's 20 units, and ``ccm usage`` reads
+        them as 20.0 % of her 30 % of a 100-unit pool.
+        """
+        one, sync1 = yield self.book()
+        two, sync2 = yield self.book()
+        self.observe(one, 10.0)
+        self.observe(two, 10.0)
+        key = one.begin("a", "alice", self.clock.seconds())
+        self.clock.advance(1)
+        one.finish(key, 0.5, self.clock.seconds())
+        self.observe(one, 30.0)
+        yield eventually(lambda: one.pending)
+        yield sync1.flush()
+        yield sync2.flush()
+        path = os.path.abspath(self.mktemp())
+        users = {"a": {"alice": Entitlement(100.0, Shares(five_hour=30))}}
+        ShareSaverService(two, {"a": path}, self.clock, users=lambda: users).save()
+        book = ShareBook()
+        recorded = read_share_file(book, "a", path, self.clock.seconds())
+        self.assertEqual(recorded, users["a"])
+        lines = format_shares(book, ["a"], self.clock.seconds(), None, {"a": recorded})
+        self.assertEqual(lines[4].split()[:5], ["alice", "5-hour", "30%", "20.0%", "10.0%"])
 
     @inlineCallbacks
     def test_batch_applied_once(self) -> Any:

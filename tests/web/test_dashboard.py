@@ -358,9 +358,10 @@ class ShareTableTests(SynchronousTestCase):
     def test_share_columns(self) -> None:
         """
         For each window with a share there are four columns: alice's
-        5-hour share is all used, freeing up when the window resets (a
-        ticking countdown); her weekly share is unused and has no reset
-        to wait for; bob, without shares, shows ``-``.
+        5-hour share is all used ($1.20 at $0.12 per 1 %), freeing up when
+        the window resets (a ticking countdown); her weekly share is unused
+        and has no reset to wait for, nor dollars; bob, without shares,
+        shows ``-``.
         """
         harness = used_share(self)
         page = self.page(harness)
@@ -368,10 +369,16 @@ class ShareTableTests(SynchronousTestCase):
                        "weekly share", "weekly next reset"):
             self.assertIn(f"<th>{header}</th>", page)
         alice = self.cells(page, "alice")
-        self.assertEqual(alice[:3], ["10%", "10.0%", "0.0%"])
+        self.assertEqual(alice[0], "10%")
+        self.assertEqual(
+            alice[1],
+            '10.0% <small class="usd" title="estimated at list price; 1% of the pool\'s '
+            'window \u2248 $0.12">\u2248 $1.20</small>',
+        )
+        self.assertEqual(alice[2], "0.0%")
         self.assertEqual(alice[3], f'<span data-until="{FIVE_HOUR_RESET:.0f}">5h0m</span>')
         self.assertEqual(alice[4:], ["50%", "0.0%", "50.0%", "-"])
-        self.assertIn('<td data-share="used" class="over">10.0%</td>', page)
+        self.assertIn('<td data-share="used" class="over">10.0% <small', page)
         self.assertEqual(self.cells(page, "bob"), ["-"] * 8)
 
     def test_no_share_no_columns(self) -> None:
