@@ -72,6 +72,17 @@ class ShareTestsMixin(e2e.RealClaudeCode):
         self.assertEqual(rc, 0, err)
         return json.loads(out)
 
+    def refusals_of_alice(self) -> int:
+        """
+        How many of alice's messages ccm has answered with a 429, by its
+        log lines.
+        """
+        return sum(
+            1
+            for line in self.ccm.output().splitlines()
+            if "POST /v1/messages user=alice " in line and "-> 429 " in line
+        )
+
     @inlineCallbacks
     def test_refused_over_share(self) -> Any:
         """
@@ -92,6 +103,7 @@ class ShareTestsMixin(e2e.RealClaudeCode):
         second = yield self.run_claude(self.ccm.url, ALICE, "two")
         self.assertEqual((second.rc, second.stdout.strip()), (0, "two"), second.stderr)
         sent = self.posts()
+        refusals = self.refusals_of_alice()
         started = time.monotonic()
         refused = yield self.run_claude(
             self.ccm.url, ALICE, "three", extra_env={"CLAUDE_CODE_MAX_RETRIES": None}, timeout=60
@@ -108,6 +120,8 @@ class ShareTestsMixin(e2e.RealClaudeCode):
         self.assertIn("their share is 10%", output)
         self.assertRegex(output, r"frees up at \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in 4h\d+m\)")
         self.assertEqual(self.posts(), sent)
+        # No retry loop: the CLI asked once, and took the answer as final.
+        self.assertEqual(self.refusals_of_alice(), refusals + 1, self.ccm.output())
         self.assertLess(elapsed, 30)
         served = yield self.run_claude(self.ccm.url, BOB, "bob")
         self.assertEqual((served.rc, served.stdout.strip()), (0, "bob's"), served.stderr)
