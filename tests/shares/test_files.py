@@ -36,9 +36,10 @@ def charged() -> ShareBook:
     return book
 
 
-class ShareFileTests(SynchronousTestCase):
+class _ShareFileCase(SynchronousTestCase):
     """
-    :obj:`ShareSaverService` and :obj:`load_shares`.
+    A test with a share file path beside a usage file in a fresh
+    directory, and a clock.
     """
 
     def setUp(self) -> None:
@@ -46,6 +47,12 @@ class ShareFileTests(SynchronousTestCase):
         os.makedirs(directory)
         self.path = shares_path(os.path.join(directory, "usages.json"))
         self.clock = Clock()
+
+
+class ShareFileTests(_ShareFileCase):
+    """
+    :obj:`ShareSaverService` and :obj:`load_shares`.
+    """
 
     def test_path(self) -> None:
         """
@@ -112,17 +119,11 @@ class ShareFileTests(SynchronousTestCase):
         self.assertTrue(all("cannot save share charges" in e["log_format"] for e in events))
 
 
-class UsersTests(SynchronousTestCase):
+class UsersTests(_ShareFileCase):
     """
     The ``users`` a share file records beside the ledger: each user's
     shares and their pool's capacity, for ``ccm usage``.
     """
-
-    def setUp(self) -> None:
-        directory = self.mktemp()
-        os.makedirs(directory)
-        self.path = shares_path(os.path.join(directory, "usages.json"))
-        self.clock = Clock()
 
     def read(self) -> dict:
         with open(self.path) as handle:
