@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 from ccm.files import JSONFileError
 from ccm.shares.files import read_share_document, users_of
 from ccm.shares.ledger import WINDOWS, ShareBook
-from ccm.shares.standing import Entitlement, figures_over
+from ccm.shares.standing import Entitlement, figures_over, uses_of
 
 #: The user of the rises no request of ccm's ran in.
 OUTSIDE = "(outside ccm)"
@@ -91,7 +91,7 @@ def format_shares(
             if user == OUTSIDE:
                 uses = {tag: book.unattributed(tag, name, now) for tag in tags}
             else:
-                uses = {tag: book.used(user, tag, name, now) for tag in tags}
+                uses = uses_of(book, user, tags, name, now)
             units = sum(uses.values())
             if user == OUTSIDE and units <= 0:
                 continue
@@ -101,7 +101,7 @@ def format_shares(
             entitlement = entitled.get(user)
             if entitlement is not None and entitlement.capacity > 0:
                 figures = figures_over(
-                    book, user, entitlement.shares.of(name), tags, entitlement.capacity, name, now
+                    book, uses, entitlement.shares.of(name), entitlement.capacity, name, now
                 )
                 used = f"{figures.used:.1f}%"
                 if figures.share > 0:

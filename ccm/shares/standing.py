@@ -21,7 +21,7 @@ is handed in.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 from ccm.pool.figures import WINDOW_SECONDS, WindowName
 from ccm.pool.serving import when
@@ -61,10 +61,6 @@ class Entitlement:
 
     capacity: float
     shares: Shares = Shares()
-
-    def cap(self, name: WindowName) -> float:
-        """The user's cap in window ``name``, units (0: no share)."""
-        return self.shares.of(name) / 100.0 * self.capacity
 
 
 def pool_capacity(weights: Mapping[str, float]) -> float:
@@ -113,14 +109,14 @@ class ShareFigures:
         return self.used / self.share if self.share else 0.0
 
 
-def _uses(
+def uses_of(
     book: ShareBook, user: str, tags: Iterable[str], name: WindowName, now: float
 ) -> dict[str, float]:
-    """``user``'s use of each credential's ``name`` window, units."""
+    """``user``'s use of window ``name`` of each credential of ``tags``, units."""
     return {tag: book.used(user, tag, name, now) for tag in tags}
 
 
-def _figures(
+def figures_over(
     book: ShareBook,
     uses: Mapping[str, float],
     share: float,
@@ -128,7 +124,11 @@ def _figures(
     name: WindowName,
     now: float,
 ) -> ShareFigures:
-    """The standing of ``uses`` against a ``share`` % of ``capacity`` units."""
+    """
+    The standing of ``uses`` (:obj:`uses_of`) against a ``share`` % of
+    window ``name`` of a pool of ``capacity`` units, without dollars (as
+    ``ccm usage`` reads it, with no plan weights, only the saved capacity).
+    """
     used_units = sum(uses.values())
     share_units = share / 100.0 * capacity
     resets = sorted(
@@ -151,7 +151,11 @@ def _figures(
 def _dollars(
     book: ShareBook, uses: Mapping[str, float], weights: Mapping[str, float], name: WindowName
 ) -> tuple[float | None, float | None]:
-    """:obj:`dollars` of the ``uses`` of each credential (units)."""
+    """
+    The ``uses`` of window ``name`` of the pool of plan ``weights`` in
+    list-price dollars, and what 1 % of the pool's window holds: both
+    estimates, None while no credential of the pool has a rate.
+    """
     rates = {tag: book.rate(tag, name) for tag in weights}
     known = {tag: rate for tag, rate in rates.items() if rate and weights[tag] > 0}
     if not known:
@@ -163,34 +167,6 @@ def _dollars(
         for tag, units in uses.items()
     )
     return used, average * sum(weights.values())
-
-
-def figures_over(
-    book: ShareBook,
-    user: str,
-    share: float,
-    tags: Sequence[str],
-    capacity: float,
-    name: WindowName,
-    now: float,
-) -> ShareFigures:
-    """
-    ``user``'s standing against a ``share`` % of window ``name`` of a pool
-    of credentials ``tags`` and ``capacity`` units, without dollars (for
-    ``ccm usage``, which has no plan weights, only the saved capacity).
-    """
-    return _figures(book, _uses(book, user, tags, name, now), share, capacity, name, now)
-
-
-def dollars(
-    book: ShareBook, user: str, weights: Mapping[str, float], name: WindowName, now: float
-) -> tuple[float | None, float | None]:
-    """
-    ``user``'s use of window ``name`` of the pool of plan ``weights`` in
-    list-price dollars, and what 1 % of the pool's window holds: both
-    estimates, None while no credential of the pool has a rate.
-    """
-    return _dollars(book, _uses(book, user, weights, name, now), weights, name)
 
 
 def share_figures(
@@ -206,8 +182,8 @@ def share_figures(
     pool whose credentials have plan ``weights`` (by tag), with the use in
     dollars.
     """
-    uses = _uses(book, user, weights, name, now)
-    figures = _figures(book, uses, share, pool_capacity(weights), name, now)
+    uses = uses_of(book, user, weights, name, now)
+    figures = figures_over(book, uses, share, pool_capacity(weights), name, now)
     used_usd, usd_per_percent = _dollars(book, uses, weights, name)
     return replace(figures, used_usd=used_usd, usd_per_percent=usd_per_percent)
 

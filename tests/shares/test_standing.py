@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ccm.pool.figures import Window
+from ccm.pool.figures import Window, WindowName
 from ccm.shares.ledger import FIVE_HOUR, WEEKLY, ShareBook
 from ccm.shares.standing import (
     Entitlement,
+    ShareFigures,
     Shares,
-    dollars,
     figures_over,
     pool_capacity,
     share_figures,
     share_refusal,
     standing,
+    uses_of,
 )
 
 NOW = 1_800_000_000.0
@@ -95,7 +96,8 @@ class OverTests(SynchronousTestCase):
         book = charged_book({"a": (30, 1.0, NOW + 7200), "b": (20, 1.0, NOW + 3600)})
         weights = {"a": 1.0, "b": 1.0}
         self.assertEqual(pool_capacity(weights), 200.0)
-        over = figures_over(book, "alice", 10, ["a", "b"], 200.0, FIVE_HOUR, NOW)
+        uses = uses_of(book, "alice", ["a", "b"], FIVE_HOUR, NOW)
+        over = figures_over(book, uses, 10, 200.0, FIVE_HOUR, NOW)
         by_weights = share_figures(book, "alice", 10, weights, FIVE_HOUR, NOW)
         self.assertEqual(
             (over.used, over.remaining, over.resets_at), (25.0, 0.0, NOW + 7200)
@@ -108,17 +110,25 @@ class OverTests(SynchronousTestCase):
 
     def test_cap(self) -> None:
         """
-        A 40 % share of 600 units is a cap of 240 units; no share, none.
+        A 40 % share of 600 units is a cap of 240 units: 239 units used
+        leave some, 240 use it up; no share, none.
         """
         entitlement = Entitlement(600.0, Shares(five_hour=40))
-        self.assertEqual(entitlement.cap(FIVE_HOUR), 240.0)
-        self.assertEqual(entitlement.cap(WEEKLY), 0.0)
+        book = ShareBook()
+
+        def over(units: float, name: WindowName) -> ShareFigures:
+            share = entitlement.shares.of(name)
+            return figures_over(book, {"a": units}, share, entitlement.capacity, name, NOW)
+
+        self.assertFalse(over(239.0, FIVE_HOUR).exhausted)
+        self.assertTrue(over(240.0, FIVE_HOUR).exhausted)
+        self.assertEqual(over(0.0, WEEKLY).share, 0.0)
 
 
 class DollarTests(SynchronousTestCase):
     """
-    :obj:`dollars` (and the figures' ``used_usd``, ``usd_per_percent``):
-    the use read at each credential's dollars per 1 %.
+    The figures' ``used_usd`` and ``usd_per_percent``: the use read at each
+    credential's dollars per 1 %.
     """
 
     def test_one_credential(self) -> None:
@@ -138,7 +148,8 @@ class DollarTests(SynchronousTestCase):
         window, $0.25 + $0.50.
         """
         book = charged_book({"pro": (4, 1.0, NOW + 3600), "max": (2, 5.0, NOW + 3600)})
-        used, per = dollars(book, "alice", {"pro": 1.0, "max": 5.0}, FIVE_HOUR, NOW)
+        figures = share_figures(book, "alice", 10, {"pro": 1.0, "max": 5.0}, FIVE_HOUR, NOW)
+        used, per = figures.used_usd, figures.usd_per_percent
         assert used is not None and per is not None
         self.assertAlmostEqual(used, 2.0)
         self.assertAlmostEqual(per, 0.75)
@@ -150,7 +161,8 @@ class DollarTests(SynchronousTestCase):
         so 1 % of the pool (1 unit of the Pro and 5 of the Max) is $0.04.
         """
         book = charged_book({"max": (30, 5.0, NOW + 3600)})
-        used, per = dollars(book, "alice", {"pro": 1.0, "max": 5.0}, FIVE_HOUR, NOW)
+        figures = share_figures(book, "alice", 10, {"pro": 1.0, "max": 5.0}, FIVE_HOUR, NOW)
+        used, per = figures.used_usd, figures.usd_per_percent
         assert used is not None and per is not None
         self.assertAlmostEqual(used, 1.0)
         self.assertAlmostEqual(per, 0.04)
@@ -166,7 +178,8 @@ class DollarTests(SynchronousTestCase):
         book.finish(book.begin("b", "alice", NOW - 100), 0.0, NOW - 50)
         book.observe("b", {FIVE_HOUR: Window(12, NOW + 3600)}, 1.0, NOW - 10)
         self.assertEqual(book.rate("b", FIVE_HOUR), None)
-        used, per = dollars(book, "alice", {"a": 1.0, "b": 1.0}, FIVE_HOUR, NOW)
+        figures = share_figures(book, "alice", 10, {"a": 1.0, "b": 1.0}, FIVE_HOUR, NOW)
+        used, per = figures.used_usd, figures.usd_per_percent
         assert used is not None and per is not None
         self.assertAlmostEqual(used, 1.5)
         self.assertAlmostEqual(per, 0.5)
