@@ -155,11 +155,15 @@ class Upstream(resource.Resource):
         The subscription's rate-limit headers, as the real API sends them:
         the 5-hour window's use rises by a whole percent every 1,000
         answers (the real headers carry two decimals), so a proxy that
-        follows the windows has news to share now and then.
+        follows the windows has news to share now and then. After 80,000
+        answers (at 89 %) a new window starts at 10 %, so that however
+        many paths and runs share this upstream, none reaches the
+        proxy's pause threshold.
         """
         self._answers += 1
-        reset = str(int(self._started) + 5 * 3600).encode()
-        used = "{:.2f}".format(min(0.99, 0.10 + self._answers // 1000 / 100)).encode()
+        window, answers = divmod(self._answers, 80_000)
+        reset = str(int(self._started) + 5 * 3600 * (window + 1)).encode()
+        used = "{:.2f}".format(0.10 + answers // 1000 / 100).encode()
         for name, value in (
             (b"anthropic-ratelimit-unified-status", b"allowed"),
             (b"anthropic-ratelimit-unified-5h-status", b"allowed"),

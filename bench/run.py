@@ -8,9 +8,11 @@ Usage (from the repository root)::
 It starts, on loopback ports of its own: the fake upstream of
 ``bench/fake_upstream.py``, ccm as a real ``twistd -n ccm`` process (one user,
 a credential file in a temporary directory, usage tracking on) and nginx (the
-Debian package, a generated configuration with ``proxy_buffering off``). An
-asyncio load generator then runs each workload against the three paths
-(``direct``, ``nginx``, ``ccm``) and the script prints one markdown table; with
+Debian package, a generated configuration with ``proxy_buffering off``) and
+the floor proxy of ``bench/floor_proxy.py`` (the least a twisted.web proxy
+does). An asyncio load generator then runs each workload against the four
+paths (``direct``, ``nginx``, ``twisted``, ``ccm``; the slow client only
+against nginx and ccm) and the script prints one markdown table; with
 ``--out`` the table replaces what is between the markers of that file.
 
 ``--smoke`` uses tiny sizes so the harness can run in CI; its figures mean
@@ -52,7 +54,7 @@ ACCESS_TOKEN = "sk-ant-oat01-bench-access"
 USER_TOKEN = "bench-user-token"
 BEGIN_MARK = "<!-- bench:begin -->"
 END_MARK = "<!-- bench:end -->"
-PATHS = ("direct", "nginx", "ccm")
+PATHS = ("direct", "nginx", "twisted", "ccm")
 
 
 @dataclass
@@ -300,6 +302,11 @@ class Stack:
         proc = self._spawn("upstream", [sys.executable, os.path.join(BENCH_DIR, "fake_upstream.py"), str(up), ACCESS_TOKEN])
         wait_port(up, proc, "fake upstream")
         self.ports["direct"], self.pids["direct"] = up, [proc.pid]
+
+        port = free_port()
+        proc = self._spawn("twisted", [sys.executable, os.path.join(BENCH_DIR, "floor_proxy.py"), str(port), str(up), ACCESS_TOKEN])
+        wait_port(port, proc, "twisted floor proxy (see {}/twisted.log)".format(self.dir))
+        self.ports["twisted"], self.pids["twisted"] = port, [proc.pid]
 
         creds = os.path.join(self.dir, "credentials.json")
         with open(creds, "w") as f:
@@ -784,7 +791,7 @@ def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool, setup: str =
     for name in PATHS:
         p = r[name]
         mem = "—" if name == "direct" else fmt(p["memory"], 1)
-        slow = "—" if name == "direct" else fmt(p["slow"], 1)
+        slow = "—" if name in ("direct", "twisted") else fmt(p["slow"], 1)
         bigrss = "—" if name == "direct" else fmt(p["big"]["rss_mb"], 1)
         lines.append(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
@@ -804,7 +811,10 @@ def render(r: dict[str, dict[str, Any]], sizes: Sizes, smoke: bool, setup: str =
     lines.append("")
     lines.append(
         "CPU per request: user plus system CPU time of the process (nginx: master and worker) during the "
-        "throughput workload, divided by the requests it served; on the direct row, the fake upstream's."
+        "throughput workload, divided by the requests it served; on the direct row, the fake upstream's. "
+        "The twisted row is the floor of ccm's shape (bench/floor_proxy.py: twisted.web and Twisted's HTTP client, "
+        "headers copied, the token swapped, the body streamed back, nothing else); "
+        "ccm spent {} ms per request above it.".format(fmt(c["cpu"] - r["twisted"]["cpu"], 3))
     )
     lines.append("")
     lines.append(
@@ -904,6 +914,8 @@ async def measure(
     if only is None or "slow" in only:
         say("nginx and ccm: slow client (concurrently)")
         results.setdefault("direct", {})["slow"] = 0.0
+        # The floor proxy does no backpressure: it would buffer the stream.
+        results.setdefault("twisted", {})["slow"] = 0.0
         slow = await asyncio.gather(
             *(slow_client(stack.ports[n], n, stack.pids[n], sizes.slow_bytes, sizes.slow_rate) for n in ("nginx", "ccm"))
         )
