@@ -14,10 +14,10 @@ API's ``usage`` objects are read.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 from ccm.accounting.tokens import TokenUsage, apply_usage, usage_from_message
+from ccm.wirejson import loads_wire
 
 MAX_LINE_BYTES = 1024 * 1024
 MAX_EVENT_DATA_BYTES = 1024 * 1024
@@ -198,7 +198,7 @@ class EventStreamUsage:
         if _MESSAGE_DELTA_MARKER not in data and _MESSAGE_START_MARKER not in data:
             return
         try:
-            event = json.loads(data)
+            event = loads_wire(data)
         except (ValueError, RecursionError):
             return
         if not isinstance(event, dict):
@@ -273,7 +273,7 @@ class JSONBodyUsage:
             document: object = None
             if body and not self.overflowed:
                 try:
-                    document = json.loads(body)
+                    document = loads_wire(body)
                 except (ValueError, RecursionError):
                     document = None
             self._result = usage_from_message(document)

@@ -16,6 +16,7 @@ Sonnet, and logged once per process.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ PREMIUM_CONTEXT_WINDOW = 1_000_000
 LONG_CONTEXT_BETA_PREFIX = "context-1m"
 # Unknown model ids warned about, at most; then one last warning says so.
 MAX_REPORTED_UNKNOWN_MODELS = 100
+#: How many model ids :obj:`family_of` remembers the family of.
+MODELS_REMEMBERED = 256
 
 log = Logger(namespace="ccm.accounting.pricing")
 
@@ -177,9 +180,12 @@ _BY_WORD = (
 _reported_unknown: set[str] = set()
 
 
+@functools.lru_cache(maxsize=MODELS_REMEMBERED)
 def family_of(model: str) -> Family | None:
     """
     The family a model id belongs to, or None when it is not in the table.
+    Remembered for the last :obj:`MODELS_REMEMBERED` ids: each answer asks
+    four times, and the table is a score of patterns.
     """
     for family in FAMILIES:
         if family.pattern.match(model):

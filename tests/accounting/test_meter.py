@@ -879,17 +879,14 @@ class MalformedStreamTests(StreamTestCase):
         """
         decoded: list[bytes] = []
 
-        class CountingJSON:
+        def counting_loads(data: bytes) -> Any:
             """
-            A stand-in for the ``json`` module that records what it decodes.
+            A stand-in for ``loads_wire`` that records what it decodes.
             """
+            decoded.append(data)
+            return json.loads(data)
 
-            @staticmethod
-            def loads(data: bytes) -> Any:
-                decoded.append(data)
-                return json.loads(data)
-
-        self.patch(sse, "json", CountingJSON)
+        self.patch(sse, "loads_wire", counting_loads)
         self.assertEqual(feed_chunks([TEXT_STREAM]), TEXT_FINAL)
         self.assertEqual(len(decoded), 2)
         self.assertTrue(decoded[0].startswith(b'{"type":"message_start"'))
@@ -1077,6 +1074,28 @@ class JSONBodyUsageTests(SynchronousTestCase):
             collector = JSONBodyUsage()
             collector.feed(body)
             self.assertEqual(collector.finish(), TokenUsage(), repr(body))
+
+    def test_only_json_reads(self) -> None:
+        """
+        A body orjson refuses and :obj:`json` reads (here a NaN in a field
+        ccm does not read) still gives its usage; an input count beyond 64
+        bits, which no usage file holds, is not taken.
+        """
+        collector = JSONBodyUsage()
+        collector.feed(
+            b'{"model": "claude-sonnet-4-5", "temperature": NaN,'
+            b' "usage": {"input_tokens": 7, "output_tokens": 3}}'
+        )
+        self.assertEqual(
+            collector.finish(),
+            TokenUsage(model="claude-sonnet-4-5", input_tokens=7, output_tokens=3),
+        )
+        collector = JSONBodyUsage()
+        collector.feed(
+            b'{"model": "claude-sonnet-4-5",'
+            b' "usage": {"input_tokens": 123456789012345678901234567890, "output_tokens": 3}}'
+        )
+        self.assertEqual(collector.finish(), TokenUsage(model="claude-sonnet-4-5", output_tokens=3))
 
     def test_finish_twice(self) -> None:
         """

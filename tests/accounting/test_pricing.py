@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.accounting import pricing
 from ccm.accounting.pricing import (
+    MODELS_REMEMBERED,
     PREMIUM_CONTEXT_WINDOW,
     STANDARD_CONTEXT_WINDOW,
     Prices,
@@ -709,6 +710,19 @@ class UnknownModelTests(SynchronousTestCase):
         self.assertEqual(prices_for("some-other-model", STANDARD_CONTEXT_WINDOW), SONNET)
         self.assertEqual(prices_for("some-other-model", PREMIUM_CONTEXT_WINDOW), SONNET)
         self.assertIsNone(family_of("some-other-model"))
+
+    def test_family_remembered_within_bound(self) -> None:
+        """
+        :obj:`family_of` gives the same family whether it remembers the id
+        or not, and remembers at most :obj:`MODELS_REMEMBERED` ids, however
+        many distinct ids clients send.
+        """
+        first = family_of("claude-sonnet-4-5")
+        self.assertIsNotNone(first)
+        for number in range(MODELS_REMEMBERED * 3):
+            family_of(f"claude-unknown-{number}")
+        self.assertLessEqual(family_of.cache_info().currsize, MODELS_REMEMBERED)
+        self.assertIs(family_of("claude-sonnet-4-5"), first)
 
     def test_logged_once_per_model(self) -> None:
         """
