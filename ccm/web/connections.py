@@ -14,14 +14,21 @@ response being streamed, to a slow reader too, is never cut here.
 A connection answered with an error (408, 431) reads and discards what the
 client still sends for :obj:`LINGER_SECONDS` before it closes, as a refused one
 does (:obj:`ccm.web.admission`).  The caps on open connections are there too.
+
+One timer per connection checks its deadlines.  It may fire early, and then
+re-arms, but it is never moved sooner: a reactor finds a call it must move
+sooner by a search of all its calls, which grows with the open connections.
+A kept-alive connection makes one timer in each :obj:`_timer_horizon`, not
+one per request (see :obj:`CcmChannel`).
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from typing import Callable
 
-from twisted.internet.interfaces import IReactorTime, ITCPTransport
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, Request
@@ -50,13 +57,38 @@ class _Phase(enum.Enum):
 _PAUSABLE = (_Phase.HEAD, _Phase.BODY, _Phase.IDLE)
 
 
+def _timer_horizon(limits: ConnectionLimits) -> float:
+    """
+    How far ahead a connection's timer may be armed: the shortest time from
+    entering a phase to its first check (the head timeout, a body's first
+    check, the idle bound).  A timer armed no further ahead is due at or
+    before the deadline of any phase entered after it, so that a phase
+    change never has to move it sooner.  Closing after a 431 is left out,
+    or every connection would wake every :obj:`LINGER_SECONDS`.
+    """
+    bounds = [limits.request_head_timeout, limits.keep_alive_timeout]
+    if limits.request_body_min_rate:
+        bounds.append(max(limits.request_body_grace, BODY_CHECK_SECONDS))
+    return min((bound for bound in bounds if bound > 0), default=math.inf)
+
+
 class CcmChannel(HTTPChannel):
     """
     An HTTP/1.1 channel whose deadlines follow the phase of the connection
     (see the module docstring) and whose oversized heads get a 431.
 
-    The one timer of :obj:`TimeoutMixin` holds the deadline of the current
-    phase; :obj:`resetTimeout`, which twisted.web calls on every byte, does
+    The channel keeps a timer of its own, due at or before the deadline of
+    the current phase and at most :obj:`_timer_horizon` ahead; when it
+    fires, :obj:`timeoutConnection` acts if the deadline has passed and
+    otherwise arms a new one.  A phase change leaves an armed timer alone
+    (the new deadline is never sooner than it); only closing after a 431
+    cancels it for a new one.  A kept-alive connection thus makes one timer
+    each horizon however many requests it carries, and never moves one
+    sooner, which costs a reactor a search of all its calls.
+
+    :obj:`TimeoutMixin`'s timer stays unused (the site sets no
+    ``timeOut``): twisted.web cancels and restores it around each request.
+    :obj:`resetTimeout`, which twisted.web calls on every byte, does
     nothing.  When the client stops reading what ccm sends, twisted.web
     stops reading from it; the deadline of the head, body or idle phase
     then stops too, and resumes where it was, so that a client reading a
@@ -79,16 +111,22 @@ class CcmChannel(HTTPChannel):
     _paused_at: float | None = None
     _request_started = False
     _body_bytes = 0
+    _timer: IDelayedCall | None = None
+    _horizon = math.inf
 
-    def _now(self) -> float:
+    def _clock(self) -> IReactorTime:
         clock = self.clock
         if clock is None:
             clock = self.factory.reactor
-        return clock.seconds()
+        return clock
+
+    def _now(self) -> float:
+        return self._clock().seconds()
 
     def connectionMade(self) -> None:
         self.MAX_LENGTH = self.limits.max_request_head
         self.totalHeadersSize = self.limits.max_request_head
+        self._horizon = _timer_horizon(self.limits)
         super().connectionMade()
         self._enter(_Phase.HEAD)
 
@@ -140,8 +178,9 @@ class CcmChannel(HTTPChannel):
     def pauseProducing(self) -> None:
         super().pauseProducing()
         if self._phase in _PAUSABLE and self._paused_at is None:
+            # An armed timer stays: it fires into nothing, or after the
+            # resume, when the deadline is only later than it was.
             self._paused_at = self._now()
-            self.setTimeout(None)
 
     def resumeProducing(self) -> None:
         super().resumeProducing()
@@ -152,6 +191,7 @@ class CcmChannel(HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
+        self._disarm()
         if self.release is not None:
             self.release()
 
@@ -183,27 +223,57 @@ class CcmChannel(HTTPChannel):
         return None
 
     def _schedule(self) -> None:
-        deadline = None if self._paused_at is not None else self._deadline()
+        """
+        Have a timer due at or before the current phase's deadline, keeping
+        an armed one that is (see the class docstring).
+        """
+        if self._paused_at is not None or self._phase is _Phase.ANSWERING:
+            return  # A timer left fires into nothing; the next phase keeps it.
+        deadline = self._deadline()
         if deadline is None:
-            if self._phase is not _Phase.ANSWERING:
-                self.setTimeout(None)
-            # While answering, a timer left from the head or body fires
-            # into nothing (timeoutConnection finds no deadline), and the
-            # idle phase after moves it rather than setting a new one: two
-            # timer operations fewer a request.
+            self._disarm()  # The phase's bound is turned off.
             return
-        minimum = BODY_CHECK_SECONDS if self._phase is _Phase.BODY else 0.0
-        self.setTimeout(max(deadline - self._now(), minimum))
+        now = self._now()
+        if self._phase is _Phase.BODY:
+            # A body trickling at the minimum rate is checked once a
+            # second, not once a byte.
+            deadline = max(deadline, now + BODY_CHECK_SECONDS)
+        timer = self._timer
+        if timer is not None:
+            if timer.getTime() <= deadline:
+                return
+            # Sooner than the horizon allowed (lingering after a 431): a
+            # new timer, as a cancelled one costs the reactor little.
+            timer.cancel()
+        due = min(deadline, now + self._horizon)
+        self._timer = self._clock().callLater(max(due - now, 0.0), self._timer_fired)
+
+    def _disarm(self) -> None:
+        """
+        Cancel the timer, for good or until the next phase with a bound.
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timer_fired(self) -> None:
+        """
+        The timer is spent, so that the next schedule arms a new one.
+        """
+        self._timer = None
+        self.timeoutConnection()
 
     def timeoutConnection(self) -> None:
         """
-        The deadline of the current phase may have passed: act on it.
+        The deadline of the current phase may have passed: act on it, or
+        arm the timer again if it came early.
         """
         deadline = self._deadline()
         if deadline is None or self._paused_at is not None:
             return
         if self._now() < deadline:
-            # A body that moved since the last check earned more time.
+            # Early: armed a horizon ahead, or a body that moved since the
+            # last check earned more time.
             self._schedule()
             return
         limits = self.limits
@@ -261,7 +331,7 @@ class CcmChannel(HTTPChannel):
         Close as twisted.web closes a timed-out connection: cleanly, and by
         force if that has not worked within ``abortTimeout``.
         """
-        self.setTimeout(None)
+        self._disarm()
         if self.abortTimeout is not None and self._abortingCall is None:
             self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
         self.loseConnection()

@@ -16,6 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel
@@ -134,6 +135,50 @@ class Scene:
         self.testcase.assertEqual(self.clock.getDelayedCalls(), [])
         self.testcase.assertEqual(self.site.connections.open, 0)
         self.harness.assert_no_secrets_logged()
+
+
+class TimerWatch:
+    """
+    What the connections' timers on ``clock`` do from now on: the timers
+    made, each move of one to a new time (as its old and new times) and
+    the cancellations.  Timers of the proxy's own, for upstream calls, are
+    left out.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.made: list[IDelayedCall] = []
+        self.moves: list[tuple[float, float]] = []
+        self.cancelled = 0
+        make = clock.callLater
+
+        def spy(delay: float, function: Callable[..., object], *args: Any, **kwargs: Any) -> Any:
+            call = make(delay, function, *args, **kwargs)
+            if isinstance(getattr(function, "__self__", None), CcmChannel):
+                self._watch(clock, call)
+            return call
+
+        clock.callLater = spy  # type: ignore[method-assign]
+
+    def _watch(self, clock: Clock, call: Any) -> None:
+        self.made.append(call)
+        reset, cancel = call.reset, call.cancel
+
+        def moved(seconds: float) -> None:
+            self.moves.append((call.getTime(), clock.seconds() + seconds))
+            reset(seconds)
+
+        def cancelled() -> None:
+            self.cancelled += 1
+            cancel()
+
+        call.reset, call.cancel = moved, cancelled
+
+    def sooner(self) -> list[tuple[float, float]]:
+        """
+        The moves to a sooner time, which cost a reactor a search of all
+        its timers.
+        """
+        return [(old, new) for old, new in self.moves if new < old]
 
 
 class HeadDeadlineTests(SynchronousTestCase):
@@ -516,6 +561,136 @@ class BodyRateTests(SynchronousTestCase):
         self.assertEqual(response.status, 413)
         self.assertEqual(response.json()["error"]["type"], "request_too_large")
         self.assertEqual(scene.upstream.calls, [])
+        scene.finish(connection)
+
+
+class TimerTests(SynchronousTestCase):
+    """
+    One timer checks a connection's deadlines.  It may fire early and arm
+    a new one, but it is never moved sooner; a kept-alive connection makes
+    one timer every 30 seconds (its shortest bound), not one per request,
+    and its deadlines still fall at their exact times.
+    """
+
+    def test_kept_alive_requests(self) -> None:
+        """
+        A hundred requests in 25 seconds on one connection make one timer,
+        move none and cancel none; the connection still closes exactly 60
+        seconds after its last answer.
+        """
+        scene = Scene(self)
+        watch = TimerWatch(scene.clock)
+        connection = scene.connect()
+        for _ in range(100):
+            connection.send(STATUS)
+            scene.clock.advance(0.25)
+        self.assertEqual(connection.transport.value().count(b"HTTP/1.1 200 "), 100)
+        self.assertEqual((len(watch.made), watch.moves, watch.cancelled), (1, [], 0))
+        scene.clock.advance(59.5)
+        self.assertFalse(connection.transport.disconnecting)
+        scene.clock.advance(0.25)
+        self.assertTrue(connection.transport.disconnecting)
+        self.assertEqual(watch.sooner(), [])
+        scene.finish(connection)
+
+    def test_every_phase(self) -> None:
+        """
+        Twenty requests whose head and body come in pieces, every other
+        one streamed for 40 seconds, with idle times between, never move
+        or cancel the timer.  They make 11 timers: one with the connection
+        and one after each stream, which outlasts the timer and leaves it
+        spent; the requests answered at once make none.
+        """
+        scene = Scene(self)
+        watch = TimerWatch(scene.clock)
+        connection = scene.connect()
+        body = b'{"stream": true, "pad": "' + b"p" * 2000 + b'"}'
+        head = post_head(len(body))
+        for index in range(20):
+            connection.send(head[:20])
+            scene.clock.advance(2)
+            connection.send(head[20:] + body[:1000])
+            scene.clock.advance(2)
+            connection.send(body[1000:])
+            response = FakeUpstreamResponse()
+            scene.upstream.calls[index].result.callback(response)
+            for _ in range(4 if index % 2 else 0):
+                scene.clock.advance(10)
+                response.protocol.dataReceived(EVENT)
+            response.protocol.connectionLost(Failure(ResponseDone()))
+            scene.clock.advance(1 + index % 5)
+        self.assertEqual(connection.transport.value().count(b"HTTP/1.1 200 "), 20)
+        self.assertEqual((watch.moves, watch.cancelled), ([], 0))
+        self.assertEqual(len(watch.made), 1 + 10)
+        self.assertEqual(scene.warnings(), [])
+        scene.finish(connection)
+
+    def test_head_deadline_after_early_timer(self) -> None:
+        """
+        A head begun 10 seconds into an idle time keeps the timer the
+        connection had, due 20 seconds into the head; that timer fires
+        early and arms a new one, and the 408 comes exactly 30 seconds
+        after the head's first byte, neither then nor at the idle bound.
+        """
+        scene = Scene(self)
+        watch = TimerWatch(scene.clock)
+        connection = scene.connect()
+        connection.send(STATUS)
+        scene.clock.advance(10)
+        connection.send(STATUS[:1])
+        scene.clock.advance(20)
+        self.assertEqual(len(watch.made), 2)
+        scene.clock.advance(9.5)
+        self.assertEqual(connection.transport.value().count(b"HTTP/1.1 408 "), 0)
+        scene.clock.advance(0.5)
+        self.assertEqual(connection.transport.value().count(b"HTTP/1.1 408 "), 1)
+        self.assertEqual((watch.moves, watch.cancelled), ([], 0))
+        scene.clock.advance(LINGER_SECONDS)
+        scene.finish(connection)
+
+    def test_linger_after_431(self) -> None:
+        """
+        Lingering after a 431 is the one bound shorter than the timer
+        armed: the timer is cancelled for a new one rather than moved, and
+        the connection closes exactly :obj:`LINGER_SECONDS` after its 431.
+        """
+        scene = Scene(self)
+        watch = TimerWatch(scene.clock)
+        connection = scene.connect()
+        connection.send(STATUS)
+        scene.clock.advance(2)
+        connection.send(raw_request("GET", "/ccm/v1/status", headers={"X-Big": "a" * 65536}))
+        self.assertIn(b"HTTP/1.1 431 ", connection.transport.value())
+        scene.clock.advance(LINGER_SECONDS - 0.5)
+        self.assertFalse(connection.transport.disconnecting)
+        scene.clock.advance(0.5)
+        self.assertTrue(connection.transport.disconnecting)
+        self.assertEqual(watch.moves, [])
+        self.assertEqual(watch.cancelled, 1)
+        scene.finish(connection)
+
+    def test_pauses_make_no_timer(self) -> None:
+        """
+        ccm stopping and resuming reading, twice for five seconds, makes no
+        timer: the one armed stays, fires early, and the head's 408 comes
+        exactly 10 seconds late.
+        """
+        scene = Scene(self)
+        watch = TimerWatch(scene.clock)
+        connection = scene.connect()
+        connection.send(STATUS[:5])
+        for _ in range(2):
+            scene.clock.advance(5)
+            connection.transport.producer.pauseProducing()
+            scene.clock.advance(5)
+            connection.transport.producer.resumeProducing()
+        self.assertEqual(len(watch.made), 1)
+        scene.clock.advance(19.5)
+        self.assertEqual(connection.transport.value(), b"")
+        scene.clock.advance(0.5)
+        check_error(self, connection.response(), 408, "timeout_error")
+        self.assertEqual((watch.moves, watch.cancelled), ([], 0))
+        scene.clock.advance(LINGER_SECONDS)
         scene.finish(connection)
 
 
