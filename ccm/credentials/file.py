@@ -87,7 +87,15 @@ def default_credential_path(environ: Mapping[str, str], home: str) -> str:
     return os.path.join(home, ".claude", CREDENTIALS_FILE_NAME)
 
 
-def _tokens_from_document(document: object, path: str) -> OAuthTokens:
+def tokens_from_document(document: object, path: str) -> OAuthTokens:
+    """
+    The tokens of a credentials document in Claude Code's format (its
+    ``claudeAiOauth`` object), wherever it was read from: a file, the
+    keychain, or the shared state.
+
+    :param path: where it came from, named in errors.
+    :raises CredentialFileError: when it holds no usable tokens.
+    """
     if not isinstance(document, dict):
         raise CredentialFileError(f"credential file {path} does not hold a JSON object")
     oauth = document.get("claudeAiOauth")
@@ -138,8 +146,8 @@ class CredentialFile:
             else:
                 message = f"credential file {self.path} {error.reason}"
             raise CredentialFileError(message) from None
-        tokens = _tokens_from_document(document, self.path)
-        # _tokens_from_document refuses anything but an object.
+        tokens = tokens_from_document(document, self.path)
+        # tokens_from_document refuses anything but an object.
         return cast(dict[str, Any], document), tokens
 
     def read(self) -> OAuthTokens:

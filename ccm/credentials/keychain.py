@@ -32,7 +32,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ccm.credentials.file import CredentialFileError, OAuthTokens, _tokens_from_document
+from ccm.credentials.file import CredentialFileError, OAuthTokens, tokens_from_document
 
 KEYCHAIN_SERVICE = "Claude Code-credentials"
 
@@ -184,7 +184,7 @@ class KeychainStore:
             return False
         try:
             document = json.loads(data)
-            _tokens_from_document(document, self.path)
+            tokens_from_document(document, self.path)
         except json.JSONDecodeError:
             self._document = None
             self._problem = f"{self.path} is not valid JSON"
@@ -204,7 +204,7 @@ class KeychainStore:
         """
         if self._document is None:
             raise CredentialFileError(self._problem)
-        return _tokens_from_document(self._document, self.path)
+        return tokens_from_document(self._document, self.path)
 
     def read_oauth(self) -> dict[str, Any]:
         """

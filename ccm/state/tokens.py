@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ccm.credentials.file import CredentialFileError, OAuthTokens, _tokens_from_document
+from ccm.credentials.file import CredentialFileError, OAuthTokens, tokens_from_document
 from ccm.state.redis import RedisStore
 
 # KEYS: the hash.  ARGV: document, expiry (ms), sender, tag, channel.
@@ -91,7 +91,7 @@ def tokens_of(oauth: dict[str, Any], where: str) -> OAuthTokens:
 
     :raises CredentialFileError: when it lacks them.
     """
-    return _tokens_from_document({"claudeAiOauth": oauth}, where)
+    return tokens_from_document({"claudeAiOauth": oauth}, where)
 
 
 def with_tokens(oauth: dict[str, Any], tokens: OAuthTokens) -> dict[str, Any]:
