@@ -24,15 +24,16 @@ import sys
 from typing import Optional
 
 from twisted.internet import reactor
-from twisted.internet.defer import succeed
-from twisted.internet.interfaces import IConsumer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IResponse
-from zope.interface import implementer
+
+# ccm's producer of a body held in memory (written at once), so that the
+# floor sends bodies as ccm does.
+from ccm.upstream.client import BytesProducer
 
 #: Request headers not passed on: hop-by-hop ones, and the two replaced.
 _DROPPED = frozenset(
@@ -40,28 +41,6 @@ _DROPPED = frozenset(
 )
 #: Response headers twisted.web sets itself.
 _OWN = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"))
-
-
-@implementer(IBodyProducer)
-class _Bytes:
-    """A body already in memory, written at once."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer):  # type: ignore[no-untyped-def]
-        consumer.write(self.body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
 
 
 class _Relay(Protocol):
@@ -103,7 +82,7 @@ class Forward(resource.Resource):
             content.seek(0, 2)
             size = content.tell()
             content.seek(0)
-            producer = _Bytes(content.read()) if size < 1024 * 1024 else FileBodyProducer(content)
+            producer = BytesProducer(content.read()) if size < 1024 * 1024 else FileBodyProducer(content)
         d = self.agent.request(request.method, self.base + request.uri, headers, producer)
         d.addCallbacks(self._answer, self._fail, callbackArgs=(request,), errbackArgs=(request,))
         return server.NOT_DONE_YET
