@@ -42,7 +42,18 @@ import socket
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, NoReturn, Optional, Sequence, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterable,
+    Mapping,
+    NoReturn,
+    Optional,
+    Sequence,
+    Union,
+    cast,
+)
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
@@ -129,7 +140,7 @@ def _fresh_dir(testcase: unittest.TestCase) -> str:
     """
     Create and return an absolute, empty directory unique to ``testcase``.
     """
-    path = os.path.abspath(testcase.mktemp())
+    path = os.path.abspath(cast(str, testcase.mktemp()))
     os.makedirs(path)
     return path
 
@@ -942,7 +953,13 @@ def claude_code_binary(testcase: unittest.TestCase, claude_code: ClaudeCode) -> 
     return d.addCallback(lambda result: (result[1].split() or [""])[0]).addCallback(check)
 
 
-class RealClaudeCode:
+if TYPE_CHECKING:
+    _RealClaudeCodeBase = unittest.TestCase
+else:
+    _RealClaudeCodeBase = object
+
+
+class RealClaudeCode(_RealClaudeCodeBase):
     """
     A mixin for a class of tests that run the real Claude Code CLI, so that
     they run against every pinned version.
@@ -1117,7 +1134,7 @@ def serve_fake_anthropic(testcase: unittest.TestCase) -> tuple[FakeAnthropic, st
 
 
 def ccm_config(
-    upstream_url: str, credential_path: str, users: Sequence[Mapping[str, str]] = ()
+    upstream_url: str, credential_path: str, users: Sequence[Mapping[str, Any]] = ()
 ) -> dict[str, Any]:
     """
     A ccm configuration listening on a free loopback port, with the fake at
