@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
@@ -103,9 +103,10 @@ class _ClientCase(unittest.TestCase):
     """
 
     timeout = 300
+    ccm: e2e.CcmProcess
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]  # trial waits for its Deferred
         self.fake, url = e2e.serve_fake_anthropic(self)
         self.fake.extra_access_tokens.add(SECOND_ACCESS)
         directory = os.path.abspath(self.mktemp())
@@ -192,7 +193,13 @@ class _ClientCase(unittest.TestCase):
         self.assertEqual(len(pattern.findall(self.ccm.output())), count, self.ccm.output())
 
 
-class WarmUpTestsMixin(e2e.RealClaudeCode):
+if TYPE_CHECKING:
+    _Base = _ClientCase
+else:
+    _Base = object
+
+
+class WarmUpTestsMixin(e2e.RealClaudeCode, _Base):
     """
     Claude Code's start-up warm-up, answered by ccm itself.
     """
@@ -245,7 +252,7 @@ class WarmUpTestsMixin(e2e.RealClaudeCode):
 globals().update(WarmUpTestsMixin.make_test_case_classes(_ClientCase))
 
 
-class AgentHeadersTestsMixin(e2e.RealClaudeCode):
+class AgentHeadersTestsMixin(e2e.RealClaudeCode, _Base):
     """
     The session, agent and parent-agent headers and the ``?beta=true``
     query, as the CLI sends them, reach the upstream unchanged.
@@ -319,7 +326,7 @@ def _agent_input(description: str, prompt: str) -> dict[str, Any]:
     }
 
 
-class ContextBurstTestsMixin(e2e.RealClaudeCode):
+class ContextBurstTestsMixin(e2e.RealClaudeCode, _Base):
     """
     ``/context``: a burst of ``count_tokens`` requests from the CLI.
     """

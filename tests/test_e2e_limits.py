@@ -7,7 +7,7 @@ front of the fake Anthropic upstream, on loopback.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -15,7 +15,7 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from tests import e2e
-from tests.fake_anthropic import text_reply
+from tests.fake_anthropic import FakeAnthropic, text_reply
 from tests.fixtures import expiry_ms, write_credentials
 
 USER_TOKEN = "ak-ccm-limits-alice"
@@ -28,9 +28,11 @@ class _CcmWithRateLimitedUser(unittest.TestCase):
     """
 
     timeout = 300
+    fake: FakeAnthropic
+    ccm: e2e.CcmProcess
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]  # trial waits for its Deferred
         self.fake, fake_url = e2e.serve_fake_anthropic(self)
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
@@ -43,7 +45,13 @@ class _CcmWithRateLimitedUser(unittest.TestCase):
         self.ccm = yield e2e.start_ccm(self, config)
 
 
-class RateLimitedClaudeCodeTestsMixin(e2e.RealClaudeCode):
+if TYPE_CHECKING:
+    _Base = _CcmWithRateLimitedUser
+else:
+    _Base = object
+
+
+class RateLimitedClaudeCodeTestsMixin(e2e.RealClaudeCode, _Base):
     """
     What a Claude Code user over their ``requests_per_minute`` sees.
     """

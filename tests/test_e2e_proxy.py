@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -85,9 +85,10 @@ class _CcmWithFakeUpstream(unittest.TestCase):
     """
 
     timeout = 300
+    ccm: e2e.CcmProcess
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]  # trial waits for its Deferred
         self.fake, fake_url = e2e.serve_fake_anthropic(self)
         self.secrets = [
             self.fake.access_token,
@@ -153,7 +154,13 @@ class _CcmWithFakeUpstream(unittest.TestCase):
                 self.assertNotIn(token, request.path)
 
 
-class ClaudeCodeTestsMixin(e2e.RealClaudeCode):
+if TYPE_CHECKING:
+    _Base = _CcmWithFakeUpstream
+else:
+    _Base = object
+
+
+class ClaudeCodeTestsMixin(e2e.RealClaudeCode, _Base):
     """
     The real Claude Code CLI (``claude -p``) through ccm.
     """

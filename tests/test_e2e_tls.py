@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -206,7 +206,7 @@ class _TLSTestCase(unittest.TestCase):
         ``run_claude``).
         """
         self.fake.enqueue(text_reply("Hello from TLS ccm."))
-        result = yield self.run_claude(
+        result = yield cast(e2e.RealClaudeCode, self).run_claude(
             self.https_url(),
             USER_TOKEN,
             "say hi",
@@ -237,7 +237,13 @@ class TLSObjectTests(_TLSTestCase):
         yield self.assert_serves_https()
 
 
-class ClaudeCodeTLSTestsMixin(e2e.RealClaudeCode):
+if TYPE_CHECKING:
+    _Base = _TLSTestCase
+else:
+    _Base = object
+
+
+class ClaudeCodeTLSTestsMixin(e2e.RealClaudeCode, _Base):
     """
     The real Claude Code CLI through ccm listening with the sing-box ``tls``
     object.
@@ -380,7 +386,7 @@ class Ed25519Tests(_TLSTestCase):
         )
 
 
-class SSLEndpointTestsMixin(e2e.RealClaudeCode):
+class SSLEndpointTestsMixin(e2e.RealClaudeCode, _Base):
     """
     ccm listening on an ``ssl:`` endpoint string.
     """

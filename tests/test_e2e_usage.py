@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -75,6 +75,7 @@ class _UsageFileCase(unittest.TestCase):
     """
 
     timeout = 300
+    ccm: e2e.CcmProcess
 
     @inlineCallbacks
     def start(self, existing: dict[str, Any] | None = None, grace: str | None = None) -> Any:
@@ -129,7 +130,13 @@ class _UsageFileCase(unittest.TestCase):
             return json.load(handle)
 
 
-class ClaudeCodeUsageTestsMixin(e2e.RealClaudeCode):
+if TYPE_CHECKING:
+    _Base = _UsageFileCase
+else:
+    _Base = object
+
+
+class ClaudeCodeUsageTestsMixin(e2e.RealClaudeCode, _Base):
     """
     The usage of real Claude Code CLI requests, counted and saved.
     """
