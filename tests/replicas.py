@@ -178,7 +178,7 @@ def send_message(
 
     :return: fires with (status, parsed body).
     """
-    headers = {
+    headers: dict[bytes | str, list[bytes | str]] = {
         "authorization": [f"Bearer {token}"],
         "content-type": ["application/json"],
         "anthropic-version": ["2023-06-01"],

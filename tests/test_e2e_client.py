@@ -400,7 +400,7 @@ class ExactHeadersTests(_ClientCase):
         upstream exactly as sent, once each, on a message and on a
         ``count_tokens`` request.
         """
-        headers = {
+        headers: dict[bytes | str, bytes | str] = {
             "Authorization": "Bearer " + ALICE,
             "Content-Type": "application/json",
             "X-Claude-Code-Session-Id": "Sess.ID_42~mixed-Case",
@@ -413,7 +413,7 @@ class ExactHeadersTests(_ClientCase):
         self.fake.enqueue(text_reply("Exact."))
         for path in ("/v1/messages", "/v1/messages/count_tokens"):
             response = yield http.post(
-                self.ccm.url + path + query, json.dumps(body).encode(), headers=headers
+                self.ccm.url + path + query, data=json.dumps(body).encode(), headers=headers
             )
             self.assertEqual(response.code, 200)
             yield response.content()
@@ -439,7 +439,7 @@ class ExactHeadersTests(_ClientCase):
         """
         self.fake.hold_count_tokens = True
         http = self.client()
-        headers = {
+        headers: dict[bytes | str, bytes | str] = {
             "Authorization": "Bearer " + ALICE,
             "Content-Type": "application/json",
             SESSION_HEADER: SESSION,
@@ -451,7 +451,7 @@ class ExactHeadersTests(_ClientCase):
             for n in range(BURST)
         ]
         url = self.ccm.url + "/v1/messages/count_tokens?beta=true"
-        sent = gatherResults([http.post(url, body, headers=headers) for body in bodies])
+        sent = gatherResults([http.post(url, data=body, headers=headers) for body in bodies])
         waited = 0.0
         while len(self.fake.held_count_tokens) < BURST and waited < 30:
             yield deferLater(reactor, 0.05)
@@ -468,7 +468,7 @@ class ExactHeadersTests(_ClientCase):
         self.assertEqual({r.header(SESSION_HEADER) for r in counts}, {SESSION})
         [subscription] = {self.bearer(r) for r in counts}
         other = dict(headers, **{SESSION_HEADER: OTHER_SESSION})
-        response = yield http.post(url, bodies[0], headers=other)
+        response = yield http.post(url, data=bodies[0], headers=other)
         self.assertEqual(response.code, 200)
         yield response.content()
         self.assertEqual(

@@ -89,6 +89,10 @@ class DashboardInBrowserTests(unittest.TestCase):
             text_reply("three"),
         )
         for text in ("first", "second", "third"):
+            headers: dict[bytes | str, bytes | str] = {
+                "authorization": f"Bearer {BOB}",
+                "x-claude-code-session-id": SESSION,
+            }
             response = yield self.http.post(
                 self.ccm.url + "/v1/messages",
                 json={
@@ -96,10 +100,7 @@ class DashboardInBrowserTests(unittest.TestCase):
                     "max_tokens": 100,
                     "messages": [{"role": "user", "content": text}],
                 },
-                headers={
-                    "authorization": f"Bearer {BOB}",
-                    "x-claude-code-session-id": SESSION,
-                },
+                headers=headers,
             )
             yield response.content()
             self.assertEqual(response.code, 200)
@@ -124,9 +125,8 @@ class DashboardInBrowserTests(unittest.TestCase):
         no token anywhere in the page; "Clear cooldown" makes ``a`` usable.
         """
         yield self.start()
-        response = yield self.http.get(
-            self.ccm.url + "/ccm/", headers={"authorization": f"Bearer {BOB}"}
-        )
+        as_bob: dict[bytes | str, bytes | str] = {"authorization": f"Bearer {BOB}"}
+        response = yield self.http.get(self.ccm.url + "/ccm/", headers=as_bob)
         refused = yield response.text()
         self.assertEqual(response.code, 403)
         self.assertNotIn(BOB, refused)

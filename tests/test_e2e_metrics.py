@@ -111,7 +111,7 @@ class PrometheusTests(unittest.TestCase):
             handle.write(scrape_config(metrics_port, ccm_port))
         port = e2e.free_port()
         process = _Prometheus()
-        transport = reactor.spawnProcess(  # type: ignore[attr-defined]
+        transport = reactor.spawnProcess(
             process,
             binary,
             [
@@ -184,11 +184,15 @@ class PrometheusTests(unittest.TestCase):
         )
         config["metrics_listen"] = f"tcp:{metrics_port}:interface=127.0.0.1"
         ccm = yield e2e.start_ccm(self, config)
+        headers: dict[bytes | str, bytes | str] = {
+            "authorization": f"Bearer {ALICE}",
+            "content-type": "application/json",
+        }
         for _ in range(2):
             response = yield treq.post(
                 f"{ccm.url}/v1/messages",
                 json.dumps(MESSAGE).encode(),
-                headers={"authorization": f"Bearer {ALICE}", "content-type": "application/json"},
+                headers=headers,
                 persistent=False,
             )
             self.assertEqual(response.code, 200)

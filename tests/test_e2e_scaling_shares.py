@@ -91,7 +91,7 @@ class SharesAcrossReplicasTests(unittest.TestCase):
             "stream": True,
             "messages": [{"role": "user", "content": "slow"}],
         }
-        headers = {
+        headers: dict[bytes | str, list[bytes | str]] = {
             "authorization": [f"Bearer {BOB}"],
             "content-type": ["application/json"],
             "anthropic-version": ["2023-06-01"],
