@@ -51,7 +51,7 @@ class RedisServer:
         self.password = password
         #: (certificate, key, CA) files: then the port speaks TLS only.
         self.tls_files = tls_files
-        self._child: Any = None
+        self._child: Optional[e2e._Child] = None
 
     @property
     def url(self) -> str:
@@ -108,12 +108,14 @@ class RedisServer:
         """
         Stop the server (SIGTERM); its data goes with it.
         """
+        assert self._child is not None, "redis-server was never started"
         return self._child.stop()
 
     def kill(self) -> Deferred[int]:
         """
         SIGKILL the server.
         """
+        assert self._child is not None, "redis-server was never started"
         return self._child.kill()
 
     def output(self) -> str:

@@ -15,11 +15,12 @@ import json
 import os
 import re
 import stat
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
@@ -283,9 +284,11 @@ class StartupFailureTests(_ServiceTestCase):
         When the configured port is taken, ccm exits non-zero at start-up
         with one line naming the address and port, and no traceback.
         """
-        taken = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        # forProtocol is typed to make a Factory, whatever class it is called on.
+        factory = cast(ServerFactory, ServerFactory.forProtocol(Protocol))
+        taken = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(taken.stopListening)
-        port = taken.getHost().port
+        port = cast(IPv4Address, taken.getHost()).port
         config = e2e.ccm_config(self.fake_url, self.credential_path, USERS)
         config["endpoint"] = "tcp:{}:interface=127.0.0.1".format(port)
         rc, out, err = yield e2e.run_ccm_expecting_exit(self, config)
