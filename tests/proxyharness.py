@@ -19,24 +19,27 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import treq
+from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.server import Request
 
 from ccm.proxy.accesslog import ACCESS_LOG_FORMAT
-from ccm.build import build_service
+from ccm.build import ServiceReactor, build_service
 from ccm.upstream.client import make_http_client
 from ccm.config.model import (
     BalancerCredentialConfig,
@@ -71,6 +74,24 @@ SECOND = "second"
 SECOND_ACCESS_TOKEN = "sk-ant-oat01-second-credential"
 #: The tag of a balancer harness's pool.
 POOL = "pool"
+
+
+class StubClient(StubTreq):
+    """
+    A :obj:`StubTreq` as the type checker sees it: the request functions it
+    copies from its :obj:`HTTPClient`, whose responses provide
+    :obj:`IResponse`, and ``flush``.
+    """
+
+    if TYPE_CHECKING:
+        request: Callable[..., Deferred[IResponse]]
+        head: Callable[..., Deferred[IResponse]]
+        get: Callable[..., Deferred[IResponse]]
+        post: Callable[..., Deferred[IResponse]]
+        put: Callable[..., Deferred[IResponse]]
+        patch: Callable[..., Deferred[IResponse]]
+        delete: Callable[..., Deferred[IResponse]]
+        flush: Callable[[], None]
 
 
 class ProxyHarness:
@@ -126,7 +147,7 @@ class ProxyHarness:
         self.clock.advance(START_TIME)
         self.fake = FakeAnthropic(self.clock)
         self.fake.token_mode = "server_error"
-        self.upstream = StubTreq(self.fake.resource())
+        self.upstream = StubClient(self.fake.resource())
         directory = os.path.abspath(testcase.mktemp())
         os.makedirs(directory)
         self.credential_path = os.path.join(directory, ".credentials.json")
@@ -176,8 +197,11 @@ class ProxyHarness:
         )
         self.service = build_service(
             config,
-            reactor=self.clock,
-            http_client=self.upstream if http_client is None else http_client,
+            # The service listens nowhere and is not started: of the
+            # reactor, it uses the time.
+            reactor=cast(ServiceReactor, self.clock),
+            # The stub does what the service asks of a client: requests.
+            http_client=cast(HTTPClient, self.upstream) if http_client is None else http_client,
             environ={},
             home=directory,
             watch_with_inotify=False,
@@ -185,7 +209,10 @@ class ProxyHarness:
             timeouts=Timeouts(response_headers=header_timeout, stream_idle=idle_timeout),
             usage_recorders={} if recorder is None else {MAIN: recorder},
         )
-        self.log = EventLoggingObserver.createWithCleanup(testcase, globalLogPublisher)
+        # Of the test case, only addCleanup is used.
+        self.log = EventLoggingObserver.createWithCleanup(
+            cast(TestCase, testcase), globalLogPublisher
+        )
         self.credentials = self.service.credentials
         for credential in self.credentials:
             credential.reload()
@@ -216,7 +243,7 @@ class ProxyHarness:
 
         self.proxy.render = spy  # type: ignore[method-assign]
         self.root = self.service.site.resource
-        self.client = StubTreq(self.root)
+        self.client = StubClient(self.root)
 
     @property
     def refreshes(self) -> list[str]:
@@ -533,14 +560,15 @@ class RawConnection:
     """
 
     def __init__(
-        self, site: CcmSite, peer: Any = IPv4Address("TCP", "192.0.2.7", 40000)
+        self, site: CcmSite, peer: IAddress = IPv4Address("TCP", "192.0.2.7", 40000)
     ) -> None:
         """
         :param peer: the client's address.
         """
         self.transport = StringTransport(peerAddress=peer)
-        self.channel = site.buildProtocol(peer)
-        assert self.channel is not None
+        channel = site.buildProtocol(peer)
+        assert channel is not None
+        self.channel: Protocol = channel
         self.channel.makeConnection(self.transport)
 
     def send(self, data: bytes) -> None:
