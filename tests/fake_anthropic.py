@@ -845,9 +845,11 @@ class _CutStreamReply(Reply):
             for name, data in message.events()[: self._after_events]:
                 handle.event(name, data)
         else:
-            data = _compact(message.as_json())
-            handle.start(200, {"content-length": str(len(data))}, content_type=JSON_CONTENT_TYPE)
-            handle.write(data[: len(data) // 2])
+            encoded = _compact(message.as_json())
+            handle.start(
+                200, {"content-length": str(len(encoded))}, content_type=JSON_CONTENT_TYPE
+            )
+            handle.write(encoded[: len(encoded) // 2])
         handle.abort()
 
 
@@ -1067,6 +1069,7 @@ class FakeAnthropic:
             handle.abort()
 
     def _render(self, request: Request) -> int:
+        assert request.content is not None
         request.content.seek(0)
         headers: dict[str, list[str]] = {}
         for name, values in request.requestHeaders.getAllRawHeaders():
