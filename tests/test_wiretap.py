@@ -5,7 +5,7 @@ tests.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -69,7 +69,8 @@ class _Answers(Resource):
         return b""
 
     def render_POST(self, request: Request) -> bytes:
-        return request.content.read()
+        content = cast(IO[bytes], request.content)
+        return content.read()
 
 
 class WireTapTests(unittest.TestCase):

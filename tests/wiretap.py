@@ -15,11 +15,12 @@ every connection on both sides and waits until they are gone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IAddress, IReactorTime
-from twisted.internet.protocol import connectionDone
+from twisted.internet.interfaces import IAddress, IReactorTime, ITCPTransport
+from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.protocols.portforward import ProxyClient, ProxyClientFactory, ProxyFactory, ProxyServer
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -163,7 +164,7 @@ class TappedConnection:
         """
         for side in (self.client_side, self.server_side):
             if side is not None and side.transport is not None:
-                side.transport.abortConnection()
+                cast(ITCPTransport, side.transport).abortConnection()
         return self._closed
 
 
@@ -178,6 +179,7 @@ class _TapClient(ProxyClient):
         self.tapped.server_side = self
         if self.tapped._client_gone:
             # The client left before the server answered the connect.
+            assert self.transport is not None
             self.transport.loseConnection()
             return
         super().connectionMade()
@@ -212,7 +214,7 @@ class _TapServer(ProxyServer):
     """
 
     clientProtocolFactory = _TapClientFactory
-    factory: _TapFactory  # type: ignore[assignment]
+    factory: _TapFactory
     tapped: TappedConnection
 
     def connectionMade(self) -> None:
@@ -281,11 +283,12 @@ def serve_wiretap(testcase: unittest.TestCase, port: int, host: str = "127.0.0.1
     """
     from twisted.internet import reactor
 
-    tap = WireTap(reactor)  # type: ignore[arg-type]
-    listening = reactor.listenTCP(  # type: ignore[attr-defined]
-        0, _TapFactory(host, port, tap), interface="127.0.0.1"
+    tap = WireTap(reactor)
+    # Twisted's types want a ServerFactory; any factory of protocols serves.
+    listening = reactor.listenTCP(
+        0, cast(ServerFactory, _TapFactory(host, port, tap)), interface="127.0.0.1"
     )
     testcase.addCleanup(tap.close_all)
     testcase.addCleanup(listening.stopListening)
-    tap.url = "http://127.0.0.1:{}".format(listening.getHost().port)
+    tap.url = "http://127.0.0.1:{}".format(cast(IPv4Address, listening.getHost()).port)
     return tap
