@@ -52,7 +52,7 @@ class SimulateSmokeTests(unittest.TestCase):
 
         return d.addCallback(read)
 
-    def test_report_structure_and_invariants(self) -> None:
+    def test_report_structure_and_invariants(self) -> Deferred[None]:
         """
         The smoke run prints one table row of figures per default scenario,
         the ``+shares`` rows included; every row accounts for every request
@@ -92,7 +92,7 @@ class SimulateSmokeTests(unittest.TestCase):
 
         return self._simulate(1).addCallback(check)
 
-    def test_same_seed_same_figures(self) -> None:
+    def test_same_seed_same_figures(self) -> Deferred[None]:
         """
         Two runs with one seed report the same figures (all but the seconds
         each run took); another seed gives another week.
@@ -115,7 +115,7 @@ class SimulateSmokeTests(unittest.TestCase):
         d.addCallback(lambda _: self._simulate(8)).addCallback(keep)
         return d.addCallback(compare)
 
-    def test_share_flags(self) -> None:
+    def test_share_flags(self) -> Deferred[None]:
         """
         ``--share-5h`` and ``--share-weekly`` set every user's shares: with
         both 0 (no share) the share gate refuses nobody and the ``+shares``

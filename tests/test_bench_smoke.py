@@ -13,6 +13,7 @@ import re
 import shutil
 from typing import Optional
 
+from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
 from tests.e2e import REPO_ROOT, debian_package, run_python_script, skip_or_fail_without
@@ -37,7 +38,7 @@ class BenchSmokeTests(unittest.TestCase):
 
     timeout = 180
 
-    def test_smoke_run_prints_every_path(self) -> None:
+    def test_smoke_run_prints_every_path(self) -> Deferred[None]:
         """
         The smoke run exits 0 and prints one table with a row of figures for
         each path (direct, nginx, the twisted floor, ccm) and the list of ccm targets.
