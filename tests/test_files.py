@@ -36,7 +36,7 @@ class ReadJSONFileTests(SynchronousTestCase):
         """
         Reading the file fails with ``reason``, in a message naming the file.
         """
-        error = self.assertRaises(JSONFileError, read_json_file, self.path)
+        error: JSONFileError = self.assertRaises(JSONFileError, read_json_file, self.path)
         self.assertEqual((error.path, error.reason), (self.path, reason))
         self.assertEqual(str(error), f"{self.path} {reason}")
         return error

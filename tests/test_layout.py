@@ -98,7 +98,7 @@ def ccm_imports(source: str, modules: Collection[str]) -> set[str]:
     inside a function: ``from a.b import c`` imports ``a.b``, and ``a.b.c``
     too when that is a module.
     """
-    imported = set()
+    imported: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module is not None:
             names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]

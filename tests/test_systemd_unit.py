@@ -258,9 +258,10 @@ class SystemdAnalyzeTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.analyze = shutil.which("systemd-analyze")
-        if self.analyze is None:
+        analyze = shutil.which("systemd-analyze")
+        if analyze is None:
             raise SkipTest("systemd-analyze is not installed")
+        self.analyze = analyze
 
     def verify(self, text: str) -> tuple[int, str]:
         """
