@@ -8,6 +8,8 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from ccm.signals import SignalHandler
+
 
 class FakeSignals:
     """
@@ -19,7 +21,7 @@ class FakeSignals:
     SIGTERM = signal.SIGTERM
     SIGHUP = signal.SIGHUP
     SIG_DFL = signal.SIG_DFL
-    default_int_handler = signal.default_int_handler
+    default_int_handler: SignalHandler = signal.default_int_handler
 
     def __init__(self, handlers: dict[int, Any]) -> None:
         self.handlers = handlers

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from ccm.signals import SignalHandlers
+from ccm.signals import SignalHandlers, SignalsReactor
 from tests.fake_signals import FakeSignals
 
 
@@ -47,12 +47,18 @@ class SignalHandlersTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # Of the test case, only addCleanup is used.
+        self.events = EventLoggingObserver.createWithCleanup(
+            cast(TestCase, self), globalLogPublisher
+        )
         self.reactor = FakeReactor()
         self.reloads = 0
         self.stops = 0
         self.reactor_signals: list[int] = []
-        self.handlers = SignalHandlers(self.reactor, self.reload, self.stop_now)
+        # The handlers use only what the fake has of a reactor.
+        self.handlers = SignalHandlers(
+            cast(SignalsReactor, self.reactor), self.reload, self.stop_now
+        )
 
     def reload(self) -> None:
         self.reloads += 1
