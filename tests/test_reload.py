@@ -7,11 +7,11 @@ as the file would give them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ccm.config.model import Config, ConfigError, ServiceConfig
 from ccm.reload import Reloader
@@ -42,11 +42,14 @@ class ReloaderTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # Of the test case, only addCleanup is used.
+        self.events = EventLoggingObserver.createWithCleanup(
+            cast(TestCase, self), globalLogPublisher
+        )
         self.service = FakeService(load(SINGLE).services[0])
         self.loaded: list[Any] = []
 
-    def reloader(self, *results: Any) -> Reloader:
+    def reloader(self, *results: Config | Exception) -> Reloader:
         """
         A reloader whose file gives ``results``, one per reload (a
         :obj:`ConfigError` is raised).
