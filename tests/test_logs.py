@@ -9,13 +9,14 @@ from __future__ import annotations
 import io
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import treq
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyRequest
 
 from ccm.accounting.tokens import TokenUsage
@@ -24,6 +25,9 @@ from ccm.proxy.accesslog import log_request
 from tests import e2e
 from tests.fake_anthropic import text_reply
 from tests.fixtures import expiry_ms, write_credentials
+
+if TYPE_CHECKING:
+    from treq._types import _ITreqReactor
 
 USER_TOKEN = "ak-ccm-json-log-user"
 
@@ -34,12 +38,13 @@ def request_line(out: io.StringIO, status: int, usage: TokenUsage | None) -> dic
     the one JSON object it wrote.
     """
     log = Logger(namespace="ccm.test", observer=json_observer(out))
-    request = DummyRequest([b"v1", b"messages"])
+    # A stand-in for the parts of a request the line is made of.
+    request = cast(Request, DummyRequest([b"v1", b"messages"]))
     request.method = b"POST"
     request.path = b"/v1/messages"
     log_request(
         log,
-        request,  # type: ignore[arg-type]
+        request,
         user="alice",
         model="claude-opus-4-8",
         credential="default",
@@ -139,11 +144,16 @@ class TwistdLoggerTests(TestCase):
             json.dump(config, handle)
         ccm = yield e2e.start_twistd(self, ["--logger", "ccm.logs.json_observer", "ccm", "--config", config_path])
         fake.enqueue(text_reply("Logged as JSON."))
+        headers: dict[bytes | str, bytes | str] = {
+            "Authorization": f"Bearer {USER_TOKEN}",
+            "anthropic-version": "2023-06-01",
+        }
         response = yield treq.post(
             ccm.url + "/v1/messages",
             json={"model": "claude-opus-4-8", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]},
-            headers={"Authorization": f"Bearer {USER_TOKEN}", "anthropic-version": "2023-06-01"},
-            reactor=reactor,
+            headers=headers,
+            # The installed reactor resolves names too.
+            reactor=cast("_ITreqReactor", reactor),
             pool=HTTPConnectionPool(reactor, persistent=False),
         )
         yield treq.content(response)
