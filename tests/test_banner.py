@@ -6,10 +6,11 @@ that :obj:`ccm.build.build_service` logs it before anything else it says.
 from __future__ import annotations
 
 import os
+from typing import cast
 
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ccm.banner import base_url, startup_lines
 from ccm.config.state import StateConfig
@@ -21,7 +22,7 @@ from ccm.config.model import (
     UserConfig,
     default_config,
 )
-from ccm.build import build_service
+from ccm.build import ServiceReactor, build_service
 
 HOST = "ccm-box"
 USER_TOKEN = "ccm-token-banner-7c1e"
@@ -185,14 +186,16 @@ class ServiceLogsStartupTests(SynchronousTestCase):
         default credentials file under the home directory and this
         machine's name, and come before the warning about anonymous access.
         """
-        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # Of the test case, only addCleanup is used.
+        observer = EventLoggingObserver.createWithCleanup(cast(TestCase, self), globalLogPublisher)
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
         config = ServiceConfig(where="", listeners=(EndpointListener("tcp:8080"),))
         build_service(
             config,
-            reactor=MemoryReactorClock(),
-            http_client=object(),
+            # Built, not started: the memory reactor has all it uses.
+            reactor=cast(ServiceReactor, MemoryReactorClock()),
+            http_client=object(),  # type: ignore[arg-type]  # never asked anything
             environ={},
             home=home,
             watch_with_inotify=False,
