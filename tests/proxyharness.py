@@ -56,6 +56,9 @@ from ccm.web.site import CcmSite
 from tests.fake_anthropic import FakeAnthropic
 from tests.fixtures import write_credentials
 
+if TYPE_CHECKING:
+    from treq.response import _Response
+
 START_TIME = 1_790_000_000.0
 UPSTREAM_URL = "http://api.fake.test"
 CCM_URL = "http://ccm.test"
@@ -79,18 +82,18 @@ POOL = "pool"
 class StubClient(StubTreq):
     """
     A :obj:`StubTreq` as the type checker sees it: the request functions it
-    copies from its :obj:`HTTPClient`, whose responses provide
-    :obj:`IResponse`, and ``flush``.
+    copies from its :obj:`HTTPClient`, whose responses are treq's (an
+    :obj:`IResponse` with ``content``, ``json`` and ``text``), and ``flush``.
     """
 
     if TYPE_CHECKING:
-        request: Callable[..., Deferred[IResponse]]
-        head: Callable[..., Deferred[IResponse]]
-        get: Callable[..., Deferred[IResponse]]
-        post: Callable[..., Deferred[IResponse]]
-        put: Callable[..., Deferred[IResponse]]
-        patch: Callable[..., Deferred[IResponse]]
-        delete: Callable[..., Deferred[IResponse]]
+        request: Callable[..., Deferred[_Response]]
+        head: Callable[..., Deferred[_Response]]
+        get: Callable[..., Deferred[_Response]]
+        post: Callable[..., Deferred[_Response]]
+        put: Callable[..., Deferred[_Response]]
+        patch: Callable[..., Deferred[_Response]]
+        delete: Callable[..., Deferred[_Response]]
         flush: Callable[[], None]
 
 
@@ -295,11 +298,12 @@ class ProxyHarness:
         if token is not None:
             all_headers["authorization"] = f"Bearer {token}"
         all_headers.update(headers or {})
-        d: Deferred[IResponse] = self.client.request(
+        d = self.client.request(
             method, CCM_URL + path, data=body, headers=all_headers, unbuffered=True
         )
         self.flush()
-        return d
+        # A Deferred of treq's response, which is an IResponse.
+        return cast("Deferred[IResponse]", d)
 
     def response(
         self,
