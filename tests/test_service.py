@@ -6,9 +6,8 @@ a configured service is assembled, and reconfigured by a reload.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
-from treq.testing import StubTreq
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.address import IPv4Address
@@ -16,7 +15,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ccm.web.auth import Caller
 from ccm.config.model import ConnectionLimits, ServiceConfig
@@ -25,11 +24,12 @@ from ccm.web.connections import CcmChannel
 from ccm.credentials.keychain import KeychainStore, keychain_service_name
 from ccm.pool.select import BalancerPool
 from ccm.config.changes import plan_reload
-from ccm.build import build_service
+from ccm.build import ServiceReactor, build_service
 from ccm.service import CLIENT_CLOSE_TIMEOUT_SECONDS, CcmService
 from ccm.credentials.watch import FileWatcher
 from tests.credentials.fake_keyring import DictKeyring
 from tests.fixtures import credentials_json, write_credentials
+from tests.proxyharness import StubClient
 
 ALICE_TOKEN = "ak-service-alice-1"
 ALICE_NEW_TOKEN = "ak-service-alice-2"
@@ -51,8 +51,8 @@ def started_with_a_client(
     reactor = MemoryReactorClock()
     service = build_service(
         ServiceConfig(where=""),
-        reactor=reactor,
-        http_client=object(),
+        reactor=cast(ServiceReactor, reactor),
+        http_client=object(),  # type: ignore[arg-type]  # never asked anything
         environ={},
         home=home,
         watch_with_inotify=False,
@@ -81,8 +81,8 @@ class KeychainWiringTests(SynchronousTestCase):
         self.home = home
         return build_service(
             ServiceConfig(where=""),
-            reactor=MemoryReactorClock(),
-            http_client=object(),
+            reactor=cast(ServiceReactor, MemoryReactorClock()),
+            http_client=object(),  # type: ignore[arg-type]  # never asked anything
             environ={"USER": "alice"},
             home=home,
             watch_with_inotify=False,
@@ -152,7 +152,10 @@ class ReconfigureTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # Of the test case, only addCleanup is used.
+        self.events = EventLoggingObserver.createWithCleanup(
+            cast(TestCase, self), globalLogPublisher
+        )
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         self.paths = {}
@@ -181,8 +184,8 @@ class ReconfigureTests(SynchronousTestCase):
         """
         self.service = build_service(
             self.load(document),
-            reactor=MemoryReactorClock(),
-            http_client=object(),
+            reactor=cast(ServiceReactor, MemoryReactorClock()),
+            http_client=object(),  # type: ignore[arg-type]  # never asked anything
             environ={},
             home=self.home,
             watch_with_inotify=False,
@@ -190,7 +193,7 @@ class ReconfigureTests(SynchronousTestCase):
         self.service.privilegedStartService()
         self.service.startService()
         self.addCleanup(self.service.stopService)
-        self.client = StubTreq(self.service.site.resource)
+        self.client = StubClient(self.service.site.resource)
 
     def load(self, document: dict[str, Any]) -> ServiceConfig:
         return parse_config(document, source="config.json").services[0]
@@ -289,7 +292,7 @@ class ReconfigureTests(SynchronousTestCase):
         sends a line with the new figures, and a removed user's watch ends.
         """
         self.start(self.document)
-        reactor = self.service.site.reactor
+        reactor = cast(MemoryReactorClock, self.service.site.reactor)
         watches = {}
         for name, token in (("alice", ALICE_TOKEN), ("bob", BOB_TOKEN)):
             channel = self.service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
@@ -394,8 +397,8 @@ class ConnectionLimitsWiringTests(SynchronousTestCase):
         limits = ConnectionLimits(max_connections=7, max_connections_per_address=3)
         service = build_service(
             ServiceConfig(where="", connection_limits=limits),
-            reactor=MemoryReactorClock(),
-            http_client=object(),
+            reactor=cast(ServiceReactor, MemoryReactorClock()),
+            http_client=object(),  # type: ignore[arg-type]  # never asked anything
             environ={},
             home=home,
             watch_with_inotify=False,
@@ -404,7 +407,9 @@ class ConnectionLimitsWiringTests(SynchronousTestCase):
         self.assertIs(service.site.connection_limits, limits)
         channel = service.site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
         self.assertIsInstance(channel, CcmChannel)
+        assert isinstance(channel, CcmChannel)
         self.assertIs(channel.limits, limits)
+        assert channel.release is not None
         channel.release()
 
 
