@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, cast
 
-from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.shares.files import ShareSaverService, shares_path
 from ccm.shares.gate import ShareKeeper
 from ccm.accounting.recent import RecentUsage, RecordingTee
 from ccm.accounting.usagefile import UsageSaverService
-from ccm.build import build_service
+from ccm.build import ServiceReactor, build_service
 from ccm.config.model import (
     BalancerCredentialConfig,
     DefaultCredentialConfig,
@@ -34,8 +33,10 @@ from ccm.pool.poller import UsagePoller
 from ccm.service import CcmService
 from ccm.web.listening import ListeningService
 from ccm.web.problems import RecentProblems
+from ccm.web.site import CcmSite
 from tests.fake_anthropic import FakeAnthropic
 from tests.fixtures import write_credentials
+from tests.proxyharness import StubClient
 
 FAR_EXPIRY_MS = 4_102_444_800_000
 
@@ -75,7 +76,7 @@ class BuildTests(SynchronousTestCase):
         self.reactor = MemoryReactorClock()
         return build_service(
             config,
-            reactor=self.reactor,
+            reactor=cast(ServiceReactor, self.reactor),
             http_client=self.client,  # type: ignore[arg-type]
             environ={},
             home=self.directory,
@@ -189,7 +190,7 @@ class BuildTests(SynchronousTestCase):
         fake = FakeAnthropic(MemoryReactorClock())
         fake.token_mode = "hang"
         write_credentials(self.paths["a"], "access-a", "refresh-a", 1000)
-        client = StubTreq(fake.resource())
+        client = StubClient(fake.resource())
         service = self.build(http_client=client)
         [credential, _] = service.credentials
         credential.reload()
@@ -217,14 +218,15 @@ class MetricsListenerTests(SynchronousTestCase):
         time, since it asks for no token; a loopback one is not.
         """
         events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         for endpoint in ("tcp:9464:interface=127.0.0.1", "tcp:9465"):
             build_service(
                 ServiceConfig(where="config.json", metrics_listen=(EndpointListener(endpoint),)),
-                reactor=MemoryReactorClock(),
+                reactor=cast(ServiceReactor, MemoryReactorClock()),
                 http_client=object(),  # type: ignore[arg-type]
                 environ={},
                 home=directory,
@@ -253,7 +255,7 @@ class MetricsListenerTests(SynchronousTestCase):
                 users=(UserConfig(name="alice", token="ccm-token-alice-metrics", credential="a"),),
                 metrics_listen=(EndpointListener("tcp:9464:interface=127.0.0.1"),),
             ),
-            reactor=reactor,
+            reactor=cast(ServiceReactor, reactor),
             http_client=object(),  # type: ignore[arg-type]
             environ={},
             home=directory,
@@ -266,7 +268,7 @@ class MetricsListenerTests(SynchronousTestCase):
         ports = {port: factory for port, factory, _, _ in reactor.tcpServers}
         self.assertEqual(sorted(ports), [8080, 9464])
         self.assertIsNot(ports[9464], ports[8080])
-        client = StubTreq(ports[9464].resource)
+        client = StubClient(cast(CcmSite, ports[9464]).resource)
         metrics = self.successResultOf(client.get("http://127.0.0.1:9464/metrics"))
         self.assertEqual(metrics.code, 200)
         body = self.successResultOf(metrics.content()).decode()
