@@ -6,11 +6,12 @@ documented before other tests rely on it.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import treq
-from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ServerFactory
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import ResponseFailed
@@ -42,6 +43,7 @@ from tests.fake_anthropic import (
     third_party_reply,
     tool_use_reply,
 )
+from tests.proxyharness import StubClient
 
 ACCESS_TOKEN = "sk-ant-oat01-fake-access"
 REFRESH_TOKEN = "sk-ant-ort01-fake-refresh"
@@ -79,7 +81,7 @@ class FakeTestCase(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(START_TIME)
         self.fake = FakeAnthropic(self.clock)
-        self.client = StubTreq(self.fake.resource())
+        self.client = StubClient(self.fake.resource())
 
     def send(
         self,
@@ -88,14 +90,15 @@ class FakeTestCase(SynchronousTestCase):
         body: bytes = b"",
         headers: dict[str, str] | None = None,
     ) -> Deferred[IResponse]:
-        d: Deferred[IResponse] = self.client.request(
+        d = self.client.request(
             method,
             BASE + path,
             data=body or None,
             headers=OAUTH_HEADERS if headers is None else headers,
         )
         self.client.flush()
-        return d
+        # A Deferred of treq's response, which is an IResponse.
+        return cast("Deferred[IResponse]", d)
 
     def request(
         self,
@@ -1333,18 +1336,22 @@ class RealReactorTests(TestCase):
         from twisted.web.server import Site
 
         self.fake = FakeAnthropic(reactor)
-        port = reactor.listenTCP(0, Site(self.fake.resource()), interface="127.0.0.1")
+        # Twisted's types want a ServerFactory of any protocol; a Site is one.
+        port = reactor.listenTCP(
+            0, cast(ServerFactory, Site(self.fake.resource())), interface="127.0.0.1"
+        )
         self.addCleanup(port.stopListening)
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(pool.closeCachedConnections)
         self.addCleanup(self.fake.abort_all)
         self.http = HTTPClient(Agent(reactor, pool=pool))
-        self.url = f"http://127.0.0.1:{port.getHost().port}/v1/messages?beta=true"
+        self.url = f"http://127.0.0.1:{cast(IPv4Address, port.getHost()).port}/v1/messages?beta=true"
 
     async def post_stream(self) -> tuple[IResponse, list[bytes], Deferred[None]]:
         body = json.dumps({"model": "m", "stream": True}).encode()
+        headers: dict[bytes | str, bytes | str] = dict(OAUTH_HEADERS.items())
         response = await self.http.post(
-            self.url, data=body, headers=OAUTH_HEADERS, unbuffered=True
+            self.url, data=body, headers=headers, unbuffered=True
         )
         chunks: list[bytes] = []
         return response, chunks, treq.collect(response, chunks.append)
