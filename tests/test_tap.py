@@ -9,7 +9,7 @@ import gc
 import json
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, cast
 
 from twisted.application.service import IService, IServiceMaker
 from twisted.internet.error import CannotListenError, ConnectionDone
@@ -17,13 +17,15 @@ from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, S
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ccm.web.auth import Caller
 from ccm.config.model import AddressListener, EndpointListener, default_config
 from ccm.pool.select import BalancerPool, SingleCredentialPool
 from ccm.signals import SignalHandlers
-from ccm.tap import Options, makeService
+from ccm.service import CcmService
+from ccm.tap import Options, _ProcessReactor, makeService
+from ccm.web.site import CcmSite
 from tests.config.parsing import SEED_MULTIPLE_CREDENTIALS_EXAMPLE, SEED_SERVER_EXAMPLE
 from tests.fake_signals import FakeSignals
 from tests.fixtures import write_credentials
@@ -35,6 +37,19 @@ USER_TOKEN = "ak-ccm-tap-test-user-secret"
 # Far in the future: no refresh is due while the tests run.
 FAR_EXPIRY_MS = 4_102_444_800_000
 
+if TYPE_CHECKING:
+    _Base = SynchronousTestCase
+else:
+    _Base = object
+
+
+def ccm_services(parent: IService) -> list[CcmService]:
+    """
+    The services under the parent :obj:`makeService` built, one per
+    configured service.
+    """
+    return list(cast("Iterable[CcmService]", parent))
+
 
 class RefusingReactor(MemoryReactorClock):
     """
@@ -45,14 +60,14 @@ class RefusingReactor(MemoryReactorClock):
         raise CannotListenError(interface, port, OSError(98, "Address already in use"))
 
 
-class TapTestMixin:
+class TapTestMixin(_Base):
     """
     Temporary configuration and credential files, and options parsed from
     them.
     """
 
     def make_directory(self) -> str:
-        directory = os.path.abspath(self.mktemp())  # type: ignore[attr-defined]
+        directory: str = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         return directory
 
@@ -92,7 +107,7 @@ class TapTestMixin:
         Parse ``arguments``, which must end the program with a message; return
         the message.
         """
-        with self.assertRaises(SystemExit) as caught:  # type: ignore[attr-defined]
+        with self.assertRaises(SystemExit) as caught:
             self.parse(*arguments)
         code = caught.exception.code
         assert isinstance(code, str), code
@@ -271,10 +286,14 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # Of the test case, only addCleanup is used.
+        self.events = EventLoggingObserver.createWithCleanup(
+            cast(TestCase, self), globalLogPublisher
+        )
 
     def make(self, options: Options, reactor: MemoryReactorClock) -> IService:
-        service = makeService(options, reactor=reactor)
+        # The memory reactor has what the services use of a process's.
+        service = makeService(options, reactor=cast(_ProcessReactor, reactor))
 
         def stop_if_running() -> None:
             if service.running:
@@ -313,7 +332,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
             [(port, interface) for port, _, _, interface in reactor.tcpServers],
             [(9123, "127.0.0.1")],
         )
-        [ccm_service] = list(service)
+        [ccm_service] = ccm_services(service)
         self.assertTrue(ccm_service.credentials[0].available)
         reactor.advance(600)
         self.assertTrue(reactor.tcpClients)
@@ -341,7 +360,8 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
         service = self.make(options, reactor)
         self.start(service)
         [(_, factory, _, _)] = reactor.tcpServers
-        protocol = factory.buildProtocol(None)
+        protocol = cast(CcmSite, factory).buildProtocol(None)
+        assert protocol is not None
         transport = StringTransport()
         protocol.makeConnection(transport)
         protocol.dataReceived(b"GET /nowhere HTTP/1.1\r\nHost: ccm\r\nConnection: close\r\n\r\n")
@@ -413,7 +433,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
             [(port, interface) for port, _, _, interface in reactor.tcpServers],
             [(8080, "127.0.0.1")],
         )
-        [ccm_service] = list(service)
+        [ccm_service] = ccm_services(service)
         self.assertEqual(
             ccm_service.credentials[0].store.path, os.path.join(directory, ".credentials.json")
         )
@@ -487,17 +507,19 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
             }
         )
         reactor = MemoryReactorClock()
-        service = makeService(self.parse("--config", path), reactor=reactor)
+        service = makeService(self.parse("--config", path), reactor=cast(_ProcessReactor, reactor))
         self.start(service)
-        [ccm_service] = list(service)
+        [ccm_service] = ccm_services(service)
         self.assertEqual([c.tag for c in ccm_service.credentials], ["a", "b"])
         self.assertTrue(all(c.available for c in ccm_service.credentials))
         alice, bob = ccm_service.config.users
         alice_pool = ccm_service.user_pools.pool_for(Caller(alice))
         self.assertIsInstance(alice_pool, BalancerPool)
+        assert isinstance(alice_pool, BalancerPool)
         self.assertEqual((alice_pool.strategy, alice_pool.rebalance_threshold), ("least_used", 15.0))
         bob_pool = ccm_service.user_pools.pool_for(Caller(bob))
         self.assertIsInstance(bob_pool, SingleCredentialPool)
+        assert isinstance(bob_pool, SingleCredentialPool)
         self.assertEqual(bob_pool.member.cap_5h, 80)
         self.assertIs(ccm_service.user_pools.pool_for(Caller(None)), ccm_service.pools["a"])
         self.stop(service, reactor)
@@ -525,13 +547,13 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
             with open(path, "w") as handle:
                 handle.write(text)
             reactor = MemoryReactorClock()
-            service = makeService(self.parse("--config", path), reactor=reactor)
+            service = makeService(self.parse("--config", path), reactor=cast(_ProcessReactor, reactor))
             self.start(service)
             self.assertEqual(
                 [(port, interface) for port, _, _, interface in reactor.tcpServers],
                 [(8080, "0.0.0.0")],
             )
-            [ccm_service] = list(service)
+            [ccm_service] = ccm_services(service)
             self.assertEqual([c.tag for c in ccm_service.credentials], tags)
             self.assertFalse(any(c.available for c in ccm_service.credentials))
             self.stop(service, reactor)
@@ -545,15 +567,19 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
         sing-box ``direct`` outbound is the same as no detour and starts.
         """
         path = self.write_config(self.service_document(detour="http://127.0.0.1:3128"))
-        service = makeService(self.parse("--config", path), reactor=MemoryReactorClock())
-        self.assertEqual(len(list(service)), 1)
+        service = makeService(
+            self.parse("--config", path), reactor=cast(_ProcessReactor, MemoryReactorClock())
+        )
+        self.assertEqual(len(ccm_services(service)), 1)
         document = {
             "services": [dict(self.service_document(), type="ccm", detour="out")],
             "outbounds": [{"type": "direct", "tag": "out"}],
         }
         path = self.write_config(document)
-        service = makeService(self.parse("--config", path), reactor=MemoryReactorClock())
-        self.assertEqual(len(list(service)), 1)
+        service = makeService(
+            self.parse("--config", path), reactor=cast(_ProcessReactor, MemoryReactorClock())
+        )
+        self.assertEqual(len(ccm_services(service)), 1)
 
     def test_bind_failure(self) -> None:
         """
@@ -600,7 +626,10 @@ class SignalWiringTests(TapTestMixin, SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # Of the test case, only addCleanup is used.
+        self.events = EventLoggingObserver.createWithCleanup(
+            cast(TestCase, self), globalLogPublisher
+        )
 
     def started(self, *arguments: str) -> tuple[IService, ThreadedMemoryReactor, FakeSignals]:
         """
@@ -608,7 +637,7 @@ class SignalWiringTests(TapTestMixin, SynchronousTestCase):
         handlers installed on a fake ``signal`` module.
         """
         reactor = ThreadedMemoryReactor()
-        service = makeService(self.parse(*arguments), reactor=reactor)
+        service = makeService(self.parse(*arguments), reactor=cast(_ProcessReactor, reactor))
         service.privilegedStartService()
         service.startService()
         self.addCleanup(service.stopService)
@@ -631,7 +660,7 @@ class SignalWiringTests(TapTestMixin, SynchronousTestCase):
         document = self.service_document()
         path = self.write_config(document)
         service, reactor, signals = self.started("--config", path, "--listen", "tcp:9200:interface=127.0.0.1")
-        [ccm_service] = list(service)
+        [ccm_service] = ccm_services(service)
         with open(path, "w") as handle:
             json.dump(dict(document, users=[{"name": "alice", "token": USER_TOKEN + "-new"}]), handle)
         signals.deliver(signal.SIGHUP)
@@ -649,9 +678,14 @@ class SignalWiringTests(TapTestMixin, SynchronousTestCase):
         service's requests in progress.
         """
         service, reactor, signals = self.started("--config", self.write_config(self.service_document()))
-        [ccm_service] = list(service)
+        [ccm_service] = ccm_services(service)
         cuts: list[int] = []
-        self.patch(ccm_service, "end_requests_now", lambda: cuts.append(1) or 3)
+
+        def end_requests_now() -> int:
+            cuts.append(1)
+            return 3
+
+        self.patch(ccm_service, "end_requests_now", end_requests_now)
         signals.deliver(signal.SIGTERM)
         signals.deliver(signal.SIGTERM)
         reactor.run_from_thread()
