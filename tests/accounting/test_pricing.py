@@ -10,6 +10,8 @@ Expected figures come from the official price table (reference
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -27,6 +29,9 @@ from ccm.accounting.pricing import (
     round_cents,
 )
 from ccm.accounting.tokens import TokenCounts
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 # USD per million tokens: input, output, cache read, 5-minute write, 1-hour
 # write, as in the official table (anthropic-wire.md section 5.1).
@@ -142,7 +147,7 @@ class PricesForTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.patch(pricing, "_reported_unknown", set())
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
 
     def test_every_family_plain_and_dated(self) -> None:
         """
@@ -689,7 +694,7 @@ class UnknownModelTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.patch(pricing, "_reported_unknown", set())
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
 
     def test_priced_by_family_word(self) -> None:
         """

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from typing import TYPE_CHECKING, cast
 
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -31,6 +32,9 @@ from tests.fixtures import (
     record,
     usage_record,
 )
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 
 def log_text(events: EventLoggingObserver) -> list[str]:
@@ -239,7 +243,7 @@ class UsageFileTestCase(SynchronousTestCase):
         self.path = os.path.join(self.directory, "usages.json")
         self.clock = clock_at()
         self.file = UsageFile(self.path, self.clock, UTC_PLUS_8)
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
 
     def write(self, data: bytes, path: str | None = None) -> None:
         """

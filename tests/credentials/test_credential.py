@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
@@ -35,6 +35,9 @@ from ccm.pool.windows import MemoryWindowState
 from ccm.credentials.watch import DEBOUNCE_SECONDS, POLL_INTERVAL_SECONDS, FileWatcher
 from tests.fake_anthropic import FakeAnthropic
 from tests.fixtures import expiry_ms, write_credentials
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
@@ -90,7 +93,7 @@ class CredentialTestCase(SynchronousTestCase):
         self.endpoint = TokenEndpoint(self.http, self.clock, TOKEN_URL)
         self.store = self.store_class(self.path)
         self.credential = Credential("work", self.store, self.endpoint.refresh, self.clock)
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
         self.addCleanup(self.assert_no_token_logged)
 
     def assert_no_token_logged(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from keyring.backends import fail as fail_backend
 from keyring.errors import KeyringError, PasswordSetError
@@ -33,6 +33,9 @@ from ccm.credentials.lock import RefreshLock
 from ccm.credentials.store import credential_store_for, lock_directory_for
 from tests.credentials.fake_keyring import DictKeyring
 from tests.fixtures import credentials_json, write_document
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 ACCESS = "sk-ant-oat01-keychain-access"
@@ -86,7 +89,7 @@ class KeychainTestCase(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
         self.home = os.path.abspath(self.mktemp())
         os.makedirs(os.path.join(self.home, ".claude"))
         self.environ = {"USER": USER}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from typing import TYPE_CHECKING, cast
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
@@ -31,6 +32,9 @@ from ccm.credentials.lock import (
     RefreshLock,
 )
 
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
+
 
 class LockTestCase(SynchronousTestCase):
     """
@@ -44,7 +48,7 @@ class LockTestCase(SynchronousTestCase):
         os.makedirs(self.directory)
         self.current = os.path.join(self.directory, ".oauth_refresh.lock")
         self.legacy = self.directory + ".lock"
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
 
     def wall(self) -> float:
         """

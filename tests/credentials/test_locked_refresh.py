@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
@@ -29,6 +29,9 @@ from ccm.credentials.lock import LOCK_ATTEMPTS, STALE_SECONDS, UPDATE_SECONDS, R
 from ccm.credentials.oauth import RefreshError, TokenEndpoint, TokenGrant
 from tests.fake_anthropic import FakeAnthropic
 from tests.fixtures import expiry_ms, write_credentials
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
@@ -60,7 +63,7 @@ class LockedRefreshTestCase(SynchronousTestCase):
         self.lock = RefreshLock(self.directory, self.clock, jitter=lambda: 0.5)
         self.locked_at_refresh: list[bool] = []
         self.credential = self.credential_with(self.refresh)
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
 
     def credential_with(self, refresh: Callable[[str], Deferred[TokenGrant]]) -> Credential:
         """

@@ -11,6 +11,7 @@ the fake token endpoint through :obj:`StubTreq`; time is a :obj:`Clock`.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, cast
 
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
@@ -24,6 +25,9 @@ from ccm.credentials.oauth import REFRESH_TIMEOUT_SECONDS, TokenEndpoint
 from ccm.credentials.recovery import FORCED_REFRESH_INTERVAL_SECONDS
 from tests.fake_anthropic import FakeAnthropic
 from tests.fixtures import expiry_ms, write_credentials
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 ACCESS = "sk-ant-oat01-fake-access"
@@ -52,7 +56,7 @@ class RecoverTests(SynchronousTestCase):
             "work", CredentialFile(self.path), endpoint.refresh, self.clock
         )
         self.credential.reload()
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
         self.addCleanup(self.assert_no_token_logged)
 
     def write(self, access: str, refresh: str = REFRESH) -> None:

@@ -6,6 +6,7 @@ on a credential, what ends each, and the login advice they give.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, cast
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
@@ -20,6 +21,9 @@ from ccm.credentials.standing import Quarantine, is_new_login, login_advice, log
 from ccm.pool.member import PoolMember
 from ccm.pool.serving import MemberState, Unusable
 from tests.fixtures import write_credentials
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 ACCESS = "sk-ant-oat01-standing-access"
@@ -48,7 +52,7 @@ class StandingTestCase(SynchronousTestCase):
         self.credential = Credential("work", CredentialFile(self.path), refuse, self.clock)
         self.credential.reload()
         self.member = PoolMember(self.credential)
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
         self.addCleanup(self.assert_no_token_logged)
 
     def write(self, access: str, refresh: str) -> None:

@@ -6,6 +6,7 @@ tests of pools and their members.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -18,6 +19,9 @@ from ccm.credentials.credential import Credential
 from ccm.credentials.file import CredentialFile
 from ccm.pool.member import PoolMember
 from tests.fixtures import expiry_ms, write_credentials
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 NOW = 1_790_000_000.0
 HOUR = 3600.0
@@ -47,7 +51,7 @@ class PoolTestCase(SynchronousTestCase):
         self.clock.advance(NOW)
         self.directory = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
 
     def credential(self, tag: str, plan: str = "max", tier: str = "default_claude_max_20x") -> Credential:
         """

@@ -6,6 +6,8 @@ last word on extra usage, and the pauses it starts, on a :obj:`Clock`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -24,6 +26,9 @@ from ccm.pool.extrausage import (
 from ccm.pool.figures import FigureReader, WindowName
 from ccm.pool.windows import MemoryWindowState
 from tests.fake_anthropic import allowed_unified_headers
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 PREFIX = "anthropic-ratelimit-unified-"
 NOW = 1_790_000_000.0
@@ -65,7 +70,7 @@ class ClockTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(NOW)
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
 
     def now(self) -> float:
         return self.clock.seconds()

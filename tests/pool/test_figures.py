@@ -6,6 +6,8 @@ tested in :obj:`tests.pool.test_windows`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,6 +21,9 @@ from ccm.pool.figures import (
     WindowReading,
     percent_of,
 )
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 PREFIX = "anthropic-ratelimit-unified-"
 NOW = 1_790_000_000.0
@@ -44,7 +49,7 @@ class FigureReaderTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
         self.reader = FigureReader("work")
 
     def test_window(self) -> None:

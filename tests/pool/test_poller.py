@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
@@ -36,6 +36,9 @@ from tests.fake_anthropic import (
     allowed_unified_headers,
 )
 from tests.fixtures import write_credentials
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 UPSTREAM_URL = "http://api.fake.test"
@@ -94,7 +97,7 @@ class PollingTestCase(SynchronousTestCase):
         self.clock.advance(START_TIME)
         self.fake = FakeAnthropic(self.clock)
         self.http = StubTreq(self.fake.resource())
-        self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.log = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
         self.directory = self.mktemp()
         os.makedirs(self.directory)
         self.refreshes: list[str] = []

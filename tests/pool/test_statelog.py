@@ -5,7 +5,7 @@ once, in the documented words, with its figures as fields.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -13,6 +13,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.pool.serving import MemberState, Unusable
 from ccm.pool.statelog import CredentialStateLog
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 NOW = 1_790_000_000.0
 
@@ -23,7 +26,7 @@ class CredentialStateLogTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
         self.log = CredentialStateLog("work")
 
     def lines(self, level: LogLevel | None = None) -> list[str]:

@@ -6,6 +6,7 @@ unified rate-limit headers read defensively, 429s and polls.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, cast
 
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -15,6 +16,9 @@ from twisted.web.http_headers import Headers
 from ccm.pool.figures import WindowName
 from ccm.pool.plan import Plan
 from ccm.pool.windows import MemoryWindowState, Window
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 PREFIX = "anthropic-ratelimit-unified-"
 NOW = 1_790_000_000.0
@@ -44,7 +48,7 @@ class ObserveTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.state = MemoryWindowState("work")
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
 
     def warnings(self) -> list[str]:
         """
@@ -306,7 +310,7 @@ class AbsurdNumberTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.state = MemoryWindowState("work")
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
 
     def warnings(self) -> list[str]:
         """

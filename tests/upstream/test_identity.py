@@ -5,6 +5,8 @@ calls claim to be, following the clients that talk through ccm.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,6 +17,9 @@ from ccm.upstream.identity import (
     ClientIdentity,
     parse_version,
 )
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 
 class ParseVersionTests(SynchronousTestCase):
@@ -46,7 +51,7 @@ class ClientIdentityTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.identity = ClientIdentity(floor="2.1.332")
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
 
     def test_floor(self) -> None:
         """

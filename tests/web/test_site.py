@@ -7,7 +7,7 @@ it.
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionAborted, ConnectionDone
@@ -33,6 +33,9 @@ from tests.proxyharness import (
     ScriptedUpstream,
     raw_request,
 )
+
+if TYPE_CHECKING:
+    from twisted.trial.unittest import TestCase
 
 
 class RoutingTests(SynchronousTestCase):
@@ -500,7 +503,7 @@ class CloseConnectionsTests(SynchronousTestCase):
         is over once the aborted connection is lost; connections that
         closed in time were not aborted.
         """
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
         stuck, stuck_transport = self.connect()
         self.request(stuck)
         _, idle_transport = self.connect()
