@@ -13,6 +13,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, cast
 
+from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -90,7 +91,7 @@ class CredentialTestCase(SynchronousTestCase):
         self.path = os.path.join(self.directory, ".credentials.json")
         self.fake = FakeAnthropic(self.clock)
         self.http = StubTreq(self.fake.resource())
-        self.endpoint = TokenEndpoint(self.http, self.clock, TOKEN_URL)
+        self.endpoint = TokenEndpoint(cast(HTTPClient, self.http), self.clock, TOKEN_URL)
         self.store = self.store_class(self.path)
         self.credential = Credential("work", self.store, self.endpoint.refresh, self.clock)
         self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)

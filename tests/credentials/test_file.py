@@ -39,7 +39,7 @@ class CredentialFileTestCase(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
+        self.directory: str = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)
         self.path = os.path.join(self.directory, ".credentials.json")
         self.store = CredentialFile(self.path)
@@ -208,6 +208,7 @@ class ReadTests(CredentialFileTestCase):
         """
         A JSON document other than an object is refused.
         """
+        document: object
         for document in ([], "token", None, 3):
             self.write_document(document)
             self.assert_read_fails("does not hold a JSON object")
@@ -243,6 +244,7 @@ class ReadTests(CredentialFileTestCase):
             credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS, oauth={"refreshToken": 42})
         )
         self.assert_read_fails("claudeAiOauth.refreshToken is not a string")
+        value: object
         for value in ("1790003600000", True, None, {}):
             self.write_document(credentials_document(ACCESS, REFRESH, oauth={"expiresAt": value}))
             self.assert_read_fails("claudeAiOauth.expiresAt is not a number")
@@ -465,7 +467,8 @@ class CheckWritableTests(CredentialFileTestCase):
         A writable file in a writable directory passes.
         """
         self.write_document(credentials_document(ACCESS, REFRESH, EXPIRES_AT_MS))
-        self.assertIsNone(self.store.check_writable())
+        # The None the check returns is what is tested.
+        self.assertIsNone(self.store.check_writable())  # type: ignore[func-returns-value]
 
     def test_missing_file_refused(self) -> None:
         """

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 
 from keyring.backends import fail as fail_backend
 from keyring.errors import KeyringError, PasswordSetError
@@ -49,6 +49,9 @@ USER = "alice"
 HOME = "/Users/alice"
 
 
+_Result = TypeVar("_Result")
+
+
 class RecordingRunner:
     """
     Stands in for ``deferToThread``: records each function and runs it at
@@ -57,14 +60,14 @@ class RecordingRunner:
 
     def __init__(self, hold: bool = False) -> None:
         self.hold = hold
-        self.calls: list[Callable[[], None]] = []
-        self._held: list[tuple[Callable[[], None], Deferred[None]]] = []
+        self.calls: list[Callable[[], object]] = []
+        self._held: list[tuple[Callable[[], object], Deferred[Any]]] = []
 
-    def __call__(self, function: Callable[[], None]) -> Deferred[None]:
+    def __call__(self, function: Callable[[], _Result]) -> Deferred[_Result]:
         self.calls.append(function)
         if not self.hold:
             return maybeDeferred(function)
-        result: Deferred[None] = Deferred()
+        result: Deferred[_Result] = Deferred()
         self._held.append((function, result))
         return result
 
@@ -587,7 +590,7 @@ class CredentialEndToEndTests(KeychainTestCase):
             refreshed_with.append(refresh_token)
             return succeed(TokenGrant(NEW_ACCESS, NEW_REFRESH, 3600))
 
-        credential = Credential("keychain", store, refresh, clock)  # type: ignore[arg-type]
+        credential = Credential("keychain", store, refresh, clock)
         credential.reload()
         self.assertTrue(credential.available)
         self.assertEqual(self.successResultOf(credential.access_token()), NEW_ACCESS)
@@ -643,7 +646,7 @@ class CatchUpTests(KeychainTestCase):
         self.put_item(credentials_json(ACCESS, REFRESH, self.expiring_ms()))
         store = self.store_for()
         assert isinstance(store, KeychainStore)
-        credential = Credential("mac", store, self.refresh, self.clock)  # type: ignore[arg-type]
+        credential = Credential("mac", store, self.refresh, self.clock)
         credential.reload()
         self.assertTrue(credential.available)
         return credential, store
@@ -682,7 +685,7 @@ class CatchUpTests(KeychainTestCase):
         """
         self.put_item(credentials_json(ACCESS, REFRESH, int((START_TIME - 10) * 1000)))
         store = self.store_for()
-        credential = Credential("mac", store, self.refresh, self.clock)  # type: ignore[arg-type]
+        credential = Credential("mac", store, self.refresh, self.clock)
         credential.reload()
         self.grants.append(fail(RefreshError("invalid_grant", permanent=True)))
         self.failureResultOf(credential.access_token(), CredentialUnavailable)
@@ -776,7 +779,7 @@ class LockDirectoryTests(KeychainTestCase):
 
         directory = lock_directory_for(store, self.environ, self.home)
         lock = RefreshLock(directory, clock, jitter=lambda: 0.0)
-        credential = Credential("mac", store, refresh, clock, lock=lock)  # type: ignore[arg-type]
+        credential = Credential("mac", store, refresh, clock, lock=lock)
         credential.reload()
         held_by_claude_code = os.path.join(directory, ".oauth_refresh.lock")
         os.mkdir(held_by_claude_code)

@@ -16,6 +16,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Callable, cast
 
+from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
@@ -59,7 +60,7 @@ class LockedRefreshTestCase(SynchronousTestCase):
         self.legacy = self.directory + ".lock"
         self.fake = FakeAnthropic(self.clock, access_token=ACCESS, refresh_token=REFRESH)
         self.http = StubTreq(self.fake.resource())
-        self.endpoint = TokenEndpoint(self.http, self.clock, TOKEN_URL)
+        self.endpoint = TokenEndpoint(cast(HTTPClient, self.http), self.clock, TOKEN_URL)
         self.lock = RefreshLock(self.directory, self.clock, jitter=lambda: 0.5)
         self.locked_at_refresh: list[bool] = []
         self.credential = self.credential_with(self.refresh)

@@ -6,8 +6,9 @@ failures are understood.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
+from treq.client import HTTPClient
 from treq.testing import StringStubbingResource, StubTreq
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
@@ -37,10 +38,11 @@ def http_date(moment: float) -> str:
     """
     ``moment`` (Unix seconds) as an HTTP date.
     """
-    return datetimeToString(moment).decode("ascii")
+    date: bytes = datetimeToString(moment)
+    return date.decode("ascii")
 
 
-def canned(status: int, body: object) -> StubTreq:
+def canned(status: int, body: object) -> HTTPClient:
     """
     A client whose every request is answered with ``status`` and ``body``
     (JSON-encoded unless it is bytes already).
@@ -52,7 +54,7 @@ def canned(status: int, body: object) -> StubTreq:
     ) -> tuple[int, dict[bytes, bytes], bytes]:
         return status, {b"content-type": b"application/json"}, raw
 
-    return StubTreq(StringStubbingResource(respond))
+    return cast(HTTPClient, StubTreq(StringStubbingResource(respond)))
 
 
 class TokenEndpointTests(SynchronousTestCase):
@@ -65,7 +67,7 @@ class TokenEndpointTests(SynchronousTestCase):
         self.clock.advance(START_TIME)
         self.fake = FakeAnthropic(self.clock)
         self.http = StubTreq(self.fake.resource())
-        self.endpoint = TokenEndpoint(self.http, self.clock, TOKEN_URL)
+        self.endpoint = TokenEndpoint(cast(HTTPClient, self.http), self.clock, TOKEN_URL)
 
     def refresh(self, endpoint: TokenEndpoint | None = None) -> Deferred[TokenGrant]:
         """
@@ -184,6 +186,7 @@ class TokenEndpointTests(SynchronousTestCase):
         A 200 whose body is not JSON, not an object, or lacks a usable
         access token is a (retryable) refresh failure.
         """
+        body: object
         for body in (
             b"<html>oops</html>",
             [],
@@ -283,7 +286,7 @@ class TokenEndpointTests(SynchronousTestCase):
         """
         identity = ClientIdentity()
         identity.observe("claude-cli/2.1.400 (external, cli)")
-        endpoint = TokenEndpoint(self.http, self.clock, TOKEN_URL, identity=identity)
+        endpoint = TokenEndpoint(cast(HTTPClient, self.http), self.clock, TOKEN_URL, identity=identity)
         self.successResultOf(self.refresh(endpoint))
         [request] = self.fake.token_requests
         self.assertEqual(request.header("user-agent"), f"axios/{CHECKED_AXIOS_VERSION}")
@@ -310,7 +313,7 @@ class TokenEndpointTests(SynchronousTestCase):
         The timeout can be chosen per endpoint.
         """
         self.fake.token_mode = "hang"
-        endpoint = TokenEndpoint(self.http, self.clock, TOKEN_URL, timeout_seconds=2.5)
+        endpoint = TokenEndpoint(cast(HTTPClient, self.http), self.clock, TOKEN_URL, timeout_seconds=2.5)
         attempt = self.refresh(endpoint)
         self.clock.advance(2.5)
         message = self.assert_refresh_error(attempt, permanent=False)
@@ -341,7 +344,7 @@ class TokenEndpointTests(SynchronousTestCase):
                 """
                 return fail(ConnectionRefusedError("127.0.0.1", 443))
 
-        endpoint = TokenEndpoint(Unreachable(), self.clock, TOKEN_URL)
+        endpoint = TokenEndpoint(cast(HTTPClient, Unreachable()), self.clock, TOKEN_URL)
         message = self.assert_refresh_error(endpoint.refresh(REFRESH), permanent=False)
         self.assertEqual(message, "token endpoint unreachable: ConnectionRefusedError")
         self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, cast
 
+from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
@@ -50,7 +51,7 @@ class RecoverTests(SynchronousTestCase):
         self.fake = FakeAnthropic(self.clock)
         self.http = StubTreq(self.fake.resource())
         endpoint = TokenEndpoint(
-            self.http, self.clock, "https://platform.claude.com/v1/oauth/token"
+            cast(HTTPClient, self.http), self.clock, "https://platform.claude.com/v1/oauth/token"
         )
         self.credential = Credential(
             "work", CredentialFile(self.path), endpoint.refresh, self.clock

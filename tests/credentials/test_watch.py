@@ -64,7 +64,7 @@ class PollingTests(SynchronousTestCase):
             self.clock, **kwargs,
         )
         watcher.startService()
-        self.addCleanup(lambda: watcher.running and watcher.stopService())
+        self.addCleanup(lambda: watcher.stopService() if watcher.running else None)
         self.assertEqual(watcher.mode, "polling")
         return watcher
 
@@ -251,7 +251,7 @@ class InotifyTests(TestCase):
             poll_interval=poll_interval,
         )
         watcher.startService()
-        self.addCleanup(lambda: watcher.running and watcher.stopService())
+        self.addCleanup(lambda: watcher.stopService() if watcher.running else None)
         return watcher
 
     def next_change(self) -> Deferred[None]:
@@ -361,6 +361,7 @@ class InotifyTests(TestCase):
         """
         watcher = self.start()
         notifier = watcher._notifier
+        assert notifier is not None
         self.assertIn(notifier, self.reactor.getReaders())
         watcher.stopService()
         self.assertEqual(watcher.mode, "stopped")
