@@ -40,13 +40,13 @@ BOB_TOKEN = "ak-reload-bob-secret"
 CAROL_TOKEN = "ak-reload-carol-secret"
 SECRETS = (ALICE_TOKEN, ALICE_NEW_TOKEN, BOB_TOKEN, CAROL_TOKEN, "proxy-password-secret")
 
-SINGLE = {
+SINGLE: dict[str, Any] = {
     "endpoint": "tcp:8080:interface=127.0.0.1",
     "credential_path": "/var/lib/ccm/claude/.credentials.json",
     "users": [{"name": "alice", "token": ALICE_TOKEN}, {"name": "bob", "token": BOB_TOKEN}],
 }
 
-MULTI = {
+MULTI: dict[str, Any] = {
     "services": [
         {
             "type": "ccm",

@@ -108,6 +108,7 @@ class SeedExampleTests(SynchronousTestCase):
                 reserve_weekly=20,
             ),
         )
+        assert isinstance(a, DefaultCredentialConfig)
         self.assertEqual((a.cap_5h, a.cap_weekly), (80, 80))
         self.assertEqual(
             b,
@@ -118,6 +119,7 @@ class SeedExampleTests(SynchronousTestCase):
                 reserve_weekly=10,
             ),
         )
+        assert isinstance(b, DefaultCredentialConfig)
         self.assertEqual((b.cap_5h, b.cap_weekly), (90, 90))
         self.assertEqual(
             pool,
@@ -440,7 +442,7 @@ class UsagePathCheckTests(SynchronousTestCase):
         return path
 
     def load_fails(self, document: object) -> list[str]:
-        error = self.assertRaises(ConfigError, load_config, self.write(document))
+        error: ConfigError = self.assertRaises(ConfigError, load_config, self.write(document))
         return error.problems
 
     def test_missing_directory(self) -> None:

@@ -25,7 +25,7 @@ class StateTests(SynchronousTestCase, ProblemsTestMixin):
         """
         A new file holding ``text``.
         """
-        path = self.mktemp()
+        path: str = self.mktemp()
         with open(path, "w") as f:
             f.write(text)
         return path
