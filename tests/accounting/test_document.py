@@ -284,6 +284,7 @@ class FromDocumentTests(SynchronousTestCase):
         is not taken for an empty usages file; a configuration is named as
         such.
         """
+        document: dict[str, Any]
         for document in ({}, {"last_updated": "2026-03-14T13:15:13Z"}, {"costs": {}}):
             error = self.assertRaises(UsageFileError, from_document, document)
             self.assertEqual(

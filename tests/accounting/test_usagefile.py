@@ -15,7 +15,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.accounting.book import UsageBook
-from ccm.accounting.counters import Combination
+from ccm.accounting.counters import Combination, UsageSnapshot
 from ccm.accounting.document import serialize
 from ccm.accounting.usagefile import FIRST_SAVE_DELAY_SECONDS, UsageFile, UsageSaverService
 from tests.accounting.samples import EXPECTED_EMPTY_BOOK, EXPECTED_SMALL_BOOK, small_book
@@ -590,7 +590,12 @@ class UsageSaverServiceTests(UsageFileTestCase):
         """
         saves: list[int] = []
         save = self.file.save
-        self.patch(self.file, "save", lambda snapshot: (saves.append(1), save(snapshot)))
+
+        def counted_save(snapshot: UsageSnapshot) -> None:
+            saves.append(1)
+            save(snapshot)
+
+        self.patch(self.file, "save", counted_save)
         self.service.startService()
         for tokens in (1, 2, 3):
             self.record_through_service(tokens)

@@ -176,6 +176,7 @@ class TimingTests(SynchronousTestCase):
         started = send_message(harness)
         self.assertEqual(value(harness, "ccm_requests_in_progress"), 1.0)
         harness.clock.advance(2)
+        assert reply.handle is not None
         reply.handle.start(200, content_type="application/json")
         harness.flush()
         harness.clock.advance(5)

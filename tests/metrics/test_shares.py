@@ -25,7 +25,9 @@ class ShareGaugeTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.harness = used_share(self)
-        self.registry = self.harness.service.metrics.registry
+        metrics = self.harness.service.metrics
+        assert metrics is not None
+        self.registry = metrics.registry
 
     def value(self, name: str, user: str, window: str) -> float | None:
         return self.registry.get_sample_value(name, {"user": user, "window": window})

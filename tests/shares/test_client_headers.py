@@ -50,7 +50,8 @@ class ClientHeadersTests(SynchronousTestCase):
         return response
 
     def header(self, response: IResponse, name: str) -> list[str] | None:
-        return response.headers.getRawHeaders(name)
+        values: list[str] | None = response.headers.getRawHeaders(name)
+        return values
 
     def test_share_and_raw(self) -> None:
         """

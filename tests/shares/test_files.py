@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+from typing import cast
 
 from twisted.internet.task import Clock
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.pool.figures import Window
@@ -91,7 +92,7 @@ class ShareFileTests(_ShareFileCase):
         or not a share file is ignored with a warning naming it.
         """
         events: list[dict] = []
-        log = Logger(observer=events.append)
+        log = Logger(observer=cast(ILogObserver, events.append))
         book = ShareBook()
         load_shares(book, {"a": self.path}, 0, log)
         self.assertEqual(events, [])
@@ -111,7 +112,7 @@ class ShareFileTests(_ShareFileCase):
         target = os.path.join(self.path, "no", "dir")
         saver = ShareSaverService(book, {"a": target}, self.clock)
         events: list[dict] = []
-        saver.log = Logger(observer=events.append)
+        saver.log = Logger(observer=cast(ILogObserver, events.append))
         saver.startService()
         self.clock.advance(SAVE_INTERVAL_SECONDS)
         self.successResultOf(saver.stopService())
@@ -189,7 +190,7 @@ class UsersTests(_ShareFileCase):
         self.assertIn("not a share file's users", str(raised.exception))
         events: list[dict] = []
         book = ShareBook()
-        load_shares(book, {"a": self.path}, 30, Logger(observer=events.append))
+        load_shares(book, {"a": self.path}, 30, Logger(observer=cast(ILogObserver, events.append)))
         self.assertEqual((events, book.charged("alice", "a", FIVE_HOUR, 30)), ([], 4.0))
 
     def test_users_unknown(self) -> None:
@@ -204,7 +205,7 @@ class UsersTests(_ShareFileCase):
 
         saver = ShareSaverService(charged(), {"a": self.path}, self.clock, users=broken)
         events: list[dict] = []
-        saver.log = Logger(observer=events.append)
+        saver.log = Logger(observer=cast(ILogObserver, events.append))
         saver.save()
         document = self.read()
         self.assertNotIn("users", document)

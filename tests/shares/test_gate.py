@@ -47,7 +47,8 @@ class ShareGateTests(SynchronousTestCase):
 
     def status(self) -> dict[str, Any]:
         response = self.harness.response("GET", "/ccm/v1/status")
-        return json.loads(self.harness.body_of(response))
+        status: dict[str, Any] = json.loads(self.harness.body_of(response))
+        return status
 
     def test_refused_over_share(self) -> None:
         """

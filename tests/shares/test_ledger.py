@@ -5,6 +5,8 @@ charged to the requests that ran, with figures computed by hand.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -270,5 +272,6 @@ class SnapshotTests(SynchronousTestCase):
         """
         Data that is not a snapshot raises :obj:`ValueError`.
         """
+        data: dict[str, Any]
         for data in ({}, {"5-hour": {"charges": []}}, {"5-hour": None}):
             self.assertRaises(ValueError, ShareBook().restore, "a", data, 0)
