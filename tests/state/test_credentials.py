@@ -54,7 +54,7 @@ class SharedCredentialTests(unittest.TestCase):
     timeout = 60
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]  # trial waits for its Deferred
         self.server: RedisServer = yield start_redis(self)
         self.directory = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)

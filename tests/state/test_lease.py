@@ -13,6 +13,7 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from ccm.state.lease import Lease, LeaseKeeper
+from ccm.state.redis import RedisStore
 from tests.redisserver import start_redis
 from tests.state.test_redis import connect, eventually
 
@@ -71,15 +72,16 @@ class LeaseTests(unittest.TestCase):
         server = yield start_redis(self)
         first, second = connect(self, server), connect(self, server)
         events: list[tuple[str, str]] = []
-        keepers = [
-            LeaseKeeper(
+
+        def make_keeper(name: str, store: RedisStore) -> LeaseKeeper:
+            return LeaseKeeper(
                 Lease(store, "usage", 0.6),
                 reactor,
-                gained=lambda fence, n=name: events.append((n, "gained")),
-                lost=lambda n=name: events.append((n, "lost")),
+                gained=lambda fence: events.append((name, "gained")),
+                lost=lambda: events.append((name, "lost")),
             )
-            for name, store in (("first", first), ("second", second))
-        ]
+
+        keepers = [make_keeper(name, store) for name, store in (("first", first), ("second", second))]
         yield eventually(lambda: first.connected and second.connected)
         for keeper in keepers:
             keeper.startService()

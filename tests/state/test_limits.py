@@ -33,7 +33,7 @@ class SharedLimitsTests(unittest.TestCase):
     timeout = 60
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]  # trial waits for its Deferred
         self.server: RedisServer = yield start_redis(self)
 
     @inlineCallbacks

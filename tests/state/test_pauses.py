@@ -29,7 +29,7 @@ class SharedPauseTests(unittest.TestCase):
     timeout = 60
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]  # trial waits for its Deferred
         self.server = yield start_redis(self)
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)

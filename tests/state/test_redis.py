@@ -5,12 +5,12 @@ Tests for :obj:`ccm.state.redis`: the connection to a real ``redis-server``.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial import unittest
 
 from ccm.config.state import StateConfig
@@ -111,8 +111,9 @@ class RedisStoreTests(unittest.TestCase):
         """
         server = yield start_redis(self, password=PASSWORD)
         events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         wrong = RedisStore(
             StateConfig(host="127.0.0.1", port=server.port, password="not-" + PASSWORD), reactor
         )

@@ -51,7 +51,7 @@ class SharedSessionTests(unittest.TestCase):
     timeout = 60
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]  # trial waits for its Deferred
         self.server = yield start_redis(self)
 
     @inlineCallbacks
@@ -140,7 +140,12 @@ class SharedSessionTests(unittest.TestCase):
         yield deferLater(reactor, 0.1, lambda: None)  # caught up
         sent: list[object] = []
         evaluate = store.evaluate
-        store.evaluate = lambda *args: sent.append(args) or evaluate(*args)  # type: ignore[method-assign]
+
+        def recording(*args: Any) -> Any:
+            sent.append(args)
+            return evaluate(*args)
+
+        store.evaluate = recording
         start = now()
         mine.assign("sess-1", "a", start)
         yield deferLater(reactor, 0.05, lambda: None)

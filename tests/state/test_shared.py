@@ -46,7 +46,7 @@ class SharedStateTests(SynchronousTestCase):
         With a store, it is the first of the services (so it stops last).
         """
         clock = Clock()
-        store = RedisStore(StateConfig(host="127.0.0.1"), clock)  # type: ignore[arg-type]
+        store = RedisStore(StateConfig(host="127.0.0.1"), clock)
         state = SharedState(store, clock)
         self.assertTrue(state.shared)
         self.assertIs(state.services[0], store)
@@ -68,7 +68,7 @@ class SharedStateTests(SynchronousTestCase):
         their own; the share files wait for their lease.
         """
         clock = Clock()
-        store = RedisStore(StateConfig(host="127.0.0.1"), clock)  # type: ignore[arg-type]
+        store = RedisStore(StateConfig(host="127.0.0.1"), clock)
         state = SharedState(store, clock)
         self.assertIsInstance(state.share_book(["a"]), SharedShareBook)
         self.assertIsInstance(state.user_limits([], lambda user, limit: None), SharedLimits)
@@ -93,7 +93,7 @@ class SeamTests(SynchronousTestCase):
         self.assertIsInstance(alone.window_state("a"), MemoryWindowState)
         self.assertNotIsInstance(alone.window_state("a"), RedisWindowState)
         self.assertIsNone(alone.connected())
-        store = RedisStore(StateConfig(host="127.0.0.1"), clock)  # type: ignore[arg-type]
+        store = RedisStore(StateConfig(host="127.0.0.1"), clock)
         shared = SharedState(store, clock)
         self.assertIsInstance(shared.session_table("pool"), RedisSessionTable)
         self.assertIsInstance(shared.affinity_table("pool"), RedisAffinityTable)

@@ -34,7 +34,7 @@ class SharedShareBookTests(unittest.TestCase):
     timeout = 60
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]  # trial waits for its Deferred
         self.server: RedisServer = yield start_redis(self)
         self.clock = Clock()
         self.clock.advance(time.time())
@@ -181,7 +181,7 @@ class SharedShareBookTests(unittest.TestCase):
                 claims.append(keys)
             return evaluate(script, keys, args)
 
-        one._store.evaluate = counting  # type: ignore[method-assign]
+        one._store.evaluate = counting
         for _ in range(3):
             self.observe(one, 10.0)
         self.assertEqual(claims, [])

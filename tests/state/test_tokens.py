@@ -42,7 +42,7 @@ class TokenVaultTests(unittest.TestCase):
     timeout = 60
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]  # trial waits for its Deferred
         server = yield start_redis(self)
         self.store = connect(self, server)
         self.other = connect(self, server)

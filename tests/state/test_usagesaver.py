@@ -64,7 +64,11 @@ class SharedUsageSaverTests(unittest.TestCase):
                 usage_file, counters, store, reactor, interval=0.3, flush_interval=0.05, lease_seconds=0.6
             )
             saver.startService()
-            self.addCleanup(lambda s=saver: s.running and s.stopService())
+
+            def stop(s: SharedUsageSaver = saver) -> object:
+                return s.running and s.stopService()
+
+            self.addCleanup(stop)
             savers.append(saver)
         return savers
 
@@ -167,7 +171,7 @@ class ChoiceTests(unittest.SynchronousTestCase):
         alone = SharedState(None, clock).usage_saver("a", UsageFile(path, clock))
         self.assertIs(type(alone), UsageSaverService)
         self.assertIsInstance(alone.counters, UsageBook)
-        store = RedisStore(StateConfig(host="127.0.0.1"), clock)  # type: ignore[arg-type]
+        store = RedisStore(StateConfig(host="127.0.0.1"), clock)
         shared = SharedState(store, clock).usage_saver("a", UsageFile(path, clock))
         self.assertIsInstance(shared, SharedUsageSaver)
         self.assertIsInstance(shared.counters, SharedUsageCounters)

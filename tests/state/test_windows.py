@@ -69,7 +69,7 @@ class SharedWindowTests(unittest.TestCase):
     timeout = 60
 
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]  # trial waits for its Deferred
         self.server = yield start_redis(self)
 
     @inlineCallbacks
@@ -89,7 +89,12 @@ class SharedWindowTests(unittest.TestCase):
         store, mine, theirs = yield self.pair("w1:")
         sent: list[object] = []
         evaluate = store.evaluate
-        store.evaluate = lambda *args: sent.append(args) or evaluate(*args)  # type: ignore[method-assign]
+
+        def recording(*args: Any) -> Any:
+            sent.append(args)
+            return evaluate(*args)
+
+        store.evaluate = recording
         mine.observe_rejection(rejection(claim="5h", retry_after="600"), now())
         self.assertEqual(len(sent), 1)
         yield eventually(lambda: theirs.is_limited(now()))
@@ -104,7 +109,12 @@ class SharedWindowTests(unittest.TestCase):
         store, mine, theirs = yield self.pair("w2:")
         sent: list[object] = []
         evaluate = store.evaluate
-        store.evaluate = lambda *args: sent.append(args) or evaluate(*args)  # type: ignore[method-assign]
+
+        def recording(*args: Any) -> Any:
+            sent.append(args)
+            return evaluate(*args)
+
+        store.evaluate = recording
         for percent in range(10, 60, 10):
             mine.apply_poll((float(percent), 0.0), None, now())
         yield eventually(lambda: theirs.five_hour.utilization == 50.0)
