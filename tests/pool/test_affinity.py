@@ -124,7 +124,10 @@ class CallOfTests(SynchronousTestCase):
         """
         path = b"/v1/messages/cache_touch"
         too_long = {"request_id": "r" * (MAX_ID_LENGTH + 1)}
-        for document in [{}, {"request_id": 7}, {"request_id": "  "}, too_long, None]:
+        documents: list[dict[str, Any] | None] = [
+            {}, {"request_id": 7}, {"request_id": "  "}, too_long, None
+        ]
+        for document in documents:
             self.assertEqual(call_of(b"POST", path, Headers(), document).touches, "", document)
         longest = {"request_id": "r" * MAX_ID_LENGTH}
         self.assertEqual(call_of(b"POST", path, Headers(), longest).touches, "r" * MAX_ID_LENGTH)

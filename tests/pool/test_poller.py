@@ -10,6 +10,7 @@ import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
+from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
@@ -150,7 +151,7 @@ class PollingTestCase(SynchronousTestCase):
         """
         poller = UsagePoller(
             credentials,
-            self.http if http_client is None else http_client,
+            cast(HTTPClient, self.http) if http_client is None else http_client,
             self.clock,
             UPSTREAM_URL,
             interval=interval,
@@ -736,7 +737,7 @@ class FailureTests(PollingTestCase):
         def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("bug")
 
-        credential.rate_limits.apply_poll = broken  # type: ignore[assignment]
+        credential.rate_limits.apply_poll = broken  # type: ignore[method-assign]
         poller = self.poller(credential)
         self.start(poller)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
