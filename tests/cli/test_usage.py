@@ -12,6 +12,7 @@ import io
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from twisted.internet.utils import getProcessOutputAndValue
@@ -381,13 +382,14 @@ class SubprocessTests(TestCase):
         environment = {"TZ": "UTC", "PYTHONPATH": source_root}
 
         def run(*arguments: str) -> Deferred[tuple[bytes, bytes, int]]:
-            return getProcessOutputAndValue(
+            ran: Deferred[tuple[bytes, bytes, int]] = getProcessOutputAndValue(
                 sys.executable,
                 ["-m", "ccm", "usage", *arguments],
                 env=environment,
                 path=source_root,
                 reactor=reactor,
             )
+            return ran
 
         def check_success(result: tuple[bytes, bytes, int]) -> Deferred[tuple[bytes, bytes, int]]:
             out, err, code = result
@@ -409,7 +411,15 @@ class SubprocessTests(TestCase):
         return done
 
 
-class ShareFileTests(SynchronousTestCase):
+if TYPE_CHECKING:
+    # The setUp and run_main of TeamTests are borrowed below, and with them
+    # its attributes.
+    _ShareFileBase = TeamTests
+else:
+    _ShareFileBase = SynchronousTestCase
+
+
+class ShareFileTests(_ShareFileBase):
     """
     ``ccm usage`` with share files (``FILE.shares``) beside the usages
     files of :obj:`TeamTests`.  Their windows reset in 2096, so that the
