@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.config.model import UserConfig
 from ccm.limits.gate import QUEUE_WAIT_SECONDS
-from tests.fake_anthropic import ReplyHandle, manual_reply, text_reply
+from tests.fake_anthropic import Reply, ReplyHandle, manual_reply, text_reply
 from tests.proxy.messages import MESSAGE_BODY, STREAM_BODY
 from tests.proxyharness import ALICE_TOKEN, BOB, BOB_TOKEN, ProxyHarness
 
@@ -110,7 +110,7 @@ class MaxConcurrentTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.harness = ProxyHarness(self, users=(alice(max_concurrent=1), BOB))
 
-    def stream(self, token: str = ALICE_TOKEN) -> tuple[manual_reply, Deferred[Any]]:
+    def stream(self, token: str = ALICE_TOKEN) -> tuple[Reply, Deferred[Any]]:
         """
         Send a streaming request answered by a manual reply (used once it
         reaches the upstream).
@@ -196,7 +196,9 @@ class MaxConcurrentTests(SynchronousTestCase):
             "POST", "/v1/messages", json.dumps(MESSAGE_BODY).encode(),
             {"content-type": "application/json"},
         )
-        harness.server_requests[-1].channel.transport.loseConnection()
+        transport = harness.server_requests[-1].channel.transport
+        assert transport is not None
+        transport.loseConnection()
         harness.flush()
         self.failureResultOf(gone)
         slots = harness.proxy.limits.slots_of("alice")

@@ -39,7 +39,7 @@ class ConcurrencySlotsTests(SynchronousTestCase):
         self.assertFalse(self.slots.try_enter())
         order: list[str] = []
         for name in "abc":
-            self.slots.wait(30).addCallback(lambda _, name=name: order.append(name))
+            self.slots.wait(30).addCallback(lambda _, name: order.append(name), name)
         self.assertEqual(self.slots.waiting, 3)
         self.slots.leave()
         self.assertEqual(order, ["a"])
