@@ -73,6 +73,7 @@ class BackpressureTests(SynchronousTestCase):
         client = relayed.connection.transport
         self.assertEqual(upstream.producerState, "producing")
         for _ in range(2):
+            assert client.producer is not None
             client.producer.pauseProducing()
             self.assertEqual(upstream.producerState, "paused")
             client.producer.resumeProducing()
@@ -86,6 +87,7 @@ class BackpressureTests(SynchronousTestCase):
         relayed = Relayed(self)
         relay = relayed.response.protocol
         relay.dataReceived(EVENT)
+        assert relayed.connection.transport.producer is not None
         relayed.connection.transport.producer.pauseProducing()
         self.assertEqual(relayed.response.transport.producerState, "paused")
         relayed.connection.transport.producer.resumeProducing()
@@ -122,6 +124,7 @@ class BackpressureTests(SynchronousTestCase):
         """
         relayed = Relayed(self)
         relayed.response.protocol.connectionLost(Failure(ResponseDone()))
+        assert relayed.connection.transport.producer is not None
         relayed.connection.transport.producer.pauseProducing()
         self.assertEqual(relayed.response.transport.producerState, "producing")
         self.assertEqual(self.flushLoggedErrors(), [])
@@ -193,7 +196,9 @@ class BodyLimitTests(SynchronousTestCase):
         self.assertEqual(document["request_id"], response.headers["request-id"][0])
         self.assertTrue(document["request_id"].startswith("ccm_"))
         self.assertEqual(upstream.calls, [])
-        self.assertTrue(harness.server_requests[-1].body_too_large)
+        request = harness.server_requests[-1]
+        assert isinstance(request, LimitedRequest)
+        self.assertTrue(request.body_too_large)
         self.assertEqual(harness.stored_bodies[-1], b"")
         connection.close()
         self.assertEqual(harness.clock.getDelayedCalls(), [])
@@ -269,6 +274,7 @@ class BodyLimitTests(SynchronousTestCase):
         self.assertTrue(request.body_too_large)
         self.assertIsInstance(request.content, BytesIO)
         request.handleContentChunk(b"x" * 1000)
+        assert request.content is not None
         self.assertEqual(request.content.getvalue(), b"")
 
     def test_declared_length_within_limit_stored(self) -> None:
@@ -281,5 +287,6 @@ class BodyLimitTests(SynchronousTestCase):
         request.gotLength(40)
         request.handleContentChunk(b"a" * 40)
         self.assertFalse(request.body_too_large)
+        assert request.content is not None
         request.content.seek(0)
         self.assertEqual(request.content.read(), b"a" * 40)

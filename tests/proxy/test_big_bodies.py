@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+from typing import cast
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import ServerFactory
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
@@ -40,7 +43,8 @@ class BigBodyTests(unittest.TestCase):
     def setUp(self) -> None:
         self.fake = FakeAnthropic(reactor)
         self.fake.extra_access_tokens.add(SECOND_ACCESS)
-        upstream_port = reactor.listenTCP(0, Site(self.fake.resource()), interface="127.0.0.1")
+        site = cast(ServerFactory, Site(self.fake.resource()))
+        upstream_port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(upstream_port.stopListening)
         self.addCleanup(self.fake.abort_all)
         directory = os.path.abspath(self.mktemp())
@@ -56,7 +60,7 @@ class BigBodyTests(unittest.TestCase):
             listeners=(),
             credentials=tuple(credentials),
             users=(UserConfig(name="alice", token=TOKEN, credential="pool"),),
-            upstream_url=f"http://127.0.0.1:{upstream_port.getHost().port}",
+            upstream_url=f"http://127.0.0.1:{cast(IPv4Address, upstream_port.getHost()).port}",
             max_request_body=64 * 1024 * 1024,
         )
         _, port = serve_on_loopback(self, reactor, config)
@@ -77,11 +81,11 @@ class BigBodyTests(unittest.TestCase):
         """
         Send the big body as alice and return the answer's body.
         """
-        response = await self.client.post(
-            self.url,
-            data=self.body,
-            headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/json"},
-        )
+        headers: dict[bytes | str, bytes | str] = {
+            "authorization": f"Bearer {TOKEN}",
+            "content-type": "application/json",
+        }
+        response = await self.client.post(self.url, data=self.body, headers=headers)
         self.assertEqual(response.code, 200)
         content: bytes = await response.content()
         return content

@@ -7,6 +7,9 @@ through the resource, in :obj:`tests.proxy.test_resource`.)
 
 from __future__ import annotations
 
+from typing import cast
+
+from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -81,11 +84,12 @@ class RouteTests(SynchronousTestCase):
         service's client for credentials without a detour.
         """
         harness = ProxyHarness(self, balancer="fallback")
+        upstream = cast(HTTPClient, harness.upstream)
         routes = harness.proxy.context.routes
         self.assertEqual(sorted(routes), [MAIN, SECOND])
         self.assertEqual(
             [routes[tag] for tag in (MAIN, SECOND)],
-            [Route(harness.upstream, None), Route(harness.upstream, None)],
+            [Route(upstream, None), Route(upstream, None)],
         )
 
 

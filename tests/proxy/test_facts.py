@@ -6,8 +6,10 @@ whatever JSON it is written in (:obj:`ccm.wirejson` reads it).
 from __future__ import annotations
 
 import json
+from typing import cast
 
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyRequest
 
 from ccm.proxy.facts import request_facts
@@ -17,11 +19,12 @@ def facts_of(body: bytes) -> tuple[str, int, str]:
     The model, message count and session ccm reads from a POST of
     ``body`` to ``/v1/messages``.
     """
-    request = DummyRequest([b"v1", b"messages"])
+    # The dummy stands in for the Request ccm reads.
+    request = cast(Request, DummyRequest([b"v1", b"messages"]))
     request.method = b"POST"
     request.path = b"/v1/messages"
     request.requestHeaders.setRawHeaders(b"content-type", [b"application/json"])
-    facts = request_facts(request, body)  # type: ignore[arg-type]
+    facts = request_facts(request, body)
     return facts.model, facts.messages, facts.session_id
 
 

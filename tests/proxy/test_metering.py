@@ -186,7 +186,9 @@ class ProxyUsageTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(self.recorder.records, [])
         [server_request] = self.harness.server_requests
-        server_request.channel.transport.loseConnection()
+        transport = server_request.channel.transport
+        assert transport is not None
+        transport.loseConnection()
         self.harness.flush()
         [record] = self.recorder.records
         self.assertEqual(record.tokens.input_tokens, 77)

@@ -95,7 +95,8 @@ class PoolProxyTests(SynchronousTestCase):
         The bearer token upstream call ``index`` carried.
         """
         headers = self.upstream.calls[index].kwargs["headers"]
-        return headers.getRawHeaders(b"authorization")[0].decode("ascii")
+        bearer: bytes = headers.getRawHeaders(b"authorization")[0]
+        return bearer.decode("ascii")
 
     def test_429_retried_on_other_credential(self) -> None:
         """

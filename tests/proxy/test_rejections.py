@@ -124,6 +124,7 @@ class RecoveryTests(SynchronousTestCase):
             self.assertIn(b"Hello from the fake.", harness.body_of(response))
             self.assertEqual(bearers(harness), [original, REFRESHED_1])
             self.assertEqual(len(harness.fake.token_requests), 1)
+            assert harness.credential.tokens is not None
             self.assertEqual(harness.credential.tokens.access_token, REFRESHED_1)
             self.assertEqual(harness.log_texts(LogLevel.error), [])
             harness.assert_no_secrets_logged(REFRESHED_1)
@@ -151,6 +152,7 @@ class RecoveryTests(SynchronousTestCase):
         later.fake.revoke(REFRESHED_1)
         self.assertEqual(ask(later).code, 200)
         self.assertEqual(len(later.fake.token_requests), 2)
+        assert later.credential.tokens is not None
         self.assertEqual(later.credential.tokens.access_token, REFRESHED_2)
 
     def test_nothing_works(self) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from twisted.internet import error as net_error
 from treq.client import HTTPClient
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import deferLater
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
@@ -1086,7 +1087,9 @@ class DisconnectTests(SynchronousTestCase):
         harness.fake.enqueue(hang_reply())
         d = send_message(harness)
         self.assertEqual(len(harness.fake.open_streams), 1)
-        harness.server_requests[-1].channel.transport.loseConnection()
+        transport = harness.server_requests[-1].channel.transport
+        assert transport is not None
+        transport.loseConnection()
         harness.flush()
         self.failureResultOf(d)
         self.assert_quiet_cleanup(harness)
@@ -1113,7 +1116,9 @@ class DisconnectTests(SynchronousTestCase):
         harness = ProxyHarness(self)
         handle, response = start_stream(harness)
         chunks, done = harness.collect(response)
-        harness.server_requests[-1].channel.transport.loseConnection()
+        transport = harness.server_requests[-1].channel.transport
+        assert transport is not None
+        transport.loseConnection()
         harness.flush()
         self.failureResultOf(done, ResponseFailed)
         self.assertTrue(handle.disconnected)
@@ -1132,7 +1137,9 @@ class DisconnectTests(SynchronousTestCase):
         harness = ProxyHarness(self)
         self.patch(Credential, "access_token", lambda credential: pending)
         d = send_message(harness)
-        harness.server_requests[-1].channel.transport.loseConnection()
+        transport = harness.server_requests[-1].channel.transport
+        assert transport is not None
+        transport.loseConnection()
         harness.flush()
         self.failureResultOf(d)
         pending.callback(harness.fake.access_token)
@@ -1258,7 +1265,8 @@ class LoopbackTests(TestCase):
 
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         fake = FakeAnthropic(reactor)
-        upstream_port = reactor.listenTCP(0, Site(fake.resource()), interface="127.0.0.1")
+        site = cast(ServerFactory, Site(fake.resource()))
+        upstream_port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(upstream_port.stopListening)
         self.addCleanup(fake.abort_all)
         directory = self.mktemp()
@@ -1269,7 +1277,7 @@ class LoopbackTests(TestCase):
             where="",
             listeners=(),
             credential_path=path,
-            upstream_url=f"http://127.0.0.1:{upstream_port.getHost().port}",
+            upstream_url=f"http://127.0.0.1:{cast(IPv4Address, upstream_port.getHost()).port}",
             max_request_body=1024,
         )
         _, port = serve_on_loopback(self, reactor, config)
@@ -1281,10 +1289,11 @@ class LoopbackTests(TestCase):
         client = HTTPClient(Agent(reactor, pool=client_pool))
         status = await client.get(f"http://127.0.0.1:{port}/ccm/v1/status")
         self.assertIn(b"plan_weight", await status.content())
+        headers: dict[bytes | str, bytes | str] = {"content-type": "application/json"}
         requested = client.post(
             f"http://127.0.0.1:{port}/v1/messages",
             data=json.dumps(STREAM_BODY).encode("utf-8"),
-            headers={"content-type": "application/json"},
+            headers=headers,
             unbuffered=True,
         )
         while reply.handle is None:

@@ -95,7 +95,9 @@ class DrainTests(SynchronousTestCase):
         chunks, done = harness.collect(response)
         drained = harness.proxy.drain(30.0)
         self.assertNoResult(drained)
-        harness.server_requests[-1].channel.transport.loseConnection()
+        transport = harness.server_requests[-1].channel.transport
+        assert transport is not None
+        transport.loseConnection()
         harness.flush()
         self.failureResultOf(done)
         self.assertIsNone(self.successResultOf(drained))
