@@ -57,6 +57,7 @@ class HandshakeCase(unittest.SynchronousTestCase):
         [(proxy_host, proxy_port, factory, _, _)] = clock.tcpClients
         self.assertEqual((proxy_host, proxy_port), (detour.host, detour.port))
         handshake = factory.buildProtocol(None)
+        assert isinstance(handshake, Protocol)
         transport = StringTransport()
         handshake.makeConnection(transport)
         return clock, connected, transport, handshake
@@ -66,7 +67,7 @@ class HandshakeCase(unittest.SynchronousTestCase):
         ``connected`` failed with a :obj:`DetourError` whose message holds every
         fragment and never the password.
         """
-        error = self.failureResultOf(connected, DetourError).value
+        error: DetourError = self.failureResultOf(connected, DetourError).value
         message = str(error)
         for fragment in fragments:
             self.assertIn(fragment, message)

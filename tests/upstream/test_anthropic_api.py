@@ -7,7 +7,9 @@ answers.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import cast
 
+from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase
@@ -131,7 +133,8 @@ class ReadAnswerTests(SynchronousTestCase):
         bytes.
         """
         http = StubTreq(resource)
-        response = self.successResultOf(http.get("http://api.test/", unbuffered=True))
+        client = cast(HTTPClient, http)
+        response = self.successResultOf(client.get("http://api.test/", unbuffered=True))
         reading = read_answer(response, limit)
         http.flush()
         return http, reading

@@ -6,7 +6,7 @@ with keeps no cookies and sends in-memory bodies in one piece.
 from __future__ import annotations
 
 from http.cookiejar import CookieJar
-from typing import Any
+from typing import Any, Sequence, cast
 from urllib.request import Request as URLRequest
 
 from treq.client import HTTPClient
@@ -14,7 +14,7 @@ from treq.cookies import IndexableCookieJar, scoped_cookie
 from treq.testing import RequestTraversalAgent
 from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IBodyProducer
 from twisted.web.resource import Resource
@@ -43,13 +43,14 @@ class CookieSettingResource(Resource):
 
     def __init__(self) -> None:
         super().__init__()
-        self.cookies: list[list[bytes] | None] = []
+        self.cookies: list[Sequence[bytes] | None] = []
         self.bodies: list[bytes] = []
-        self.lengths: list[list[bytes] | None] = []
+        self.lengths: list[Sequence[bytes] | None] = []
 
     def render(self, request: Request) -> bytes:
         self.cookies.append(request.requestHeaders.getRawHeaders(b"cookie"))
         self.lengths.append(request.requestHeaders.getRawHeaders(b"content-length"))
+        assert request.content is not None
         self.bodies.append(request.content.read())
         request.responseHeaders.addRawHeader(b"set-cookie", b"__cf_bm=secret; path=/")
         request.responseHeaders.addRawHeader(b"set-cookie", b"session=abc")
@@ -249,8 +250,9 @@ class MakeHTTPClientTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         client, pool = make_http_client(reactor)
         events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         d = client.request("GET", "http://127.0.0.1:8080/v1/models")
         [(_, _, factory, _, _)] = reactor.tcpClients
         factory.doStart()

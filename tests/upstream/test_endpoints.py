@@ -11,10 +11,13 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import URI, BrowserLikePolicyForHTTPS
 from twisted.web.error import SchemeNotSupported
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
 
 from ccm.upstream.endpoints import MAX_DESTINATIONS, CachedEndpoints, DirectEndpointFactory
 
 
+@implementer(IAgentEndpointFactory)
 class CountingFactory:
     """
     An endpoint factory that builds a new endpoint per call and counts

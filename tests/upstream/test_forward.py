@@ -15,7 +15,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import Response
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
+from twisted.web.iweb import IAgent, IBodyProducer
+from zope.interface import implementer
 
 from ccm.upstream.client import NoCookies, UpstreamClient, body_producer, forward
 from ccm.web.paths import forwarded_target, normalize_path
@@ -33,6 +34,7 @@ TARGETS = [
 ]
 
 
+@implementer(IAgent)
 class RecordingAgent:
     """
     An agent that records each request and answers it with ``answer``.

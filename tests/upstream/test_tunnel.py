@@ -15,14 +15,16 @@ import json
 import os
 import shutil
 import sys
-from typing import Any
+from typing import Any, cast
 
 from service_identity.exceptions import VerificationError
 from twisted.internet import reactor, ssl
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IReactorSSL
+from twisted.internet.protocol import Factory, Protocol, ServerFactory
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -36,8 +38,9 @@ from twisted.web.client import (
     readBody,
 )
 from twisted.web.http_headers import Headers
-from twisted.web.resource import Resource, getChildForRequest
+from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request, Site
+from treq.client import HTTPClient
 from treq.testing import StubTreq
 
 from ccm.config.model import (
@@ -49,7 +52,7 @@ from ccm.config.model import (
     UserConfig,
 )
 from ccm.upstream.tunnel import DetourEndpoint, DetourEndpointFactory
-from ccm.build import build_service
+from ccm.build import ServiceReactor, build_service
 from ccm.upstream.client import BytesProducer
 from tests import certs, e2e
 from tests.fake_anthropic import FakeAnthropic, text_reply
@@ -85,7 +88,8 @@ class DetourEndpointTests(HandshakeCase):
         endpoint = DetourEndpoint(clock, HTTP_DETOUR, "api.example.com", 443)
         connected = endpoint.connect(Factory.forProtocol(Recorder))
         [(_, _, factory, _, _)] = clock.tcpClients
-        factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+        # The endpoint never looks at the connector.
+        factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))  # type: ignore[arg-type]
         clock.advance(1)  # let the endpoint's attempt loop notice
         self.assert_failed(
             connected, "detour http://127.0.0.1:3128", "proxy at 127.0.0.1:3128", "refused"
@@ -167,6 +171,7 @@ class EndpointFactoryTests(HandshakeCase):
         endpoint.connect(Factory.forProtocol(Recorder))
         [(_, _, proxy_factory, _, _)] = clock.tcpClients
         handshake = proxy_factory.buildProtocol(None)
+        assert handshake is not None
         transport = StringTransport()
         handshake.makeConnection(transport)
         self.assertTrue(transport.value().startswith(b"CONNECT api.anthropic.com:443 "))
@@ -214,7 +219,7 @@ class ServiceDetourTests(unittest.SynchronousTestCase):
         self.pools: list[_StubPool] = []
         self.made: list[Detour] = []
 
-    def make_client(self, reactor: Any, detour: Detour) -> tuple[Any, _StubPool]:
+    def make_client(self, reactor: Any, detour: Detour) -> tuple[HTTPClient, HTTPConnectionPool]:
         self.assertIs(reactor, self.clock)
         self.made.append(detour)
         fake = FakeAnthropic(self.clock)
@@ -224,7 +229,8 @@ class ServiceDetourTests(unittest.SynchronousTestCase):
         self.stubs.append(client)
         pool = _StubPool()
         self.pools.append(pool)
-        return client, pool
+        # The stubs stand in for the client and the pool of a detour.
+        return cast(HTTPClient, client), cast(HTTPConnectionPool, pool)
 
     def credential(self, tag: str, detour: Detour | None) -> Any:
         path = os.path.join(self.directory, f"{tag}.json")
@@ -260,8 +266,9 @@ class ServiceDetourTests(unittest.SynchronousTestCase):
         )
         service = build_service(
             config,
-            reactor=self.clock,
-            http_client=self.direct_client,
+            # The memory reactor has what this service uses: time and TCP.
+            reactor=cast(ServiceReactor, self.clock),
+            http_client=cast(HTTPClient, self.direct_client),
             watch_with_inotify=False,
             make_client=self.make_client,
         )
@@ -285,16 +292,17 @@ class ServiceDetourTests(unittest.SynchronousTestCase):
 
         self.fakes[other].enqueue(text_reply("via socks"))
         client = StubTreq(service.site.resource)
+        headers: dict[bytes | str, list[bytes | str]] = {
+            "authorization": ["Bearer ak-ccm-carol"],
+            "content-type": ["application/json"],
+        }
         response = self.successResultOf(
-            client.post(
+            cast(HTTPClient, client).post(
                 "http://ccm.example/v1/messages",
-                json.dumps(
+                data=json.dumps(
                     {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
                 ).encode(),
-                headers={
-                    "authorization": ["Bearer ak-ccm-carol"],
-                    "content-type": ["application/json"],
-                },
+                headers=headers,
             )
         )
         for _ in range(5):
@@ -327,13 +335,14 @@ class _PeerRecorder(Resource):
 
     isLeaf = True
 
-    def __init__(self, inner: Resource) -> None:
+    def __init__(self, inner: IResource) -> None:
         super().__init__()
         self.inner = inner
         self.peers: list[tuple[str, str]] = []
 
     def render(self, request: Request) -> Any:
         self.peers.append((request.getClientAddress().host, request.path.decode("latin-1")))
+        assert request.prepath is not None and request.postpath is not None
         request.postpath = request.prepath + request.postpath
         request.prepath = []
         return getChildForRequest(self.inner, request).render(request)
@@ -629,10 +638,12 @@ class TLSThroughTunnelTests(unittest.TestCase):
         site = Site(_Hello())
         site.noisy = False
         factory = e2e._TrackingFactory(site)
-        port = reactor.listenSSL(0, factory, options, interface=interface)
+        port = cast(IReactorSSL, reactor).listenSSL(
+            0, cast(ServerFactory, factory), options, interface=interface
+        )
         self.addCleanup(factory.close_all)
         self.addCleanup(port.stopListening)
-        return int(port.getHost().port)
+        return int(cast(IPv4Address, port.getHost()).port)
 
     @inlineCallbacks
     def get(self, proxy_port: int, url: str) -> Any:
@@ -699,9 +710,11 @@ class WithoutProxyServersTests(unittest.SynchronousTestCase):
         does first) skips with the package to install; under ``CI=true`` it
         fails with the same words.
         """
+        # A synchronous case will do: both fail before they start anything.
+        testcase = cast(unittest.TestCase, self)
         for name, start in (
-            ("tinyproxy", lambda: start_tinyproxy(self, 1, None)),
-            ("microsocks", lambda: start_microsocks(self, None)),
+            ("tinyproxy", lambda: start_tinyproxy(testcase, 1, None)),
+            ("microsocks", lambda: start_microsocks(testcase, None)),
         ):
             failure = self.failureResultOf(start(), unittest.SkipTest)
             self.assertEqual(str(failure.value), self.expected(name))
