@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
+from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
-from ccm.build import build_service
+from ccm.build import ServiceReactor, build_service
 from ccm.config.model import (
     BalancerCredentialConfig,
     DefaultCredentialConfig,
@@ -33,6 +34,9 @@ FAR_EXPIRY_MS = 4_102_444_800_000
 ADMIN_TOKEN = "ccm-admin-secret-token-0123456789"
 USER_TOKEN = "ccm-user-secret-token-9876543210"
 NOW = 1_800_000_000.0
+
+#: Headers as treq's client takes them.
+_TreqHeaders = dict[bytes | str, list[bytes | str]]
 
 
 class DashboardCase(SynchronousTestCase):
@@ -71,7 +75,8 @@ class DashboardCase(SynchronousTestCase):
         self.reactor.advance(NOW)
         self.service: CcmService = build_service(
             config,
-            reactor=self.reactor,
+            # The memory reactor has what this service uses: time and TCP.
+            reactor=cast(ServiceReactor, self.reactor),
             http_client=object(),  # type: ignore[arg-type]
             environ={},
             home=self.directory,
@@ -94,7 +99,9 @@ class DashboardCase(SynchronousTestCase):
         """
         GET ``path``: the status, headers and body text.
         """
-        response = self.successResultOf(self.client.get(f"http://ccm{path}", headers=headers or {}, allow_redirects=False))
+        client = cast(HTTPClient, self.client)
+        sent = cast(_TreqHeaders, headers or {})
+        response = self.successResultOf(client.get(f"http://ccm{path}", headers=sent, allow_redirects=False))
         body = self.successResultOf(response.content()).decode("utf-8")
         return response.code, response.headers, body
 
@@ -104,11 +111,12 @@ class DashboardCase(SynchronousTestCase):
         """
         POST a form to ``path``: the status, headers and body text.
         """
+        sent = cast(_TreqHeaders, {b"content-type": [b"application/x-www-form-urlencoded"], **(headers or {})})
         response = self.successResultOf(
-            self.client.post(
+            cast(HTTPClient, self.client).post(
                 f"http://ccm{path}",
                 data=urlencode(fields).encode("ascii"),
-                headers={b"content-type": [b"application/x-www-form-urlencoded"], **(headers or {})},
+                headers=sent,
                 allow_redirects=False,
             )
         )
@@ -128,7 +136,7 @@ class DashboardCase(SynchronousTestCase):
         """
         code, headers, _ = self.post("/ccm/login", {"token": ADMIN_TOKEN})
         self.assertEqual(code, 303)
-        [cookie] = headers.getRawHeaders(b"set-cookie")
+        [cookie] = headers.getRawHeaders(b"set-cookie", [])
         value = cookie.split(b";")[0]
         cookies = {b"cookie": [value]}
         _, _, page = self.get(headers=cookies)

@@ -5,8 +5,11 @@ the sessions' bounds, the cookie and the CSRF check.
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyRequest
 
 from ccm.config.model import UserConfig
@@ -40,16 +43,21 @@ class _Request(DummyRequest):
         return self.secure
 
 
-def request(headers: dict[bytes, bytes] | None = None, cookie: str | None = None) -> _Request:
+def request(
+    headers: dict[bytes, bytes] | None = None, cookie: str | None = None, secure: bool = False
+) -> Request:
     """
-    A request with ``headers`` and the session cookie ``cookie``.
+    A request with ``headers`` and the session cookie ``cookie``, on a TLS
+    connection when ``secure``.
     """
     made = _Request()
     for name, value in (headers or {}).items():
         made.requestHeaders.setRawHeaders(name, [value])
     if cookie is not None:
         made.cookies[SESSION_COOKIE] = cookie.encode()
-    return made
+    made.secure = secure
+    # The dummy stands in for the Request the sessions read.
+    return cast(Request, made)
 
 
 class AdminSessionsTests(SynchronousTestCase):
@@ -129,8 +137,7 @@ class AdminSessionsTests(SynchronousTestCase):
             cookie,
             f"ccm_admin={session.id}; Max-Age=100; Path=/ccm/; HttpOnly; SameSite=Strict".encode(),
         )
-        secure = request()
-        secure.secure = True
+        secure = request(secure=True)
         self.assertTrue(self.sessions.cookie(secure, session).endswith(b"; Secure"))
         self.assertIn(b"Max-Age=0", self.sessions.cookie(plain, None))
 

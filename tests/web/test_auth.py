@@ -52,7 +52,7 @@ class AuthenticateTests(SynchronousTestCase):
         none of ``secrets``; and that a valid request is still accepted
         afterwards.
         """
-        error = self.assertRaises(APIError, self.authenticator.authenticate, request_headers)
+        error: APIError = self.assertRaises(APIError, self.authenticator.authenticate, request_headers)
         self.assertEqual(error.status, 401)
         self.assertEqual(error.error_type, "authentication_error")
         self.assertEqual(error.headers, (("x-should-retry", "false"),))

@@ -10,14 +10,14 @@ must be served, and by a check that no token reached the log.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
@@ -157,7 +157,7 @@ class TimerWatch:
                 self._watch(clock, call)
             return call
 
-        clock.callLater = spy  # type: ignore[method-assign]
+        clock.callLater = spy  # type: ignore[method-assign, assignment]
 
     def _watch(self, clock: Clock, call: Any) -> None:
         self.made.append(call)
@@ -281,6 +281,7 @@ class HeadDeadlineTests(SynchronousTestCase):
         connection = scene.connect()
         connection.send(STATUS[:5])
         scene.clock.advance(10)
+        assert connection.transport.producer is not None
         connection.transport.producer.pauseProducing()
         scene.clock.advance(3600)
         self.assertEqual(connection.transport.value(), b"")
@@ -405,6 +406,7 @@ class KeepAliveTests(SynchronousTestCase):
         scene = Scene(self)
         connection, upstream = self.stream(scene)
         upstream.protocol.dataReceived(EVENT)
+        assert connection.transport.producer is not None
         connection.transport.producer.pauseProducing()
         upstream.protocol.connectionLost(Failure(ResponseDone()))
         scene.clock.advance(3600)
@@ -681,6 +683,7 @@ class TimerTests(SynchronousTestCase):
         connection.send(STATUS[:5])
         for _ in range(2):
             scene.clock.advance(5)
+            assert connection.transport.producer is not None
             connection.transport.producer.pauseProducing()
             scene.clock.advance(5)
             connection.transport.producer.resumeProducing()
@@ -1089,10 +1092,10 @@ class LoopbackTests(TestCase):
             self.channels.append(protocol)
             return protocol
 
-        scene.site.buildProtocol = spy  # type: ignore[method-assign]
-        port = reactor.listenTCP(0, scene.site, interface="127.0.0.1")
+        scene.site.buildProtocol = spy  # type: ignore[method-assign, assignment]
+        port = reactor.listenTCP(0, cast(ServerFactory, scene.site), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        self.port = port.getHost().port
+        self.port = cast(IPv4Address, port.getHost()).port
         return scene
 
     async def connect(self) -> Collector:

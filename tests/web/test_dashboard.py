@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import cast
 
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
@@ -93,7 +94,7 @@ class AccessTests(DashboardCase):
         self.assertIn('data-user="bob"', page)
         self.assertIn(self.directory, page)
         self.assert_no_secret(page)
-        [policy] = headers.getRawHeaders(b"content-security-policy")
+        [policy] = headers.getRawHeaders(b"content-security-policy", [])
         self.assertIn(b"default-src 'self'", policy)
         self.assertIn(b"frame-ancestors 'none'", policy)
         self.assertEqual(headers.getRawHeaders(b"x-content-type-options"), [b"nosniff"])
@@ -107,7 +108,7 @@ class AccessTests(DashboardCase):
         code, headers, _ = self.post("/ccm/login", {"token": ADMIN_TOKEN})
         self.assertEqual(code, 303)
         self.assertEqual(headers.getRawHeaders(b"location"), [b"/ccm/"])
-        [cookie] = headers.getRawHeaders(b"set-cookie")
+        [cookie] = headers.getRawHeaders(b"set-cookie", [])
         self.assertIn(b"HttpOnly", cookie)
         self.assertIn(b"SameSite=Strict", cookie)
         self.assertIn(b"Path=/ccm/", cookie)
@@ -138,7 +139,7 @@ class AccessTests(DashboardCase):
         cookies, csrf = self.log_in()
         code, headers, _ = self.post("/ccm/logout", {"csrf": csrf}, cookies)
         self.assertEqual(code, 303)
-        [cleared] = headers.getRawHeaders(b"set-cookie")
+        [cleared] = headers.getRawHeaders(b"set-cookie", [])
         self.assertIn(b"Max-Age=0", cleared)
         _, _, page = self.get(headers=cookies)
         self.assertIn('action="/ccm/login"', page)
@@ -196,8 +197,9 @@ class ActionTests(DashboardCase):
         self.assertIn('data-state="rate_limited"', card(page, "a"))
         self.assertIn("/ccm/credentials/a/clear-cooldown", card(page, "a"))
         events: list[dict[str, object]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         code, _, _ = self.post("/ccm/credentials/a/clear-cooldown", {"csrf": csrf}, cookies)
         self.assertEqual(code, 303)
         _, _, page = self.get(headers=cookies)

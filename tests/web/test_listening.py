@@ -52,7 +52,9 @@ def handshake(
     :raises SSL.Error: when the handshake fails.
     """
     client_context = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    client_context.get_cert_store().add_cert(crypto.load_certificate(crypto.FILETYPE_PEM, root_pem))
+    store = client_context.get_cert_store()
+    assert store is not None
+    store.add_cert(crypto.load_certificate(crypto.FILETYPE_PEM, root_pem))
     client_context.set_verify(SSL.VERIFY_PEER, lambda *args: args[-1])
     if max_version is not None:
         client_context.set_max_proto_version(max_version)

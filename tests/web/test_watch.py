@@ -28,6 +28,7 @@ from ccm.pool.member import PoolMember
 from ccm.pool.select import BalancerPool, Pool, SingleCredentialPool
 from ccm.pool.users import UserPools
 from ccm.web.auth import Authenticator
+from ccm.web.connections import CcmChannel
 from ccm.web.site import CcmSite
 from ccm.web.status import StatusResource
 from ccm.web.tree import NotFoundResource, build_root
@@ -159,7 +160,7 @@ class WatchCase(SynchronousTestCase):
         def counting(observer: Callable[[], None]) -> Callable[[], None]:
             unsubscribe = subscribe(observer)
             self.subscriptions[tag] += 1
-            ended = []
+            ended: list[bool] = []
 
             def end() -> None:
                 if not ended:
@@ -403,6 +404,7 @@ class WatchTests(WatchCase):
         empty line; when it reads again, it gets the latest answer, once.
         """
         connection = self.open()
+        assert isinstance(connection.channel, CcmChannel)
         connection.channel.pauseProducing()
         limits = self.credentials["a"].rate_limits
         limits.observe(five_hour("0.20", NOW + HOUR), NOW)
