@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import TYPE_CHECKING, cast
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
@@ -32,9 +31,6 @@ from ccm.credentials.lock import (
     RefreshLock,
 )
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
-
 
 class LockTestCase(SynchronousTestCase):
     """
@@ -48,7 +44,7 @@ class LockTestCase(SynchronousTestCase):
         os.makedirs(self.directory)
         self.current = os.path.join(self.directory, ".oauth_refresh.lock")
         self.legacy = self.directory + ".lock"
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
 
     def wall(self) -> float:
         """

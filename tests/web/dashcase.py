@@ -111,7 +111,9 @@ class DashboardCase(SynchronousTestCase):
         """
         POST a form to ``path``: the status, headers and body text.
         """
-        sent = cast(_TreqHeaders, {b"content-type": [b"application/x-www-form-urlencoded"], **(headers or {})})
+        sent = cast(
+            _TreqHeaders, {b"content-type": [b"application/x-www-form-urlencoded"], **(headers or {})}
+        )
         response = self.successResultOf(
             cast(HTTPClient, self.client).post(
                 f"http://ccm{path}",
