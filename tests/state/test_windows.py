@@ -9,7 +9,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.trial import unittest
 
 from ccm.pool.figures import WindowName
@@ -45,12 +45,15 @@ class SnapshotTests(unittest.SynchronousTestCase):
             def when_connected(self, callback: object, listening: bool = False) -> None:
                 pass
 
-        source = RedisWindowState(Quiet(), reactor, "a")  # type: ignore[arg-type]
+        # A clock of the test's own: the writes the observations schedule
+        # must not be left on the global reactor for a later test to find.
+        clock = Clock()
+        source = RedisWindowState(Quiet(), clock, "a")  # type: ignore[arg-type]
         at = 1_790_000_000.0
         source.observe(unified(h5_utilization="0.42", h5_reset=str(int(at) + 600)), at)
         source.observe_rejection(rejection(claim="7d", retry_after="60"), at)
         source.apply_profile(Plan("max", "default_claude_max_20x"))
-        copy = RedisWindowState(Quiet(), reactor, "a")  # type: ignore[arg-type]
+        copy = RedisWindowState(Quiet(), clock, "a")  # type: ignore[arg-type]
         heard: list[None] = []
         copy.subscribe(lambda: heard.append(None))
         copy.restore(source.snapshot())
