@@ -16,6 +16,9 @@ Usage records, for the accounting tests and the proxy's: :obj:`usage_record`
 and :obj:`record` with token counts by name, :obj:`counts`, the times and models
 they default to, a clock showing those times, and :obj:`MemoryRecorder`, a
 usage recorder keeping what it is given.
+
+Logs: :obj:`logged_events`, what the global log publisher is given while a
+test runs.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ import datetime
 import json
 import os
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.testing import EventLoggingObserver
 
 from ccm.accounting.counters import UsageCounts, UsageRecord, UsageRecorder
 from ccm.accounting.tokens import TokenCounts, TokenUsage
@@ -239,3 +245,16 @@ class MemoryRecorder:
         Keep ``record``.
         """
         self.records.append(record)
+
+
+# Logs.
+
+
+def logged_events(testcase: SynchronousTestCase) -> EventLoggingObserver:
+    """
+    An observer of the global log publisher that keeps every event until
+    ``testcase`` ends.  (Trial types ``createWithCleanup`` for asynchronous
+    cases only; of the case it calls ``addCleanup`` alone, which
+    synchronous cases have too.)
+    """
+    return EventLoggingObserver.createWithCleanup(cast(TestCase, testcase), globalLogPublisher)

@@ -30,10 +30,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver, StringTransport
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, formatEvent
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.server import Request
@@ -54,7 +54,7 @@ from ccm.service import CcmService
 from ccm.web.auth import Caller
 from ccm.web.site import CcmSite
 from tests.fake_anthropic import FakeAnthropic
-from tests.fixtures import write_credentials
+from tests.fixtures import logged_events, write_credentials
 
 if TYPE_CHECKING:
     from treq.response import _Response
@@ -212,10 +212,7 @@ class ProxyHarness:
             timeouts=Timeouts(response_headers=header_timeout, stream_idle=idle_timeout),
             usage_recorders={} if recorder is None else {MAIN: recorder},
         )
-        # Of the test case, only addCleanup is used.
-        self.log = EventLoggingObserver.createWithCleanup(
-            cast(TestCase, testcase), globalLogPublisher
-        )
+        self.log = logged_events(testcase)
         self.credentials = self.service.credentials
         for credential in self.credentials:
             credential.reload()
@@ -410,7 +407,6 @@ class ProxyHarness:
         for text in self.log_texts():
             for secret in secrets:
                 self.testcase.assertNotIn(secret, text)
-
 
 
 def serve_on_loopback(

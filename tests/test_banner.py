@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from typing import cast
 
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.banner import base_url, startup_lines
 from ccm.config.state import StateConfig
@@ -23,6 +23,7 @@ from ccm.config.model import (
     default_config,
 )
 from ccm.build import ServiceReactor, build_service
+from tests.fixtures import logged_events
 
 HOST = "ccm-box"
 USER_TOKEN = "ccm-token-banner-7c1e"
@@ -186,8 +187,7 @@ class ServiceLogsStartupTests(SynchronousTestCase):
         default credentials file under the home directory and this
         machine's name, and come before the warning about anonymous access.
         """
-        # Of the test case, only addCleanup is used.
-        observer = EventLoggingObserver.createWithCleanup(cast(TestCase, self), globalLogPublisher)
+        observer = logged_events(self)
         home = os.path.abspath(self.mktemp())
         os.makedirs(home)
         config = ServiceConfig(where="", listeners=(EndpointListener("tcp:8080"),))

@@ -7,15 +7,15 @@ as the file would give them.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.logger import LogLevel, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.config.model import Config, ConfigError, ServiceConfig
 from ccm.reload import Reloader
 from tests.config.test_changes import ALICE_NEW_TOKEN, SECRETS, SINGLE, edited, load
+from tests.fixtures import logged_events
 
 
 class FakeService:
@@ -42,10 +42,7 @@ class ReloaderTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        # Of the test case, only addCleanup is used.
-        self.events = EventLoggingObserver.createWithCleanup(
-            cast(TestCase, self), globalLogPublisher
-        )
+        self.events = logged_events(self)
         self.service = FakeService(load(SINGLE).services[0])
         self.loaded: list[Any] = []
 

@@ -12,10 +12,10 @@ from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.web.auth import Caller
 from ccm.config.model import ConnectionLimits, ServiceConfig
@@ -28,7 +28,7 @@ from ccm.build import ServiceReactor, build_service
 from ccm.service import CLIENT_CLOSE_TIMEOUT_SECONDS, CcmService
 from ccm.credentials.watch import FileWatcher
 from tests.credentials.fake_keyring import DictKeyring
-from tests.fixtures import credentials_json, write_credentials
+from tests.fixtures import credentials_json, logged_events, write_credentials
 from tests.proxyharness import StubClient
 
 ALICE_TOKEN = "ak-service-alice-1"
@@ -152,10 +152,7 @@ class ReconfigureTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        # Of the test case, only addCleanup is used.
-        self.events = EventLoggingObserver.createWithCleanup(
-            cast(TestCase, self), globalLogPublisher
-        )
+        self.events = logged_events(self)
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         self.paths = {}

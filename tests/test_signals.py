@@ -11,12 +11,12 @@ import signal
 from types import FrameType
 from typing import Any, Callable, Optional, cast
 
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.logger import formatEvent
+from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.signals import SignalHandlers, SignalsReactor
 from tests.fake_signals import FakeSignals
+from tests.fixtures import logged_events
 
 
 class FakeReactor:
@@ -47,10 +47,7 @@ class SignalHandlersTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        # Of the test case, only addCleanup is used.
-        self.events = EventLoggingObserver.createWithCleanup(
-            cast(TestCase, self), globalLogPublisher
-        )
+        self.events = logged_events(self)
         self.reactor = FakeReactor()
         self.reloads = 0
         self.stops = 0

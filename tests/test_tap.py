@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, Iterable, cast
 
 from twisted.application.service import IService, IServiceMaker
 from twisted.internet.error import CannotListenError, ConnectionDone
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import formatEvent
 from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.web.auth import Caller
 from ccm.config.model import AddressListener, EndpointListener, default_config
@@ -28,7 +28,7 @@ from ccm.tap import Options, _ProcessReactor, makeService
 from ccm.web.site import CcmSite
 from tests.config.parsing import SEED_MULTIPLE_CREDENTIALS_EXAMPLE, SEED_SERVER_EXAMPLE
 from tests.fake_signals import FakeSignals
-from tests.fixtures import write_credentials
+from tests.fixtures import logged_events, write_credentials
 
 ACCESS_TOKEN = "sk-ant-oat01-tap-test-access-secret"
 REFRESH_TOKEN = "sk-ant-ort01-tap-test-refresh-secret"
@@ -286,10 +286,7 @@ class MakeServiceTests(TapTestMixin, SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        # Of the test case, only addCleanup is used.
-        self.events = EventLoggingObserver.createWithCleanup(
-            cast(TestCase, self), globalLogPublisher
-        )
+        self.events = logged_events(self)
 
     def make(self, options: Options, reactor: MemoryReactorClock) -> IService:
         # The memory reactor has what the services use of a process's.
@@ -626,10 +623,7 @@ class SignalWiringTests(TapTestMixin, SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        # Of the test case, only addCleanup is used.
-        self.events = EventLoggingObserver.createWithCleanup(
-            cast(TestCase, self), globalLogPublisher
-        )
+        self.events = logged_events(self)
 
     def started(self, *arguments: str) -> tuple[IService, ThreadedMemoryReactor, FakeSignals]:
         """

@@ -10,10 +10,8 @@ Expected figures come from the official price table (reference
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
 
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.accounting import pricing
@@ -29,9 +27,8 @@ from ccm.accounting.pricing import (
     round_cents,
 )
 from ccm.accounting.tokens import TokenCounts
+from tests.fixtures import logged_events
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 # USD per million tokens: input, output, cache read, 5-minute write, 1-hour
 # write, as in the official table (anthropic-wire.md section 5.1).
@@ -147,7 +144,7 @@ class PricesForTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.patch(pricing, "_reported_unknown", set())
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
 
     def test_every_family_plain_and_dated(self) -> None:
         """
@@ -694,7 +691,7 @@ class UnknownModelTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.patch(pricing, "_reported_unknown", set())
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
 
     def test_priced_by_family_word(self) -> None:
         """

@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-from typing import TYPE_CHECKING, cast
 
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.accounting.book import UsageBook
@@ -29,12 +28,10 @@ from tests.fixtures import (
     WEEK_1_KEY,
     clock_at,
     counts,
+    logged_events,
     record,
     usage_record,
 )
-
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 
 def log_text(events: EventLoggingObserver) -> list[str]:
@@ -243,7 +240,7 @@ class UsageFileTestCase(SynchronousTestCase):
         self.path = os.path.join(self.directory, "usages.json")
         self.clock = clock_at()
         self.file = UsageFile(self.path, self.clock, UTC_PLUS_8)
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
 
     def write(self, data: bytes, path: str | None = None) -> None:
         """

@@ -11,14 +11,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.credentials import file as credentialfile
@@ -35,10 +34,8 @@ from ccm.pool.plan import Plan
 from ccm.pool.windows import MemoryWindowState
 from ccm.credentials.watch import DEBOUNCE_SECONDS, POLL_INTERVAL_SECONDS, FileWatcher
 from tests.fake_anthropic import FakeAnthropic
-from tests.fixtures import expiry_ms, write_credentials
+from tests.fixtures import expiry_ms, logged_events, write_credentials
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
@@ -94,7 +91,7 @@ class CredentialTestCase(SynchronousTestCase):
         self.endpoint = TokenEndpoint(cast(HTTPClient, self.http), self.clock, TOKEN_URL)
         self.store = self.store_class(self.path)
         self.credential = Credential("work", self.store, self.endpoint.refresh, self.clock)
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
         self.addCleanup(self.assert_no_token_logged)
 
     def assert_no_token_logged(self) -> None:

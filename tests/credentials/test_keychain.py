@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
+from typing import Any, Callable, TypeVar
 
 from keyring.backends import fail as fail_backend
 from keyring.errors import KeyringError, PasswordSetError
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.credentials.file import CredentialFile, CredentialFileError, OAuthTokens
@@ -32,10 +31,8 @@ from ccm.credentials.oauth import RefreshError, TokenGrant
 from ccm.credentials.lock import RefreshLock
 from ccm.credentials.store import credential_store_for, lock_directory_for
 from tests.credentials.fake_keyring import DictKeyring
-from tests.fixtures import credentials_json, write_document
+from tests.fixtures import credentials_json, logged_events, write_document
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 ACCESS = "sk-ant-oat01-keychain-access"
@@ -92,7 +89,7 @@ class KeychainTestCase(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
         self.home = os.path.abspath(self.mktemp())
         os.makedirs(os.path.join(self.home, ".claude"))
         self.environ = {"USER": USER}
@@ -723,7 +720,6 @@ class CatchUpTests(KeychainTestCase):
         self.assertEqual(self.refreshed_with, [])
         self.assertFalse(credential.available)
         self.assertIn("does not exist", credential.unavailable_reason or "")
-
 
 
 class LockDirectoryTests(KeychainTestCase):

@@ -15,8 +15,7 @@ import time
 
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.credentials import lock as lockmodule
@@ -30,6 +29,7 @@ from ccm.credentials.lock import (
     LockError,
     RefreshLock,
 )
+from tests.fixtures import logged_events
 
 
 class LockTestCase(SynchronousTestCase):
@@ -44,7 +44,7 @@ class LockTestCase(SynchronousTestCase):
         os.makedirs(self.directory)
         self.current = os.path.join(self.directory, ".oauth_refresh.lock")
         self.legacy = self.directory + ".lock"
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)  # type: ignore[arg-type]
+        self.events = logged_events(self)
 
     def wall(self) -> float:
         """

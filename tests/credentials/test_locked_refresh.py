@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, cast
+from typing import Any, Callable, cast
 
 from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.credentials.credential import REFRESH_RETRY_SECONDS, Credential, CredentialUnavailable
@@ -29,10 +28,8 @@ from ccm.credentials.file import CredentialFile
 from ccm.credentials.lock import LOCK_ATTEMPTS, STALE_SECONDS, UPDATE_SECONDS, RefreshLock
 from ccm.credentials.oauth import RefreshError, TokenEndpoint, TokenGrant
 from tests.fake_anthropic import FakeAnthropic
-from tests.fixtures import expiry_ms, write_credentials
+from tests.fixtures import expiry_ms, logged_events, write_credentials
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 TOKEN_URL = "https://platform.claude.com/v1/oauth/token"
@@ -64,7 +61,7 @@ class LockedRefreshTestCase(SynchronousTestCase):
         self.lock = RefreshLock(self.directory, self.clock, jitter=lambda: 0.5)
         self.locked_at_refresh: list[bool] = []
         self.credential = self.credential_with(self.refresh)
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
 
     def credential_with(self, refresh: Callable[[str], Deferred[TokenGrant]]) -> Credential:
         """

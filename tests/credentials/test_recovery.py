@@ -11,13 +11,12 @@ the fake token endpoint through :obj:`StubTreq`; time is a :obj:`Clock`.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.credentials.credential import Credential
@@ -25,10 +24,8 @@ from ccm.credentials.file import CredentialFile
 from ccm.credentials.oauth import REFRESH_TIMEOUT_SECONDS, TokenEndpoint
 from ccm.credentials.recovery import FORCED_REFRESH_INTERVAL_SECONDS
 from tests.fake_anthropic import FakeAnthropic
-from tests.fixtures import expiry_ms, write_credentials
+from tests.fixtures import expiry_ms, logged_events, write_credentials
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 ACCESS = "sk-ant-oat01-fake-access"
@@ -57,7 +54,7 @@ class RecoverTests(SynchronousTestCase):
             "work", CredentialFile(self.path), endpoint.refresh, self.clock
         )
         self.credential.reload()
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
         self.addCleanup(self.assert_no_token_logged)
 
     def write(self, access: str, refresh: str = REFRESH) -> None:

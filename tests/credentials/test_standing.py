@@ -6,12 +6,10 @@ on a credential, what ends each, and the login advice they give.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, cast
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.credentials.credential import Credential
@@ -20,10 +18,8 @@ from ccm.credentials.oauth import RefreshError, TokenGrant
 from ccm.credentials.standing import Quarantine, is_new_login, login_advice, login_of
 from ccm.pool.member import PoolMember
 from ccm.pool.serving import MemberState, Unusable
-from tests.fixtures import write_credentials
+from tests.fixtures import logged_events, write_credentials
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 ACCESS = "sk-ant-oat01-standing-access"
@@ -52,7 +48,7 @@ class StandingTestCase(SynchronousTestCase):
         self.credential = Credential("work", CredentialFile(self.path), refuse, self.clock)
         self.credential.reload()
         self.member = PoolMember(self.credential)
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
         self.addCleanup(self.assert_no_token_logged)
 
     def write(self, access: str, refresh: str) -> None:

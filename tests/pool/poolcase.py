@@ -6,22 +6,18 @@ tests of pools and their members.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
 from ccm.credentials.credential import Credential
 from ccm.credentials.file import CredentialFile
 from ccm.pool.member import PoolMember
-from tests.fixtures import expiry_ms, write_credentials
+from tests.fixtures import expiry_ms, logged_events, write_credentials
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 NOW = 1_790_000_000.0
 HOUR = 3600.0
@@ -51,7 +47,7 @@ class PoolTestCase(SynchronousTestCase):
         self.clock.advance(NOW)
         self.directory = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
 
     def credential(self, tag: str, plan: str = "max", tier: str = "default_claude_max_20x") -> Credential:
         """

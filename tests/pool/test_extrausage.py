@@ -6,11 +6,9 @@ last word on extra usage, and the pauses it starts, on a :obj:`Clock`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
 
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
@@ -26,9 +24,8 @@ from ccm.pool.extrausage import (
 from ccm.pool.figures import FigureReader, WindowName
 from ccm.pool.windows import MemoryWindowState
 from tests.fake_anthropic import allowed_unified_headers
+from tests.fixtures import logged_events
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 PREFIX = "anthropic-ratelimit-unified-"
 NOW = 1_790_000_000.0
@@ -70,7 +67,7 @@ class ClockTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(NOW)
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
 
     def now(self) -> float:
         return self.clock.seconds()

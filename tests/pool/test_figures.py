@@ -6,10 +6,8 @@ tested in :obj:`tests.pool.test_windows`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
 
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
@@ -21,9 +19,8 @@ from ccm.pool.figures import (
     WindowReading,
     percent_of,
 )
+from tests.fixtures import logged_events
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 PREFIX = "anthropic-ratelimit-unified-"
 NOW = 1_790_000_000.0
@@ -49,7 +46,7 @@ class FigureReaderTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
         self.reader = FigureReader("work")
 
     def test_window(self) -> None:

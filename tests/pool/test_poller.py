@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
@@ -36,10 +35,8 @@ from tests.fake_anthropic import (
     FakeAnthropic,
     allowed_unified_headers,
 )
-from tests.fixtures import write_credentials
+from tests.fixtures import logged_events, write_credentials
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 START_TIME = 1_790_000_000.0
 UPSTREAM_URL = "http://api.fake.test"
@@ -98,7 +95,7 @@ class PollingTestCase(SynchronousTestCase):
         self.clock.advance(START_TIME)
         self.fake = FakeAnthropic(self.clock)
         self.http = StubTreq(self.fake.resource())
-        self.log = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.log = logged_events(self)
         self.directory = self.mktemp()
         os.makedirs(self.directory)
         self.refreshes: list[str] = []
@@ -994,7 +991,6 @@ class StopTests(PollingTestCase):
         self.stop(poller)
         self.assertTrue(self.requests(PROFILE_PATH)[0].disconnected)
         self.assertEqual(self.messages(LogLevel.warn), [])
-
 
 
 class JudgementTests(PollingTestCase):

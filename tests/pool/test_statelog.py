@@ -5,17 +5,15 @@ once, in the documented words, with its figures as fields.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.pool.serving import MemberState, Unusable
 from ccm.pool.statelog import CredentialStateLog
+from tests.fixtures import logged_events
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 NOW = 1_790_000_000.0
 
@@ -26,7 +24,7 @@ class CredentialStateLogTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
         self.log = CredentialStateLog("work")
 
     def lines(self, level: LogLevel | None = None) -> list[str]:

@@ -6,19 +6,16 @@ unified rate-limit headers read defensively, 429s and polls.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, cast
 
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
 from ccm.pool.figures import WindowName
 from ccm.pool.plan import Plan
 from ccm.pool.windows import MemoryWindowState, Window
+from tests.fixtures import logged_events
 
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
 
 PREFIX = "anthropic-ratelimit-unified-"
 NOW = 1_790_000_000.0
@@ -48,7 +45,7 @@ class ObserveTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.state = MemoryWindowState("work")
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
 
     def warnings(self) -> list[str]:
         """
@@ -310,7 +307,7 @@ class AbsurdNumberTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.state = MemoryWindowState("work")
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
 
     def warnings(self) -> list[str]:
         """

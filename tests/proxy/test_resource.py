@@ -20,8 +20,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import deferLater
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
 from twisted.web.http_headers import Headers
@@ -42,7 +41,7 @@ from tests.fake_anthropic import (
     midstream_error_reply,
     text_reply,
 )
-from tests.fixtures import write_credentials
+from tests.fixtures import logged_events, write_credentials
 from tests.proxy.messages import MESSAGE_BODY, STREAM_BODY, parse_sse, send_message, start_stream
 from tests.proxyharness import (
     ALICE_TOKEN,
@@ -1263,7 +1262,7 @@ class LoopbackTests(TestCase):
         """
         from twisted.internet import reactor
 
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        events = logged_events(self)
         fake = FakeAnthropic(reactor)
         site = cast(ServerFactory, Site(fake.resource()))
         upstream_port = reactor.listenTCP(0, site, interface="127.0.0.1")

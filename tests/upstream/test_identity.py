@@ -5,10 +5,8 @@ calls claim to be, following the clients that talk through ccm.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
 
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ccm.upstream.identity import (
@@ -17,9 +15,7 @@ from ccm.upstream.identity import (
     ClientIdentity,
     parse_version,
 )
-
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
+from tests.fixtures import logged_events
 
 
 class ParseVersionTests(SynchronousTestCase):
@@ -51,7 +47,7 @@ class ClientIdentityTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.identity = ClientIdentity(floor="2.1.332")
-        self.events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        self.events = logged_events(self)
 
     def test_floor(self) -> None:
         """

@@ -20,15 +20,14 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ccm.config.model import ServiceConfig
 from ccm.web.paths import PathRefused, forwarded_target, normalize_path
 from tests.e2e import serve_fake_anthropic
-from tests.fixtures import write_credentials
+from tests.fixtures import logged_events, write_credentials
 from tests.proxyharness import (
     ALICE,
     ALICE_TOKEN,
@@ -560,7 +559,7 @@ class WireTests(TestCase):
     """
 
     def setUp(self) -> None:
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = logged_events(self)
         self.fake, upstream_url = serve_fake_anthropic(self)
         directory = self.mktemp()
         os.makedirs(directory)

@@ -7,14 +7,14 @@ it.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Iterable, cast
+from typing import Iterable
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver, StringTransport
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
@@ -33,9 +33,7 @@ from tests.proxyharness import (
     ScriptedUpstream,
     raw_request,
 )
-
-if TYPE_CHECKING:
-    from twisted.trial.unittest import TestCase
+from tests.fixtures import logged_events
 
 
 class RoutingTests(SynchronousTestCase):
@@ -503,7 +501,7 @@ class CloseConnectionsTests(SynchronousTestCase):
         is over once the aborted connection is lost; connections that
         closed in time were not aborted.
         """
-        events = EventLoggingObserver.createWithCleanup(cast("TestCase", self), globalLogPublisher)
+        events = logged_events(self)
         stuck, stuck_transport = self.connect()
         self.request(stuck)
         _, idle_transport = self.connect()
